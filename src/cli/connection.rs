@@ -1,0 +1,1 @@
+//! Connection flags (to be written).

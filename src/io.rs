@@ -1,0 +1,113 @@
+//! Positional reads over anything that holds a database image.
+//!
+//! The format readers need random access (a B+tree points backwards and forwards), but the
+//! bytes may live in a plain file, in memory, or inside a compressed backup object whose
+//! frames are decoded on demand. [`ReadAt`] is the one seam between them.
+
+use std::io;
+
+/// Random-access, read-only byte source of a known size.
+///
+/// Implementations must return `UnexpectedEof` (not short data) when
+/// `offset + buf.len()` runs past [`ReadAt::size`].
+pub trait ReadAt: Send + Sync {
+    /// Total number of bytes available.
+    fn size(&self) -> u64;
+    /// Fill `buf` from `offset`, entirely, or fail.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Convenience: read `len` bytes at `offset` into a new buffer.
+    fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let end = offset.checked_add(len as u64);
+        if end.is_none_or(|end| end > self.size()) {
+            return Err(eof(offset, len, self.size()));
+        }
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(offset, &mut buf)?;
+        Ok(buf)
+    }
+}
+
+pub(crate) fn eof(offset: u64, len: usize, size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("read of {len} bytes at offset {offset} runs past the end ({size} bytes)"),
+    )
+}
+
+impl ReadAt for [u8] {
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(|_| eof(offset, buf.len(), self.size()))?;
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+            .ok_or_else(|| eof(offset, buf.len(), self.size()))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn size(&self) -> u64 {
+        self.as_slice().size()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.as_slice().read_exact_at(offset, buf)
+    }
+}
+
+/// A file read with `pread`; the size is taken once, when opened, so a file that grows
+/// underneath (a live member's db) is read as the prefix that existed then.
+pub struct FileReader {
+    file: std::fs::File,
+    size: u64,
+}
+
+impl FileReader {
+    pub fn open(path: &std::path::Path) -> io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let size = file.metadata()?.len();
+        Ok(FileReader { file, size })
+    }
+
+    /// Read only the first `size` bytes of the file (e.g. to leave out a trailer).
+    pub fn with_size(mut self, size: u64) -> Self {
+        self.size = self.size.min(size);
+        self
+    }
+}
+
+impl ReadAt for FileReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.size) {
+            return Err(eof(offset, buf.len(), self.size));
+        }
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &T {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_exact_at(offset, buf)
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_exact_at(offset, buf)
+    }
+}

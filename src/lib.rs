@@ -1,0 +1,27 @@
+//! lifeboat: backs up etcd clusters, proves each backup is good, and walks operators
+//! through restoring a cluster after disaster.
+//!
+//! The modules follow the data:
+//!
+//! * [`source`]: where bytes come from (a live etcd cluster over the Maintenance API).
+//! * [`pipeline`]: what happens to them in flight (trailer check, SHA-256, framed zstd).
+//! * [`store`]: where they land (a local directory; S3 next), behind one small trait.
+//! * [`catalog`]: what is recorded about them (backup ids, manifests, retention).
+//! * [`format`]: offline readers of etcd's on-disk formats (bbolt, etcd buckets, WAL,
+//!   snap files). They take bytes, know nothing of networks, and never trust a length.
+//! * [`member`]: verdicts on a member's data dir, built on the readers.
+//! * [`jobs`]: the commands' work (backup, verify, fetch ...), callable without a process.
+//! * [`cli`]: flag parsing, output and exit codes only.
+
+pub mod catalog;
+pub mod cli;
+pub mod error;
+pub mod format;
+pub mod io;
+pub mod jobs;
+pub mod member;
+pub mod pipeline;
+pub mod source;
+pub mod store;
+
+pub use error::{Error, ExitCode, Result};

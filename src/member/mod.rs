@@ -1,0 +1,1 @@
+//! Verdicts on a member's data dir (to be written).

@@ -1,0 +1,3 @@
+//! Where backup bytes come from: a live etcd cluster.
+
+pub mod etcd;
