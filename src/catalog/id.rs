@@ -28,7 +28,10 @@ mod tests {
 
     #[test]
     fn ids_sort_by_time() {
-        let a = new_backup_id(time::macros::datetime!(2026-11-21 07:05:54.123 UTC), 0x1648f861f2b6c31c);
+        let a = new_backup_id(
+            time::macros::datetime!(2026-11-21 07:05:54.123 UTC),
+            0x1648f861f2b6c31c,
+        );
         assert_eq!(a, "20261121T070554.123Z-1648f861f2b6c31c");
         let b = new_backup_id(time::macros::datetime!(2026-11-21 10:00:00 UTC), 1);
         assert!(a < b);

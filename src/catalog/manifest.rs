@@ -130,7 +130,10 @@ impl Manifest {
     /// Parse and check a manifest; `name` is used in errors.
     pub fn from_json(bytes: &[u8], name: &str) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes).map_err(|e| {
-            Error::integrity(name, format!("manifest is not valid JSON for lifeboat: {e}"))
+            Error::integrity(
+                name,
+                format!("manifest is not valid JSON for lifeboat: {e}"),
+            )
         })?;
         if m.format != FORMAT_NAME {
             return Err(Error::integrity(

@@ -63,9 +63,10 @@ pub fn list(store: &dyn Store) -> Result<(Vec<Manifest>, Vec<BadManifest>)> {
 pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
     if id == "latest" {
         let (all, _) = list(store)?;
-        return all.into_iter().next().ok_or_else(|| {
-            Error::NotFound(format!("no complete backup in {}", store.location()))
-        });
+        return all
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::NotFound(format!("no complete backup in {}", store.location())));
     }
     if id.is_empty() || id.contains('/') {
         return Err(Error::Usage(format!("invalid backup id {id:?}")));
@@ -88,8 +89,7 @@ pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
 /// the store lock held (a running backup has a data object and no manifest yet).
 pub fn orphans(store: &dyn Store) -> Result<Vec<String>> {
     let objects = store.list()?;
-    let names: std::collections::HashSet<&str> =
-        objects.iter().map(|o| o.name.as_str()).collect();
+    let names: std::collections::HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
     Ok(objects
         .iter()
         .filter_map(|o| {

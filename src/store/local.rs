@@ -282,7 +282,10 @@ mod tests {
         );
         assert_eq!(s.get_bytes("a.bin").unwrap(), b"hello");
         use std::os::unix::fs::PermissionsExt;
-        let mode = fs::metadata(d.path().join("a.bin")).unwrap().permissions().mode();
+        let mode = fs::metadata(d.path().join("a.bin"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(s.create("a.bin").is_err(), "never overwrites");
     }
@@ -299,7 +302,10 @@ mod tests {
         fs::write(d.path().join("c.bin.partial"), b"junk").unwrap();
         assert!(s.list().unwrap().is_empty());
         let _l = s.lock().unwrap();
-        assert_eq!(s.clean_partials().unwrap(), vec!["c.bin.partial".to_string()]);
+        assert_eq!(
+            s.clean_partials().unwrap(),
+            vec!["c.bin.partial".to_string()]
+        );
     }
 
     #[test]
