@@ -16,6 +16,7 @@ mod fetch;
 mod get;
 mod inspect;
 mod list;
+mod live;
 pub mod output;
 mod status;
 mod verify;
