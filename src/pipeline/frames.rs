@@ -547,6 +547,30 @@ impl<R: ReadAt> FramedReader<R> {
         Ok(raw)
     }
 
+    /// Read the whole object in order: every frame's stored bytes and its decoded bytes
+    /// (or why it would not decode), then the seek table's bytes. This is the sequential
+    /// pass of `verify` and `fetch`; damage in one frame does not stop the walk.
+    /// Returns the seek table's bytes (the rest of the object).
+    pub fn walk(
+        &self,
+        mut on_frame: impl FnMut(usize, &[u8], Result<Vec<u8>, FrameError>) -> Result<(), FrameError>,
+    ) -> Result<Vec<u8>, FrameError> {
+        for i in 0..self.frames.len() {
+            let stored = self.read_stored_frame(i)?;
+            let raw = self.decode_frame(i, &stored);
+            on_frame(i, &stored, raw)?;
+        }
+        let size = self.inner.size();
+        let table = self
+            .inner
+            .read_vec_at(self.table_offset, (size - self.table_offset) as usize)
+            .map_err(|source| FrameError::Io {
+                offset: self.table_offset,
+                source,
+            })?;
+        Ok(table)
+    }
+
     fn frame(&self, index: usize) -> Result<Arc<Vec<u8>>, FrameError> {
         if let Ok(cache) = self.cache.lock() {
             if let Some((_, data)) = cache.iter().find(|(i, _)| *i == index) {

@@ -18,33 +18,31 @@ use std::time::Duration;
 
 use crate::{Error, Result};
 
-/// How the snapshot stream begins: the size etcd announced.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamStart {
-    /// Database bytes etcd will send before the 32-byte digest.
-    pub expected_db_len: u64,
+/// What [`stream_snapshot`] hands to the pipeline, in order.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// First: the database size etcd announced (bytes before the 32-byte digest).
+    Start { expected_db_len: u64 },
+    /// The next bytes of the stream, exactly as etcd sent them.
+    Data(Vec<u8>),
 }
 
-/// Stream a snapshot from `endpoint` and hand every chunk to `on_chunk`, in order.
+/// Stream a snapshot from `endpoint` into `tx`, one event per message.
 ///
-/// `on_start` is called once with the announced size, before the first chunk. `idle` bounds
-/// the wait for each message (a member that stops sending is treated as a broken stream).
-/// Returns the total bytes received.
-pub async fn stream_snapshot<S, C>(
+/// `idle` bounds the wait for each message: a member that stops sending counts as a broken
+/// stream. Returns the number of bytes received. Fails with [`Error::Etcd`] when the stream
+/// breaks, and with [`Error::Failed`] when the receiving side has gone away.
+pub async fn stream_snapshot(
     cfg: &ConnectConfig,
     endpoint: &str,
     idle: Duration,
-    mut on_start: S,
-    mut on_chunk: C,
-) -> Result<u64>
-where
-    S: FnMut(StreamStart),
-    C: FnMut(Vec<u8>) -> Result<()>,
-{
+    tx: tokio::sync::mpsc::Sender<StreamEvent>,
+) -> Result<u64> {
     let etcd_err = |message: String| Error::Etcd {
         endpoint: endpoint.to_string(),
         message,
     };
+    let sink_gone = || Error::Failed("the backup pipeline stopped taking data".into());
     let mut client = cfg.connect_one(endpoint, true).await?;
     let mut stream = tokio::time::timeout(cfg.command_timeout, client.snapshot())
         .await
@@ -70,13 +68,16 @@ where
         let blob = msg.blob();
         if !started {
             started = true;
-            on_start(StreamStart {
-                expected_db_len: msg.remaining_bytes() + blob.len() as u64,
-            });
+            let expected_db_len = msg.remaining_bytes() + blob.len() as u64;
+            tx.send(StreamEvent::Start { expected_db_len })
+                .await
+                .map_err(|_| sink_gone())?;
         }
         received += blob.len() as u64;
         if !blob.is_empty() {
-            on_chunk(blob.to_vec())?;
+            tx.send(StreamEvent::Data(blob.to_vec()))
+                .await
+                .map_err(|_| sink_gone())?;
         }
     }
     Ok(received)

@@ -244,7 +244,7 @@ pub async fn survey(cfg: &ConnectConfig) -> Result<ClusterView> {
             None => votes.push((s.leader, 1)),
         }
     }
-    votes.sort_by(|a, b| b.1.cmp(&a.1));
+    votes.sort_by_key(|v| std::cmp::Reverse(v.1));
     let leader = votes.first().map(|v| v.0);
     let cluster_id = endpoints.iter().find(|s| s.reachable).map(|s| s.cluster_id);
     Ok(ClusterView {
