@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_problems: usize,
     #[command(flatten)]
-    pub conn: super::live::LiveArgs,
+    pub conn: super::connection::ConnectionArgs,
 }
 
 /// One endpoint's answer to `--compare-live`.
@@ -110,7 +110,7 @@ fn compare_live(
     input: &offline::Input,
     rep: &Report,
 ) -> anyhow::Result<Vec<LiveHash>> {
-    let cfg = args.conn.config()?;
+    let cfg = args.conn.to_config()?;
     let rev = rep.hashkv_revision;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

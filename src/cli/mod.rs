@@ -16,7 +16,6 @@ mod fetch;
 mod get;
 mod inspect;
 mod list;
-mod live;
 pub mod output;
 mod progress;
 mod status;

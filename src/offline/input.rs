@@ -161,15 +161,9 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
 fn open_backup(spec: &str, dest: &str, id: &str) -> Result<Input> {
     let store = crate::store::open_destination(dest, false)?;
     let m = crate::catalog::resolve(store.as_ref(), id)?;
-    let object = if m.object.is_empty() {
-        crate::catalog::data_name(&m.id)
-    } else {
-        m.object.clone()
-    };
-    let obj = store.open(&object)?;
-    let size = obj.size();
-    let fr = crate::pipeline::frames::FramedReader::open(obj)
-        .map_err(|e| Error::integrity(format!("{dest}:{}", m.id), e.to_string()))?;
+    let object = m.object.clone();
+    let size = store.stat(&object)?.unwrap_or(0);
+    let fr = crate::jobs::open_backup_db(store.as_ref(), &m)?;
     let expected = hex::decode(&m.db_sha256)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
