@@ -32,11 +32,14 @@ pub fn fingerprint(k: &[u8]) -> u128 {
     (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
-/// Newest revision of a user key seen in the prepared range.
-#[derive(Debug, Clone, Copy)]
+/// What the pre-pass learnt about one user key from its revisions after the finished
+/// compaction point.
+#[derive(Debug, Clone, Copy, Default)]
 struct Newest {
-    rev: Revision,
-    tombstone: bool,
+    /// Newest revision `<= rev` and whether it is a tombstone.
+    at_rev: Option<(Revision, bool)>,
+    /// Whether the key's newest revision of all is a put.
+    live_now: bool,
 }
 
 /// Why a hashkv cannot be computed at the asked revision (what etcd would answer).
@@ -129,21 +132,21 @@ impl HashKv {
                 e = c.next()?;
                 continue;
             };
-            if rk.rev.main > rev {
-                break;
-            }
             if let Ok(kv) = KeyValueRef::decode(en.value) {
-                hk.later.insert(
-                    fingerprint(kv.key),
-                    Newest {
-                        rev: rk.rev,
-                        tombstone: rk.tombstone,
-                    },
-                );
+                if !kv.key.is_empty() {
+                    let n = hk.later.entry(fingerprint(kv.key)).or_default();
+                    if rk.rev.main <= rev {
+                        n.at_rev = Some((rk.rev, rk.tombstone));
+                    }
+                    n.live_now = !rk.tombstone;
+                }
             }
             e = c.next()?;
         }
-        hk.later_has_live = hk.later.values().any(|n| !n.tombstone);
+        hk.later_has_live = hk
+            .later
+            .values()
+            .any(|n| n.at_rev.is_some_and(|(_, tomb)| !tomb));
         Ok(Ok(hk))
     }
 
@@ -163,11 +166,13 @@ impl HashKv {
                     Ok(kv) => {
                         let fp = fingerprint(kv.key);
                         if rk.rev.main <= self.unique_upto {
-                            !self.later.contains_key(&fp)
+                            // Kept unless the key has a newer revision that is still <= rev.
+                            self.later.get(&fp).is_none_or(|n| n.at_rev.is_none())
                         } else {
                             self.later
                                 .get(&fp)
-                                .is_some_and(|n| n.rev == rk.rev && !n.tombstone)
+                                .and_then(|n| n.at_rev)
+                                .is_some_and(|(r, tomb)| r == rk.rev && !tomb)
                         }
                     }
                     Err(_) => false,
@@ -183,6 +188,27 @@ impl HashKv {
         }
         self.h_all = crc32c::crc32c_append(self.h_all, k);
         self.h_all = crc32c::crc32c_append(self.h_all, v);
+    }
+
+    /// Whether a pre-pass ran (there is a compaction point); then [`HashKv::live_after`]
+    /// and [`HashKv::seen_after`] describe every key with revisions after it.
+    pub fn indexed(&self) -> bool {
+        self.compact >= 0
+    }
+
+    /// Entries with main revision `<=` this are unique per key (finished compaction).
+    pub fn unique_upto(&self) -> i64 {
+        self.unique_upto
+    }
+
+    /// Keys with revisions after the finished compaction whose newest revision is a put.
+    pub fn live_after(&self) -> u64 {
+        self.later.values().filter(|n| n.live_now).count() as u64
+    }
+
+    /// Whether this user key has revisions after the finished compaction.
+    pub fn seen_after(&self, user_key: &[u8]) -> bool {
+        self.later.contains_key(&fingerprint(user_key))
     }
 
     /// The hash etcd would return.

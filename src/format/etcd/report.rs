@@ -203,7 +203,6 @@ struct K8sState {
     res: Vec<PrefixUsage>,
     ns: Vec<PrefixUsage>,
     live: HashMap<u128, Live>,
-    other: i64,
     top: TopN,
 }
 
@@ -304,7 +303,7 @@ impl K8sState {
             resources: name(self.res, &self.res_names),
             namespaces: self.by_namespace.then(|| name(self.ns, &self.ns_names)),
             largest_objects: largest,
-            other_keys: self.other.max(0) as u64,
+            other_keys: 0,
         }
     }
 }
@@ -314,7 +313,10 @@ struct Visitor {
     hashkv: Option<HashKv>,
     /// Entries with main <= this are the survivors of a finished compaction.
     unique_upto: i64,
+    /// Live keys by counting generations (exact when nothing was compacted).
     live: i64,
+    /// Puts at or below `unique_upto` whose key has no later revision.
+    live_compacted: u64,
     key_revisions: u64,
     tombstones: u64,
     leases: u64,
@@ -395,6 +397,11 @@ impl Visitor {
             if kv.version == 1 || rk.rev.main <= self.unique_upto {
                 self.live += 1;
             }
+            if rk.rev.main <= self.unique_upto
+                && self.hashkv.as_ref().is_some_and(|h| !h.seen_after(kv.key))
+            {
+                self.live_compacted += 1;
+            }
             self.top.offer(kv.value.len() as u64, kv.key, rk.rev.main);
         }
         if let Some(k) = &mut self.k8s {
@@ -407,12 +414,6 @@ impl Visitor {
                     kv.value.len() as u64,
                     entry_len,
                 );
-            } else if rk.tombstone {
-                if rk.rev.main > self.unique_upto {
-                    k.other -= 1;
-                }
-            } else if kv.version == 1 || rk.rev.main <= self.unique_upto {
-                k.other += 1;
             }
         }
     }
@@ -488,8 +489,13 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
     };
     let mut v = Visitor {
         hashkv,
-        unique_upto: s.compact_revision.unwrap_or(-1),
+        unique_upto: s.compact_revision.unwrap_or(-1).min(
+            s.compact_revision
+                .max(s.scheduled_compact_revision)
+                .unwrap_or(-1),
+        ),
         live: 0,
+        live_compacted: 0,
         key_revisions: 0,
         tombstones: 0,
         leases: 0,
@@ -503,7 +509,6 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
             res: vec![],
             ns: vec![],
             live: HashMap::new(),
-            other: 0,
             top: TopN::new(opts.top.saturating_mul(8)),
         }),
         problems: vec![],
@@ -541,6 +546,17 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
             size,
         })
         .collect();
+    // With a compaction point, count from the pre-pass index (exact even while a
+    // compaction is half done); without one, every generation's first put is present.
+    let live_keys = match &v.hashkv {
+        Some(h) if h.indexed() => h.live_after() + v.live_compacted,
+        _ => v.live.max(0) as u64,
+    };
+    let mut k8s = v.k8s.map(K8sState::finish);
+    if let Some(k) = &mut k8s {
+        let in_registry: u64 = k.resources.iter().map(|r| r.keys).sum();
+        k.other_keys = live_keys.saturating_sub(in_registry);
+    }
     let ps = u64::from(db.page_size);
     let compact = s.compact_revision.max(s.scheduled_compact_revision);
     let ok = problems.is_empty() && dropped == 0;
@@ -553,7 +569,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         term: s.term,
         conf_state: s.conf_state,
         total_entries: chk.total_entries,
-        live_keys: v.live.max(0) as u64,
+        live_keys,
         key_revisions: v.key_revisions,
         tombstones: v.tombstones,
         leases: v.leases,
@@ -580,7 +596,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         auth_enabled: s.auth_enabled,
         buckets: chk.buckets,
         largest_keys,
-        k8s: v.k8s.map(K8sState::finish),
+        k8s,
         ok,
         problems,
         problems_not_shown: dropped,
