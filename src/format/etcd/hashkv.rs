@@ -156,15 +156,23 @@ impl HashKv {
             self.bad_keys += 1;
             return;
         };
+        self.feed_parsed(k, v, rk, None);
+    }
+
+    /// [`HashKv::feed`] for a caller that already parsed the key and maybe fingerprinted
+    /// the user key (`fp`), so the work is not done twice.
+    pub fn feed_parsed(&mut self, k: &[u8], v: &[u8], rk: RevKey, fp: Option<u128>) {
         if rk.rev.main > self.rev {
             return;
         }
+        // The no-skip variant only matters while `keep` may still turn out empty.
+        let need_all = self.compact >= 0 && !(self.later_has_live || self.kept_any);
         if rk.rev.main <= self.compact {
             // Below the compaction point: only `keep` members count (when keep is non-empty).
-            let kept = !rk.tombstone
-                && match KeyValueRef::decode(v) {
-                    Ok(kv) => {
-                        let fp = fingerprint(kv.key);
+            let kept = !rk.tombstone && {
+                let fp = fp.or_else(|| KeyValueRef::decode(v).ok().map(|kv| fingerprint(kv.key)));
+                match fp {
+                    Some(fp) => {
                         if rk.rev.main <= self.unique_upto {
                             // Kept unless the key has a newer revision that is still <= rev.
                             self.later.get(&fp).is_none_or(|n| n.at_rev.is_none())
@@ -175,8 +183,9 @@ impl HashKv {
                                 .is_some_and(|(r, tomb)| r == rk.rev && !tomb)
                         }
                     }
-                    Err(_) => false,
-                };
+                    None => false,
+                }
+            };
             if kept {
                 self.kept_any = true;
                 self.h_skip = crc32c::crc32c_append(self.h_skip, k);
@@ -186,8 +195,21 @@ impl HashKv {
             self.h_skip = crc32c::crc32c_append(self.h_skip, k);
             self.h_skip = crc32c::crc32c_append(self.h_skip, v);
         }
-        self.h_all = crc32c::crc32c_append(self.h_all, k);
-        self.h_all = crc32c::crc32c_append(self.h_all, v);
+        if need_all {
+            self.h_all = crc32c::crc32c_append(self.h_all, k);
+            self.h_all = crc32c::crc32c_append(self.h_all, v);
+        }
+    }
+
+    /// Whether fingerprints of user keys at this revision are needed by
+    /// [`HashKv::feed_parsed`] (so a caller can compute them once).
+    pub fn wants_fingerprint(&self, rk: &RevKey) -> bool {
+        !rk.tombstone && rk.rev.main <= self.compact && rk.rev.main <= self.rev
+    }
+
+    /// Whether this fingerprint has revisions after the finished compaction.
+    pub fn seen_after_fp(&self, fp: u128) -> bool {
+        self.later.contains_key(&fp)
     }
 
     /// Whether a pre-pass ran (there is a compaction point); then [`HashKv::live_after`]
@@ -213,7 +235,7 @@ impl HashKv {
 
     /// The hash etcd would return.
     pub fn finish(&self) -> u32 {
-        if self.kept_any || self.later_has_live {
+        if self.compact < 0 || self.kept_any || self.later_has_live {
             self.h_skip
         } else {
             self.h_all

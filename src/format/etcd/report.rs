@@ -339,10 +339,10 @@ impl Visitor {
 
     fn key_entry(&mut self, e: &VisitEntry<'_>) {
         self.key_revisions += 1;
-        if let Some(h) = &mut self.hashkv {
-            h.feed(e.key, e.value);
-        }
         let Some(rk) = RevKey::parse(e.key) else {
+            if let Some(h) = &mut self.hashkv {
+                h.feed(e.key, e.value);
+            }
             self.problem(
                 e,
                 format!(
@@ -352,7 +352,21 @@ impl Visitor {
             );
             return;
         };
-        let kv = match KeyValueRef::decode(e.value) {
+        let decoded = KeyValueRef::decode(e.value);
+        // One fingerprint per entry at most, shared by hashkv and the live-key count.
+        let fp = match (&decoded, &self.hashkv) {
+            (Ok(kv), Some(h))
+                if h.wants_fingerprint(&rk)
+                    || (!rk.tombstone && rk.rev.main <= self.unique_upto) =>
+            {
+                Some(fingerprint(kv.key))
+            }
+            _ => None,
+        };
+        if let Some(h) = &mut self.hashkv {
+            h.feed_parsed(e.key, e.value, rk, fp);
+        }
+        let kv = match decoded {
             Ok(kv) => kv,
             Err(err) => {
                 self.problem(
@@ -398,7 +412,11 @@ impl Visitor {
                 self.live += 1;
             }
             if rk.rev.main <= self.unique_upto
-                && self.hashkv.as_ref().is_some_and(|h| !h.seen_after(kv.key))
+                && self
+                    .hashkv
+                    .as_ref()
+                    .zip(fp)
+                    .is_some_and(|(h, fp)| !h.seen_after_fp(fp))
             {
                 self.live_compacted += 1;
             }
