@@ -17,6 +17,8 @@
 #[doc(hidden)]
 pub mod build;
 pub mod check;
+#[doc(hidden)]
+pub mod fuzzing;
 mod node;
 
 use std::fmt;
@@ -242,6 +244,21 @@ pub fn meta_checksum(meta_bytes: &[u8]) -> u64 {
     let mut h = fnv::FnvHasher::default();
     h.write(meta_bytes.get(..56).unwrap_or(meta_bytes));
     h.finish()
+}
+
+/// Recompute the checksums of both meta pages in place (page size taken from meta 0, else
+/// 4096). For tests and fuzzing: damage placed behind valid metas.
+#[doc(hidden)]
+pub fn fix_checksums(img: &mut [u8]) {
+    let ps = le_u32(img, 24)
+        .filter(|p| plausible_page_size(*p))
+        .unwrap_or(4096) as usize;
+    for at in [16usize, ps + 16] {
+        if let Some(m) = img.get_mut(at..at + META_SIZE) {
+            let sum = meta_checksum(&m[..56]);
+            m[56..64].copy_from_slice(&sum.to_le_bytes());
+        }
+    }
 }
 
 fn plausible_page_size(p: u32) -> bool {
@@ -703,6 +720,7 @@ impl<'db, R: ReadAt> Bucket<'db, R> {
             root: self.root.clone(),
             stack: Vec::new(),
             state: CursorState::Unstarted,
+            loads: 0,
         }
     }
 }
@@ -741,10 +759,21 @@ pub struct Cursor<'db, R> {
     root: BucketRoot,
     stack: Vec<Frame>,
     state: CursorState,
+    /// Pages loaded so far: a well-formed walk loads each page once, so more loads than
+    /// pages means a page is referenced twice (and a hostile DAG could loop for ages).
+    loads: u64,
 }
 
 impl<'db, R: ReadAt> Cursor<'db, R> {
-    fn load(&self, id: u64) -> Result<Frame> {
+    fn load(&mut self, id: u64) -> Result<Frame> {
+        self.loads += 1;
+        if self.loads > self.db.meta.pgid.saturating_add(2 * MAX_DEPTH as u64) {
+            return Err(FormatError::corrupt(
+                Some(id),
+                self.db.page_offset(id),
+                "bucket tree visits more pages than the file has (a page is referenced twice)",
+            ));
+        }
         if self.stack.len() >= MAX_DEPTH {
             return Err(FormatError::corrupt(
                 Some(id),
@@ -772,7 +801,7 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
         })
     }
 
-    fn root_frame(&self) -> Result<Frame> {
+    fn root_frame(&mut self) -> Result<Frame> {
         match &self.root {
             BucketRoot::Page(id) => self.load(*id),
             BucketRoot::Inline { data, offset } => {

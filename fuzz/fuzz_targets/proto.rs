@@ -1,0 +1,7 @@
+//! The protobuf and JSON decoders of etcd's bucket values.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    lifeboat::format::bolt::fuzzing::exercise_decoders(data);
+});

@@ -1,0 +1,109 @@
+//! What the fuzz targets (`fuzz/`) and the property tests run: every reader entry point
+//! over arbitrary bytes. Results are thrown away; the only thing under test is that nothing
+//! panics, reads out of bounds, or fails to finish.
+
+use super::{check, fix_checksums, BucketRoot, CheckOptions, Db, Meta, Node, PageHeader};
+use crate::format::etcd::report::{report, ReportOptions};
+use crate::format::etcd::{parse_member, AlarmMember, ConfState, KeyValueRef, Lease, RevKey};
+
+/// Entries read per bucket at most (bounds the time of one run).
+const MAX_ENTRIES: usize = 20_000;
+
+/// Turn fuzz input into a database image: the first byte is a control byte; with its low
+/// bit set, both meta checksums are recomputed so mutations get past the meta pages and
+/// into the tree.
+pub fn prepare(data: &[u8]) -> Vec<u8> {
+    let Some((&ctrl, rest)) = data.split_first() else {
+        return Vec::new();
+    };
+    let mut img = rest.to_vec();
+    if ctrl & 1 == 1 {
+        fix_checksums(&mut img);
+    }
+    img
+}
+
+/// Open, list buckets, walk each with a cursor, seek, get and last; the etcd summary.
+pub fn exercise_reader(img: &[u8]) {
+    let _ = super::check_meta(img);
+    let Ok(db) = Db::open(img) else { return };
+    let _ = crate::format::etcd::summary_of(&db);
+    let Ok(names) = db.bucket_names() else { return };
+    for name in names.iter().take(64) {
+        let Ok(Some(b)) = db.bucket(name) else {
+            continue;
+        };
+        let mut c = b.cursor();
+        let mut keys = Vec::new();
+        for _ in 0..MAX_ENTRIES {
+            match c.next() {
+                Ok(Some(e)) => {
+                    if keys.len() < 8 {
+                        keys.push(e.key.to_vec());
+                    }
+                }
+                _ => break,
+            }
+        }
+        for k in &keys {
+            let _ = b.get(k);
+            let mut c = b.cursor();
+            let _ = c.seek(k);
+            let _ = c.next();
+            let _ = c.current();
+        }
+        let _ = b.last();
+        let _ = b.get(b"");
+        let _ = b.get(&[0xff; 40]);
+    }
+    let _ = crate::offline::get::get(
+        &db,
+        b"",
+        &crate::offline::get::GetOptions {
+            prefix: true,
+            ..Default::default()
+        },
+    );
+    let _ = crate::offline::diff::diff(&db, &db, &Default::default());
+}
+
+/// The strict check and the full etcd report (with hashkv and the Kubernetes summary).
+pub fn exercise_checker(img: &[u8]) {
+    let r = check(img, &CheckOptions::default(), &mut ());
+    let _ = r.ok();
+    if let Ok(db) = Db::open(img) {
+        let _ = report(
+            &db,
+            &ReportOptions {
+                k8s: true,
+                by_namespace: true,
+                ..ReportOptions::default()
+            },
+        );
+        let _ = crate::format::etcd::hashkv::hashkv(&db, 0, Some(2));
+    }
+}
+
+/// Every decoder of bucket values and page structures, over the same bytes.
+pub fn exercise_decoders(data: &[u8]) {
+    let _ = KeyValueRef::decode(data);
+    let _ = Lease::decode(data);
+    let _ = AlarmMember::decode(data);
+    let _ = RevKey::parse(data);
+    let _ = serde_json::from_slice::<ConfState>(data);
+    let mid = data.len() / 2;
+    let (k, v) = data.split_at(mid);
+    let _ = parse_member(k, v);
+    let _ = BucketRoot::parse(data, (None, 0));
+    let _ = PageHeader::parse(data);
+    let _ = Meta::parse(data);
+    let _ = crate::format::etcd::report::k8s_split(data);
+    if let Ok(n) = Node::new(data, None, 0) {
+        for i in 0..n.count().min(512) {
+            let _ = n.leaf(i);
+            let _ = n.branch(i);
+        }
+        let _ = n.leaf_search(k);
+        let _ = n.branch_search(k);
+    }
+}
