@@ -23,6 +23,9 @@ pub struct DbBuilder {
     /// Leaf fill target in bytes (defaults to the page size); smaller values make deeper trees.
     pub fill: usize,
     pub txid: u64,
+    /// Write a persisted freelist page holding these ids (None: NoFreelistSync, like etcd
+    /// on Linux). Ids past the built pages are allowed (to make broken files).
+    pub freelist: Option<Vec<u64>>,
 }
 
 impl DbBuilder {
@@ -34,6 +37,7 @@ impl DbBuilder {
             inline: true,
             fill: page_size,
             txid: 5,
+            freelist: None,
         }
     }
 
@@ -168,6 +172,23 @@ impl DbBuilder {
             top.push((BUCKET_LEAF_FLAG, name.clone(), v));
         }
         let root = self.write_tree(&top);
+        let freelist_page = match self.freelist.take() {
+            None => PGID_NO_FREELIST,
+            Some(ids) => {
+                let mut img = vec![0u8; PAGE_HEADER_SIZE];
+                img[8..10].copy_from_slice(&flags::FREELIST.to_le_bytes());
+                if ids.len() >= 0xFFFF {
+                    img[10..12].copy_from_slice(&0xFFFFu16.to_le_bytes());
+                    img.extend_from_slice(&(ids.len() as u64).to_le_bytes());
+                } else {
+                    img[10..12].copy_from_slice(&(ids.len() as u16).to_le_bytes());
+                }
+                for id in ids {
+                    img.extend_from_slice(&id.to_le_bytes());
+                }
+                self.put_page(img)
+            }
+        };
         let pgid = self.next;
         let ps = self.page_size;
         let mut out = vec![0u8; 2 * ps];
@@ -180,7 +201,7 @@ impl DbBuilder {
             m[4..8].copy_from_slice(&VERSION.to_le_bytes());
             m[8..12].copy_from_slice(&(ps as u32).to_le_bytes());
             m[16..24].copy_from_slice(&root.to_le_bytes());
-            m[32..40].copy_from_slice(&PGID_NO_FREELIST.to_le_bytes());
+            m[32..40].copy_from_slice(&freelist_page.to_le_bytes());
             m[40..48].copy_from_slice(&pgid.to_le_bytes());
             m[48..56].copy_from_slice(&txid.to_le_bytes());
             let sum = meta_checksum(&m[..56]);

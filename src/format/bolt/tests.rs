@@ -1,5 +1,6 @@
 use super::build::{etcd_like, fix_meta_checksum, DbBuilder, Entries};
 use super::*;
+use super::{check, fix_checksums, CheckOptions};
 
 fn bytes(s: &str) -> Vec<u8> {
     s.as_bytes().to_vec()
@@ -160,4 +161,184 @@ fn cycles_and_out_of_range_children_are_errors_not_hangs() {
     let bk = db.bucket(b"big").unwrap().unwrap();
     let e = bk.cursor().next().unwrap_err();
     assert!(e.to_string().contains("out of range"), "{e}");
+}
+
+// ---- the strict checker ------------------------------------------------------------
+
+fn problems(img: &[u8]) -> Vec<Problem> {
+    check(img, &CheckOptions::default(), &mut ()).problems
+}
+
+fn has(ps: &[Problem], page: Option<u64>, needle: &str) -> bool {
+    ps.iter()
+        .any(|p| p.page == page && p.message.contains(needle))
+}
+
+#[test]
+fn clean_images_have_no_problems_and_count_pages() {
+    for img in [
+        etcd_like(4096, 200, 50),
+        etcd_like(512, 50, 700),
+        DbBuilder::new(4096).build(&[]),
+    ] {
+        let r = check(&img[..], &CheckOptions::default(), &mut ());
+        assert!(r.ok(), "{:?}", r.problems);
+        assert_eq!(r.pages.free, 0);
+        assert_eq!(r.pages.in_use, r.pages.total);
+    }
+}
+
+#[test]
+fn persisted_freelist_is_checked() {
+    // Pages 2 and 3 hold a throwaway tree we then orphan by building again on top.
+    let mut b = DbBuilder::new(4096);
+    b.freelist = Some(vec![]);
+    let img = b.build(&[(bytes("a"), entries(3, 3))]);
+    let r = check(&img[..], &CheckOptions::default(), &mut ());
+    assert!(r.ok(), "{:?}", r.problems);
+    assert_eq!(r.pages.freelist, 1);
+    let db = Db::open(&img[..]).unwrap();
+    let (root, fl, hwm) = (db.meta.root, db.meta.freelist, db.meta.pgid);
+
+    // Freeing the root page: reachable freed.
+    let mut b = DbBuilder::new(4096);
+    b.freelist = Some(vec![root]);
+    let img = b.build(&[(bytes("a"), entries(3, 3))]);
+    assert!(has(&problems(&img), Some(root), "reachable freed"));
+
+    // Duplicate and out-of-range ids.
+    let mut b = DbBuilder::new(4096);
+    b.freelist = Some(vec![root, root, hwm + 10]);
+    let img = b.build(&[(bytes("a"), entries(3, 3))]);
+    let ps = problems(&img);
+    assert!(has(&ps, Some(fl), "already freed"), "{ps:?}");
+    assert!(has(&ps, Some(fl), "outside"), "{ps:?}");
+
+    // A page neither reachable nor freed: append an orphan page by growing the hwm.
+    let mut b = DbBuilder::new(4096);
+    b.freelist = Some(vec![]);
+    let mut img = b.build(&[(bytes("a"), entries(3, 3))]);
+    let orphan = img.len() as u64 / 4096;
+    img.extend_from_slice(&[0u8; 4096]);
+    img[56..64].copy_from_slice(&(orphan + 1).to_le_bytes());
+    img[4096 + 56..4096 + 64].copy_from_slice(&(orphan + 1).to_le_bytes());
+    fix_checksums(&mut img);
+    assert!(has(&problems(&img), Some(orphan), "unreachable unfreed"));
+
+    // The 0xFFFF count form.
+    let mut b = DbBuilder::new(4096);
+    b.freelist = Some((0..0x1_0000u64).map(|_| 0).collect());
+    let img = b.build(&[(bytes("a"), entries(3, 3))]);
+    let ps = problems(&img);
+    assert!(ps.iter().any(|p| p.message.contains("outside")), "{ps:?}");
+}
+
+#[test]
+fn element_and_type_problems_name_the_page() {
+    let mut b = DbBuilder::new(4096);
+    b.fill = 300;
+    let img0 = b.build(&[(bytes("big"), entries(300, 10))]);
+    let db = Db::open(&img0[..]).unwrap();
+    let BucketRoot::Page(r) = db.bucket(b"big").unwrap().unwrap().root().clone() else {
+        panic!()
+    };
+    let child = db.page(r).unwrap().node().unwrap().branch(0).unwrap().pgid;
+    let mut leaf = child;
+    while db.page(leaf).unwrap().node().unwrap().is_branch() {
+        leaf = db
+            .page(leaf)
+            .unwrap()
+            .node()
+            .unwrap()
+            .branch(0)
+            .unwrap()
+            .pgid;
+    }
+    let at = |p: u64| p as usize * 4096;
+
+    // A tree page with the freelist type.
+    let mut img = img0.clone();
+    img[at(child) + 8..at(child) + 10].copy_from_slice(&flags::FREELIST.to_le_bytes());
+    assert!(has(&problems(&img), Some(child), "invalid type"));
+
+    // Header id differs from the referencing id.
+    let mut img = img0.clone();
+    img[at(child)..at(child) + 8].copy_from_slice(&999u64.to_le_bytes());
+    assert!(has(&problems(&img), Some(child), "has id 999"));
+
+    // Zero-length key in a leaf (ksize of element 1 = 0).
+    let mut img = img0.clone();
+    img[at(leaf) + 16 + 16 + 8..at(leaf) + 16 + 16 + 12].copy_from_slice(&0u32.to_le_bytes());
+    let ps = problems(&img);
+    assert!(has(&ps, Some(leaf), "zero-length key"), "{ps:?}");
+
+    // Unknown leaf element flags.
+    let mut img = img0.clone();
+    img[at(leaf) + 16..at(leaf) + 20].copy_from_slice(&0x40u32.to_le_bytes());
+    assert!(has(&problems(&img), Some(leaf), "unknown flags"));
+
+    // Element count that cannot fit in the page.
+    let mut img = img0.clone();
+    img[at(child) + 10..at(child) + 12].copy_from_slice(&0xFFFEu16.to_le_bytes());
+    assert!(has(&problems(&img), Some(child), "elements need"));
+
+    // Overflow running past the high-water mark.
+    let mut img = img0.clone();
+    img[at(child) + 12..at(child) + 16].copy_from_slice(&1000u32.to_le_bytes());
+    assert!(has(&problems(&img), Some(child), "overflow 1000"));
+
+    // Swapping two leaf keys breaks the order within the page.
+    let mut img = img0.clone();
+    let n = Db::open(&img0[..]).unwrap();
+    let p = n.page(leaf).unwrap();
+    let (e0, e1) = (
+        p.node().unwrap().leaf(0).unwrap(),
+        p.node().unwrap().leaf(1).unwrap(),
+    );
+    let (o0, o1) = (at(leaf) + e0.key_offset, at(leaf) + e1.key_offset);
+    let (k0, k1) = (e0.key.to_vec(), e1.key.to_vec());
+    img[o0..o0 + k0.len()].copy_from_slice(&k1);
+    img[o1..o1 + k1.len()].copy_from_slice(&k0);
+    assert!(has(
+        &problems(&img),
+        Some(leaf),
+        "not greater than the previous key"
+    ));
+}
+
+#[test]
+fn inline_bucket_and_top_level_problems() {
+    let img0 = DbBuilder::new(4096).build(&[(bytes("a"), entries(3, 3)), (bytes("b"), vec![])]);
+    let db = Db::open(&img0[..]).unwrap();
+    let root = db.meta.root as usize * 4096;
+    // Clear the bucket flag of the first top-level entry.
+    let mut img = img0.clone();
+    img[root + 16..root + 20].copy_from_slice(&0u32.to_le_bytes());
+    assert!(has(&problems(&img), Some(db.meta.root), "is not a bucket"));
+    // Inline bucket page with a branch type: find "a"'s inline page header in the value.
+    let e = db.page(db.meta.root).unwrap();
+    let el = e.node().unwrap().leaf(0).unwrap();
+    let inline_hdr = root + el.key_offset + el.key.len() + 16;
+    let mut img = img0.clone();
+    img[inline_hdr + 8..inline_hdr + 10].copy_from_slice(&flags::BRANCH.to_le_bytes());
+    assert!(problems(&img)
+        .iter()
+        .any(|p| p.message.contains("inline bucket page has type branch")));
+    // A sub-bucket entry inside an inline bucket.
+    let mut img = img0.clone();
+    img[inline_hdr + 16..inline_hdr + 20].copy_from_slice(&1u32.to_le_bytes());
+    assert!(problems(&img)
+        .iter()
+        .any(|p| p.message.contains("inline bucket contains a sub-bucket")));
+}
+
+#[test]
+fn etcdutl_hash_counts_names_keys_values() {
+    let img = DbBuilder::new(4096).build(&[
+        (bytes("a"), vec![(bytes("k"), bytes("v"))]),
+        (bytes("b"), vec![]),
+    ]);
+    let r = check(&img[..], &CheckOptions::default(), &mut ());
+    assert_eq!(r.etcdutl_hash, crc32c::crc32c(b"akvb"));
+    assert_eq!(r.total_entries, 1);
 }
