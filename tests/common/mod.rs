@@ -430,10 +430,16 @@ impl Cluster {
     /// Write `count` keys `{prefix}{i:08}` with `value_size`-byte values through etcdctl's
     /// `txn` in batches (one process per batch, so thousands of keys take a second).
     pub fn fill(&self, prefix: &str, count: usize, value_size: usize) {
+        self.fill_batched(prefix, count, value_size, 100);
+    }
+
+    /// [`Cluster::fill`] with `batch` puts per txn (etcd refuses more than
+    /// `--max-txn-ops`, 128 by default: raise it with `Opts::extra_args` for big batches).
+    pub fn fill_batched(&self, prefix: &str, count: usize, value_size: usize, batch: usize) {
         let value: String = "v".repeat(value_size);
         let mut start = 0;
         while start < count {
-            let end = (start + 100).min(count);
+            let end = (start + batch.max(1)).min(count);
             let mut script = String::from("\n");
             for i in start..end {
                 script.push_str(&format!("put {prefix}{i:08} {value}\n"));
