@@ -1,0 +1,1 @@
+//! Describing records for `lifeboat wal dump` (to be written).
