@@ -67,7 +67,10 @@ pub fn next_steps(r: &MemberReport) -> Vec<String> {
                 .unwrap_or_default();
             vec![
                 format!("etcd repairs this by itself: start it as usual. It keeps a copy of the damaged file as <file>.broken and cuts the WAL at {at}."),
-                format!("Lost with the cut: {}. These writes were never fully on disk, so raft never counted them as durable here; the log ends at index {} (commit {}).", lost_words(r), r.last_index, r.commit),
+                match r.lost.as_ref().and_then(|l| l.committed_up_to) {
+                    Some(c) => format!("Lost with the cut: {}. A HardState after the damage shows entries up to {c} had been committed: this member acknowledged them, so the other members hold them; if this member is the only survivor, they are gone. The log ends at index {} (commit {}).", lost_words(r), r.last_index, r.commit),
+                    None => format!("Lost with the cut: {}. Nothing after the damage says they were committed (a torn write is one that never finished reaching the disk); the log ends at index {} (commit {}).", lost_words(r), r.last_index, r.commit),
+                },
                 "In a healthy cluster the member then catches up from the leader. If this was the only copy (quorum lost), the entries above are gone; rank the survivors with `lifeboat check-member DIR...`.".into(),
             ]
         }

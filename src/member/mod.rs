@@ -83,9 +83,15 @@ pub struct Lost {
     pub first_index: Option<u64>,
     pub last_index: Option<u64>,
     /// The count is exact (false: salvage could not follow every frame; at least this many).
+    /// A damaged record that was cut short or does not decode is counted only when a later
+    /// entry shows its index.
     pub complete: bool,
-    /// Records (of any type) after the damage.
+    /// Records (of any type) from the damaged one to the end, the damaged one included.
     pub records: u64,
+    /// A HardState past the damage says entries up to here were committed (this member had
+    /// acknowledged them; other members hold them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_up_to: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -553,13 +559,24 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
     }
 
     // Lost entries beyond a stop.
+    // Entries from the one after the last good entry up to the last salvaged one: this
+    // includes the damaged record itself when it was an entry.
     let beyond = &scan.beyond;
-    let lost = |extra: u64| Lost {
-        entries: beyond.entries + extra,
-        first_index: beyond.first_index,
-        last_index: beyond.last_index,
-        complete: beyond.complete,
-        records: beyond.records + extra,
+    let good = last_good_index(&scan).max(start.index);
+    let lost = |_: u64| {
+        let first = good.saturating_add(1);
+        let (entries, first_index, last_index) = match beyond.last_index {
+            Some(l) if l >= first => (l - first + 1, Some(first), Some(l)),
+            _ => (0, None, None),
+        };
+        Lost {
+            entries,
+            first_index,
+            last_index,
+            complete: beyond.complete,
+            records: beyond.records + 1,
+            committed_up_to: beyond.commit.filter(|&c| c >= first),
+        }
     };
 
     match &opened.outcome {
@@ -585,6 +602,7 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
                     last_index: None,
                     complete: false,
                     records: 0,
+                    committed_up_to: None,
                 });
             }
         }

@@ -103,11 +103,16 @@ pub fn search_index(segs: &[Segment], index: u64) -> Option<usize> {
 /// Model `wal.Open(start)` + `ReadAll` (+ `Repair`) + raft `loadState`.
 pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
     let hard_state = scan.hard_state.unwrap_or_default();
+    // What the log holds up to the first failure; refined below once the start is known.
+    let (li, lt) = match &scan.last_entry {
+        Some((i, t, _)) if *i > start.index => (*i, *t),
+        _ => (start.index, start.term),
+    };
     let mut opened = Opened {
         outcome: Outcome::Clean,
         start_file: None,
-        last_index: start.index,
-        last_term: start.term,
+        last_index: li,
+        last_term: lt,
         hard_state,
     };
     if let Err(o) = valid_snapshots(scan) {

@@ -88,6 +88,8 @@ pub struct Beyond {
     pub last_index: Option<u64>,
     /// Salvage reached the end of the log (otherwise the count is a lower bound).
     pub complete: bool,
+    /// Highest HardState commit found past the stop: entries up to it had been committed.
+    pub commit: Option<u64>,
 }
 
 /// Everything one pass learned.
@@ -154,6 +156,11 @@ pub fn scan(segs: &[Segment]) -> Scan {
         if s.stop.is_some() {
             // Salvage: count only.
             s.beyond.records += 1;
+            if rec.rtype == record::STATE {
+                if let Ok(h) = HardState::decode(rec.data()) {
+                    s.beyond.commit = Some(s.beyond.commit.unwrap_or(0).max(h.commit));
+                }
+            }
             if rec.rtype == record::ENTRY {
                 if let Ok(e) = Entry::decode(rec.data()) {
                     s.beyond.entries += 1;
