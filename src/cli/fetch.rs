@@ -1,13 +1,50 @@
-use super::Global;
+use std::path::PathBuf;
+
+use super::output::print_json;
+use super::{Global, OutputFormat};
+use crate::catalog;
+use crate::jobs::backup::Progress;
+use crate::jobs::fetch::fetch;
+use crate::store::open_destination;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Arguments (to be defined).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+    /// Destination holding the backup.
+    #[arg(long, value_name = "DEST")]
+    pub from: String,
+    /// Backup id, or `latest`.
+    #[arg(value_name = "ID|latest")]
+    pub id: String,
+    /// Snapshot file to write (database + SHA-256 trailer, as `etcdctl snapshot save` makes).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<ExitCode> {
-    super::not_yet("fetch")
+pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let store = open_destination(&a.from, false)?;
+    let m = catalog::resolve(store.as_ref(), &a.id)?;
+    let bar = super::progress::Bar::new(g.quiet);
+    bar.begin(&format!("fetch {}", m.id), Some(m.stored_size));
+    let r = fetch(store.as_ref(), &m, &a.out, a.force, &bar.setter());
+    bar.end();
+    let r = r?;
+    match g.output {
+        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Text => {
+            if !g.quiet {
+                println!(
+                    "wrote {} ({} bytes: database of revision {} + SHA-256 trailer {})",
+                    r.out.display(),
+                    r.file_size,
+                    m.revision,
+                    r.db_sha256
+                );
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
 }

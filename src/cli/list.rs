@@ -1,13 +1,88 @@
-use super::Global;
+use super::output::{human_bytes, print_json};
+use super::{Global, OutputFormat};
+use crate::catalog::{self, Manifest};
+use crate::store::open_destination;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Arguments (to be defined).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+    /// Destination to list: a local directory.
+    #[arg(long, value_name = "DEST")]
+    pub from: String,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<ExitCode> {
-    super::not_yet("list")
+/// A few lines about one backup, for people.
+pub fn describe(m: &Manifest) -> String {
+    let ratio = if m.stored_size > 0 {
+        m.db_size as f64 / m.stored_size as f64
+    } else {
+        0.0
+    };
+    let mut s = format!(
+        "id:            {}\ncreated:       {}\ncluster:       {}\nrevision:      {}\nraft:          term {}, index {}\nsource:        {} ({}) at {}: {}\netcd version:  {}\ndatabase:      {} ({} bytes), sha256 {}\nstored:        {} ({:.1}x zstd), sha256 {}\nmembers:       {}\n",
+        m.id,
+        m.created_at,
+        m.cluster_id,
+        m.revision,
+        m.raft_term,
+        m.raft_index,
+        m.source_member.name,
+        m.source_member.id,
+        m.source_member.endpoint,
+        m.source_member.reason,
+        m.etcd_version,
+        human_bytes(m.db_size),
+        m.db_size,
+        m.db_sha256,
+        human_bytes(m.stored_size),
+        ratio,
+        m.stored_sha256,
+        m.members
+            .iter()
+            .map(|x| format!("{} ({})", x.name, x.id))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    for a in &m.alarms {
+        s.push_str(&format!("alarm:         {} on {}\n", a.alarm, a.member_id));
+    }
+    for w in &m.warnings {
+        s.push_str(&format!("warning:       {w}\n"));
+    }
+    s
+}
+
+pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let store = open_destination(&a.from, false)?;
+    let (backups, bad) = catalog::list(store.as_ref())?;
+    for b in &bad {
+        eprintln!("lifeboat: warning: {}: {} (not listed)", b.name, b.error);
+    }
+    match g.output {
+        OutputFormat::Json => print_json(&backups)?,
+        OutputFormat::Text => {
+            if backups.is_empty() {
+                if !g.quiet {
+                    eprintln!("no complete backups in {}", store.location());
+                }
+                return Ok(ExitCode::Ok);
+            }
+            println!(
+                "{:<42} {:>10} {:>10} {:>10}  {:<10} CREATED",
+                "ID", "REVISION", "DB", "STORED", "SOURCE"
+            );
+            for m in &backups {
+                println!(
+                    "{:<42} {:>10} {:>10} {:>10}  {:<10} {}",
+                    m.id,
+                    m.revision,
+                    human_bytes(m.db_size),
+                    human_bytes(m.stored_size),
+                    m.source_member.name,
+                    m.created_at
+                );
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
 }

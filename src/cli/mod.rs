@@ -17,6 +17,7 @@ mod get;
 mod inspect;
 mod list;
 pub mod output;
+mod progress;
 mod status;
 mod verify;
 mod wal;
@@ -58,7 +59,7 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Take one backup: stream a snapshot, verify it, compress and store it with a manifest.
-    Backup(backup::Args),
+    Backup(Box<backup::Args>),
     /// List the complete backups in a destination, newest first.
     List(list::Args),
     /// Re-read a stored backup and check everything: digests, compression, database pages.
@@ -107,7 +108,7 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
-        Command::Backup(a) => backup::run(a, g),
+        Command::Backup(a) => backup::run(*a, g),
         Command::List(a) => list::run(a, g),
         Command::Verify(a) => verify::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),
@@ -146,6 +147,7 @@ fn init_logging(g: &Global) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }

@@ -1,13 +1,73 @@
-use super::Global;
-use crate::ExitCode;
+use super::output::print_json;
+use super::{Global, OutputFormat};
+use crate::catalog;
+use crate::jobs::verify::{verify, VerifyReport};
+use crate::store::open_destination;
+use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Arguments (to be defined).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    rest: Vec<String>,
+    /// Destination holding the backup.
+    #[arg(long, value_name = "DEST")]
+    pub from: String,
+    /// Backup id, or `latest`.
+    #[arg(default_value = "latest", value_name = "ID|latest")]
+    pub id: String,
+    /// Verify every backup in the destination (JSON: an array of reports).
+    #[arg(long, conflicts_with = "id")]
+    pub all: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> anyhow::Result<ExitCode> {
-    super::not_yet("verify")
+fn print_text(r: &VerifyReport) {
+    if r.ok {
+        println!(
+            "backup {}: OK (revision {}, {} database bytes, object {})",
+            r.id, r.revision, r.db_size, r.object
+        );
+    } else {
+        println!("backup {}: DAMAGED ({})", r.id, r.object);
+        for p in &r.problems {
+            println!("  problem: {p}");
+        }
+    }
+}
+
+pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let store = open_destination(&a.from, false)?;
+    let manifests = if a.all {
+        let (all, bad) = catalog::list(store.as_ref())?;
+        for b in &bad {
+            eprintln!("lifeboat: warning: {}: {}", b.name, b.error);
+        }
+        all
+    } else {
+        vec![catalog::resolve(store.as_ref(), &a.id)?]
+    };
+    if manifests.is_empty() {
+        return Err(Error::NotFound(format!("no complete backup in {}", store.location())).into());
+    }
+    let bar = super::progress::Bar::new(g.quiet);
+    let mut reports = Vec::new();
+    for m in &manifests {
+        use crate::jobs::backup::Progress;
+        bar.begin(&format!("verify {}", m.id), Some(m.stored_size));
+        let r = verify(store.as_ref(), m, &bar.setter())?;
+        bar.end();
+        if g.output == OutputFormat::Text {
+            print_text(&r);
+        }
+        reports.push(r);
+    }
+    if g.output == OutputFormat::Json {
+        if a.all {
+            print_json(&reports)?;
+        } else if let Some(r) = reports.first() {
+            print_json(r)?;
+        }
+    }
+    Ok(if reports.iter().all(|r| r.ok) {
+        ExitCode::Ok
+    } else {
+        ExitCode::Integrity
+    })
 }
