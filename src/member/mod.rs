@@ -305,6 +305,7 @@ pub fn check_dir(dirs: &Dirs) -> MemberReport {
                         etcd_error: Some("bbolt: invalid database / checksum error".into()),
                     });
                 }
+                db_invariants(&mut r, &c, &snapdir, p);
                 r.db = Some(c);
             }
             Err(e) => r
@@ -327,6 +328,67 @@ pub fn check_dir(dirs: &Dirs) -> MemberReport {
     }
     finish(&mut r);
     r
+}
+
+/// formats §7.4: the db against the WAL and the snapshot etcd starts from.
+fn db_invariants(r: &mut MemberReport, c: &db::DbCheck, snapdir: &SnapDir, p: &Path) {
+    let file = p.display().to_string();
+    let Some(ci) = c.consistent_index else {
+        return;
+    };
+    let s = r.snapshot.index;
+    if ci < s && r.verdict != Verdict::CorruptWal {
+        let want = format!("{s:016x}.snap.db");
+        if !snapdir.snap_dbs.iter().any(|(_, n)| *n == want) {
+            r.problems.push(Problem {
+                severity: Severity::Fatal,
+                file,
+                offset: None,
+                record: None,
+                index: Some(s),
+                message: format!(
+                    "the db's consistent index {ci} is older than the snapshot etcd starts from (index {s}) and {want} is missing: the db and the WAL are not from the same moment (a copy taken while etcd ran?)"
+                ),
+                etcd_error: Some(
+                    "recovering backend from snapshot error: failed to find database snapshot file (snap: snapshot file doesn't exist)".into(),
+                ),
+            });
+            return;
+        }
+    }
+    if ci > r.last_index && r.verdict != Verdict::CorruptWal {
+        r.problems.push(warning(
+            &file,
+            format!(
+                "the db has applied raft index {ci}, but the WAL etcd reads ends at {}: the backend will skip the next {} entries written here as already applied (the db and WAL are from different moments, or a torn WAL lost entries the db had applied)",
+                r.last_index,
+                ci - r.last_index
+            ),
+        ));
+    }
+    if let Some(t) = c.term {
+        if t > r.hard_state.term && r.hard_state.term > 0 {
+            r.problems.push(warning(
+                &file,
+                format!(
+                    "the db's term {t} is above the WAL's HardState term {}",
+                    r.hard_state.term
+                ),
+            ));
+        }
+    }
+    if let Some(me) = r
+        .member_id
+        .as_ref()
+        .and_then(|m| u64::from_str_radix(m, 16).ok())
+    {
+        if !c.member_ids.is_empty() && !c.member_ids.contains(&me) {
+            r.problems.push(warning(
+                &file,
+                format!("this member ({me:x}) is not in the db's members bucket"),
+            ));
+        }
+    }
 }
 
 fn fatal_db(p: &Path, message: String) -> Problem {
