@@ -4,6 +4,7 @@
 
 pub mod advice;
 pub mod db;
+pub mod doctor;
 pub mod rank;
 
 use std::path::{Path, PathBuf};
