@@ -64,6 +64,23 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
     if problems.is_empty() {
         problems.extend(super::backup::check_database(&reader, m));
     }
+    if problems.is_empty() {
+        // The strict structural check of every page (meta checksums, bounds, types, key
+        // order, references), through the seek table. A bigger frame cache keeps a
+        // tree walk over a compressed object from decoding the same frame again and again.
+        let reader = reader.with_cache_frames(32);
+        let opts = crate::format::bolt::check::CheckOptions::default();
+        let r = crate::format::bolt::check::check(&reader, &opts, &mut ());
+        for p in &r.problems {
+            problems.push(format!("database: {p}"));
+        }
+        if r.problems_not_shown > 0 {
+            problems.push(format!(
+                "database: {} more problems not shown",
+                r.problems_not_shown
+            ));
+        }
+    }
     Ok(report(problems))
 }
 
