@@ -206,6 +206,11 @@ impl Tee {
     }
 }
 
+/// Messages (32 KiB each from etcd) buffered between the gRPC stream and the pipeline:
+/// 4 MiB lets the member keep sending (and reading its disk) while a compression frame
+/// is being handed over, without letting memory grow with the database.
+const STREAM_BUFFER_MESSAGES: usize = 128;
+
 enum AttemptError {
     /// Worth another try on another member.
     Retry(Error),
@@ -226,7 +231,7 @@ async fn attempt(
     progress: Arc<dyn Progress>,
 ) -> std::result::Result<Streamed, AttemptError> {
     let started = now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamEvent>(16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamEvent>(STREAM_BUFFER_MESSAGES);
     let frames = opts.frames;
     let rate = opts.rate_limit;
     let tee = Tee {
