@@ -233,7 +233,6 @@ async fn attempt(
     let started = now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamEvent>(STREAM_BUFFER_MESSAGES);
     let frames = opts.frames;
-    let rate = opts.rate_limit;
     let tee = Tee {
         outs: writers
             .into_iter()
@@ -248,7 +247,7 @@ async fn attempt(
     let what = format!("snapshot from {}", choice.name);
     let sink = tokio::task::spawn_blocking(move || -> (io::Result<(Tee, SinkResult)>, u64) {
         let mut expected = 0;
-        let mut sink = match SnapshotSink::new(tee, frames, rate) {
+        let mut sink = match SnapshotSink::new(tee, frames) {
             Ok(s) => s,
             Err(e) => return (Err(e), 0),
         };
@@ -270,8 +269,14 @@ async fn attempt(
         }
         (sink.finish(), expected)
     });
-    let streamed =
-        etcd::stream_snapshot(&opts.conn, &choice.endpoint, opts.stream_idle_timeout, tx).await;
+    let streamed = etcd::stream_snapshot(
+        &opts.conn,
+        &choice.endpoint,
+        opts.stream_idle_timeout,
+        opts.rate_limit,
+        tx,
+    )
+    .await;
     let (sunk, expected) = sink
         .await
         .map_err(|e| AttemptError::Fatal(Error::Failed(format!("pipeline thread: {e}"))))?;
