@@ -64,6 +64,23 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
     if problems.is_empty() {
         problems.extend(super::backup::check_database(&reader, m));
     }
+    if problems.is_empty() {
+        // The strict structural check of every page (meta checksums, bounds, types, key
+        // order, references), through the seek table. A bigger frame cache keeps a
+        // tree walk over a compressed object from decoding the same frame again and again.
+        let reader = reader.with_cache_frames(32);
+        let opts = crate::format::bolt::check::CheckOptions::default();
+        let r = crate::format::bolt::check::check(&reader, &opts, &mut ());
+        for p in &r.problems {
+            problems.push(format!("database: {p}"));
+        }
+        if r.problems_not_shown > 0 {
+            problems.push(format!(
+                "database: {} more problems not shown",
+                r.problems_not_shown
+            ));
+        }
+    }
     Ok(report(problems))
 }
 
@@ -84,7 +101,10 @@ pub fn check_stream<R: crate::io::ReadAt>(
     let mut db_sha = Sha256::new();
     let mut db_len = 0u64;
     let mut stored_len = 0u64;
-    let walked = reader.walk(|_, stored, raw| {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let walked = reader.walk_parallel(threads, |_, stored, raw| {
         stored_sha.update(stored);
         stored_len += stored.len() as u64;
         progress(stored_len);

@@ -437,12 +437,38 @@ impl Cluster {
     /// `--max-txn-ops`, 128 by default: raise it with `Opts::extra_args` for big batches).
     pub fn fill_batched(&self, prefix: &str, count: usize, value_size: usize, batch: usize) {
         let value: String = "v".repeat(value_size);
+        self.fill_values(prefix, count, batch, |_| value.clone());
+    }
+
+    /// Like [`Cluster::fill`], with pseudo-random hex values that zstd cannot shrink much.
+    pub fn fill_random(&self, prefix: &str, count: usize, value_size: usize) {
+        self.fill_values(prefix, count, 100, |i| {
+            let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..value_size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b"0123456789abcdef"[(x & 15) as usize])
+                })
+                .collect()
+        });
+    }
+
+    /// Write `count` keys `{prefix}{i:08}` with `value(i)`, `batch` puts per etcdctl txn.
+    pub fn fill_values(
+        &self,
+        prefix: &str,
+        count: usize,
+        batch: usize,
+        value: impl Fn(usize) -> String,
+    ) {
         let mut start = 0;
         while start < count {
             let end = (start + batch.max(1)).min(count);
             let mut script = String::from("\n");
             for i in start..end {
-                script.push_str(&format!("put {prefix}{i:08} {value}\n"));
+                script.push_str(&format!("put {prefix}{i:08} {}\n", value(i)));
             }
             script.push_str("\n\n");
             let mut cmd = Command::new(&self.bins.etcdctl);
@@ -585,6 +611,98 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.members.len() {
             self.kill(i);
+        }
+    }
+}
+
+/// What one etcd did when started on an existing data dir.
+#[derive(Debug)]
+pub struct StartOutcome {
+    /// It answered `endpoint health` within the timeout.
+    pub healthy: bool,
+    /// It exited on its own (refused the data dir).
+    pub exited: bool,
+    pub log: String,
+}
+
+/// Start one etcd on an existing data dir (a copy: etcd may repair or rename files in it)
+/// with `name` and a one-member `--initial-cluster` on fresh ports, wait until it is healthy
+/// or exits, then stop it. Flags about the initial cluster only matter if the dir is empty.
+pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration) -> StartOutcome {
+    let (cport, pport) = (free_port(), free_port());
+    let client = format!("http://127.0.0.1:{cport}");
+    let peer = format!("http://127.0.0.1:{pport}");
+    let log_path = data_dir.with_extension("etcd.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(&bins.etcd)
+        .arg(format!("--name={name}"))
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster={name}={peer}"))
+        .arg("--logger=zap")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", bins.etcd.display()));
+    let start = Instant::now();
+    let (mut healthy, mut exited) = (false, false);
+    while start.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            exited = true;
+            break;
+        }
+        let o = Command::new(&bins.etcdctl)
+            .env_clear()
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={client}"))
+            .args([
+                "--dial-timeout=1s",
+                "--command-timeout=2s",
+                "endpoint",
+                "health",
+            ])
+            .output();
+        if o.is_ok_and(|o| o.status.success()) {
+            healthy = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if !exited {
+        unsafe_sigterm(child.id());
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    StartOutcome {
+        healthy,
+        exited,
+        log: std::fs::read_to_string(&log_path).unwrap_or_default(),
+    }
+}
+
+/// Copy a directory tree (files and dirs only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for ent in std::fs::read_dir(from).unwrap() {
+        let ent = ent.unwrap();
+        let dst = to.join(ent.file_name());
+        if ent.file_type().unwrap().is_dir() {
+            copy_dir(&ent.path(), &dst);
+        } else {
+            std::fs::copy(ent.path(), &dst).unwrap();
         }
     }
 }

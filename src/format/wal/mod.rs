@@ -1,1 +1,20 @@
-//! (to be written)
+//! etcd's write-ahead log (`member/wal/*.wal`, formats §5), read the way etcd 3.5.1 reads it.
+//!
+//! * [`wire`]: gogo-protobuf-exact wire decoding (what counts as "does not unmarshal").
+//! * [`record`]: `walpb.Record` and the raft messages inside it, zero-copy.
+//! * [`decode`]: segment files and the frame decoder with etcd's torn-write test; bounded
+//!   memory (a 1 MiB window that grows only to one record, at most 10 MiB).
+//! * [`scan`]: one pass over all segments collecting facts, then salvage past a failure.
+//! * [`open`]: what etcd does with those facts at start-up: reads, repairs or refuses.
+//! * [`dump`]: human/JSON description of records (`lifeboat wal dump`).
+
+pub mod decode;
+pub mod dump;
+pub mod open;
+pub mod record;
+pub mod scan;
+pub mod wire;
+
+pub use decode::{list_dir, Decoder, Failure, FailureKind, Segment};
+pub use open::{open, valid_snapshots, Opened, Outcome, Start};
+pub use scan::{scan, Loc, Scan};

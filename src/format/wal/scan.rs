@@ -1,0 +1,267 @@
+//! One streaming pass over a WAL that collects what etcd's `ValidSnapshotEntries` and
+//! `ReadAll` would see (formats §5.7), without deciding yet which snapshot etcd starts from.
+//!
+//! Facts that depend on that choice (metadata conflicts, undecodable entries and unknown
+//! record types only matter in files `ReadAll` reads; index gaps are relative to the
+//! snapshot index) are kept with their file so [`super::open`] can judge them later.
+//! After the first failure the pass goes on in salvage mode, re-seeding the CRC chain, only to
+//! count what lies beyond it.
+
+use serde::Serialize;
+
+use super::decode::{Decoder, Failure, FileEnd, Segment};
+use super::record::{self, ConfChange, ConfState, Entry, HardState, Metadata, WalSnapshot};
+use super::wire::WireError;
+
+/// Where a record is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Loc {
+    /// Index into the segment list.
+    #[serde(skip)]
+    pub seg: usize,
+    pub file: String,
+    /// File offset of the frame's length field.
+    pub offset: u64,
+    /// 1-based record number within the file.
+    pub record: u64,
+}
+
+/// A snapshot record (`walpb.Snapshot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapRecord {
+    pub index: u64,
+    pub term: u64,
+    pub conf_state: Option<ConfState>,
+    pub loc: Loc,
+}
+
+/// A maximal run of entries with consecutive indexes inside one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub seg: usize,
+    pub first: u64,
+    pub last: u64,
+    pub loc: Loc,
+}
+
+/// A membership change seen in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfEvent {
+    pub index: u64,
+    pub change: &'static str,
+    pub node_id: u64,
+    /// The member JSON carried in the change's context, when it is valid UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+}
+
+/// Problems that only count in files etcd's `ReadAll` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Semantic {
+    /// `wal: conflicting metadata found`.
+    MetadataConflict,
+    /// `mustUnmarshalEntry` would panic.
+    BadEntry(WireError),
+    /// `unexpected block type N`.
+    UnknownType(i64),
+}
+
+/// Why the pass stopped reading the log as etcd would.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The frame decoder failed.
+    Decode(Failure),
+    /// A crc record does not carry the chain's value (`wal: crc mismatch`).
+    CrcRecord { expected: u32, stored: u32 },
+    /// A state record does not decode (etcd panics).
+    BadState(WireError),
+    /// A snapshot record does not decode (etcd panics).
+    BadSnapshot(WireError),
+}
+
+/// What salvage decoding found after the stop.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Beyond {
+    pub records: u64,
+    pub entries: u64,
+    pub first_index: Option<u64>,
+    pub last_index: Option<u64>,
+    /// Salvage reached the end of the log (otherwise the count is a lower bound).
+    pub complete: bool,
+    /// Highest HardState commit found past the stop: entries up to it had been committed.
+    pub commit: Option<u64>,
+}
+
+/// Everything one pass learned.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<FileEnd>,
+    pub records: u64,
+    pub bytes: u64,
+    pub metadata: Option<Metadata>,
+    metadata_raw: Vec<u8>,
+    pub hard_state: Option<HardState>,
+    pub hard_state_loc: Option<Loc>,
+    pub snapshots: Vec<SnapRecord>,
+    pub runs: Vec<Run>,
+    /// Last entry record read (index, term) and where.
+    pub last_entry: Option<(u64, u64, Loc)>,
+    /// Entries whose index is not above the previous entry's (raft overwrote uncommitted
+    /// entries after a leader change): (first overwritten index, where).
+    pub overwrites: Vec<(u64, Loc)>,
+    pub entries: u64,
+    pub conf_changes: Vec<ConfEvent>,
+    pub semantic: Vec<(Semantic, Loc)>,
+    pub stop: Option<(Stop, Loc)>,
+    pub beyond: Beyond,
+}
+
+fn loc(segs: &[Segment], seg: usize, offset: u64, number: u64) -> Loc {
+    Loc {
+        seg,
+        file: segs.get(seg).map(|s| s.name.clone()).unwrap_or_default(),
+        offset,
+        record: number,
+    }
+}
+
+/// Scan all segments (in the given order) once.
+pub fn scan(segs: &[Segment]) -> Scan {
+    let mut s = Scan::default();
+    let mut dec = Decoder::new(segs);
+    let mut prev_index: Option<u64> = None;
+    let mut prev_seg = usize::MAX;
+    // Salvage could not follow the frames everywhere (a length it cannot trust).
+    let mut lossy = false;
+    loop {
+        let frame = match dec.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                s.beyond.complete = s.stop.is_some() && !lossy;
+                break;
+            }
+            Err(f) => {
+                let at = loc(segs, f.seg, f.offset, f.number);
+                if s.stop.is_none() {
+                    s.stop = Some((Stop::Decode(f.clone()), at));
+                }
+                if !dec.skip_failed(&f) && !f.is_unexpected_eof() {
+                    lossy = true;
+                }
+                continue;
+            }
+        };
+        let at = loc(segs, frame.seg, frame.offset, frame.number);
+        let rec = frame.record;
+        if s.stop.is_some() {
+            // Salvage: count only.
+            s.beyond.records += 1;
+            if rec.rtype == record::STATE {
+                if let Ok(h) = HardState::decode(rec.data()) {
+                    s.beyond.commit = Some(s.beyond.commit.unwrap_or(0).max(h.commit));
+                }
+            }
+            if rec.rtype == record::ENTRY {
+                if let Ok(e) = Entry::decode(rec.data()) {
+                    s.beyond.entries += 1;
+                    s.beyond.first_index.get_or_insert(e.index);
+                    s.beyond.last_index = Some(e.index);
+                }
+            }
+            continue;
+        }
+        s.records += 1;
+        s.bytes += frame.frame_len;
+        match rec.rtype {
+            record::CRC => {
+                let expected = frame.crc_before;
+                if expected != 0 && rec.crc != expected {
+                    s.stop = Some((
+                        Stop::CrcRecord {
+                            expected,
+                            stored: rec.crc,
+                        },
+                        at,
+                    ));
+                }
+            }
+            record::METADATA => {
+                let data = rec.data();
+                if s.metadata.is_none() {
+                    s.metadata = Metadata::decode(data).ok();
+                    s.metadata_raw = data.to_vec();
+                } else if s.metadata_raw != data {
+                    s.semantic.push((Semantic::MetadataConflict, at));
+                }
+            }
+            record::STATE => match HardState::decode(rec.data()) {
+                Ok(h) => {
+                    s.hard_state = Some(h);
+                    s.hard_state_loc = Some(at);
+                }
+                Err(e) => s.stop = Some((Stop::BadState(e), at)),
+            },
+            record::SNAPSHOT => match WalSnapshot::decode(rec.data()) {
+                Ok(w) => s.snapshots.push(SnapRecord {
+                    index: w.index,
+                    term: w.term,
+                    conf_state: w.conf_state,
+                    loc: at,
+                }),
+                Err(e) => s.stop = Some((Stop::BadSnapshot(e), at)),
+            },
+            record::ENTRY => match Entry::decode(rec.data()) {
+                Ok(e) => {
+                    s.entries += 1;
+                    let contiguous = prev_index.is_some_and(|p| e.index == p.wrapping_add(1))
+                        && prev_seg == frame.seg;
+                    if let Some(p) = prev_index {
+                        if e.index <= p {
+                            s.overwrites.push((e.index, at.clone()));
+                        }
+                    }
+                    match s.runs.last_mut() {
+                        Some(r) if contiguous => r.last = e.index,
+                        _ => s.runs.push(Run {
+                            seg: frame.seg,
+                            first: e.index,
+                            last: e.index,
+                            loc: at.clone(),
+                        }),
+                    }
+                    prev_index = Some(e.index);
+                    prev_seg = frame.seg;
+                    if e.etype == record::ENTRY_CONF_CHANGE {
+                        if let Ok(c) = ConfChange::decode(e.data) {
+                            s.conf_changes.push(ConfEvent {
+                                index: e.index,
+                                change: record::conf_change_type_name(c.change_type),
+                                node_id: c.node_id,
+                                member: std::str::from_utf8(c.context)
+                                    .ok()
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_owned),
+                            });
+                        }
+                    } else if e.etype == record::ENTRY_CONF_CHANGE_V2 {
+                        if let Ok(c) = record::ConfChangeV2::decode(e.data) {
+                            for (t, id) in c.changes {
+                                s.conf_changes.push(ConfEvent {
+                                    index: e.index,
+                                    change: record::conf_change_type_name(t),
+                                    node_id: id,
+                                    member: None,
+                                });
+                            }
+                        }
+                    }
+                    s.last_entry = Some((e.index, e.term, at));
+                }
+                Err(e) => s.semantic.push((Semantic::BadEntry(e), at)),
+            },
+            t => s.semantic.push((Semantic::UnknownType(t), at)),
+        }
+    }
+    s.files = dec.file_ends().to_vec();
+    s
+}

@@ -1,0 +1,328 @@
+//! check-member against real etcd 3.5.1 and 3.4.23 data dirs: a fixture of three WAL
+//! segments per version (built once, kept under target/tmp), copied and damaged per test.
+//! Every test also starts the real etcd on the damaged copy and requires that lifeboat's
+//! prediction (`etcd_starts`) is what etcd did.
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+/// Build (or reuse) the fixture for one etcd version: a single member with
+/// `--snapshot-count 100` and ~140 MB of writes (three 64 MB WAL segments, several snap
+/// files), stopped cleanly.
+fn fixture(bins: &Bins) -> PathBuf {
+    static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
+    let _g = LOCK.get_or_init(|| Mutex::new(())).lock().unwrap();
+    let root =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("wal-fixture-{}", bins.version));
+    let data = root.join("m0");
+    if root.join("complete").exists() {
+        return data;
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let mut c = Cluster::single(
+        bins,
+        Opts {
+            snapshot_count: Some(100),
+            ..Opts::default()
+        },
+    );
+    c.fill("/fx/", 70_000, 2000);
+    c.put("/fx/last", "x");
+    c.stop(0);
+    copy_dir(c.data_dir(0), &data);
+    std::fs::write(root.join("complete"), "").unwrap();
+    data
+}
+
+struct Case {
+    _tmp: TempDir,
+    dir: PathBuf,
+    bins: Bins,
+}
+
+impl Case {
+    fn new(bins: Bins) -> Case {
+        let src = fixture(&bins);
+        let tmp = TempDir::new().unwrap();
+        let dir = tmp.path().join("m0");
+        copy_dir(&src, &dir);
+        Case {
+            _tmp: tmp,
+            dir,
+            bins,
+        }
+    }
+    fn wal_dir(&self) -> PathBuf {
+        self.dir.join("member/wal")
+    }
+    fn segments(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.wal_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        v.sort();
+        v
+    }
+    fn snaps(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.join("member/snap"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "snap"))
+            .collect();
+        v.sort();
+        v
+    }
+    /// Entry records as `wal dump -o json` reports them.
+    fn entries(&self) -> Vec<serde_json::Value> {
+        let o = run_lifeboat(
+            ["wal", "dump", "-o", "json", "--type", "entry"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([self.dir.display().to_string()]),
+        );
+        assert_exit(&o, 0);
+        json(&o).as_array().unwrap().clone()
+    }
+    fn check(&self) -> (std::process::Output, serde_json::Value) {
+        let o = run_lifeboat(["check-member", "-o", "json", self.dir.to_str().unwrap()]);
+        let j = json(&o);
+        (o, j["members"][0].clone())
+    }
+    /// Run check-member, then real etcd; assert lifeboat predicted etcd.
+    fn verdict_matches_etcd(&self, what: &str, verdict: &str, code: i32) -> serde_json::Value {
+        let (o, r) = self.check();
+        assert_eq!(r["verdict"], verdict, "{what}: {r:#}");
+        assert_exit(&o, code);
+        let predicted = r["etcd_starts"].as_bool().unwrap();
+        let got = start_on_dir(&self.bins, &self.dir, "m0", Duration::from_secs(40));
+        assert_eq!(
+            got.healthy, predicted,
+            "{what}: lifeboat predicted etcd_starts={predicted}, etcd healthy={} exited={}\n{}\n--- etcd log\n{}",
+            got.healthy,
+            got.exited,
+            serde_json::to_string_pretty(&r).unwrap(),
+            tail(&got.log)
+        );
+        if !predicted {
+            assert!(got.exited, "{what}: etcd neither healthy nor exited");
+        }
+        eprintln!(
+            "VERDICT etcd {} | {what} | lifeboat {verdict} (etcd_starts={predicted}) | etcd {}",
+            self.bins.version,
+            if got.healthy { "started" } else { "refused" }
+        );
+        r
+    }
+}
+
+fn tail(s: &str) -> String {
+    let l: Vec<&str> = s.lines().collect();
+    l[l.len().saturating_sub(8)..].join("\n")
+}
+
+fn patch(path: &Path, off: u64, f: impl FnOnce(&mut Vec<u8>)) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    file.seek(SeekFrom::Start(off)).unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = file.read(&mut buf).unwrap();
+    buf.truncate(n);
+    f(&mut buf);
+    file.seek(SeekFrom::Start(off)).unwrap();
+    file.write_all(&buf).unwrap();
+}
+
+fn entry_in(entries: &[serde_json::Value], file: &Path, nth_from_end: usize) -> u64 {
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let v: Vec<&serde_json::Value> = entries.iter().filter(|e| e["file"] == name).collect();
+    v[v.len() - 1 - nth_from_end]["offset"].as_u64().unwrap()
+}
+
+fn each_version(f: impl Fn(Bins)) {
+    for bins in [etcd35(), etcd34()] {
+        f(bins);
+    }
+}
+
+#[test]
+fn clean_copy_is_healthy() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        assert!(c.segments().len() >= 3, "fixture needs 3 segments");
+        let r = c.verdict_matches_etcd("clean copy", "healthy", 0);
+        assert_eq!(
+            r["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["severity"] != "warning")
+                .count(),
+            0,
+            "{r:#}"
+        );
+        assert!(r["last_index"].as_u64().unwrap() > 700);
+        assert_eq!(r["last_index"], r["commit"]);
+    });
+}
+
+#[test]
+fn flipped_byte_mid_log_is_fatal() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let segs = c.segments();
+        let entries = c.entries();
+        // Inside the data of an entry in the middle of the first segment.
+        let mid = entries
+            .iter()
+            .filter(|e| e["file"] == segs[0].file_name().unwrap().to_str().unwrap())
+            .nth(150)
+            .unwrap();
+        let rec = mid["offset"].as_u64().unwrap();
+        let index = mid["index"].as_u64().unwrap();
+        patch(&segs[0], rec + 600, |b| b[0] ^= 0x01);
+        let r = c.verdict_matches_etcd("one flipped byte mid-log", "corrupt-wal", 3);
+        let p = &r["problems"][0];
+        assert_eq!(p["offset"].as_u64(), Some(rec), "{r:#}");
+        assert_eq!(p["index"].as_u64(), Some(index), "{r:#}");
+        assert!(p["file"]
+            .as_str()
+            .unwrap()
+            .ends_with(segs[0].file_name().unwrap().to_str().unwrap()));
+        assert!(r["lost"]["entries"].as_u64().unwrap() > 300, "{r:#}");
+        assert!(r["next_steps"].to_string().contains("member add"), "{r:#}");
+    });
+}
+
+#[test]
+fn flipped_byte_in_last_segment_is_fatal() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let last = c.segments().pop().unwrap();
+        let rec = entry_in(&c.entries(), &last, 10);
+        patch(&last, rec + 300, |b| b[0] ^= 0x80);
+        let r = c.verdict_matches_etcd("flipped byte in the last segment", "corrupt-wal", 3);
+        assert_eq!(r["problems"][0]["offset"].as_u64(), Some(rec));
+        assert_eq!(r["etcd_error"], "walpb: crc mismatch");
+    });
+}
+
+#[test]
+fn zeroed_sector_at_the_tail_is_torn() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let last = c.segments().pop().unwrap();
+        let entries = c.entries();
+        // The last big entry (before the one-key put): zero one sector in its middle.
+        let rec = entry_in(&entries, &last, 1);
+        let sector = (rec + 8 + 5000) / 512 * 512;
+        patch(&last, sector, |b| b.fill(0));
+        let r = c.verdict_matches_etcd("zeroed sector in the last record", "torn-tail", 0);
+        let p = &r["problems"][0];
+        assert_eq!(p["severity"], "repaired");
+        assert_eq!(p["offset"].as_u64(), Some(rec), "{r:#}");
+        assert_eq!(r["lost"]["entries"], 2, "{r:#}");
+        // etcd kept the damaged file as .broken.
+        let broken = last.with_extension("wal.broken");
+        assert!(broken.exists(), "{} missing", broken.display());
+    });
+}
+
+#[test]
+fn truncated_tail_is_torn() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let last = c.segments().pop().unwrap();
+        let rec = entry_in(&c.entries(), &last, 1);
+        let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+        f.set_len(rec + 8 + 1000).unwrap();
+        drop(f);
+        let r = c.verdict_matches_etcd("last segment truncated mid-record", "torn-tail", 0);
+        assert_eq!(r["problems"][0]["offset"].as_u64(), Some(rec));
+    });
+}
+
+#[test]
+fn missing_middle_segment_is_fatal() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let segs = c.segments();
+        std::fs::remove_file(&segs[1]).unwrap();
+        let r = c.verdict_matches_etcd("middle segment removed", "corrupt-wal", 3);
+        assert!(
+            r["problems"].to_string().contains("seq 1 is missing"),
+            "{r:#}"
+        );
+    });
+}
+
+#[test]
+fn bad_snap_crc_falls_back() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let newest = c.snaps().pop().unwrap();
+        patch(&newest, 2000, |b| b[0] ^= 0x10);
+        let r = c.verdict_matches_etcd("newest snap file with a bad CRC", "corrupt-snap", 3);
+        assert_eq!(r["etcd_starts"], true);
+        let name = newest.file_name().unwrap().to_str().unwrap().to_string();
+        let chosen = r["snapshot_file"].as_str().unwrap();
+        assert!(
+            chosen < name.as_str(),
+            "falls back to an older snap: {chosen}"
+        );
+        assert!(newest.with_extension("snap.broken").exists());
+    });
+}
+
+#[test]
+fn missing_dir_exits_1() {
+    let o = run_lifeboat(["check-member", "-o", "json", "/nonexistent/lifeboat-test"]);
+    assert_exit(&o, 1);
+    assert_eq!(json(&o)["members"][0]["verdict"], "missing");
+}
+
+#[test]
+fn ranking_survivors_stopped_one_after_another() {
+    let mut c = Cluster::start(
+        &etcd35(),
+        3,
+        Opts {
+            snapshot_count: Some(50),
+            ..Opts::default()
+        },
+    );
+    c.fill("/a/", 2000, 100);
+    c.stop(2);
+    c.fill("/b/", 2000, 100);
+    c.stop(1);
+    c.stop(0);
+    let dirs: Vec<String> = (0..3)
+        .map(|i| c.data_dir(i).display().to_string())
+        .collect();
+    let o = run_lifeboat(
+        ["check-member", "-o", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(dirs.iter().cloned()),
+    );
+    assert_exit(&o, 0);
+    let j = json(&o);
+    let ranking = j["ranking"].as_array().unwrap();
+    assert_eq!(ranking.len(), 3);
+    // m2 stopped first, before the /b/ writes: last.
+    assert_eq!(ranking[2]["data_dir"], dirs[2], "{j:#}");
+    let c2 = ranking[2]["commit"].as_u64().unwrap();
+    assert!(ranking[0]["commit"].as_u64().unwrap() > c2 + 10, "{j:#}");
+    assert!(ranking[0]["note"].as_str().unwrap().contains("copy"));
+    for m in j["members"].as_array().unwrap() {
+        assert_eq!(m["verdict"], "healthy", "{m:#}");
+        assert_eq!(m["voters"].as_array().unwrap().len(), 3);
+    }
+}
