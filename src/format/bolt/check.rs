@@ -703,6 +703,8 @@ impl<'a, R: ReadAt> Walker<'a, R> {
                     next: 0,
                 }];
                 let mut depth = 0u32;
+                // A bbolt B+tree is balanced: every leaf of one bucket sits at one depth.
+                let mut leaf_depth: Option<usize> = None;
                 while let Some(top) = stack.last_mut() {
                     let Some(c) = top.children.get(top.next) else {
                         stack.pop();
@@ -757,6 +759,17 @@ impl<'a, R: ReadAt> Walker<'a, R> {
                     }
                     let lo = (!lo.is_empty()).then_some(lo);
                     if node.is_leaf() {
+                        match leaf_depth {
+                            None => leaf_depth = Some(level),
+                            Some(d) if d != level => self.problem(
+                                Some(pgid),
+                                Some(pgid * self.ps()),
+                                format!(
+                                    "leaf page {pgid} at depth {level}, but this bucket's first leaf is at depth {d} (a leaf where a branch belongs, or the reverse)"
+                                ),
+                            ),
+                            Some(_) => {}
+                        }
                         stats.leaf_pages += 1;
                         self.report.pages.leaf += 1;
                         let is_root = level == 1;

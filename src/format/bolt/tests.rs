@@ -342,3 +342,31 @@ fn etcdutl_hash_counts_names_keys_values() {
     assert_eq!(r.etcdutl_hash, crc32c::crc32c(b"akvb"));
     assert_eq!(r.total_entries, 1);
 }
+
+#[test]
+fn unbalanced_tree_is_reported() {
+    // Point a branch element at a leaf from a deeper level: a leaf where a branch belongs.
+    let mut b = DbBuilder::new(4096);
+    b.fill = 300;
+    let img0 = b.build(&[(bytes("big"), entries(300, 10))]);
+    let db = Db::open(&img0[..]).unwrap();
+    let BucketRoot::Page(r) = db.bucket(b"big").unwrap().unwrap().root().clone() else {
+        panic!()
+    };
+    let root = db.page(r).unwrap();
+    let n = root.node().unwrap();
+    let last = n.count() - 1;
+    let c_last = n.branch(last).unwrap().pgid;
+    let mut leaf = c_last;
+    while db.page(leaf).unwrap().node().unwrap().is_branch() {
+        let p = db.page(leaf).unwrap();
+        let nn = p.node().unwrap();
+        leaf = nn.branch(nn.count() - 1).unwrap().pgid;
+    }
+    assert_ne!(leaf, c_last, "tree must be at least 3 levels deep");
+    let mut img = img0.clone();
+    let at = r as usize * 4096 + 16 + 16 * last + 8;
+    img[at..at + 8].copy_from_slice(&leaf.to_le_bytes());
+    let ps = problems(&img);
+    assert!(has(&ps, Some(leaf), "depth"), "{ps:?}");
+}
