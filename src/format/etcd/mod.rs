@@ -137,8 +137,11 @@ pub struct Summary {
     pub txid: u64,
     /// Main revision of the last key in bucket `key` (0 if empty): etcdutl's revision.
     pub revision: i64,
-    /// `meta/finishedCompactRev`.
+    /// etcd's compaction revision (`compactMainRev` after a restart): the larger of
+    /// `meta/finishedCompactRev` and `meta/scheduledCompactRev`; None if never compacted.
     pub compact_revision: Option<i64>,
+    /// `meta/finishedCompactRev` (absent while the first compaction is still running).
+    pub finished_compact_revision: Option<i64>,
     /// `meta/scheduledCompactRev`.
     pub scheduled_compact_revision: Option<i64>,
     pub consistent_index: u64,
@@ -328,7 +331,8 @@ pub fn summary_of<R: ReadAt>(db: &Db<R>) -> Result<Summary, FormatError> {
         db_size: db.db_size(),
         txid: db.meta.txid,
         revision: last_revision(db)?,
-        compact_revision: m.finished_compact,
+        compact_revision: m.finished_compact.max(m.scheduled_compact),
+        finished_compact_revision: m.finished_compact,
         scheduled_compact_revision: m.scheduled_compact,
         consistent_index: m.consistent_index,
         term: m.term,

@@ -471,6 +471,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         txid: db.meta.txid,
         revision: 0,
         compact_revision: None,
+        finished_compact_revision: None,
         scheduled_compact_revision: None,
         consistent_index: 0,
         term: 0,
@@ -487,7 +488,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
             db,
             opts.hashkv_rev,
             s.revision,
-            s.compact_revision,
+            s.finished_compact_revision,
             s.scheduled_compact_revision,
         ) {
             Ok(Ok(h)) => Some(h),
@@ -507,11 +508,10 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
     };
     let mut v = Visitor {
         hashkv,
-        unique_upto: s.compact_revision.unwrap_or(-1).min(
-            s.compact_revision
-                .max(s.scheduled_compact_revision)
-                .unwrap_or(-1),
-        ),
+        unique_upto: s
+            .finished_compact_revision
+            .unwrap_or(-1)
+            .min(s.compact_revision.unwrap_or(-1)),
         live: 0,
         live_compacted: 0,
         key_revisions: 0,
@@ -576,12 +576,11 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         k.other_keys = live_keys.saturating_sub(in_registry);
     }
     let ps = u64::from(db.page_size);
-    let compact = s.compact_revision.max(s.scheduled_compact_revision);
     let ok = problems.is_empty() && dropped == 0;
     Report {
         revision: s.revision,
-        compact_revision: compact,
-        finished_compact_revision: s.compact_revision,
+        compact_revision: s.compact_revision,
+        finished_compact_revision: s.finished_compact_revision,
         scheduled_compact_revision: s.scheduled_compact_revision,
         consistent_index: s.consistent_index,
         term: s.term,
