@@ -211,6 +211,13 @@ fn print_text(ins: &Inspection, live: Option<&[LiveHash]>, args: &Args) -> anyho
         )
     };
     writeln!(o, "Verdict        {verdict}")?;
+    if !r.opened {
+        writeln!(o, "\nProblems")?;
+        for p in &r.problems {
+            writeln!(o, "  {p}")?;
+        }
+        return emit(&o);
+    }
     writeln!(
         o,
         "Revision       {} (compact revision {}: finished {}, scheduled {})",
@@ -410,6 +417,10 @@ fn print_text(ins: &Inspection, live: Option<&[LiveHash]>, args: &Args) -> anyho
             writeln!(o, "  ... and {} more", r.problems_not_shown)?;
         }
     }
+    emit(&o)
+}
+
+fn emit(o: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(o.as_bytes()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

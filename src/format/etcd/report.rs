@@ -131,6 +131,8 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Problems found beyond the ones listed.
     pub problems_not_shown: u64,
+    /// False when no meta page was usable: every other field is then empty.
+    pub opened: bool,
 }
 
 /// Keeps the N largest (size, key, rev).
@@ -617,6 +619,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         ok,
         problems,
         problems_not_shown: dropped,
+        opened: true,
     }
 }
 
