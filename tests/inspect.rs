@@ -716,3 +716,36 @@ fn running_member_compare_live_and_backups() {
         1,
     );
 }
+
+#[test]
+fn nospace_alarm_is_reported() {
+    let c = Cluster::single(
+        &etcd35(),
+        Opts {
+            quota_backend_bytes: Some(2 * 1024 * 1024),
+            ..Opts::default()
+        },
+    );
+    let big = "z".repeat(100_000);
+    let mut raised = false;
+    for i in 0..200 {
+        let o = c.ctl(&["put", &format!("/fill/{i}"), &big]);
+        if !o.status.success() {
+            assert!(stderr(&o).contains("space exceeded"), "{}", stderr(&o));
+            raised = true;
+            break;
+        }
+    }
+    assert!(raised, "quota never hit");
+    let dir = TempDir::new().unwrap();
+    let snap = dir.path().join("s.db");
+    c.ctl_ok(&["snapshot", "save", snap.to_str().unwrap()]);
+    let members = json_of(&c.ctl_ok(&["member", "list", "-w", "json"]));
+    let id = members["members"][0]["ID"].as_u64().unwrap();
+    let (o, j) = inspect_json(&[snap.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert_eq!(j["alarms"][0]["alarm"], "NOSPACE", "{j}");
+    assert_eq!(j["alarms"][0]["member_id"], format!("{id:x}"));
+    let o = run_lifeboat(["inspect", snap.to_str().unwrap()]);
+    assert!(stdout(&o).contains("NOSPACE on member"), "{}", stdout(&o));
+}
