@@ -749,3 +749,62 @@ fn nospace_alarm_is_reported() {
     let o = run_lifeboat(["inspect", snap.to_str().unwrap()]);
     assert!(stdout(&o).contains("NOSPACE on member"), "{}", stdout(&o));
 }
+
+#[test]
+fn members_removed_members_and_learners() {
+    let mut c = Cluster::start(&etcd35(), 3, Opts::default());
+    let list = json_of(&c.ctl_ok(&["member", "list", "-w", "json"]));
+    let id_of = |name: &str| {
+        list["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["ID"]
+            .as_u64()
+            .unwrap()
+    };
+    let gone = id_of("m2");
+    // etcd refuses to remove a voter unless the others have been connected for 5 s.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    c.stop(2);
+    let ep0 = c.members[0].client_url.clone();
+    let o = c.ctl_at(&ep0, &["member", "remove", &format!("{gone:x}")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = c.ctl_at(
+        &ep0,
+        &[
+            "member",
+            "add",
+            "late",
+            "--learner",
+            "--peer-urls=http://127.0.0.1:1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.put("/m/x", "1");
+    let dir = TempDir::new().unwrap();
+    let snap = dir.path().join("s.db");
+    let o = c.ctl_at(&ep0, &["snapshot", "save", snap.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (o, j) = inspect_json(&[snap.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let members = j["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{j}");
+    let learner = members.iter().find(|m| m["is_learner"] == true).unwrap();
+    assert_eq!(learner["peer_urls"][0], "http://127.0.0.1:1");
+    assert_eq!(
+        j["removed_members"],
+        serde_json::json!([format!("{gone:x}")])
+    );
+    assert_eq!(
+        j["conf_state"]["voters"].as_array().unwrap().len(),
+        2,
+        "{j}"
+    );
+    assert_eq!(
+        j["conf_state"]["learners"].as_array().unwrap().len(),
+        1,
+        "{j}"
+    );
+}
