@@ -222,25 +222,30 @@ impl ChunkCache {
                         return src.read_exact_at(pos, buf.get_mut(done..).unwrap_or_default());
                     }
                     let len = CHUNK.min(size - start) as usize;
-                    let mut data = vec![0u8; len];
-                    src.read_exact_at(start, &mut data)?;
-                    if self.slots.len() < CHUNK_SLOTS {
-                        self.slots.push((c, data));
+                    // Reuse the evicted slot's buffer: fresh 1 MiB allocations are mapped
+                    // and faulted in by the kernel every time, which costs more than the copy.
+                    let slot = if self.slots.len() < CHUNK_SLOTS {
+                        self.slots.push((u64::MAX, Vec::new()));
                         self.used.push(0);
                         self.slots.len() - 1
                     } else {
-                        let victim = self
-                            .used
+                        self.used
                             .iter()
                             .enumerate()
                             .min_by_key(|(_, t)| **t)
                             .map(|(i, _)| i)
-                            .unwrap_or(0);
-                        if let Some(s) = self.slots.get_mut(victim) {
-                            *s = (c, data);
-                        }
-                        victim
+                            .unwrap_or(0)
+                    };
+                    let Some((idx, data)) = self.slots.get_mut(slot) else {
+                        return src.read_exact_at(off, buf);
+                    };
+                    data.resize(len, 0);
+                    if let Err(e) = src.read_exact_at(start, data) {
+                        *idx = u64::MAX;
+                        return Err(e);
                     }
+                    *idx = c;
+                    slot
                 }
             };
             self.tick += 1;
