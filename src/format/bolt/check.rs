@@ -79,6 +79,12 @@ pub struct BucketStats {
     pub leaf_pages: u64,
     /// Continuation pages of pages with `overflow > 0`.
     pub overflow_pages: u64,
+    /// CRC-32C of the bucket's keys and values in order (what etcdutl's hash adds after the
+    /// name), and their length: lets hashkv reuse it instead of hashing the same bytes again.
+    #[serde(skip)]
+    pub content_crc: u32,
+    #[serde(skip)]
+    pub content_len: u64,
 }
 
 /// Page accounting.
@@ -800,6 +806,9 @@ impl<'a, R: ReadAt> Walker<'a, R> {
             }
         }
         if top_name.is_some() {
+            // etcdutl's hash continues with this bucket's content after its name.
+            self.hash =
+                crc32c::crc32c_combine(self.hash, stats.content_crc, stats.content_len as usize);
             self.report.total_entries += stats.entries;
             self.report.buckets.push(stats);
         }
@@ -1021,12 +1030,14 @@ impl<'a, R: ReadAt> Walker<'a, R> {
                 Mode::Top(name) => {
                     stats.entries += 1;
                     stats.key_bytes += e.key.len() as u64;
-                    self.hash = crc32c::crc32c_append(self.hash, e.key);
+                    stats.content_crc = crc32c::crc32c_append(stats.content_crc, e.key);
+                    stats.content_len += e.key.len() as u64;
                     if is_bucket {
                         self.nested(e.value, n, val_off);
                     } else {
                         stats.value_bytes += e.value.len() as u64;
-                        self.hash = crc32c::crc32c_append(self.hash, e.value);
+                        stats.content_crc = crc32c::crc32c_append(stats.content_crc, e.value);
+                        stats.content_len += e.value.len() as u64;
                     }
                     visitor.entry(&VisitEntry {
                         bucket: name,

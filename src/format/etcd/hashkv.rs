@@ -67,6 +67,12 @@ pub struct HashKv {
     h_all: u32,
     /// Entries of bucket `key` whose key is not a revision (etcd would choke on them).
     pub bad_keys: u64,
+    /// Nothing can be skipped (no compaction, `rev` is the latest): the hash is the CRC of
+    /// "key" and all of the bucket's content, which the caller already has (see
+    /// [`HashKv::enable_passthrough`]).
+    passthrough: bool,
+    /// The largest revision in the bucket.
+    current: i64,
 }
 
 impl HashKv {
@@ -114,6 +120,8 @@ impl HashKv {
             h_skip: crc32c::crc32c(buckets::KEY),
             h_all: crc32c::crc32c(buckets::KEY),
             bad_keys: 0,
+            passthrough: false,
+            current,
         };
         if compact < 0 {
             return Ok(Ok(hk));
@@ -162,7 +170,7 @@ impl HashKv {
     /// [`HashKv::feed`] for a caller that already parsed the key and maybe fingerprinted
     /// the user key (`fp`), so the work is not done twice.
     pub fn feed_parsed(&mut self, k: &[u8], v: &[u8], rk: RevKey, fp: Option<u128>) {
-        if rk.rev.main > self.rev {
+        if self.passthrough || rk.rev.main > self.rev {
             return;
         }
         // The no-skip variant only matters while `keep` may still turn out empty.
@@ -210,6 +218,29 @@ impl HashKv {
     /// Whether this fingerprint has revisions after the finished compaction.
     pub fn seen_after_fp(&self, fp: u128) -> bool {
         self.later.contains_key(&fp)
+    }
+
+    /// When nothing can be skipped (never compacted, hashing at the latest revision),
+    /// stop hashing in [`HashKv::feed`]: the caller promises to finish with
+    /// [`HashKv::finish_with_content`] and the CRC of the whole bucket content it computes
+    /// anyway for etcdutl's hash. Returns whether that is the case.
+    pub fn enable_passthrough(&mut self) -> bool {
+        self.passthrough = self.compact < 0 && self.rev >= self.current;
+        self.passthrough
+    }
+
+    /// The hash, given the CRC-32C and length of all keys and values of bucket `key`
+    /// (used after [`HashKv::enable_passthrough`] returned true).
+    pub fn finish_with_content(&self, content_crc: u32, content_len: u64) -> u32 {
+        if self.passthrough {
+            crc32c::crc32c_combine(
+                crc32c::crc32c(buckets::KEY),
+                content_crc,
+                content_len as usize,
+            )
+        } else {
+            self.finish()
+        }
     }
 
     /// Whether a pre-pass ran (there is a compaction point); then [`HashKv::live_after`]
