@@ -20,6 +20,7 @@ pub mod format;
 pub mod io;
 pub mod jobs;
 pub mod member;
+pub mod offline;
 pub mod pipeline;
 pub mod source;
 pub mod store;

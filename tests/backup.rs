@@ -497,3 +497,68 @@ fn bad_input_gets_clear_errors_and_exit_codes() {
     assert_exit(&o, 0);
     assert!(stderr(&o).contains("x.manifest.json"));
 }
+
+/// A tmpfs of a few hundred KiB stands in for a full disk (needs root, as CI has).
+struct TinyFs {
+    dir: TempDir,
+}
+
+impl TinyFs {
+    fn mount(size: &str) -> Option<TinyFs> {
+        let dir = TempDir::new().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then_some(TinyFs { dir })
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_keeps_what_was_stored() {
+    let Some(fs) = TinyFs::mount("512k") else {
+        eprintln!("NOT RUN: mounting a tmpfs needs root (CI runs as root)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a tmpfs for this test"
+        );
+        return;
+    };
+    let dest = fs.dir.path().join("backups");
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.put("/small", "1");
+    let first = backup_json(&c, &dest, &[]);
+    // Now more than the filesystem holds, in data zstd cannot shrink much.
+    c.fill_random("/big/", 1500, 1000);
+    let o = run_lifeboat([
+        "backup".to_string(),
+        "--to".into(),
+        dest.display().to_string(),
+        format!("--endpoints={}", c.endpoints()),
+        "--retries=0".into(),
+    ]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(&dest.display().to_string()), "{err}");
+    // The earlier backup is intact and the only one listed; nothing partial is left.
+    let o = run_lifeboat(["list", "--from", dest.to_str().unwrap(), "-o", "json"]);
+    let list = json(&o);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], first["id"]);
+    let o = run_lifeboat(["verify", "--from", dest.to_str().unwrap(), "latest"]);
+    assert_exit(&o, 0);
+    let names: Vec<String> = std::fs::read_dir(&dest)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}"); // object, manifest, lock file
+}

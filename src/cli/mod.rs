@@ -151,8 +151,3 @@ fn init_logging(g: &Global) {
         .without_time()
         .try_init();
 }
-
-/// Placeholder for commands whose issue has not landed yet.
-pub(crate) fn not_yet(what: &str) -> anyhow::Result<ExitCode> {
-    Err(crate::Error::Usage(format!("`lifeboat {what}` is not implemented yet")).into())
-}

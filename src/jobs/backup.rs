@@ -339,6 +339,7 @@ pub async fn backup(
             }
             Err(e) => return Err(e),
         };
+        tracing::debug!("survey done after {:?}", t0.elapsed());
         for w in warnings(&view) {
             tracing::warn!("{w}");
         }
@@ -359,7 +360,10 @@ pub async fn backup(
             writers.push((i, d.store.create(&catalog::data_name(&id))?));
         }
         match attempt(opts, &choice, writers, Arc::clone(&progress)).await {
-            Ok(s) => break (view, choice, s),
+            Ok(s) => {
+                tracing::debug!("stream done after {:?}", t0.elapsed());
+                break (view, choice, s);
+            }
             Err(AttemptError::Fatal(e)) => return Err(e),
             Err(AttemptError::Retry(e)) if attempt_no <= opts.retries => {
                 let wait = backoff(attempt_no);
@@ -526,17 +530,19 @@ fn finish_destination(
             ),
         ));
     }
+    tracing::debug!("committed and read back after {:?}", t0.elapsed());
     m.revision = facts.revision;
     m.compact_revision = facts.compact_revision;
     m.raft_term = facts.term;
     m.raft_index = facts.consistent_index;
     m.page_size = facts.page_size;
     if opts.verify_stored {
-        let problems = super::verify::check_stream(&reader, &m, &|_| {});
+        let problems = super::verify::check_stream(&reader, &m, &|_| {}, false);
         if !problems.is_empty() {
             return Err(Error::integrity(&where_, problems.join("; ")));
         }
     }
+    tracing::debug!("stored object checked after {:?}", t0.elapsed());
     m.completed_at = rfc3339(now());
     m.duration_seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     dest.store

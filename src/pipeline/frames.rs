@@ -571,6 +571,83 @@ impl<R: ReadAt> FramedReader<R> {
         Ok(table)
     }
 
+    /// [`walk`](Self::walk) with frames decoded by `threads` worker threads; `on_frame`
+    /// still sees every frame in order, on the calling thread. Memory stays bounded: at most
+    /// `2 × threads` frames wait in each direction.
+    pub fn walk_parallel(
+        &self,
+        threads: usize,
+        mut on_frame: impl FnMut(usize, &[u8], Result<Vec<u8>, FrameError>) -> Result<(), FrameError>,
+    ) -> Result<Vec<u8>, FrameError> {
+        if threads <= 1 || self.frames.len() < 2 {
+            return self.walk(on_frame);
+        }
+        type Decoded = (usize, Vec<u8>, Result<Vec<u8>, FrameError>);
+        std::thread::scope(|s| {
+            let (job_tx, job_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(threads * 2);
+            let job_rx = Arc::new(Mutex::new(job_rx));
+            let (done_tx, done_rx) = mpsc::sync_channel::<Decoded>(threads * 2);
+            for _ in 0..threads {
+                let job_rx = Arc::clone(&job_rx);
+                let done_tx = done_tx.clone();
+                s.spawn(move || loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((i, stored)) = job else { return };
+                    let raw = self.decode_frame(i, &stored);
+                    if done_tx.send((i, stored, raw)).is_err() {
+                        return;
+                    }
+                });
+            }
+            // Workers own the receiving side now: when they stop, the reader's sends fail.
+            drop(job_rx);
+            drop(done_tx);
+            let reader = s.spawn(move || -> Result<(), FrameError> {
+                for i in 0..self.frames.len() {
+                    let stored = self.read_stored_frame(i)?;
+                    if job_tx.send((i, stored)).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+            let mut pending = BTreeMap::new();
+            let mut next = 0usize;
+            for (i, stored, raw) in done_rx {
+                pending.insert(i, (stored, raw));
+                while let Some((stored, raw)) = pending.remove(&next) {
+                    on_frame(next, &stored, raw)?;
+                    next += 1;
+                }
+            }
+            match reader.join() {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(FrameError::Io {
+                        offset: 0,
+                        source: io::Error::other("frame reader thread panicked"),
+                    })
+                }
+            }
+            if next != self.frames.len() {
+                return Err(FrameError::Io {
+                    offset: 0,
+                    source: io::Error::other("frame decoding stopped early"),
+                });
+            }
+            let size = self.inner.size();
+            self.inner
+                .read_vec_at(self.table_offset, (size - self.table_offset) as usize)
+                .map_err(|source| FrameError::Io {
+                    offset: self.table_offset,
+                    source,
+                })
+        })
+    }
+
     fn frame(&self, index: usize) -> Result<Arc<Vec<u8>>, FrameError> {
         if let Ok(cache) = self.cache.lock() {
             if let Some((_, data)) = cache.iter().find(|(i, _)| *i == index) {
@@ -672,6 +749,19 @@ mod tests {
                 assert_eq!(got, data[off..off + len]);
             }
             assert!(r.read_vec_at(999_995, 10).is_err());
+            // Parallel walk sees the same frames, in order.
+            let mut seen = Vec::new();
+            let mut next = 0;
+            let table = r
+                .walk_parallel(3, |i, _, raw| {
+                    assert_eq!(i, next);
+                    next += 1;
+                    seen.extend_from_slice(&raw.unwrap());
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(seen, data);
+            assert_eq!(table.len() as u64, stats.stored_len - r.table_offset());
         }
     }
 

@@ -107,6 +107,30 @@ impl ObjectWriter for LocalWriter {
         let Some(buf) = self.file.take() else {
             return Err(Error::Failed("object already closed".into()));
         };
+        let done = self.finish(buf);
+        if done.is_err() {
+            // Flushing or syncing failed (a full disk shows up here): leave nothing behind.
+            let _ = fs::remove_file(&self.partial);
+        }
+        done
+    }
+
+    fn abort(mut self: Box<Self>) {
+        self.file.take();
+        let _ = fs::remove_file(&self.partial);
+    }
+}
+
+impl Drop for LocalWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.partial);
+        }
+    }
+}
+
+impl LocalWriter {
+    fn finish(&self, buf: BufWriter<File>) -> Result<()> {
         let file = buf
             .into_inner()
             .map_err(|e| Error::io(&self.partial, e.into_error()))?;
@@ -121,19 +145,6 @@ impl ObjectWriter for LocalWriter {
         fs::rename(&self.partial, &self.target).at(&self.target)?;
         let dir = self.target.parent().unwrap_or(Path::new("."));
         sync_dir(dir)
-    }
-
-    fn abort(mut self: Box<Self>) {
-        self.file.take();
-        let _ = fs::remove_file(&self.partial);
-    }
-}
-
-impl Drop for LocalWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.partial);
-        }
     }
 }
 

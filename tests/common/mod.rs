@@ -430,13 +430,45 @@ impl Cluster {
     /// Write `count` keys `{prefix}{i:08}` with `value_size`-byte values through etcdctl's
     /// `txn` in batches (one process per batch, so thousands of keys take a second).
     pub fn fill(&self, prefix: &str, count: usize, value_size: usize) {
+        self.fill_batched(prefix, count, value_size, 100);
+    }
+
+    /// [`Cluster::fill`] with `batch` puts per txn (etcd refuses more than
+    /// `--max-txn-ops`, 128 by default: raise it with `Opts::extra_args` for big batches).
+    pub fn fill_batched(&self, prefix: &str, count: usize, value_size: usize, batch: usize) {
         let value: String = "v".repeat(value_size);
+        self.fill_values(prefix, count, batch, |_| value.clone());
+    }
+
+    /// Like [`Cluster::fill`], with pseudo-random hex values that zstd cannot shrink much.
+    pub fn fill_random(&self, prefix: &str, count: usize, value_size: usize) {
+        self.fill_values(prefix, count, 100, |i| {
+            let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            (0..value_size)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    char::from(b"0123456789abcdef"[(x & 15) as usize])
+                })
+                .collect()
+        });
+    }
+
+    /// Write `count` keys `{prefix}{i:08}` with `value(i)`, `batch` puts per etcdctl txn.
+    pub fn fill_values(
+        &self,
+        prefix: &str,
+        count: usize,
+        batch: usize,
+        value: impl Fn(usize) -> String,
+    ) {
         let mut start = 0;
         while start < count {
-            let end = (start + 100).min(count);
+            let end = (start + batch.max(1)).min(count);
             let mut script = String::from("\n");
             for i in start..end {
-                script.push_str(&format!("put {prefix}{i:08} {value}\n"));
+                script.push_str(&format!("put {prefix}{i:08} {}\n", value(i)));
             }
             script.push_str("\n\n");
             let mut cmd = Command::new(&self.bins.etcdctl);

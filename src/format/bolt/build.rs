@@ -208,22 +208,27 @@ pub fn etcd_like(page_size: usize, n: usize, value_size: usize) -> Vec<u8> {
         k.extend_from_slice(&sub.to_be_bytes());
         k
     };
+    let varint = |v: &mut Vec<u8>, mut x: u64| {
+        while x >= 0x80 {
+            v.push((x as u8) | 0x80);
+            x >>= 7;
+        }
+        v.push(x as u8);
+    };
     let mut keys = Vec::new();
     for i in 0..n {
+        let main = i as u64 + 2;
         let user = format!("/k/{i:06}");
         let mut v = vec![0x0a, user.len() as u8];
         v.extend_from_slice(user.as_bytes());
-        v.extend_from_slice(&[0x10, 2, 0x18, 2, 0x20, 1]);
-        v.push(0x2a);
-        let val = vec![b'v'; value_size];
-        let mut len = val.len();
-        while len >= 0x80 {
-            v.push((len as u8) | 0x80);
-            len >>= 7;
-        }
-        v.push(len as u8);
-        v.extend_from_slice(&val);
-        keys.push((rev(i as i64 + 2, 0), v));
+        v.push(0x10);
+        varint(&mut v, main);
+        v.push(0x18);
+        varint(&mut v, main);
+        v.extend_from_slice(&[0x20, 1, 0x2a]);
+        varint(&mut v, value_size as u64);
+        v.extend_from_slice(&vec![b'v'; value_size]);
+        keys.push((rev(main as i64, 0), v));
     }
     let b = |s: &str| s.as_bytes().to_vec();
     let buckets = vec![

@@ -16,6 +16,7 @@
 
 #[doc(hidden)]
 pub mod build;
+pub mod check;
 mod node;
 
 use std::fmt;
@@ -25,6 +26,9 @@ use serde::Serialize;
 
 use crate::io::ReadAt;
 
+pub use check::{
+    check, check_db, BucketStats, CheckOptions, CheckReport, EntryVisitor, PageCounts, VisitEntry,
+};
 pub use node::{BranchElem, LeafElem, Node};
 
 /// bbolt's magic number.
@@ -827,7 +831,15 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
         }
     }
 
-    fn current(&self) -> Result<Option<Entry<'_>>> {
+    /// The entry the cursor is at (the one last returned), without moving.
+    pub fn current(&self) -> Result<Option<Entry<'_>>> {
+        if self.state != CursorState::At {
+            return Ok(None);
+        }
+        self.here()
+    }
+
+    fn here(&self) -> Result<Option<Entry<'_>>> {
         let Some(f) = self.stack.last() else {
             return Ok(None);
         };
@@ -879,7 +891,7 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
         self.descend(false)?;
         if self.advance()? {
             self.state = CursorState::At;
-            self.current()
+            self.here()
         } else {
             self.state = CursorState::Done;
             Ok(None)
@@ -895,8 +907,13 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
         self.descend(true)?;
         // An empty rightmost leaf (possible after deletes before a rebalance) would need a
         // backwards step; bbolt rebalances on commit, so treat it as the end.
-        self.state = CursorState::Done;
-        self.current()
+        let found = self.here()?.is_some();
+        self.state = if found {
+            CursorState::At
+        } else {
+            CursorState::Done
+        };
+        self.here()
     }
 
     /// Position at the first entry with key >= `key` and return it.
@@ -919,7 +936,7 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
         }
         if self.advance()? {
             self.state = CursorState::At;
-            self.current()
+            self.here()
         } else {
             self.state = CursorState::Done;
             Ok(None)
@@ -937,7 +954,7 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
                     top.idx += 1;
                 }
                 if self.advance()? {
-                    self.current()
+                    self.here()
                 } else {
                     self.state = CursorState::Done;
                     Ok(None)

@@ -5,7 +5,9 @@
 //! [`summary`] reads only the meta pages, the root bucket, the small buckets and the
 //! rightmost path of bucket `key`: a handful of pages, whatever the database size.
 
+pub mod hashkv;
 pub mod proto;
+pub mod report;
 
 use serde::{Serialize, Serializer};
 

@@ -64,18 +64,20 @@ pub async fn stream_snapshot(
                 ))
             })?
             .map_err(|e| etcd_err(format!("snapshot stream broke after {received} bytes: {e}")))?;
-        let Some(msg) = msg else { break };
-        let blob = msg.blob();
+        let Some(mut msg) = msg else { break };
+        // Take the chunk out of the message rather than copying it (1 GiB of copies is
+        // a measurable part of a backup's CPU time).
+        let blob = std::mem::take(&mut msg.0.blob);
         if !started {
             started = true;
-            let expected_db_len = msg.remaining_bytes() + blob.len() as u64;
+            let expected_db_len = msg.0.remaining_bytes + blob.len() as u64;
             tx.send(StreamEvent::Start { expected_db_len })
                 .await
                 .map_err(|_| sink_gone())?;
         }
         received += blob.len() as u64;
         if !blob.is_empty() {
-            tx.send(StreamEvent::Data(blob.to_vec()))
+            tx.send(StreamEvent::Data(blob))
                 .await
                 .map_err(|_| sink_gone())?;
         }

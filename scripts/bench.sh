@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Benchmarks lifeboat side by side with etcd's own tools, in one run, alternating, and
+# writes medians and ratios to BENCHMARKS.md.
+#
+#   scripts/bench.sh                 # 2M keys x 500 B (about 1 GiB db) + a 100 MB db
+#   BENCH_KEYS=200000 scripts/bench.sh   # smaller, for a quick look
+#
+# What is measured (wall time and peak RSS from GNU time -v, median of BENCH_ROUNDS):
+#   backup:  lifeboat backup (zstd -3, local dir)  vs  etcdctl snapshot save
+#                                                  vs  etcdctl snapshot save && zstd -3
+#   inspect: lifeboat inspect (check + both hashes) vs etcdutl snapshot status
+#   wal:     lifeboat check-member on the member's data dir (WAL throughput)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+KEYS=${BENCH_KEYS:-2000000}
+VALUE=${BENCH_VALUE:-500}
+SMALL_KEYS=${BENCH_SMALL_KEYS:-200000}
+ROUNDS=${BENCH_ROUNDS:-3}
+WORK=${BENCH_WORK:-$ROOT/bench-work}
+
+scripts/setup.sh
+cargo build --release --locked --bin lifeboat --example fill
+LB=$ROOT/target/release/lifeboat
+FILL=$ROOT/target/release/examples/fill
+E=$(scripts/etcd35-dir.sh)
+TIME=/usr/bin/time
+
+rm -rf "$WORK"; mkdir -p "$WORK"
+RESULTS=$WORK/results.tsv
+: > "$RESULTS"
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+start_etcd() { # name -> sets EP
+  local name=$1 cp pp
+  cp=$(free_port); pp=$(free_port)
+  "$E/etcd" --name "$name" --data-dir "$WORK/$name" \
+    --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
+    --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+    --initial-cluster "$name=http://127.0.0.1:$pp" --quota-backend-bytes=8589934592 \
+    --log-level=warn >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+  EP="http://127.0.0.1:$cp"
+  for _ in $(seq 100); do "$E/etcdctl" --endpoints "$EP" endpoint health >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "etcd $name did not start" >&2; exit 1
+}
+
+# measure LABEL SIZE_LABEL CMD...: one timed run, appended to results.tsv
+measure() {
+  local label=$1 size=$2; shift 2
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  $TIME -v -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/cmd.err" || { echo "FAILED: $*" >&2; cat "$WORK/cmd.err" >&2; exit 1; }
+  local wall rss
+  wall=$(python3 - "$WORK/time.txt" <<'PY'
+import sys,re
+t=open(sys.argv[1]).read()
+m=re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (.*)",t).group(1).split(":")
+s=0.0
+for p in m: s=s*60+float(p)
+print(f"{s:.3f}")
+PY
+)
+  rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$WORK/time.txt")
+  printf '%s\t%s\t%s\t%s\n' "$size" "$label" "$wall" "$rss" | tee -a "$RESULTS"
+}
+
+bench_db() { # name keys
+  local name=$1 keys=$2
+  start_etcd "$name"
+  echo "filling $name with $keys keys x $VALUE B" >&2
+  "$FILL" "$EP" "$keys" "$VALUE"
+  local size
+  size=$("$E/etcdctl" --endpoints "$EP" endpoint status -w json | python3 -c 'import json,sys;print(json.load(sys.stdin)[0]["Status"]["dbSize"])')
+  local tag="$name ($((size / 1048576)) MiB db)"
+  echo "$tag" >&2
+  for r in $(seq "$ROUNDS"); do
+    rm -rf "$WORK/out"; mkdir -p "$WORK/out"
+    measure "lifeboat backup" "$tag" "$LB" backup -q --to "$WORK/out/lb" --endpoints "$EP" --zstd-level 3
+    measure "etcdctl snapshot save" "$tag" "$E/etcdctl" --endpoints "$EP" snapshot save "$WORK/out/snap.db"
+    rm -f "$WORK/out/snap.db"
+    measure "etcdctl snapshot save && zstd -3" "$tag" bash -c "'$E/etcdctl' --endpoints '$EP' snapshot save '$WORK/out/snap.db' && zstd -q -3 -f '$WORK/out/snap.db'"
+  done
+  # Offline inspection of the same snapshot file.
+  "$E/etcdctl" --endpoints "$EP" snapshot save "$WORK/$name.snap.db" >/dev/null 2>&1
+  if "$LB" inspect -o json "$WORK/$name.snap.db" >/dev/null 2>&1; then
+    for r in $(seq "$ROUNDS"); do
+      measure "lifeboat inspect" "$tag" "$LB" inspect -o json "$WORK/$name.snap.db"
+      measure "etcdutl snapshot status" "$tag" "$E/etcdutl" snapshot status -w json "$WORK/$name.snap.db"
+    done
+  fi
+  # WAL verification on the member's data dir (stopped first: a live WAL keeps changing).
+  kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+  if "$LB" check-member -o json "$WORK/$name" >/dev/null 2>&1; then
+    local walbytes
+    walbytes=$(du -sb "$WORK/$name/member/wal" | cut -f1)
+    cat "$WORK/$name"/member/wal/*.wal >/dev/null
+    for r in $(seq "$ROUNDS"); do
+      measure "lifeboat check-member ($((walbytes / 1048576)) MiB WAL)" "$tag" "$LB" check-member -o json "$WORK/$name" || true
+    done
+  fi
+}
+
+bench_db big "$KEYS"
+bench_db small "$SMALL_KEYS"
+
+python3 - "$RESULTS" "$ROOT/BENCHMARKS.md" "$KEYS" "$VALUE" "$SMALL_KEYS" "$ROUNDS" <<'PY'
+import sys, statistics, collections, platform, subprocess, datetime
+res, out, keys, value, small, rounds = sys.argv[1:]
+rows = collections.OrderedDict()
+for line in open(res):
+    size, label, wall, rss = line.rstrip("\n").split("\t")
+    rows.setdefault((size, label), []).append((float(wall), int(rss)))
+med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for k, v in rows.items()}
+cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+L = []
+L.append("# Benchmarks\n")
+L.append(f"Measured by `scripts/bench.sh` on {datetime.date.today()}, {cpu}, {subprocess.run(['nproc'],capture_output=True,text=True).stdout.strip()} cores; "
+         f"etcd 3.5.1 on 127.0.0.1; {keys} keys x {value} B (and {small} keys); medians of {rounds} alternating runs; "
+         "page cache dropped before each run where permitted. Wall time and peak RSS from GNU time -v.\n")
+L.append("| db | command | wall (s) | peak RSS (MiB) |")
+L.append("|---|---|---:|---:|")
+for (size, label), (w, r) in med.items():
+    L.append(f"| {size} | {label} | {w:.2f} | {r/1024:.1f} |")
+L.append("")
+L.append("## Ratios (lifeboat / reference; lower is better)\n")
+L.append("| db | ratio | value | target |")
+L.append("|---|---|---:|---|")
+sizes = list(dict.fromkeys(s for s, _ in med))
+for s in sizes:
+    def g(l): return med.get((s, l))
+    lb, ctl, ctlz = g("lifeboat backup"), g("etcdctl snapshot save"), g("etcdctl snapshot save && zstd -3")
+    if lb and ctl:
+        L.append(f"| {s} | backup wall / etcdctl snapshot save | {lb[0]/ctl[0]:.2f} | ≤ 0.9 |")
+    if lb and ctlz:
+        L.append(f"| {s} | backup wall / (etcdctl snapshot save && zstd -3) | {lb[0]/ctlz[0]:.2f} | ≤ 0.5 |")
+    if lb:
+        L.append(f"| {s} | backup peak RSS (MiB) | {lb[1]/1024:.1f} | ≤ 64 |")
+    ins, st = g("lifeboat inspect"), g("etcdutl snapshot status")
+    if ins and st:
+        L.append(f"| {s} | inspect wall / etcdutl snapshot status | {ins[0]/st[0]:.2f} | ≤ 0.33 |")
+        L.append(f"| {s} | inspect RSS / etcdutl RSS | {ins[1]/st[1]:.2f} | well under 1 |")
+    for (sz, label), (w, r) in med.items():
+        if sz == s and label.startswith("lifeboat check-member (") and w > 0:
+            mib = float(label.split("(")[1].split()[0])
+            L.append(f"| {s} | WAL verification throughput (MiB/s) | {mib / w:.0f} | ≥ 1000 (warm cache) |")
+open(out, "w").write("\n".join(L) + "\n")
+print("\n".join(L))
+PY

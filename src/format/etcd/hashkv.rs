@@ -1,0 +1,249 @@
+//! `HashKV(rev)` offline: the CRC-32C `etcdctl endpoint hashkv` prints (etcd-formats.md §4.3).
+//!
+//! etcd hashes bucket `key` in order, leaving out revisions above `rev`, and, below the
+//! compaction point, every revision that is not in `keep` (each key's newest revision
+//! `<= rev`, unless that is a tombstone). Deciding `keep` for an old entry needs to know
+//! whether the same user key shows up again later, so this runs in two parts:
+//!
+//! 1. [`HashKv::prepare`] reads only the entries after the *finished* compaction point
+//!    (after a finished compaction each key has at most one entry below it), up to `rev`,
+//!    and remembers each user key's newest revision there (a 128-bit fingerprint of the key,
+//!    not the key: bounded memory; a collision needs ~2^64 keys).
+//! 2. [`HashKv::feed`] is then called with every entry in order, during the one full pass
+//!    that also checks the file and computes etcdutl's hash.
+//!
+//! etcd skips nothing when `keep` is empty; whether it is empty is only known at the end, so
+//! both variants of the CRC are carried and the right one is picked in [`HashKv::finish`].
+
+use std::collections::HashMap;
+use std::hash::Hasher;
+
+use super::{buckets, KeyValueRef, RevKey, Revision};
+use crate::format::bolt::{Db, FormatError};
+use crate::io::ReadAt;
+
+/// A 128-bit fingerprint of a user key.
+pub fn fingerprint(k: &[u8]) -> u128 {
+    let mut a = fnv::FnvHasher::default();
+    a.write(k);
+    // SipHash with fixed keys: stable within a process, which is all a fingerprint needs.
+    let mut b = std::hash::DefaultHasher::new();
+    b.write(k);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// What the pre-pass learnt about one user key from its revisions after the finished
+/// compaction point.
+#[derive(Debug, Clone, Copy, Default)]
+struct Newest {
+    /// Newest revision `<= rev` and whether it is a tombstone.
+    at_rev: Option<(Revision, bool)>,
+    /// Whether the key's newest revision of all is a put.
+    live_now: bool,
+}
+
+/// Why a hashkv cannot be computed at the asked revision (what etcd would answer).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HashKvRefused {
+    #[error("revision {rev} has been compacted (compact revision {compact})")]
+    Compacted { rev: i64, compact: i64 },
+    #[error("revision {rev} is a future revision (current {current})")]
+    Future { rev: i64, current: i64 },
+}
+
+/// The incremental hashkv computation.
+#[derive(Debug, Clone)]
+pub struct HashKv {
+    /// The revision hashed at.
+    pub rev: i64,
+    /// etcd's compaction main revision (max of finished and scheduled), -1 if none.
+    pub compact: i64,
+    /// Entries with main <= this are unique per key (finished compaction), -1 if none.
+    unique_upto: i64,
+    later: HashMap<u128, Newest>,
+    later_has_live: bool,
+    kept_any: bool,
+    h_skip: u32,
+    h_all: u32,
+    /// Entries of bucket `key` whose key is not a revision (etcd would choke on them).
+    pub bad_keys: u64,
+}
+
+impl HashKv {
+    /// Plan a hashkv at `rev` (0: the current revision) for a database whose bucket `key`
+    /// ends at `current`, with these compaction marks. Reads the entries after the finished
+    /// compaction point.
+    pub fn prepare<R: ReadAt>(
+        db: &Db<R>,
+        rev: i64,
+        current: i64,
+        finished: Option<i64>,
+        scheduled: Option<i64>,
+    ) -> Result<Result<HashKv, HashKvRefused>, FormatError> {
+        let compact = finished.max(scheduled).unwrap_or(-1);
+        Self::prepare_with_compact(db, rev, current, finished, compact)
+    }
+
+    /// [`HashKv::prepare`] with etcd's compaction revision given: a live member that has
+    /// compacted further than the snapshot hashes with its own compaction revision, and
+    /// `--compare-live` must do the same to compare like with like.
+    pub fn prepare_with_compact<R: ReadAt>(
+        db: &Db<R>,
+        rev: i64,
+        current: i64,
+        finished: Option<i64>,
+        compact: i64,
+    ) -> Result<Result<HashKv, HashKvRefused>, FormatError> {
+        // etcd's currentRev after a restart is at least the compaction revision.
+        let current = current.max(compact);
+        if rev > 0 && rev <= compact {
+            return Ok(Err(HashKvRefused::Compacted { rev, compact }));
+        }
+        if rev > 0 && rev > current {
+            return Ok(Err(HashKvRefused::Future { rev, current }));
+        }
+        let rev = if rev == 0 { current } else { rev };
+        let unique_upto = finished.unwrap_or(-1).min(compact);
+        let mut hk = HashKv {
+            rev,
+            compact,
+            unique_upto,
+            later: HashMap::new(),
+            later_has_live: false,
+            kept_any: false,
+            h_skip: crc32c::crc32c(buckets::KEY),
+            h_all: crc32c::crc32c(buckets::KEY),
+            bad_keys: 0,
+        };
+        if compact < 0 {
+            return Ok(Ok(hk));
+        }
+        let Some(b) = db.bucket(buckets::KEY)? else {
+            return Ok(Ok(hk));
+        };
+        let mut c = b.cursor();
+        let start = RevKey::encode(Revision {
+            main: unique_upto.saturating_add(1).max(0),
+            sub: 0,
+        });
+        let mut e = c.seek(&start)?;
+        while let Some(en) = e {
+            let Some(rk) = RevKey::parse(en.key) else {
+                e = c.next()?;
+                continue;
+            };
+            if let Ok(kv) = KeyValueRef::decode(en.value) {
+                if !kv.key.is_empty() {
+                    let n = hk.later.entry(fingerprint(kv.key)).or_default();
+                    if rk.rev.main <= rev {
+                        n.at_rev = Some((rk.rev, rk.tombstone));
+                    }
+                    n.live_now = !rk.tombstone;
+                }
+            }
+            e = c.next()?;
+        }
+        hk.later_has_live = hk
+            .later
+            .values()
+            .any(|n| n.at_rev.is_some_and(|(_, tomb)| !tomb));
+        Ok(Ok(hk))
+    }
+
+    /// Feed one entry of bucket `key` (all of them, in order).
+    pub fn feed(&mut self, k: &[u8], v: &[u8]) {
+        let Some(rk) = RevKey::parse(k) else {
+            self.bad_keys += 1;
+            return;
+        };
+        if rk.rev.main > self.rev {
+            return;
+        }
+        if rk.rev.main <= self.compact {
+            // Below the compaction point: only `keep` members count (when keep is non-empty).
+            let kept = !rk.tombstone
+                && match KeyValueRef::decode(v) {
+                    Ok(kv) => {
+                        let fp = fingerprint(kv.key);
+                        if rk.rev.main <= self.unique_upto {
+                            // Kept unless the key has a newer revision that is still <= rev.
+                            self.later.get(&fp).is_none_or(|n| n.at_rev.is_none())
+                        } else {
+                            self.later
+                                .get(&fp)
+                                .and_then(|n| n.at_rev)
+                                .is_some_and(|(r, tomb)| r == rk.rev && !tomb)
+                        }
+                    }
+                    Err(_) => false,
+                };
+            if kept {
+                self.kept_any = true;
+                self.h_skip = crc32c::crc32c_append(self.h_skip, k);
+                self.h_skip = crc32c::crc32c_append(self.h_skip, v);
+            }
+        } else {
+            self.h_skip = crc32c::crc32c_append(self.h_skip, k);
+            self.h_skip = crc32c::crc32c_append(self.h_skip, v);
+        }
+        self.h_all = crc32c::crc32c_append(self.h_all, k);
+        self.h_all = crc32c::crc32c_append(self.h_all, v);
+    }
+
+    /// Whether a pre-pass ran (there is a compaction point); then [`HashKv::live_after`]
+    /// and [`HashKv::seen_after`] describe every key with revisions after it.
+    pub fn indexed(&self) -> bool {
+        self.compact >= 0
+    }
+
+    /// Entries with main revision `<=` this are unique per key (finished compaction).
+    pub fn unique_upto(&self) -> i64 {
+        self.unique_upto
+    }
+
+    /// Keys with revisions after the finished compaction whose newest revision is a put.
+    pub fn live_after(&self) -> u64 {
+        self.later.values().filter(|n| n.live_now).count() as u64
+    }
+
+    /// Whether this user key has revisions after the finished compaction.
+    pub fn seen_after(&self, user_key: &[u8]) -> bool {
+        self.later.contains_key(&fingerprint(user_key))
+    }
+
+    /// The hash etcd would return.
+    pub fn finish(&self) -> u32 {
+        if self.kept_any || self.later_has_live {
+            self.h_skip
+        } else {
+            self.h_all
+        }
+    }
+}
+
+/// HashKV of a database at `rev` (0: current), in its own pass over bucket `key`.
+///
+/// `compact` overrides the compaction revision taken from the database (see
+/// [`HashKv::prepare_with_compact`]).
+pub fn hashkv<R: ReadAt>(
+    db: &Db<R>,
+    rev: i64,
+    compact: Option<i64>,
+) -> Result<Result<(u32, HashKv), HashKvRefused>, FormatError> {
+    let m = super::meta_fields(db)?;
+    let current = super::last_revision(db)?;
+    let compact =
+        compact.unwrap_or_else(|| m.finished_compact.max(m.scheduled_compact).unwrap_or(-1));
+    let mut hk = match HashKv::prepare_with_compact(db, rev, current, m.finished_compact, compact)?
+    {
+        Ok(h) => h,
+        Err(r) => return Ok(Err(r)),
+    };
+    if let Some(b) = db.bucket(buckets::KEY)? {
+        let mut c = b.cursor();
+        while let Some(e) = c.next()? {
+            hk.feed(e.key, e.value);
+        }
+    }
+    Ok(Ok((hk.finish(), hk)))
+}

@@ -1,0 +1,651 @@
+//! The full offline report of an etcd database (`lifeboat inspect`): one pass that checks
+//! the bbolt structure, computes etcdutl's hash and hashkv, and gathers what fills the file.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use serde::Serialize;
+
+use super::hashkv::{fingerprint, HashKv};
+use super::{buckets, summary_of, Alarm, ConfState, KeyValueRef, Lease, Member, RevKey, Summary};
+use crate::format::bolt::{
+    check_db, BucketStats, CheckOptions, Db, EntryVisitor, PageCounts, Problem, VisitEntry,
+};
+use crate::io::ReadAt;
+
+/// What to compute besides the basics.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// hashkv revision (0: the snapshot's revision).
+    pub hashkv_rev: i64,
+    /// Kubernetes summary (keys and bytes per `/registry/<resource>`).
+    pub k8s: bool,
+    /// With `k8s`: also per namespace.
+    pub by_namespace: bool,
+    /// How many largest keys/objects to list.
+    pub top: usize,
+    pub max_problems: usize,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            hashkv_rev: 0,
+            k8s: false,
+            by_namespace: false,
+            top: 10,
+            max_problems: 1000,
+        }
+    }
+}
+
+/// A large value in bucket `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LargeKey {
+    /// The user key (lossy UTF-8).
+    pub key: String,
+    /// Main revision of the entry.
+    pub revision: i64,
+    /// Value bytes.
+    pub size: u64,
+}
+
+/// Keys and bytes under one prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PrefixUsage {
+    pub name: String,
+    /// Live keys (latest revision is a put).
+    pub keys: u64,
+    /// Bytes of their latest values.
+    pub bytes: u64,
+    /// All revisions stored (puts and tombstones) under the prefix.
+    pub revisions: u64,
+    /// Bytes of all stored revisions (what this prefix costs in the file).
+    pub revision_bytes: u64,
+}
+
+/// The Kubernetes summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct K8sSummary {
+    /// Per `/registry/<resource>` (or `/registry/<group>/<resource>`), largest first.
+    pub resources: Vec<PrefixUsage>,
+    /// Per namespace (with `--by-namespace`), largest first; cluster-scoped objects under "".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<PrefixUsage>>,
+    /// Largest live objects.
+    pub largest_objects: Vec<LargeKey>,
+    /// Live keys outside `/registry/`.
+    pub other_keys: u64,
+}
+
+/// The `inspect` report. Field names of `interface.md` are kept; more are added.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Main revision of the last key in bucket `key` (etcdutl's revision).
+    pub revision: i64,
+    /// etcd's compaction revision: the larger of finished and scheduled, null if never.
+    pub compact_revision: Option<i64>,
+    pub finished_compact_revision: Option<i64>,
+    pub scheduled_compact_revision: Option<i64>,
+    pub consistent_index: u64,
+    pub term: u64,
+    pub conf_state: Option<ConfState>,
+    /// Entries in all buckets (etcdutl 3.5's totalKey).
+    pub total_entries: u64,
+    /// User keys whose latest revision is a put.
+    pub live_keys: u64,
+    /// Entries in bucket `key` (all revisions).
+    pub key_revisions: u64,
+    /// Delete markers in bucket `key`.
+    pub tombstones: u64,
+    pub leases: u64,
+    /// CRC-32C `etcdutl snapshot status` prints as its hash.
+    pub etcdutl_hash: u32,
+    /// hashkv at `hashkv_revision` (null when etcd would refuse that revision).
+    pub hashkv: Option<u32>,
+    pub hashkv_revision: i64,
+    /// Why hashkv is null.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashkv_error: Option<String>,
+    /// `pgid * page_size` (etcdutl's totalSize, no trailer).
+    pub db_size: u64,
+    /// Reachable pages × page size.
+    pub in_use_size: u64,
+    /// Free pages × page size: what a defrag would give back.
+    pub free_size: u64,
+    pub page_size: u32,
+    pub pages: PageCounts,
+    pub txid: u64,
+    pub current_meta: usize,
+    pub why_current_meta: String,
+    pub members: Vec<Member>,
+    pub removed_members: Vec<String>,
+    pub cluster_version: Option<String>,
+    pub alarms: Vec<Alarm>,
+    pub auth_enabled: bool,
+    pub buckets: Vec<BucketStats>,
+    pub largest_keys: Vec<LargeKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sSummary>,
+    pub ok: bool,
+    pub problems: Vec<Problem>,
+    /// Problems found beyond the ones listed.
+    pub problems_not_shown: u64,
+}
+
+/// Keeps the N largest (size, key, rev).
+struct TopN {
+    n: usize,
+    heap: BinaryHeap<Reverse<(u64, Vec<u8>, i64)>>,
+}
+
+impl TopN {
+    fn new(n: usize) -> Self {
+        TopN {
+            n,
+            heap: BinaryHeap::new(),
+        }
+    }
+    fn offer(&mut self, size: u64, key: &[u8], rev: i64) {
+        if self.n == 0 {
+            return;
+        }
+        if self.heap.len() < self.n {
+            self.heap.push(Reverse((size, key.to_vec(), rev)));
+        } else if self.heap.peek().is_some_and(|Reverse((s, _, _))| size > *s) {
+            self.heap.pop();
+            self.heap.push(Reverse((size, key.to_vec(), rev)));
+        }
+    }
+    fn into_sorted(self) -> Vec<(u64, Vec<u8>, i64)> {
+        let mut v: Vec<_> = self.heap.into_iter().map(|Reverse(x)| x).collect();
+        v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        v
+    }
+}
+
+/// Kubernetes key split: (resource, namespace) of `/registry/...` keys.
+pub fn k8s_split(key: &[u8]) -> Option<(String, Option<String>)> {
+    let rest = key.strip_prefix(b"/registry/")?;
+    let parts: Vec<&[u8]> = rest.split(|b| *b == b'/').collect();
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let first = parts.first()?;
+    // API groups contain a dot (CRDs, aggregated APIs): /registry/<group>/<resource>/...
+    let (resource, tail) = if first.contains(&b'.') && parts.len() >= 3 {
+        (
+            format!("{}/{}", s(first), s(parts.get(1)?)),
+            parts.get(2..)?,
+        )
+    } else {
+        (s(first), parts.get(1..)?)
+    };
+    let ns = if tail.len() >= 2 {
+        Some(s(tail.first()?))
+    } else {
+        None
+    };
+    Some((resource, ns))
+}
+
+#[derive(Default)]
+struct Live {
+    size: u64,
+    res: u32,
+    ns: u32,
+}
+
+struct K8sState {
+    by_namespace: bool,
+    res_names: Vec<String>,
+    res_idx: HashMap<String, u32>,
+    ns_names: Vec<String>,
+    ns_idx: HashMap<String, u32>,
+    res: Vec<PrefixUsage>,
+    ns: Vec<PrefixUsage>,
+    live: HashMap<u128, Live>,
+    top: TopN,
+}
+
+impl K8sState {
+    fn idx(names: &mut Vec<String>, idx: &mut HashMap<String, u32>, name: &str) -> u32 {
+        if let Some(i) = idx.get(name) {
+            return *i;
+        }
+        let i = names.len() as u32;
+        names.push(name.to_string());
+        idx.insert(name.to_string(), i);
+        i
+    }
+
+    fn feed(&mut self, user_key: &[u8], rev: i64, tombstone: bool, value_len: u64, entry_len: u64) {
+        let Some((resource, ns)) = k8s_split(user_key) else {
+            return;
+        };
+        let ri = Self::idx(&mut self.res_names, &mut self.res_idx, &resource);
+        let ni = if self.by_namespace {
+            Self::idx(
+                &mut self.ns_names,
+                &mut self.ns_idx,
+                ns.as_deref().unwrap_or(""),
+            )
+        } else {
+            0
+        };
+        while self.res.len() <= ri as usize {
+            self.res.push(PrefixUsage::default());
+        }
+        while self.by_namespace && self.ns.len() <= ni as usize {
+            self.ns.push(PrefixUsage::default());
+        }
+        let fp = fingerprint(user_key);
+        if let Some(old) = self.live.remove(&fp) {
+            if let Some(r) = self.res.get_mut(old.res as usize) {
+                r.keys = r.keys.saturating_sub(1);
+                r.bytes = r.bytes.saturating_sub(old.size);
+            }
+            if let Some(n) = self.ns.get_mut(old.ns as usize) {
+                n.keys = n.keys.saturating_sub(1);
+                n.bytes = n.bytes.saturating_sub(old.size);
+            }
+        }
+        if let Some(r) = self.res.get_mut(ri as usize) {
+            r.revisions += 1;
+            r.revision_bytes += entry_len;
+        }
+        if let Some(n) = self.ns.get_mut(ni as usize) {
+            n.revisions += 1;
+            n.revision_bytes += entry_len;
+        }
+        if !tombstone {
+            if let Some(r) = self.res.get_mut(ri as usize) {
+                r.keys += 1;
+                r.bytes += value_len;
+            }
+            if let Some(n) = self.ns.get_mut(ni as usize) {
+                n.keys += 1;
+                n.bytes += value_len;
+            }
+            self.live.insert(
+                fp,
+                Live {
+                    size: value_len,
+                    res: ri,
+                    ns: ni,
+                },
+            );
+            self.top.offer(value_len, user_key, rev);
+        }
+    }
+
+    fn finish(self) -> K8sSummary {
+        let name = |mut v: Vec<PrefixUsage>, names: &[String]| {
+            for (i, u) in v.iter_mut().enumerate() {
+                u.name = names.get(i).cloned().unwrap_or_default();
+            }
+            v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
+            v
+        };
+        let live = self.live;
+        // Keep only candidates that are still the latest revision of a live key.
+        let mut largest = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (size, key, rev) in self.top.into_sorted() {
+            let fp = fingerprint(&key);
+            if live.get(&fp).is_some_and(|l| l.size == size) && seen.insert(fp) {
+                largest.push(LargeKey {
+                    key: String::from_utf8_lossy(&key).into_owned(),
+                    revision: rev,
+                    size,
+                });
+            }
+        }
+        K8sSummary {
+            resources: name(self.res, &self.res_names),
+            namespaces: self.by_namespace.then(|| name(self.ns, &self.ns_names)),
+            largest_objects: largest,
+            other_keys: 0,
+        }
+    }
+}
+
+/// The visitor that turns the check's walk into the etcd report.
+struct Visitor {
+    hashkv: Option<HashKv>,
+    /// Entries with main <= this are the survivors of a finished compaction.
+    unique_upto: i64,
+    /// Live keys by counting generations (exact when nothing was compacted).
+    live: i64,
+    /// Puts at or below `unique_upto` whose key has no later revision.
+    live_compacted: u64,
+    key_revisions: u64,
+    tombstones: u64,
+    leases: u64,
+    top: TopN,
+    k8s: Option<K8sState>,
+    problems: Vec<Problem>,
+    max_problems: usize,
+    dropped: u64,
+}
+
+impl Visitor {
+    fn problem(&mut self, e: &VisitEntry<'_>, msg: String) {
+        if self.problems.len() < self.max_problems {
+            self.problems
+                .push(Problem::new(e.page, Some(e.offset), msg));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn key_entry(&mut self, e: &VisitEntry<'_>) {
+        self.key_revisions += 1;
+        if let Some(h) = &mut self.hashkv {
+            h.feed(e.key, e.value);
+        }
+        let Some(rk) = RevKey::parse(e.key) else {
+            self.problem(
+                e,
+                format!(
+                    "bucket key: key {} is not a revision",
+                    crate::format::bolt::check::show(e.key)
+                ),
+            );
+            return;
+        };
+        let kv = match KeyValueRef::decode(e.value) {
+            Ok(kv) => kv,
+            Err(err) => {
+                self.problem(
+                    e,
+                    format!(
+                        "bucket key: revision {}/{}: value is not an mvccpb.KeyValue: {err}",
+                        rk.rev.main, rk.rev.sub
+                    ),
+                );
+                return;
+            }
+        };
+        if e.value.is_empty() {
+            // 3.5.10+ `restore --bump-revision --mark-compacted` leaves an empty marker.
+            return;
+        }
+        if kv.key.is_empty() {
+            self.problem(
+                e,
+                format!(
+                    "bucket key: revision {}/{}: KeyValue without a key",
+                    rk.rev.main, rk.rev.sub
+                ),
+            );
+            return;
+        }
+        if !rk.tombstone && kv.mod_revision != rk.rev.main {
+            self.problem(
+                e,
+                format!(
+                    "bucket key: revision {}/{}: mod_revision {} differs from the revision",
+                    rk.rev.main, rk.rev.sub, kv.mod_revision
+                ),
+            );
+        }
+        if rk.tombstone {
+            self.tombstones += 1;
+            if rk.rev.main > self.unique_upto {
+                self.live -= 1;
+            }
+        } else {
+            if kv.version == 1 || rk.rev.main <= self.unique_upto {
+                self.live += 1;
+            }
+            if rk.rev.main <= self.unique_upto
+                && self.hashkv.as_ref().is_some_and(|h| !h.seen_after(kv.key))
+            {
+                self.live_compacted += 1;
+            }
+            self.top.offer(kv.value.len() as u64, kv.key, rk.rev.main);
+        }
+        if let Some(k) = &mut self.k8s {
+            let entry_len = (e.key.len() + e.value.len()) as u64;
+            if kv.key.starts_with(b"/registry/") {
+                k.feed(
+                    kv.key,
+                    rk.rev.main,
+                    rk.tombstone,
+                    kv.value.len() as u64,
+                    entry_len,
+                );
+            }
+        }
+    }
+}
+
+impl EntryVisitor for Visitor {
+    fn entry(&mut self, e: &VisitEntry<'_>) {
+        match e.bucket {
+            buckets::KEY => self.key_entry(e),
+            buckets::LEASE => {
+                self.leases += 1;
+                if let Err(err) = Lease::decode(e.value) {
+                    self.problem(
+                        e,
+                        format!("bucket lease: value is not a leasepb.Lease: {err}"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Build the report of an opened database in one pass (plus the short hashkv pre-pass).
+pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
+    let mut problems = Vec::new();
+    let summary: Option<Summary> = match summary_of(db) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(e.to_problem());
+            None
+        }
+    };
+    let s = summary.clone().unwrap_or(Summary {
+        page_size: db.page_size,
+        db_size: db.db_size(),
+        txid: db.meta.txid,
+        revision: 0,
+        compact_revision: None,
+        scheduled_compact_revision: None,
+        consistent_index: 0,
+        term: 0,
+        conf_state: None,
+        members: vec![],
+        removed_members: vec![],
+        cluster_version: None,
+        alarms: vec![],
+        auth_enabled: false,
+    });
+    let mut hashkv_error = None;
+    let hashkv = if summary.is_some() {
+        match HashKv::prepare(
+            db,
+            opts.hashkv_rev,
+            s.revision,
+            s.compact_revision,
+            s.scheduled_compact_revision,
+        ) {
+            Ok(Ok(h)) => Some(h),
+            Ok(Err(refused)) => {
+                hashkv_error = Some(refused.to_string());
+                None
+            }
+            Err(e) => {
+                hashkv_error = Some(format!("cannot read bucket key: {e}"));
+                problems.push(e.to_problem());
+                None
+            }
+        }
+    } else {
+        hashkv_error = Some("the database could not be summarised".into());
+        None
+    };
+    let mut v = Visitor {
+        hashkv,
+        unique_upto: s.compact_revision.unwrap_or(-1).min(
+            s.compact_revision
+                .max(s.scheduled_compact_revision)
+                .unwrap_or(-1),
+        ),
+        live: 0,
+        live_compacted: 0,
+        key_revisions: 0,
+        tombstones: 0,
+        leases: 0,
+        top: TopN::new(opts.top),
+        k8s: opts.k8s.then(|| K8sState {
+            by_namespace: opts.by_namespace,
+            res_names: vec![],
+            res_idx: HashMap::new(),
+            ns_names: vec![],
+            ns_idx: HashMap::new(),
+            res: vec![],
+            ns: vec![],
+            live: HashMap::new(),
+            top: TopN::new(opts.top.saturating_mul(8)),
+        }),
+        problems: vec![],
+        max_problems: opts.max_problems,
+        dropped: 0,
+    };
+    let chk = check_db(
+        db,
+        &CheckOptions {
+            max_problems: opts.max_problems,
+        },
+        &mut v,
+    );
+    problems.extend(chk.problems);
+    problems.extend(v.problems);
+    let mut dropped = chk.problems_not_shown + v.dropped;
+    if problems.len() > opts.max_problems {
+        dropped += (problems.len() - opts.max_problems) as u64;
+        problems.truncate(opts.max_problems);
+    }
+    let (hashkv, hashkv_revision) = match &v.hashkv {
+        Some(h) => (Some(h.finish()), h.rev),
+        None => (None, opts.hashkv_rev),
+    };
+    let mut top = TopN::new(opts.top);
+    for (s, k, r) in v.top.into_sorted() {
+        top.offer(s, &k, r);
+    }
+    let largest_keys = top
+        .into_sorted()
+        .into_iter()
+        .map(|(size, key, revision)| LargeKey {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            revision,
+            size,
+        })
+        .collect();
+    // With a compaction point, count from the pre-pass index (exact even while a
+    // compaction is half done); without one, every generation's first put is present.
+    let live_keys = match &v.hashkv {
+        Some(h) if h.indexed() => h.live_after() + v.live_compacted,
+        _ => v.live.max(0) as u64,
+    };
+    let mut k8s = v.k8s.map(K8sState::finish);
+    if let Some(k) = &mut k8s {
+        let in_registry: u64 = k.resources.iter().map(|r| r.keys).sum();
+        k.other_keys = live_keys.saturating_sub(in_registry);
+    }
+    let ps = u64::from(db.page_size);
+    let compact = s.compact_revision.max(s.scheduled_compact_revision);
+    let ok = problems.is_empty() && dropped == 0;
+    Report {
+        revision: s.revision,
+        compact_revision: compact,
+        finished_compact_revision: s.compact_revision,
+        scheduled_compact_revision: s.scheduled_compact_revision,
+        consistent_index: s.consistent_index,
+        term: s.term,
+        conf_state: s.conf_state,
+        total_entries: chk.total_entries,
+        live_keys,
+        key_revisions: v.key_revisions,
+        tombstones: v.tombstones,
+        leases: v.leases,
+        etcdutl_hash: chk.etcdutl_hash,
+        hashkv,
+        hashkv_revision,
+        hashkv_error,
+        db_size: db.db_size(),
+        in_use_size: chk.pages.in_use * ps,
+        free_size: chk.pages.free * ps,
+        page_size: db.page_size,
+        pages: chk.pages,
+        txid: db.meta.txid,
+        current_meta: db.current,
+        why_current_meta: db.why_current.clone(),
+        members: s.members,
+        removed_members: s
+            .removed_members
+            .iter()
+            .map(|id| format!("{id:x}"))
+            .collect(),
+        cluster_version: s.cluster_version,
+        alarms: s.alarms,
+        auth_enabled: s.auth_enabled,
+        buckets: chk.buckets,
+        largest_keys,
+        k8s,
+        ok,
+        problems,
+        problems_not_shown: dropped,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k8s_keys() {
+        assert_eq!(
+            k8s_split(b"/registry/pods/default/web-1"),
+            Some(("pods".into(), Some("default".into())))
+        );
+        assert_eq!(
+            k8s_split(b"/registry/namespaces/default"),
+            Some(("namespaces".into(), None))
+        );
+        assert_eq!(
+            k8s_split(b"/registry/example.com/widgets/ns1/w"),
+            Some(("example.com/widgets".into(), Some("ns1".into())))
+        );
+        assert_eq!(
+            k8s_split(b"/registry/apiregistration.k8s.io/apiservices/v1.apps"),
+            Some(("apiregistration.k8s.io/apiservices".into(), None))
+        );
+        assert_eq!(k8s_split(b"/other/x"), None);
+    }
+
+    #[test]
+    fn report_of_built_db() {
+        let img = crate::format::bolt::build::etcd_like(4096, 300, 100);
+        let db = Db::open(&img[..]).unwrap();
+        let r = report(
+            &db,
+            &ReportOptions {
+                k8s: true,
+                ..ReportOptions::default()
+            },
+        );
+        assert!(r.ok, "{:?}", r.problems);
+        assert_eq!(r.revision, 301);
+        assert_eq!(r.live_keys, 300);
+        assert_eq!(r.key_revisions, 300);
+        assert_eq!(r.total_entries, 300 + 1 + 1 + 1 + 3);
+        assert!(r.hashkv.is_some());
+        assert_eq!(r.largest_keys.len(), 10);
+        assert_eq!(r.k8s.unwrap().other_keys, 300);
+    }
+}
