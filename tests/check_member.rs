@@ -326,3 +326,38 @@ fn ranking_survivors_stopped_one_after_another() {
         assert_eq!(m["voters"].as_array().unwrap().len(), 3);
     }
 }
+
+#[test]
+fn zeroed_db_page_is_corrupt_db() {
+    use lifeboat::format::bolt::{BucketRoot, Db};
+    use lifeboat::io::FileReader;
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let db_path = c.dir.join("member/snap/db");
+        let (page, page_size) = {
+            let f = FileReader::open(&db_path).unwrap();
+            let db = Db::open(&f).unwrap();
+            let b = db.bucket(b"key").unwrap().unwrap();
+            match b.root() {
+                BucketRoot::Page(p) => (*p, u64::from(db.page_size)),
+                BucketRoot::Inline { .. } => panic!("key bucket inline in a 140 MB db"),
+            }
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db_path)
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&vec![0u8; page_size as usize], page * page_size)
+            .unwrap();
+        drop(f);
+        let r = c.verdict_matches_etcd("zeroed root page of bucket key in the db", "corrupt-db", 3);
+        assert!(
+            r["problems"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("page {page}")),
+            "{r:#}"
+        );
+    });
+}

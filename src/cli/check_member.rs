@@ -26,6 +26,10 @@ pub struct Args {
     /// single DATA_DIR.
     #[arg(long, value_name = "DIR")]
     wal_dir: Option<PathBuf>,
+    /// Check only the db's meta pages and etcd's small buckets, not every page (faster on a
+    /// big db).
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Serialize)]
@@ -39,7 +43,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     if args.wal_dir.is_some() && args.data_dirs.len() > 1 {
         return Err(crate::Error::Usage("--wal-dir needs exactly one DATA_DIR".into()).into());
     }
-    let reports = member::check_dirs(&args.data_dirs, args.wal_dir.as_deref());
+    let opts = member::Options {
+        db_walk: !args.quick,
+    };
+    let reports = member::check_dirs(&args.data_dirs, args.wal_dir.as_deref(), opts);
     let ranking = if reports.len() > 1 {
         rank::rank(&reports)
     } else {

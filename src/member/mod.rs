@@ -247,8 +247,22 @@ fn empty_report(dirs: &Dirs, verdict: Verdict) -> MemberReport {
     }
 }
 
+/// What to check.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Walk every page of the db with the strict bbolt checker (otherwise: metas and etcd's
+    /// small buckets only).
+    pub db_walk: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { db_walk: true }
+    }
+}
+
 /// Check one member data dir.
-pub fn check_dir(dirs: &Dirs) -> MemberReport {
+pub fn check_dir(dirs: &Dirs, opts: Options) -> MemberReport {
     if !dirs.data_dir.exists() {
         return missing(dirs, format!("{} does not exist", dirs.data_dir.display()));
     }
@@ -290,7 +304,7 @@ pub fn check_dir(dirs: &Dirs) -> MemberReport {
     match &snapdir.db {
         Some(p) => match crate::io::FileReader::open(p) {
             Ok(f) => {
-                let c = db::check(&f);
+                let c = db::check(&f, opts.db_walk);
                 for w in &c.warnings {
                     r.problems
                         .push(warning(&p.display().to_string(), w.clone()));
@@ -303,7 +317,9 @@ pub fn check_dir(dirs: &Dirs) -> MemberReport {
                         record: None,
                         index: None,
                         message: e.clone(),
-                        etcd_error: Some("bbolt: invalid database / checksum error".into()),
+                        etcd_error: Some(
+                            "bbolt cannot open this db or panics walking it (freepages)".into(),
+                        ),
                     });
                 }
                 db_invariants(&mut r, &c, &snapdir, p);
@@ -755,6 +771,11 @@ fn finish(r: &mut MemberReport) {
     if db_fatal && matches!(r.verdict, Verdict::Healthy | Verdict::TornTail) {
         r.verdict = Verdict::CorruptDb;
         r.etcd_starts = false;
+        r.etcd_error = r
+            .problems
+            .iter()
+            .find(|p| p.severity == Severity::Fatal && p.file.ends_with("/db"))
+            .and_then(|p| p.etcd_error.clone());
     }
     r.problems.sort_by_key(|p| match p.severity {
         Severity::Fatal => 0,
@@ -765,12 +786,16 @@ fn finish(r: &mut MemberReport) {
 }
 
 /// Check several dirs (the same `--wal-dir` applies only when one dir is given).
-pub fn check_dirs(data_dirs: &[PathBuf], wal_dir: Option<&Path>) -> Vec<MemberReport> {
+pub fn check_dirs(
+    data_dirs: &[PathBuf],
+    wal_dir: Option<&Path>,
+    opts: Options,
+) -> Vec<MemberReport> {
     data_dirs
         .iter()
         .map(|d| {
             let w = if data_dirs.len() == 1 { wal_dir } else { None };
-            check_dir(&Dirs::resolve(d, w))
+            check_dir(&Dirs::resolve(d, w), opts)
         })
         .collect()
 }
