@@ -164,9 +164,12 @@ fn print_text(reports: &[MemberReport], ranking: &[rank::Ranked]) {
         println!("Survivors, newest committed data first:");
         for k in ranking {
             println!(
-                "  {}. {}  commit {} term {} last {}/{}  {}  {}",
+                "  {}. {}  db applied {} commit {} term {} last {}/{}  {}  {}",
                 k.rank,
                 k.data_dir,
+                k.db_consistent_index
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 k.commit,
                 k.term,
                 k.last_term,

@@ -213,6 +213,7 @@ fn missing(dirs: &Dirs, message: String) -> MemberReport {
         message,
         etcd_error: None,
     });
+    r.next_steps = advice::next_steps(&r);
     r
 }
 
@@ -265,6 +266,9 @@ impl Default for Options {
 pub fn check_dir(dirs: &Dirs, opts: Options) -> MemberReport {
     if !dirs.data_dir.exists() {
         return missing(dirs, format!("{} does not exist", dirs.data_dir.display()));
+    }
+    if std::fs::read_dir(&dirs.data_dir).is_err() {
+        return missing(dirs, format!("{} cannot be read", dirs.data_dir.display()));
     }
     if !dirs.wal_dir.is_dir() {
         return missing(
