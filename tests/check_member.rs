@@ -99,21 +99,32 @@ impl Case {
         assert_exit(&o, code);
         let predicted = r["etcd_starts"].as_bool().unwrap();
         let got = start_on_dir(&self.bins, &self.dir, "m0", Duration::from_secs(40));
+        // "Starts" = comes up and serves (endpoint status). A member whose db is ahead of its
+        // repaired WAL serves but cannot commit until it has passed the db's index; lifeboat
+        // warns about that separately.
         assert_eq!(
-            got.healthy, predicted,
-            "{what}: lifeboat predicted etcd_starts={predicted}, etcd healthy={} exited={}\n{}\n--- etcd log\n{}",
+            got.serving,
+            predicted,
+            "{what}: lifeboat predicted etcd_starts={predicted}, etcd serving={} healthy={} exited={}\n{}\n--- etcd log\n{}",
+            got.serving,
             got.healthy,
             got.exited,
             serde_json::to_string_pretty(&r).unwrap(),
             tail(&got.log)
         );
         if !predicted {
-            assert!(got.exited, "{what}: etcd neither healthy nor exited");
+            assert!(got.exited, "{what}: etcd neither serving nor exited");
         }
+        let did = if got.healthy {
+            "started"
+        } else if got.serving {
+            "started, requests time out"
+        } else {
+            "refused"
+        };
         eprintln!(
-            "VERDICT etcd {} | {what} | lifeboat {verdict} (etcd_starts={predicted}) | etcd {}",
-            self.bins.version,
-            if got.healthy { "started" } else { "refused" }
+            "VERDICT etcd {} | {what} | lifeboat {verdict} (etcd_starts={predicted}) | etcd {did}",
+            self.bins.version
         );
         r
     }
@@ -359,5 +370,35 @@ fn zeroed_db_page_is_corrupt_db() {
                 .contains(&format!("page {page}")),
             "{r:#}"
         );
+    });
+}
+
+#[test]
+fn zeroed_length_field_mid_tail_drops_the_rest_silently() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let last = c.segments().pop().unwrap();
+        let entries = c.entries();
+        let rec = entry_in(&entries, &last, 20);
+        let index = entries
+            .iter()
+            .find(|e| {
+                e["offset"].as_u64() == Some(rec)
+                    && e["file"] == last.file_name().unwrap().to_str().unwrap()
+            })
+            .unwrap()["index"]
+            .as_u64()
+            .unwrap();
+        // From the frame's length field to the end of its sector.
+        let end = (rec / 512 + 1) * 512;
+        patch(&last, rec, |b| b[..(end - rec) as usize].fill(0));
+        let r = c.verdict_matches_etcd(
+            "zeroed length field 20 entries before the end",
+            "torn-tail",
+            0,
+        );
+        assert_eq!(r["problems"][0]["offset"].as_u64(), Some(rec), "{r:#}");
+        assert_eq!(r["last_index"].as_u64(), Some(index - 1));
+        assert!(r["lost"]["entries"].as_u64().unwrap() >= 19, "{r:#}");
     });
 }

@@ -47,6 +47,19 @@ fn replace_member(r: &MemberReport) -> Vec<String> {
 }
 
 pub fn next_steps(r: &MemberReport) -> Vec<String> {
+    let mut v = steps(r);
+    if let (Some(n), Verdict::Healthy | Verdict::TornTail | Verdict::CorruptSnap) =
+        (r.db_ahead_by, r.verdict)
+    {
+        v.push(format!("But the db is {n} entries ahead of the WAL: etcd will start and then skip the next {n} entries as already applied, so this member's data silently diverges. In a healthy cluster, replace the member instead of starting it (steps below); if it is the only copy, copy its db out first (it holds the newest applied data)."));
+        if r.verdict != Verdict::CorruptSnap {
+            v.extend(replace_member(r));
+        }
+    }
+    v
+}
+
+fn steps(r: &MemberReport) -> Vec<String> {
     match r.verdict {
         Verdict::Healthy => vec![format!(
             "Nothing to repair: etcd starts from {} and replays the WAL up to index {} (commit {}).",

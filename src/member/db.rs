@@ -35,6 +35,9 @@ pub struct DbCheck {
     pub warnings: Vec<String>,
     #[serde(skip)]
     pub member_ids: Vec<u64>,
+    /// (id, name, peer URLs) from bucket `members`.
+    #[serde(skip)]
+    pub member_infos: Vec<(u64, String, Vec<String>)>,
     /// Every page was checked (not only the metas and etcd's small buckets).
     pub walked: bool,
 }
@@ -54,6 +57,7 @@ pub fn check(src: &dyn ReadAt, walk: bool) -> DbCheck {
         fatal: Vec::new(),
         warnings: Vec::new(),
         member_ids: Vec::new(),
+        member_infos: Vec::new(),
         walked: false,
     };
     let db = match bolt::Db::open(src) {
@@ -96,6 +100,11 @@ pub fn check(src: &dyn ReadAt, walk: bool) -> DbCheck {
             out.term = Some(s.term);
             out.revision = Some(s.revision);
             out.member_ids = s.members.iter().map(|m| m.id).collect();
+            out.member_infos = s
+                .members
+                .iter()
+                .map(|m| (m.id, m.name.clone(), m.peer_urls.clone()))
+                .collect();
             out.members = s.members.iter().map(|m| format!("{:x}", m.id)).collect();
             out.alarms = s
                 .alarms

@@ -169,6 +169,9 @@ pub struct MemberReport {
     pub members: Vec<MemberInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<Lost>,
+    /// The db's consistent index is this far beyond the WAL's last index (see problems).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_ahead_by: Option<u64>,
     pub problems: Vec<Problem>,
     pub next_steps: Vec<String>,
 }
@@ -243,6 +246,7 @@ fn empty_report(dirs: &Dirs, verdict: Verdict) -> MemberReport {
         learners: Vec::new(),
         members: Vec::new(),
         lost: None,
+        db_ahead_by: None,
         problems: Vec::new(),
         next_steps: Vec::new(),
     }
@@ -327,6 +331,17 @@ pub fn check_dir(dirs: &Dirs, opts: Options) -> MemberReport {
                     });
                 }
                 db_invariants(&mut r, &c, &snapdir, p);
+                // Names and peer URLs for the next steps when the WAL no longer holds the
+                // conf changes (older segments purged).
+                for (id, name, urls) in &c.member_infos {
+                    if !r.members.iter().any(|m| m.id == hex(*id)) {
+                        r.members.push(MemberInfo {
+                            id: hex(*id),
+                            name: (!name.is_empty()).then(|| name.clone()),
+                            peer_urls: urls.clone(),
+                        });
+                    }
+                }
                 r.db = Some(c);
             }
             Err(e) => r
@@ -378,10 +393,11 @@ fn db_invariants(r: &mut MemberReport, c: &db::DbCheck, snapdir: &SnapDir, p: &P
         }
     }
     if ci > r.last_index && r.verdict != Verdict::CorruptWal {
+        r.db_ahead_by = Some(ci - r.last_index);
         r.problems.push(warning(
             &file,
             format!(
-                "the db has applied raft index {ci}, but the WAL etcd reads ends at {}: the backend will skip the next {} entries written here as already applied (the db and WAL are from different moments, or a torn WAL lost entries the db had applied)",
+                "the db has applied raft index {ci}, but the WAL etcd reads ends at {}: the backend will skip the next {} entries written here as already applied, so requests time out and this member's keys diverge until the log passes {ci} (the db and WAL are from different moments, or the lost WAL tail had been applied)",
                 r.last_index,
                 ci - r.last_index
             ),
@@ -666,7 +682,14 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
         Outcome::Clean => {}
         Outcome::Torn { at, message } => {
             r.verdict = Verdict::TornTail;
-            r.etcd_error = Some("unexpected EOF (repaired)".into());
+            // A decoding failure goes through Repair (logged as "repaired WAL ... unexpected
+            // EOF"); garbage after a zero length field is zero-filled without a word.
+            let etcd_says = if scan.stop.is_some() {
+                "unexpected EOF (repaired)"
+            } else {
+                "none: etcd zero-fills the rest of the file silently"
+            };
+            r.etcd_error = Some(etcd_says.into());
             r.problems.push(Problem {
                 severity: Severity::Repaired,
                 file: file_of(&at.file),
@@ -674,9 +697,9 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
                 record: Some(at.record),
                 index: Some(opened.last_index.saturating_add(1)),
                 message: message.clone(),
-                etcd_error: Some("unexpected EOF".into()),
+                etcd_error: Some(etcd_says.into()),
             });
-            if scan.stop.is_some() {
+            if scan.stop.is_some() || scan.beyond.records > 0 {
                 r.lost = Some(lost(0));
             } else {
                 r.lost = Some(Lost {

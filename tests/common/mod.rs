@@ -620,6 +620,8 @@ impl Drop for Cluster {
 pub struct StartOutcome {
     /// It answered `endpoint health` within the timeout.
     pub healthy: bool,
+    /// It answered `endpoint status` (came up and serves, even if requests cannot commit).
+    pub serving: bool,
     /// It exited on its own (refused the data dir).
     pub exited: bool,
     pub log: String,
@@ -651,13 +653,9 @@ pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bins.etcd.display()));
     let start = Instant::now();
-    let (mut healthy, mut exited) = (false, false);
-    while start.elapsed() < timeout {
-        if let Ok(Some(_)) = child.try_wait() {
-            exited = true;
-            break;
-        }
-        let o = Command::new(&bins.etcdctl)
+    let (mut healthy, mut serving, mut exited) = (false, false, false);
+    let ctl = |what: &str| {
+        Command::new(&bins.etcdctl)
             .env_clear()
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={client}"))
@@ -665,10 +663,20 @@ pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration)
                 "--dial-timeout=1s",
                 "--command-timeout=2s",
                 "endpoint",
-                "health",
+                what,
             ])
-            .output();
-        if o.is_ok_and(|o| o.status.success()) {
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    while start.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            exited = true;
+            break;
+        }
+        if !serving && ctl("status") {
+            serving = true;
+        }
+        if serving && ctl("health") {
             healthy = true;
             break;
         }
@@ -688,6 +696,7 @@ pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration)
     let _ = child.wait();
     StartOutcome {
         healthy,
+        serving,
         exited,
         log: std::fs::read_to_string(&log_path).unwrap_or_default(),
     }

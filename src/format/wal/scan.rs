@@ -263,5 +263,51 @@ pub fn scan(segs: &[Segment]) -> Scan {
         }
     }
     s.files = dec.file_ends().to_vec();
+    // Nonzero bytes after a zero length field in the last file: etcd drops them. Find the
+    // frames there to say what is dropped.
+    if s.stop.is_none() {
+        if let Some(end) = s
+            .files
+            .last()
+            .filter(|e| e.zero_length && e.nonzero_after.is_some())
+        {
+            let (seg, from) = (end.seg, end.end + 8);
+            if let Some(o) = super::decode::resync(segs, seg, from, 16 << 20) {
+                let mut d = Decoder::starting_at(segs, seg, o).without_tail_scan();
+                let mut complete = true;
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(f)) => {
+                            s.beyond.records += 1;
+                            match f.record.rtype {
+                                record::ENTRY => {
+                                    if let Ok(e) = Entry::decode(f.record.data()) {
+                                        s.beyond.entries += 1;
+                                        s.beyond.first_index.get_or_insert(e.index);
+                                        s.beyond.last_index = Some(e.index);
+                                    }
+                                }
+                                record::STATE => {
+                                    if let Ok(h) = HardState::decode(f.record.data()) {
+                                        s.beyond.commit =
+                                            Some(s.beyond.commit.unwrap_or(0).max(h.commit));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(f) => {
+                            if !d.skip_failed(&f) && !f.is_unexpected_eof() {
+                                complete = false;
+                            }
+                        }
+                    }
+                }
+                // Frames between the zero length and the first one found are unknown.
+                s.beyond.complete = complete && o == from;
+            }
+        }
+    }
     s
 }
