@@ -495,7 +495,7 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
     r.wal_records = scan.records;
     r.wal_entries = scan.entries;
     r.wal_bytes = scan.bytes;
-    r.overwritten_entries = scan.overwrites.len() as u64;
+    r.overwritten_entries = scan.overwritten;
     for (i, s) in segs.iter().enumerate() {
         let end = scan.files.iter().find(|f| f.seg == i);
         r.wal_segments.push(SegmentReport {

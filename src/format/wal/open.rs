@@ -386,7 +386,7 @@ mod tests {
             .state(2, 3);
         let segs = one(&w);
         let s = scan(&segs);
-        assert_eq!(s.overwrites.len(), 1);
+        assert_eq!((s.overwrites.len(), s.overwritten), (1, 2));
         let o = open(&segs, &s, Start::default());
         assert_eq!(o.outcome, Outcome::Clean);
         assert_eq!((o.last_index, o.last_term), (3, 2));

@@ -109,11 +109,23 @@ pub struct Scan {
     /// Entries whose index is not above the previous entry's (raft overwrote uncommitted
     /// entries after a leader change): (first overwritten index, where).
     pub overwrites: Vec<(u64, Loc)>,
+    /// Entries replaced by overwrites, in total (`overwrites` keeps only the first 100 places).
+    pub overwritten: u64,
     pub entries: u64,
     pub conf_changes: Vec<ConfEvent>,
     pub semantic: Vec<(Semantic, Loc)>,
     pub stop: Option<(Stop, Loc)>,
     pub beyond: Beyond,
+}
+
+impl Scan {
+    /// Keep the first semantic problem of each file: only the first one in the files etcd
+    /// reads matters, and this bounds memory on hostile input.
+    fn note(&mut self, sem: Semantic, at: Loc) {
+        if !self.semantic.iter().any(|(_, l)| l.seg == at.seg) {
+            self.semantic.push((sem, at));
+        }
+    }
 }
 
 fn loc(segs: &[Segment], seg: usize, offset: u64, number: u64) -> Loc {
@@ -191,7 +203,7 @@ pub fn scan(segs: &[Segment]) -> Scan {
                     s.metadata = Metadata::decode(data).ok();
                     s.metadata_raw = data.to_vec();
                 } else if s.metadata_raw != data {
-                    s.semantic.push((Semantic::MetadataConflict, at));
+                    s.note(Semantic::MetadataConflict, at);
                 }
             }
             record::STATE => match HardState::decode(rec.data()) {
@@ -217,7 +229,10 @@ pub fn scan(segs: &[Segment]) -> Scan {
                         && prev_seg == frame.seg;
                     if let Some(p) = prev_index {
                         if e.index <= p {
-                            s.overwrites.push((e.index, at.clone()));
+                            s.overwritten += p - e.index + 1;
+                            if s.overwrites.len() < 100 {
+                                s.overwrites.push((e.index, at.clone()));
+                            }
                         }
                     }
                     match s.runs.last_mut() {
@@ -257,9 +272,9 @@ pub fn scan(segs: &[Segment]) -> Scan {
                     }
                     s.last_entry = Some((e.index, e.term, at));
                 }
-                Err(e) => s.semantic.push((Semantic::BadEntry(e), at)),
+                Err(e) => s.note(Semantic::BadEntry(e), at),
             },
-            t => s.semantic.push((Semantic::UnknownType(t), at)),
+            t => s.note(Semantic::UnknownType(t), at),
         }
     }
     s.files = dec.file_ends().to_vec();
