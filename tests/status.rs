@@ -115,3 +115,32 @@ fn nothing_answers_exits_1() {
     ]);
     assert_exit(&o, 1);
 }
+
+#[test]
+fn tls_cluster_with_client_certs() {
+    let tls = Tls::generate();
+    let c = Cluster::start(
+        &etcd35(),
+        3,
+        Opts {
+            tls: Some(&tls),
+            ..Opts::default()
+        },
+    );
+    let (o, j) = status(&c, &[]);
+    assert_exit(&o, 0);
+    assert_eq!(j["members"].as_array().unwrap().len(), 3, "{j:#}");
+    assert!(j["leader"].is_string());
+}
+
+#[test]
+fn etcd34_cluster() {
+    let c = Cluster::start(&etcd34(), 3, Opts::default());
+    let (o, j) = status(&c, &[]);
+    assert_exit(&o, 0);
+    assert!(j["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["version"].as_str().unwrap().starts_with("3.4")));
+}

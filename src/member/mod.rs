@@ -496,6 +496,15 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
     r.wal_entries = scan.entries;
     r.wal_bytes = scan.bytes;
     r.overwritten_entries = scan.overwritten;
+    if scan.runs_truncated {
+        r.problems.push(warning(
+            &wal_dir,
+            format!(
+                "more than {} breaks in the entry index sequence: the gap check covers only the first ones",
+                wal::scan::MAX_RUNS
+            ),
+        ));
+    }
     for (i, s) in segs.iter().enumerate() {
         let end = scan.files.iter().find(|f| f.seg == i);
         r.wal_segments.push(SegmentReport {

@@ -13,6 +13,10 @@ use super::decode::{Decoder, Failure, FileEnd, Segment};
 use super::record::{self, ConfChange, ConfState, Entry, HardState, Metadata, WalSnapshot};
 use super::wire::WireError;
 
+/// Index discontinuities kept for the gap check (a real WAL has a handful: one per file and
+/// per leader change that overwrote entries); bounds memory on hostile input.
+pub const MAX_RUNS: usize = 100_000;
+
 /// Where a record is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Loc {
@@ -104,6 +108,8 @@ pub struct Scan {
     pub hard_state_loc: Option<Loc>,
     pub snapshots: Vec<SnapRecord>,
     pub runs: Vec<Run>,
+    /// More than [`MAX_RUNS`] index discontinuities: the gap check stopped keeping them.
+    pub runs_truncated: bool,
     /// Last entry record read (index, term) and where.
     pub last_entry: Option<(u64, u64, Loc)>,
     /// Entries whose index is not above the previous entry's (raft overwrote uncommitted
@@ -235,8 +241,10 @@ pub fn scan(segs: &[Segment]) -> Scan {
                             }
                         }
                     }
+                    let full = s.runs.len() >= MAX_RUNS;
                     match s.runs.last_mut() {
                         Some(r) if contiguous => r.last = e.index,
+                        _ if full => s.runs_truncated = true,
                         _ => s.runs.push(Run {
                             seg: frame.seg,
                             first: e.index,
