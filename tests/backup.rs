@@ -287,7 +287,9 @@ fn wait_for_partial(dest: &Path, timeout: Duration) {
 #[test]
 fn leader_killed_mid_stream_backup_completes_from_new_leader() {
     let mut c = Cluster::start(&etcd35(), 3, Opts::default());
-    c.fill("/ha/", 4000, 1000);
+    // Larger than what gRPC flow control and lifeboat's buffer hold (about 10 MiB), so the
+    // leader is still sending when it dies.
+    c.fill("/ha/", 16000, 1000);
     let leader = c.leader().expect("leader");
     let leader_id = format!(
         "{:x}",
@@ -300,7 +302,7 @@ fn leader_killed_mid_stream_backup_completes_from_new_leader() {
         "backup".to_string(),
         "--to".into(),
         dest.path().display().to_string(),
-        "--rate-limit=1M".into(),
+        "--rate-limit=2M".into(),
         "--retries=5".into(),
         "--stream-timeout=5s".into(),
         "-o".into(),

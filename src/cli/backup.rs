@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::connection::{runtime, ConnectionArgs};
 use super::{output, Global, OutputFormat};
-use crate::jobs::backup::{backup, BackupOptions, Destination};
+use crate::jobs::backup::{backup, BackupOptions, Destination, ReadBack};
 use crate::pipeline::FrameOptions;
 use crate::source::etcd::SourcePolicy;
 use crate::store::open_destination;
@@ -35,10 +35,12 @@ pub struct Args {
     /// Give up on a stream when no data arrives for this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub stream_timeout: Duration,
-    /// Skip the full re-read of the stored object before the manifest is written (the
-    /// in-flight SHA-256 check and the database read-back still happen).
-    #[arg(long)]
-    pub no_verify_stored: bool,
+    /// What to read back from the store before the manifest is written: `facts` (the
+    /// database pages the manifest quotes), `digest` (also every stored byte against the
+    /// SHA-256 computed while writing), `full` (also decode every frame). The in-flight check
+    /// of etcd's SHA-256 trailer always happens; `lifeboat verify` checks everything.
+    #[arg(long, value_enum, default_value = "digest")]
+    pub read_back: ReadBack,
     #[command(flatten)]
     pub conn: ConnectionArgs,
 }
@@ -86,7 +88,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         frames,
         rate_limit: a.rate_limit,
         stream_idle_timeout: a.stream_timeout,
-        verify_stored: !a.no_verify_stored,
+        read_back: a.read_back,
     };
     let mut dests = Vec::new();
     for d in &a.to {

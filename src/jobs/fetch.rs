@@ -6,9 +6,8 @@
 //! only after the database digest matched the manifest, so a damaged backup never yields a
 //! file that looks restorable.
 
-use std::fs::{self, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -16,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::catalog::Manifest;
 use crate::error::IoContext;
-use crate::store::local::sync_dir;
+use crate::store::local::AtomicFile;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -44,33 +43,20 @@ pub fn fetch(
     }
     let object = format!("{}/{}", store.location(), m.object);
     let reader = super::open_backup_db(store, m)?;
-    let mut partial = out.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let _ = fs::remove_file(&partial);
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&partial)
-        .at(&partial)?;
-    // Remove the partial file on every failure path.
-    struct Cleanup<'a>(&'a Path, bool);
-    impl Drop for Cleanup<'_> {
-        fn drop(&mut self) {
-            if !self.1 {
-                let _ = fs::remove_file(self.0);
-            }
-        }
-    }
-    let mut guard = Cleanup(&partial, false);
-    let mut w = BufWriter::with_capacity(1 << 20, file);
+    // A partial file from an earlier fetch that was killed is ours to replace.
+    let mut stale = out.as_os_str().to_owned();
+    stale.push(crate::store::local::PARTIAL_SUFFIX);
+    let _ = fs::remove_file(PathBuf::from(stale));
+    let mut w = AtomicFile::create(out.to_path_buf(), overwrite)?;
     let mut sha = Sha256::new();
     let mut db_len = 0u64;
     let mut stored_len = 0u64;
     let mut first_err: Option<Error> = None;
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     reader
-        .walk(|_, stored, raw| {
+        .walk_parallel(threads, |_, stored, raw| {
             stored_len += stored.len() as u64;
             progress(stored_len);
             if first_err.is_some() {
@@ -81,7 +67,7 @@ pub fn fetch(
                     sha.update(&raw);
                     db_len += raw.len() as u64;
                     if let Err(e) = w.write_all(&raw) {
-                        first_err = Some(Error::io(&partial, e));
+                        first_err = Some(Error::io(out, e));
                     }
                 }
                 Err(e) => first_err = Some(Error::integrity(&object, e.to_string())),
@@ -103,19 +89,8 @@ pub fn fetch(
             ),
         ));
     }
-    w.write_all(&digest).at(&partial)?;
-    let file = w
-        .into_inner()
-        .map_err(|e| Error::io(&partial, e.into_error()))?;
-    file.sync_all().at(&partial)?;
-    drop(file);
-    fs::rename(&partial, out).at(out)?;
-    guard.1 = true;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    sync_dir(dir)?;
+    w.write_all(&digest).at(out)?;
+    w.commit()?;
     Ok(FetchReport {
         id: m.id.clone(),
         out: out.to_path_buf(),

@@ -81,13 +81,78 @@ impl LocalStore {
 
 use std::os::unix::fs::DirBuilderExt;
 
-struct LocalWriter {
+/// A file that appears under its name only when complete: written as `<name>.partial`
+/// (mode 0600, created exclusively), then fsynced, renamed and the directory fsynced.
+/// Dropped or failed before [`commit`](Self::commit), it leaves nothing behind.
+pub struct AtomicFile {
     partial: PathBuf,
     target: PathBuf,
+    overwrite: bool,
     file: Option<BufWriter<File>>,
 }
 
-impl Write for LocalWriter {
+impl AtomicFile {
+    /// Start writing `target`. Unless `overwrite`, an existing `target` is an error, now and
+    /// at commit.
+    pub fn create(target: PathBuf, overwrite: bool) -> Result<AtomicFile> {
+        if !overwrite && target.exists() {
+            return Err(Error::Store {
+                location: target.display().to_string(),
+                message: "already exists; not overwriting it".into(),
+            });
+        }
+        let mut partial = target.as_os_str().to_owned();
+        partial.push(PARTIAL_SUFFIX);
+        let partial = PathBuf::from(partial);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .at(&partial)?;
+        Ok(AtomicFile {
+            partial,
+            target,
+            overwrite,
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// Make the file durable and visible under its name.
+    pub fn commit(mut self) -> Result<()> {
+        let Some(buf) = self.file.take() else {
+            return Err(Error::Failed("file already closed".into()));
+        };
+        let done = self.finish(buf);
+        if done.is_err() {
+            // Flushing or syncing failed (a full disk shows up here): leave nothing behind.
+            let _ = fs::remove_file(&self.partial);
+        }
+        done
+    }
+
+    fn finish(&self, buf: BufWriter<File>) -> Result<()> {
+        let file = buf
+            .into_inner()
+            .map_err(|e| Error::io(&self.partial, e.into_error()))?;
+        file.sync_all().at(&self.partial)?;
+        drop(file);
+        if !self.overwrite && self.target.exists() {
+            return Err(Error::Store {
+                location: self.target.display().to_string(),
+                message: "a file of that name appeared while writing; not replacing it".into(),
+            });
+        }
+        fs::rename(&self.partial, &self.target).at(&self.target)?;
+        let dir = match self.target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        sync_dir(dir)
+    }
+}
+
+impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.file {
             Some(f) => f.write(buf),
@@ -102,49 +167,21 @@ impl Write for LocalWriter {
     }
 }
 
-impl ObjectWriter for LocalWriter {
-    fn commit(mut self: Box<Self>) -> Result<()> {
-        let Some(buf) = self.file.take() else {
-            return Err(Error::Failed("object already closed".into()));
-        };
-        let done = self.finish(buf);
-        if done.is_err() {
-            // Flushing or syncing failed (a full disk shows up here): leave nothing behind.
-            let _ = fs::remove_file(&self.partial);
-        }
-        done
+impl ObjectWriter for AtomicFile {
+    fn commit(self: Box<Self>) -> Result<()> {
+        AtomicFile::commit(*self)
     }
 
-    fn abort(mut self: Box<Self>) {
-        self.file.take();
-        let _ = fs::remove_file(&self.partial);
+    fn abort(self: Box<Self>) {
+        drop(self);
     }
 }
 
-impl Drop for LocalWriter {
+impl Drop for AtomicFile {
     fn drop(&mut self) {
         if self.file.take().is_some() {
             let _ = fs::remove_file(&self.partial);
         }
-    }
-}
-
-impl LocalWriter {
-    fn finish(&self, buf: BufWriter<File>) -> Result<()> {
-        let file = buf
-            .into_inner()
-            .map_err(|e| Error::io(&self.partial, e.into_error()))?;
-        file.sync_all().at(&self.partial)?;
-        drop(file);
-        if self.target.exists() {
-            return Err(Error::Store {
-                location: self.target.display().to_string(),
-                message: "an object of that name appeared while writing; not replacing it".into(),
-            });
-        }
-        fs::rename(&self.partial, &self.target).at(&self.target)?;
-        let dir = self.target.parent().unwrap_or(Path::new("."));
-        sync_dir(dir)
     }
 }
 
@@ -160,24 +197,7 @@ impl Store for LocalStore {
 
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
         let target = self.path(name)?;
-        if target.exists() {
-            return Err(Error::Store {
-                location: self.location(),
-                message: format!("{name} already exists; not overwriting it"),
-            });
-        }
-        let partial = self.dir.join(format!("{name}{PARTIAL_SUFFIX}"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .at(&partial)?;
-        Ok(Box::new(LocalWriter {
-            partial,
-            target,
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
-        }))
+        Ok(Box::new(AtomicFile::create(target, false)?))
     }
 
     fn open(&self, name: &str) -> Result<Box<dyn ReadAt>> {

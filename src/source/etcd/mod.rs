@@ -27,17 +27,46 @@ pub enum StreamEvent {
     Data(Vec<u8>),
 }
 
+/// Paces a stream to an average rate by sleeping between messages.
+struct Pace {
+    bytes_per_sec: u64,
+    start: std::time::Instant,
+    seen: u64,
+}
+
+impl Pace {
+    fn new(bytes_per_sec: u64) -> Self {
+        Pace {
+            bytes_per_sec: bytes_per_sec.max(1),
+            start: std::time::Instant::now(),
+            seen: 0,
+        }
+    }
+
+    async fn consume(&mut self, n: usize) {
+        self.seen += n as u64;
+        let due = Duration::from_secs_f64(self.seen as f64 / self.bytes_per_sec as f64);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+}
+
 /// Stream a snapshot from `endpoint` into `tx`, one event per message.
 ///
 /// `idle` bounds the wait for each message: a member that stops sending counts as a broken
-/// stream. Returns the number of bytes received. Fails with [`Error::Etcd`] when the stream
+/// stream. `rate_limit` (bytes per second) paces the reading side, so that gRPC flow
+/// control holds the member back too: it spares the member's disk and network. Returns the number of bytes received. Fails with [`Error::Etcd`] when the stream
 /// breaks, and with [`Error::Failed`] when the receiving side has gone away.
 pub async fn stream_snapshot(
     cfg: &ConnectConfig,
     endpoint: &str,
     idle: Duration,
+    rate_limit: Option<u64>,
     tx: tokio::sync::mpsc::Sender<StreamEvent>,
 ) -> Result<u64> {
+    let mut pace = rate_limit.map(Pace::new);
     let etcd_err = |message: String| Error::Etcd {
         endpoint: endpoint.to_string(),
         message,
@@ -76,6 +105,9 @@ pub async fn stream_snapshot(
                 .map_err(|_| sink_gone())?;
         }
         received += blob.len() as u64;
+        if let Some(p) = &mut pace {
+            p.consume(blob.len()).await;
+        }
         if !blob.is_empty() {
             tx.send(StreamEvent::Data(blob))
                 .await
