@@ -18,6 +18,14 @@ use crate::ExitCode;
 /// otherwise 1 if any dir is missing or unreadable; otherwise 0 (healthy and torn-tail: etcd
 /// starts).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Verdicts: healthy, torn-tail (etcd cuts the torn end of the WAL itself; what is lost is printed),
+corrupt-wal, corrupt-snap, corrupt-db, missing. Each comes with the first bad record (file, byte
+offset of its length field, record number, raft index), whether etcd will start, and next steps.
+With several dirs they are ranked: the survivor with the newest data first.
+
+Exit status: 3 if any dir is corrupt (corrupt-wal, corrupt-snap, corrupt-db); otherwise 1 if any
+dir is missing or unreadable; otherwise 0 (healthy and torn-tail).")]
 pub struct Args {
     /// Member data dirs (etcd's --data-dir; a `member` dir itself is accepted too).
     #[arg(required = true, value_name = "DATA_DIR")]

@@ -17,6 +17,12 @@ use crate::ExitCode;
 /// disagreeing members, an alarm, a db over its quota); 1 when no endpoint answers at all;
 /// 2 for bad flags.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Checks: members reachable, quorum, one leader and one raft term, raft index lag, the same member
+list and cluster id on every endpoint, db size against --quota-bytes and free space, alarms
+(NOSPACE, CORRUPT), version skew, learners. Each problem is printed with its remedy.
+
+Exit status: 0 healthy; 4 unhealthy; 1 when no endpoint answers at all; 2 for bad flags.")]
 pub struct Args {
     #[command(flatten)]
     conn: ConnectionArgs,
