@@ -599,6 +599,47 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
     }
 
     let opened = wal::open(segs, &scan, start);
+    // Problems in files etcd does not read at start (before the one holding the snapshot):
+    // they do not stop etcd, but say the disk or a copy went wrong.
+    let first_read = opened.start_file.unwrap_or(0);
+    for (sem, at) in scan.semantic.iter().filter(|(_, at)| at.seg < first_read) {
+        let what = match sem {
+            wal::scan::Semantic::MetadataConflict => {
+                "metadata differs from the first metadata record".to_string()
+            }
+            wal::scan::Semantic::BadEntry(e) => format!("entry does not decode: {e}"),
+            wal::scan::Semantic::UnknownType(t) => format!("unknown record type {t}"),
+        };
+        r.problems.push(Problem {
+            severity: Severity::Warning,
+            file: file_of(&at.file),
+            offset: Some(at.offset),
+            record: Some(at.record),
+            index: None,
+            message: format!(
+                "{what} (in a file etcd does not read at start-up, so it does not stop etcd)"
+            ),
+            etcd_error: None,
+        });
+    }
+    for w in scan.runs.windows(2) {
+        if let [a, b] = w {
+            if b.seg < first_read && b.first > a.last.saturating_add(1) {
+                r.problems.push(Problem {
+                    severity: Severity::Warning,
+                    file: file_of(&b.loc.file),
+                    offset: Some(b.loc.offset),
+                    record: Some(b.loc.record),
+                    index: Some(b.first),
+                    message: format!(
+                        "entry index jumps from {} to {} (in a file etcd does not read at start-up)",
+                        a.last, b.first
+                    ),
+                    etcd_error: None,
+                });
+            }
+        }
+    }
     r.last_index = opened.last_index;
     r.last_term = opened.last_term;
     r.hard_state = opened.hard_state;
@@ -834,4 +875,91 @@ pub fn check_dirs(
             check_dir(&Dirs::resolve(d, w), opts)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::wal::record::{encode as e, CRC, ENTRY, METADATA, SNAPSHOT, STATE};
+    use crate::format::wal::Segment;
+
+    struct W {
+        b: Vec<u8>,
+        crc: u32,
+    }
+
+    impl W {
+        fn new(seed: u32) -> W {
+            let mut w = W {
+                b: Vec::new(),
+                crc: seed,
+            };
+            w.b.extend(e::frame(&e::record(CRC, seed, None)));
+            w
+        }
+        fn rec(&mut self, t: i64, data: &[u8]) -> &mut Self {
+            self.crc = crc32c::crc32c_append(self.crc, data);
+            self.b.extend(e::frame(&e::record(t, self.crc, Some(data))));
+            self
+        }
+        fn entry(&mut self, index: u64) -> &mut Self {
+            self.rec(ENTRY, &e::entry(0, 1, index, Some(b"x")))
+        }
+    }
+
+    fn snapdir(index: u64, term: u64) -> SnapDir {
+        let bytes = snap::encode(index, term, &[7], b"{}");
+        SnapDir {
+            snaps: vec![snap::SnapFile {
+                name: format!("{term:016x}-{index:016x}.snap"),
+                path: PathBuf::new(),
+                size: bytes.len() as u64,
+                name_term: Some(term),
+                name_index: Some(index),
+                result: snap::decode(&bytes),
+            }],
+            ..SnapDir::default()
+        }
+    }
+
+    fn dirs() -> Dirs {
+        Dirs::resolve(Path::new("/x"), None)
+    }
+
+    #[test]
+    fn problems_before_the_start_file_are_warnings() {
+        let mut a = W::new(0);
+        a.rec(METADATA, &e::metadata(7, 9))
+            .rec(SNAPSHOT, &e::snapshot(0, 0, &[]));
+        a.entry(1)
+            .entry(2)
+            .rec(METADATA, &e::metadata(8, 9))
+            .entry(3);
+        a.rec(STATE, &e::hard_state(1, 7, 3));
+        let mut b = W::new(a.crc);
+        b.rec(METADATA, &e::metadata(7, 9))
+            .rec(STATE, &e::hard_state(1, 7, 3));
+        b.entry(4).entry(5).rec(STATE, &e::hard_state(1, 7, 5));
+        b.rec(SNAPSHOT, &e::snapshot(5, 1, &[7]));
+        let mut tail = b.b.clone();
+        tail.resize(tail.len() + 1024, 0);
+        let segs = vec![
+            Segment::from_bytes(0, 0, a.b.clone()),
+            Segment::from_bytes(1, 4, tail),
+        ];
+        let r = check_parts(&dirs(), &segs, &snapdir(5, 1));
+        assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.problems);
+        assert_eq!(r.snapshot.index, 5);
+        assert!(r
+            .problems
+            .iter()
+            .any(|p| p.severity == Severity::Warning && p.message.contains("metadata differs")));
+        // Started from the beginning instead (no snap file), the conflict is fatal.
+        let r = check_parts(&dirs(), &segs, &SnapDir::default());
+        assert_eq!(r.verdict, Verdict::CorruptWal);
+        assert_eq!(
+            r.etcd_error.as_deref(),
+            Some("wal: conflicting metadata found")
+        );
+    }
 }
