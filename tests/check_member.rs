@@ -402,3 +402,104 @@ fn zeroed_length_field_mid_tail_drops_the_rest_silently() {
         assert!(r["lost"]["entries"].as_u64().unwrap() >= 19, "{r:#}");
     });
 }
+
+/// Field notes §1 end to end: a member of a healthy cluster gets a corrupt WAL; check-member
+/// says so and prints the replacement steps; following them brings the cluster back to three
+/// healthy members with the data.
+#[test]
+fn following_the_replacement_steps_works() {
+    let mut c = Cluster::start(&etcd35(), 3, Opts::default());
+    c.fill("/r/", 300, 200);
+    let victim = (0..3).find(|&i| Some(i) != c.leader()).unwrap();
+    c.stop(victim);
+    let dir = c.data_dir(victim).to_path_buf();
+    let o = run_lifeboat([
+        "wal",
+        "dump",
+        "-o",
+        "json",
+        "--type",
+        "txn",
+        dir.to_str().unwrap(),
+    ]);
+    let txns = json(&o);
+    let rec = txns.as_array().unwrap()[1]["offset"].as_u64().unwrap();
+    let seg = std::fs::read_dir(dir.join("member/wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    patch(&seg, rec + 100, |b| b[0] ^= 0x20);
+
+    let o = run_lifeboat(["check-member", "-o", "json", dir.to_str().unwrap()]);
+    assert_exit(&o, 3);
+    let r = json(&o)["members"][0].clone();
+    assert_eq!(r["verdict"], "corrupt-wal");
+    let id = r["member_id"].as_str().unwrap().to_string();
+    let steps = r["next_steps"].to_string();
+    let name = &c.members[victim].name;
+    let url = &c.members[victim].peer_url;
+    assert!(steps.contains(&format!("member remove {id}")), "{steps}");
+    assert!(
+        steps.contains(&format!("member add {name} --peer-urls={url}")),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("ETCD_INITIAL_CLUSTER_STATE=existing"),
+        "{steps}"
+    );
+    // The real etcd refuses this dir, as predicted.
+    assert_eq!(r["etcd_starts"], false);
+
+    // Follow the steps, in that order.
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != victim)
+        .map(|i| c.members[i].client_url.clone())
+        .collect();
+    let live = others.join(",");
+    let ok = |args: &[&str]| {
+        let o = c.ctl_at(&live, args);
+        assert!(o.status.success(), "etcdctl {args:?}: {}", stderr(&o));
+    };
+    ok(&["member", "remove", &id]);
+    // etcd refuses a new voter ("unhealthy cluster") until the remaining members have been
+    // connected for 5 s; the advice says to retry.
+    let add = [
+        "member".to_string(),
+        "add".to_string(),
+        name.clone(),
+        format!("--peer-urls={url}"),
+    ];
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    let t = std::time::Instant::now();
+    loop {
+        let o = c.ctl_at(&live, &add);
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            stderr(&o).contains("unhealthy cluster") && t.elapsed() < Duration::from_secs(30),
+            "member add: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::fs::rename(dir.join("member"), dir.join("member.broken")).unwrap();
+    c.restart_existing(victim);
+    c.wait_healthy(Duration::from_secs(60));
+    let got = c.ctl_at(
+        &c.members[victim].client_url,
+        &["get", "/r/00000299", "--print-value-only"],
+    );
+    assert!(stdout(&got).starts_with("vvv"), "{}", stdout(&got));
+    let list = c.ctl_ok(&["member", "list"]);
+    assert_eq!(
+        list.lines().filter(|l| l.contains("started")).count(),
+        3,
+        "{list}"
+    );
+    // And lifeboat's doctor agrees.
+    let mut args: Vec<String> = vec!["status".into()];
+    args.extend(c.conn_args());
+    assert_exit(&run_lifeboat(&args), 0);
+}

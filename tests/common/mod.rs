@@ -596,6 +596,17 @@ impl Cluster {
         }
     }
 
+    /// Start a stopped member again with `--initial-cluster-state=existing` (a member that
+    /// was removed and re-added with an empty data dir joins the running cluster this way).
+    pub fn restart_existing(&mut self, i: usize) {
+        for a in self.members[i].args.iter_mut() {
+            if a == "--initial-cluster-state=new" {
+                *a = "--initial-cluster-state=existing".to_string();
+            }
+        }
+        self.restart(i);
+    }
+
     pub fn data_dir(&self, i: usize) -> &Path {
         &self.members[i].data_dir
     }
