@@ -299,6 +299,48 @@ fn missing_dir_exits_1() {
     assert_eq!(json(&o)["members"][0]["verdict"], "missing");
 }
 
+/// Field notes §2 with no backup: the best-ranked survivor's db restores a cluster that has
+/// the newest writes.
+#[test]
+fn restore_from_the_best_ranked_survivor() {
+    let mut c = Cluster::start(&etcd35(), 3, Opts::default());
+    c.fill("/early/", 500, 100);
+    c.stop(2);
+    c.fill("/late/", 500, 100);
+    c.stop(1);
+    c.stop(0);
+    let dirs: Vec<String> = (0..3)
+        .map(|i| c.data_dir(i).display().to_string())
+        .collect();
+    let o = run_lifeboat(
+        ["check-member", "-o", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(dirs.iter().cloned()),
+    );
+    let j = json(&o);
+    let best = j["ranking"][0]["data_dir"].as_str().unwrap().to_string();
+    assert_ne!(best, dirs[2], "{j:#}");
+    let tmp = TempDir::new().unwrap();
+    let db = tmp.path().join("survivor.db");
+    std::fs::copy(Path::new(&best).join("member/snap/db"), &db).unwrap();
+    let r = Cluster::start(
+        &etcd35(),
+        3,
+        Opts {
+            restore_from: Some(db),
+            restore_skip_hash_check: true,
+            ..Opts::default()
+        },
+    );
+    let keys = r.ctl_ok(&["get", "--prefix", "/late/", "--keys-only"]);
+    let count = keys.lines().filter(|l| !l.is_empty()).count();
+    assert_eq!(count, 500);
+    // The worst-ranked member's db would have lost them.
+    let worst = j["ranking"][2]["data_dir"].as_str().unwrap();
+    assert_eq!(worst, dirs[2]);
+}
+
 #[test]
 fn ranking_survivors_stopped_one_after_another() {
     let mut c = Cluster::start(

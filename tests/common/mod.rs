@@ -201,6 +201,8 @@ pub struct Opts<'a> {
     /// Restore every member's data dir from this snapshot file with etcd 3.5's
     /// `etcdutl snapshot restore` (no `--skip-hash-check`) before starting it.
     pub restore_from: Option<PathBuf>,
+    /// Pass `--skip-hash-check` to that restore (a raw `member/snap/db` copy has no hash).
+    pub restore_skip_hash_check: bool,
 }
 
 pub struct Member {
@@ -324,6 +326,7 @@ impl Cluster {
                     .arg(format!("--initial-cluster-token={}", c.token))
                     .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
                     .arg(format!("--data-dir={}", m.data_dir.display()))
+                    .args(opts.restore_skip_hash_check.then_some("--skip-hash-check"))
                     .output()
                     .expect("run etcdutl");
                 assert!(
