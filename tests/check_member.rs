@@ -526,6 +526,22 @@ fn following_the_replacement_steps_works() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Between `member add` and the start, the doctor sees a member that never started.
+    let o = run_lifeboat([
+        "status".to_string(),
+        "-o".into(),
+        "json".into(),
+        format!("--endpoints={live}"),
+        "--dial-timeout=1s".into(),
+    ]);
+    assert_exit(&o, 4);
+    assert!(
+        json(&o)["findings"]
+            .to_string()
+            .contains("member-unstarted"),
+        "{}",
+        stdout(&o)
+    );
     std::fs::rename(dir.join("member"), dir.join("member.broken")).unwrap();
     c.restart_existing(victim);
     c.wait_healthy(Duration::from_secs(60));
