@@ -51,6 +51,13 @@ fn healthy_cluster_then_one_member_stopped() {
         "{j:#}"
     );
     assert!(!checks(&j).contains(&"quorum-lost".to_string()), "{j:#}");
+    // The peer port was probed too: nothing listens there.
+    assert!(
+        j["findings"]
+            .to_string()
+            .contains("refuses connections too"),
+        "{j:#}"
+    );
     let down = j["members"]
         .as_array()
         .unwrap()

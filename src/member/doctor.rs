@@ -98,8 +98,39 @@ fn gib(n: u64) -> String {
     crate::cli::output::human_bytes(n)
 }
 
+/// A TCP probe of an unreachable member's peer URL (port 2380 usually).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerProbe {
+    pub member_id: u64,
+    pub url: String,
+    /// `None`: the port accepts connections.
+    pub error: Option<String>,
+}
+
+fn peer_words(p: &PeerProbe) -> String {
+    match &p.error {
+        None => format!(
+            "its peer URL {} accepts connections, so etcd runs there but its client URL does not answer (check --listen-client-urls/--advertise-client-urls and port 2379 in the firewall)",
+            p.url
+        ),
+        Some(e) if e.contains("refused") => format!(
+            "its peer URL {} refuses connections too: etcd is not running there",
+            p.url
+        ),
+        Some(e) => format!(
+            "its peer URL {} does not answer either ({e}): host down, or a firewall",
+            p.url
+        ),
+    }
+}
+
 /// Judge a surveyed cluster.
 pub fn diagnose(view: &ClusterView, limits: Limits) -> Report {
+    diagnose_with(view, limits, &[])
+}
+
+/// [`diagnose`], with the results of probing unreachable members' peer URLs.
+pub fn diagnose_with(view: &ClusterView, limits: Limits, probes: &[PeerProbe]) -> Report {
     let mut f: Vec<Finding> = Vec::new();
     let mut push = |level, check, message: String, remedy: &str| {
         f.push(Finding {
@@ -163,11 +194,16 @@ pub fn diagnose(view: &ClusterView, limits: Limits) -> Report {
                     "Start etcd on the new member with ETCD_INITIAL_CLUSTER_STATE=existing and the ETCD_INITIAL_CLUSTER printed by `member add`; or `etcdctl member remove` it.",
                 );
             } else {
+                let peer = probes
+                    .iter()
+                    .find(|p| p.member_id == m.id)
+                    .map(|p| format!("; {}", peer_words(p)))
+                    .unwrap_or_default();
                 push(
                     Level::Error,
                     "member-unreachable",
                     format!(
-                        "member {} ({}) is unreachable (client URLs: {})",
+                        "member {} ({}) is unreachable (client URLs: {}){peer}",
                         hex(m.id),
                         m.name,
                         if m.client_urls.is_empty() {

@@ -301,12 +301,24 @@ pub fn check_dir(dirs: &Dirs, opts: Options) -> MemberReport {
     };
     let mut r = check_parts(dirs, &listing.segments, &snapdir);
     for name in &listing.ignored {
-        if !name.ends_with(".tmp") && !name.ends_with(".broken") {
+        let path = dirs.wal_dir.join(name).display().to_string();
+        if name.ends_with(".wal.broken") {
             r.problems.push(warning(
-                &dirs.wal_dir.join(name).display().to_string(),
+                &path,
+                "left by an earlier repair: etcd already cut a torn tail from this file once (the copy holds what was cut)".into(),
+            ));
+        } else if !name.ends_with(".tmp") {
+            r.problems.push(warning(
+                &path,
                 "not a WAL segment name; etcd ignores it".into(),
             ));
         }
+    }
+    for name in snapdir.other.iter().filter(|n| n.ends_with(".broken")) {
+        r.problems.push(warning(
+            &dirs.snap_dir.join(name).display().to_string(),
+            "a snap file etcd found damaged earlier and set aside".into(),
+        ));
     }
     // The db.
     match &snapdir.db {
