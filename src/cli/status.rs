@@ -74,32 +74,12 @@ async fn gather(cfg: &ConnectConfig, endpoints_only: bool) -> crate::Result<Clus
         }
         Err(e) => {
             for ep in extra {
-                view.endpoints.push(unreachable(&ep, &e.to_string()));
+                view.endpoints
+                    .push(EndpointStatus::unreachable(&ep, e.to_string()));
             }
         }
     }
     Ok(view)
-}
-
-fn unreachable(ep: &str, why: &str) -> EndpointStatus {
-    EndpointStatus {
-        endpoint: ep.to_string(),
-        reachable: false,
-        error: Some(why.to_string()),
-        member_id: 0,
-        cluster_id: 0,
-        leader: 0,
-        raft_term: 0,
-        raft_index: 0,
-        raft_applied_index: 0,
-        revision: 0,
-        db_size: 0,
-        db_size_in_use: 0,
-        version: String::new(),
-        is_learner: false,
-        errors: Vec::new(),
-        member_list: Vec::new(),
-    }
 }
 
 /// Probe the first peer URL of every member no endpoint speaks for (field notes §4: is 2380
