@@ -564,3 +564,62 @@ fn full_disk_fails_cleanly_and_keeps_what_was_stored() {
         .collect();
     assert_eq!(names.len(), 3, "{names:?}"); // object, manifest, lock file
 }
+
+#[test]
+fn two_destinations_from_one_stream_and_one_fails() {
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.fill_random("/two/", 1500, 1000);
+    let good = TempDir::new().unwrap();
+    let other = TempDir::new().unwrap();
+    // Both succeed: the same backup (same id and digests) lands in both.
+    let o = run_lifeboat([
+        "backup".to_string(),
+        "--to".into(),
+        good.path().display().to_string(),
+        "--to".into(),
+        other.path().display().to_string(),
+        format!("--endpoints={}", c.endpoints()),
+        "-o".into(),
+        "json".into(),
+    ]);
+    assert_exit(&o, 0);
+    let m = json(&o);
+    for d in [good.path(), other.path()] {
+        let o = run_lifeboat(["list", "--from", d.to_str().unwrap(), "-o", "json"]);
+        let l = json(&o);
+        assert_eq!(l[0]["id"], m["id"]);
+        assert_eq!(l[0]["stored_sha256"], m["stored_sha256"]);
+    }
+    // One destination fills up: the other still gets its backup; exit 1 says what failed.
+    let Some(fs) = TinyFs::mount("256k") else {
+        eprintln!("NOT RUN (second half): mounting a tmpfs needs root");
+        assert!(std::env::var_os("CI").is_none());
+        return;
+    };
+    let full = fs.dir.path().join("b");
+    let o = run_lifeboat([
+        "backup".to_string(),
+        "--to".into(),
+        good.path().display().to_string(),
+        "--to".into(),
+        full.display().to_string(),
+        format!("--endpoints={}", c.endpoints()),
+        "--retries=0".into(),
+    ]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains(&full.display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_lifeboat([
+        "list",
+        "--from",
+        good.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(json(&o).as_array().unwrap().len(), 2);
+    let o = run_lifeboat(["list", "--from", full.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(json(&o), serde_json::json!([]));
+}

@@ -99,21 +99,32 @@ impl Case {
         assert_exit(&o, code);
         let predicted = r["etcd_starts"].as_bool().unwrap();
         let got = start_on_dir(&self.bins, &self.dir, "m0", Duration::from_secs(40));
+        // "Starts" = comes up and serves (endpoint status). A member whose db is ahead of its
+        // repaired WAL serves but cannot commit until it has passed the db's index; lifeboat
+        // warns about that separately.
         assert_eq!(
-            got.healthy, predicted,
-            "{what}: lifeboat predicted etcd_starts={predicted}, etcd healthy={} exited={}\n{}\n--- etcd log\n{}",
+            got.serving,
+            predicted,
+            "{what}: lifeboat predicted etcd_starts={predicted}, etcd serving={} healthy={} exited={}\n{}\n--- etcd log\n{}",
+            got.serving,
             got.healthy,
             got.exited,
             serde_json::to_string_pretty(&r).unwrap(),
             tail(&got.log)
         );
         if !predicted {
-            assert!(got.exited, "{what}: etcd neither healthy nor exited");
+            assert!(got.exited, "{what}: etcd neither serving nor exited");
         }
+        let did = if got.healthy {
+            "started"
+        } else if got.serving {
+            "started, requests time out"
+        } else {
+            "refused"
+        };
         eprintln!(
-            "VERDICT etcd {} | {what} | lifeboat {verdict} (etcd_starts={predicted}) | etcd {}",
-            self.bins.version,
-            if got.healthy { "started" } else { "refused" }
+            "VERDICT etcd {} | {what} | lifeboat {verdict} (etcd_starts={predicted}) | etcd {did}",
+            self.bins.version
         );
         r
     }
@@ -288,6 +299,48 @@ fn missing_dir_exits_1() {
     assert_eq!(json(&o)["members"][0]["verdict"], "missing");
 }
 
+/// Field notes §2 with no backup: the best-ranked survivor's db restores a cluster that has
+/// the newest writes.
+#[test]
+fn restore_from_the_best_ranked_survivor() {
+    let mut c = Cluster::start(&etcd35(), 3, Opts::default());
+    c.fill("/early/", 500, 100);
+    c.stop(2);
+    c.fill("/late/", 500, 100);
+    c.stop(1);
+    c.stop(0);
+    let dirs: Vec<String> = (0..3)
+        .map(|i| c.data_dir(i).display().to_string())
+        .collect();
+    let o = run_lifeboat(
+        ["check-member", "-o", "json"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(dirs.iter().cloned()),
+    );
+    let j = json(&o);
+    let best = j["ranking"][0]["data_dir"].as_str().unwrap().to_string();
+    assert_ne!(best, dirs[2], "{j:#}");
+    let tmp = TempDir::new().unwrap();
+    let db = tmp.path().join("survivor.db");
+    std::fs::copy(Path::new(&best).join("member/snap/db"), &db).unwrap();
+    let r = Cluster::start(
+        &etcd35(),
+        3,
+        Opts {
+            restore_from: Some(db),
+            restore_skip_hash_check: true,
+            ..Opts::default()
+        },
+    );
+    let keys = r.ctl_ok(&["get", "--prefix", "/late/", "--keys-only"]);
+    let count = keys.lines().filter(|l| !l.is_empty()).count();
+    assert_eq!(count, 500);
+    // The worst-ranked member's db would have lost them.
+    let worst = j["ranking"][2]["data_dir"].as_str().unwrap();
+    assert_eq!(worst, dirs[2]);
+}
+
 #[test]
 fn ranking_survivors_stopped_one_after_another() {
     let mut c = Cluster::start(
@@ -324,5 +377,237 @@ fn ranking_survivors_stopped_one_after_another() {
     for m in j["members"].as_array().unwrap() {
         assert_eq!(m["verdict"], "healthy", "{m:#}");
         assert_eq!(m["voters"].as_array().unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn zeroed_db_page_is_corrupt_db() {
+    use lifeboat::format::bolt::{BucketRoot, Db};
+    use lifeboat::io::FileReader;
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let db_path = c.dir.join("member/snap/db");
+        let (page, page_size) = {
+            let f = FileReader::open(&db_path).unwrap();
+            let db = Db::open(&f).unwrap();
+            let b = db.bucket(b"key").unwrap().unwrap();
+            match b.root() {
+                BucketRoot::Page(p) => (*p, u64::from(db.page_size)),
+                BucketRoot::Inline { .. } => panic!("key bucket inline in a 140 MB db"),
+            }
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db_path)
+            .unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&vec![0u8; page_size as usize], page * page_size)
+            .unwrap();
+        drop(f);
+        let r = c.verdict_matches_etcd("zeroed root page of bucket key in the db", "corrupt-db", 3);
+        assert!(
+            r["problems"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("page {page}")),
+            "{r:#}"
+        );
+    });
+}
+
+#[test]
+fn zeroed_length_field_mid_tail_drops_the_rest_silently() {
+    each_version(|bins| {
+        let c = Case::new(bins);
+        let last = c.segments().pop().unwrap();
+        let entries = c.entries();
+        let rec = entry_in(&entries, &last, 20);
+        let index = entries
+            .iter()
+            .find(|e| {
+                e["offset"].as_u64() == Some(rec)
+                    && e["file"] == last.file_name().unwrap().to_str().unwrap()
+            })
+            .unwrap()["index"]
+            .as_u64()
+            .unwrap();
+        // From the frame's length field to the end of its sector.
+        let end = (rec / 512 + 1) * 512;
+        patch(&last, rec, |b| b[..(end - rec) as usize].fill(0));
+        let r = c.verdict_matches_etcd(
+            "zeroed length field 20 entries before the end",
+            "torn-tail",
+            0,
+        );
+        assert_eq!(r["problems"][0]["offset"].as_u64(), Some(rec), "{r:#}");
+        assert_eq!(r["last_index"].as_u64(), Some(index - 1));
+        assert!(r["lost"]["entries"].as_u64().unwrap() >= 19, "{r:#}");
+    });
+}
+
+/// Field notes §1 end to end: a member of a healthy cluster gets a corrupt WAL; check-member
+/// says so and prints the replacement steps; following them brings the cluster back to three
+/// healthy members with the data.
+#[test]
+fn following_the_replacement_steps_works() {
+    let mut c = Cluster::start(&etcd35(), 3, Opts::default());
+    c.fill("/r/", 300, 200);
+    let victim = (0..3).find(|&i| Some(i) != c.leader()).unwrap();
+    c.stop(victim);
+    let dir = c.data_dir(victim).to_path_buf();
+    let o = run_lifeboat([
+        "wal",
+        "dump",
+        "-o",
+        "json",
+        "--type",
+        "txn",
+        dir.to_str().unwrap(),
+    ]);
+    let txns = json(&o);
+    let rec = txns.as_array().unwrap()[1]["offset"].as_u64().unwrap();
+    let seg = std::fs::read_dir(dir.join("member/wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    patch(&seg, rec + 100, |b| b[0] ^= 0x20);
+
+    let o = run_lifeboat(["check-member", "-o", "json", dir.to_str().unwrap()]);
+    assert_exit(&o, 3);
+    let r = json(&o)["members"][0].clone();
+    assert_eq!(r["verdict"], "corrupt-wal");
+    let id = r["member_id"].as_str().unwrap().to_string();
+    let steps = r["next_steps"].to_string();
+    let name = &c.members[victim].name;
+    let url = &c.members[victim].peer_url;
+    assert!(steps.contains(&format!("member remove {id}")), "{steps}");
+    assert!(
+        steps.contains(&format!("member add {name} --peer-urls={url}")),
+        "{steps}"
+    );
+    assert!(
+        steps.contains("ETCD_INITIAL_CLUSTER_STATE=existing"),
+        "{steps}"
+    );
+    // The real etcd refuses this dir, as predicted.
+    assert_eq!(r["etcd_starts"], false);
+
+    // Follow the steps, in that order.
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != victim)
+        .map(|i| c.members[i].client_url.clone())
+        .collect();
+    let live = others.join(",");
+    let ok = |args: &[&str]| {
+        let o = c.ctl_at(&live, args);
+        assert!(o.status.success(), "etcdctl {args:?}: {}", stderr(&o));
+    };
+    ok(&["member", "remove", &id]);
+    // etcd refuses a new voter ("unhealthy cluster") until the remaining members have been
+    // connected for 5 s; the advice says to retry.
+    let add = [
+        "member".to_string(),
+        "add".to_string(),
+        name.clone(),
+        format!("--peer-urls={url}"),
+    ];
+    let add: Vec<&str> = add.iter().map(String::as_str).collect();
+    let t = std::time::Instant::now();
+    loop {
+        let o = c.ctl_at(&live, &add);
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            stderr(&o).contains("unhealthy cluster") && t.elapsed() < Duration::from_secs(30),
+            "member add: {}",
+            stderr(&o)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Between `member add` and the start, the doctor sees a member that never started.
+    let o = run_lifeboat([
+        "status".to_string(),
+        "-o".into(),
+        "json".into(),
+        format!("--endpoints={live}"),
+        "--dial-timeout=1s".into(),
+    ]);
+    assert_exit(&o, 4);
+    assert!(
+        json(&o)["findings"]
+            .to_string()
+            .contains("member-unstarted"),
+        "{}",
+        stdout(&o)
+    );
+    std::fs::rename(dir.join("member"), dir.join("member.broken")).unwrap();
+    c.restart_existing(victim);
+    c.wait_healthy(Duration::from_secs(60));
+    let got = c.ctl_at(
+        &c.members[victim].client_url,
+        &["get", "/r/00000299", "--print-value-only"],
+    );
+    assert!(stdout(&got).starts_with("vvv"), "{}", stdout(&got));
+    let list = c.ctl_ok(&["member", "list"]);
+    assert_eq!(
+        list.lines().filter(|l| l.contains("started")).count(),
+        3,
+        "{list}"
+    );
+    // And lifeboat's doctor agrees.
+    let mut args: Vec<String> = vec!["status".into()];
+    args.extend(c.conn_args());
+    assert_exit(&run_lifeboat(&args), 0);
+}
+
+/// A member SIGKILLed in the middle of writes: whatever state its files are in, lifeboat's
+/// prediction must be what etcd does.
+#[test]
+fn killed_mid_write_prediction_holds() {
+    for bins in [etcd35(), etcd34()] {
+        let mut c = Cluster::single(
+            &bins,
+            Opts {
+                snapshot_count: Some(50),
+                ..Opts::default()
+            },
+        );
+        let endpoints = c.endpoints();
+        let ctl = bins.etcdctl.clone();
+        let writer = std::thread::spawn(move || {
+            // Keep writing until the member dies.
+            for i in 0..2000 {
+                let o = std::process::Command::new(&ctl)
+                    .env("ETCDCTL_API", "3")
+                    .arg(format!("--endpoints={endpoints}"))
+                    .args([
+                        "--command-timeout=2s",
+                        "put",
+                        &format!("/k/{i}"),
+                        &"z".repeat(20_000),
+                    ])
+                    .output()
+                    .unwrap();
+                if !o.status.success() {
+                    break;
+                }
+            }
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        c.kill(0);
+        writer.join().unwrap();
+        let dir = c.data_dir(0).to_path_buf();
+        let o = run_lifeboat(["check-member", "-o", "json", dir.to_str().unwrap()]);
+        let r = json(&o)["members"][0].clone();
+        let v = r["verdict"].as_str().unwrap().to_string();
+        assert!(v == "healthy" || v == "torn-tail", "{r:#}");
+        let got = start_on_dir(&bins, &dir, "m0", Duration::from_secs(40));
+        assert!(got.serving, "etcd {}: {}", bins.version, tail(&got.log));
+        eprintln!(
+            "VERDICT etcd {} | SIGKILL mid-write | lifeboat {v} | etcd started",
+            bins.version
+        );
     }
 }

@@ -51,6 +51,13 @@ fn healthy_cluster_then_one_member_stopped() {
         "{j:#}"
     );
     assert!(!checks(&j).contains(&"quorum-lost".to_string()), "{j:#}");
+    // The peer port was probed too: nothing listens there.
+    assert!(
+        j["findings"]
+            .to_string()
+            .contains("refuses connections too"),
+        "{j:#}"
+    );
     let down = j["members"]
         .as_array()
         .unwrap()
@@ -114,4 +121,33 @@ fn nothing_answers_exits_1() {
         "--dial-timeout=500ms".into(),
     ]);
     assert_exit(&o, 1);
+}
+
+#[test]
+fn tls_cluster_with_client_certs() {
+    let tls = Tls::generate();
+    let c = Cluster::start(
+        &etcd35(),
+        3,
+        Opts {
+            tls: Some(&tls),
+            ..Opts::default()
+        },
+    );
+    let (o, j) = status(&c, &[]);
+    assert_exit(&o, 0);
+    assert_eq!(j["members"].as_array().unwrap().len(), 3, "{j:#}");
+    assert!(j["leader"].is_string());
+}
+
+#[test]
+fn etcd34_cluster() {
+    let c = Cluster::start(&etcd34(), 3, Opts::default());
+    let (o, j) = status(&c, &[]);
+    assert_exit(&o, 0);
+    assert!(j["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["version"].as_str().unwrap().starts_with("3.4")));
 }

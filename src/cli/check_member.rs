@@ -18,6 +18,14 @@ use crate::ExitCode;
 /// otherwise 1 if any dir is missing or unreadable; otherwise 0 (healthy and torn-tail: etcd
 /// starts).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Verdicts: healthy, torn-tail (etcd cuts the torn end of the WAL itself; what is lost is printed),
+corrupt-wal, corrupt-snap, corrupt-db, missing. Each comes with the first bad record (file, byte
+offset of its length field, record number, raft index), whether etcd will start, and next steps.
+With several dirs they are ranked: the survivor with the newest data first.
+
+Exit status: 3 if any dir is corrupt (corrupt-wal, corrupt-snap, corrupt-db); otherwise 1 if any
+dir is missing or unreadable; otherwise 0 (healthy and torn-tail).")]
 pub struct Args {
     /// Member data dirs (etcd's --data-dir; a `member` dir itself is accepted too).
     #[arg(required = true, value_name = "DATA_DIR")]
@@ -26,6 +34,10 @@ pub struct Args {
     /// single DATA_DIR.
     #[arg(long, value_name = "DIR")]
     wal_dir: Option<PathBuf>,
+    /// Check only the db's meta pages and etcd's small buckets, not every page (faster on a
+    /// big db).
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Serialize)]
@@ -39,7 +51,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     if args.wal_dir.is_some() && args.data_dirs.len() > 1 {
         return Err(crate::Error::Usage("--wal-dir needs exactly one DATA_DIR".into()).into());
     }
-    let reports = member::check_dirs(&args.data_dirs, args.wal_dir.as_deref());
+    let opts = member::Options {
+        db_walk: !args.quick,
+    };
+    let reports = member::check_dirs(&args.data_dirs, args.wal_dir.as_deref(), opts);
     let ranking = if reports.len() > 1 {
         rank::rank(&reports)
     } else {
@@ -157,9 +172,12 @@ fn print_text(reports: &[MemberReport], ranking: &[rank::Ranked]) {
         println!("Survivors, newest committed data first:");
         for k in ranking {
             println!(
-                "  {}. {}  commit {} term {} last {}/{}  {}  {}",
+                "  {}. {}  db applied {} commit {} term {} last {}/{}  {}  {}",
                 k.rank,
                 k.data_dir,
+                k.db_consistent_index
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 k.commit,
                 k.term,
                 k.last_term,

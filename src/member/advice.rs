@@ -37,7 +37,7 @@ fn replace_member(r: &MemberReport) -> Vec<String> {
         "If the rest of the cluster is healthy (a majority answers `etcdctl endpoint health --cluster`), replace this member; do not try to restart it on this data:".into(),
         format!("  1. Keep etcd stopped on this host (it cannot start on this data)."),
         format!("  2. On a healthy member: `etcdctl member remove {id}`."),
-        format!("  3. On a healthy member: `etcdctl member add {name} --peer-urls={url}` (before touching this host; note the ETCD_INITIAL_CLUSTER it prints)."),
+        format!("  3. On a healthy member: `etcdctl member add {name} --peer-urls={url}` (before touching this host; note the ETCD_INITIAL_CLUSTER it prints; if it answers `unhealthy cluster`, wait a few seconds and retry: etcd wants its members connected for 5 s first)."),
         format!("  4. On this host: move the old data aside, e.g. `mv {dir}/member {dir}/member.broken-$(date +%s)` (keep it until the member has caught up)."),
         "  5. Start etcd with ETCD_INITIAL_CLUSTER set to all members (as printed by `member add`) and ETCD_INITIAL_CLUSTER_STATE=existing; it syncs from the leader.".into(),
         "  6. Check: `etcdctl endpoint status --cluster` shows one leader, the same RAFT TERM and close RAFT INDEX everywhere (or `lifeboat status`).".into(),
@@ -47,6 +47,19 @@ fn replace_member(r: &MemberReport) -> Vec<String> {
 }
 
 pub fn next_steps(r: &MemberReport) -> Vec<String> {
+    let mut v = steps(r);
+    if let (Some(n), Verdict::Healthy | Verdict::TornTail | Verdict::CorruptSnap) =
+        (r.db_ahead_by, r.verdict)
+    {
+        v.push(format!("But the db is {n} entries ahead of the WAL: etcd will start and then skip the next {n} entries as already applied, so this member's data silently diverges. In a healthy cluster, replace the member instead of starting it (steps below); if it is the only copy, copy its db out first (it holds the newest applied data)."));
+        if r.verdict != Verdict::CorruptSnap {
+            v.extend(replace_member(r));
+        }
+    }
+    v
+}
+
+fn steps(r: &MemberReport) -> Vec<String> {
     match r.verdict {
         Verdict::Healthy => vec![format!(
             "Nothing to repair: etcd starts from {} and replays the WAL up to index {} (commit {}).",

@@ -35,10 +35,16 @@ pub struct DbCheck {
     pub warnings: Vec<String>,
     #[serde(skip)]
     pub member_ids: Vec<u64>,
+    /// (id, name, peer URLs) from bucket `members`.
+    #[serde(skip)]
+    pub member_infos: Vec<(u64, String, Vec<String>)>,
+    /// Every page was checked (not only the metas and etcd's small buckets).
+    pub walked: bool,
 }
 
-/// Open the db like bbolt and read etcd's summary of it.
-pub fn check(src: &dyn ReadAt) -> DbCheck {
+/// Open the db like bbolt and read etcd's summary of it; with `walk`, also run the strict
+/// structural check over every page (`format::bolt::check`).
+pub fn check(src: &dyn ReadAt, walk: bool) -> DbCheck {
     let mut out = DbCheck {
         size: src.size(),
         page_size: None,
@@ -51,6 +57,8 @@ pub fn check(src: &dyn ReadAt) -> DbCheck {
         fatal: Vec::new(),
         warnings: Vec::new(),
         member_ids: Vec::new(),
+        member_infos: Vec::new(),
+        walked: false,
     };
     let db = match bolt::Db::open(src) {
         Ok(db) => db,
@@ -64,12 +72,39 @@ pub fn check(src: &dyn ReadAt) -> DbCheck {
     for p in bolt::check_meta(src) {
         out.warnings.push(p.message);
     }
+    if walk {
+        let r = bolt::check::check_db(
+            &db,
+            &bolt::check::CheckOptions { max_problems: 20 },
+            &mut (),
+        );
+        for p in &r.problems {
+            let at = match (p.page, p.offset) {
+                (Some(pg), _) => format!("page {pg}: "),
+                (None, Some(o)) => format!("offset {o}: "),
+                _ => String::new(),
+            };
+            out.fatal.push(format!("{at}{}", p.message));
+        }
+        if r.problems_not_shown > 0 {
+            out.fatal.push(format!(
+                "... and {} more page problems",
+                r.problems_not_shown
+            ));
+        }
+        out.walked = true;
+    }
     match etcd::summary_of(&db) {
         Ok(s) => {
             out.consistent_index = Some(s.consistent_index);
             out.term = Some(s.term);
             out.revision = Some(s.revision);
             out.member_ids = s.members.iter().map(|m| m.id).collect();
+            out.member_infos = s
+                .members
+                .iter()
+                .map(|m| (m.id, m.name.clone(), m.peer_urls.clone()))
+                .collect();
             out.members = s.members.iter().map(|m| format!("{:x}", m.id)).collect();
             out.alarms = s
                 .alarms

@@ -98,8 +98,39 @@ fn gib(n: u64) -> String {
     crate::cli::output::human_bytes(n)
 }
 
+/// A TCP probe of an unreachable member's peer URL (port 2380 usually).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerProbe {
+    pub member_id: u64,
+    pub url: String,
+    /// `None`: the port accepts connections.
+    pub error: Option<String>,
+}
+
+fn peer_words(p: &PeerProbe) -> String {
+    match &p.error {
+        None => format!(
+            "its peer URL {} accepts connections, so etcd runs there but its client URL does not answer (check --listen-client-urls/--advertise-client-urls and port 2379 in the firewall)",
+            p.url
+        ),
+        Some(e) if e.contains("refused") => format!(
+            "its peer URL {} refuses connections too: etcd is not running there",
+            p.url
+        ),
+        Some(e) => format!(
+            "its peer URL {} does not answer either ({e}): host down, or a firewall",
+            p.url
+        ),
+    }
+}
+
 /// Judge a surveyed cluster.
 pub fn diagnose(view: &ClusterView, limits: Limits) -> Report {
+    diagnose_with(view, limits, &[])
+}
+
+/// [`diagnose`], with the results of probing unreachable members' peer URLs.
+pub fn diagnose_with(view: &ClusterView, limits: Limits, probes: &[PeerProbe]) -> Report {
     let mut f: Vec<Finding> = Vec::new();
     let mut push = |level, check, message: String, remedy: &str| {
         f.push(Finding {
@@ -163,11 +194,16 @@ pub fn diagnose(view: &ClusterView, limits: Limits) -> Report {
                     "Start etcd on the new member with ETCD_INITIAL_CLUSTER_STATE=existing and the ETCD_INITIAL_CLUSTER printed by `member add`; or `etcdctl member remove` it.",
                 );
             } else {
+                let peer = probes
+                    .iter()
+                    .find(|p| p.member_id == m.id)
+                    .map(|p| format!("; {}", peer_words(p)))
+                    .unwrap_or_default();
                 push(
                     Level::Error,
                     "member-unreachable",
                     format!(
-                        "member {} ({}) is unreachable (client URLs: {})",
+                        "member {} ({}) is unreachable (client URLs: {}){peer}",
                         hex(m.id),
                         m.name,
                         if m.client_urls.is_empty() {
@@ -473,5 +509,123 @@ pub fn diagnose(view: &ClusterView, limits: Limits) -> Report {
         members: rows,
         alarms,
         findings: f,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::etcd::{AlarmInfo, MemberInfo};
+
+    fn st(id: u64, leader: u64, term: u64, index: u64, db: i64, version: &str) -> EndpointStatus {
+        EndpointStatus {
+            endpoint: format!("http://10.0.0.{id}:2379"),
+            reachable: true,
+            error: None,
+            member_id: id,
+            cluster_id: 99,
+            leader,
+            raft_term: term,
+            raft_index: index,
+            raft_applied_index: index,
+            revision: 5,
+            db_size: db,
+            db_size_in_use: db,
+            version: version.into(),
+            is_learner: false,
+            errors: vec![],
+            member_list: vec![1, 2, 3],
+        }
+    }
+
+    fn member(id: u64) -> MemberInfo {
+        MemberInfo {
+            id,
+            name: format!("m{id}"),
+            peer_urls: vec![format!("http://10.0.0.{id}:2380")],
+            client_urls: vec![format!("http://10.0.0.{id}:2379")],
+            is_learner: false,
+        }
+    }
+
+    fn view(endpoints: Vec<EndpointStatus>) -> ClusterView {
+        ClusterView {
+            endpoints,
+            members: vec![member(1), member(2), member(3)],
+            alarms: vec![],
+            cluster_id: Some(99),
+            leader: Some(1),
+        }
+    }
+
+    fn checks(r: &Report) -> Vec<&'static str> {
+        r.findings.iter().map(|f| f.check).collect()
+    }
+
+    #[test]
+    fn healthy() {
+        let v = view(vec![
+            st(1, 1, 2, 100, 1 << 20, "3.5.1"),
+            st(2, 1, 2, 100, 1 << 20, "3.5.1"),
+            st(3, 1, 2, 99, 1 << 20, "3.5.1"),
+        ]);
+        let r = diagnose(&v, Limits::default());
+        assert!(r.healthy, "{:?}", r.findings);
+        assert!(r.findings.is_empty());
+    }
+
+    #[test]
+    fn problems_are_found() {
+        let mut v = view(vec![
+            st(1, 1, 3, 5000, 1900 << 20, "3.5.1"),
+            st(2, 1, 2, 100, 1 << 20, "3.4.23"),
+        ]);
+        v.alarms.push(AlarmInfo {
+            member_id: 1,
+            alarm: "NOSPACE".into(),
+        });
+        let r = diagnose(&v, Limits::default());
+        assert!(!r.healthy);
+        let c = checks(&r);
+        for want in [
+            "member-unreachable",
+            "term-disagreement",
+            "member-lagging",
+            "db-near-quota",
+            "version-skew",
+            "alarm-nospace",
+        ] {
+            assert!(c.contains(&want), "{want} missing from {c:?}");
+        }
+        assert!(!c.contains(&"quorum-lost"));
+        // Errors come first.
+        assert_eq!(r.findings[0].level, Level::Error);
+    }
+
+    #[test]
+    fn quorum_and_disagreement() {
+        let mut a = st(1, 0, 2, 100, 1, "3.5.1");
+        a.member_list = vec![1, 2, 3];
+        let mut v = view(vec![a]);
+        v.leader = None;
+        let r = diagnose(&v, Limits::default());
+        let c = checks(&r);
+        assert!(
+            c.contains(&"quorum-lost") && c.contains(&"no-leader"),
+            "{c:?}"
+        );
+        let mut b = st(2, 1, 2, 100, 1, "3.5.1");
+        b.member_list = vec![1, 2];
+        b.cluster_id = 7;
+        let v = view(vec![
+            st(1, 1, 2, 100, 1, "3.5.1"),
+            b,
+            st(3, 1, 2, 100, 1, "3.5.1"),
+        ]);
+        let c = checks(&diagnose(&v, Limits::default()));
+        assert!(
+            c.contains(&"member-list-disagreement") && c.contains(&"cluster-id-mismatch"),
+            "{c:?}"
+        );
     }
 }

@@ -169,6 +169,9 @@ pub struct MemberReport {
     pub members: Vec<MemberInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<Lost>,
+    /// The db's consistent index is this far beyond the WAL's last index (see problems).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_ahead_by: Option<u64>,
     pub problems: Vec<Problem>,
     pub next_steps: Vec<String>,
 }
@@ -213,6 +216,7 @@ fn missing(dirs: &Dirs, message: String) -> MemberReport {
         message,
         etcd_error: None,
     });
+    r.next_steps = advice::next_steps(&r);
     r
 }
 
@@ -242,15 +246,33 @@ fn empty_report(dirs: &Dirs, verdict: Verdict) -> MemberReport {
         learners: Vec::new(),
         members: Vec::new(),
         lost: None,
+        db_ahead_by: None,
         problems: Vec::new(),
         next_steps: Vec::new(),
     }
 }
 
+/// What to check.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Walk every page of the db with the strict bbolt checker (otherwise: metas and etcd's
+    /// small buckets only).
+    pub db_walk: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { db_walk: true }
+    }
+}
+
 /// Check one member data dir.
-pub fn check_dir(dirs: &Dirs) -> MemberReport {
+pub fn check_dir(dirs: &Dirs, opts: Options) -> MemberReport {
     if !dirs.data_dir.exists() {
         return missing(dirs, format!("{} does not exist", dirs.data_dir.display()));
+    }
+    if std::fs::read_dir(&dirs.data_dir).is_err() {
+        return missing(dirs, format!("{} cannot be read", dirs.data_dir.display()));
     }
     if !dirs.wal_dir.is_dir() {
         return missing(
@@ -279,18 +301,30 @@ pub fn check_dir(dirs: &Dirs) -> MemberReport {
     };
     let mut r = check_parts(dirs, &listing.segments, &snapdir);
     for name in &listing.ignored {
-        if !name.ends_with(".tmp") && !name.ends_with(".broken") {
+        let path = dirs.wal_dir.join(name).display().to_string();
+        if name.ends_with(".wal.broken") {
             r.problems.push(warning(
-                &dirs.wal_dir.join(name).display().to_string(),
+                &path,
+                "left by an earlier repair: etcd already cut a torn tail from this file once (the copy holds what was cut)".into(),
+            ));
+        } else if !name.ends_with(".tmp") {
+            r.problems.push(warning(
+                &path,
                 "not a WAL segment name; etcd ignores it".into(),
             ));
         }
+    }
+    for name in snapdir.other.iter().filter(|n| n.ends_with(".broken")) {
+        r.problems.push(warning(
+            &dirs.snap_dir.join(name).display().to_string(),
+            "a snap file etcd found damaged earlier and set aside".into(),
+        ));
     }
     // The db.
     match &snapdir.db {
         Some(p) => match crate::io::FileReader::open(p) {
             Ok(f) => {
-                let c = db::check(&f);
+                let c = db::check(&f, opts.db_walk);
                 for w in &c.warnings {
                     r.problems
                         .push(warning(&p.display().to_string(), w.clone()));
@@ -303,10 +337,23 @@ pub fn check_dir(dirs: &Dirs) -> MemberReport {
                         record: None,
                         index: None,
                         message: e.clone(),
-                        etcd_error: Some("bbolt: invalid database / checksum error".into()),
+                        etcd_error: Some(
+                            "bbolt cannot open this db or panics walking it (freepages)".into(),
+                        ),
                     });
                 }
                 db_invariants(&mut r, &c, &snapdir, p);
+                // Names and peer URLs for the next steps when the WAL no longer holds the
+                // conf changes (older segments purged).
+                for (id, name, urls) in &c.member_infos {
+                    if !r.members.iter().any(|m| m.id == hex(*id)) {
+                        r.members.push(MemberInfo {
+                            id: hex(*id),
+                            name: (!name.is_empty()).then(|| name.clone()),
+                            peer_urls: urls.clone(),
+                        });
+                    }
+                }
                 r.db = Some(c);
             }
             Err(e) => r
@@ -358,10 +405,11 @@ fn db_invariants(r: &mut MemberReport, c: &db::DbCheck, snapdir: &SnapDir, p: &P
         }
     }
     if ci > r.last_index && r.verdict != Verdict::CorruptWal {
+        r.db_ahead_by = Some(ci - r.last_index);
         r.problems.push(warning(
             &file,
             format!(
-                "the db has applied raft index {ci}, but the WAL etcd reads ends at {}: the backend will skip the next {} entries written here as already applied (the db and WAL are from different moments, or a torn WAL lost entries the db had applied)",
+                "the db has applied raft index {ci}, but the WAL etcd reads ends at {}: the backend will skip the next {} entries written here as already applied, so requests time out and this member's keys diverge until the log passes {ci} (the db and WAL are from different moments, or the lost WAL tail had been applied)",
                 r.last_index,
                 ci - r.last_index
             ),
@@ -459,7 +507,16 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
     r.wal_records = scan.records;
     r.wal_entries = scan.entries;
     r.wal_bytes = scan.bytes;
-    r.overwritten_entries = scan.overwrites.len() as u64;
+    r.overwritten_entries = scan.overwritten;
+    if scan.runs_truncated {
+        r.problems.push(warning(
+            &wal_dir,
+            format!(
+                "more than {} breaks in the entry index sequence: the gap check covers only the first ones",
+                wal::scan::MAX_RUNS
+            ),
+        ));
+    }
     for (i, s) in segs.iter().enumerate() {
         let end = scan.files.iter().find(|f| f.seg == i);
         r.wal_segments.push(SegmentReport {
@@ -554,6 +611,47 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
     }
 
     let opened = wal::open(segs, &scan, start);
+    // Problems in files etcd does not read at start (before the one holding the snapshot):
+    // they do not stop etcd, but say the disk or a copy went wrong.
+    let first_read = opened.start_file.unwrap_or(0);
+    for (sem, at) in scan.semantic.iter().filter(|(_, at)| at.seg < first_read) {
+        let what = match sem {
+            wal::scan::Semantic::MetadataConflict => {
+                "metadata differs from the first metadata record".to_string()
+            }
+            wal::scan::Semantic::BadEntry(e) => format!("entry does not decode: {e}"),
+            wal::scan::Semantic::UnknownType(t) => format!("unknown record type {t}"),
+        };
+        r.problems.push(Problem {
+            severity: Severity::Warning,
+            file: file_of(&at.file),
+            offset: Some(at.offset),
+            record: Some(at.record),
+            index: None,
+            message: format!(
+                "{what} (in a file etcd does not read at start-up, so it does not stop etcd)"
+            ),
+            etcd_error: None,
+        });
+    }
+    for w in scan.runs.windows(2) {
+        if let [a, b] = w {
+            if b.seg < first_read && b.first > a.last.saturating_add(1) {
+                r.problems.push(Problem {
+                    severity: Severity::Warning,
+                    file: file_of(&b.loc.file),
+                    offset: Some(b.loc.offset),
+                    record: Some(b.loc.record),
+                    index: Some(b.first),
+                    message: format!(
+                        "entry index jumps from {} to {} (in a file etcd does not read at start-up)",
+                        a.last, b.first
+                    ),
+                    etcd_error: None,
+                });
+            }
+        }
+    }
     r.last_index = opened.last_index;
     r.last_term = opened.last_term;
     r.hard_state = opened.hard_state;
@@ -646,7 +744,14 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
         Outcome::Clean => {}
         Outcome::Torn { at, message } => {
             r.verdict = Verdict::TornTail;
-            r.etcd_error = Some("unexpected EOF (repaired)".into());
+            // A decoding failure goes through Repair (logged as "repaired WAL ... unexpected
+            // EOF"); garbage after a zero length field is zero-filled without a word.
+            let etcd_says = if scan.stop.is_some() {
+                "unexpected EOF (repaired)"
+            } else {
+                "none: etcd zero-fills the rest of the file silently"
+            };
+            r.etcd_error = Some(etcd_says.into());
             r.problems.push(Problem {
                 severity: Severity::Repaired,
                 file: file_of(&at.file),
@@ -654,9 +759,9 @@ pub fn check_parts(dirs: &Dirs, segs: &[wal::Segment], snapdir: &SnapDir) -> Mem
                 record: Some(at.record),
                 index: Some(opened.last_index.saturating_add(1)),
                 message: message.clone(),
-                etcd_error: Some("unexpected EOF".into()),
+                etcd_error: Some(etcd_says.into()),
             });
-            if scan.stop.is_some() {
+            if scan.stop.is_some() || scan.beyond.records > 0 {
                 r.lost = Some(lost(0));
             } else {
                 r.lost = Some(Lost {
@@ -755,6 +860,11 @@ fn finish(r: &mut MemberReport) {
     if db_fatal && matches!(r.verdict, Verdict::Healthy | Verdict::TornTail) {
         r.verdict = Verdict::CorruptDb;
         r.etcd_starts = false;
+        r.etcd_error = r
+            .problems
+            .iter()
+            .find(|p| p.severity == Severity::Fatal && p.file.ends_with("/db"))
+            .and_then(|p| p.etcd_error.clone());
     }
     r.problems.sort_by_key(|p| match p.severity {
         Severity::Fatal => 0,
@@ -765,12 +875,103 @@ fn finish(r: &mut MemberReport) {
 }
 
 /// Check several dirs (the same `--wal-dir` applies only when one dir is given).
-pub fn check_dirs(data_dirs: &[PathBuf], wal_dir: Option<&Path>) -> Vec<MemberReport> {
+pub fn check_dirs(
+    data_dirs: &[PathBuf],
+    wal_dir: Option<&Path>,
+    opts: Options,
+) -> Vec<MemberReport> {
     data_dirs
         .iter()
         .map(|d| {
             let w = if data_dirs.len() == 1 { wal_dir } else { None };
-            check_dir(&Dirs::resolve(d, w))
+            check_dir(&Dirs::resolve(d, w), opts)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::wal::record::{encode as e, CRC, ENTRY, METADATA, SNAPSHOT, STATE};
+    use crate::format::wal::Segment;
+
+    struct W {
+        b: Vec<u8>,
+        crc: u32,
+    }
+
+    impl W {
+        fn new(seed: u32) -> W {
+            let mut w = W {
+                b: Vec::new(),
+                crc: seed,
+            };
+            w.b.extend(e::frame(&e::record(CRC, seed, None)));
+            w
+        }
+        fn rec(&mut self, t: i64, data: &[u8]) -> &mut Self {
+            self.crc = crc32c::crc32c_append(self.crc, data);
+            self.b.extend(e::frame(&e::record(t, self.crc, Some(data))));
+            self
+        }
+        fn entry(&mut self, index: u64) -> &mut Self {
+            self.rec(ENTRY, &e::entry(0, 1, index, Some(b"x")))
+        }
+    }
+
+    fn snapdir(index: u64, term: u64) -> SnapDir {
+        let bytes = snap::encode(index, term, &[7], b"{}");
+        SnapDir {
+            snaps: vec![snap::SnapFile {
+                name: format!("{term:016x}-{index:016x}.snap"),
+                path: PathBuf::new(),
+                size: bytes.len() as u64,
+                name_term: Some(term),
+                name_index: Some(index),
+                result: snap::decode(&bytes),
+            }],
+            ..SnapDir::default()
+        }
+    }
+
+    fn dirs() -> Dirs {
+        Dirs::resolve(Path::new("/x"), None)
+    }
+
+    #[test]
+    fn problems_before_the_start_file_are_warnings() {
+        let mut a = W::new(0);
+        a.rec(METADATA, &e::metadata(7, 9))
+            .rec(SNAPSHOT, &e::snapshot(0, 0, &[]));
+        a.entry(1)
+            .entry(2)
+            .rec(METADATA, &e::metadata(8, 9))
+            .entry(3);
+        a.rec(STATE, &e::hard_state(1, 7, 3));
+        let mut b = W::new(a.crc);
+        b.rec(METADATA, &e::metadata(7, 9))
+            .rec(STATE, &e::hard_state(1, 7, 3));
+        b.entry(4).entry(5).rec(STATE, &e::hard_state(1, 7, 5));
+        b.rec(SNAPSHOT, &e::snapshot(5, 1, &[7]));
+        let mut tail = b.b.clone();
+        tail.resize(tail.len() + 1024, 0);
+        let segs = vec![
+            Segment::from_bytes(0, 0, a.b.clone()),
+            Segment::from_bytes(1, 4, tail),
+        ];
+        let r = check_parts(&dirs(), &segs, &snapdir(5, 1));
+        assert_eq!(r.verdict, Verdict::Healthy, "{:?}", r.problems);
+        assert_eq!(r.snapshot.index, 5);
+        assert!(r
+            .problems
+            .iter()
+            .any(|p| p.severity == Severity::Warning && p.message.contains("metadata differs")));
+        // Started from the beginning instead (no snap file), the conflict is fatal.
+        let r = check_parts(&dirs(), &segs, &SnapDir::default());
+        assert_eq!(r.verdict, Verdict::CorruptWal);
+        assert_eq!(
+            r.etcd_error.as_deref(),
+            Some("wal: conflicting metadata found")
+        );
+    }
 }

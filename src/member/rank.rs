@@ -11,6 +11,8 @@ pub struct Ranked {
     pub data_dir: String,
     pub member_id: Option<String>,
     pub verdict: Verdict,
+    /// The db's consistent index (last applied raft index), when the db opens.
+    pub db_consistent_index: Option<u64>,
     pub commit: u64,
     pub term: u64,
     pub last_index: u64,
@@ -20,32 +22,34 @@ pub struct Ranked {
     pub note: String,
 }
 
-/// Rank dirs by HardState commit, then term, then last log (term, index): the member whose
-/// applied state is newest first. Missing dirs are left out.
+/// The sort key: what the db holds (its consistent index; a db that does not open counts
+/// as nothing), then HardState commit and term, then the last log entry (term, index).
+fn key(r: &MemberReport) -> (u64, u64, u64, u64, u64) {
+    let ci = match (&r.db, r.verdict) {
+        (_, Verdict::CorruptDb) => 0,
+        (Some(d), _) => d.consistent_index.unwrap_or(0),
+        (None, _) => 0,
+    };
+    (ci, r.commit, r.hard_state.term, r.last_term, r.last_index)
+}
+
+/// Rank dirs, newest data first (see [`key`]): the db to copy when no backup is recent
+/// enough. Missing dirs are left out.
 pub fn rank(reports: &[MemberReport]) -> Vec<Ranked> {
     let mut v: Vec<&MemberReport> = reports
         .iter()
         .filter(|r| r.verdict != Verdict::Missing)
         .collect();
-    v.sort_by(|a, b| {
-        (b.commit, b.hard_state.term, b.last_term, b.last_index).cmp(&(
-            a.commit,
-            a.hard_state.term,
-            a.last_term,
-            a.last_index,
-        ))
-    });
+    v.sort_by_key(|r| std::cmp::Reverse(key(r)));
     v.iter()
         .enumerate()
         .map(|(i, r)| {
             let db_usable = r.verdict != Verdict::CorruptDb && r.db.is_some();
             let note = match r.verdict {
                 Verdict::CorruptDb => "db damaged: do not copy it".to_string(),
-                Verdict::CorruptWal => {
-                    "WAL damaged; its db may still be copied (it holds what was applied)"
-                        .to_string()
-                }
-                _ if i == 0 => "newest committed data: copy member/snap/db from here".to_string(),
+                Verdict::CorruptWal if i == 0 => "newest data: copy member/snap/db from here (its WAL is damaged; the db holds what was applied)".to_string(),
+                _ if i == 0 => "newest data: copy member/snap/db from here".to_string(),
+                Verdict::CorruptWal => "WAL damaged; its db is still readable".to_string(),
                 _ => String::new(),
             };
             Ranked {
@@ -53,6 +57,7 @@ pub fn rank(reports: &[MemberReport]) -> Vec<Ranked> {
                 data_dir: r.data_dir.clone(),
                 member_id: r.member_id.clone(),
                 verdict: r.verdict,
+                db_consistent_index: r.db.as_ref().and_then(|d| d.consistent_index),
                 commit: r.commit,
                 term: r.hard_state.term,
                 last_index: r.last_index,

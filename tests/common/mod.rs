@@ -201,6 +201,8 @@ pub struct Opts<'a> {
     /// Restore every member's data dir from this snapshot file with etcd 3.5's
     /// `etcdutl snapshot restore` (no `--skip-hash-check`) before starting it.
     pub restore_from: Option<PathBuf>,
+    /// Pass `--skip-hash-check` to that restore (a raw `member/snap/db` copy has no hash).
+    pub restore_skip_hash_check: bool,
 }
 
 pub struct Member {
@@ -324,6 +326,7 @@ impl Cluster {
                     .arg(format!("--initial-cluster-token={}", c.token))
                     .arg(format!("--initial-advertise-peer-urls={}", m.peer_url))
                     .arg(format!("--data-dir={}", m.data_dir.display()))
+                    .args(opts.restore_skip_hash_check.then_some("--skip-hash-check"))
                     .output()
                     .expect("run etcdutl");
                 assert!(
@@ -596,6 +599,17 @@ impl Cluster {
         }
     }
 
+    /// Start a stopped member again with `--initial-cluster-state=existing` (a member that
+    /// was removed and re-added with an empty data dir joins the running cluster this way).
+    pub fn restart_existing(&mut self, i: usize) {
+        for a in self.members[i].args.iter_mut() {
+            if a == "--initial-cluster-state=new" {
+                *a = "--initial-cluster-state=existing".to_string();
+            }
+        }
+        self.restart(i);
+    }
+
     pub fn data_dir(&self, i: usize) -> &Path {
         &self.members[i].data_dir
     }
@@ -620,6 +634,8 @@ impl Drop for Cluster {
 pub struct StartOutcome {
     /// It answered `endpoint health` within the timeout.
     pub healthy: bool,
+    /// It answered `endpoint status` (came up and serves, even if requests cannot commit).
+    pub serving: bool,
     /// It exited on its own (refused the data dir).
     pub exited: bool,
     pub log: String,
@@ -651,13 +667,9 @@ pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration)
         .spawn()
         .unwrap_or_else(|e| panic!("start {}: {e}", bins.etcd.display()));
     let start = Instant::now();
-    let (mut healthy, mut exited) = (false, false);
-    while start.elapsed() < timeout {
-        if let Ok(Some(_)) = child.try_wait() {
-            exited = true;
-            break;
-        }
-        let o = Command::new(&bins.etcdctl)
+    let (mut healthy, mut serving, mut exited) = (false, false, false);
+    let ctl = |what: &str| {
+        Command::new(&bins.etcdctl)
             .env_clear()
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={client}"))
@@ -665,10 +677,20 @@ pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration)
                 "--dial-timeout=1s",
                 "--command-timeout=2s",
                 "endpoint",
-                "health",
+                what,
             ])
-            .output();
-        if o.is_ok_and(|o| o.status.success()) {
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    while start.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            exited = true;
+            break;
+        }
+        if !serving && ctl("status") {
+            serving = true;
+        }
+        if serving && ctl("health") {
             healthy = true;
             break;
         }
@@ -688,6 +710,7 @@ pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration)
     let _ = child.wait();
     StartOutcome {
         healthy,
+        serving,
         exited,
         log: std::fs::read_to_string(&log_path).unwrap_or_default(),
     }

@@ -312,6 +312,17 @@ impl<'s> Decoder<'s> {
         }
     }
 
+    /// A decoder that starts at `off` in segment `seg`, in salvage mode (the CRC chain is
+    /// re-seeded from the first record).
+    pub fn starting_at(segs: &'s [Segment], seg: usize, off: u64) -> Self {
+        let mut d = Decoder::new(segs);
+        d.cur = seg;
+        d.off = off;
+        d.resync = true;
+        d.done = seg >= segs.len();
+        d
+    }
+
     /// Do not look for nonzero bytes after a zero length field (faster on a preallocated tail).
     pub fn without_tail_scan(mut self) -> Self {
         self.scan_tails = false;
@@ -534,6 +545,76 @@ impl<'s> Decoder<'s> {
             }));
         }
     }
+}
+
+/// Find the next plausible frame in segment `seg` at or after `from` (8-byte aligned), for
+/// counting what lies past a zeroed region: a frame whose length and padding agree, whose
+/// record decodes with a known type, and whose successor continues its CRC chain (or is the
+/// end of the log). Scans at most `limit` bytes. Not something etcd does: it only tells the
+/// operator what etcd will drop.
+pub fn resync(segs: &[Segment], seg: usize, from: u64, limit: u64) -> Option<u64> {
+    let s = segs.get(seg)?;
+    let src = s.src.as_ref();
+    let size = src.size();
+    let mut win = Window::new();
+    let plausible = |win: &mut Window, o: u64| -> Option<(u64, i64, u32)> {
+        let w = win.get(src, o, 8).ok()?;
+        let word = u64::from_le_bytes(w.try_into().ok()?);
+        if word == 0 {
+            return None;
+        }
+        let (n, pad) = frame_size(word);
+        let want_pad = (8 - n % 8) % 8;
+        let top = word >> 56;
+        let top_ok = if want_pad == 0 {
+            top == 0
+        } else {
+            top == (0x80 | want_pad)
+        };
+        if n == 0 || n >= MAX_RECORD || pad != want_pad || !top_ok {
+            return None;
+        }
+        let body = win.get(src, o + 8, n).ok()?;
+        if body.len() as u64 != n {
+            return None;
+        }
+        let r = Record::decode(body).ok()?;
+        if !(1..=5).contains(&r.rtype) {
+            return None;
+        }
+        Some((o + 8 + n + pad, r.rtype, r.crc))
+    };
+    let mut o = from.div_ceil(8) * 8;
+    let end = from.saturating_add(limit).min(size);
+    while o + 8 <= end {
+        if let Some((next, _, crc)) = plausible(&mut win, o) {
+            // Confirm with the following frame.
+            let w = win
+                .get(src, next, 8)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes);
+            match w {
+                Some(0) | None => return Some(o),
+                Some(word) => {
+                    let (n, _) = frame_size(word);
+                    if n < MAX_RECORD {
+                        if let Ok(b) = win.get(src, next + 8, n) {
+                            if let Ok(r2) = Record::decode(b) {
+                                let ok = r2.rtype == super::record::CRC
+                                    || crc32c::crc32c_append(crc, r2.data()) == r2.crc;
+                                if ok && (1..=5).contains(&r2.rtype) {
+                                    return Some(o);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        o += 8;
+    }
+    None
 }
 
 /// etcd `decodeFrameSize`: low 56 bits are the record length; a set top bit carries the

@@ -13,6 +13,10 @@ use super::decode::{Decoder, Failure, FileEnd, Segment};
 use super::record::{self, ConfChange, ConfState, Entry, HardState, Metadata, WalSnapshot};
 use super::wire::WireError;
 
+/// Index discontinuities kept for the gap check (a real WAL has a handful: one per file and
+/// per leader change that overwrote entries); bounds memory on hostile input.
+pub const MAX_RUNS: usize = 100_000;
+
 /// Where a record is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Loc {
@@ -104,16 +108,30 @@ pub struct Scan {
     pub hard_state_loc: Option<Loc>,
     pub snapshots: Vec<SnapRecord>,
     pub runs: Vec<Run>,
+    /// More than [`MAX_RUNS`] index discontinuities: the gap check stopped keeping them.
+    pub runs_truncated: bool,
     /// Last entry record read (index, term) and where.
     pub last_entry: Option<(u64, u64, Loc)>,
     /// Entries whose index is not above the previous entry's (raft overwrote uncommitted
     /// entries after a leader change): (first overwritten index, where).
     pub overwrites: Vec<(u64, Loc)>,
+    /// Entries replaced by overwrites, in total (`overwrites` keeps only the first 100 places).
+    pub overwritten: u64,
     pub entries: u64,
     pub conf_changes: Vec<ConfEvent>,
     pub semantic: Vec<(Semantic, Loc)>,
     pub stop: Option<(Stop, Loc)>,
     pub beyond: Beyond,
+}
+
+impl Scan {
+    /// Keep the first semantic problem of each file: only the first one in the files etcd
+    /// reads matters, and this bounds memory on hostile input.
+    fn note(&mut self, sem: Semantic, at: Loc) {
+        if !self.semantic.iter().any(|(_, l)| l.seg == at.seg) {
+            self.semantic.push((sem, at));
+        }
+    }
 }
 
 fn loc(segs: &[Segment], seg: usize, offset: u64, number: u64) -> Loc {
@@ -191,7 +209,7 @@ pub fn scan(segs: &[Segment]) -> Scan {
                     s.metadata = Metadata::decode(data).ok();
                     s.metadata_raw = data.to_vec();
                 } else if s.metadata_raw != data {
-                    s.semantic.push((Semantic::MetadataConflict, at));
+                    s.note(Semantic::MetadataConflict, at);
                 }
             }
             record::STATE => match HardState::decode(rec.data()) {
@@ -217,11 +235,16 @@ pub fn scan(segs: &[Segment]) -> Scan {
                         && prev_seg == frame.seg;
                     if let Some(p) = prev_index {
                         if e.index <= p {
-                            s.overwrites.push((e.index, at.clone()));
+                            s.overwritten += p - e.index + 1;
+                            if s.overwrites.len() < 100 {
+                                s.overwrites.push((e.index, at.clone()));
+                            }
                         }
                     }
+                    let full = s.runs.len() >= MAX_RUNS;
                     match s.runs.last_mut() {
                         Some(r) if contiguous => r.last = e.index,
+                        _ if full => s.runs_truncated = true,
                         _ => s.runs.push(Run {
                             seg: frame.seg,
                             first: e.index,
@@ -257,11 +280,57 @@ pub fn scan(segs: &[Segment]) -> Scan {
                     }
                     s.last_entry = Some((e.index, e.term, at));
                 }
-                Err(e) => s.semantic.push((Semantic::BadEntry(e), at)),
+                Err(e) => s.note(Semantic::BadEntry(e), at),
             },
-            t => s.semantic.push((Semantic::UnknownType(t), at)),
+            t => s.note(Semantic::UnknownType(t), at),
         }
     }
     s.files = dec.file_ends().to_vec();
+    // Nonzero bytes after a zero length field in the last file: etcd drops them. Find the
+    // frames there to say what is dropped.
+    if s.stop.is_none() {
+        if let Some(end) = s
+            .files
+            .last()
+            .filter(|e| e.zero_length && e.nonzero_after.is_some())
+        {
+            let (seg, from) = (end.seg, end.end + 8);
+            if let Some(o) = super::decode::resync(segs, seg, from, 16 << 20) {
+                let mut d = Decoder::starting_at(segs, seg, o).without_tail_scan();
+                let mut complete = true;
+                loop {
+                    match d.next_frame() {
+                        Ok(Some(f)) => {
+                            s.beyond.records += 1;
+                            match f.record.rtype {
+                                record::ENTRY => {
+                                    if let Ok(e) = Entry::decode(f.record.data()) {
+                                        s.beyond.entries += 1;
+                                        s.beyond.first_index.get_or_insert(e.index);
+                                        s.beyond.last_index = Some(e.index);
+                                    }
+                                }
+                                record::STATE => {
+                                    if let Ok(h) = HardState::decode(f.record.data()) {
+                                        s.beyond.commit =
+                                            Some(s.beyond.commit.unwrap_or(0).max(h.commit));
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(f) => {
+                            if !d.skip_failed(&f) && !f.is_unexpected_eof() {
+                                complete = false;
+                            }
+                        }
+                    }
+                }
+                // Frames between the zero length and the first one found are unknown.
+                s.beyond.complete = complete && o == from;
+            }
+        }
+    }
     s
 }

@@ -32,7 +32,8 @@ pub struct EndpointStatus {
 }
 
 impl EndpointStatus {
-    fn unreachable(endpoint: &str, error: String) -> Self {
+    /// The status of an endpoint that did not answer, and why.
+    pub fn unreachable(endpoint: &str, error: String) -> Self {
         EndpointStatus {
             endpoint: endpoint.to_string(),
             reachable: false,
