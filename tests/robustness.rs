@@ -135,3 +135,42 @@ fn write_fuzz_seeds() {
         std::fs::write(proto.join(format!("value-{i}")), v).unwrap();
     }
 }
+
+/// A DAG: every element of the key bucket's root branch points at the same subtree. The
+/// checker reports multiple references; cursors (get, diff) stop instead of iterating
+/// the subtree once per element.
+#[test]
+fn shared_subtree_does_not_make_readers_loop() {
+    use lifeboat::format::bolt::{BucketRoot, Db};
+    let mut b = DbBuilder::new(512);
+    b.fill = 256;
+    let entries: Vec<(Vec<u8>, Vec<u8>)> = (0..3000)
+        .map(|i| (format!("k{i:05}").into_bytes(), vec![b'v'; 8]))
+        .collect();
+    let mut img = b.build(&[(b"key".to_vec(), entries)]);
+    let db = Db::open(&img[..]).unwrap();
+    let BucketRoot::Page(r) = db.bucket(b"key").unwrap().unwrap().root().clone() else {
+        panic!()
+    };
+    let p = db.page(r).unwrap();
+    let n = p.node().unwrap();
+    let first = n.branch(0).unwrap().pgid;
+    let count = n.count();
+    for i in 1..count {
+        let at = r as usize * 512 + 16 + 16 * i + 8;
+        img[at..at + 8].copy_from_slice(&first.to_le_bytes());
+    }
+    let t = std::time::Instant::now();
+    let rep = check(&img[..], &CheckOptions::default(), &mut ());
+    assert!(rep
+        .problems
+        .iter()
+        .any(|p| p.message.contains("multiple references")));
+    exercise_reader(&img);
+    exercise_checker(&img);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        t.elapsed()
+    );
+}
