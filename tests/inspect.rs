@@ -314,6 +314,7 @@ fn inspect_text_and_k8s_summary() {
         j["k8s"]["largest_objects"][0]["key"],
         "/registry/pods/ns1/p1"
     );
+    assert_eq!(j["k8s"]["largest_objects"].as_array().unwrap().len(), 3);
     assert_eq!(j["largest_keys"][0]["key"], "/fix/big2");
     assert_eq!(j["largest_keys"].as_array().unwrap().len(), 3);
 }

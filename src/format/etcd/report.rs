@@ -288,11 +288,15 @@ impl K8sState {
             v
         };
         let live = self.live;
+        let want = self.top.n / 8;
         // Keep only candidates that are still the latest revision of a live key.
         let mut largest = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for (size, key, rev) in self.top.into_sorted() {
             let fp = fingerprint(&key);
+            if largest.len() >= want {
+                break;
+            }
             if live.get(&fp).is_some_and(|l| l.size == size) && seen.insert(fp) {
                 largest.push(LargeKey {
                     key: String::from_utf8_lossy(&key).into_owned(),
