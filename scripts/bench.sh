@@ -49,10 +49,12 @@ start_etcd() { # name -> sets EP
   echo "etcd $name did not start" >&2; exit 1
 }
 
-# measure LABEL SIZE_LABEL CMD...: one timed run, appended to results.tsv
+# measure LABEL SIZE_LABEL CMD...: one timed run, appended to results.tsv. The page cache is
+# dropped first (cold member, as after a restart) unless WARM=1.
 measure() {
   local label=$1 size=$2; shift 2
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+  sync
+  [ "${WARM:-0}" = 1 ] || echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
   $TIME -v -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/cmd.err" || { echo "FAILED: $*" >&2; cat "$WORK/cmd.err" >&2; exit 1; }
   local wall rss
   wall=$(python3 - "$WORK/time.txt" <<'PY'
@@ -97,9 +99,9 @@ bench_db() { # name keys
   if "$LB" check-member -o json "$WORK/$name" >/dev/null 2>&1; then
     local walbytes
     walbytes=$(du -sb "$WORK/$name/member/wal" | cut -f1)
-    cat "$WORK/$name"/member/wal/*.wal >/dev/null
+    cat "$WORK/$name"/member/wal/*.wal "$WORK/$name"/member/snap/* >/dev/null
     for r in $(seq "$ROUNDS"); do
-      measure "lifeboat check-member ($((walbytes / 1048576)) MiB WAL)" "$tag" "$LB" check-member -o json "$WORK/$name" || true
+      WARM=1 measure "lifeboat check-member ($((walbytes / 1048576)) MiB WAL)" "$tag" "$LB" check-member --quick -o json "$WORK/$name" || true
     done
   fi
 }

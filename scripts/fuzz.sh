@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target for a while:  scripts/fuzz.sh TARGET SECONDS [JOBS]
 #   targets: bolt_reader (page reader, cursors, get/diff), checker (strict check + etcd
-#   report + hashkv), proto (protobuf/JSON decoders of bucket values)
+#   report + hashkv), proto (protobuf/JSON decoders of bucket values), wal (WAL framing,
+#   records, etcd's read model, wal dump), snap (*.snap files)
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). Only stable Rust is assumed:
 # RUSTC_BOOTSTRAP=1 lets stable rustc accept the -Z flags cargo-fuzz passes. The sanitizer
 # defaults to none (lifeboat has no unsafe code; panics and hangs are what we look for);
@@ -19,6 +20,7 @@ fi
 if [ ! -d "fuzz/corpus/$TARGET" ] || [ -z "$(ls -A "fuzz/corpus/$TARGET" 2>/dev/null)" ]; then
   cargo test --quiet --test robustness write_fuzz_seeds -- --ignored >/dev/null
 fi
+mkdir -p "fuzz/corpus/$TARGET"
 export RUSTC_BOOTSTRAP=1
 PAR=()
 if [ "$JOBS" -gt 1 ]; then PAR=(-jobs="$JOBS" -workers="$JOBS"); fi

@@ -215,26 +215,7 @@ fn every_zeroed_tail() {
 }
 
 fn check_never_panics(bytes: Vec<u8>) {
-    let segs = vec![Segment::from_bytes(0, 0, bytes)];
-    let scan = wal::scan(&segs);
-    let _ = wal::open(&segs, &scan, Start { index: 3, term: 2 });
-    let mut d = wal::Decoder::new(&segs);
-    let mut n = 0;
-    loop {
-        match d.next_frame() {
-            Ok(Some(f)) => {
-                let _ = wal::dump::describe("x", f.offset, f.number, &f.record);
-            }
-            Ok(None) => break,
-            Err(f) => {
-                d.skip_failed(&f);
-            }
-        }
-        n += 1;
-        if n > 100_000 {
-            break;
-        }
-    }
+    wal::fuzzing::exercise_wal(bytes);
 }
 
 proptest! {
@@ -260,7 +241,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..4096)) {
         check_never_panics(b.clone());
-        let _ = snap::decode(&b);
+        wal::fuzzing::exercise_snap(&b);
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub struct Manifest {
     pub cluster_id: String,
     /// Store revision of the snapshot: the newest revision in its `key` bucket.
     pub revision: i64,
-    /// Newest compaction the snapshot records (`finishedCompactRev`), if any.
+    /// etcd's compaction revision in the snapshot: the larger of `meta/finishedCompactRev`
+    /// and `meta/scheduledCompactRev` (a scheduled compaction resumes when etcd starts).
     #[serde(default)]
     pub compact_revision: Option<i64>,
     /// Raft term of the last applied entry (`meta/term` in the snapshot; 0 before 3.5).

@@ -10,6 +10,7 @@
 
 pub mod decode;
 pub mod dump;
+pub mod fuzzing;
 pub mod open;
 pub mod record;
 pub mod scan;

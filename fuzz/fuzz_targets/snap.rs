@@ -1,0 +1,7 @@
+//! The `*.snap` file decoder.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    lifeboat::format::wal::fuzzing::exercise_snap(data);
+});
