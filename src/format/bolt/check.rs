@@ -385,7 +385,7 @@ pub fn check_db<R: ReadAt>(
         Mode::Root,
         From {
             page: Some(db.current as u64),
-            offset: Some(db.current as u64 * ps + 32),
+            offset: Some((db.current as u64).saturating_mul(ps).saturating_add(32)),
         },
         visitor,
     );
