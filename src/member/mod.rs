@@ -892,32 +892,10 @@ pub fn check_dirs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::wal::record::{encode as e, CRC, ENTRY, METADATA, SNAPSHOT, STATE};
+    use crate::format::wal::record::{encode as e, METADATA, SNAPSHOT, STATE};
     use crate::format::wal::Segment;
 
-    struct W {
-        b: Vec<u8>,
-        crc: u32,
-    }
-
-    impl W {
-        fn new(seed: u32) -> W {
-            let mut w = W {
-                b: Vec::new(),
-                crc: seed,
-            };
-            w.b.extend(e::frame(&e::record(CRC, seed, None)));
-            w
-        }
-        fn rec(&mut self, t: i64, data: &[u8]) -> &mut Self {
-            self.crc = crc32c::crc32c_append(self.crc, data);
-            self.b.extend(e::frame(&e::record(t, self.crc, Some(data))));
-            self
-        }
-        fn entry(&mut self, index: u64) -> &mut Self {
-            self.rec(ENTRY, &e::entry(0, 1, index, Some(b"x")))
-        }
-    }
+    use crate::format::wal::record::TestLog as W;
 
     fn snapdir(index: u64, term: u64) -> SnapDir {
         let bytes = snap::encode(index, term, &[7], b"{}");
@@ -943,15 +921,17 @@ mod tests {
         let mut a = W::new(0);
         a.rec(METADATA, &e::metadata(7, 9))
             .rec(SNAPSHOT, &e::snapshot(0, 0, &[]));
-        a.entry(1)
-            .entry(2)
+        a.entry(1, 1)
+            .entry(1, 2)
             .rec(METADATA, &e::metadata(8, 9))
-            .entry(3);
+            .entry(1, 3);
         a.rec(STATE, &e::hard_state(1, 7, 3));
         let mut b = W::new(a.crc);
         b.rec(METADATA, &e::metadata(7, 9))
             .rec(STATE, &e::hard_state(1, 7, 3));
-        b.entry(4).entry(5).rec(STATE, &e::hard_state(1, 7, 5));
+        b.entry(1, 4)
+            .entry(1, 5)
+            .rec(STATE, &e::hard_state(1, 7, 5));
         b.rec(SNAPSHOT, &e::snapshot(5, 1, &[7]));
         let mut tail = b.b.clone();
         tail.resize(tail.len() + 1024, 0);

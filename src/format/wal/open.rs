@@ -299,47 +299,10 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::wal::record::{encode as e, CRC, ENTRY, METADATA, SNAPSHOT, STATE};
+    use crate::format::wal::record::{encode as e, ENTRY, METADATA};
     use crate::format::wal::{scan, Segment};
 
-    /// Builds a segment the way etcd's encoder does, with the running CRC.
-    struct W {
-        b: Vec<u8>,
-        crc: u32,
-    }
-
-    impl W {
-        fn new(seed: u32) -> W {
-            let mut w = W {
-                b: Vec::new(),
-                crc: seed,
-            };
-            w.b.extend(e::frame(&e::record(CRC, seed, None)));
-            w
-        }
-        fn rec(&mut self, t: i64, data: &[u8]) -> &mut Self {
-            self.crc = crc32c::crc32c_append(self.crc, data);
-            self.b.extend(e::frame(&e::record(t, self.crc, Some(data))));
-            self
-        }
-        fn head(&mut self) -> &mut Self {
-            self.rec(METADATA, &e::metadata(7, 9))
-        }
-        fn entry(&mut self, term: u64, index: u64) -> &mut Self {
-            self.rec(ENTRY, &e::entry(0, term, index, Some(b"payload-bytes")))
-        }
-        fn state(&mut self, term: u64, commit: u64) -> &mut Self {
-            self.rec(STATE, &e::hard_state(term, 7, commit))
-        }
-        fn snap(&mut self, index: u64, term: u64) -> &mut Self {
-            self.rec(SNAPSHOT, &e::snapshot(index, term, &[7]))
-        }
-        fn bytes(&self) -> Vec<u8> {
-            let mut b = self.b.clone();
-            b.resize(b.len() + 4096, 0);
-            b
-        }
-    }
+    use crate::format::wal::record::TestLog as W;
 
     fn run(segs: Vec<Segment>, start: Start) -> Opened {
         let s = scan(&segs);
