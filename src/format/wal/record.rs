@@ -385,39 +385,6 @@ pub mod encode {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_roundtrip_and_crc_record_bytes() {
-        // formats §7.2: the first crc record of a fresh WAL.
-        let rec = encode::record(CRC, 0, None);
-        assert_eq!(rec, [0x08, 0x04, 0x10, 0x00]);
-        assert_eq!(
-            encode::frame(&rec),
-            [4, 0, 0, 0, 0, 0, 0, 0x84, 8, 4, 0x10, 0, 0, 0, 0, 0]
-        );
-        let r = Record::decode(&rec).unwrap();
-        assert_eq!((r.rtype, r.crc, r.data), (CRC, 0, None));
-        // snapshot{0,0} encodes as 08 00 10 00.
-        assert_eq!(encode::snapshot(0, 0, &[]), [8, 0, 0x10, 0]);
-    }
-
-    #[test]
-    fn messages_decode() {
-        let e = encode::entry(ENTRY_NORMAL, 3, 42, Some(b"xy"));
-        let d = Entry::decode(&e).unwrap();
-        assert_eq!((d.etype, d.term, d.index, d.data), (0, 3, 42, &b"xy"[..]));
-        let h = HardState::decode(&encode::hard_state(2, 7, 9)).unwrap();
-        assert_eq!((h.term, h.vote, h.commit), (2, 7, 9));
-        let s = WalSnapshot::decode(&encode::snapshot(10, 2, &[5, 6])).unwrap();
-        assert_eq!(s.conf_state.unwrap().voters, vec![5, 6]);
-        // Wrong wire type on a known field fails, like gogo.
-        assert!(Record::decode(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
-    }
-}
-
 /// Builds WAL segment bytes the way etcd's encoder does, with the running CRC: for the
 /// unit tests of the WAL model and of the member verdicts.
 #[cfg(test)]
@@ -463,5 +430,38 @@ impl TestLog {
         let mut b = self.b.clone();
         b.resize(b.len() + 4096, 0);
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_roundtrip_and_crc_record_bytes() {
+        // formats §7.2: the first crc record of a fresh WAL.
+        let rec = encode::record(CRC, 0, None);
+        assert_eq!(rec, [0x08, 0x04, 0x10, 0x00]);
+        assert_eq!(
+            encode::frame(&rec),
+            [4, 0, 0, 0, 0, 0, 0, 0x84, 8, 4, 0x10, 0, 0, 0, 0, 0]
+        );
+        let r = Record::decode(&rec).unwrap();
+        assert_eq!((r.rtype, r.crc, r.data), (CRC, 0, None));
+        // snapshot{0,0} encodes as 08 00 10 00.
+        assert_eq!(encode::snapshot(0, 0, &[]), [8, 0, 0x10, 0]);
+    }
+
+    #[test]
+    fn messages_decode() {
+        let e = encode::entry(ENTRY_NORMAL, 3, 42, Some(b"xy"));
+        let d = Entry::decode(&e).unwrap();
+        assert_eq!((d.etype, d.term, d.index, d.data), (0, 3, 42, &b"xy"[..]));
+        let h = HardState::decode(&encode::hard_state(2, 7, 9)).unwrap();
+        assert_eq!((h.term, h.vote, h.commit), (2, 7, 9));
+        let s = WalSnapshot::decode(&encode::snapshot(10, 2, &[5, 6])).unwrap();
+        assert_eq!(s.conf_state.unwrap().voters, vec![5, 6]);
+        // Wrong wire type on a known field fails, like gogo.
+        assert!(Record::decode(&[0x09, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 }
