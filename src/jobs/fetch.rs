@@ -52,9 +52,7 @@ pub fn fetch(
     let mut db_len = 0u64;
     let mut stored_len = 0u64;
     let mut first_err: Option<Error> = None;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = crate::pipeline::frames::cpu_count();
     reader
         .walk_parallel(threads, |_, stored, raw| {
             stored_len += stored.len() as u64;

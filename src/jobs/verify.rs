@@ -101,9 +101,7 @@ pub fn check_stream<R: crate::io::ReadAt>(
     let mut db_sha = Sha256::new();
     let mut db_len = 0u64;
     let mut stored_len = 0u64;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
+    let threads = crate::pipeline::frames::cpu_count();
     let walked = reader.walk_parallel(threads, |_, stored, raw| {
         stored_sha.update(stored);
         stored_len += stored.len() as u64;

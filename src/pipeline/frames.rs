@@ -69,6 +69,13 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Worker threads to use by default: one per CPU.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 /// Compression settings.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameOptions {
@@ -84,9 +91,7 @@ impl Default for FrameOptions {
         FrameOptions {
             level: 3,
             frame_size: DEFAULT_FRAME_SIZE,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            threads: cpu_count(),
         }
     }
 }
@@ -560,15 +565,7 @@ impl<R: ReadAt> FramedReader<R> {
             let raw = self.decode_frame(i, &stored);
             on_frame(i, &stored, raw)?;
         }
-        let size = self.inner.size();
-        let table = self
-            .inner
-            .read_vec_at(self.table_offset, (size - self.table_offset) as usize)
-            .map_err(|source| FrameError::Io {
-                offset: self.table_offset,
-                source,
-            })?;
-        Ok(table)
+        self.read_table()
     }
 
     /// [`walk`](Self::walk) with frames decoded by `threads` worker threads; `on_frame`
@@ -638,14 +635,19 @@ impl<R: ReadAt> FramedReader<R> {
                     source: io::Error::other("frame decoding stopped early"),
                 });
             }
-            let size = self.inner.size();
-            self.inner
-                .read_vec_at(self.table_offset, (size - self.table_offset) as usize)
-                .map_err(|source| FrameError::Io {
-                    offset: self.table_offset,
-                    source,
-                })
+            self.read_table()
         })
+    }
+
+    /// The bytes from the seek table's start to the end of the object.
+    fn read_table(&self) -> Result<Vec<u8>, FrameError> {
+        let len = self.inner.size().saturating_sub(self.table_offset);
+        self.inner
+            .read_vec_at(self.table_offset, len as usize)
+            .map_err(|source| FrameError::Io {
+                offset: self.table_offset,
+                source,
+            })
     }
 
     fn frame(&self, index: usize) -> Result<Arc<Vec<u8>>, FrameError> {
