@@ -22,6 +22,13 @@ fn backup_json(c: &Cluster, dest: &Path, extra: &[&str]) -> serde_json::Value {
     json(&o)
 }
 
+/// `lifeboat list --from DEST -o json`, which must succeed.
+fn list_json(dest: &Path) -> serde_json::Value {
+    let o = run_lifeboat(["list", "--from", dest.to_str().unwrap(), "-o", "json"]);
+    assert_exit(&o, 0);
+    json(&o)
+}
+
 fn revision_of(c: &Cluster) -> i64 {
     let out = c.ctl_ok(&["get", "/", "--prefix", "--limit=1", "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -92,15 +99,7 @@ fn round_trip(bins: &Bins, tls: Option<&Tls>) {
     assert!(created.ends_with('Z') && created.contains('T'), "{created}");
 
     // list shows exactly it
-    let o = run_lifeboat([
-        "list",
-        "--from",
-        dest.path().to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert_exit(&o, 0);
-    let list = json(&o);
+    let list = list_json(dest.path());
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], m["id"]);
 
@@ -184,14 +183,7 @@ fn tls_cluster_without_client_cert_fails_cleanly() {
         "{}",
         stderr(&o)
     );
-    let o = run_lifeboat([
-        "list",
-        "--from",
-        dest.path().to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert_eq!(json(&o), serde_json::json!([]));
+    assert_eq!(list_json(dest.path()), serde_json::json!([]));
 }
 
 #[test]
@@ -236,18 +228,7 @@ fn nospace_alarm_is_recorded_and_does_not_stop_the_backup() {
             ..Opts::default()
         },
     );
-    // Write until etcd refuses with NOSPACE.
-    let value = "n".repeat(50_000);
-    let mut raised = false;
-    for i in 0..200 {
-        let o = c.ctl(&["put", &format!("/fill/{i}"), &value]);
-        if !o.status.success() {
-            assert!(stderr(&o).contains("space"), "{}", stderr(&o));
-            raised = true;
-            break;
-        }
-    }
-    assert!(raised, "NOSPACE never raised");
+    c.fill_until_nospace(50_000);
     let dest = TempDir::new().unwrap();
     let m = backup_json(&c, dest.path(), &[]);
     let alarms = m["alarms"].as_array().unwrap();
@@ -327,14 +308,7 @@ fn leader_killed_mid_stream_backup_completes_from_new_leader() {
         "json",
     ]);
     assert_exit(&o, 0);
-    let o = run_lifeboat([
-        "list",
-        "--from",
-        dest.path().to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert_eq!(json(&o).as_array().unwrap().len(), 1);
+    assert_eq!(list_json(dest.path()).as_array().unwrap().len(), 1);
     // The leader's replacement was chosen and said why.
     let reason = m["source_member"]["reason"].as_str().unwrap();
     assert!(!reason.is_empty());
@@ -380,15 +354,7 @@ fn killed_backup_leaves_nothing_listed_and_is_cleaned_up_next_time() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
-    let o = run_lifeboat([
-        "list",
-        "--from",
-        dest.path().to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert_exit(&o, 0);
-    assert_eq!(json(&o), serde_json::json!([]));
+    assert_eq!(list_json(dest.path()), serde_json::json!([]));
     let o = run_lifeboat(["verify", "--from", dest.path().to_str().unwrap()]);
     assert_exit(&o, 1);
     // The next backup removes the debris and stores a good one.
@@ -552,8 +518,7 @@ fn full_disk_fails_cleanly_and_keeps_what_was_stored() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains(&dest.display().to_string()), "{err}");
     // The earlier backup is intact and the only one listed; nothing partial is left.
-    let o = run_lifeboat(["list", "--from", dest.to_str().unwrap(), "-o", "json"]);
-    let list = json(&o);
+    let list = list_json(&dest);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], first["id"]);
     let o = run_lifeboat(["verify", "--from", dest.to_str().unwrap(), "latest"]);
@@ -585,8 +550,7 @@ fn two_destinations_from_one_stream_and_one_fails() {
     assert_exit(&o, 0);
     let m = json(&o);
     for d in [good.path(), other.path()] {
-        let o = run_lifeboat(["list", "--from", d.to_str().unwrap(), "-o", "json"]);
-        let l = json(&o);
+        let l = list_json(d);
         assert_eq!(l[0]["id"], m["id"]);
         assert_eq!(l[0]["stored_sha256"], m["stored_sha256"]);
     }
@@ -612,14 +576,6 @@ fn two_destinations_from_one_stream_and_one_fails() {
         "{}",
         stderr(&o)
     );
-    let o = run_lifeboat([
-        "list",
-        "--from",
-        good.path().to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert_eq!(json(&o).as_array().unwrap().len(), 2);
-    let o = run_lifeboat(["list", "--from", full.to_str().unwrap(), "-o", "json"]);
-    assert_eq!(json(&o), serde_json::json!([]));
+    assert_eq!(list_json(good.path()).as_array().unwrap().len(), 2);
+    assert_eq!(list_json(&full), serde_json::json!([]));
 }

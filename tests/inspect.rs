@@ -727,17 +727,7 @@ fn nospace_alarm_is_reported() {
             ..Opts::default()
         },
     );
-    let big = "z".repeat(100_000);
-    let mut raised = false;
-    for i in 0..200 {
-        let o = c.ctl(&["put", &format!("/fill/{i}"), &big]);
-        if !o.status.success() {
-            assert!(stderr(&o).contains("space exceeded"), "{}", stderr(&o));
-            raised = true;
-            break;
-        }
-    }
-    assert!(raised, "quota never hit");
+    c.fill_until_nospace(100_000);
     let dir = TempDir::new().unwrap();
     let snap = dir.path().join("s.db");
     c.ctl_ok(&["snapshot", "save", snap.to_str().unwrap()]);

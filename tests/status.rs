@@ -87,16 +87,7 @@ fn nospace_alarm_is_unhealthy() {
             ..Opts::default()
         },
     );
-    let value = "n".repeat(50_000);
-    let mut raised = false;
-    for i in 0..200 {
-        let o = c.ctl(&["put", &format!("/fill/{i}"), &value]);
-        if !o.status.success() {
-            raised = true;
-            break;
-        }
-    }
-    assert!(raised, "NOSPACE never raised");
+    c.fill_until_nospace(50_000);
     let (o, j) = status(&c, &["--quota-bytes", "2097152"]);
     assert_exit(&o, 4);
     assert!(j["alarms"].to_string().contains("NOSPACE"), "{j:#}");

@@ -458,6 +458,21 @@ impl Cluster {
         });
     }
 
+    /// Put `value_size`-byte values under `/fill/N` until etcd refuses with "database space
+    /// exceeded" (the NOSPACE alarm); panics if the quota is never reached.
+    #[track_caller]
+    pub fn fill_until_nospace(&self, value_size: usize) {
+        let value = "n".repeat(value_size);
+        for i in 0..200 {
+            let o = self.ctl(&["put", &format!("/fill/{i}"), &value]);
+            if !o.status.success() {
+                assert!(stderr(&o).contains("space exceeded"), "{}", stderr(&o));
+                return;
+            }
+        }
+        panic!("NOSPACE never raised: is --quota-backend-bytes set?");
+    }
+
     /// Write `count` keys `{prefix}{i:08}` with `value(i)`, `batch` puts per etcdctl txn.
     pub fn fill_values(
         &self,
@@ -579,16 +594,7 @@ impl Cluster {
     /// SIGTERM one member and wait for it to exit.
     pub fn stop(&mut self, i: usize) {
         if let Some(mut c) = self.members[i].child.take() {
-            unsafe_sigterm(c.id());
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            terminate(&mut c, Duration::from_secs(20));
         }
     }
 
@@ -615,10 +621,20 @@ impl Cluster {
     }
 }
 
-fn unsafe_sigterm(pid: u32) {
+/// SIGTERM a process and give it `grace` to exit before SIGKILL; reaps it either way.
+fn terminate(child: &mut Child, grace: Duration) {
     let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args(["-TERM", &child.id().to_string()])
         .status();
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Drop for Cluster {
@@ -697,14 +713,7 @@ pub fn start_on_dir(bins: &Bins, data_dir: &Path, name: &str, timeout: Duration)
         std::thread::sleep(Duration::from_millis(200));
     }
     if !exited {
-        unsafe_sigterm(child.id());
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(&mut child, Duration::from_secs(10));
     }
     let _ = child.kill();
     let _ = child.wait();
