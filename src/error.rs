@@ -1,13 +1,20 @@
-//! The library's error type and the process exit codes of `interface.md`.
+//! The library's error type and the process exit codes of the interface (docs/exit-codes.md).
 //!
 //! Modules keep their own typed errors where that helps (the format readers report
 //! page and offset); everything that crosses into a command is an [`Error`], whose
-//! [`Error::exit_code`] decides how the process ends. The CLI adds context with
-//! `anyhow` and finds the exit code by walking the error chain.
+//! [`Error::exit_code`] decides how the process ends and whose [`Error::locator`] says
+//! where the problem is (file, page, endpoint, destination, flag) for `-o json`. The CLI
+//! adds context with `anyhow` and finds both by walking the error chain.
+//!
+//! Store and etcd errors carry a *kind*, so that wrappers (retry, fan-out) and the backup's
+//! member fail-over decide from a type, never from a message: only transient kinds are
+//! worth another try.
 
 use std::path::PathBuf;
 
-/// Process exit codes promised in `interface.md`.
+use serde::Serialize;
+
+/// Process exit codes promised in the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ExitCode {
     /// Success.
@@ -30,31 +37,112 @@ impl ExitCode {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of store failure this is: decides whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreErrorKind {
+    /// The object (or bucket, or directory) does not exist.
+    NotFound,
+    /// An object of that name exists and is never overwritten.
+    AlreadyExists,
+    /// Permission or authentication refused: retrying will not help.
+    Permission,
+    /// Worth retrying: timeouts, throttling, connection resets, 5xx.
+    Transient,
+    /// Anything else (full disk, bad request, ...): not retried.
+    Other,
+}
+
+impl StoreErrorKind {
+    pub fn is_transient(self) -> bool {
+        self == StoreErrorKind::Transient
+    }
+}
+
+/// What kind of etcd failure this is: decides whether the backup moves on to the next
+/// member (transient) or fails at once (the rest: they cannot succeed on retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EtcdErrorKind {
+    /// TCP connection refused: nothing listens there (etcd not running, wrong port).
+    Refused,
+    /// No answer in time: dial timeout, or connected but the member does not answer.
+    Timeout,
+    /// A snapshot stream stopped sending data.
+    Stalled,
+    /// A stream or request broke mid-way (member killed, leader change, reset).
+    Broken,
+    /// TLS handshake or certificate verification failed, or TLS/plain-text mismatch.
+    Tls,
+    /// Authentication failed (wrong user or password, auth not enabled, ...).
+    Auth,
+    /// The user lacks permission for the request.
+    Permission,
+    /// etcd answered with an error that another member may not give (no leader, ...).
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+impl EtcdErrorKind {
+    /// Whether trying again (on this or another member, after a back-off) can help.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            EtcdErrorKind::Refused
+                | EtcdErrorKind::Timeout
+                | EtcdErrorKind::Stalled
+                | EtcdErrorKind::Broken
+                | EtcdErrorKind::Unavailable
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Wrong flags, unreadable configuration, a destination that cannot be understood.
     #[error("{0}")]
     Usage(String),
 
+    /// A flag (or config key) whose value cannot work: names it for `-o json` (`flag`).
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
+
     /// Stored or streamed data is not what it claims to be.
     #[error("integrity problem in {object}: {what}")]
     Integrity { object: String, what: String },
 
+    /// Damage at a known place in a file: page and/or byte offset.
+    #[error("{}", corrupt_message(file, *page, *offset, what))]
+    Corrupt {
+        file: String,
+        page: Option<u64>,
+        offset: Option<u64>,
+        what: String,
+    },
+
     /// A file or directory could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), crate::error::io_words(source))]
     Io {
         path: PathBuf,
-        #[source]
         source: std::io::Error,
     },
 
     /// The store (local directory, S3) failed.
     #[error("store {location}: {message}")]
-    Store { location: String, message: String },
+    Store {
+        location: String,
+        kind: StoreErrorKind,
+        message: String,
+    },
 
     /// etcd could not be reached or answered with an error.
     #[error("etcd {endpoint}: {message}")]
-    Etcd { endpoint: String, message: String },
+    Etcd {
+        endpoint: String,
+        kind: EtcdErrorKind,
+        message: String,
+    },
 
     /// A backup or object that was asked for does not exist.
     #[error("{0}")]
@@ -65,16 +153,86 @@ pub enum Error {
     Failed(String),
 }
 
+fn corrupt_message(file: &str, page: Option<u64>, offset: Option<u64>, what: &str) -> String {
+    let mut s = format!("integrity problem in {file}");
+    if let Some(p) = page {
+        s.push_str(&format!(", page {p}"));
+    }
+    if let Some(o) = offset {
+        s.push_str(&format!(", offset {o}"));
+    }
+    s.push_str(": ");
+    s.push_str(what);
+    s
+}
+
+/// An OS error in words, once: "No such file or directory" rather than Rust's
+/// "No such file or directory (os error 2)", which the CLI would otherwise repeat.
+pub fn io_words(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Where a problem is, for the JSON error document: every field that is known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Locator {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
+}
+
 impl Error {
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) => ExitCode::Usage,
-            Error::Integrity { .. } => ExitCode::Integrity,
+            Error::Usage(_) | Error::Flag { .. } => ExitCode::Usage,
+            Error::Integrity { .. } | Error::Corrupt { .. } => ExitCode::Integrity,
             Error::Io { .. }
             | Error::Store { .. }
             | Error::Etcd { .. }
             | Error::NotFound(_)
             | Error::Failed(_) => ExitCode::Failed,
+        }
+    }
+
+    /// What is known about where the problem is.
+    pub fn locator(&self) -> Locator {
+        let mut l = Locator::default();
+        match self {
+            Error::Flag { flag, .. } => l.flag = Some(flag.clone()),
+            Error::Integrity { object, .. } => l.file = Some(object.clone()),
+            Error::Corrupt {
+                file, page, offset, ..
+            } => {
+                l.file = Some(file.clone());
+                l.page = *page;
+                l.offset = *offset;
+            }
+            Error::Io { path, .. } => l.file = Some(path.display().to_string()),
+            Error::Store { location, .. } => l.destination = Some(location.clone()),
+            Error::Etcd { endpoint, .. } => l.endpoint = Some(endpoint.clone()),
+            Error::Usage(_) | Error::NotFound(_) | Error::Failed(_) => {}
+        }
+        l
+    }
+
+    /// Whether another try (after a back-off) can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Store { kind, .. } => kind.is_transient(),
+            Error::Etcd { kind, .. } => kind.is_transient(),
+            _ => false,
         }
     }
 
@@ -91,6 +249,37 @@ impl Error {
             what: what.into(),
         }
     }
+
+    pub fn flag(flag: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Flag {
+            flag: flag.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn store(
+        location: impl Into<String>,
+        kind: StoreErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Store {
+            location: location.into(),
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn etcd(
+        endpoint: impl Into<String>,
+        kind: EtcdErrorKind,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Etcd {
+            endpoint: endpoint.into(),
+            kind,
+            message: message.into(),
+        }
+    }
 }
 
 /// Extension to attach a path to `std::io::Result`s.
@@ -101,5 +290,40 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
         self.map_err(|e| Error::io(path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_say_the_cause_once() {
+        let e = Error::io(
+            "/ro/x",
+            std::io::Error::from_raw_os_error(30), // EROFS
+        );
+        let s = e.to_string();
+        assert_eq!(s.matches("Read-only file system").count(), 1, "{s}");
+        assert!(!s.contains("os error"), "{s}");
+    }
+
+    #[test]
+    fn locators_and_kinds() {
+        let e = Error::etcd("10.0.0.1:2379", EtcdErrorKind::Tls, "bad cert");
+        assert_eq!(e.locator().endpoint.as_deref(), Some("10.0.0.1:2379"));
+        assert!(!e.is_transient());
+        assert!(Error::store("s3://b", StoreErrorKind::Transient, "503").is_transient());
+        let c = Error::Corrupt {
+            file: "a.db".into(),
+            page: Some(7),
+            offset: Some(28672),
+            what: "bad".into(),
+        };
+        assert_eq!(c.exit_code(), ExitCode::Integrity);
+        assert_eq!(
+            c.to_string(),
+            "integrity problem in a.db, page 7, offset 28672: bad"
+        );
     }
 }

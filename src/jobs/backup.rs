@@ -282,10 +282,11 @@ async fn attempt(
         .map_err(|e| AttemptError::Fatal(Error::Failed(format!("pipeline thread: {e}"))))?;
     progress.end();
     match (streamed, sunk) {
-        (_, Err(e)) => Err(AttemptError::Fatal(Error::Store {
-            location: "destination".into(),
-            message: e.to_string(),
-        })),
+        (_, Err(e)) => Err(AttemptError::Fatal(Error::store(
+            "destination",
+            crate::error::StoreErrorKind::Other,
+            e.to_string(),
+        ))),
         (Err(e), Ok((tee, _))) => {
             tee.abort();
             Err(AttemptError::Retry(e))
@@ -296,6 +297,7 @@ async fn attempt(
                 tee.abort();
                 return Err(AttemptError::Retry(Error::Etcd {
                     endpoint: choice.endpoint.clone(),
+                    kind: crate::error::EtcdErrorKind::Broken,
                     message: format!(
                         "snapshot stream ended early: {} database bytes of {expected} announced",
                         split.db_len
@@ -446,10 +448,11 @@ pub async fn backup(
         let Some(w) = o.writer else {
             outcome.failed.push((
                 dest.name.clone(),
-                Error::Store {
-                    location: dest.store.location(),
-                    message: o.error.unwrap_or_default(),
-                },
+                Error::store(
+                    dest.store.location(),
+                    crate::error::StoreErrorKind::Other,
+                    o.error.unwrap_or_default(),
+                ),
             ));
             continue;
         };
@@ -588,9 +591,12 @@ fn finish_destination(
                     ),
                 ));
             }
-            let got = digest_object(obj.as_ref()).map_err(|e| Error::Store {
-                location: dest.store.location(),
-                message: format!("read back {object}: {e}"),
+            let got = digest_object(obj.as_ref()).map_err(|e| {
+                Error::store(
+                    dest.store.location(),
+                    crate::error::StoreErrorKind::Other,
+                    format!("read back {object}: {e}"),
+                )
             })?;
             if hex::encode(got) != m.stored_sha256 {
                 return Err(Error::integrity(

@@ -98,6 +98,7 @@ impl AtomicFile {
         if !overwrite && target.exists() {
             return Err(Error::Store {
                 location: target.display().to_string(),
+                kind: crate::error::StoreErrorKind::AlreadyExists,
                 message: "already exists; not overwriting it".into(),
             });
         }
@@ -140,6 +141,7 @@ impl AtomicFile {
         if !self.overwrite && self.target.exists() {
             return Err(Error::Store {
                 location: self.target.display().to_string(),
+                kind: crate::error::StoreErrorKind::AlreadyExists,
                 message: "a file of that name appeared while writing; not replacing it".into(),
             });
         }

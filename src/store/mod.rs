@@ -57,6 +57,7 @@ pub trait Store: Send + Sync {
             w.abort();
             return Err(Error::Store {
                 location: self.location(),
+                kind: crate::error::StoreErrorKind::Other,
                 message: format!("write {name}: {e}"),
             });
         }
@@ -68,10 +69,12 @@ pub trait Store: Send + Sync {
         let r = self.open(name)?;
         let len = usize::try_from(r.size()).map_err(|_| Error::Store {
             location: self.location(),
+            kind: crate::error::StoreErrorKind::Other,
             message: format!("{name} is too large to read into memory"),
         })?;
         r.read_vec_at(0, len).map_err(|e| Error::Store {
             location: self.location(),
+            kind: crate::error::StoreErrorKind::Other,
             message: format!("read {name}: {e}"),
         })
     }

@@ -66,6 +66,7 @@ pub fn choose(view: &ClusterView, policy: &SourcePolicy, exclude: &[u64]) -> Res
                 })?;
             let st = view.status_of(id).ok_or_else(|| Error::Etcd {
                 endpoint: want.clone(),
+                kind: crate::error::EtcdErrorKind::Unavailable,
                 message: format!(
                     "member {want} ({id:x}) did not answer on any of the given endpoints"
                 ),
@@ -122,6 +123,7 @@ pub fn choose(view: &ClusterView, policy: &SourcePolicy, exclude: &[u64]) -> Res
                     .map(|s| s.endpoint.as_str())
                     .collect::<Vec<_>>()
                     .join(","),
+                kind: crate::error::EtcdErrorKind::Unavailable,
                 message: "no member is reachable".into(),
             })?;
             Ok(pick(

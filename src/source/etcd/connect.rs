@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
-use crate::error::IoContext;
+use crate::error::{EtcdErrorKind, IoContext};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -115,10 +115,12 @@ impl ConnectConfig {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(Error::Etcd {
                 endpoint: endpoint.to_string(),
+                kind: EtcdErrorKind::Other,
                 message: format!("connect: {e}"),
             }),
             Err(_) => Err(Error::Etcd {
                 endpoint: endpoint.to_string(),
+                kind: EtcdErrorKind::Timeout,
                 message: format!("connect: no answer within {:?}", self.dial_timeout),
             }),
         }
@@ -142,10 +144,12 @@ impl ConnectConfig {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(Error::Etcd {
                 endpoint: what,
+                kind: EtcdErrorKind::Other,
                 message: format!("connect: {e}"),
             }),
             Err(_) => Err(Error::Etcd {
                 endpoint: what,
+                kind: EtcdErrorKind::Timeout,
                 message: format!("connect: no answer within {:?}", self.dial_timeout),
             }),
         }

@@ -69,6 +69,7 @@ pub async fn stream_snapshot(
     let mut pace = rate_limit.map(Pace::new);
     let etcd_err = |message: String| Error::Etcd {
         endpoint: endpoint.to_string(),
+        kind: crate::error::EtcdErrorKind::Broken,
         message,
     };
     let sink_gone = || Error::Failed("the backup pipeline stopped taking data".into());

@@ -235,6 +235,7 @@ pub async fn survey(cfg: &ConnectConfig) -> Result<ClusterView> {
             .collect();
         return Err(Error::Etcd {
             endpoint: cfg.endpoints.join(","),
+            kind: crate::error::EtcdErrorKind::Other,
             message: format!("no endpoint answered ({})", why.join("; ")),
         });
     }
