@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod member;
 pub mod offline;
 pub mod pipeline;
+pub mod restore;
 pub mod source;
 pub mod store;
 
