@@ -46,18 +46,17 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let bar = Arc::new(super::progress::Bar::new(g.quiet));
     let rt = runtime()?;
-    let outcome = rt.block_on(backup(&opts, &dests, bar))?;
+    let mut outcome = rt.block_on(backup(&opts, &dests, bar))?;
+    if outcome.stored.is_empty() {
+        return Err(every_destination_failed(std::mem::take(
+            &mut outcome.failed,
+        )));
+    }
     for (dest, e) in &outcome.failed {
         eprintln!("lifeboat: error: backup to {dest} failed: {e}");
     }
     let Some((_, first)) = outcome.stored.first() else {
-        let code = outcome
-            .failed
-            .iter()
-            .map(|(_, e)| e.exit_code())
-            .max()
-            .unwrap_or(ExitCode::Failed);
-        return Ok(code);
+        return Ok(ExitCode::Failed);
     };
     match g.output {
         OutputFormat::Json => output::print_json(first)?,
@@ -77,4 +76,25 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Failed
     })
+}
+
+/// Nothing was stored: one error (so `-o json` prints its document) that names every
+/// destination, carrying the failure with the highest exit code so that code decides.
+fn every_destination_failed(failed: Vec<(String, Error)>) -> anyhow::Error {
+    let names: Vec<String> = failed.iter().map(|(d, _)| d.clone()).collect();
+    if failed.len() > 1 {
+        for (dest, e) in &failed {
+            eprintln!("lifeboat: error: backup to {dest} failed: {e}");
+        }
+    }
+    match failed.into_iter().max_by_key(|(_, e)| e.exit_code()) {
+        Some((dest, e)) if names.len() == 1 => {
+            anyhow::Error::new(e).context(format!("backup to {dest} failed"))
+        }
+        Some((_, e)) => anyhow::Error::new(e).context(format!(
+            "backup failed in every destination ({})",
+            names.join(", ")
+        )),
+        None => anyhow::Error::new(Error::Failed("backup stored nothing".into())),
+    }
 }

@@ -41,7 +41,9 @@ pub fn man() -> anyhow::Result<ExitCode> {
         page.render_synopsis_section(&mut out)?;
         page.render_options_section(&mut out)?;
     }
-    man.render_extra_section(&mut out)?;
+    // The exit codes get the section name man pages use for them, not clap's "EXTRA".
+    let codes = super::EXIT_CODES.replace('\\', "\\\\");
+    out.extend_from_slice(format!(".SH \"EXIT STATUS\"\n.nf\n{codes}\n.fi\n").as_bytes());
     man.render_version_section(&mut out)?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&out)?;
