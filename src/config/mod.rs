@@ -11,9 +11,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+mod env;
 pub mod resolve;
 pub mod values;
 
+pub use env::{CONFIG_ENV, ENV_VARS};
 pub use resolve::{Entry, Layers, Origin, ResolvedBackup};
 pub use values::{parse_size, Dur, Secret, Size, UserSpec};
 
