@@ -11,10 +11,12 @@
 //!   snap files). They take bytes, know nothing of networks, and never trust a length.
 //! * [`member`]: verdicts on a member's data dir, built on the readers.
 //! * [`jobs`]: the commands' work (backup, verify, fetch ...), callable without a process.
+//! * [`config`]: one configuration merged from file, environment and flags.
 //! * [`cli`]: flag parsing, output and exit codes only.
 
 pub mod catalog;
 pub mod cli;
+pub mod config;
 pub mod error;
 pub mod format;
 pub mod io;

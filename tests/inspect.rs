@@ -642,7 +642,7 @@ fn running_member_compare_live_and_backups() {
     let snap = dir.path().join("s.db");
     c.ctl_ok(&["snapshot", "save", snap.to_str().unwrap()]);
 
-    // The live member's db is refused, and read through a copy with --force.
+    // The live member's db is refused, and read through a copy with --copy-live.
     let data_dir = c.data_dir(0).to_path_buf();
     let db = data_dir.join("member/snap/db");
     let o = run_lifeboat(["inspect", db.to_str().unwrap()]);
@@ -650,7 +650,7 @@ fn running_member_compare_live_and_backups() {
     assert!(stderr(&o).contains("running etcd"), "{}", stderr(&o));
     let o = run_lifeboat(["inspect", data_dir.to_str().unwrap()]);
     assert_exit(&o, 2);
-    let o = run_lifeboat(["inspect", "--force", "-o", "json", db.to_str().unwrap()]);
+    let o = run_lifeboat(["inspect", "--copy-live", "-o", "json", db.to_str().unwrap()]);
     assert_exit(&o, 0);
     assert_eq!(json(&o)["ok"], true);
     let o = run_lifeboat(["get", db.to_str().unwrap(), "/live/1"]);

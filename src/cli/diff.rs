@@ -21,13 +21,14 @@ pub struct Args {
     /// Print only the summary counts.
     #[arg(long)]
     pub summary: bool,
-    /// Read dbs that a running etcd holds open, through point-in-time copies.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub live: super::flags::CopyLiveArgs,
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let oo = OpenOptions { force: args.force };
+    let oo = OpenOptions {
+        force: args.live.copy_live,
+    };
     let ia = offline::open_input(&args.a, &oo)?;
     let ib = offline::open_input(&args.b, &oo)?;
     let da = Db::open(ia.db.as_ref())?;

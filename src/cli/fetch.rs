@@ -10,26 +10,24 @@ use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Destination holding the backup.
-    #[arg(long, value_name = "DEST")]
-    pub from: String,
+    #[command(flatten)]
+    pub from: super::flags::FromArgs,
     /// Backup id, or `latest`.
     #[arg(value_name = "ID|latest")]
     pub id: String,
     /// Snapshot file to write (database + SHA-256 trailer, as `etcdctl snapshot save` makes).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
-    /// Replace FILE if it exists.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub force: super::flags::ForceArgs,
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = open_destination(&a.from, false)?;
+    let store = open_destination(&a.from.from, false)?;
     let m = catalog::resolve(store.as_ref(), &a.id)?;
     let bar = super::progress::Bar::new(g.quiet);
     bar.begin(&format!("fetch {}", m.id), Some(m.stored_size));
-    let r = fetch(store.as_ref(), &m, &a.out, a.force, &bar.setter());
+    let r = fetch(store.as_ref(), &m, &a.out, a.force.force, &bar.setter());
     bar.end();
     let r = r?;
     match g.output {

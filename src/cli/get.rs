@@ -23,32 +23,35 @@ pub struct Args {
     /// Read every key that starts with KEY.
     #[arg(long)]
     pub prefix: bool,
-    /// Read at this revision (default: the snapshot's latest).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub rev: i64,
+    #[command(flatten)]
+    pub rev: super::flags::RevArgs,
     /// Print keys only.
     #[arg(long)]
     pub keys_only: bool,
     /// Print at most N keys (0: all).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub limit: usize,
-    /// Read a db that a running etcd holds open, through a point-in-time copy.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub live: super::flags::CopyLiveArgs,
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    if args.rev < 0 {
+    if args.rev.rev < 0 {
         return Err(crate::Error::Usage("--rev must be >= 0".into()).into());
     }
-    let input = offline::open_input(&args.snapshot, &OpenOptions { force: args.force })?;
+    let input = offline::open_input(
+        &args.snapshot,
+        &OpenOptions {
+            force: args.live.copy_live,
+        },
+    )?;
     let db = Db::open(input.db.as_ref())?;
     let r = get(
         &db,
         args.key.as_bytes(),
         &GetOptions {
             prefix: args.prefix,
-            rev: args.rev,
+            rev: args.rev.rev,
             limit: args.limit,
         },
     )?;

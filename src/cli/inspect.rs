@@ -15,9 +15,8 @@ pub struct Args {
     /// An etcdctl snapshot (with or without its SHA-256 trailer), a raw member/snap/db (or
     /// the data dir holding it), a lifeboat backup file, or DEST:ID (ID may be `latest`).
     pub input: String,
-    /// Compute hashkv at this revision instead of the snapshot's own.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub rev: i64,
+    #[command(flatten)]
+    pub rev: super::flags::RevArgs,
     /// Also ask the live cluster (--endpoints) for its hashkv at that revision and compare.
     #[arg(long)]
     pub compare_live: bool,
@@ -30,9 +29,8 @@ pub struct Args {
     /// How many of the largest keys (and objects, with --k8s) to list.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
-    /// Read a db that a running etcd holds open, through a point-in-time copy.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub live: super::flags::CopyLiveArgs,
     /// List at most this many problems (the rest are counted).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub max_problems: usize,
@@ -62,21 +60,26 @@ struct Out<'a> {
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let input = offline::open_input(&args.input, &OpenOptions { force: args.force })?;
+    let input = offline::open_input(
+        &args.input,
+        &OpenOptions {
+            force: args.live.copy_live,
+        },
+    )?;
     let opts = ReportOptions {
-        hashkv_rev: args.rev,
+        hashkv_rev: args.rev.rev,
         k8s: args.k8s,
         by_namespace: args.by_namespace,
         top: args.top,
         max_problems: args.max_problems.max(1),
     };
-    if args.rev < 0 {
+    if args.rev.rev < 0 {
         return Err(crate::Error::Usage("--rev must be >= 0".into()).into());
     }
     let ins = offline::inspect(&input, &opts);
-    if args.rev > 0 {
+    if args.rev.rev > 0 {
         if let Some(e) = &ins.report.hashkv_error {
-            return Err(crate::Error::Usage(format!("--rev {}: {e}", args.rev)).into());
+            return Err(crate::Error::Usage(format!("--rev {}: {e}", args.rev.rev)).into());
         }
     }
     let live = if args.compare_live {

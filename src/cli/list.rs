@@ -6,9 +6,8 @@ use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Destination to list: a local directory.
-    #[arg(long, value_name = "DEST")]
-    pub from: String,
+    #[command(flatten)]
+    pub from: super::flags::FromArgs,
 }
 
 /// A few lines about one backup, for people.
@@ -53,7 +52,7 @@ pub fn describe(m: &Manifest) -> String {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = open_destination(&a.from, false)?;
+    let store = open_destination(&a.from.from, false)?;
     let (backups, bad) = catalog::list(store.as_ref())?;
     for b in &bad {
         eprintln!("lifeboat: warning: {}: {} (not listed)", b.name, b.error);

@@ -4,30 +4,49 @@
 //! in the library ([`crate::jobs`], [`crate::format`], ...) so tests can call it without a
 //! process. Flag docs live on the flag definitions and become `--help`.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use std::sync::OnceLock;
 
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+
+use crate::config::Layers;
 use crate::ExitCode;
 
 mod backup;
 mod check_member;
+mod config_check;
 pub mod connection;
 mod diff;
+pub mod edge;
 mod fetch;
+pub mod flags;
 mod get;
 mod inspect;
 mod list;
 pub mod output;
 mod progress;
+mod reference;
 mod status;
 mod verify;
 mod wal;
+
+/// The exit codes, at the end of every `--help`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation failed (network, storage, etcd)
+  2  usage or configuration error
+  3  integrity problem found (digest mismatch, corrupt page, corrupt WAL record)
+  4  unhealthy cluster or member (doctor verdicts)
+With -o json, a failure prints one JSON document on stdout: error, exit_code, and where
+known file, page, offset, endpoint, destination, flag.";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lifeboat",
     version,
     about = "Back up etcd, prove each backup is good, and restore after disaster",
-    propagate_version = true
+    propagate_version = true,
+    after_help = EXIT_CODES
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -48,6 +67,8 @@ pub struct Global {
     /// More logging on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    #[command(flatten)]
+    pub config: flags::ConfigArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,30 +100,81 @@ pub enum Command {
     Wal(wal::Command),
     /// Live cluster doctor: health, agreement, lag, quota, alarms.
     Status(status::Args),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(config_check::Command),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(reference::CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+/// The clap command with the exit codes after every command's help.
+pub fn command() -> clap::Command {
+    fn with_codes(c: clap::Command) -> clap::Command {
+        c.after_help(EXIT_CODES).mut_subcommands(with_codes)
+    }
+    with_codes(Cli::command())
+}
+
+static SETTINGS: OnceLock<Layers> = OnceLock::new();
+
+/// The config file and environment, loaded once per process by [`main`] before any command
+/// runs. Commands add their own flags on top ([`Layers::with_etcd_flags`]); reaching the
+/// layers from here spares every command's signature a parameter it only passes on.
+pub fn settings() -> &'static Layers {
+    SETTINGS.get_or_init(Layers::default)
 }
 
 /// Parse the command line, run the command, and return the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    edge::quiet_broken_pipe();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let json = edge::wants_json(&args);
+    let parsed = command()
+        .try_get_matches_from(&args)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                ExitCode::Usage
+            if !e.use_stderr() {
+                let _ = e.print();
+                return ExitCode::Ok.code();
+            }
+            if json {
+                edge::print_document(&edge::clap_document(&e));
             } else {
-                ExitCode::Ok
-            };
-            let _ = e.print();
-            return code.code();
+                let _ = e.print();
+            }
+            return ExitCode::Usage.code();
         }
     };
     init_logging(&cli.global);
-    match run(cli) {
+    let output = cli.global.output;
+    let result = load_settings(&cli.global).and_then(|()| run(cli));
+    match result {
         Ok(code) => code.code(),
+        Err(e) if edge::is_broken_pipe(&e) => ExitCode::Ok.code(),
         Err(e) => {
-            eprintln!("lifeboat: error: {e:#}");
-            exit_code_of(&e).code()
+            let code = exit_code_of(&e);
+            match output {
+                OutputFormat::Json => edge::print_document(&edge::document(&e, code)),
+                OutputFormat::Text => eprintln!("lifeboat: error: {}", edge::render(&e)),
+            }
+            code.code()
         }
     }
+}
+
+fn load_settings(g: &Global) -> anyhow::Result<()> {
+    let layers = Layers::load(g.config.config.as_deref(), &|k| std::env::var(k).ok())?;
+    if !g.quiet {
+        for w in &layers.warnings {
+            eprintln!("lifeboat: warning: {w}");
+        }
+    }
+    let _ = SETTINGS.set(layers);
+    Ok(())
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -118,6 +190,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckMember(a) => check_member::run(a, g),
         Command::Wal(c) => wal::run(c, g),
         Command::Status(a) => status::run(a, g),
+        Command::Config(c) => config_check::run(c, g),
+        Command::Completions(a) => reference::completions(a),
+        Command::Man => reference::man(),
     }
 }
 

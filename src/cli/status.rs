@@ -26,8 +26,8 @@ Exit status: 0 healthy; 4 unhealthy; 1 when no endpoint answers at all; 2 for ba
 pub struct Args {
     #[command(flatten)]
     conn: ConnectionArgs,
-    /// The members' --quota-backend-bytes (etcd's default is 2 GiB).
-    #[arg(long, value_name = "BYTES", default_value_t = doctor::DEFAULT_QUOTA)]
+    /// The members' --quota-backend-bytes (etcd's default is 2 GiB; 64M-style suffixes).
+    #[arg(long, value_name = "BYTES", default_value_t = doctor::DEFAULT_QUOTA, value_parser = crate::config::parse_size)]
     quota_bytes: u64,
     /// Raft entries behind the leader before a member counts as lagging.
     #[arg(long, value_name = "N", default_value_t = 1000)]

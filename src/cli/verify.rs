@@ -7,9 +7,8 @@ use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Destination holding the backup.
-    #[arg(long, value_name = "DEST")]
-    pub from: String,
+    #[command(flatten)]
+    pub from: super::flags::FromArgs,
     /// Backup id, or `latest`.
     #[arg(default_value = "latest", value_name = "ID|latest")]
     pub id: String,
@@ -33,7 +32,7 @@ fn print_text(r: &VerifyReport) {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = open_destination(&a.from, false)?;
+    let store = open_destination(&a.from.from, false)?;
     let manifests = if a.all {
         let (all, bad) = catalog::list(store.as_ref())?;
         for b in &bad {

@@ -41,7 +41,7 @@ pub struct Input {
     pub db: Box<dyn ReadAt>,
     /// The digest the image must have, and where it is recorded ("trailer", "manifest").
     pub expected_sha256: Option<(String, [u8; 32])>,
-    /// A temporary copy to remove when done (`--force` on a live db).
+    /// A temporary copy to remove when done (`--copy-live` on a live db).
     temp: Option<PathBuf>,
 }
 
@@ -93,7 +93,7 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
             return Err(Error::Usage(format!(
                 "{} is locked by a running etcd ({holder}): it is a live member's database. \
                  Take a snapshot instead (`etcdctl snapshot save`, `lifeboat backup`), stop the member, \
-                 or pass --force to read a point-in-time copy (which may be inconsistent if etcd writes meanwhile)",
+                 or pass --copy-live to read a point-in-time copy (which may be inconsistent if etcd writes meanwhile)",
                 path.display()
             )));
         }

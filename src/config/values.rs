@@ -1,0 +1,204 @@
+//! Value types that flags, environment variables and the config file share, so that a
+//! size or a duration is spelled the same way wherever an operator writes it.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// `64M`, `1.5G`, `1048576`: sizes in bytes with optional 1024-based suffixes. The one
+/// parser behind every size flag and size key.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => return Err(format!("{s:?}: unknown size suffix {c:?} (use K, M, G, T)")),
+            };
+            (&s[..i], m)
+        }
+        _ => (s, 1),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 512K, 64M, 1G)"))?;
+    if v.is_nan() || v <= 0.0 || !v.is_finite() {
+        return Err(format!("{s:?}: size must be positive"));
+    }
+    let bytes = v * mult as f64;
+    if bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?}: size too large"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A size in bytes, written `64M` (or a plain integer in the config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_size(s).map(Size)
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(0) => Err(serde::de::Error::custom("size must be positive")),
+            Raw::Int(n) => Ok(Size(n)),
+            Raw::Text(s) => parse_size(&s).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written in words: `500ms`, `2s`, `15m`, `24h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(Dur)
+            .map_err(|e| format!("{s:?} is not a duration (e.g. 500ms, 2s, 15m): {e}"))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A password: readable through [`Secret::expose`] only, so that no `{:?}` of a config,
+/// no log line and no `config check` can print it by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// etcd's `--user NAME[:PASSWORD]`: the part after the colon is a password, so it is
+/// masked the same way as [`Secret`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserSpec(String);
+
+impl UserSpec {
+    pub fn new(s: impl Into<String>) -> UserSpec {
+        UserSpec(s.into())
+    }
+    /// The name, and the password when one is written after the colon.
+    pub fn split(&self) -> (&str, Option<&str>) {
+        match self.0.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (&self.0, None),
+        }
+    }
+    pub fn has_password(&self) -> bool {
+        self.split().1.is_some()
+    }
+    /// The name with any password replaced by `***`.
+    pub fn masked(&self) -> String {
+        match self.split() {
+            (n, Some(_)) => format!("{n}:***"),
+            (n, None) => n.to_string(),
+        }
+    }
+}
+
+impl fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.masked())
+    }
+}
+
+impl FromStr for UserSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(UserSpec(s.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for UserSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(UserSpec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("1e30T").is_err());
+    }
+
+    #[test]
+    fn secrets_never_debug_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let u = UserSpec::new("root:hunter2");
+        assert!(!format!("{u:?}").contains("hunter2"));
+        assert_eq!(u.split(), ("root", Some("hunter2")));
+    }
+}
