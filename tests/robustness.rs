@@ -4,7 +4,7 @@
 //! crashing inputs found there become cases in `regressions` below.
 
 use lifeboat::format::bolt::build::{etcd_like, DbBuilder};
-use lifeboat::format::bolt::fuzzing::{
+use lifeboat::offline::fuzzing::{
     exercise_checker, exercise_decoders, exercise_reader, prepare,
 };
 use lifeboat::format::bolt::{check, fix_checksums, CheckOptions};

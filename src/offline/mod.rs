@@ -6,10 +6,14 @@
 //! `/proc/locks` and refused unless `force` (then a point-in-time copy is read).
 
 pub mod diff;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod get;
 mod input;
+pub mod verify;
 
-pub use input::{open_input, Input, InputKind, OpenOptions};
+pub use input::{open_input, Input, InputKind, Layout, OpenOptions};
+pub use verify::{read_verified, DigestStatus, Verification};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -110,6 +114,13 @@ pub fn inspect(input: &Input, opts: &ReportOptions) -> Inspection {
                 .problems
                 .push(Problem::new(None, None, "digest thread failed")),
         }
+    }
+    if let Some(p) = input
+        .layout
+        .filter(|l| l.has_extra_bytes())
+        .and_then(|l| l.problem())
+    {
+        rep.problems.push(p);
     }
     // A snapshot is exactly `pgid * page_size` bytes before its trailer.
     if input.kind == InputKind::Snapshot && rep.db_size != 0 && rep.db_size != src.size() {

@@ -20,10 +20,10 @@ use super::{
     flags, le_u64, page_type_name, BucketRoot, Db, FormatError, Node, PageHeader, Problem,
     BUCKET_HEADER_SIZE, BUCKET_LEAF_FLAG, ELEM_SIZE, MAX_DEPTH, PAGE_HEADER_SIZE,
 };
+pub(crate) use super::node::show;
 use crate::io::ReadAt;
 
-/// bbolt's key size limit.
-pub const MAX_KEY_SIZE: usize = 32768;
+pub use super::node::MAX_KEY_SIZE;
 /// bbolt's value size limit.
 pub const MAX_VALUE_SIZE: usize = (1 << 31) - 2;
 
@@ -1121,16 +1121,5 @@ impl<'a, R: ReadAt> Walker<'a, R> {
             }
             self.freed = Some(freed);
         }
-    }
-}
-
-/// A key for messages: text when printable, else hex; shortened.
-pub(crate) fn show(k: &[u8]) -> String {
-    let cut = &k[..k.len().min(64)];
-    let more = if k.len() > 64 { "…" } else { "" };
-    if cut.iter().all(|b| (0x20..0x7f).contains(b)) {
-        format!("{:?}{more}", String::from_utf8_lossy(cut))
-    } else {
-        format!("0x{}{more}", hex::encode(cut))
     }
 }

@@ -17,8 +17,6 @@
 #[doc(hidden)]
 pub mod build;
 pub mod check;
-#[doc(hidden)]
-pub mod fuzzing;
 mod node;
 
 use std::fmt;
@@ -109,13 +107,40 @@ impl FormatError {
     }
 }
 
-impl From<FormatError> for crate::Error {
-    fn from(e: FormatError) -> Self {
-        match e {
-            FormatError::Io { .. } => crate::Error::Failed(e.to_string()),
-            FormatError::Corrupt(p) => crate::Error::integrity("database", p.to_string()),
+impl FormatError {
+    /// The library error for this, naming the `file` it came from (an operator reading two
+    /// files must learn which one is damaged). Damage is an integrity problem: so is a read
+    /// that failed because the data is shorter than it claims or a compressed frame under
+    /// it does not decode. Other read failures are the operation failing.
+    pub fn in_file(self, file: &str) -> crate::Error {
+        match self {
+            FormatError::Corrupt(p) => crate::Error::Corrupt {
+                file: file.to_string(),
+                page: p.page,
+                offset: p.offset,
+                what: p.message,
+            },
+            FormatError::Io { offset, source, .. } if is_damage(&source) => crate::Error::Corrupt {
+                file: file.to_string(),
+                page: None,
+                offset: Some(offset),
+                what: crate::error::io_words(&source),
+            },
+            FormatError::Io { source, .. } => crate::Error::Io {
+                path: file.into(),
+                source,
+            },
         }
     }
+}
+
+/// Whether a failed read means the data is damaged (rather than unreadable).
+fn is_damage(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof
+        || e.kind() == io::ErrorKind::InvalidData
+        || e
+            .get_ref()
+            .is_some_and(|inner| inner.is::<crate::pipeline::frames::FrameError>())
 }
 
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;
@@ -733,6 +758,9 @@ struct Frame {
     is_leaf: bool,
     count: usize,
     idx: usize,
+    /// The separator this page's keys must stay below, from the branches above: a
+    /// child's keys lie in `[its element's key, the next element's key or this bound)`.
+    hi: Option<Vec<u8>>,
 }
 
 impl Frame {
@@ -751,8 +779,10 @@ enum CursorState {
 
 /// Streams a bucket's entries in key order, holding one page per tree level.
 ///
-/// Pages are checked as they are read (id in range, header id, branch/leaf type, element
-/// bounds); a cycle cannot loop forever because descent is capped at [`MAX_DEPTH`] levels
+/// Every page is validated as it is loaded, as strictly as the checker does for one page
+/// (id in range, header id, branch/leaf type, every element's bounds, keys non-empty,
+/// ascending and within the parent's separators), before any of its entries is used: a
+/// reader never answers from a page that fails a check. A cycle cannot loop forever because descent is capped at [`MAX_DEPTH`] levels
 /// and every descent step is to a distinct page.
 pub struct Cursor<'db, R> {
     db: &'db Db<R>,
@@ -765,7 +795,7 @@ pub struct Cursor<'db, R> {
 }
 
 impl<'db, R: ReadAt> Cursor<'db, R> {
-    fn load(&mut self, id: u64) -> Result<Frame> {
+    fn load(&mut self, id: u64, lo: Option<Vec<u8>>, hi: Option<Vec<u8>>) -> Result<Frame> {
         self.loads += 1;
         if self.loads > self.db.meta.pgid.saturating_add(2 * MAX_DEPTH as u64) {
             return Err(FormatError::corrupt(
@@ -790,6 +820,7 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
         }
         let p = self.db.page(id)?;
         let n = p.node()?;
+        n.validate(lo.as_deref(), hi.as_deref())?;
         let (is_leaf, count) = (n.is_leaf(), n.count());
         Ok(Frame {
             page: Some(id),
@@ -798,12 +829,13 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
             is_leaf,
             count,
             idx: 0,
+            hi,
         })
     }
 
     fn root_frame(&mut self) -> Result<Frame> {
         match &self.root {
-            BucketRoot::Page(id) => self.load(*id),
+            BucketRoot::Page(id) => self.load(*id, None, None),
             BucketRoot::Inline { data, offset } => {
                 let n = Node::new(data, None, *offset)?;
                 if !n.is_leaf() {
@@ -816,6 +848,7 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
                         ),
                     ));
                 }
+                n.validate(None, None)?;
                 let count = n.count();
                 Ok(Frame {
                     data: data.clone(),
@@ -824,14 +857,24 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
                     is_leaf: true,
                     count,
                     idx: 0,
+                    hi: None,
                 })
             }
         }
     }
 
-    /// Child page id of branch frame `f` at its current index.
-    fn child_of(f: &Frame) -> Result<u64> {
-        Ok(f.node()?.branch(f.idx)?.pgid)
+    /// Child page id of branch frame `f` at its current index, and the separators that
+    /// bound the child's keys.
+    #[allow(clippy::type_complexity)]
+    fn child_of(f: &Frame) -> Result<(u64, Option<Vec<u8>>, Option<Vec<u8>>)> {
+        let n = f.node()?;
+        let e = n.branch(f.idx)?;
+        let hi = if f.idx + 1 < f.count {
+            Some(n.branch(f.idx + 1)?.key.to_vec())
+        } else {
+            f.hi.clone()
+        };
+        Ok((e.pgid, Some(e.key.to_vec()), hi))
     }
 
     /// From the current top frame (a branch at some idx, or a leaf), descend to a leaf,
@@ -851,8 +894,8 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
                     "empty branch page",
                 ));
             }
-            let child = Self::child_of(top)?;
-            let mut f = self.load(child)?;
+            let (child, lo, hi) = Self::child_of(top)?;
+            let mut f = self.load(child, lo, hi)?;
             if rightmost {
                 f.idx = f.count.saturating_sub(1);
             }
@@ -957,10 +1000,9 @@ impl<'db, R: ReadAt> Cursor<'db, R> {
                 break;
             }
             // Last element whose key <= search key, or 0.
-            let idx = n.branch_search(key)?;
-            top.idx = idx;
-            let child = n.branch(idx)?.pgid;
-            let f = self.load(child)?;
+            top.idx = n.branch_search(key)?;
+            let (child, lo, hi) = Self::child_of(top)?;
+            let f = self.load(child, lo, hi)?;
             self.stack.push(f);
         }
         if self.advance()? {
