@@ -308,3 +308,40 @@ pub fn lock_holder(path: &Path) -> Option<String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn live_copies_are_private_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("db");
+        std::fs::write(&src, b"secret keyspace").unwrap();
+        let copy = live_copy(&src).unwrap();
+        let path = copy.path().to_path_buf();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"secret keyspace");
+        drop(copy);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn bytes_after_the_last_page() {
+        let l = |file_size| Layout {
+            db_size: 8 * 4096,
+            page_size: 4096,
+            file_size,
+        };
+        assert_eq!(l(8 * 4096).problem(), None);
+        assert_eq!(l(8 * 4096 + 32).problem(), None);
+        assert_eq!(l(16 * 4096).problem(), None, "bbolt grew the file");
+        let p = l(8 * 4096 + 16).problem().unwrap();
+        assert!(p.message.contains("truncated or extra bytes after the last page"));
+        assert_eq!(p.offset, Some(8 * 4096));
+        assert!(l(8 * 4096 + 132).problem().is_some());
+        assert!(l(7 * 4096).problem().unwrap().message.contains("truncated"));
+    }
+}
