@@ -121,7 +121,11 @@ fn damaged_snapshots_give_exit_3_and_no_answer() {
     img[page_at + k0 + klen + vlen - 1] ^= 0x01;
     let flipped = write(dir.path(), "value.db", &img);
     let f = flipped.to_str().unwrap();
-    integrity_error(&run_lifeboat(["get", f, "/k/", "--prefix"]), &flipped, "SHA-256");
+    integrity_error(
+        &run_lifeboat(["get", f, "/k/", "--prefix"]),
+        &flipped,
+        "SHA-256",
+    );
     integrity_error(&run_lifeboat(["diff", s, f]), &flipped, "SHA-256");
     // --no-verify skips the digest and says so.
     let o = run_lifeboat(["get", "-o", "json", f, "/k/000", "--no-verify"]);
@@ -139,7 +143,11 @@ fn damaged_snapshots_give_exit_3_and_no_answer() {
     let cut = write(dir.path(), "cut.db", &good[..good.len() - 16]);
     assert_eq!(std::fs::metadata(&cut).unwrap().len() % 4096, 16);
     let needle = "truncated or extra bytes after the last page";
-    integrity_error(&run_lifeboat(["get", cut.to_str().unwrap(), "/k/000"]), &cut, needle);
+    integrity_error(
+        &run_lifeboat(["get", cut.to_str().unwrap(), "/k/000"]),
+        &cut,
+        needle,
+    );
     let o = run_lifeboat(["inspect", cut.to_str().unwrap()]);
     assert_exit(&o, 3);
     assert!(stdout(&o).contains(needle), "{}", stdout(&o));
@@ -148,7 +156,11 @@ fn damaged_snapshots_give_exit_3_and_no_answer() {
     let mut img = good.clone();
     img.extend_from_slice(&[0x5a; 100]);
     let extra = write(dir.path(), "extra.db", &img);
-    integrity_error(&run_lifeboat(["diff", s, extra.to_str().unwrap()]), &extra, needle);
+    integrity_error(
+        &run_lifeboat(["diff", s, extra.to_str().unwrap()]),
+        &extra,
+        needle,
+    );
     let o = run_lifeboat(["inspect", "-o", "json", extra.to_str().unwrap()]);
     assert_exit(&o, 3);
 
@@ -215,7 +227,11 @@ fn live_db_copy_is_private_and_removed() {
     // for this test to say.)
     assert_exit(&o, 0);
     // The copy was made there (the warning names it) and is gone.
-    assert!(stderr(&o).contains(&tmp.path().display().to_string()), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&tmp.path().display().to_string()),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     // Also on an error path (a revision in the future: exit 2).
     let o = run(&["get", "--force", d, "/live/1", "--rev", "999999"]);

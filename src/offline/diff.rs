@@ -296,10 +296,7 @@ mod tests {
         let a = etcd_like(4096, 40, 5);
         let b = etcd_like(4096, 60, 5);
         let (da, db) = (Db::open(&a[..]).unwrap(), Db::open(&b[..]).unwrap());
-        let (da, db) = (
-            Named { db: &da, name: "a" },
-            Named { db: &db, name: "b" },
-        );
+        let (da, db) = (Named { db: &da, name: "a" }, Named { db: &db, name: "b" });
         let r = diff(da, db, &DiffOptions::default()).unwrap();
         assert_eq!(r.summary.added, 20);
         assert_eq!(r.summary.removed, 0);

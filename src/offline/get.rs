@@ -152,8 +152,12 @@ pub(crate) fn decode_entry<'a>(e: &Entry<'a>) -> Result<(RevKey, KeyValueRef<'a>
             e.key.len()
         ))
     })?;
-    let kv = KeyValueRef::decode(e.value)
-        .map_err(|err| bad(format!("bucket key: revision {}/{}: {err}", rk.rev.main, rk.rev.sub)))?;
+    let kv = KeyValueRef::decode(e.value).map_err(|err| {
+        bad(format!(
+            "bucket key: revision {}/{}: {err}",
+            rk.rev.main, rk.rev.sub
+        ))
+    })?;
     if kv.key.is_empty() {
         return Err(bad(format!(
             "bucket key: revision {}/{} has an empty user key",

@@ -339,7 +339,9 @@ mod tests {
         assert_eq!(l(8 * 4096 + 32).problem(), None);
         assert_eq!(l(16 * 4096).problem(), None, "bbolt grew the file");
         let p = l(8 * 4096 + 16).problem().unwrap();
-        assert!(p.message.contains("truncated or extra bytes after the last page"));
+        assert!(p
+            .message
+            .contains("truncated or extra bytes after the last page"));
         assert_eq!(p.offset, Some(8 * 4096));
         assert!(l(8 * 4096 + 132).problem().is_some());
         assert!(l(7 * 4096).problem().unwrap().message.contains("truncated"));
