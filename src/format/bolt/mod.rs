@@ -11,6 +11,11 @@
 //!   [`Bucket::cursor`] read it (a cursor streams in key order, one page per tree level held).
 //! * [`check_meta`] is the quick meta-page check; [`check`] is the strict full check.
 //!
+//! Layout: `page` (page header, types, element sizes: what the coming writer shares),
+//! `node` (bounds-checked branch/leaf elements and one page's validation), `meta` (meta
+//! pages), `cursor` (buckets and the validating cursor), `check/` (the strict check),
+//! `error` (errors and problems); this file opens a [`Db`] and reads its pages.
+//!
 //! Integers are decoded little-endian: bbolt writes native order, and big-endian builds
 //! (s390x, ppc64) are detected and refused rather than misread.
 
