@@ -5,6 +5,7 @@
 //! Opening never writes and never locks: a db held by a running etcd is found through
 //! `/proc/locks` and refused unless `force` (then a point-in-time copy is read).
 
+mod compare_live;
 pub mod diff;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -12,6 +13,7 @@ pub mod get;
 mod input;
 pub mod verify;
 
+pub use compare_live::{compare_live, LiveHash};
 pub use input::{open_input, Input, InputKind, Layout, OpenOptions};
 pub use verify::{read_verified, DigestStatus, Verification};
 
