@@ -245,10 +245,17 @@ fn open_backup(spec: &str, dest: &str, id: &str) -> Result<Input> {
     let object = m.object.clone();
     let size = store.stat(&object)?.unwrap_or(0);
     let fr = crate::jobs::open_backup_db(store.as_ref(), &m)?;
-    let expected = hex::decode(&m.db_sha256)
+    // A manifest without a usable digest cannot vouch for the data: damage, not "unverified".
+    let digest = hex::decode(&m.db_sha256)
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .map(|d| ("manifest".to_string(), d));
+        .ok_or_else(|| {
+            Error::integrity(
+                format!("{spec} (manifest)"),
+                format!("db_sha256 {:?} is not a hex SHA-256", m.db_sha256),
+            )
+        })?;
+    let expected = Some(("manifest".to_string(), digest));
     Ok(Input {
         name: format!("{spec} ({object})"),
         kind: InputKind::Backup,

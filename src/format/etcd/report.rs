@@ -141,6 +141,49 @@ impl TopN {
     }
 }
 
+/// The hashkv computation's pre-pass, ready for the walk to feed (or why there is none:
+/// a refused revision, or a `key` bucket that cannot be read, which is also a problem).
+fn prepare_hashkv<R: ReadAt>(
+    db: &Db<R>,
+    rev: i64,
+    s: &Summary,
+    problems: &mut Vec<Problem>,
+) -> (Option<HashKv>, Option<String>) {
+    match HashKv::prepare(
+        db,
+        rev,
+        s.revision,
+        s.finished_compact_revision,
+        s.scheduled_compact_revision,
+    ) {
+        Ok(Ok(mut h)) => {
+            h.enable_passthrough();
+            (Some(h), None)
+        }
+        Ok(Err(refused)) => (None, Some(refused.to_string())),
+        Err(e) => {
+            problems.push(e.to_problem());
+            (None, Some(format!("cannot read bucket key: {e}")))
+        }
+    }
+}
+
+/// The `n` largest values, one entry each.
+fn largest(candidates: TopN, n: usize) -> Vec<LargeKey> {
+    let mut top = TopN::new(n);
+    for (s, k, r) in candidates.into_sorted() {
+        top.offer(s, &k, r);
+    }
+    top.into_sorted()
+        .into_iter()
+        .map(|(size, key, revision)| LargeKey {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            revision,
+            size,
+        })
+        .collect()
+}
+
 /// The visitor that turns the check's walk into the etcd report.
 struct Visitor {
     hashkv: Option<HashKv>,
@@ -315,34 +358,10 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         alarms: vec![],
         auth_enabled: false,
     });
-    let mut hashkv_error = None;
-    let hashkv = if summary.is_some() {
-        match HashKv::prepare(
-            db,
-            opts.hashkv_rev,
-            s.revision,
-            s.finished_compact_revision,
-            s.scheduled_compact_revision,
-        ) {
-            Ok(Ok(h)) => Some(h),
-            Ok(Err(refused)) => {
-                hashkv_error = Some(refused.to_string());
-                None
-            }
-            Err(e) => {
-                hashkv_error = Some(format!("cannot read bucket key: {e}"));
-                problems.push(e.to_problem());
-                None
-            }
-        }
-    } else {
-        hashkv_error = Some("the database could not be summarised".into());
-        None
+    let (hashkv, hashkv_error) = match &summary {
+        Some(s) => prepare_hashkv(db, opts.hashkv_rev, s, &mut problems),
+        None => (None, Some("the database could not be summarised".into())),
     };
-    let mut hashkv = hashkv;
-    if let Some(h) = &mut hashkv {
-        h.enable_passthrough();
-    }
     let mut v = Visitor {
         hashkv,
         unique_upto: s
@@ -387,19 +406,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         ),
         None => (None, opts.hashkv_rev),
     };
-    let mut top = TopN::new(opts.top);
-    for (s, k, r) in v.top.into_sorted() {
-        top.offer(s, &k, r);
-    }
-    let largest_keys = top
-        .into_sorted()
-        .into_iter()
-        .map(|(size, key, revision)| LargeKey {
-            key: String::from_utf8_lossy(&key).into_owned(),
-            revision,
-            size,
-        })
-        .collect();
+    let largest_keys = largest(v.top, opts.top);
     // With a compaction point, count from the pre-pass index (exact even while a
     // compaction is half done); without one, every generation's first put is present.
     let live_keys = match &v.hashkv {
