@@ -96,10 +96,11 @@ impl<R> Named<'_, R> {
     }
 }
 
-/// The user key of an entry of bucket `key`; an entry that does not decode is damage.
-fn user_key(e: &Entry<'_>, name: &str) -> Result<Vec<u8>> {
-    let (_, kv) = decode_entry(e).map_err(|err| err.in_file(name))?;
-    Ok(kv.key.to_vec())
+/// The user key of an entry of bucket `key` (None for a compaction marker); an entry that
+/// does not decode is damage.
+fn user_key(e: &Entry<'_>, name: &str) -> Result<Option<Vec<u8>>> {
+    let entry = decode_entry(e).map_err(|err| err.in_file(name))?;
+    Ok(entry.map(|(_, kv)| kv.key.to_vec()))
 }
 
 /// Latest state of each of `keys` in this database (None if deleted).
@@ -114,7 +115,9 @@ fn latest<R: ReadAt>(
     };
     let mut c = b.cursor();
     while let Some(e) = c.next().map_err(&fe)? {
-        let (rk, kv) = decode_entry(&e).map_err(&fe)?;
+        let Some((rk, kv)) = decode_entry(&e).map_err(&fe)? else {
+            continue;
+        };
         if !keys.contains(kv.key) {
             continue;
         }
@@ -182,13 +185,12 @@ fn touched_keys<A: ReadAt, B: ReadAt>(
     let mut sa = Stream::new(ba.as_ref(), a.name)?;
     let mut sb = Stream::new(bb.as_ref(), b.name)?;
     let mut touched: HashSet<Vec<u8>> = HashSet::new();
-    let mut note = |k: Vec<u8>| {
-        if k.starts_with(&opts.prefix) {
+    let mut note = |k: Option<Vec<u8>>| match k {
+        Some(k) if k.starts_with(&opts.prefix) => {
             touched.insert(k);
             true
-        } else {
-            false
         }
+        _ => false,
     };
     loop {
         let step = match (sa.current()?, sb.current()?) {

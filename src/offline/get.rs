@@ -88,7 +88,9 @@ pub fn get<R: ReadAt>(db: &Db<R>, file: &str, key: &[u8], opts: &GetOptions) -> 
     };
     let mut c = b.cursor();
     while let Some(e) = c.next().map_err(fe)? {
-        let (rk, kv) = decode_entry(&e).map_err(fe)?;
+        let Some((rk, kv)) = decode_entry(&e).map_err(fe)? else {
+            continue;
+        };
         if rk.rev.main > rev {
             break;
         }
@@ -143,8 +145,11 @@ pub fn get<R: ReadAt>(db: &Db<R>, file: &str, key: &[u8], opts: &GetOptions) -> 
 }
 
 /// The revision and key-value of an entry of bucket `key`: every entry there is one, so
-/// one that does not decode is damage (with its page and offset).
-pub(crate) fn decode_entry<'a>(e: &Entry<'a>) -> Result<(RevKey, KeyValueRef<'a>), FormatError> {
+/// one that does not decode is damage (with its page and offset). None for the empty
+/// marker that 3.5.10+ `restore --bump-revision --mark-compacted` leaves.
+pub(crate) fn decode_entry<'a>(
+    e: &Entry<'a>,
+) -> Result<Option<(RevKey, KeyValueRef<'a>)>, FormatError> {
     let bad = |what: String| FormatError::Corrupt(Problem::new(e.page, Some(e.offset), what));
     let rk = RevKey::parse(e.key).ok_or_else(|| {
         bad(format!(
@@ -152,6 +157,9 @@ pub(crate) fn decode_entry<'a>(e: &Entry<'a>) -> Result<(RevKey, KeyValueRef<'a>
             e.key.len()
         ))
     })?;
+    if e.value.is_empty() {
+        return Ok(None);
+    }
     let kv = KeyValueRef::decode(e.value).map_err(|err| {
         bad(format!(
             "bucket key: revision {}/{}: {err}",
@@ -164,7 +172,7 @@ pub(crate) fn decode_entry<'a>(e: &Entry<'a>) -> Result<(RevKey, KeyValueRef<'a>
             rk.rev.main, rk.rev.sub
         )));
     }
-    Ok((rk, kv))
+    Ok(Some((rk, kv)))
 }
 
 /// Standard base64 (RFC 4648, padded), as etcdctl's JSON uses for keys and values.
@@ -291,5 +299,34 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    /// A value that is not a KeyValue is damage naming the file and page, never skipped.
+    #[test]
+    fn undecodable_entries_are_damage() {
+        let mut img = crate::format::bolt::build::etcd_like(4096, 50, 5);
+        let (page, at) = {
+            let db = Db::open(&img[..]).unwrap();
+            let b = db.bucket(buckets::KEY).unwrap().unwrap();
+            let mut c = b.cursor();
+            let e = c
+                .seek(&RevKey::encode(Revision { main: 9, sub: 0 }))
+                .unwrap()
+                .unwrap();
+            (e.page, e.offset as usize + e.key.len())
+        };
+        img[at] = 0x0b; // field 1, wire type 3: not a KeyValue
+        let db = Db::open(&img[..]).unwrap();
+        let opts = GetOptions {
+            prefix: true,
+            ..GetOptions::default()
+        };
+        match get(&db, "t.db", b"/k/", &opts) {
+            Err(Error::Corrupt { file, page: p, .. }) => {
+                assert_eq!(file, "t.db");
+                assert_eq!(p, page);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
