@@ -38,8 +38,10 @@ pub struct Layout {
     /// `pgid * page_size` of the current meta.
     pub db_size: u64,
     pub page_size: u64,
-    /// Bytes of the file (trailer included).
+    /// Bytes of the file (trailer included), or of a backup's database image.
     pub file_size: u64,
+    /// A lifeboat backup's image holds exactly the database: nothing may follow it.
+    pub exact: bool,
 }
 
 impl Layout {
@@ -49,15 +51,21 @@ impl Layout {
     /// restore` refuses it, so no reader may call it a good database.
     pub fn problem(&self) -> Option<Problem> {
         let extra = self.file_size.checked_sub(self.db_size);
+        let what = if self.exact {
+            "the backup's database image"
+        } else {
+            "the file"
+        };
         match extra {
-            Some(0) | Some(TRAILER) => None,
-            Some(n) if self.page_size > 0 && n % self.page_size == 0 => None,
+            Some(0) => None,
+            Some(TRAILER) if !self.exact => None,
+            Some(n) if !self.exact && self.page_size > 0 && n % self.page_size == 0 => None,
             Some(n) => Some(Problem::new(
                 None,
                 Some(self.db_size),
                 format!(
                     "truncated or extra bytes after the last page: the meta page says {} bytes \
-                     ({} pages of {}), the file has {} ({n} more, neither nothing nor a \
+                     ({} pages of {}), {what} has {} ({n} more, neither nothing nor a \
                      {TRAILER_LEN}-byte trailer)",
                     self.db_size,
                     self.db_size / self.page_size.max(1),
@@ -69,7 +77,7 @@ impl Layout {
                 None,
                 Some(self.file_size),
                 format!(
-                    "truncated: the meta page says {} bytes ({} pages of {}), the file has only {}",
+                    "truncated: the meta page says {} bytes ({} pages of {}), {what} has only {}",
                     self.db_size,
                     self.db_size / self.page_size.max(1),
                     self.page_size,
@@ -186,9 +194,10 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
         if head.starts_with(&ZSTD_MAGIC) {
             let fr = crate::pipeline::frames::FramedReader::open(f)
                 .map_err(|e| Error::integrity(spec, e.to_string()))?;
-            (InputKind::Backup, Box::new(fr), None, None)
+            let layout = layout_of(&fr, true);
+            (InputKind::Backup, Box::new(fr), None, layout)
         } else {
-            let layout = layout_of(&f);
+            let layout = layout_of(&f, false);
             let trailer = match layout {
                 Some(l) => l.file_size.checked_sub(l.db_size) == Some(TRAILER),
                 // No readable meta: the reader will say so; guess the kind by size alone.
@@ -215,12 +224,13 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
 }
 
 /// The database's own idea of its size, from its current meta page.
-fn layout_of(f: &FileReader) -> Option<Layout> {
+fn layout_of(f: &dyn ReadAt, exact: bool) -> Option<Layout> {
     let db = Db::open(f).ok()?;
     Some(Layout {
         db_size: db.db_size(),
         page_size: u64::from(db.page_size),
         file_size: f.size(),
+        exact,
     })
 }
 
@@ -245,6 +255,7 @@ fn open_backup(spec: &str, dest: &str, id: &str) -> Result<Input> {
     let object = m.object.clone();
     let size = store.stat(&object)?.unwrap_or(0);
     let fr = crate::jobs::open_backup_db(store.as_ref(), &m)?;
+    let layout = layout_of(&fr, true);
     // A manifest without a usable digest cannot vouch for the data: damage, not "unverified".
     let digest = hex::decode(&m.db_sha256)
         .ok()
@@ -262,7 +273,7 @@ fn open_backup(spec: &str, dest: &str, id: &str) -> Result<Input> {
         file_size: size,
         db: Box::new(fr),
         expected_sha256: expected,
-        layout: None,
+        layout,
         _temp: None,
     })
 }
@@ -341,6 +352,7 @@ mod tests {
             db_size: 8 * 4096,
             page_size: 4096,
             file_size,
+            exact: false,
         };
         assert_eq!(l(8 * 4096).problem(), None);
         assert_eq!(l(8 * 4096 + 32).problem(), None);
@@ -352,5 +364,12 @@ mod tests {
         assert_eq!(p.offset, Some(8 * 4096));
         assert!(l(8 * 4096 + 132).problem().is_some());
         assert!(l(7 * 4096).problem().unwrap().message.contains("truncated"));
+        let backup = |image_size| Layout {
+            exact: true,
+            ..l(image_size)
+        };
+        assert_eq!(backup(8 * 4096).problem(), None);
+        assert!(backup(8 * 4096 + 32).problem().is_some());
+        assert!(backup(9 * 4096).problem().is_some());
     }
 }
