@@ -59,16 +59,19 @@ pub fn get<R: ReadAt>(db: &Db<R>, file: &str, key: &[u8], opts: &GetOptions) -> 
     let compact = m.finished_compact.max(m.scheduled_compact).unwrap_or(0);
     let current = current.max(compact);
     if opts.rev > 0 && opts.rev < compact {
-        return Err(Error::Usage(format!(
-            "revision {} has been compacted (compact revision {compact})",
-            opts.rev
-        )));
+        return Err(Error::flag(
+            "--rev",
+            format!(
+                "revision {} has been compacted (compact revision {compact})",
+                opts.rev
+            ),
+        ));
     }
     if opts.rev > current {
-        return Err(Error::Usage(format!(
-            "revision {} is in the future (latest {current})",
-            opts.rev
-        )));
+        return Err(Error::flag(
+            "--rev",
+            format!("revision {} is in the future (latest {current})", opts.rev),
+        ));
     }
     let rev = if opts.rev == 0 { current } else { opts.rev };
     let matches = |k: &[u8]| {
