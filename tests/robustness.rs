@@ -4,10 +4,8 @@
 //! crashing inputs found there become cases in `regressions` below.
 
 use lifeboat::format::bolt::build::{etcd_like, DbBuilder};
-use lifeboat::format::bolt::fuzzing::{
-    exercise_checker, exercise_decoders, exercise_reader, prepare,
-};
 use lifeboat::format::bolt::{check, fix_checksums, CheckOptions};
+use lifeboat::offline::fuzzing::{exercise_checker, exercise_decoders, exercise_reader, prepare};
 use proptest::prelude::*;
 
 fn seeds() -> Vec<Vec<u8>> {

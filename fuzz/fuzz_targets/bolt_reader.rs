@@ -1,7 +1,7 @@
 //! The page reader: open, list buckets, walk every bucket with a cursor, seek, get, last.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeboat::format::bolt::fuzzing::{exercise_reader, prepare};
+use lifeboat::offline::fuzzing::{exercise_reader, prepare};
 
 fuzz_target!(|data: &[u8]| {
     let img = prepare(data);

@@ -1,7 +1,7 @@
 //! The strict checker and the etcd report built on it (hashkv pre-pass included).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use lifeboat::format::bolt::fuzzing::{exercise_checker, prepare};
+use lifeboat::offline::fuzzing::{exercise_checker, prepare};
 
 fuzz_target!(|data: &[u8]| {
     let img = prepare(data);

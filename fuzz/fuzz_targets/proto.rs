@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    lifeboat::format::bolt::fuzzing::exercise_decoders(data);
+    lifeboat::offline::fuzzing::exercise_decoders(data);
 });

@@ -2,14 +2,21 @@
 
 use std::io::Write;
 
+use serde::Serialize;
+
 use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::format::bolt::Db;
-use crate::offline::diff::{diff, Change, DiffOptions};
-use crate::offline::{self, OpenOptions};
+use crate::offline::diff::{diff, Change, DiffOptions, DiffResult, Named};
+use crate::offline::{self, DigestStatus, OpenOptions, Verification};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Every page read in A and B is validated and each file's SHA-256 is compared with its trailer \
+(or manifest) before anything is printed; damage exits 3 naming which file, and the page.
+
+Exit codes: 0 ok, 1 read failed, 2 usage, 3 integrity problem.")]
 pub struct Args {
     /// The older snapshot (file, db, backup file or DEST:ID).
     pub a: String,
@@ -23,6 +30,31 @@ pub struct Args {
     pub summary: bool,
     #[command(flatten)]
     pub live: super::flags::CopyLiveArgs,
+    /// Skip the full-file SHA-256 checks (faster on huge files); pages read are still
+    /// validated.
+    #[arg(long)]
+    pub no_verify: bool,
+}
+
+#[derive(Serialize)]
+struct JsonOut<'a> {
+    #[serde(flatten)]
+    result: &'a DiffResult,
+    verification: Vec<Verification>,
+}
+
+/// Say on stderr which inputs were read without their digest compared.
+pub(super) fn note_unverified(v: &[Verification], no_verify: bool) {
+    if !no_verify {
+        return;
+    }
+    for i in v.iter().filter(|i| i.digest == DigestStatus::Skipped) {
+        eprintln!(
+            "lifeboat: note: --no-verify: the SHA-256 of {} was not compared with its {}; only the pages read were checked",
+            i.input,
+            i.source.as_deref().unwrap_or("digest")
+        );
+    }
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
@@ -31,20 +63,32 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let ia = offline::open_input(&args.a, &oo)?;
     let ib = offline::open_input(&args.b, &oo)?;
-    let da = Db::open(ia.db.as_ref())?;
-    let db = Db::open(ib.db.as_ref())?;
-    let mut r = diff(
-        &da,
-        &db,
-        &DiffOptions {
-            prefix: args.prefix.clone().into_bytes(),
-        },
-    )?;
+    let (mut r, verification) = offline::read_verified(&[&ia, &ib], !args.no_verify, || {
+        let da = Db::open(ia.db.as_ref()).map_err(|e| e.in_file(&ia.name))?;
+        let db = Db::open(ib.db.as_ref()).map_err(|e| e.in_file(&ib.name))?;
+        diff(
+            Named {
+                db: &da,
+                name: &ia.name,
+            },
+            Named {
+                db: &db,
+                name: &ib.name,
+            },
+            &DiffOptions {
+                prefix: args.prefix.clone().into_bytes(),
+            },
+        )
+    })?;
+    note_unverified(&verification, args.no_verify);
     if args.summary {
         r.keys.clear();
     }
     match g.output {
-        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Json => print_json(&JsonOut {
+            result: &r,
+            verification,
+        })?,
         OutputFormat::Text => {
             let s = &r.summary;
             let mut o = String::new();

@@ -1,13 +1,14 @@
 //! `lifeboat inspect FILE|DEST:ID`: offline report on a snapshot, a member's db or a backup.
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use serde::Serialize;
 
 use super::output::{human_bytes, print_json};
 use super::{Global, OutputFormat};
-use crate::format::etcd::report::{Report, ReportOptions};
-use crate::offline::{self, Inspection, OpenOptions};
+use crate::format::etcd::report::{K8sSummary, Report, ReportOptions};
+use crate::offline::{self, Inspection, LiveHash, OpenOptions};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -36,19 +37,6 @@ pub struct Args {
     pub max_problems: usize,
     #[command(flatten)]
     pub conn: super::connection::ConnectionArgs,
-}
-
-/// One endpoint's answer to `--compare-live`.
-#[derive(Debug, Serialize)]
-pub struct LiveHash {
-    pub endpoint: String,
-    pub hashkv: Option<u32>,
-    pub compact_revision: Option<i64>,
-    /// The offline hashkv computed with that member's compaction revision.
-    pub expected: Option<u32>,
-    pub matches: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,7 +71,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     let live = if args.compare_live {
-        Some(compare_live(&args, &input, &ins.report)?)
+        let cfg = args.conn.to_config()?;
+        Some(offline::compare_live(&cfg, &input, &ins.report)?)
     } else {
         None
     };
@@ -108,83 +97,34 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-fn compare_live(
-    args: &Args,
-    input: &offline::Input,
-    rep: &Report,
-) -> anyhow::Result<Vec<LiveHash>> {
-    let cfg = args.conn.to_config()?;
-    let rev = rep.hashkv_revision;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    type Answer = (String, Result<(u32, i64), String>);
-    let answers: Vec<Answer> = rt.block_on(async {
-        let mut out = Vec::new();
-        for ep in &cfg.endpoints {
-            let r = async {
-                let mut c = cfg
-                    .connect_one(ep, false)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let r = tokio::time::timeout(cfg.command_timeout, c.hash_kv(rev))
-                    .await
-                    .map_err(|_| format!("no answer within {:?}", cfg.command_timeout))?
-                    .map_err(|e| format!("hashkv at revision {rev}: {e}"))?;
-                Ok::<_, String>((r.hash(), r.compact_version()))
-            }
-            .await;
-            out.push((ep.clone(), r));
-        }
-        out
-    });
-    let db = crate::format::bolt::Db::open(input.db.as_ref())?;
-    let mut out = Vec::new();
-    for (endpoint, r) in answers {
-        match r {
-            Ok((hash, compact)) => {
-                let expected = if Some(compact) == rep.compact_revision
-                    || (compact < 0 && rep.compact_revision.is_none())
-                {
-                    rep.hashkv
-                } else {
-                    match crate::format::etcd::hashkv::hashkv(&db, rev, Some(compact))? {
-                        Ok((h, _)) => Some(h),
-                        Err(_) => None,
-                    }
-                };
-                out.push(LiveHash {
-                    endpoint,
-                    hashkv: Some(hash),
-                    compact_revision: Some(compact),
-                    matches: expected == Some(hash),
-                    expected,
-                    error: None,
-                });
-            }
-            Err(e) => out.push(LiveHash {
-                endpoint,
-                hashkv: None,
-                compact_revision: None,
-                expected: None,
-                matches: false,
-                error: Some(e),
-            }),
-        }
-    }
-    Ok(out)
-}
-
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()
         .map(|v| v.to_string())
         .unwrap_or_else(|| "none".into())
 }
 
+/// The text report, section by section; problems last, where the eye ends.
 fn print_text(ins: &Inspection, live: Option<&[LiveHash]>, args: &Args) -> anyhow::Result<()> {
     let r = &ins.report;
     let mut o = String::new();
-    use std::fmt::Write as _;
+    text_verdict(&mut o, ins)?;
+    if r.opened {
+        text_state(&mut o, r)?;
+        text_buckets(&mut o, r)?;
+        if let Some(k) = &r.k8s {
+            text_k8s(&mut o, k, args.top)?;
+        }
+        if let Some(l) = live {
+            text_live(&mut o, r.hashkv_revision, l)?;
+        }
+    }
+    text_problems(&mut o, r)?;
+    emit(&o)
+}
+
+/// What was read, its digest, and the verdict.
+fn text_verdict(o: &mut String, ins: &Inspection) -> std::fmt::Result {
+    let r = &ins.report;
     let kind = match ins.input_kind {
         offline::InputKind::Snapshot => "etcdctl snapshot",
         offline::InputKind::Db => "bbolt db",
@@ -214,13 +154,12 @@ fn print_text(ins: &Inspection, live: Option<&[LiveHash]>, args: &Args) -> anyho
         )
     };
     writeln!(o, "Verdict        {verdict}")?;
-    if !r.opened {
-        writeln!(o, "\nProblems")?;
-        for p in &r.problems {
-            writeln!(o, "  {p}")?;
-        }
-        return emit(&o);
-    }
+    Ok(())
+}
+
+/// What the database says about the cluster: revisions, raft, members, alarms, keys,
+/// hashes, size.
+fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         o,
         "Revision       {} (compact revision {}: finished {}, scheduled {})",
@@ -320,6 +259,11 @@ fn print_text(ins: &Inspection, live: Option<&[LiveHash]>, args: &Args) -> anyho
         "Meta           meta {} is current: {} (txid {})",
         r.current_meta, r.why_current_meta, r.txid
     )?;
+    Ok(())
+}
+
+/// Per bucket, and the largest values.
+fn text_buckets(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(o, "\nBucket            entries       bytes  pages  depth")?;
     for b in &r.buckets {
         writeln!(
@@ -348,79 +292,90 @@ fn print_text(ins: &Inspection, live: Option<&[LiveHash]>, args: &Args) -> anyho
             )?;
         }
     }
-    if let Some(k) = &r.k8s {
+    Ok(())
+}
+
+/// `--k8s`: per resource, per namespace, largest objects.
+fn text_k8s(o: &mut String, k: &K8sSummary, top: usize) -> std::fmt::Result {
+    writeln!(
+        o,
+        "\nKubernetes     live keys   live bytes   revisions  stored bytes  resource"
+    )?;
+    for u in k
+        .resources
+        .iter()
+        .take(if top == 0 { usize::MAX } else { top.max(20) })
+    {
         writeln!(
             o,
-            "\nKubernetes     live keys   live bytes   revisions  stored bytes  resource"
+            "  {:>22}  {:>11}  {:>10}  {:>12}  {}",
+            u.keys,
+            human_bytes(u.bytes),
+            u.revisions,
+            human_bytes(u.revision_bytes),
+            u.name
         )?;
-        for u in k.resources.iter().take(if args.top == 0 {
-            usize::MAX
-        } else {
-            args.top.max(20)
-        }) {
+    }
+    if k.other_keys > 0 {
+        writeln!(o, "  {} live keys outside /registry/", k.other_keys)?;
+    }
+    if let Some(ns) = &k.namespaces {
+        writeln!(o, "\nNamespace      live keys   live bytes  namespace")?;
+        for u in ns {
             writeln!(
                 o,
-                "  {:>22}  {:>11}  {:>10}  {:>12}  {}",
+                "  {:>22}  {:>11}  {}",
                 u.keys,
                 human_bytes(u.bytes),
-                u.revisions,
-                human_bytes(u.revision_bytes),
-                u.name
+                if u.name.is_empty() {
+                    "(cluster-scoped)"
+                } else {
+                    &u.name
+                }
             )?;
         }
-        if k.other_keys > 0 {
-            writeln!(o, "  {} live keys outside /registry/", k.other_keys)?;
-        }
-        if let Some(ns) = &k.namespaces {
-            writeln!(o, "\nNamespace      live keys   live bytes  namespace")?;
-            for u in ns {
-                writeln!(
-                    o,
-                    "  {:>22}  {:>11}  {}",
-                    u.keys,
-                    human_bytes(u.bytes),
-                    if u.name.is_empty() {
-                        "(cluster-scoped)"
-                    } else {
-                        &u.name
-                    }
-                )?;
-            }
-        }
-        if !k.largest_objects.is_empty() {
-            writeln!(o, "\nLargest objects")?;
-            for x in &k.largest_objects {
-                writeln!(o, "  {:>10}  {}", human_bytes(x.size), x.key)?;
-            }
+    }
+    if !k.largest_objects.is_empty() {
+        writeln!(o, "\nLargest objects")?;
+        for x in &k.largest_objects {
+            writeln!(o, "  {:>10}  {}", human_bytes(x.size), x.key)?;
         }
     }
-    if let Some(l) = live {
-        writeln!(o, "\nLive hashkv at revision {}", r.hashkv_revision)?;
-        for h in l {
-            match &h.error {
-                Some(e) => writeln!(o, "  {}: ERROR {e}", h.endpoint)?,
-                None => writeln!(
-                    o,
-                    "  {}: {} (compact {}), expected {} -> {}",
-                    h.endpoint,
-                    opt(&h.hashkv),
-                    opt(&h.compact_revision),
-                    opt(&h.expected),
-                    if h.matches { "MATCH" } else { "DIFFERENT" }
-                )?,
-            }
+    Ok(())
+}
+
+/// `--compare-live`: each member's hashkv against the offline one.
+fn text_live(o: &mut String, revision: i64, l: &[LiveHash]) -> std::fmt::Result {
+    writeln!(o, "\nLive hashkv at revision {}", revision)?;
+    for h in l {
+        match &h.error {
+            Some(e) => writeln!(o, "  {}: ERROR {e}", h.endpoint)?,
+            None => writeln!(
+                o,
+                "  {}: {} (compact {}), expected {} -> {}",
+                h.endpoint,
+                opt(&h.hashkv),
+                opt(&h.compact_revision),
+                opt(&h.expected),
+                if h.matches { "MATCH" } else { "DIFFERENT" }
+            )?,
         }
     }
-    if !r.problems.is_empty() {
-        writeln!(o, "\nProblems")?;
-        for p in &r.problems {
-            writeln!(o, "  {p}")?;
-        }
-        if r.problems_not_shown > 0 {
-            writeln!(o, "  ... and {} more", r.problems_not_shown)?;
-        }
+    Ok(())
+}
+
+fn text_problems(o: &mut String, r: &Report) -> std::fmt::Result {
+    if r.problems.is_empty() && r.problems_not_shown == 0 {
+        return Ok(());
     }
-    emit(&o)
+    writeln!(o, "\nProblems")?;
+    for p in &r.problems {
+        writeln!(o, "  {p}")?;
+    }
+    if r.problems_not_shown > 0 {
+        writeln!(o, "  ... and {} more", r.problems_not_shown)?;
+    }
+    Ok(())
 }
 
 fn emit(o: &str) -> anyhow::Result<()> {

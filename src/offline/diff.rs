@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::format::bolt::{Db, FormatError};
-use crate::format::etcd::{buckets, last_revision, KeyValueRef, RevKey};
+use super::get::decode_entry;
+use crate::format::bolt::{Bucket, Cursor, Db, Entry, FormatError};
+use crate::format::etcd::{buckets, last_revision};
 use crate::io::ReadAt;
 use crate::{Error, Result};
 
@@ -75,32 +76,46 @@ pub struct DiffResult {
     pub keys: Vec<KeyDiff>,
 }
 
-fn fe(e: FormatError) -> Error {
-    e.into()
+/// One database and the name it is known by in errors: `diff A B` must say which of the
+/// two is damaged.
+pub struct Named<'a, R> {
+    pub db: &'a Db<R>,
+    pub name: &'a str,
 }
 
-fn user_key(v: &[u8]) -> Option<Vec<u8>> {
-    KeyValueRef::decode(v)
-        .ok()
-        .filter(|kv| !kv.key.is_empty())
-        .map(|kv| kv.key.to_vec())
+impl<R> Clone for Named<'_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<R> Copy for Named<'_, R> {}
+
+impl<R> Named<'_, R> {
+    fn fe(&self) -> impl Fn(FormatError) -> Error + '_ {
+        move |e| e.in_file(self.name)
+    }
+}
+
+/// The user key of an entry of bucket `key` (None for a compaction marker); an entry that
+/// does not decode is damage.
+fn user_key(e: &Entry<'_>, name: &str) -> Result<Option<Vec<u8>>> {
+    let entry = decode_entry(e).map_err(|err| err.in_file(name))?;
+    Ok(entry.map(|(_, kv)| kv.key.to_vec()))
 }
 
 /// Latest state of each of `keys` in this database (None if deleted).
 fn latest<R: ReadAt>(
-    db: &Db<R>,
+    side: Named<'_, R>,
     keys: &HashSet<Vec<u8>>,
 ) -> Result<BTreeMap<Vec<u8>, Option<Side>>> {
+    let fe = side.fe();
     let mut out = BTreeMap::new();
-    let Some(b) = db.bucket(buckets::KEY).map_err(fe)? else {
+    let Some(b) = side.db.bucket(buckets::KEY).map_err(&fe)? else {
         return Ok(out);
     };
     let mut c = b.cursor();
-    while let Some(e) = c.next().map_err(fe)? {
-        let Some(rk) = RevKey::parse(e.key) else {
-            continue;
-        };
-        let Ok(kv) = KeyValueRef::decode(e.value) else {
+    while let Some(e) = c.next().map_err(&fe)? {
+        let Some((rk, kv)) = decode_entry(&e).map_err(&fe)? else {
             continue;
         };
         if !keys.contains(kv.key) {
@@ -116,97 +131,131 @@ fn latest<R: ReadAt>(
     Ok(out)
 }
 
-/// Compare two databases.
-pub fn diff<A: ReadAt, B: ReadAt>(a: &Db<A>, b: &Db<B>, opts: &DiffOptions) -> Result<DiffResult> {
-    let mut s = DiffSummary {
-        revision_a: last_revision(a).map_err(fe)?,
-        revision_b: last_revision(b).map_err(fe)?,
-        ..DiffSummary::default()
-    };
-    let ba = a.bucket(buckets::KEY).map_err(fe)?;
-    let bb = b.bucket(buckets::KEY).map_err(fe)?;
+/// Where a merge step leaves a revision: in both (same or different bytes), or one side.
+enum Step {
+    Both,
+    OnlyA,
+    OnlyB,
+}
+
+/// A cursor over bucket `key` of one side, remembering whether it has an entry.
+struct Stream<'db, R> {
+    cursor: Option<Cursor<'db, R>>,
+    more: bool,
+    name: &'db str,
+}
+
+impl<'db, R: ReadAt> Stream<'db, R> {
+    fn new(bucket: Option<&'db Bucket<'db, R>>, name: &'db str) -> Result<Self> {
+        let mut s = Stream {
+            cursor: bucket.map(|b| b.cursor()),
+            more: true,
+            name,
+        };
+        s.step()?;
+        Ok(s)
+    }
+
+    fn step(&mut self) -> Result<()> {
+        self.more = match &mut self.cursor {
+            Some(c) => c.next().map_err(|e| e.in_file(self.name))?.is_some(),
+            None => false,
+        };
+        Ok(())
+    }
+
+    fn current(&self) -> Result<Option<Entry<'_>>> {
+        match (&self.cursor, self.more) {
+            (Some(c), true) => c.current().map_err(|e| e.in_file(self.name)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The merge pass: every revision that is not shared history (same key, same bytes in
+/// both) names a user key that may differ.
+fn touched_keys<A: ReadAt, B: ReadAt>(
+    a: Named<'_, A>,
+    b: Named<'_, B>,
+    opts: &DiffOptions,
+    s: &mut DiffSummary,
+) -> Result<HashSet<Vec<u8>>> {
+    let ba = a.db.bucket(buckets::KEY).map_err(a.fe())?;
+    let bb = b.db.bucket(buckets::KEY).map_err(b.fe())?;
+    let mut sa = Stream::new(ba.as_ref(), a.name)?;
+    let mut sb = Stream::new(bb.as_ref(), b.name)?;
     let mut touched: HashSet<Vec<u8>> = HashSet::new();
-    let wanted = |k: &Option<Vec<u8>>| k.as_ref().is_some_and(|k| k.starts_with(&opts.prefix));
-    let mut ca = ba.as_ref().map(|b| b.cursor());
-    let mut cb = bb.as_ref().map(|b| b.cursor());
-    let mut more_a = match &mut ca {
-        Some(c) => c.next().map_err(fe)?.is_some(),
-        None => false,
+    let mut note = |k: Option<Vec<u8>>| match k {
+        Some(k) if k.starts_with(&opts.prefix) => {
+            touched.insert(k);
+            true
+        }
+        _ => false,
     };
-    let mut more_b = match &mut cb {
-        Some(c) => c.next().map_err(fe)?.is_some(),
-        None => false,
-    };
-    while more_a || more_b {
-        let ea = match (&ca, more_a) {
-            (Some(c), true) => c.current().map_err(fe)?,
-            _ => None,
-        };
-        let eb = match (&cb, more_b) {
-            (Some(c), true) => c.current().map_err(fe)?,
-            _ => None,
-        };
-        let (step_a, step_b) = match (ea, eb) {
+    loop {
+        let step = match (sa.current()?, sb.current()?) {
             (Some(x), Some(y)) => match x.key.cmp(y.key) {
                 std::cmp::Ordering::Equal => {
+                    let (kx, ky) = (user_key(&x, a.name)?, user_key(&y, b.name)?);
                     if x.value != y.value {
                         s.revisions_differing += 1;
-                        for k in [user_key(x.value), user_key(y.value)] {
-                            if wanted(&k) {
-                                touched.extend(k);
-                            }
-                        }
+                        note(kx);
+                        note(ky);
                     }
-                    (true, true)
+                    Step::Both
                 }
                 std::cmp::Ordering::Less => {
-                    let k = user_key(x.value);
-                    if wanted(&k) {
+                    if note(user_key(&x, a.name)?) {
                         s.revisions_only_in_a += 1;
-                        touched.extend(k);
                     }
-                    (true, false)
+                    Step::OnlyA
                 }
                 std::cmp::Ordering::Greater => {
-                    let k = user_key(y.value);
-                    if wanted(&k) {
+                    if note(user_key(&y, b.name)?) {
                         s.revisions_only_in_b += 1;
-                        touched.extend(k);
                     }
-                    (false, true)
+                    Step::OnlyB
                 }
             },
             (Some(x), None) => {
-                let k = user_key(x.value);
-                if wanted(&k) {
+                if note(user_key(&x, a.name)?) {
                     s.revisions_only_in_a += 1;
-                    touched.extend(k);
                 }
-                (true, false)
+                Step::OnlyA
             }
             (None, Some(y)) => {
-                let k = user_key(y.value);
-                if wanted(&k) {
+                if note(user_key(&y, b.name)?) {
                     s.revisions_only_in_b += 1;
-                    touched.extend(k);
                 }
-                (false, true)
+                Step::OnlyB
             }
             (None, None) => break,
         };
-        if step_a {
-            more_a = match &mut ca {
-                Some(c) => c.next().map_err(fe)?.is_some(),
-                None => false,
-            };
-        }
-        if step_b {
-            more_b = match &mut cb {
-                Some(c) => c.next().map_err(fe)?.is_some(),
-                None => false,
-            };
+        match step {
+            Step::Both => {
+                sa.step()?;
+                sb.step()?;
+            }
+            Step::OnlyA => sa.step()?,
+            Step::OnlyB => sb.step()?,
         }
     }
+    Ok(touched)
+}
+
+/// Compare two databases. Every page read on either side is validated and every entry
+/// of bucket `key` must decode; damage is an integrity error naming the side's file.
+pub fn diff<A: ReadAt, B: ReadAt>(
+    a: Named<'_, A>,
+    b: Named<'_, B>,
+    opts: &DiffOptions,
+) -> Result<DiffResult> {
+    let mut s = DiffSummary {
+        revision_a: last_revision(a.db).map_err(a.fe())?,
+        revision_b: last_revision(b.db).map_err(b.fe())?,
+        ..DiffSummary::default()
+    };
+    let touched = touched_keys(a, b, opts, &mut s)?;
     let la = latest(a, &touched)?;
     let lb = latest(b, &touched)?;
     let mut keys: Vec<&Vec<u8>> = touched.iter().collect();
@@ -249,23 +298,24 @@ mod tests {
         let a = etcd_like(4096, 40, 5);
         let b = etcd_like(4096, 60, 5);
         let (da, db) = (Db::open(&a[..]).unwrap(), Db::open(&b[..]).unwrap());
-        let r = diff(&da, &db, &DiffOptions::default()).unwrap();
+        let (da, db) = (Named { db: &da, name: "a" }, Named { db: &db, name: "b" });
+        let r = diff(da, db, &DiffOptions::default()).unwrap();
         assert_eq!(r.summary.added, 20);
         assert_eq!(r.summary.removed, 0);
         assert_eq!(r.summary.revisions_only_in_b, 20);
         assert_eq!(r.keys[0].key, "/k/000040");
-        let r = diff(&db, &da, &DiffOptions::default()).unwrap();
+        let r = diff(db, da, &DiffOptions::default()).unwrap();
         assert_eq!(r.summary.removed, 20);
         let r = diff(
-            &da,
-            &db,
+            da,
+            db,
             &DiffOptions {
                 prefix: b"/k/00005".to_vec(),
             },
         )
         .unwrap();
         assert_eq!(r.summary.added, 10);
-        let r = diff(&da, &da, &DiffOptions::default()).unwrap();
+        let r = diff(da, da, &DiffOptions::default()).unwrap();
         assert_eq!(r.keys.len(), 0);
     }
 }

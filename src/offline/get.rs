@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::format::bolt::{Db, FormatError};
+use crate::format::bolt::{Db, Entry, FormatError, Problem};
 use crate::format::etcd::{buckets, last_revision, meta_fields, KeyValueRef, RevKey, Revision};
 use crate::io::ReadAt;
 use crate::{Error, Result};
@@ -41,32 +41,37 @@ pub struct Kv {
 pub struct GetResult {
     /// The revision read at.
     pub revision: i64,
+    /// The store's current revision (etcdctl's `header.revision`, whatever `--rev` says).
+    pub current_revision: i64,
     pub kvs: Vec<Kv>,
     /// Matching keys (before `limit`).
     pub count: u64,
 }
 
-fn fe(e: FormatError) -> Error {
-    e.into()
-}
-
-/// Read `key` (or everything under it with `prefix`) at `opts.rev`.
-pub fn get<R: ReadAt>(db: &Db<R>, key: &[u8], opts: &GetOptions) -> Result<GetResult> {
+/// Read `key` (or everything under it with `prefix`) at `opts.rev`. `file` names the
+/// input in errors. Every page read is validated and every entry of bucket `key` must
+/// decode: a damaged one is an integrity error, never skipped (skipping would answer with
+/// an older value, or none).
+pub fn get<R: ReadAt>(db: &Db<R>, file: &str, key: &[u8], opts: &GetOptions) -> Result<GetResult> {
+    let fe = |e: FormatError| e.in_file(file);
     let current = last_revision(db).map_err(fe)?;
     let m = meta_fields(db).map_err(fe)?;
     let compact = m.finished_compact.max(m.scheduled_compact).unwrap_or(0);
     let current = current.max(compact);
     if opts.rev > 0 && opts.rev < compact {
-        return Err(Error::Usage(format!(
-            "revision {} has been compacted (compact revision {compact})",
-            opts.rev
-        )));
+        return Err(Error::flag(
+            "--rev",
+            format!(
+                "revision {} has been compacted (compact revision {compact})",
+                opts.rev
+            ),
+        ));
     }
     if opts.rev > current {
-        return Err(Error::Usage(format!(
-            "revision {} is in the future (latest {current})",
-            opts.rev
-        )));
+        return Err(Error::flag(
+            "--rev",
+            format!("revision {} is in the future (latest {current})", opts.rev),
+        ));
     }
     let rev = if opts.rev == 0 { current } else { opts.rev };
     let matches = |k: &[u8]| {
@@ -80,21 +85,19 @@ pub fn get<R: ReadAt>(db: &Db<R>, key: &[u8], opts: &GetOptions) -> Result<GetRe
     let Some(b) = db.bucket(buckets::KEY).map_err(fe)? else {
         return Ok(GetResult {
             revision: rev,
+            current_revision: current,
             ..GetResult::default()
         });
     };
     let mut c = b.cursor();
     while let Some(e) = c.next().map_err(fe)? {
-        let Some(rk) = RevKey::parse(e.key) else {
+        let Some((rk, kv)) = decode_entry(&e).map_err(fe)? else {
             continue;
         };
         if rk.rev.main > rev {
             break;
         }
-        let Ok(kv) = KeyValueRef::decode(e.value) else {
-            continue;
-        };
-        if kv.key.is_empty() || !matches(kv.key) {
+        if !matches(kv.key) {
             continue;
         }
         match newest.get_mut(kv.key) {
@@ -106,6 +109,7 @@ pub fn get<R: ReadAt>(db: &Db<R>, key: &[u8], opts: &GetOptions) -> Result<GetRe
     }
     let mut out = GetResult {
         revision: rev,
+        current_revision: current,
         ..GetResult::default()
     };
     for (k, (r, tomb)) in newest {
@@ -118,12 +122,18 @@ pub fn get<R: ReadAt>(db: &Db<R>, key: &[u8], opts: &GetOptions) -> Result<GetRe
         }
         let v = b.get(&RevKey::encode(r)).map_err(fe)?.ok_or_else(|| {
             Error::integrity(
-                "bucket key",
-                format!("revision {}/{} vanished between two reads", r.main, r.sub),
+                file,
+                format!(
+                    "bucket key: revision {}/{} vanished between two reads",
+                    r.main, r.sub
+                ),
             )
         })?;
         let kv = KeyValueRef::decode(&v).map_err(|e| {
-            Error::integrity("bucket key", format!("revision {}/{}: {e}", r.main, r.sub))
+            Error::integrity(
+                file,
+                format!("bucket key: revision {}/{}: {e}", r.main, r.sub),
+            )
         })?;
         out.kvs.push(Kv {
             key: k,
@@ -135,6 +145,37 @@ pub fn get<R: ReadAt>(db: &Db<R>, key: &[u8], opts: &GetOptions) -> Result<GetRe
         });
     }
     Ok(out)
+}
+
+/// The revision and key-value of an entry of bucket `key`: every entry there is one, so
+/// one that does not decode is damage (with its page and offset). None for the empty
+/// marker that 3.5.10+ `restore --bump-revision --mark-compacted` leaves.
+pub(crate) fn decode_entry<'a>(
+    e: &Entry<'a>,
+) -> Result<Option<(RevKey, KeyValueRef<'a>)>, FormatError> {
+    let bad = |what: String| FormatError::Corrupt(Problem::new(e.page, Some(e.offset), what));
+    let rk = RevKey::parse(e.key).ok_or_else(|| {
+        bad(format!(
+            "bucket key: key of {} bytes is not a revision",
+            e.key.len()
+        ))
+    })?;
+    if e.value.is_empty() {
+        return Ok(None);
+    }
+    let kv = KeyValueRef::decode(e.value).map_err(|err| {
+        bad(format!(
+            "bucket key: revision {}/{}: {err}",
+            rk.rev.main, rk.rev.sub
+        ))
+    })?;
+    if kv.key.is_empty() {
+        return Err(bad(format!(
+            "bucket key: revision {}/{} has an empty user key",
+            rk.rev.main, rk.rev.sub
+        )));
+    }
+    Ok(Some((rk, kv)))
 }
 
 /// Standard base64 (RFC 4648, padded), as etcdctl's JSON uses for keys and values.
@@ -164,6 +205,7 @@ pub struct JsonResult {
 
 #[derive(Debug, Serialize)]
 pub struct JsonHeader {
+    /// The store's current revision, as etcdctl reports it (not the `--rev` read at).
     pub revision: i64,
 }
 
@@ -187,7 +229,7 @@ impl GetResult {
     pub fn to_json(&self, keys_only: bool) -> JsonResult {
         JsonResult {
             header: JsonHeader {
-                revision: self.revision,
+                revision: self.current_revision,
             },
             kvs: self
                 .kvs
@@ -223,12 +265,13 @@ mod tests {
     fn get_from_built_db() {
         let img = crate::format::bolt::build::etcd_like(4096, 50, 5);
         let db = Db::open(&img[..]).unwrap();
-        let r = get(&db, b"/k/000007", &GetOptions::default()).unwrap();
+        let r = get(&db, "t", b"/k/000007", &GetOptions::default()).unwrap();
         assert_eq!(r.kvs.len(), 1);
         assert_eq!(r.kvs[0].value, b"vvvvv");
         assert_eq!(r.kvs[0].mod_revision, 9);
         let r = get(
             &db,
+            "t",
             b"/k/00001",
             &GetOptions {
                 prefix: true,
@@ -239,6 +282,7 @@ mod tests {
         assert_eq!(r.kvs.len(), 10);
         let r = get(
             &db,
+            "t",
             b"/k/",
             &GetOptions {
                 prefix: true,
@@ -250,6 +294,7 @@ mod tests {
         assert_eq!(r.kvs.len(), 4);
         assert!(get(
             &db,
+            "t",
             b"/k/",
             &GetOptions {
                 rev: 500,
@@ -257,5 +302,34 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    /// A value that is not a KeyValue is damage naming the file and page, never skipped.
+    #[test]
+    fn undecodable_entries_are_damage() {
+        let mut img = crate::format::bolt::build::etcd_like(4096, 50, 5);
+        let (page, at) = {
+            let db = Db::open(&img[..]).unwrap();
+            let b = db.bucket(buckets::KEY).unwrap().unwrap();
+            let mut c = b.cursor();
+            let e = c
+                .seek(&RevKey::encode(Revision { main: 9, sub: 0 }))
+                .unwrap()
+                .unwrap();
+            (e.page, e.offset as usize + e.key.len())
+        };
+        img[at] = 0x0b; // field 1, wire type 3: not a KeyValue
+        let db = Db::open(&img[..]).unwrap();
+        let opts = GetOptions {
+            prefix: true,
+            ..GetOptions::default()
+        };
+        match get(&db, "t.db", b"/k/", &opts) {
+            Err(Error::Corrupt { file, page: p, .. }) => {
+                assert_eq!(file, "t.db");
+                assert_eq!(p, page);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -5,11 +5,17 @@
 //! Opening never writes and never locks: a db held by a running etcd is found through
 //! `/proc/locks` and refused unless `force` (then a point-in-time copy is read).
 
+mod compare_live;
 pub mod diff;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod get;
 mod input;
+pub mod verify;
 
-pub use input::{open_input, Input, InputKind, OpenOptions};
+pub use compare_live::{compare_live, LiveHash};
+pub use input::{open_input, Input, InputKind, Layout, OpenOptions};
+pub use verify::{read_verified, DigestStatus, Verification};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -110,6 +116,13 @@ pub fn inspect(input: &Input, opts: &ReportOptions) -> Inspection {
                 .problems
                 .push(Problem::new(None, None, "digest thread failed")),
         }
+    }
+    if let Some(p) = input
+        .layout
+        .filter(|l| l.has_extra_bytes())
+        .and_then(|l| l.problem())
+    {
+        rep.problems.push(p);
     }
     // A snapshot is exactly `pgid * page_size` bytes before its trailer.
     if input.kind == InputKind::Snapshot && rep.db_size != 0 && rep.db_size != src.size() {

@@ -4,6 +4,20 @@ use super::{
     flags, le_u16, le_u32, le_u64, page_type_name, FormatError, Result, ELEM_SIZE, PAGE_HEADER_SIZE,
 };
 
+/// bbolt's key size limit.
+pub const MAX_KEY_SIZE: usize = 32768;
+
+/// A key for messages: text when printable, else hex; shortened.
+pub(crate) fn show(k: &[u8]) -> String {
+    let cut = &k[..k.len().min(64)];
+    let more = if k.len() > 64 { "…" } else { "" };
+    if cut.iter().all(|b| (0x20..0x7f).contains(b)) {
+        format!("{:?}{more}", String::from_utf8_lossy(cut))
+    } else {
+        format!("0x{}{more}", hex::encode(cut))
+    }
+}
+
 /// A branch or leaf node over page bytes (a page span, or an inline bucket's page image).
 #[derive(Debug, Clone, Copy)]
 pub struct Node<'a> {
@@ -166,6 +180,69 @@ impl<'a> Node<'a> {
             pgid,
             key_offset: start,
         })
+    }
+
+    /// Everything a reader relies on in this node, checked before any element is used:
+    /// the elements fit the page, every key and value lies inside it, keys are non-empty,
+    /// within bbolt's limit, strictly ascending, and inside `[lo, hi)` (the separators of
+    /// the branch above, when known); a branch is not empty. The first fault is returned,
+    /// so that no answer is ever computed from a page that would fail the strict check.
+    pub fn validate(&self, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<()> {
+        let kind = page_type_name(self.flags);
+        let need = PAGE_HEADER_SIZE + ELEM_SIZE * self.count;
+        if need > self.data.len() {
+            return Err(self.err(
+                0,
+                format!(
+                    "{kind} page: {} elements need {need} bytes, the page has {}",
+                    self.count,
+                    self.data.len()
+                ),
+            ));
+        }
+        if self.is_branch() && self.count == 0 {
+            return Err(self.err(0, "branch page with no elements".into()));
+        }
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..self.count {
+            let (key, at) = if self.is_leaf() {
+                let e = self.leaf(i)?;
+                (e.key, e.key_offset)
+            } else {
+                let e = self.branch(i)?;
+                (e.key, e.key_offset)
+            };
+            let fault = if key.is_empty() {
+                Some("zero-length key".to_string())
+            } else if key.len() > MAX_KEY_SIZE {
+                Some(format!("key of {} bytes exceeds {MAX_KEY_SIZE}", key.len()))
+            } else if let Some(p) = prev.filter(|p| key <= *p) {
+                Some(format!(
+                    "key {} is not greater than the previous key {}",
+                    show(key),
+                    show(p)
+                ))
+            } else if let Some(lo) = lo.filter(|lo| key < *lo) {
+                Some(format!(
+                    "key {} is below the separator {} in the parent branch",
+                    show(key),
+                    show(lo)
+                ))
+            } else {
+                hi.filter(|hi| key >= *hi).map(|hi| {
+                    format!(
+                        "key {} is not below the next separator {} in an ancestor branch",
+                        show(key),
+                        show(hi)
+                    )
+                })
+            };
+            if let Some(f) = fault {
+                return Err(self.err(at, format!("{kind} element {i}: {f}")));
+            }
+            prev = Some(key);
+        }
+        Ok(())
     }
 
     /// Key of element `i` (either kind).

@@ -370,3 +370,80 @@ fn unbalanced_tree_is_reported() {
     let ps = problems(&img);
     assert!(has(&ps, Some(leaf), "depth"), "{ps:?}");
 }
+
+/// Keys of the leaves of bucket `key` under its root branch: (leaf page, key offsets).
+fn leaves_of_key_bucket(img: &[u8]) -> Vec<(u64, Vec<usize>)> {
+    let db = Db::open(img).unwrap();
+    let b = db.bucket(b"key").unwrap().unwrap();
+    let BucketRoot::Page(root) = b.root().clone() else {
+        panic!("inline")
+    };
+    let p = db.page(root).unwrap();
+    let n = p.node().unwrap();
+    assert!(n.is_branch());
+    (0..n.count())
+        .map(|i| {
+            let id = n.branch(i).unwrap().pgid;
+            let lp = db.page(id).unwrap();
+            let ln = lp.node().unwrap();
+            let offs = (0..ln.count())
+                .map(|j| id as usize * 4096 + ln.leaf(j).unwrap().key_offset)
+                .collect();
+            (id, offs)
+        })
+        .collect()
+}
+
+/// The cursor refuses a page whose keys are out of order, or below the separator that
+/// leads to it, as the strict check does: no reader answers from such a page.
+#[test]
+fn cursor_refuses_pages_the_checker_refuses() {
+    let img = etcd_like(4096, 400, 20);
+    let leaves = leaves_of_key_bucket(&img);
+    assert!(leaves.len() >= 2);
+    let walk = |img: &[u8]| -> Result<usize> {
+        let db = Db::open(img).unwrap();
+        let b = db.bucket(b"key")?.unwrap();
+        let mut c = b.cursor();
+        let mut n = 0;
+        while c.next()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    };
+    assert_eq!(walk(&img).unwrap(), 400);
+
+    // Within a page: element 1's key below element 0's.
+    let (leaf, offs) = &leaves[0];
+    let mut bad = img.clone();
+    bad[offs[1]..offs[1] + 8].fill(0);
+    let e = walk(&bad).unwrap_err().to_problem();
+    assert_eq!(e.page, Some(*leaf));
+    assert!(
+        e.message.contains("not greater than the previous key"),
+        "{e}"
+    );
+    assert!(!check(&bad[..], &CheckOptions::default(), &mut ()).ok());
+
+    // Against the parent: the second leaf's first key below its separator.
+    let (leaf, offs) = &leaves[1];
+    let mut bad = img.clone();
+    bad[offs[0]..offs[0] + 8].fill(0);
+    let e = walk(&bad).unwrap_err().to_problem();
+    assert_eq!(e.page, Some(*leaf));
+    assert!(e.message.contains("below the separator"), "{e}");
+    // A point read that lands there fails the same way.
+    let db = Db::open(&bad[..]).unwrap();
+    let b = db.bucket(b"key").unwrap().unwrap();
+    let key = {
+        let good = Db::open(&img[..]).unwrap();
+        let gb = good.bucket(b"key").unwrap().unwrap();
+        let mut c = gb.cursor();
+        let mut k = Vec::new();
+        for _ in 0..=leaves[0].1.len() {
+            k = c.next().unwrap().unwrap().key.to_vec();
+        }
+        k
+    };
+    assert!(b.get(&key).is_err());
+}

@@ -6,6 +6,7 @@
 //! rightmost path of bucket `key`: a handful of pages, whatever the database size.
 
 pub mod hashkv;
+mod k8s;
 pub mod proto;
 pub mod report;
 

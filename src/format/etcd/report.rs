@@ -2,7 +2,7 @@
 //! the bbolt structure, computes etcdutl's hash and hashkv, and gathers what fills the file.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 use serde::Serialize;
 
@@ -12,6 +12,9 @@ use crate::format::bolt::{
     check_db, BucketStats, CheckOptions, Db, EntryVisitor, PageCounts, Problem, VisitEntry,
 };
 use crate::io::ReadAt;
+
+use super::k8s::K8sState;
+pub use super::k8s::{k8s_split, K8sSummary, PrefixUsage};
 
 /// What to compute besides the basics.
 #[derive(Debug, Clone)]
@@ -48,34 +51,6 @@ pub struct LargeKey {
     pub revision: i64,
     /// Value bytes.
     pub size: u64,
-}
-
-/// Keys and bytes under one prefix.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PrefixUsage {
-    pub name: String,
-    /// Live keys (latest revision is a put).
-    pub keys: u64,
-    /// Bytes of their latest values.
-    pub bytes: u64,
-    /// All revisions stored (puts and tombstones) under the prefix.
-    pub revisions: u64,
-    /// Bytes of all stored revisions (what this prefix costs in the file).
-    pub revision_bytes: u64,
-}
-
-/// The Kubernetes summary.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct K8sSummary {
-    /// Per `/registry/<resource>` (or `/registry/<group>/<resource>`), largest first.
-    pub resources: Vec<PrefixUsage>,
-    /// Per namespace (with `--by-namespace`), largest first; cluster-scoped objects under "".
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespaces: Option<Vec<PrefixUsage>>,
-    /// Largest live objects.
-    pub largest_objects: Vec<LargeKey>,
-    /// Live keys outside `/registry/`.
-    pub other_keys: u64,
 }
 
 /// The `inspect` report. Field names of `interface.md` are kept; more are added.
@@ -136,19 +111,19 @@ pub struct Report {
 }
 
 /// Keeps the N largest (size, key, rev).
-struct TopN {
-    n: usize,
+pub(super) struct TopN {
+    pub(super) n: usize,
     heap: BinaryHeap<Reverse<(u64, Vec<u8>, i64)>>,
 }
 
 impl TopN {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         TopN {
             n,
             heap: BinaryHeap::new(),
         }
     }
-    fn offer(&mut self, size: u64, key: &[u8], rev: i64) {
+    pub(super) fn offer(&mut self, size: u64, key: &[u8], rev: i64) {
         if self.n == 0 {
             return;
         }
@@ -159,159 +134,54 @@ impl TopN {
             self.heap.push(Reverse((size, key.to_vec(), rev)));
         }
     }
-    fn into_sorted(self) -> Vec<(u64, Vec<u8>, i64)> {
+    pub(super) fn into_sorted(self) -> Vec<(u64, Vec<u8>, i64)> {
         let mut v: Vec<_> = self.heap.into_iter().map(|Reverse(x)| x).collect();
         v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
         v
     }
 }
 
-/// Kubernetes key split: (resource, namespace) of `/registry/...` keys.
-pub fn k8s_split(key: &[u8]) -> Option<(String, Option<String>)> {
-    let rest = key.strip_prefix(b"/registry/")?;
-    let parts: Vec<&[u8]> = rest.split(|b| *b == b'/').collect();
-    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let first = parts.first()?;
-    // API groups contain a dot (CRDs, aggregated APIs): /registry/<group>/<resource>/...
-    let (resource, tail) = if first.contains(&b'.') && parts.len() >= 3 {
-        (
-            format!("{}/{}", s(first), s(parts.get(1)?)),
-            parts.get(2..)?,
-        )
-    } else {
-        (s(first), parts.get(1..)?)
-    };
-    let ns = if tail.len() >= 2 {
-        Some(s(tail.first()?))
-    } else {
-        None
-    };
-    Some((resource, ns))
-}
-
-#[derive(Default)]
-struct Live {
-    size: u64,
-    res: u32,
-    ns: u32,
-}
-
-struct K8sState {
-    by_namespace: bool,
-    res_names: Vec<String>,
-    res_idx: HashMap<String, u32>,
-    ns_names: Vec<String>,
-    ns_idx: HashMap<String, u32>,
-    res: Vec<PrefixUsage>,
-    ns: Vec<PrefixUsage>,
-    live: HashMap<u128, Live>,
-    top: TopN,
-}
-
-impl K8sState {
-    fn idx(names: &mut Vec<String>, idx: &mut HashMap<String, u32>, name: &str) -> u32 {
-        if let Some(i) = idx.get(name) {
-            return *i;
+/// The hashkv computation's pre-pass, ready for the walk to feed (or why there is none:
+/// a refused revision, or a `key` bucket that cannot be read, which is also a problem).
+fn prepare_hashkv<R: ReadAt>(
+    db: &Db<R>,
+    rev: i64,
+    s: &Summary,
+    problems: &mut Vec<Problem>,
+) -> (Option<HashKv>, Option<String>) {
+    match HashKv::prepare(
+        db,
+        rev,
+        s.revision,
+        s.finished_compact_revision,
+        s.scheduled_compact_revision,
+    ) {
+        Ok(Ok(mut h)) => {
+            h.enable_passthrough();
+            (Some(h), None)
         }
-        let i = names.len() as u32;
-        names.push(name.to_string());
-        idx.insert(name.to_string(), i);
-        i
-    }
-
-    fn feed(&mut self, user_key: &[u8], rev: i64, tombstone: bool, value_len: u64, entry_len: u64) {
-        let Some((resource, ns)) = k8s_split(user_key) else {
-            return;
-        };
-        let ri = Self::idx(&mut self.res_names, &mut self.res_idx, &resource);
-        let ni = if self.by_namespace {
-            Self::idx(
-                &mut self.ns_names,
-                &mut self.ns_idx,
-                ns.as_deref().unwrap_or(""),
-            )
-        } else {
-            0
-        };
-        while self.res.len() <= ri as usize {
-            self.res.push(PrefixUsage::default());
-        }
-        while self.by_namespace && self.ns.len() <= ni as usize {
-            self.ns.push(PrefixUsage::default());
-        }
-        let fp = fingerprint(user_key);
-        if let Some(old) = self.live.remove(&fp) {
-            if let Some(r) = self.res.get_mut(old.res as usize) {
-                r.keys = r.keys.saturating_sub(1);
-                r.bytes = r.bytes.saturating_sub(old.size);
-            }
-            if let Some(n) = self.ns.get_mut(old.ns as usize) {
-                n.keys = n.keys.saturating_sub(1);
-                n.bytes = n.bytes.saturating_sub(old.size);
-            }
-        }
-        if let Some(r) = self.res.get_mut(ri as usize) {
-            r.revisions += 1;
-            r.revision_bytes += entry_len;
-        }
-        if let Some(n) = self.ns.get_mut(ni as usize) {
-            n.revisions += 1;
-            n.revision_bytes += entry_len;
-        }
-        if !tombstone {
-            if let Some(r) = self.res.get_mut(ri as usize) {
-                r.keys += 1;
-                r.bytes += value_len;
-            }
-            if let Some(n) = self.ns.get_mut(ni as usize) {
-                n.keys += 1;
-                n.bytes += value_len;
-            }
-            self.live.insert(
-                fp,
-                Live {
-                    size: value_len,
-                    res: ri,
-                    ns: ni,
-                },
-            );
-            self.top.offer(value_len, user_key, rev);
+        Ok(Err(refused)) => (None, Some(refused.to_string())),
+        Err(e) => {
+            problems.push(e.to_problem());
+            (None, Some(format!("cannot read bucket key: {e}")))
         }
     }
+}
 
-    fn finish(self) -> K8sSummary {
-        let name = |mut v: Vec<PrefixUsage>, names: &[String]| {
-            for (i, u) in v.iter_mut().enumerate() {
-                u.name = names.get(i).cloned().unwrap_or_default();
-            }
-            v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.name.cmp(&b.name)));
-            v
-        };
-        let live = self.live;
-        let want = self.top.n / 8;
-        // Keep only candidates that are still the latest revision of a live key.
-        let mut largest = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (size, key, rev) in self.top.into_sorted() {
-            let fp = fingerprint(&key);
-            if largest.len() >= want {
-                break;
-            }
-            if live.get(&fp).is_some_and(|l| l.size == size) && seen.insert(fp) {
-                largest.push(LargeKey {
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    revision: rev,
-                    size,
-                });
-            }
-        }
-        K8sSummary {
-            resources: name(self.res, &self.res_names),
-            namespaces: self.by_namespace.then(|| name(self.ns, &self.ns_names)),
-            largest_objects: largest,
-            other_keys: 0,
-        }
+/// The `n` largest values, one entry each.
+fn largest(candidates: TopN, n: usize) -> Vec<LargeKey> {
+    let mut top = TopN::new(n);
+    for (s, k, r) in candidates.into_sorted() {
+        top.offer(s, &k, r);
     }
+    top.into_sorted()
+        .into_iter()
+        .map(|(size, key, revision)| LargeKey {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            revision,
+            size,
+        })
+        .collect()
 }
 
 /// The visitor that turns the check's walk into the etcd report.
@@ -488,34 +358,10 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         alarms: vec![],
         auth_enabled: false,
     });
-    let mut hashkv_error = None;
-    let hashkv = if summary.is_some() {
-        match HashKv::prepare(
-            db,
-            opts.hashkv_rev,
-            s.revision,
-            s.finished_compact_revision,
-            s.scheduled_compact_revision,
-        ) {
-            Ok(Ok(h)) => Some(h),
-            Ok(Err(refused)) => {
-                hashkv_error = Some(refused.to_string());
-                None
-            }
-            Err(e) => {
-                hashkv_error = Some(format!("cannot read bucket key: {e}"));
-                problems.push(e.to_problem());
-                None
-            }
-        }
-    } else {
-        hashkv_error = Some("the database could not be summarised".into());
-        None
+    let (hashkv, hashkv_error) = match &summary {
+        Some(s) => prepare_hashkv(db, opts.hashkv_rev, s, &mut problems),
+        None => (None, Some("the database could not be summarised".into())),
     };
-    let mut hashkv = hashkv;
-    if let Some(h) = &mut hashkv {
-        h.enable_passthrough();
-    }
     let mut v = Visitor {
         hashkv,
         unique_upto: s
@@ -528,17 +374,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         tombstones: 0,
         leases: 0,
         top: TopN::new(opts.top),
-        k8s: opts.k8s.then(|| K8sState {
-            by_namespace: opts.by_namespace,
-            res_names: vec![],
-            res_idx: HashMap::new(),
-            ns_names: vec![],
-            ns_idx: HashMap::new(),
-            res: vec![],
-            ns: vec![],
-            live: HashMap::new(),
-            top: TopN::new(opts.top.saturating_mul(8)),
-        }),
+        k8s: opts.k8s.then(|| K8sState::new(opts.by_namespace, opts.top)),
         problems: vec![],
         max_problems: opts.max_problems,
         dropped: 0,
@@ -570,19 +406,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         ),
         None => (None, opts.hashkv_rev),
     };
-    let mut top = TopN::new(opts.top);
-    for (s, k, r) in v.top.into_sorted() {
-        top.offer(s, &k, r);
-    }
-    let largest_keys = top
-        .into_sorted()
-        .into_iter()
-        .map(|(size, key, revision)| LargeKey {
-            key: String::from_utf8_lossy(&key).into_owned(),
-            revision,
-            size,
-        })
-        .collect();
+    let largest_keys = largest(v.top, opts.top);
     // With a compaction point, count from the pre-pass index (exact even while a
     // compaction is half done); without one, every generation's first put is present.
     let live_keys = match &v.hashkv {
@@ -643,27 +467,6 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn k8s_keys() {
-        assert_eq!(
-            k8s_split(b"/registry/pods/default/web-1"),
-            Some(("pods".into(), Some("default".into())))
-        );
-        assert_eq!(
-            k8s_split(b"/registry/namespaces/default"),
-            Some(("namespaces".into(), None))
-        );
-        assert_eq!(
-            k8s_split(b"/registry/example.com/widgets/ns1/w"),
-            Some(("example.com/widgets".into(), Some("ns1".into())))
-        );
-        assert_eq!(
-            k8s_split(b"/registry/apiregistration.k8s.io/apiservices/v1.apps"),
-            Some(("apiregistration.k8s.io/apiservices".into(), None))
-        );
-        assert_eq!(k8s_split(b"/other/x"), None);
-    }
 
     #[test]
     fn report_of_built_db() {

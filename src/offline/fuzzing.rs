@@ -1,8 +1,12 @@
 //! What the fuzz targets (`fuzz/`) and the property tests run: every reader entry point
-//! over arbitrary bytes. Results are thrown away; the only thing under test is that nothing
+//! over arbitrary bytes, from the bbolt pages up to `get` and `diff`. It lives here, above
+//! `format/`, because it drives the offline commands too (the format readers must not
+//! depend on them). Results are thrown away; the only thing under test is that nothing
 //! panics, reads out of bounds, or fails to finish.
 
-use super::{check, fix_checksums, BucketRoot, CheckOptions, Db, Meta, Node, PageHeader};
+use crate::format::bolt::{
+    check, check_meta, fix_checksums, BucketRoot, CheckOptions, Db, Meta, Node, PageHeader,
+};
 use crate::format::etcd::report::{report, ReportOptions};
 use crate::format::etcd::{parse_member, AlarmMember, ConfState, KeyValueRef, Lease, RevKey};
 
@@ -25,7 +29,7 @@ pub fn prepare(data: &[u8]) -> Vec<u8> {
 
 /// Open, list buckets, walk each with a cursor, seek, get and last; the etcd summary.
 pub fn exercise_reader(img: &[u8]) {
-    let _ = super::check_meta(img);
+    let _ = check_meta(img);
     let Ok(db) = Db::open(img) else { return };
     let _ = crate::format::etcd::summary_of(&db);
     let Ok(names) = db.bucket_names() else { return };
@@ -58,13 +62,18 @@ pub fn exercise_reader(img: &[u8]) {
     }
     let _ = crate::offline::get::get(
         &db,
+        "fuzz",
         b"",
         &crate::offline::get::GetOptions {
             prefix: true,
             ..Default::default()
         },
     );
-    let _ = crate::offline::diff::diff(&db, &db, &Default::default());
+    let side = crate::offline::diff::Named {
+        db: &db,
+        name: "fuzz",
+    };
+    let _ = crate::offline::diff::diff(side, side, &Default::default());
 }
 
 /// The strict check and the full etcd report (with hashkv and the Kubernetes summary).

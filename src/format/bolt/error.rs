@@ -1,0 +1,111 @@
+//! What goes wrong reading a database, always with where: [`FormatError`] and the
+//! [`Problem`]s the checker and the reports collect.
+
+use std::fmt;
+use std::io;
+
+use serde::Serialize;
+
+/// An error from reading a database: always says where.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// The source could not deliver bytes that should be there.
+    #[error("read of {len} bytes at offset {offset} failed: {source}")]
+    Io {
+        offset: u64,
+        len: usize,
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes are not a valid database.
+    #[error("{0}")]
+    Corrupt(Problem),
+}
+
+impl FormatError {
+    pub(crate) fn corrupt(page: Option<u64>, offset: Option<u64>, msg: impl Into<String>) -> Self {
+        FormatError::Corrupt(Problem::new(page, offset, msg))
+    }
+    /// Where the error happened and what, as a [`Problem`].
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            FormatError::Io {
+                offset,
+                len,
+                source,
+            } => Problem::new(
+                None,
+                Some(*offset),
+                format!("read of {len} bytes failed: {source}"),
+            ),
+            FormatError::Corrupt(p) => p.clone(),
+        }
+    }
+}
+
+impl FormatError {
+    /// The library error for this, naming the `file` it came from (an operator reading two
+    /// files must learn which one is damaged). Damage is an integrity problem: so is a read
+    /// that failed because the data is shorter than it claims or a compressed frame under
+    /// it does not decode. Other read failures are the operation failing.
+    pub fn in_file(self, file: &str) -> crate::Error {
+        match self {
+            FormatError::Corrupt(p) => crate::Error::Corrupt {
+                file: file.to_string(),
+                page: p.page,
+                offset: p.offset,
+                what: p.message,
+            },
+            FormatError::Io { offset, source, .. } if is_damage(&source) => crate::Error::Corrupt {
+                file: file.to_string(),
+                page: None,
+                offset: Some(offset),
+                what: crate::error::io_words(&source),
+            },
+            FormatError::Io { source, .. } => crate::Error::Io {
+                path: file.into(),
+                source,
+            },
+        }
+    }
+}
+
+/// Whether a failed read means the data is damaged (rather than unreadable).
+fn is_damage(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::UnexpectedEof
+        || e.kind() == io::ErrorKind::InvalidData
+        || e.get_ref()
+            .is_some_and(|inner| inner.is::<crate::pipeline::frames::FrameError>())
+}
+
+pub type Result<T, E = FormatError> = std::result::Result<T, E>;
+
+/// One thing found wrong with a file: the page (if known), the byte offset in the database
+/// image (if known) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub page: Option<u64>,
+    pub offset: Option<u64>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(page: Option<u64>, offset: Option<u64>, message: impl Into<String>) -> Self {
+        Problem {
+            page,
+            offset,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.page, self.offset) {
+            (Some(p), Some(o)) => write!(f, "page {p} (offset {o}): {}", self.message),
+            (Some(p), None) => write!(f, "page {p}: {}", self.message),
+            (None, Some(o)) => write!(f, "offset {o}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
