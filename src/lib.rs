@@ -24,5 +24,6 @@ pub mod offline;
 pub mod pipeline;
 pub mod source;
 pub mod store;
+pub mod units;
 
 pub use error::{Error, ExitCode, Result};
