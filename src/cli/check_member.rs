@@ -156,17 +156,7 @@ fn print_problems(r: &MemberReport) {
             Severity::Repaired => "repaired by etcd",
             Severity::Warning => "warning",
         };
-        let mut at = String::new();
-        if let Some(o) = p.offset {
-            at.push_str(&format!(" offset {o}"));
-        }
-        if let Some(n) = p.record {
-            at.push_str(&format!(" record {n}"));
-        }
-        if let Some(i) = p.index {
-            at.push_str(&format!(" index {i}"));
-        }
-        println!("  [{sev}] {}{at}: {}", p.file, p.message);
+        println!("  [{sev}] {}", p.located());
     }
     if let Some(l) = &r.lost {
         if r.verdict != Verdict::Healthy {

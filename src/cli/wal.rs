@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use super::{Global, OutputFormat};
 use crate::format::wal::{self, dump};
-use crate::member::Dirs;
+use crate::member::{self, Dirs, Verdict};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
@@ -13,8 +13,10 @@ pub enum Command {
     /// Each line: file:offset, record number in the file, record type, and for entries the
     /// term, index and what the request does (put, delete, txn, lease grant/revoke,
     /// compaction, conf changes with the member JSON). A damaged record is reported where etcd
-    /// would stop; records after it are still shown, marked `salvaged`.
-    /// Exit status: 0, or 3 when a record is damaged.
+    /// would stop; records after it are still shown, marked `salvaged`. The log gets the same
+    /// verdict as `check-member` gives it (printed on stderr when not healthy).
+    /// Exit status: 3 when that verdict is corrupt-wal or corrupt-snap; 1 when the dir is
+    /// missing or unreadable; otherwise 0 (a torn tail, which etcd cuts by itself, included).
     Dump(DumpArgs),
 }
 
@@ -57,29 +59,23 @@ fn dump_cmd(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
 }
 
 fn dump_inner(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let wal_dir = match &a.wal_dir {
-        Some(w) => w.clone(),
-        None if a
-            .data_dir
-            .read_dir()
-            .ok()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                wal::decode::parse_segment_name(&e.file_name().to_string_lossy()).is_some()
-            }) =>
-        {
-            a.data_dir.clone()
+    // The same verdict as check-member on this log (WAL and snap files): it decides the
+    // exit status, so both commands agree on the same dir.
+    let dirs = Dirs::locate(&a.data_dir, a.wal_dir.as_deref());
+    let (report, listing) = match member::check_wal(&dirs) {
+        Ok(x) => x,
+        Err(r) => {
+            let message = r
+                .problems
+                .first()
+                .map_or_else(|| r.headline(), |p| p.message.clone());
+            return Err(match r.verdict {
+                Verdict::Missing => crate::Error::NotFound(message),
+                _ => crate::Error::Failed(message),
+            }
+            .into());
         }
-        None => Dirs::resolve(&a.data_dir, None).wal_dir,
     };
-    let listing = wal::list_dir(&wal_dir)?;
-    if listing.segments.is_empty() {
-        return Err(
-            crate::Error::NotFound(format!("no *.wal files in {}", wal_dir.display())).into(),
-        );
-    }
     let segs = &listing.segments;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
@@ -89,7 +85,6 @@ fn dump_inner(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let mut first_json = true;
     let mut started = a.from_index.is_none();
-    let mut damaged = false;
     let mut salvaging = false;
     let mut dec = wal::Decoder::new(segs).without_tail_scan();
     let emit = |out: &mut dyn Write, d: &dump::Described, first: &mut bool| -> anyhow::Result<()> {
@@ -121,7 +116,6 @@ fn dump_inner(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(Some(f)) => (f.seg, f.offset, f.number, f.record),
             Ok(None) => break,
             Err(f) => {
-                damaged = true;
                 let name = segs.get(f.seg).map(|s| s.name.as_str()).unwrap_or("?");
                 let verdict = if f.is_unexpected_eof() && f.in_last_file {
                     "torn write: etcd truncates the log here"
@@ -179,7 +173,10 @@ fn dump_inner(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
         writeln!(out, "\n]")?;
     }
     out.flush()?;
-    Ok(if damaged {
+    if report.verdict != Verdict::Healthy {
+        eprintln!("lifeboat: {}", report.headline());
+    }
+    Ok(if report.verdict.is_corrupt() {
         ExitCode::Integrity
     } else {
         ExitCode::Ok

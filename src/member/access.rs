@@ -17,8 +17,9 @@ use crate::format::wal::{self, decode::Listing};
 pub(crate) type NotJudged = Box<MemberReport>;
 
 /// The WAL segments and snap files of a dir that can be judged, or the report that says why
-/// it cannot.
-pub(crate) fn open_dir(dirs: &Dirs) -> Result<(Listing, SnapDir), NotJudged> {
+/// it cannot. `refuse_running`: a dir a running etcd holds is not judged (`wal dump` reads a
+/// live log anyway: showing records is not judging them).
+pub(crate) fn open_dir(dirs: &Dirs, refuse_running: bool) -> Result<(Listing, SnapDir), NotJudged> {
     if let Err(e) = std::fs::metadata(&dirs.data_dir) {
         return Err(io_report(dirs, &dirs.data_dir, &e, "does not exist"));
     }
@@ -26,8 +27,10 @@ pub(crate) fn open_dir(dirs: &Dirs) -> Result<(Listing, SnapDir), NotJudged> {
         return Err(io_report(dirs, &dirs.data_dir, &e, "does not exist"));
     }
     let db = dirs.snap_dir.join("db");
-    if let Some(holder) = crate::io::lock_holder(&db) {
-        return Err(running(dirs, &db, &holder));
+    if refuse_running {
+        if let Some(holder) = crate::io::lock_holder(&db) {
+            return Err(running(dirs, &db, &holder));
+        }
     }
     match std::fs::metadata(&dirs.wal_dir) {
         Ok(md) if md.is_dir() => {}

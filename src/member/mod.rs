@@ -36,6 +36,32 @@ pub struct Dirs {
 }
 
 impl Dirs {
+    /// Where `wal dump` reads: `--wal-dir` when given; PATH itself when it holds `*.wal`
+    /// segments (a WAL dir given directly; its snap files are then in the sibling `snap`);
+    /// otherwise as [`Dirs::resolve`].
+    pub fn locate(path: &Path, wal_dir: Option<&Path>) -> Dirs {
+        if wal_dir.is_some() {
+            return Dirs::resolve(path, wal_dir);
+        }
+        let holds_segments = std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                crate::format::wal::decode::parse_segment_name(&e.file_name().to_string_lossy())
+                    .is_some()
+            });
+        if holds_segments {
+            let member = path.parent().unwrap_or(path);
+            return Dirs {
+                data_dir: path.to_path_buf(),
+                wal_dir: path.to_path_buf(),
+                snap_dir: member.join("snap"),
+            };
+        }
+        Dirs::resolve(path, None)
+    }
+
     /// `DATA_DIR/member/{wal,snap}`; a `member` dir itself is accepted too.
     pub fn resolve(data_dir: &Path, wal_dir: Option<&Path>) -> Dirs {
         let member = if data_dir.join("member").is_dir() || !data_dir.join("wal").is_dir() {
@@ -67,7 +93,7 @@ impl Default for Options {
 
 /// Check one member data dir.
 pub fn check_dir(dirs: &Dirs, opts: Options) -> MemberReport {
-    let (listing, snapdir) = match access::open_dir(dirs) {
+    let (listing, snapdir) = match access::open_dir(dirs, true) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -80,14 +106,14 @@ pub fn check_dir(dirs: &Dirs, opts: Options) -> MemberReport {
     r
 }
 
-/// The WAL side of the verdict only (no db): what `wal dump` shares with `check-member`, so
-/// both say the same about the same log. `Err` when the dir is not judged (missing,
-/// unreadable, running).
-pub fn check_wal(dirs: &Dirs) -> Result<MemberReport, MemberReport> {
-    let (listing, snapdir) = access::open_dir(dirs).map_err(|r| *r)?;
+/// The WAL side of the verdict only (WAL and snap files, no db): what `wal dump` shares with
+/// `check-member`, so both say the same about the same log. A dir a running etcd holds is
+/// still read. `Err` when the dir is not judged (missing, unreadable).
+pub fn check_wal(dirs: &Dirs) -> Result<(MemberReport, Listing), Box<MemberReport>> {
+    let (listing, snapdir) = access::open_dir(dirs, false)?;
     let mut r = check_parts(dirs, &listing.segments, &snapdir);
     set_aside_files(&mut r, dirs, &listing, &snapdir);
-    Ok(r)
+    Ok((r, listing))
 }
 
 /// Files etcd (or an earlier repair) left beside the log: worth a warning, never fatal.

@@ -245,6 +245,38 @@ pub(crate) fn warning(file: &str, message: String) -> Problem {
     }
 }
 
+impl MemberReport {
+    /// The verdict and its first fatal (or repaired) problem in one line, e.g. `corrupt-wal:
+    /// /d/member/wal/0.wal offset 0 record 1: ...`: what every command says about this dir.
+    pub fn headline(&self) -> String {
+        let first = self
+            .problems
+            .iter()
+            .find(|p| matches!(p.severity, Severity::Fatal | Severity::Repaired));
+        match first {
+            Some(p) => format!("{}: {}", self.verdict.as_str(), p.located()),
+            None => self.verdict.as_str().to_string(),
+        }
+    }
+}
+
+impl Problem {
+    /// `FILE[ offset O][ record N][ index I]: MESSAGE`.
+    pub fn located(&self) -> String {
+        let mut at = String::new();
+        if let Some(o) = self.offset {
+            at.push_str(&format!(" offset {o}"));
+        }
+        if let Some(n) = self.record {
+            at.push_str(&format!(" record {n}"));
+        }
+        if let Some(i) = self.index {
+            at.push_str(&format!(" index {i}"));
+        }
+        format!("{}{at}: {}", self.file, self.message)
+    }
+}
+
 /// Fatal first, then what etcd repairs, then warnings; stable within each.
 pub(crate) fn sort_problems(problems: &mut [Problem]) {
     problems.sort_by_key(|p| match p.severity {
