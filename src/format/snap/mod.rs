@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::format::wal::record::ConfState;
-use crate::format::wal::wire::{bytes, varint, Reader, WireError};
+use crate::format::wire::{bytes, varint, Reader, WireError};
 
 /// Why etcd would refuse a snap file (and rename it to `<name>.broken`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::record::Record;
-use super::wire::WireError;
+use crate::format::wire::WireError;
 use crate::io::{FileReader, ReadAt};
 
 /// Read size of the segment window.

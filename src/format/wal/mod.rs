@@ -1,6 +1,7 @@
 //! etcd's write-ahead log (`member/wal/*.wal`, formats §5), read the way etcd 3.5.1 reads it.
 //!
-//! * [`wire`]: gogo-protobuf-exact wire decoding (what counts as "does not unmarshal").
+//! * [`crate::format::wire`]: gogo-protobuf-exact wire decoding (what counts as "does not
+//!   unmarshal"), shared with the snap and bucket readers.
 //! * [`record`]: `walpb.Record` and the raft messages inside it, zero-copy.
 //! * [`decode`]: segment files and the frame decoder with etcd's torn-write test; bounded
 //!   memory (a 1 MiB window that grows only to one record, at most 10 MiB).
@@ -14,7 +15,8 @@ pub mod fuzzing;
 pub mod open;
 pub mod record;
 pub mod scan;
-pub mod wire;
+/// The wire reader moved to `format::wire` (shared by every reader); kept here for old paths.
+pub use crate::format::wire;
 
 pub use decode::{list_dir, Decoder, Failure, FailureKind, Segment};
 pub use open::{open, valid_snapshots, Opened, Outcome, Start};
