@@ -7,6 +7,7 @@
 //!   memory (a 1 MiB window that grows only to one record, at most 10 MiB).
 //! * [`scan`]: one pass over all segments collecting facts, then salvage past a failure.
 //! * [`open`]: what etcd does with those facts at start-up: reads, repairs or refuses.
+//! * [`requests`]: the etcd requests inside entries (`InternalRaftRequest` & co).
 //! * [`dump`]: human/JSON description of records (`lifeboat wal dump`).
 
 pub mod decode;
@@ -14,6 +15,7 @@ pub mod dump;
 pub mod fuzzing;
 pub mod open;
 pub mod record;
+pub mod requests;
 pub mod scan;
 /// The wire reader moved to `format::wire` (shared by every reader); kept here for old paths.
 pub use crate::format::wire;
