@@ -78,101 +78,34 @@ fn dump_inner(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let segs = &listing.segments;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let json = g.output == OutputFormat::Json;
-    if json {
-        writeln!(out, "[")?;
-    }
-    let mut first_json = true;
-    let mut started = a.from_index.is_none();
+    let mut out = Out {
+        w: std::io::BufWriter::new(stdout.lock()),
+        json: g.output == OutputFormat::Json,
+        first: true,
+    };
+    out.open()?;
+    let mut filter = Filter::new(&a);
     let mut salvaging = false;
     let mut dec = wal::Decoder::new(segs).without_tail_scan();
-    let emit = |out: &mut dyn Write, d: &dump::Described, first: &mut bool| -> anyhow::Result<()> {
-        if json {
-            if !*first {
-                writeln!(out, ",")?;
-            }
-            *first = false;
-            write!(out, "{}", serde_json::to_string(d)?)?;
-        } else {
-            let mut line = format!("{}:{} #{} {}", d.file, d.offset, d.record, d.rtype);
-            if let Some(t) = d.entry_type {
-                line.push_str(&format!(" {t}"));
-            }
-            if let (Some(t), Some(i)) = (d.term, d.index) {
-                line.push_str(&format!(" term={t} index={i}"));
-            }
-            line.push(' ');
-            line.push_str(&d.summary);
-            if d.salvaged {
-                line.push_str("  [salvaged: etcd stops before this record]");
-            }
-            writeln!(out, "{line}")?;
-        }
-        Ok(())
-    };
     loop {
-        let (seg, offset, number, rec) = match dec.next_frame() {
-            Ok(Some(f)) => (f.seg, f.offset, f.number, f.record),
+        let name = |seg: usize| segs.get(seg).map_or("?", |s| s.name.as_str());
+        match dec.next_frame() {
+            Ok(Some(f)) => {
+                let mut d = dump::describe(name(f.seg), f.offset, f.number, &f.record);
+                d.salvaged = salvaging;
+                if filter.wants(&d) {
+                    out.record(&d)?;
+                }
+            }
             Ok(None) => break,
             Err(f) => {
-                let name = segs.get(f.seg).map(|s| s.name.as_str()).unwrap_or("?");
-                let verdict = if f.is_unexpected_eof() && f.in_last_file {
-                    "torn write: etcd truncates the log here"
-                } else if f.is_unexpected_eof() {
-                    "unexpected EOF outside the last file: etcd cannot repair"
-                } else {
-                    "corrupt: etcd refuses to start"
-                };
-                let d = dump::Described {
-                    file: name.to_string(),
-                    offset: f.offset,
-                    record: f.number,
-                    rtype: "damaged",
-                    entry_type: None,
-                    term: None,
-                    index: None,
-                    request: None,
-                    summary: format!("{} ({verdict})", f.kind),
-                    member: None,
-                    salvaged: salvaging,
-                };
-                emit(&mut out, &d, &mut first_json)?;
+                out.record(&dump::describe_failure(name(f.seg), &f, salvaging))?;
                 salvaging = true;
                 dec.skip_failed(&f);
-                continue;
-            }
-        };
-        let name = segs.get(seg).map(|s| s.name.as_str()).unwrap_or("?");
-        let mut d = dump::describe(name, offset, number, &rec);
-        d.salvaged = salvaging;
-        if !started {
-            match (d.rtype, d.index, a.from_index) {
-                ("entry", Some(i), Some(from)) if i >= from => started = true,
-                _ => continue,
             }
         }
-        if let (Some(from), "entry", Some(i)) = (a.from_index, d.rtype, d.index) {
-            if i < from {
-                continue;
-            }
-        }
-        if !a.types.is_empty() {
-            let kinds = [Some(d.rtype), d.entry_type, d.request];
-            if !kinds
-                .iter()
-                .flatten()
-                .any(|k| a.types.iter().any(|t| t == k))
-            {
-                continue;
-            }
-        }
-        emit(&mut out, &d, &mut first_json)?;
     }
-    if json {
-        writeln!(out, "\n]")?;
-    }
-    out.flush()?;
+    out.close()?;
     if report.verdict != Verdict::Healthy {
         eprintln!("lifeboat: {}", report.headline());
     }
@@ -181,4 +114,80 @@ fn dump_inner(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Ok
     })
+}
+
+/// `--from-index` and `--type`.
+struct Filter<'a> {
+    from_index: Option<u64>,
+    types: &'a [String],
+    started: bool,
+}
+
+impl<'a> Filter<'a> {
+    fn new(a: &'a DumpArgs) -> Self {
+        Filter {
+            from_index: a.from_index,
+            types: &a.types,
+            started: a.from_index.is_none(),
+        }
+    }
+
+    /// Records from the first entry at `--from-index` on (earlier entries after it, from
+    /// an overwritten tail, are left out), of the kinds asked for.
+    fn wants(&mut self, d: &dump::Described) -> bool {
+        if !self.started {
+            match (d.rtype, d.index, self.from_index) {
+                ("entry", Some(i), Some(from)) if i >= from => self.started = true,
+                _ => return false,
+            }
+        }
+        if let (Some(from), "entry", Some(i)) = (self.from_index, d.rtype, d.index) {
+            if i < from {
+                return false;
+            }
+        }
+        if self.types.is_empty() {
+            return true;
+        }
+        [Some(d.rtype), d.entry_type, d.request]
+            .iter()
+            .flatten()
+            .any(|k| self.types.iter().any(|t| t == k))
+    }
+}
+
+/// Text lines, or one JSON array written as it goes (a WAL can be larger than memory).
+struct Out<W: Write> {
+    w: W,
+    json: bool,
+    first: bool,
+}
+
+impl<W: Write> Out<W> {
+    fn open(&mut self) -> std::io::Result<()> {
+        if self.json {
+            writeln!(self.w, "[")?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, d: &dump::Described) -> anyhow::Result<()> {
+        if self.json {
+            if !self.first {
+                writeln!(self.w, ",")?;
+            }
+            self.first = false;
+            write!(self.w, "{}", serde_json::to_string(d)?)?;
+        } else {
+            writeln!(self.w, "{}", dump::text_line(d))?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        if self.json {
+            writeln!(self.w, "\n]")?;
+        }
+        self.w.flush()
+    }
 }

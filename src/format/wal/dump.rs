@@ -133,43 +133,63 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             }
         }
     };
+    kv_request(&r)
+        .or_else(|| lease_request(&r))
+        .or_else(|| cluster_request(&r))
+        .or_else(|| auth_request(&r))
+        .unwrap_or_else(|| ("other", format!("request id {:x} (kind not decoded)", r.id)))
+}
+
+/// What a request is called (`--type`) and what it does, when it is of a function's kind.
+type Said = Option<(&'static str, String)>;
+
+/// Keys: put, delete, txn, compaction, range.
+fn kv_request(r: &InternalRaftRequest) -> Said {
     if let Some(p) = &r.put {
         let mut s = format!("put {} ({} bytes)", show_key(&p.key), p.value.len());
         if p.lease != 0 {
             s.push_str(&format!(" lease {:x}", p.lease));
         }
-        return ("put", s);
+        return Some(("put", s));
     }
     if let Some(d) = &r.delete_range {
-        return (
+        return Some((
             "delete-range",
             format!("delete {}", show_range(&d.key, &d.range_end)),
-        );
+        ));
     }
     if let Some(t) = &r.txn {
-        return match TxnRequest::decode(t.as_slice()) {
+        return Some(match TxnRequest::decode(t.as_slice()) {
             Ok(t) => ("txn", describe_txn(&t, 0)),
             Err(e) => ("txn", format!("txn (undecodable: {e})")),
-        };
+        });
     }
     if let Some(c) = &r.compaction {
-        return (
+        return Some((
             "compaction",
             format!(
                 "compact to revision {}{}",
                 c.revision,
                 if c.physical { " (physical)" } else { "" }
             ),
-        );
+        ));
     }
+    if let Some(q) = &r.range {
+        return Some(("range", format!("get {}", show_range(&q.key, &q.range_end))));
+    }
+    None
+}
+
+/// Leases: grant, revoke, checkpoint.
+fn lease_request(r: &InternalRaftRequest) -> Said {
     if let Some(l) = &r.lease_grant {
-        return (
+        return Some((
             "lease-grant",
             format!("lease grant {:x} ttl {}s", l.id, l.ttl),
-        );
+        ));
     }
     if let Some(l) = &r.lease_revoke {
-        return ("lease-revoke", format!("lease revoke {:x}", l.id));
+        return Some(("lease-revoke", format!("lease revoke {:x}", l.id)));
     }
     if let Some(l) = &r.lease_checkpoint {
         let c: Vec<String> = l
@@ -177,11 +197,16 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             .iter()
             .map(|c| format!("{:x}={}s", c.id, c.remaining_ttl))
             .collect();
-        return (
+        return Some((
             "lease-checkpoint",
             format!("lease checkpoint {}", c.join(" ")),
-        );
+        ));
     }
+    None
+}
+
+/// The cluster itself: alarms, versions, member attributes, downgrades, v2 requests.
+fn cluster_request(r: &InternalRaftRequest) -> Said {
     if let Some(a) = &r.alarm {
         let action = ["get", "activate", "deactivate"]
             .get(a.action as usize)
@@ -191,16 +216,13 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             .get(a.alarm as usize)
             .copied()
             .unwrap_or("?");
-        return (
+        return Some((
             "alarm",
             format!("alarm {action} {alarm} member {:x}", a.member_id),
-        );
-    }
-    if let Some(r) = &r.range {
-        return ("range", format!("get {}", show_range(&r.key, &r.range_end)));
+        ));
     }
     if let Some(v) = &r.cluster_version_set {
-        return ("cluster-version", format!("set cluster version {}", v.ver));
+        return Some(("cluster-version", format!("set cluster version {}", v.ver)));
     }
     if let Some(m) = &r.cluster_member_attr_set {
         let (name, urls) = m
@@ -208,26 +230,31 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             .as_ref()
             .map(|a| (a.name.clone(), a.client_urls.join(",")))
             .unwrap_or_default();
-        return (
+        return Some((
             "member-attr",
             format!(
                 "publish member {:x} name {name} client urls {urls}",
                 m.member_id
             ),
-        );
+        ));
     }
     if let Some(d) = &r.downgrade_info_set {
-        return (
+        return Some((
             "downgrade",
             format!("downgrade enabled={} target {}", d.enabled, d.ver),
-        );
+        ));
     }
     if let Some(v2) = &r.v2 {
-        return match RequestV2::decode(v2.as_slice()) {
+        return Some(match RequestV2::decode(v2.as_slice()) {
             Ok(v) => ("v2", format!("v2 {} {} {}", v.method, v.path, v.val)),
             Err(e) => ("v2", format!("v2 (undecodable: {e})")),
-        };
+        });
     }
+    None
+}
+
+/// Authentication and users/roles.
+fn auth_request(r: &InternalRaftRequest) -> Said {
     let auth = [
         (r.auth_enable.is_some(), "auth enable".to_string()),
         (r.auth_disable.is_some(), "auth disable".to_string()),
@@ -235,7 +262,7 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
     ];
     for (present, s) in auth {
         if present {
-            return ("auth", s);
+            return Some(("auth", s));
         }
     }
     let named = [
@@ -251,10 +278,10 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
     ];
     for (n, what) in named {
         if let Some(n) = n {
-            return ("auth", format!("{what} {}", n.name));
+            return Some(("auth", format!("{what} {}", n.name)));
         }
     }
-    ("other", format!("request id {:x} (kind not decoded)", r.id))
+    None
 }
 
 /// One record, described.
@@ -281,6 +308,47 @@ pub struct Described {
     /// The record was read past a failure (salvage), etcd would not see it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub salvaged: bool,
+}
+
+/// A frame that failed to decode, described where etcd meets it, with what etcd does.
+pub fn describe_failure(file: &str, f: &super::Failure, salvaged: bool) -> Described {
+    let verdict = if f.is_unexpected_eof() && f.in_last_file {
+        "torn write: etcd truncates the log here"
+    } else if f.is_unexpected_eof() {
+        "unexpected EOF outside the last file: etcd cannot repair"
+    } else {
+        "corrupt: etcd refuses to start"
+    };
+    Described {
+        file: file.to_string(),
+        offset: f.offset,
+        record: f.number,
+        rtype: "damaged",
+        entry_type: None,
+        term: None,
+        index: None,
+        request: None,
+        summary: format!("{} ({verdict})", f.kind),
+        member: None,
+        salvaged,
+    }
+}
+
+/// One line of `wal dump`'s text output.
+pub fn text_line(d: &Described) -> String {
+    let mut line = format!("{}:{} #{} {}", d.file, d.offset, d.record, d.rtype);
+    if let Some(t) = d.entry_type {
+        line.push_str(&format!(" {t}"));
+    }
+    if let (Some(t), Some(i)) = (d.term, d.index) {
+        line.push_str(&format!(" term={t} index={i}"));
+    }
+    line.push(' ');
+    line.push_str(&d.summary);
+    if d.salvaged {
+        line.push_str("  [salvaged: etcd stops before this record]");
+    }
+    line
 }
 
 /// Describe one record.
