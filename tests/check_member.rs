@@ -640,6 +640,15 @@ fn unreadable_dir_is_not_missing() {
         let j = json(&o);
         assert_eq!(j["members"][0]["verdict"], "unreadable", "{j:#}");
         assert!(!j.to_string().contains("member remove"), "{j:#}");
+        // wal dump says the same, with the same exit code.
+        let o = member::run_lifeboat_as_nobody(["wal", "dump", d.to_str().unwrap()]);
+        assert_exit(&o, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains("permission denied reading")
+                && err.contains("run as the etcd user or root"),
+            "{err}"
+        );
         // The same dir read by root is healthy.
         let o = run_lifeboat(["check-member", d.to_str().unwrap()]);
         assert_exit(&o, 0);

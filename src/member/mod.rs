@@ -178,6 +178,23 @@ pub fn check_dirs(
 mod tests {
     use super::*;
 
+    /// `wal dump` accepts a data dir, a `member` dir or a WAL dir itself.
+    #[test]
+    fn locate_finds_the_wal_dir() {
+        let tmp = std::env::temp_dir().join(format!("lifeboat-locate-{}", std::process::id()));
+        let wal = tmp.join("d/member/wal");
+        std::fs::create_dir_all(&wal).unwrap();
+        std::fs::write(wal.join("0000000000000000-0000000000000000.wal"), b"").unwrap();
+        for p in [tmp.join("d"), tmp.join("d/member"), wal.clone()] {
+            let d = Dirs::locate(&p, None);
+            assert_eq!(d.wal_dir, wal, "{}", p.display());
+            assert_eq!(d.snap_dir, tmp.join("d/member/snap"), "{}", p.display());
+        }
+        let other = tmp.join("elsewhere");
+        assert_eq!(Dirs::locate(&tmp.join("d"), Some(&other)).wal_dir, other);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
     #[test]
     fn only_enoent_is_missing() {
         let tmp = std::env::temp_dir().join(format!("lifeboat-member-{}", std::process::id()));
