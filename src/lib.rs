@@ -27,5 +27,6 @@ pub mod pipeline;
 pub mod restore;
 pub mod source;
 pub mod store;
+pub mod units;
 
 pub use error::{Error, ExitCode, Result};

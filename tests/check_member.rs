@@ -611,3 +611,108 @@ fn killed_mid_write_prediction_holds() {
         );
     }
 }
+
+/// A data dir this user may not read is `unreadable` (exit 1), never `missing`, and its
+/// advice touches nothing in the cluster (text and JSON).
+#[test]
+fn unreadable_dir_is_not_missing() {
+    let mut c = Cluster::single(&etcd35(), Opts::default());
+    c.stop(0);
+    let dir = c.data_dir(0).to_path_buf();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for d in [dir.clone(), dir.join("member")] {
+        let o = member::run_lifeboat_as_nobody(["check-member", d.to_str().unwrap()]);
+        assert_exit(&o, 1);
+        let out = stdout(&o);
+        assert!(out.contains("UNREADABLE"), "{out}");
+        assert!(
+            out.contains("permission denied reading")
+                && out.contains("run as the etcd user or root"),
+            "{out}"
+        );
+        assert!(out.contains("docs/member-recovery.md#unreadable"), "{out}");
+        for bad in ["member remove", "member add", "MISSING", "mv "] {
+            assert!(!out.contains(bad), "{bad:?} in:\n{out}");
+        }
+        let o = member::run_lifeboat_as_nobody(["check-member", "-o", "json", d.to_str().unwrap()]);
+        assert_exit(&o, 1);
+        let j = json(&o);
+        assert_eq!(j["members"][0]["verdict"], "unreadable", "{j:#}");
+        assert!(!j.to_string().contains("member remove"), "{j:#}");
+        // wal dump says the same, with the same exit code.
+        let o = member::run_lifeboat_as_nobody(["wal", "dump", d.to_str().unwrap()]);
+        assert_exit(&o, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains("permission denied reading")
+                && err.contains("run as the etcd user or root"),
+            "{err}"
+        );
+        // The same dir read by root is healthy.
+        let o = run_lifeboat(["check-member", d.to_str().unwrap()]);
+        assert_exit(&o, 0);
+    }
+}
+
+/// A data dir a running etcd holds is said to be live, not judged.
+#[test]
+fn running_etcd_is_not_judged() {
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.put("/k", "v");
+    let dir = c.data_dir(0).to_str().unwrap().to_string();
+    let o = run_lifeboat(["check-member", &dir]);
+    assert_exit(&o, 1);
+    let out = stdout(&o);
+    assert!(out.contains("RUNNING"), "{out}");
+    assert!(out.contains("etcd is running on this data dir"), "{out}");
+    assert!(out.contains("held by pid"), "{out}");
+    assert!(
+        out.contains("stop it first, or use `lifeboat status`"),
+        "{out}"
+    );
+    assert!(!out.contains("member remove"), "{out}");
+    let o = run_lifeboat(["check-member", "-o", "json", &dir]);
+    assert_exit(&o, 1);
+    assert_eq!(json(&o)["members"][0]["verdict"], "running");
+}
+
+/// `wal dump` and `check-member` give an empty only WAL segment the same verdict, message and
+/// exit code; the advice links the repo's own recovery doc.
+#[test]
+fn empty_only_segment_same_verdict_everywhere() {
+    let mut c = Cluster::single(&etcd35(), Opts::default());
+    c.put("/k", "v");
+    c.stop(0);
+    let dir = c.data_dir(0).to_path_buf();
+    let segs: Vec<PathBuf> = std::fs::read_dir(dir.join("member/wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    assert_eq!(segs.len(), 1);
+    std::fs::write(&segs[0], b"").unwrap();
+    let d = dir.to_str().unwrap();
+    let o = run_lifeboat(["check-member", "-o", "json", d]);
+    assert_exit(&o, 3);
+    let r = json(&o)["members"][0].clone();
+    assert_eq!(r["verdict"], "corrupt-wal", "{r:#}");
+    let message = r["problems"][0]["message"].as_str().unwrap().to_string();
+    for args in [vec!["wal", "dump", d], vec!["wal", "dump", "-o", "json", d]] {
+        let o = run_lifeboat(&args);
+        assert_exit(&o, 3);
+        let err = stderr(&o);
+        assert!(err.contains("corrupt-wal"), "{err}");
+        assert!(err.contains(&message), "{message:?} not in {err}");
+    }
+    let o = run_lifeboat(["check-member", d]);
+    assert_exit(&o, 3);
+    let out = stdout(&o);
+    assert!(out.contains(&message), "{out}");
+    assert!(out.contains("docs/member-recovery.md#corrupt-wal"), "{out}");
+    assert!(
+        out.contains("docs/member-recovery.md#replace-the-member"),
+        "{out}"
+    );
+    assert!(!out.to_lowercase().contains("field notes"), "{out}");
+}

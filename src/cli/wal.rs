@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use super::{Global, OutputFormat};
 use crate::format::wal::{self, dump};
-use crate::member::Dirs;
+use crate::member::{self, Dirs, Verdict};
 use crate::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
@@ -13,8 +13,10 @@ pub enum Command {
     /// Each line: file:offset, record number in the file, record type, and for entries the
     /// term, index and what the request does (put, delete, txn, lease grant/revoke,
     /// compaction, conf changes with the member JSON). A damaged record is reported where etcd
-    /// would stop; records after it are still shown, marked `salvaged`.
-    /// Exit status: 0, or 3 when a record is damaged.
+    /// would stop; records after it are still shown, marked `salvaged`. The log gets the same
+    /// verdict as `check-member` gives it (printed on stderr when not healthy).
+    /// Exit status: 3 when that verdict is corrupt-wal or corrupt-snap; 1 when the dir is
+    /// missing or unreadable; otherwise 0 (a torn tail, which etcd cuts by itself, included).
     Dump(DumpArgs),
 }
 
@@ -57,131 +59,135 @@ fn dump_cmd(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
 }
 
 fn dump_inner(a: DumpArgs, g: &Global) -> anyhow::Result<ExitCode> {
-    let wal_dir = match &a.wal_dir {
-        Some(w) => w.clone(),
-        None if a
-            .data_dir
-            .read_dir()
-            .ok()
-            .into_iter()
-            .flatten()
-            .flatten()
-            .any(|e| {
-                wal::decode::parse_segment_name(&e.file_name().to_string_lossy()).is_some()
-            }) =>
-        {
-            a.data_dir.clone()
+    // The same verdict as check-member on this log (WAL and snap files): it decides the
+    // exit status, so both commands agree on the same dir.
+    let dirs = Dirs::locate(&a.data_dir, a.wal_dir.as_deref());
+    let (report, listing) = match member::check_wal(&dirs) {
+        Ok(x) => x,
+        Err(r) => {
+            let message = r
+                .problems
+                .first()
+                .map_or_else(|| r.headline(), |p| p.message.clone());
+            return Err(match r.verdict {
+                Verdict::Missing => crate::Error::NotFound(message),
+                _ => crate::Error::Failed(message),
+            }
+            .into());
         }
-        None => Dirs::resolve(&a.data_dir, None).wal_dir,
     };
-    let listing = wal::list_dir(&wal_dir)?;
-    if listing.segments.is_empty() {
-        return Err(
-            crate::Error::NotFound(format!("no *.wal files in {}", wal_dir.display())).into(),
-        );
-    }
     let segs = &listing.segments;
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let json = g.output == OutputFormat::Json;
-    if json {
-        writeln!(out, "[")?;
-    }
-    let mut first_json = true;
-    let mut started = a.from_index.is_none();
-    let mut damaged = false;
+    let mut out = Out {
+        w: std::io::BufWriter::new(stdout.lock()),
+        json: g.output == OutputFormat::Json,
+        first: true,
+    };
+    out.open()?;
+    let mut filter = Filter::new(&a);
     let mut salvaging = false;
     let mut dec = wal::Decoder::new(segs).without_tail_scan();
-    let emit = |out: &mut dyn Write, d: &dump::Described, first: &mut bool| -> anyhow::Result<()> {
-        if json {
-            if !*first {
-                writeln!(out, ",")?;
-            }
-            *first = false;
-            write!(out, "{}", serde_json::to_string(d)?)?;
-        } else {
-            let mut line = format!("{}:{} #{} {}", d.file, d.offset, d.record, d.rtype);
-            if let Some(t) = d.entry_type {
-                line.push_str(&format!(" {t}"));
-            }
-            if let (Some(t), Some(i)) = (d.term, d.index) {
-                line.push_str(&format!(" term={t} index={i}"));
-            }
-            line.push(' ');
-            line.push_str(&d.summary);
-            if d.salvaged {
-                line.push_str("  [salvaged: etcd stops before this record]");
-            }
-            writeln!(out, "{line}")?;
-        }
-        Ok(())
-    };
     loop {
-        let (seg, offset, number, rec) = match dec.next_frame() {
-            Ok(Some(f)) => (f.seg, f.offset, f.number, f.record),
+        let name = |seg: usize| segs.get(seg).map_or("?", |s| s.name.as_str());
+        match dec.next_frame() {
+            Ok(Some(f)) => {
+                let mut d = dump::describe(name(f.seg), f.offset, f.number, &f.record);
+                d.salvaged = salvaging;
+                if filter.wants(&d) {
+                    out.record(&d)?;
+                }
+            }
             Ok(None) => break,
             Err(f) => {
-                damaged = true;
-                let name = segs.get(f.seg).map(|s| s.name.as_str()).unwrap_or("?");
-                let verdict = if f.is_unexpected_eof() && f.in_last_file {
-                    "torn write: etcd truncates the log here"
-                } else if f.is_unexpected_eof() {
-                    "unexpected EOF outside the last file: etcd cannot repair"
-                } else {
-                    "corrupt: etcd refuses to start"
-                };
-                let d = dump::Described {
-                    file: name.to_string(),
-                    offset: f.offset,
-                    record: f.number,
-                    rtype: "damaged",
-                    entry_type: None,
-                    term: None,
-                    index: None,
-                    request: None,
-                    summary: format!("{} ({verdict})", f.kind),
-                    member: None,
-                    salvaged: salvaging,
-                };
-                emit(&mut out, &d, &mut first_json)?;
+                out.record(&dump::describe_failure(name(f.seg), &f, salvaging))?;
                 salvaging = true;
                 dec.skip_failed(&f);
-                continue;
-            }
-        };
-        let name = segs.get(seg).map(|s| s.name.as_str()).unwrap_or("?");
-        let mut d = dump::describe(name, offset, number, &rec);
-        d.salvaged = salvaging;
-        if !started {
-            match (d.rtype, d.index, a.from_index) {
-                ("entry", Some(i), Some(from)) if i >= from => started = true,
-                _ => continue,
             }
         }
-        if let (Some(from), "entry", Some(i)) = (a.from_index, d.rtype, d.index) {
-            if i < from {
-                continue;
-            }
-        }
-        if !a.types.is_empty() {
-            let kinds = [Some(d.rtype), d.entry_type, d.request];
-            if !kinds
-                .iter()
-                .flatten()
-                .any(|k| a.types.iter().any(|t| t == k))
-            {
-                continue;
-            }
-        }
-        emit(&mut out, &d, &mut first_json)?;
     }
-    if json {
-        writeln!(out, "\n]")?;
+    out.close()?;
+    if report.verdict != Verdict::Healthy {
+        eprintln!("lifeboat: {}", report.headline());
     }
-    out.flush()?;
-    Ok(if damaged {
+    Ok(if report.verdict.is_corrupt() {
         ExitCode::Integrity
     } else {
         ExitCode::Ok
     })
+}
+
+/// `--from-index` and `--type`.
+struct Filter<'a> {
+    from_index: Option<u64>,
+    types: &'a [String],
+    started: bool,
+}
+
+impl<'a> Filter<'a> {
+    fn new(a: &'a DumpArgs) -> Self {
+        Filter {
+            from_index: a.from_index,
+            types: &a.types,
+            started: a.from_index.is_none(),
+        }
+    }
+
+    /// Records from the first entry at `--from-index` on (earlier entries after it, from
+    /// an overwritten tail, are left out), of the kinds asked for.
+    fn wants(&mut self, d: &dump::Described) -> bool {
+        if !self.started {
+            match (d.rtype, d.index, self.from_index) {
+                ("entry", Some(i), Some(from)) if i >= from => self.started = true,
+                _ => return false,
+            }
+        }
+        if let (Some(from), "entry", Some(i)) = (self.from_index, d.rtype, d.index) {
+            if i < from {
+                return false;
+            }
+        }
+        if self.types.is_empty() {
+            return true;
+        }
+        [Some(d.rtype), d.entry_type, d.request]
+            .iter()
+            .flatten()
+            .any(|k| self.types.iter().any(|t| t == k))
+    }
+}
+
+/// Text lines, or one JSON array written as it goes (a WAL can be larger than memory).
+struct Out<W: Write> {
+    w: W,
+    json: bool,
+    first: bool,
+}
+
+impl<W: Write> Out<W> {
+    fn open(&mut self) -> std::io::Result<()> {
+        if self.json {
+            writeln!(self.w, "[")?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, d: &dump::Described) -> anyhow::Result<()> {
+        if self.json {
+            if !self.first {
+                writeln!(self.w, ",")?;
+            }
+            self.first = false;
+            write!(self.w, "{}", serde_json::to_string(d)?)?;
+        } else {
+            writeln!(self.w, "{}", dump::text_line(d))?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> std::io::Result<()> {
+        if self.json {
+            writeln!(self.w, "\n]")?;
+        }
+        self.w.flush()
+    }
 }

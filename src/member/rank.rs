@@ -1,5 +1,5 @@
 //! Ranking surviving members: which data dir holds the newest committed data, to copy the db
-//! from when no backup is recent enough (field notes §2).
+//! from when no backup is recent enough (docs/member-recovery.md#quorum-lost).
 
 use serde::Serialize;
 
@@ -34,12 +34,9 @@ fn key(r: &MemberReport) -> (u64, u64, u64, u64, u64) {
 }
 
 /// Rank dirs, newest data first (see [`key`]): the db to copy when no backup is recent
-/// enough. Missing dirs are left out.
+/// enough. Dirs that were not judged (missing, unreadable, running) are left out.
 pub fn rank(reports: &[MemberReport]) -> Vec<Ranked> {
-    let mut v: Vec<&MemberReport> = reports
-        .iter()
-        .filter(|r| r.verdict != Verdict::Missing)
-        .collect();
+    let mut v: Vec<&MemberReport> = reports.iter().filter(|r| r.verdict.was_judged()).collect();
     v.sort_by_key(|r| std::cmp::Reverse(key(r)));
     v.iter()
         .enumerate()

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::format::wire::{Reader, Value, WireError, WireErrorKind};
+
 /// A protobuf decoding error, with the byte offset inside the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("protobuf {what} at byte {at}")]
@@ -24,113 +26,64 @@ pub enum Wire<'a> {
     Fixed32(u32),
 }
 
-/// Iterates the (field number, value) pairs of a message.
+/// Iterates the (field number, value) pairs of a message, over the one wire reader of
+/// `format/` ([`crate::format::wire`]): gogo 1.3.2's rules, as etcd decodes these values.
+/// Unknown groups are skipped like any unknown field.
 pub struct Fields<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    reader: Reader<'a>,
+    failed: bool,
 }
 
 impl<'a> Fields<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Fields { buf, pos: 0 }
-    }
-
-    fn varint(&mut self) -> Result<u64, ProtoError> {
-        let mut v: u64 = 0;
-        for i in 0..10 {
-            let b = *self.buf.get(self.pos).ok_or(ProtoError {
-                at: self.pos,
-                what: "truncated varint",
-            })?;
-            self.pos += 1;
-            if i == 9 && b > 1 {
-                return Err(ProtoError {
-                    at: self.pos - 1,
-                    what: "varint overflow",
-                });
-            }
-            v |= u64::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
+        Fields {
+            reader: Reader::new(buf),
+            failed: false,
         }
-        Err(ProtoError {
-            at: self.pos,
-            what: "varint too long",
-        })
     }
+}
 
-    fn take(&mut self, n: u64) -> Result<&'a [u8], ProtoError> {
-        let start = self.pos;
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| start.checked_add(n))
-            .filter(|&e| e <= self.buf.len())
-            .ok_or(ProtoError {
-                at: start,
-                what: "length past end of message",
-            })?;
-        self.pos = end;
-        Ok(self.buf.get(start..end).unwrap_or_default())
-    }
+/// The wire reader's error in this module's terms (its public API predates the shared
+/// reader).
+fn proto_error(e: &WireError) -> ProtoError {
+    let what = match e.kind {
+        WireErrorKind::UnexpectedEof => "length past end of message",
+        WireErrorKind::IntOverflow => "varint overflow",
+        WireErrorKind::InvalidLength => "negative length",
+        WireErrorKind::IllegalTag(_) => "field number 0",
+        WireErrorKind::EndGroupOutsideGroup => "end group outside a group",
+        WireErrorKind::IllegalWireType(_) => "unsupported wire type",
+        WireErrorKind::WrongWireType { .. } => "wrong wire type for field",
+    };
+    ProtoError { at: e.pos, what }
 }
 
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Wire<'a>), ProtoError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.buf.len() {
+        if self.failed {
             return None;
         }
-        let at = self.pos;
-        let r = (|| {
-            let tag = self.varint()?;
-            let field = u32::try_from(tag >> 3).map_err(|_| ProtoError {
-                at,
-                what: "field number too large",
-            })?;
-            if field == 0 {
-                return Err(ProtoError {
-                    at,
-                    what: "field number 0",
-                });
-            }
-            let w = match tag & 7 {
-                0 => Wire::Varint(self.varint()?),
-                1 => {
-                    let b = self.take(8)?;
-                    let a: [u8; 8] = b.try_into().map_err(|_| ProtoError {
-                        at,
-                        what: "truncated fixed64",
-                    })?;
-                    Wire::Fixed64(u64::from_le_bytes(a))
-                }
-                2 => {
-                    let n = self.varint()?;
-                    Wire::Bytes(self.take(n)?)
-                }
-                5 => {
-                    let b = self.take(4)?;
-                    let a: [u8; 4] = b.try_into().map_err(|_| ProtoError {
-                        at,
-                        what: "truncated fixed32",
-                    })?;
-                    Wire::Fixed32(u32::from_le_bytes(a))
-                }
-                _ => {
-                    return Err(ProtoError {
-                        at,
-                        what: "unsupported wire type",
-                    })
+        loop {
+            let w = match self.reader.next_field() {
+                Ok(None) => return None,
+                Ok(Some((n, v))) => (n, v),
+                Err(e) => {
+                    // Stop after the first error.
+                    self.failed = true;
+                    return Some(Err(proto_error(&e)));
                 }
             };
-            Ok((field, w))
-        })();
-        if r.is_err() {
-            // Stop after the first error.
-            self.pos = self.buf.len();
+            let value = match w.1 {
+                Value::Varint(x) => Wire::Varint(x),
+                Value::Fixed64(x) => Wire::Fixed64(x),
+                Value::Bytes(b) => Wire::Bytes(b),
+                Value::Fixed32(x) => Wire::Fixed32(x),
+                Value::Group => continue,
+            };
+            return Some(Ok((w.0, value)));
         }
-        Some(r)
     }
 }
 
@@ -292,5 +245,22 @@ mod tests {
         assert!(KeyValueRef::decode(&[0xff; 11]).is_err());
         assert!(AlarmMember::decode(&[0x0b]).is_err());
         assert!(KeyValueRef::decode(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+    }
+
+    /// The same varint rule as the WAL reader (gogo 1.3.2, `format::wire`): a 10-byte
+    /// varint whose last byte is above 1 decodes (this reader used to call it overflow); an
+    /// 11-byte one overflows.
+    #[test]
+    fn varints_as_gogo_reads_them() {
+        let mut ten = vec![0x30];
+        ten.extend([0x80; 9]);
+        ten.push(0x7f);
+        let kv = KeyValueRef::decode(&ten).unwrap();
+        assert_eq!(kv.lease, i64::MIN);
+        let mut eleven = vec![0x30];
+        eleven.extend([0x80; 10]);
+        eleven.push(0x01);
+        let e = KeyValueRef::decode(&eleven).unwrap_err();
+        assert_eq!(e.what, "varint overflow");
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::format::wal::record::ConfState;
-use crate::format::wal::wire::{bytes, varint, Reader, WireError};
+use crate::format::wire::{bytes, varint, Reader, WireError};
 
 /// Why etcd would refuse a snap file (and rename it to `<name>.broken`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,7 +146,8 @@ pub struct SnapDir {
     pub other: Vec<String>,
 }
 
-/// Read every snap file of a `member/snap` directory.
+/// Read every snap file of a `member/snap` directory. A file that cannot be read (permission,
+/// I/O error) fails the whole read with its path.
 pub fn read_dir(dir: &Path) -> crate::Result<SnapDir> {
     use crate::error::IoContext;
     let mut out = SnapDir::default();
@@ -170,10 +171,10 @@ pub fn read_dir(dir: &Path) -> crate::Result<SnapDir> {
                 Some((t, i)) => (Some(t), Some(i)),
                 None => (None, None),
             };
-            let (size, result) = match std::fs::read(&path) {
-                Ok(b) => (b.len() as u64, decode(&b)),
-                Err(e) => (0, Err(SnapError::Io(e.to_string()))),
-            };
+            // A file that cannot be read says nothing about its contents: an error, not a
+            // damaged snapshot (that would send an operator to replace a healthy member).
+            let b = std::fs::read(&path).at(&path)?;
+            let (size, result) = (b.len() as u64, decode(&b));
             out.snaps.push(SnapFile {
                 name,
                 path,

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::record::Record;
-use super::wire::WireError;
+use crate::format::wire::WireError;
 use crate::io::{FileReader, ReadAt};
 
 /// Read size of the segment window.
@@ -466,21 +466,13 @@ impl<'s> Decoder<'s> {
                 self.finish_file(true);
                 continue;
             }
-            let (n, pad) = frame_size(word);
-            if n >= MAX_RECORD.saturating_sub(pad) {
-                self.done = true;
-                return Err(fail(FailureKind::TooLarge { len: n, pad }, None, self.cur));
-            }
-            let body_len = n + pad;
-            let have = size - off - 8;
-            if body_len > have {
-                self.done = true;
-                return Err(fail(
-                    FailureKind::ShortRecord { len: n, pad, have },
-                    None,
-                    self.cur,
-                ));
-            }
+            let (n, body_len) = match frame_bounds(word, size - off - 8) {
+                Ok(x) => x,
+                Err(kind) => {
+                    self.done = true;
+                    return Err(fail(kind, None, self.cur));
+                }
+            };
             let cur = self.cur;
             let resync = self.resync;
             let crc_before = self.crc;
@@ -507,30 +499,16 @@ impl<'s> Decoder<'s> {
                     return Err(fail(FailureKind::Proto(e), z, cur));
                 }
             };
-            let new_crc;
-            if record.rtype != super::record::CRC {
-                let c = crc32c::crc32c_append(crc_before, record.data());
-                if resync {
-                    new_crc = record.crc;
-                } else if c != record.crc {
+            let new_crc = match chain(crc_before, resync, &record) {
+                Ok(c) => c,
+                Err(kind) => {
                     let z = torn(body);
                     self.done = true;
-                    return Err(fail(
-                        FailureKind::Crc {
-                            expected: c,
-                            stored: record.crc,
-                        },
-                        z,
-                        cur,
-                    ));
-                } else {
-                    new_crc = c;
+                    return Err(fail(kind, z, cur));
                 }
+            };
+            if record.rtype != super::record::CRC {
                 self.resync = false;
-            } else {
-                // etcd's ReadAll reseeds after checking a crc record; the caller sees the
-                // value it had to match in `Frame::crc_before`.
-                new_crc = record.crc;
             }
             self.crc = new_crc;
             self.off = off + 8 + body_len;
@@ -627,6 +605,38 @@ pub fn frame_size(word: u64) -> (u64, u64) {
         0
     };
     (n, pad)
+}
+
+/// The record length and the body length (record + padding) a length word announces, or
+/// why etcd stops there: `max entry size limit exceeded`, or a record running past the
+/// `have` bytes left in the file (`unexpected EOF`).
+fn frame_bounds(word: u64, have: u64) -> Result<(u64, u64), FailureKind> {
+    let (n, pad) = frame_size(word);
+    if n >= MAX_RECORD.saturating_sub(pad) {
+        return Err(FailureKind::TooLarge { len: n, pad });
+    }
+    let body_len = n + pad;
+    if body_len > have {
+        return Err(FailureKind::ShortRecord { len: n, pad, have });
+    }
+    Ok((n, body_len))
+}
+
+/// The CRC chain after `record`: a data record must extend it (unless salvage is
+/// re-seeding it from this record); a crc record re-seeds it, as etcd's ReadAll does after
+/// checking one (the caller sees the value it had to match in `Frame::crc_before`).
+fn chain(crc_before: u32, resync: bool, record: &Record<'_>) -> Result<u32, FailureKind> {
+    if record.rtype == super::record::CRC || resync {
+        return Ok(record.crc);
+    }
+    let c = crc32c::crc32c_append(crc_before, record.data());
+    if c != record.crc {
+        return Err(FailureKind::Crc {
+            expected: c,
+            stored: record.crc,
+        });
+    }
+    Ok(c)
 }
 
 #[cfg(test)]

@@ -1,253 +1,15 @@
 //! Describing WAL records for people and scripts (`lifeboat wal dump`): entry type, term,
-//! index, and for normal entries what the request does (formats §5.5). The etcd request
-//! messages are a hand-written subset of `etcdserverpb` (prost derive, no protoc).
+//! index, and for normal entries what the request does (formats §5.5), decoded with the
+//! request messages of [`super::requests`].
 
 use prost::Message;
 use serde::Serialize;
 
+pub use super::requests::*;
+
 use super::record::{
     self, ConfChange, ConfChangeV2, Entry, HardState, Metadata, Record, WalSnapshot,
 };
-
-/// A subset of `etcdserverpb.InternalRaftRequest` (raft_internal.proto, 3.5).
-#[derive(Clone, PartialEq, Message)]
-pub struct InternalRaftRequest {
-    #[prost(message, optional, tag = "100")]
-    pub header: Option<RequestHeader>,
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    #[prost(bytes = "vec", optional, tag = "2")]
-    pub v2: Option<Vec<u8>>,
-    #[prost(message, optional, tag = "3")]
-    pub range: Option<RangeRequest>,
-    #[prost(message, optional, tag = "4")]
-    pub put: Option<PutRequest>,
-    #[prost(message, optional, tag = "5")]
-    pub delete_range: Option<DeleteRangeRequest>,
-    #[prost(bytes = "vec", optional, tag = "6")]
-    pub txn: Option<Vec<u8>>,
-    #[prost(message, optional, tag = "7")]
-    pub compaction: Option<CompactionRequest>,
-    #[prost(message, optional, tag = "8")]
-    pub lease_grant: Option<LeaseGrantRequest>,
-    #[prost(message, optional, tag = "9")]
-    pub lease_revoke: Option<LeaseRevokeRequest>,
-    #[prost(message, optional, tag = "10")]
-    pub alarm: Option<AlarmRequest>,
-    #[prost(message, optional, tag = "11")]
-    pub lease_checkpoint: Option<LeaseCheckpointRequest>,
-    #[prost(bytes = "vec", optional, tag = "1000")]
-    pub auth_enable: Option<Vec<u8>>,
-    #[prost(bytes = "vec", optional, tag = "1011")]
-    pub auth_disable: Option<Vec<u8>>,
-    #[prost(bytes = "vec", optional, tag = "1012")]
-    pub authenticate: Option<Vec<u8>>,
-    #[prost(message, optional, tag = "1100")]
-    pub auth_user_add: Option<NameRequest>,
-    #[prost(message, optional, tag = "1101")]
-    pub auth_user_delete: Option<NameRequest>,
-    #[prost(message, optional, tag = "1103")]
-    pub auth_user_change_password: Option<NameRequest>,
-    #[prost(message, optional, tag = "1104")]
-    pub auth_user_grant_role: Option<NameRequest>,
-    #[prost(message, optional, tag = "1105")]
-    pub auth_user_revoke_role: Option<NameRequest>,
-    #[prost(message, optional, tag = "1200")]
-    pub auth_role_add: Option<NameRequest>,
-    #[prost(message, optional, tag = "1201")]
-    pub auth_role_delete: Option<NameRequest>,
-    #[prost(message, optional, tag = "1203")]
-    pub auth_role_grant_permission: Option<NameRequest>,
-    #[prost(message, optional, tag = "1204")]
-    pub auth_role_revoke_permission: Option<NameRequest>,
-    #[prost(message, optional, tag = "1300")]
-    pub cluster_version_set: Option<ClusterVersionSetRequest>,
-    #[prost(message, optional, tag = "1301")]
-    pub cluster_member_attr_set: Option<ClusterMemberAttrSetRequest>,
-    #[prost(message, optional, tag = "1302")]
-    pub downgrade_info_set: Option<DowngradeInfoSetRequest>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RequestHeader {
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    #[prost(string, tag = "2")]
-    pub username: String,
-    #[prost(uint64, tag = "3")]
-    pub auth_revision: u64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RangeRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub range_end: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct PutRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub value: Vec<u8>,
-    #[prost(int64, tag = "3")]
-    pub lease: i64,
-    #[prost(bool, tag = "4")]
-    pub prev_kv: bool,
-    #[prost(bool, tag = "5")]
-    pub ignore_value: bool,
-    #[prost(bool, tag = "6")]
-    pub ignore_lease: bool,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct DeleteRangeRequest {
-    #[prost(bytes = "vec", tag = "1")]
-    pub key: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub range_end: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct TxnRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub compare: Vec<Compare>,
-    #[prost(message, repeated, tag = "2")]
-    pub success: Vec<RequestOp>,
-    #[prost(message, repeated, tag = "3")]
-    pub failure: Vec<RequestOp>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct Compare {
-    #[prost(int32, tag = "1")]
-    pub result: i32,
-    #[prost(int32, tag = "2")]
-    pub target: i32,
-    #[prost(bytes = "vec", tag = "3")]
-    pub key: Vec<u8>,
-    #[prost(int64, optional, tag = "4")]
-    pub version: Option<i64>,
-    #[prost(int64, optional, tag = "5")]
-    pub create_revision: Option<i64>,
-    #[prost(int64, optional, tag = "6")]
-    pub mod_revision: Option<i64>,
-    #[prost(bytes = "vec", optional, tag = "7")]
-    pub value: Option<Vec<u8>>,
-    #[prost(int64, optional, tag = "8")]
-    pub lease: Option<i64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct RequestOp {
-    #[prost(message, optional, tag = "1")]
-    pub request_range: Option<RangeRequest>,
-    #[prost(message, optional, tag = "2")]
-    pub request_put: Option<PutRequest>,
-    #[prost(message, optional, tag = "3")]
-    pub request_delete_range: Option<DeleteRangeRequest>,
-    /// A nested `TxnRequest`, decoded on demand (recursion).
-    #[prost(bytes = "vec", optional, tag = "4")]
-    pub request_txn: Option<Vec<u8>>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct CompactionRequest {
-    #[prost(int64, tag = "1")]
-    pub revision: i64,
-    #[prost(bool, tag = "2")]
-    pub physical: bool,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct LeaseGrantRequest {
-    #[prost(int64, tag = "1")]
-    pub ttl: i64,
-    #[prost(int64, tag = "2")]
-    pub id: i64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct LeaseRevokeRequest {
-    #[prost(int64, tag = "1")]
-    pub id: i64,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct AlarmRequest {
-    #[prost(int32, tag = "1")]
-    pub action: i32,
-    #[prost(uint64, tag = "2")]
-    pub member_id: u64,
-    #[prost(int32, tag = "3")]
-    pub alarm: i32,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct LeaseCheckpointRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub checkpoints: Vec<LeaseCheckpoint>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct LeaseCheckpoint {
-    #[prost(int64, tag = "1")]
-    pub id: i64,
-    #[prost(int64, tag = "2")]
-    pub remaining_ttl: i64,
-}
-
-/// Auth requests whose first field is a name (user or role).
-#[derive(Clone, PartialEq, Message)]
-pub struct NameRequest {
-    #[prost(string, tag = "1")]
-    pub name: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct ClusterVersionSetRequest {
-    #[prost(string, tag = "1")]
-    pub ver: String,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct ClusterMemberAttrSetRequest {
-    #[prost(uint64, tag = "1")]
-    pub member_id: u64,
-    #[prost(message, optional, tag = "2")]
-    pub member_attributes: Option<Attributes>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct Attributes {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, repeated, tag = "2")]
-    pub client_urls: Vec<String>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct DowngradeInfoSetRequest {
-    #[prost(bool, tag = "1")]
-    pub enabled: bool,
-    #[prost(string, tag = "2")]
-    pub ver: String,
-}
-
-/// The legacy v2 `etcdserverpb.Request` (3.4 publishes member attributes with it).
-#[derive(Clone, PartialEq, Message)]
-pub struct RequestV2 {
-    #[prost(uint64, tag = "1")]
-    pub id: u64,
-    #[prost(string, tag = "2")]
-    pub method: String,
-    #[prost(string, tag = "3")]
-    pub path: String,
-    #[prost(string, tag = "4")]
-    pub val: String,
-}
 
 /// A key for display: printable ASCII as is, everything else escaped.
 pub fn show_key(k: &[u8]) -> String {
@@ -371,43 +133,63 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             }
         }
     };
+    kv_request(&r)
+        .or_else(|| lease_request(&r))
+        .or_else(|| cluster_request(&r))
+        .or_else(|| auth_request(&r))
+        .unwrap_or_else(|| ("other", format!("request id {:x} (kind not decoded)", r.id)))
+}
+
+/// What a request is called (`--type`) and what it does, when it is of a function's kind.
+type Said = Option<(&'static str, String)>;
+
+/// Keys: put, delete, txn, compaction, range.
+fn kv_request(r: &InternalRaftRequest) -> Said {
     if let Some(p) = &r.put {
         let mut s = format!("put {} ({} bytes)", show_key(&p.key), p.value.len());
         if p.lease != 0 {
             s.push_str(&format!(" lease {:x}", p.lease));
         }
-        return ("put", s);
+        return Some(("put", s));
     }
     if let Some(d) = &r.delete_range {
-        return (
+        return Some((
             "delete-range",
             format!("delete {}", show_range(&d.key, &d.range_end)),
-        );
+        ));
     }
     if let Some(t) = &r.txn {
-        return match TxnRequest::decode(t.as_slice()) {
+        return Some(match TxnRequest::decode(t.as_slice()) {
             Ok(t) => ("txn", describe_txn(&t, 0)),
             Err(e) => ("txn", format!("txn (undecodable: {e})")),
-        };
+        });
     }
     if let Some(c) = &r.compaction {
-        return (
+        return Some((
             "compaction",
             format!(
                 "compact to revision {}{}",
                 c.revision,
                 if c.physical { " (physical)" } else { "" }
             ),
-        );
+        ));
     }
+    if let Some(q) = &r.range {
+        return Some(("range", format!("get {}", show_range(&q.key, &q.range_end))));
+    }
+    None
+}
+
+/// Leases: grant, revoke, checkpoint.
+fn lease_request(r: &InternalRaftRequest) -> Said {
     if let Some(l) = &r.lease_grant {
-        return (
+        return Some((
             "lease-grant",
             format!("lease grant {:x} ttl {}s", l.id, l.ttl),
-        );
+        ));
     }
     if let Some(l) = &r.lease_revoke {
-        return ("lease-revoke", format!("lease revoke {:x}", l.id));
+        return Some(("lease-revoke", format!("lease revoke {:x}", l.id)));
     }
     if let Some(l) = &r.lease_checkpoint {
         let c: Vec<String> = l
@@ -415,11 +197,16 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             .iter()
             .map(|c| format!("{:x}={}s", c.id, c.remaining_ttl))
             .collect();
-        return (
+        return Some((
             "lease-checkpoint",
             format!("lease checkpoint {}", c.join(" ")),
-        );
+        ));
     }
+    None
+}
+
+/// The cluster itself: alarms, versions, member attributes, downgrades, v2 requests.
+fn cluster_request(r: &InternalRaftRequest) -> Said {
     if let Some(a) = &r.alarm {
         let action = ["get", "activate", "deactivate"]
             .get(a.action as usize)
@@ -429,16 +216,13 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             .get(a.alarm as usize)
             .copied()
             .unwrap_or("?");
-        return (
+        return Some((
             "alarm",
             format!("alarm {action} {alarm} member {:x}", a.member_id),
-        );
-    }
-    if let Some(r) = &r.range {
-        return ("range", format!("get {}", show_range(&r.key, &r.range_end)));
+        ));
     }
     if let Some(v) = &r.cluster_version_set {
-        return ("cluster-version", format!("set cluster version {}", v.ver));
+        return Some(("cluster-version", format!("set cluster version {}", v.ver)));
     }
     if let Some(m) = &r.cluster_member_attr_set {
         let (name, urls) = m
@@ -446,26 +230,31 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
             .as_ref()
             .map(|a| (a.name.clone(), a.client_urls.join(",")))
             .unwrap_or_default();
-        return (
+        return Some((
             "member-attr",
             format!(
                 "publish member {:x} name {name} client urls {urls}",
                 m.member_id
             ),
-        );
+        ));
     }
     if let Some(d) = &r.downgrade_info_set {
-        return (
+        return Some((
             "downgrade",
             format!("downgrade enabled={} target {}", d.enabled, d.ver),
-        );
+        ));
     }
     if let Some(v2) = &r.v2 {
-        return match RequestV2::decode(v2.as_slice()) {
+        return Some(match RequestV2::decode(v2.as_slice()) {
             Ok(v) => ("v2", format!("v2 {} {} {}", v.method, v.path, v.val)),
             Err(e) => ("v2", format!("v2 (undecodable: {e})")),
-        };
+        });
     }
+    None
+}
+
+/// Authentication and users/roles.
+fn auth_request(r: &InternalRaftRequest) -> Said {
     let auth = [
         (r.auth_enable.is_some(), "auth enable".to_string()),
         (r.auth_disable.is_some(), "auth disable".to_string()),
@@ -473,7 +262,7 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
     ];
     for (present, s) in auth {
         if present {
-            return ("auth", s);
+            return Some(("auth", s));
         }
     }
     let named = [
@@ -489,10 +278,10 @@ pub fn describe_request(data: &[u8]) -> (&'static str, String) {
     ];
     for (n, what) in named {
         if let Some(n) = n {
-            return ("auth", format!("{what} {}", n.name));
+            return Some(("auth", format!("{what} {}", n.name)));
         }
     }
-    ("other", format!("request id {:x} (kind not decoded)", r.id))
+    None
 }
 
 /// One record, described.
@@ -519,6 +308,47 @@ pub struct Described {
     /// The record was read past a failure (salvage), etcd would not see it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub salvaged: bool,
+}
+
+/// A frame that failed to decode, described where etcd meets it, with what etcd does.
+pub fn describe_failure(file: &str, f: &super::Failure, salvaged: bool) -> Described {
+    let verdict = if f.is_unexpected_eof() && f.in_last_file {
+        "torn write: etcd truncates the log here"
+    } else if f.is_unexpected_eof() {
+        "unexpected EOF outside the last file: etcd cannot repair"
+    } else {
+        "corrupt: etcd refuses to start"
+    };
+    Described {
+        file: file.to_string(),
+        offset: f.offset,
+        record: f.number,
+        rtype: "damaged",
+        entry_type: None,
+        term: None,
+        index: None,
+        request: None,
+        summary: format!("{} ({verdict})", f.kind),
+        member: None,
+        salvaged,
+    }
+}
+
+/// One line of `wal dump`'s text output.
+pub fn text_line(d: &Described) -> String {
+    let mut line = format!("{}:{} #{} {}", d.file, d.offset, d.record, d.rtype);
+    if let Some(t) = d.entry_type {
+        line.push_str(&format!(" {t}"));
+    }
+    if let (Some(t), Some(i)) = (d.term, d.index) {
+        line.push_str(&format!(" term={t} index={i}"));
+    }
+    line.push(' ');
+    line.push_str(&d.summary);
+    if d.salvaged {
+        line.push_str("  [salvaged: etcd stops before this record]");
+    }
+    line
 }
 
 /// Describe one record.

@@ -119,27 +119,84 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
         opened.outcome = o;
         return opened;
     }
-    let fatal = |at: Option<Loc>, e: &str, m: String| Outcome::Fatal {
+    let first = match files_from(segs, start) {
+        Ok(f) => f,
+        Err(o) => {
+            opened.outcome = o;
+            return opened;
+        }
+    };
+    opened.start_file = Some(first);
+    let mut events = semantic_events(scan, first);
+    let (last, last_term) = entries_from(scan, first, start, &mut events);
+    opened.last_index = last;
+    opened.last_term = last_term;
+    let matched = snapshot_record(scan, first, start, &mut events);
+    events.sort_by_key(|(l, _, _)| (l.seg, l.offset));
+    if let Some((at, e, m)) = events.into_iter().next() {
+        opened.outcome = fatal(Some(at), e, m);
+        return opened;
+    }
+    match tail_outcome(segs, scan) {
+        Some(o @ Outcome::Fatal { .. }) => {
+            opened.outcome = o;
+            return opened;
+        }
+        Some(o) => opened.outcome = o,
+        None => {}
+    }
+    if !matched {
+        opened.outcome = fatal(
+            None,
+            "wal: snapshot not found",
+            format!(
+                "no snapshot record for index {} term {} in the WAL files etcd reads",
+                start.index, start.term
+            ),
+        );
+        return opened;
+    }
+    // raft loadState: commit must lie in [snapshot index, last index].
+    if hard_state != HardState::default()
+        && (hard_state.commit < start.index || hard_state.commit > last)
+    {
+        opened.outcome = fatal(
+            scan.hard_state_loc.clone(),
+            "raft: state.commit is out of range",
+            format!(
+                "HardState commit {} is out of range [{}, {}]: the log is missing committed entries",
+                hard_state.commit, start.index, last
+            ),
+        );
+    }
+    opened
+}
+
+fn fatal(at: Option<Loc>, e: &str, m: String) -> Outcome {
+    Outcome::Fatal {
         at,
         etcd_error: e.into(),
         message: m,
-    };
+    }
+}
+
+/// wal.Open: the last file whose name index is at or before the snapshot, and contiguous
+/// sequence numbers from there.
+fn files_from(segs: &[Segment], start: Start) -> Result<usize, Outcome> {
     let Some(first) = search_index(segs, start.index) else {
-        opened.outcome = fatal(
+        return Err(fatal(
             None,
             "wal: file not found",
             format!(
                 "no WAL file starts at or before the snapshot index {} (older files were purged or lost)",
                 start.index
             ),
-        );
-        return opened;
+        ));
     };
-    opened.start_file = Some(first);
     for w in segs.get(first..).unwrap_or_default().windows(2) {
         if let [a, b] = w {
             if a.seq.checked_add(1) != Some(b.seq) {
-                opened.outcome = fatal(
+                return Err(fatal(
                     None,
                     "wal: file not found",
                     format!(
@@ -148,14 +205,20 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
                         b.name,
                         a.seq.wrapping_add(1)
                     ),
-                );
-                return opened;
+                ));
             }
         }
     }
 
-    // ReadAll, in stream order, over files >= first: semantic errors and index gaps.
-    let mut events: Vec<(Loc, &'static str, String)> = Vec::new();
+    Ok(first)
+}
+
+/// A fatal finding of ReadAll: where, etcd's error, our words.
+type Event = (Loc, &'static str, String);
+
+/// ReadAll, in stream order, over files >= first: records that stop it.
+fn semantic_events(scan: &Scan, first: usize) -> Vec<Event> {
+    let mut events: Vec<Event> = Vec::new();
     for (sem, at) in &scan.semantic {
         if at.seg < first {
             continue;
@@ -170,6 +233,11 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
         };
         events.push((at.clone(), e, m));
     }
+    events
+}
+
+/// The last entry etcd reads from `start` (index, term); an index gap is an event.
+fn entries_from(scan: &Scan, first: usize, start: Start, events: &mut Vec<Event>) -> (u64, u64) {
     let mut last = start.index;
     let mut last_term = start.term;
     for run in scan.runs.iter().filter(|r| r.seg >= first) {
@@ -197,9 +265,11 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
             last_term = *term;
         }
     }
-    opened.last_index = last;
-    opened.last_term = last_term;
-    // Snapshot record matching the start.
+    (last, last_term)
+}
+
+/// Whether a snapshot record matches the start (term mismatch: an event).
+fn snapshot_record(scan: &Scan, first: usize, start: Start, events: &mut Vec<Event>) -> bool {
     let mut matched = false;
     for s in scan.snapshots.iter().filter(|s| s.loc.seg >= first) {
         if s.index == start.index {
@@ -216,12 +286,13 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
             matched = true;
         }
     }
-    events.sort_by_key(|(l, _, _)| (l.seg, l.offset));
-    if let Some((at, e, m)) = events.into_iter().next() {
-        opened.outcome = fatal(Some(at), e, m);
-        return opened;
-    }
-    // The decoder's own stop: unexpected EOF (ValidSnapshotEntries let it through).
+    matched
+}
+
+/// The decoder's own stop: unexpected EOF (ValidSnapshotEntries let it through), which
+/// Repair mends in the last file only; or a zero length field with data after it, which
+/// etcd takes as the end.
+fn tail_outcome(segs: &[Segment], scan: &Scan) -> Option<Outcome> {
     if let Some((Stop::Decode(f), at)) = &scan.stop {
         if f.in_last_file {
             let why = match f.zero_sector {
@@ -231,23 +302,22 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
                 ),
                 None => format!("{}", f.kind),
             };
-            opened.outcome = Outcome::Torn {
+            Some(Outcome::Torn {
                 at: at.clone(),
                 message: format!(
                     "{why}; etcd copies the file to {}.broken and truncates it at offset {}",
                     at.file, at.offset
                 ),
-            };
+            })
         } else {
-            opened.outcome = fatal(
+            Some(fatal(
                 Some(at.clone()),
                 "unexpected EOF",
                 format!(
                     "{} in a file that is not the last one: etcd's repair only mends the last file, so the WAL cannot be repaired",
                     f.kind
                 ),
-            );
-            return opened;
+            ))
         }
     } else if let Some(end) = scan.files.last() {
         if let (Some(nz), true) = (end.nonzero_after, end.zero_length) {
@@ -255,7 +325,7 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
                 .get(end.seg)
                 .map(|s| s.name.clone())
                 .unwrap_or_default();
-            opened.outcome = Outcome::Torn {
+            return Some(Outcome::Torn {
                 at: Loc {
                     seg: end.seg,
                     file,
@@ -266,34 +336,12 @@ pub fn open(segs: &[Segment], scan: &Scan, start: Start) -> Opened {
                     "a zero length field at offset {} ends the log, but nonzero bytes follow from offset {nz}: etcd treats it as the end and zero-fills the rest of the file",
                     end.end
                 ),
-            };
+            });
         }
+        None
+    } else {
+        None
     }
-    if !matched {
-        opened.outcome = fatal(
-            None,
-            "wal: snapshot not found",
-            format!(
-                "no snapshot record for index {} term {} in the WAL files etcd reads",
-                start.index, start.term
-            ),
-        );
-        return opened;
-    }
-    // raft loadState: commit must lie in [snapshot index, last index].
-    if hard_state != HardState::default()
-        && (hard_state.commit < start.index || hard_state.commit > last)
-    {
-        opened.outcome = fatal(
-            scan.hard_state_loc.clone(),
-            "raft: state.commit is out of range",
-            format!(
-                "HardState commit {} is out of range [{}, {}]: the log is missing committed entries",
-                hard_state.commit, start.index, last
-            ),
-        );
-    }
-    opened
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! `walpb.Record` and the small raft messages the WAL carries (formats §5.3, §5.5), decoded
-//! without copying and with gogo's error behaviour (see [`super::wire`]).
+//! without copying and with gogo's error behaviour (see [`crate::format::wire`]).
 
-use super::wire::{bytes, varint, Reader, Value, WireError};
+use crate::format::wire::{bytes, varint, Reader, Value, WireError};
 
 /// Record types (formats §5.3).
 pub const METADATA: i64 = 1;

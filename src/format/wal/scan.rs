@@ -10,8 +10,8 @@
 use serde::Serialize;
 
 use super::decode::{Decoder, Failure, FileEnd, Segment};
-use super::record::{self, ConfChange, ConfState, Entry, HardState, Metadata, WalSnapshot};
-use super::wire::WireError;
+use super::record::{self, ConfChange, ConfState, Entry, HardState, Metadata, Record, WalSnapshot};
+use crate::format::wire::WireError;
 
 /// Index discontinuities kept for the gap check (a real WAL has a handful: one per file and
 /// per leader change that overwrote entries); bounds memory on hostile input.
@@ -122,6 +122,8 @@ pub struct Scan {
     pub semantic: Vec<(Semantic, Loc)>,
     pub stop: Option<(Stop, Loc)>,
     pub beyond: Beyond,
+    /// The previous entry's index and segment, for runs and overwrites.
+    prev: (Option<u64>, usize),
 }
 
 impl Scan {
@@ -147,8 +149,6 @@ fn loc(segs: &[Segment], seg: usize, offset: u64, number: u64) -> Loc {
 pub fn scan(segs: &[Segment]) -> Scan {
     let mut s = Scan::default();
     let mut dec = Decoder::new(segs);
-    let mut prev_index: Option<u64> = None;
-    let mut prev_seg = usize::MAX;
     // Salvage could not follow the frames everywhere (a length it cannot trust).
     let mut lossy = false;
     loop {
@@ -173,19 +173,7 @@ pub fn scan(segs: &[Segment]) -> Scan {
         let rec = frame.record;
         if s.stop.is_some() {
             // Salvage: count only.
-            s.beyond.records += 1;
-            if rec.rtype == record::STATE {
-                if let Ok(h) = HardState::decode(rec.data()) {
-                    s.beyond.commit = Some(s.beyond.commit.unwrap_or(0).max(h.commit));
-                }
-            }
-            if rec.rtype == record::ENTRY {
-                if let Ok(e) = Entry::decode(rec.data()) {
-                    s.beyond.entries += 1;
-                    s.beyond.first_index.get_or_insert(e.index);
-                    s.beyond.last_index = Some(e.index);
-                }
-            }
+            s.beyond.count(&rec);
             continue;
         }
         s.records += 1;
@@ -230,55 +218,7 @@ pub fn scan(segs: &[Segment]) -> Scan {
             },
             record::ENTRY => match Entry::decode(rec.data()) {
                 Ok(e) => {
-                    s.entries += 1;
-                    let contiguous = prev_index.is_some_and(|p| e.index == p.wrapping_add(1))
-                        && prev_seg == frame.seg;
-                    if let Some(p) = prev_index {
-                        if e.index <= p {
-                            s.overwritten += p - e.index + 1;
-                            if s.overwrites.len() < 100 {
-                                s.overwrites.push((e.index, at.clone()));
-                            }
-                        }
-                    }
-                    let full = s.runs.len() >= MAX_RUNS;
-                    match s.runs.last_mut() {
-                        Some(r) if contiguous => r.last = e.index,
-                        _ if full => s.runs_truncated = true,
-                        _ => s.runs.push(Run {
-                            seg: frame.seg,
-                            first: e.index,
-                            last: e.index,
-                            loc: at.clone(),
-                        }),
-                    }
-                    prev_index = Some(e.index);
-                    prev_seg = frame.seg;
-                    if e.etype == record::ENTRY_CONF_CHANGE {
-                        if let Ok(c) = ConfChange::decode(e.data) {
-                            s.conf_changes.push(ConfEvent {
-                                index: e.index,
-                                change: record::conf_change_type_name(c.change_type),
-                                node_id: c.node_id,
-                                member: std::str::from_utf8(c.context)
-                                    .ok()
-                                    .filter(|s| !s.is_empty())
-                                    .map(str::to_owned),
-                            });
-                        }
-                    } else if e.etype == record::ENTRY_CONF_CHANGE_V2 {
-                        if let Ok(c) = record::ConfChangeV2::decode(e.data) {
-                            for (t, id) in c.changes {
-                                s.conf_changes.push(ConfEvent {
-                                    index: e.index,
-                                    change: record::conf_change_type_name(t),
-                                    node_id: id,
-                                    member: None,
-                                });
-                            }
-                        }
-                    }
-                    s.last_entry = Some((e.index, e.term, at));
+                    s.entry(&e, frame.seg, at);
                 }
                 Err(e) => s.note(Semantic::BadEntry(e), at),
             },
@@ -286,8 +226,13 @@ pub fn scan(segs: &[Segment]) -> Scan {
         }
     }
     s.files = dec.file_ends().to_vec();
-    // Nonzero bytes after a zero length field in the last file: etcd drops them. Find the
-    // frames there to say what is dropped.
+    beyond_zero_length(&mut s, segs);
+    s
+}
+
+/// Nonzero bytes after a zero length field in the last file: etcd drops them. Find the
+/// frames there to say what is dropped.
+fn beyond_zero_length(s: &mut Scan, segs: &[Segment]) {
     if s.stop.is_none() {
         if let Some(end) = s
             .files
@@ -301,23 +246,7 @@ pub fn scan(segs: &[Segment]) -> Scan {
                 loop {
                     match d.next_frame() {
                         Ok(Some(f)) => {
-                            s.beyond.records += 1;
-                            match f.record.rtype {
-                                record::ENTRY => {
-                                    if let Ok(e) = Entry::decode(f.record.data()) {
-                                        s.beyond.entries += 1;
-                                        s.beyond.first_index.get_or_insert(e.index);
-                                        s.beyond.last_index = Some(e.index);
-                                    }
-                                }
-                                record::STATE => {
-                                    if let Ok(h) = HardState::decode(f.record.data()) {
-                                        s.beyond.commit =
-                                            Some(s.beyond.commit.unwrap_or(0).max(h.commit));
-                                    }
-                                }
-                                _ => {}
-                            }
+                            s.beyond.count(&f.record);
                         }
                         Ok(None) => break,
                         Err(f) => {
@@ -332,5 +261,86 @@ pub fn scan(segs: &[Segment]) -> Scan {
             }
         }
     }
-    s
+}
+
+impl Beyond {
+    /// Count one record past the stop: entries and the highest commit a HardState shows.
+    fn count(&mut self, rec: &Record<'_>) {
+        self.records += 1;
+        match rec.rtype {
+            record::ENTRY => {
+                if let Ok(e) = Entry::decode(rec.data()) {
+                    self.entries += 1;
+                    self.first_index.get_or_insert(e.index);
+                    self.last_index = Some(e.index);
+                }
+            }
+            record::STATE => {
+                if let Ok(h) = HardState::decode(rec.data()) {
+                    self.commit = Some(self.commit.unwrap_or(0).max(h.commit));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Scan {
+    /// One entry read before the stop: counts, index runs, overwrites, conf changes.
+    fn entry(&mut self, e: &Entry<'_>, seg: usize, at: Loc) {
+        self.entries += 1;
+        let contiguous =
+            self.prev.0.is_some_and(|p| e.index == p.wrapping_add(1)) && self.prev.1 == seg;
+        if let Some(p) = self.prev.0 {
+            if e.index <= p {
+                self.overwritten += p - e.index + 1;
+                if self.overwrites.len() < 100 {
+                    self.overwrites.push((e.index, at.clone()));
+                }
+            }
+        }
+        let full = self.runs.len() >= MAX_RUNS;
+        match self.runs.last_mut() {
+            Some(r) if contiguous => r.last = e.index,
+            _ if full => self.runs_truncated = true,
+            _ => self.runs.push(Run {
+                seg,
+                first: e.index,
+                last: e.index,
+                loc: at.clone(),
+            }),
+        }
+        self.prev.0 = Some(e.index);
+        self.prev.1 = seg;
+        self.conf_change(e);
+        self.last_entry = Some((e.index, e.term, at));
+    }
+
+    /// Membership changes an entry carries (v1 with the member JSON, or v2).
+    fn conf_change(&mut self, e: &Entry<'_>) {
+        if e.etype == record::ENTRY_CONF_CHANGE {
+            if let Ok(c) = ConfChange::decode(e.data) {
+                self.conf_changes.push(ConfEvent {
+                    index: e.index,
+                    change: record::conf_change_type_name(c.change_type),
+                    node_id: c.node_id,
+                    member: std::str::from_utf8(c.context)
+                        .ok()
+                        .filter(|m| !m.is_empty())
+                        .map(str::to_owned),
+                });
+            }
+        } else if e.etype == record::ENTRY_CONF_CHANGE_V2 {
+            if let Ok(c) = record::ConfChangeV2::decode(e.data) {
+                for (t, id) in c.changes {
+                    self.conf_changes.push(ConfEvent {
+                        index: e.index,
+                        change: record::conf_change_type_name(t),
+                        node_id: id,
+                        member: None,
+                    });
+                }
+            }
+        }
+    }
 }

@@ -1,11 +1,21 @@
-//! Protobuf wire decoding that behaves like gogo-protobuf 1.3.2's generated `Unmarshal`.
+//! The one protobuf wire reader of `format/`: decoding that behaves like gogo-protobuf
+//! 1.3.2's generated `Unmarshal`, the code etcd 3.4/3.5 runs on every WAL record, snap file
+//! and bucket value.
 //!
 //! etcd decides "torn write or corruption" by whether a record's bytes unmarshal and pass the
 //! CRC (formats §5.7). To predict that decision for any damaged byte we need gogo's exact
 //! notion of a decoding error, not a lenient parser's: a known field with the wrong wire
 //! type fails, a tag whose field number is 0 (as `int32`) fails, unknown fields are skipped
-//! with gogo's `skip` rules (groups included), a varint longer than 10 bytes overflows, and a
-//! length that runs past the buffer is `unexpected EOF`. Everything borrows from the input.
+//! with gogo's `skip` rules (groups included), and a length that runs past the buffer is
+//! `unexpected EOF`. Everything borrows from the input.
+//!
+//! **Varints** follow gogo's generated loop, not protobuf-go's `protowire`:
+//! `for shift := 0; ; shift += 7 { if shift >= 64 { ErrIntOverflow }; b := next;
+//! v |= uint64(b&0x7f) << shift; if b < 0x80 { break } }`. So a varint has at most 10 bytes;
+//! the 10th byte may be anything below 0x80 and only its lowest bit lands (bit 63, the rest
+//! is shifted out silently); an 11th byte (the 10th with its continuation bit set) is
+//! `integer overflow`. protowire would reject a 10th byte above 1: etcd does not, so neither
+//! do we (see the `varint_rule` test).
 
 use std::fmt;
 
@@ -89,6 +99,11 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
+    /// Byte position of the next field (after an error: where it happened).
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
     fn err(&self, kind: WireErrorKind) -> WireError {
         WireError {
             pos: self.pos,
@@ -96,8 +111,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Go's varint loop: at most 10 bytes, bits past 64 dropped.
-    fn varint(&mut self) -> Result<u64, WireError> {
+    /// gogo's varint loop (see the module doc): at most 10 bytes, bits past 64 dropped.
+    pub fn varint(&mut self) -> Result<u64, WireError> {
         let mut v: u64 = 0;
         let mut shift: u32 = 0;
         loop {
@@ -266,5 +281,36 @@ mod tests {
         .next_field()
         .unwrap_err();
         assert_eq!(e.kind, WireErrorKind::InvalidLength);
+    }
+
+    /// The varint rule of gogo 1.3.2 (module doc), byte by byte.
+    #[test]
+    fn varint_rule() {
+        let v = |b: &[u8]| Reader::new(b).varint();
+        assert_eq!(v(&[0x00]).unwrap(), 0);
+        assert_eq!(v(&[0x96, 0x01]).unwrap(), 150);
+        // u64::MAX: nine 0xff then 0x01.
+        let mut max = vec![0xff; 9];
+        max.push(0x01);
+        assert_eq!(v(&max).unwrap(), u64::MAX);
+        // A 10th byte above 1 is accepted: only its lowest bit lands (protowire would say
+        // overflow; gogo, and so etcd, does not).
+        let mut big = vec![0x80; 9];
+        big.push(0x7f);
+        assert_eq!(v(&big).unwrap(), 1 << 63);
+        let mut two = vec![0x80; 9];
+        two.push(0x02);
+        assert_eq!(v(&two).unwrap(), 0);
+        // An 11th byte overflows, whatever it holds.
+        let mut eleven = vec![0x80; 10];
+        eleven.push(0x00);
+        assert_eq!(v(&eleven).unwrap_err().kind, WireErrorKind::IntOverflow);
+        assert_eq!(v(&[0xff; 11]).unwrap_err().kind, WireErrorKind::IntOverflow);
+        // Running out of bytes mid-varint is EOF, not overflow.
+        assert_eq!(
+            v(&[0x80; 9]).unwrap_err().kind,
+            WireErrorKind::UnexpectedEof
+        );
+        assert_eq!(v(&[]).unwrap_err().kind, WireErrorKind::UnexpectedEof);
     }
 }
