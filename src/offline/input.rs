@@ -162,7 +162,7 @@ pub fn open_input(spec: &str, opts: &OpenOptions) -> Result<Input> {
 fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
     let mut temp = None;
     let mut read_path = path.to_path_buf();
-    if let Some(holder) = lock_holder(path) {
+    if let Some(holder) = crate::io::lock_holder(path) {
         if !opts.force {
             return Err(Error::Usage(format!(
                 "{} is locked by a running etcd ({holder}): it is a live member's database. \
@@ -276,55 +276,6 @@ fn open_backup(spec: &str, dest: &str, id: &str) -> Result<Input> {
         layout,
         _temp: None,
     })
-}
-
-/// Who holds a lock on `path`, from `/proc/locks` (no lock is taken to find out). Falls
-/// back to a non-blocking shared `flock` released at once where `/proc/locks` is missing.
-pub fn lock_holder(path: &Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(path).ok()?;
-    let (dev, ino) = (md.dev(), md.ino());
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    match std::fs::read_to_string("/proc/locks") {
-        Ok(locks) => {
-            for line in locks.lines() {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF" (waiters have "->").
-                let f: Vec<&str> = f.into_iter().filter(|s| *s != "->").collect();
-                let (Some(kind), Some(mode), Some(pid), Some(id)) =
-                    (f.get(1), f.get(3), f.get(4), f.get(5))
-                else {
-                    continue;
-                };
-                let mut parts = id.split(':');
-                let (Some(ma), Some(mi), Some(i)) = (parts.next(), parts.next(), parts.next())
-                else {
-                    continue;
-                };
-                let same = u64::from_str_radix(ma, 16).ok() == Some(major)
-                    && u64::from_str_radix(mi, 16).ok() == Some(minor)
-                    && i.parse::<u64>().ok() == Some(ino);
-                // bbolt takes an exclusive (WRITE) flock for a read-write open: a running
-                // member. Read-only opens (etcdutl, bbolt tools) share a READ lock.
-                if same && *mode == "WRITE" {
-                    return Some(format!("{kind} {mode} lock held by pid {pid}"));
-                }
-            }
-            None
-        }
-        Err(_) => {
-            let f = std::fs::File::open(path).ok()?;
-            match f.try_lock_shared() {
-                Ok(()) => {
-                    let _ = f.unlock();
-                    None
-                }
-                Err(std::fs::TryLockError::WouldBlock) => Some("exclusive lock".into()),
-                Err(_) => None,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
