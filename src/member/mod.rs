@@ -4,7 +4,6 @@
 
 pub mod advice;
 pub mod db;
-pub mod doctor;
 pub mod rank;
 
 use std::path::{Path, PathBuf};
