@@ -134,7 +134,7 @@ fn not_tls(endpoint: &str) -> String {
     )
 }
 
-fn speaks_tls(endpoint: &str) -> String {
+pub(crate) fn speaks_tls_words(endpoint: &str) -> String {
     format!(
         "the server speaks TLS: use https://{} with --cacert (and --cert/--key if it requires client certificates)",
         super::connect::strip_scheme(endpoint)
@@ -317,10 +317,10 @@ fn classify_chain(
         if let Some(h) = e.downcast_ref::<h2::Error>() {
             if !tls && (h.is_go_away() || h.reason().is_some() || h.is_io()) && is_handshake(&links)
             {
-                return (EtcdErrorKind::Tls, speaks_tls(endpoint));
+                return (EtcdErrorKind::Tls, speaks_tls_words(endpoint));
             }
             if h.reason() == Some(h2::Reason::FRAME_SIZE_ERROR) && !tls {
-                return (EtcdErrorKind::Tls, speaks_tls(endpoint));
+                return (EtcdErrorKind::Tls, speaks_tls_words(endpoint));
             }
             return (EtcdErrorKind::Broken, format!("connection broken: {}", h));
         }
@@ -343,7 +343,7 @@ fn classify_chain(
         );
     }
     if !tls && (all.contains("frame with invalid size") || all.contains("invalid http version")) {
-        return (EtcdErrorKind::Tls, speaks_tls(endpoint));
+        return (EtcdErrorKind::Tls, speaks_tls_words(endpoint));
     }
     if all.contains("invalid content type") || all.contains("corrupt message") {
         return (EtcdErrorKind::Tls, not_tls(endpoint));

@@ -247,7 +247,45 @@ pub(crate) async fn no_answer(cfg: &ConnectConfig, endpoint: &str, what: &str) -
     Error::etcd(endpoint, kind, format!("{what}: {words}"))
 }
 
-/// A failed call, classified; timeouts are refined by a TCP probe.
+/// Whether a server that hung up on plain-text HTTP/2 speaks TLS: it answers a TLS
+/// ClientHello with a TLS record (handshake or alert). Nothing is verified: only the
+/// first byte of the answer is looked at.
+async fn speaks_tls(cfg: &ConnectConfig, endpoint: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(hello) = client_hello() else {
+        return false;
+    };
+    let addr = strip_scheme(endpoint).split('/').next().unwrap_or_default();
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(&hello).await.ok()?;
+        let mut first = [0u8; 1];
+        let n = s.read(&mut first).await.ok()?;
+        Some(n == 1 && (first[0] == 0x16 || first[0] == 0x15))
+    };
+    matches!(
+        tokio::time::timeout(cfg.dial_timeout, probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// The bytes of a TLS ClientHello, as rustls would send them.
+fn client_hello() -> Option<Vec<u8>> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").ok()?;
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).ok()?;
+    Some(out)
+}
+
+/// A failed call, classified; timeouts are refined by a TCP probe, and a plain-text
+/// connection that broke at once by asking whether the server speaks TLS.
 async fn call_failed(
     cfg: &ConnectConfig,
     endpoint: &str,
@@ -260,6 +298,19 @@ async fn call_failed(
             ..
         })
         | None => no_answer(cfg, endpoint, what).await,
+        Some(Error::Etcd {
+            kind: EtcdErrorKind::Broken,
+            ..
+        }) if !cfg.tls_enabled()
+            && !endpoint.trim().starts_with("https://")
+            && speaks_tls(cfg, endpoint).await =>
+        {
+            Error::etcd(
+                endpoint,
+                EtcdErrorKind::Tls,
+                format!("{what}: {}", errors::speaks_tls_words(endpoint)),
+            )
+        }
         Some(other) => other,
     }
 }
