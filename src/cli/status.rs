@@ -86,7 +86,7 @@ fn header(r: &Report) -> String {
     let leader = match (&r.leader, &r.last_known_leader) {
         (Some(l), _) => format!("leader {l}"),
         (None, Some(last)) => format!(
-            "no leader (last known leader {} ({}) at raft term {}, not answering)",
+            "no leader (last known leader {} ({}) at raft term {})",
             last.id, last.name, last.raft_term
         ),
         (None, None) => "no leader".to_string(),

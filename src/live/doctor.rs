@@ -370,7 +370,7 @@ fn check_leader_and_terms(x: &mut Exam<'_>) {
         );
         if let Some(l) = x.view.last_known_leader {
             message.push_str(&format!(
-                "; last known leader {} at raft term {}, which does not answer now",
+                "; last known leader {} at raft term {}",
                 x.name(l.id),
                 l.raft_term
             ));
@@ -806,16 +806,47 @@ mod tests {
 
     #[test]
     fn quorum_and_disagreement() {
-        let mut a = st(1, 0, 2, 100, 1, "3.5.1");
+        // Member 1 answers and still names member 2, which was asked and refused, as
+        // member 3 did: no leader now, 1 of 3 answer, 2 needed.
+        let mut a = st(1, 2, 2, 100, 1, "3.5.1");
         a.member_list = vec![1, 2, 3];
-        let mut v = view(vec![a]);
-        v.leader = None;
+        let down = |id: u64| {
+            let mut s = EndpointStatus::unreachable(
+                &format!("http://10.0.0.{id}:2379"),
+                "status: connection refused".into(),
+            );
+            s.error_kind = Some(EtcdErrorKind::Refused);
+            s
+        };
+        let mut v = view(vec![a, down(2), down(3)]);
+        v.settle_leader();
+        assert_eq!(v.leader, None);
         let r = diagnose(&v, Limits::default());
         let c = checks(&r);
         assert!(
             c.contains(&"quorum-lost") && c.contains(&"no-leader"),
             "{c:?}"
         );
+        assert!(r.leader.is_none());
+        assert_eq!(
+            r.last_known_leader.as_ref().map(|l| l.id.as_str()),
+            Some("2")
+        );
+        let q = r
+            .findings
+            .iter()
+            .find(|f| f.check == "quorum-lost")
+            .unwrap();
+        assert!(
+            q.message
+                .contains("1 of 3 members answer; 2 needed for quorum"),
+            "{}",
+            q.message
+        );
+        // Remedies are commands with this cluster's values, and link their section.
+        assert!(q.remedy.contains("m1=http://10.0.0.1:2380"), "{}", q.remedy);
+        assert_eq!(q.doc, "docs/cluster-health.md#quorum-lost");
+        assert!(r.findings.iter().all(|f| !f.remedy.contains("field notes")));
         let mut b = st(2, 1, 2, 100, 1, "3.5.1");
         b.member_list = vec![1, 2];
         b.cluster_id = 7;

@@ -333,7 +333,11 @@ fn classify_chain(
         .collect();
     let deepest = words.last().cloned().unwrap_or_default();
     let all = words.join(": ").to_lowercase();
-    if all.contains("timed out") || all.contains("deadline") || all.contains("elapsed") {
+    if all.contains("timed out")
+        || all.contains("timeout expired")
+        || all.contains("deadline")
+        || all.contains("elapsed")
+    {
         return (
             EtcdErrorKind::Timeout,
             format!(

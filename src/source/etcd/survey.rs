@@ -113,13 +113,17 @@ pub struct LastLeader {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Quorum {
     pub voters: usize,
+    /// Voters that answered.
     pub alive: usize,
+    /// Voters that were asked (through an endpoint) and did not answer.
+    pub down: usize,
     pub needed: usize,
 }
 
 impl Quorum {
+    /// Whether a quorum may exist: voters not asked are given the benefit of the doubt.
     pub fn holds(&self) -> bool {
-        self.voters == 0 || self.alive >= self.needed
+        self.voters == 0 || self.voters - self.down.min(self.voters) >= self.needed
     }
 }
 
@@ -143,9 +147,14 @@ impl ClusterView {
             .iter()
             .filter(|m| self.status_of(m.id).is_some())
             .count();
+        let down = voters
+            .iter()
+            .filter(|m| self.status_of(m.id).is_none() && self.failed_to_answer(m.id).is_some())
+            .count();
         Quorum {
             voters: voters.len(),
             alive,
+            down,
             needed: voters.len() / 2 + 1,
         }
     }
@@ -163,9 +172,10 @@ impl ClusterView {
     }
 
     /// Decide [`ClusterView::leader`] from the answers: the leader most answers name,
-    /// trusted only if it answers itself, or a quorum of voters answers (then it may just
-    /// be outside the endpoints asked). Survivors of a quorum loss keep naming the dead
-    /// leader for a while; that one becomes [`ClusterView::last_known_leader`].
+    /// trusted only while a quorum may exist and the leader did not just fail to answer
+    /// (it may be outside the endpoints asked). Survivors of a quorum loss keep naming the
+    /// dead leader for a while (and a leader left alone names itself until it notices);
+    /// that one becomes [`ClusterView::last_known_leader`].
     pub fn settle_leader(&mut self) {
         let mut votes: Vec<(u64, usize, u64)> = Vec::new();
         for s in self
@@ -189,7 +199,7 @@ impl ClusterView {
         };
         let answers_itself = self.status_of(named).is_some();
         let failed = self.failed_to_answer(named).is_some();
-        if answers_itself || (!failed && self.quorum().holds()) {
+        if self.quorum().holds() && (answers_itself || !failed) {
             self.leader = Some(named);
         } else {
             self.last_known_leader = Some(LastLeader {
