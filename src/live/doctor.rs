@@ -12,6 +12,29 @@ use crate::error::EtcdErrorKind;
 use crate::source::etcd::{strip_scheme, ClusterView, EndpointStatus, MemberInfo, Quorum};
 use crate::units::human_bytes;
 
+/// Every check name: each has a section of that anchor in docs/cluster-health.md.
+pub const CHECKS: &[&str] = &[
+    "endpoint-unreachable",
+    "member-unreachable",
+    "member-unstarted",
+    "quorum-lost",
+    "no-leader",
+    "leader-disagreement",
+    "term-disagreement",
+    "member-list-disagreement",
+    "cluster-id-mismatch",
+    "member-lagging",
+    "db-near-quota",
+    "db-fragmented",
+    "db-size-drift",
+    "member-error",
+    "version-skew",
+    "learner",
+    "alarm-nospace",
+    "alarm-corrupt",
+    "alarm",
+];
+
 /// etcd's default `--quota-backend-bytes`.
 pub const DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -121,6 +144,10 @@ struct Exam<'a> {
 
 impl<'a> Exam<'a> {
     fn push(&mut self, level: Level, check: &'static str, message: String, remedy: String) {
+        debug_assert!(
+            CHECKS.contains(&check),
+            "{check} has no section in the docs"
+        );
         self.findings.push(Finding {
             level,
             check,
@@ -860,5 +887,16 @@ mod tests {
             c.contains(&"member-list-disagreement") && c.contains(&"cluster-id-mismatch"),
             "{c:?}"
         );
+    }
+
+    #[test]
+    fn every_check_has_its_section_in_the_docs() {
+        let doc = include_str!("../../docs/cluster-health.md");
+        for c in CHECKS {
+            assert!(
+                doc.lines().any(|l| l == format!("## {c}")),
+                "docs/cluster-health.md has no section `## {c}`"
+            );
+        }
     }
 }
