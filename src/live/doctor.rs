@@ -6,11 +6,14 @@
 
 use serde::Serialize;
 
+use super::member_state::{check_alarms, check_member_status, check_size_drift, check_versions};
+use super::membership::{
+    check_agreement, check_leader_and_terms, check_members, check_quorum, check_stray_endpoints,
+    unreachable_rows,
+};
 use super::remedy::{doc_link, Cluster};
 use super::PeerProbe;
-use crate::error::EtcdErrorKind;
-use crate::source::etcd::{strip_scheme, ClusterView, EndpointStatus, MemberInfo, Quorum};
-use crate::units::human_bytes;
+use crate::source::etcd::{ClusterView, EndpointStatus, Quorum};
 
 /// Every check name: each has a section of that anchor in docs/cluster-health.md.
 pub const CHECKS: &[&str] = &[
@@ -128,22 +131,28 @@ impl Default for Limits {
     }
 }
 
-fn hex(id: u64) -> String {
+pub(super) fn hex(id: u64) -> String {
     format!("{id:x}")
 }
 
 /// What the checks share: the view, the members that answered, and the findings so far.
-struct Exam<'a> {
-    view: &'a ClusterView,
-    limits: Limits,
-    probes: &'a [PeerProbe],
-    reachable: Vec<&'a EndpointStatus>,
-    cluster: Cluster<'a>,
-    findings: Vec<Finding>,
+pub(super) struct Exam<'a> {
+    pub(super) view: &'a ClusterView,
+    pub(super) limits: Limits,
+    pub(super) probes: &'a [PeerProbe],
+    pub(super) reachable: Vec<&'a EndpointStatus>,
+    pub(super) cluster: Cluster<'a>,
+    pub(super) findings: Vec<Finding>,
 }
 
 impl<'a> Exam<'a> {
-    fn push(&mut self, level: Level, check: &'static str, message: String, remedy: String) {
+    pub(super) fn push(
+        &mut self,
+        level: Level,
+        check: &'static str,
+        message: String,
+        remedy: String,
+    ) {
         debug_assert!(
             CHECKS.contains(&check),
             "{check} has no section in the docs"
@@ -158,7 +167,7 @@ impl<'a> Exam<'a> {
     }
 
     /// `8e9e05c52164694d (m0)`, or the bare id when the member list does not name it.
-    fn name(&self, id: u64) -> String {
+    pub(super) fn name(&self, id: u64) -> String {
         let n = self.view.name_of(id);
         if n.is_empty() {
             hex(id)
@@ -167,11 +176,11 @@ impl<'a> Exam<'a> {
         }
     }
 
-    fn leader_status(&self) -> Option<&'a EndpointStatus> {
+    pub(super) fn leader_status(&self) -> Option<&'a EndpointStatus> {
         self.view.leader.and_then(|l| self.view.status_of(l))
     }
 
-    fn distinct<T: Ord + Clone>(&self, f: impl Fn(&EndpointStatus) -> T) -> Vec<T> {
+    pub(super) fn distinct<T: Ord + Clone>(&self, f: impl Fn(&EndpointStatus) -> T) -> Vec<T> {
         let mut v: Vec<T> = self.reachable.iter().map(|s| f(s)).collect();
         v.sort();
         v.dedup();
@@ -228,520 +237,10 @@ pub fn diagnose_with(view: &ClusterView, limits: Limits, probes: &[PeerProbe]) -
     }
 }
 
-/// The endpoint's failure in words that tell refused, frozen, dial timeout and TLS apart.
-fn client_words(s: &EndpointStatus) -> String {
-    let e = s.error.clone().unwrap_or_default();
-    match s.error_kind {
-        Some(EtcdErrorKind::Refused) => format!("its client URL {} refuses connections ({e})", s.endpoint),
-        Some(EtcdErrorKind::Timeout) if e.contains("accepts connections") => format!(
-            "its client URL {} accepts connections but does not answer: the process is frozen (stopped, e.g. SIGSTOP), overloaded, or stuck on its disk",
-            s.endpoint
-        ),
-        Some(EtcdErrorKind::Tls) => format!("TLS with {} fails: {e}", s.endpoint),
-        _ => format!("{}: {e}", s.endpoint),
-    }
-}
-
-/// What the peer port says about a member whose client URL failed in `client` way.
-fn peer_words(p: &PeerProbe, client: Option<EtcdErrorKind>) -> String {
-    match (&p.error, client) {
-        (None, Some(EtcdErrorKind::Refused)) => format!(
-            "its peer URL {} accepts connections, so etcd runs there but does not serve clients on that client URL (check its --listen-client-urls / --advertise-client-urls)",
-            p.url
-        ),
-        (None, _) => format!("its peer URL {} accepts connections", p.url),
-        (Some(_), _) if p.refused => format!(
-            "its peer URL {} refuses connections too: etcd is not running there",
-            p.url
-        ),
-        (Some(e), _) => format!(
-            "its peer URL {} does not answer either ({e}): host down, or a firewall",
-            p.url
-        ),
-    }
-}
-
-/// Unreachable endpoints given on the command line that are no member's client URL (those
-/// are reported per member).
-fn check_stray_endpoints(x: &mut Exam<'_>) {
-    let is_member_url = |ep: &str| {
-        x.view.members.iter().any(|m| {
-            m.client_urls
-                .iter()
-                .any(|u| strip_scheme(u) == strip_scheme(ep))
-        })
-    };
-    let stray: Vec<&EndpointStatus> = x
-        .view
-        .endpoints
-        .iter()
-        .filter(|s| !s.reachable && !is_member_url(&s.endpoint))
-        .collect();
-    for s in stray {
-        let remedy = match s.error_kind {
-            Some(EtcdErrorKind::Tls) => "Fix the TLS flags as the message says (--cacert, --cert, --key, or the URL's scheme).".to_string(),
-            _ => format!(
-                "Check that this endpoint belongs to the cluster (`{}` lists the members' client URLs) and fix --endpoints.",
-                x.cluster.ctl("member list -w table")
-            ),
-        };
-        x.push(
-            Level::Error,
-            "endpoint-unreachable",
-            format!(
-                "endpoint {} does not answer: {}",
-                s.endpoint,
-                client_words(s)
-            ),
-            remedy,
-        );
-    }
-}
-
-/// Members of the member list that no endpoint speaks for.
-fn check_members(x: &mut Exam<'_>) {
-    let view = x.view;
-    for m in &view.members {
-        if view.status_of(m.id).is_some() {
-            continue;
-        }
-        if m.name.is_empty() && m.client_urls.is_empty() {
-            let initial = x.cluster.initial_cluster();
-            x.push(
-                Level::Error,
-                "member-unstarted",
-                format!("member {} was added but has never started", hex(m.id)),
-                format!(
-                    "Start etcd on {} with --initial-cluster-state=existing and --initial-cluster={initial},NAME={}; or remove it: `{}`.",
-                    x.cluster.host_of(m),
-                    m.peer_urls.first().map(String::as_str).unwrap_or("PEER_URL"),
-                    x.cluster.ctl(&format!("member remove {:x}", m.id))
-                ),
-            );
-            continue;
-        }
-        let failed = view.failed_to_answer(m.id);
-        let mut why = match failed {
-            Some(s) => client_words(s),
-            None => format!(
-                "not asked: none of its client URLs ({}) is among the endpoints",
-                m.client_urls.join(", ")
-            ),
-        };
-        if let Some(p) = x.probes.iter().find(|p| p.member_id == m.id) {
-            why.push_str("; ");
-            why.push_str(&peer_words(p, failed.and_then(|s| s.error_kind)));
-        }
-        let remedy = unreachable_remedy(x, m, failed.and_then(|s| s.error_kind));
-        x.push(
-            Level::Error,
-            "member-unreachable",
-            format!("member {} is unreachable: {why}", x.name(m.id)),
-            remedy,
-        );
-    }
-}
-
-fn unreachable_remedy(x: &Exam<'_>, m: &MemberInfo, kind: Option<EtcdErrorKind>) -> String {
-    let host = x.cluster.host_of(m);
-    let first = match kind {
-        Some(EtcdErrorKind::Timeout) => format!(
-            "On {host}: `ps -o pid,stat,etime,cmd -C etcd` (state T: the process is stopped; `kill -CONT <pid>`), then `journalctl -u etcd -n 100` for `slow fdatasync` or disk errors."
-        ),
-        Some(EtcdErrorKind::Tls) => "Fix the TLS flags as the message says (--cacert, --cert, --key, or the URL's scheme).".to_string(),
-        _ => format!(
-            "On {host}: `systemctl status etcd` (or the static pod: `crictl ps -a --name etcd`) and `journalctl -u etcd -n 100`; start etcd if it is down."
-        ),
-    };
-    format!(
-        "{first} If it cannot start (`wal: crc mismatch`): `lifeboat check-member <its data dir>`; to replace a damaged member: {}.",
-        x.cluster.replace_member(m)
-    )
-}
-
-fn check_quorum(x: &mut Exam<'_>) {
-    let q = x.view.quorum();
-    if q.holds() {
-        return;
-    }
-    let down: Vec<String> = x
-        .view
-        .members
-        .iter()
-        .filter(|m| !m.is_learner && x.view.status_of(m.id).is_none())
-        .map(|m| x.name(m.id))
-        .collect();
-    let remedy = format!(
-        "Bring back the members that are down ({}) if their data is intact (see member-unreachable). If they cannot come back, restore every member from one snapshot: `lifeboat fetch --from DEST latest --out snap.db`, then on each member with its own name and peer URL: `etcdutl snapshot restore snap.db --name NAME --initial-advertise-peer-urls PEER_URL --initial-cluster {} --initial-cluster-token NEW_TOKEN --data-dir NEW_DIR`, and start all members on their new data dirs.",
-        down.join(", "),
-        x.cluster.initial_cluster()
-    );
-    x.push(
-        Level::Error,
-        "quorum-lost",
-        format!(
-            "quorum lost: {} of {} members answer; {} needed for quorum",
-            q.alive, q.voters, q.needed
-        ),
-        remedy,
-    );
-}
-
-fn check_leader_and_terms(x: &mut Exam<'_>) {
-    let leaders = x.distinct(|s| s.leader);
-    if x.view.leader.is_none() || leaders.contains(&0) {
-        let q = x.view.quorum();
-        let mut message = format!(
-            "no leader: {} of {} members answer; {} needed for quorum",
-            q.alive, q.voters, q.needed
-        );
-        if let Some(l) = x.view.last_known_leader {
-            message.push_str(&format!(
-                "; last known leader {} at raft term {}",
-                x.name(l.id),
-                l.raft_term
-            ));
-        }
-        let remedy = if q.holds() {
-            format!(
-                "An election is under way or members cannot reach each other's peer URLs (2380): run `{}` again; if it persists, look for `starting a new election at term` in the members' logs (slow disks: `slow fdatasync`; or the network).",
-                x.cluster.ctl("endpoint status -w table")
-            )
-        } else {
-            "Restore quorum first (see quorum-lost).".to_string()
-        };
-        x.push(Level::Error, "no-leader", message, remedy);
-    } else if leaders.len() > 1 {
-        let names: Vec<String> = leaders.iter().map(|&l| x.name(l)).collect();
-        let remedy = format!(
-            "An election is probably in progress: run `{}` again; if it persists, look for a partitioned member (its peer URL unreachable from the others).",
-            x.cluster.ctl("endpoint status -w table")
-        );
-        x.push(
-            Level::Warning,
-            "leader-disagreement",
-            format!("members name different leaders: {}", names.join(", ")),
-            remedy,
-        );
-    }
-    let terms = x.distinct(|s| s.raft_term);
-    if terms.len() > 1 {
-        let remedy = format!(
-            "Run `{}` again: every member should show the same RAFT TERM. A member behind is partitioned or restarting; frequent term changes mean elections (slow disks or network).",
-            x.cluster.ctl("endpoint status -w table")
-        );
-        x.push(
-            Level::Warning,
-            "term-disagreement",
-            format!("members are in different raft terms: {terms:?}"),
-            remedy,
-        );
-    }
-}
-
-/// Every endpoint must report the same member list and cluster id.
-fn check_agreement(x: &mut Exam<'_>) {
-    let lists: Vec<Vec<u64>> = {
-        let mut v: Vec<Vec<u64>> = x
-            .reachable
-            .iter()
-            .filter(|s| !s.member_list.is_empty())
-            .map(|s| {
-                let mut l = s.member_list.clone();
-                l.sort_unstable();
-                l
-            })
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    };
-    if lists.len() > 1 {
-        let shown: Vec<String> = lists
-            .iter()
-            .map(|l| {
-                format!(
-                    "[{}]",
-                    l.iter().map(|&i| hex(i)).collect::<Vec<_>>().join(",")
-                )
-            })
-            .collect();
-        let remedy = format!(
-            "Compare `{}` on each endpoint; the member whose list differs has stale state (`failed to find member` in its log): replace it as for member-unreachable.",
-            x.cluster.ctl("member list -w table")
-        );
-        x.push(
-            Level::Error,
-            "member-list-disagreement",
-            format!(
-                "endpoints disagree on the member list: {}",
-                shown.join(" vs ")
-            ),
-            remedy,
-        );
-    }
-    let cids = x.distinct(|s| s.cluster_id);
-    if cids.len() > 1 {
-        let odd: Vec<String> = x
-            .reachable
-            .iter()
-            .filter(|s| Some(s.cluster_id) != x.view.cluster_id)
-            .map(|s| format!("{} (cluster {})", s.endpoint, hex(s.cluster_id)))
-            .collect();
-        x.push(
-            Level::Error,
-            "cluster-id-mismatch",
-            format!(
-                "endpoints belong to different clusters: {} (expected {})",
-                odd.join(", "),
-                x.view.cluster_id.map(hex).unwrap_or_default()
-            ),
-            "That endpoint runs a cluster of its own (e.g. a member restored alone with `snapshot restore`): stop it, move its data dir aside, and re-add it to the real cluster with `etcdctl member add NAME --peer-urls=PEER_URL` and --initial-cluster-state=existing.".to_string(),
-        );
-    }
-}
-
-/// Lag, quota, fragmentation, the member's own errors, learners; and its table row.
-fn check_member_status(x: &mut Exam<'_>, s: &EndpointStatus) -> MemberRow {
-    let leader = x.leader_status();
-    let lag = leader.map(|l| l.raft_index.saturating_sub(s.raft_index));
-    let who = x.name(s.member_id);
-    let one = format!("etcdctl --endpoints={}", s.endpoint);
-    if let Some(lag) = lag.filter(|&l| l > x.limits.lag_entries) {
-        let remedy = format!(
-            "Run `{}` again: a member catching up after a restart closes the gap. If it never does, its disk or network is slow (`slow fdatasync` in its log); replace it as for member-unreachable.",
-            x.cluster.ctl("endpoint status -w table")
-        );
-        x.push(
-            Level::Warning,
-            "member-lagging",
-            format!("member {who} is {lag} raft entries behind the leader"),
-            remedy,
-        );
-    }
-    let db = s.db_size.max(0) as u64;
-    let in_use = s.db_size_in_use.max(0) as u64;
-    let quota = x.limits.quota_bytes;
-    let pct = if quota > 0 {
-        db as f64 * 100.0 / quota as f64
-    } else {
-        0.0
-    };
-    if pct >= x.limits.quota_warn_pct {
-        let remedy = format!(
-            "`rev=$({} endpoint status -w json | grep -o '\"revision\":[0-9]*' | cut -d: -f2)`; `{}`; then `etcdctl --endpoints=<each member, one at a time> defrag`; then `{}`. Long term: raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
-            one,
-            x.cluster.ctl("compact $rev"),
-            x.cluster.ctl("alarm disarm")
-        );
-        x.push(
-            if pct >= 100.0 {
-                Level::Error
-            } else {
-                Level::Warning
-            },
-            "db-near-quota",
-            format!(
-                "member {who}: db {} is {pct:.0}% of the {} quota",
-                human_bytes(db),
-                human_bytes(quota)
-            ),
-            remedy,
-        );
-    }
-    if db > 64 * 1024 * 1024 && in_use * 2 < db {
-        x.push(
-            Level::Info,
-            "db-fragmented",
-            format!(
-                "member {who}: only {} of its {} db is in use; a defrag would reclaim {}",
-                human_bytes(in_use),
-                human_bytes(db),
-                human_bytes(db - in_use)
-            ),
-            format!("`{one} defrag` (it blocks that member while it runs: one member at a time)."),
-        );
-    }
-    for e in &s.errors {
-        x.push(
-            Level::Warning,
-            "member-error",
-            format!("member {who} reports: {e}"),
-            format!("`{one} endpoint status -w json` shows it too; the member's log says why."),
-        );
-    }
-    if s.is_learner {
-        let caught_up = lag.is_some_and(|l| l <= x.limits.lag_entries);
-        let promote = x.cluster.ctl(&format!("member promote {:x}", s.member_id));
-        x.push(
-            Level::Info,
-            "learner",
-            format!(
-                "member {who} is a learner{}",
-                if caught_up { " and has caught up" } else { "" }
-            ),
-            if caught_up {
-                format!("Promote it: `{promote}`.")
-            } else {
-                format!("Wait until it has caught up, then `{promote}`.")
-            },
-        );
-    }
-    MemberRow {
-        id: hex(s.member_id),
-        name: x.view.name_of(s.member_id),
-        endpoint: Some(s.endpoint.clone()),
-        reachable: true,
-        is_leader: x.view.leader == Some(s.member_id),
-        is_learner: s.is_learner,
-        raft_term: s.raft_term,
-        raft_index: s.raft_index,
-        raft_applied_index: s.raft_applied_index,
-        lag,
-        db_size: db,
-        db_size_in_use: in_use,
-        quota_used_pct: (pct * 10.0).round() / 10.0,
-        version: s.version.clone(),
-        revision: s.revision,
-        error: None,
-    }
-}
-
-/// A follower much bigger than the leader drifts (it was seen after raising the quota).
-fn check_size_drift(x: &mut Exam<'_>) {
-    let Some(l) = x.leader_status() else { return };
-    let ldb = l.db_size.max(0) as u64;
-    let drifting: Vec<&EndpointStatus> = x
-        .reachable
-        .iter()
-        .copied()
-        .filter(|s| s.member_id != l.member_id)
-        .filter(|s| {
-            let db = s.db_size.max(0) as u64;
-            ldb > 0 && db > ldb.saturating_mul(2) && db > 64 * 1024 * 1024
-        })
-        .collect();
-    for s in drifting {
-        let remedy = format!(
-            "`etcdctl --endpoints={} defrag`; if it keeps drifting, replace it: {}.",
-            s.endpoint,
-            x.view
-                .member(s.member_id)
-                .map(|m| x.cluster.replace_member(m))
-                .unwrap_or_default()
-        );
-        x.push(
-            Level::Warning,
-            "db-size-drift",
-            format!(
-                "member {}: db {} is more than twice the leader's {}",
-                x.name(s.member_id),
-                human_bytes(s.db_size.max(0) as u64),
-                human_bytes(ldb)
-            ),
-            remedy,
-        );
-    }
-}
-
-fn check_versions(x: &mut Exam<'_>) {
-    let versions = x.distinct(|s| s.version.clone());
-    if versions.len() > 1 {
-        x.push(
-            Level::Warning,
-            "version-skew",
-            format!("members run different etcd versions: {}", versions.join(", ")),
-            "Mixed versions are only safe during a rolling upgrade: finish it, one member at a time, minor versions in order.".to_string(),
-        );
-    }
-}
-
-/// Findings for the raised alarms; returns them as `NOSPACE on <member>` for the report.
-fn check_alarms(x: &mut Exam<'_>) -> Vec<String> {
-    let view = x.view;
-    let mut shown = Vec::new();
-    for a in &view.alarms {
-        let who = x.name(a.member_id);
-        shown.push(format!("{} on {who}", a.alarm));
-        match a.alarm.as_str() {
-            "NOSPACE" => {
-                let remedy = format!(
-                    "Free space, then disarm: `rev=$({} endpoint status -w json | grep -o '\"revision\":[0-9]*' | head -1 | cut -d: -f2)`; `{}`; `etcdctl --endpoints=<each member, one at a time> defrag`; `{}`. Then raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
-                    x.cluster.ctl(""),
-                    x.cluster.ctl("compact $rev"),
-                    x.cluster.ctl("alarm disarm")
-                );
-                x.push(
-                    Level::Error,
-                    "alarm-nospace",
-                    format!("alarm NOSPACE raised by member {who}: writes fail with `mvcc: database space exceeded`"),
-                    remedy,
-                );
-            }
-            "CORRUPT" => {
-                let remedy = match view.member(a.member_id) {
-                    Some(m) => format!("Replace that member: {}.", x.cluster.replace_member(m)),
-                    None => {
-                        "Replace that member (member remove, wipe its data dir, member add).".into()
-                    }
-                };
-                x.push(
-                    Level::Error,
-                    "alarm-corrupt",
-                    format!(
-                        "alarm CORRUPT raised by member {who}: its data differs from the others"
-                    ),
-                    remedy,
-                );
-            }
-            other => {
-                let remedy = format!(
-                    "`{}`; disarm once the cause is fixed: `{}`.",
-                    x.cluster.ctl("alarm list"),
-                    x.cluster.ctl("alarm disarm")
-                );
-                x.push(
-                    Level::Warning,
-                    "alarm",
-                    format!("alarm {other} raised by member {who}"),
-                    remedy,
-                );
-            }
-        }
-    }
-    shown
-}
-
-/// Members listed but not answering get a row too, with why.
-fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
-    x.view
-        .members
-        .iter()
-        .filter(|m| x.view.status_of(m.id).is_none())
-        .map(|m| MemberRow {
-            id: hex(m.id),
-            name: m.name.clone(),
-            endpoint: m.client_urls.first().cloned(),
-            reachable: false,
-            is_leader: false,
-            is_learner: m.is_learner,
-            raft_term: 0,
-            raft_index: 0,
-            raft_applied_index: 0,
-            lag: None,
-            db_size: 0,
-            db_size_in_use: 0,
-            quota_used_pct: 0.0,
-            version: String::new(),
-            revision: 0,
-            error: x.view.failed_to_answer(m.id).and_then(|s| s.error.clone()),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::EtcdErrorKind;
     use crate::source::etcd::{AlarmInfo, MemberInfo};
 
     fn st(id: u64, leader: u64, term: u64, index: u64, db: i64, version: &str) -> EndpointStatus {
