@@ -303,3 +303,77 @@ fn quorum_loss_reports_no_leader_and_the_arithmetic() {
         "{checks:?}"
     );
 }
+
+#[test]
+fn a_frozen_source_is_abandoned_by_the_stall_timeout() {
+    use std::io::BufRead;
+    let c = Cluster::start(&etcd35(), 3, Opts::default());
+    c.fill_random("/big/", 2000, 10_000);
+    let dest = TempDir::new().unwrap();
+    let mut args = vec![
+        "backup".to_string(),
+        "--to".into(),
+        dest.path().display().to_string(),
+        "--source=leader".into(),
+        "--rate-limit=2M".into(),
+        "--stream-timeout=3s".into(),
+        "--command-timeout=2s".into(),
+    ];
+    args.extend(c.conn_args());
+    let mut child = std::process::Command::new(lifeboat())
+        .args(&args)
+        .env_remove("ETCDCTL_ENDPOINTS")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let source =
+        loop {
+            let line = lines
+                .next()
+                .expect("backup ended before streaming")
+                .unwrap();
+            seen.push(line.clone());
+            if let Some(i) = c.members.iter().position(|m| {
+                line.contains("streaming from member") && line.contains(&m.client_url)
+            }) {
+                break i;
+            }
+        };
+    let url = c.members[source].client_url.clone();
+    // Freeze the member once its data flows (a stored file has grown), not before.
+    fn stored_bytes(d: &std::path::Path) -> u64 {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| {
+                        let p = e.path();
+                        if p.is_dir() {
+                            stored_bytes(&p)
+                        } else {
+                            e.metadata().map(|m| m.len()).unwrap_or(0)
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    while stored_bytes(dest.path()) < 64 * 1024 {
+        assert!(child.try_wait().unwrap().is_none(), "backup ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let frozen = Frozen::new(&c, source);
+    seen.extend(lines.map_while(|l| l.ok()));
+    let status = child.wait().unwrap();
+    drop(frozen);
+    let err = seen.join("\n");
+    assert!(status.success(), "backup failed:\n{err}");
+    assert!(
+        err.contains(&format!("stalled: nothing for 3s from {url}")),
+        "no stall message for {url}:\n{err}"
+    );
+    assert!(!err.to_lowercase().contains("h2 protocol error"), "{err}");
+}
