@@ -212,6 +212,45 @@ fn status_words(cfg: &ConnectConfig, s: &tonic::Status) -> Option<(EtcdErrorKind
     }
 }
 
+/// A status without a cause below it that etcd did not word: tonic's own (timeouts, HTTP
+/// answers from something that is not etcd), in its message rather than its Debug form.
+fn plain_status_words(cfg: &ConnectConfig, s: &tonic::Status) -> Option<(EtcdErrorKind, String)> {
+    use tonic::Code;
+    let msg = one_line(s.message());
+    if msg.contains("grpc-status header missing") || msg.contains("mapped from HTTP status") {
+        return Some((
+            EtcdErrorKind::Other,
+            format!("this is not an etcd client URL (the server answered plain HTTP: {msg}): check --endpoints"),
+        ));
+    }
+    match s.code() {
+        Code::DeadlineExceeded => Some((
+            EtcdErrorKind::Timeout,
+            format!(
+                "no answer within --command-timeout {}",
+                humantime::format_duration(cfg.command_timeout)
+            ),
+        )),
+        Code::Cancelled if msg.to_lowercase().contains("timeout") => Some((
+            EtcdErrorKind::Timeout,
+            format!(
+                "no answer within --command-timeout {}",
+                humantime::format_duration(cfg.command_timeout)
+            ),
+        )),
+        Code::Unavailable | Code::Aborted | Code::ResourceExhausted => {
+            Some((EtcdErrorKind::Unavailable, msg))
+        }
+        Code::Unimplemented => Some((
+            EtcdErrorKind::Other,
+            format!(
+                "the server does not implement this call ({msg}): is it an etcd v3 client URL?"
+            ),
+        )),
+        _ => None,
+    }
+}
+
 /// Classify a failure in `what` (e.g. "status", "snapshot") against `endpoint`.
 pub(crate) fn classify(
     cfg: &ConnectConfig,
@@ -233,6 +272,9 @@ fn kind_and_words(
         E::GRpcStatus(s) => {
             if s.source().is_none() {
                 if let Some(w) = status_words(cfg, s) {
+                    return w;
+                }
+                if let Some(w) = plain_status_words(cfg, s) {
                     return w;
                 }
             }
