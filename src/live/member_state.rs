@@ -34,10 +34,8 @@ pub(super) fn check_member_status(x: &mut Exam<'_>, s: &EndpointStatus) -> Membe
     };
     if pct >= x.limits.quota_warn_pct {
         let remedy = format!(
-            "`rev=$({} endpoint status -w json | grep -o '\"revision\":[0-9]*' | cut -d: -f2)`; `{}`; then `etcdctl --endpoints=<each member, one at a time> defrag`; then `{}`. Long term: raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
-            one,
-            x.cluster.ctl("compact $rev"),
-            x.cluster.ctl("alarm disarm")
+            "{}. Long term: raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
+            x.cluster.free_space()
         );
         x.push(
             if pct >= 100.0 {
@@ -171,10 +169,8 @@ pub(super) fn check_alarms(x: &mut Exam<'_>) -> Vec<String> {
         match a.alarm.as_str() {
             "NOSPACE" => {
                 let remedy = format!(
-                    "Free space, then disarm: `rev=$({} endpoint status -w json | grep -o '\"revision\":[0-9]*' | head -1 | cut -d: -f2)`; `{}`; `etcdctl --endpoints=<each member, one at a time> defrag`; `{}`. Then raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
-                    x.cluster.ctl(""),
-                    x.cluster.ctl("compact $rev"),
-                    x.cluster.ctl("alarm disarm")
+                    "Free space, then disarm: {}. Then raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
+                    x.cluster.free_space()
                 );
                 x.push(
                     Level::Error,

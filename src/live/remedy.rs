@@ -46,6 +46,19 @@ impl<'a> Cluster<'a> {
         format!("etcdctl --endpoints={} {args}", self.endpoints)
     }
 
+    /// Compact to the current revision, defragment every member that answers one at a
+    /// time, and disarm the alarms: the way out of NOSPACE.
+    pub fn free_space(&self) -> String {
+        let eps: Vec<&str> = self.endpoints.split(',').collect();
+        format!(
+            "`rev=$({} | grep -o '\"revision\":[0-9]*' | head -1 | cut -d: -f2)`; `{}`; `for ep in {}; do etcdctl --endpoints=$ep defrag; done` (one member at a time: a defrag blocks its member); `{}`",
+            self.ctl("endpoint status -w json"),
+            self.ctl("compact $rev"),
+            eps.join(" "),
+            self.ctl("alarm disarm")
+        )
+    }
+
     /// `m0=http://10.0.0.1:2380,m1=...`: etcd's --initial-cluster for the current members.
     pub fn initial_cluster(&self) -> String {
         self.view
