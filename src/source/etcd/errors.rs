@@ -127,7 +127,7 @@ fn describe(e: &CertificateError) -> String {
     rustls::Error::InvalidCertificate(e.clone()).to_string()
 }
 
-fn not_tls(endpoint: &str) -> String {
+pub(crate) fn not_tls(endpoint: &str) -> String {
     format!(
         "the server does not speak TLS: use http://{}",
         super::connect::strip_scheme(endpoint)
@@ -335,12 +335,6 @@ fn classify_chain(
                         ),
                     )
                 }
-                K::ConnectionReset | K::UnexpectedEof | K::BrokenPipe | K::ConnectionAborted
-                    if tls =>
-                {
-                    // A plain-text server hangs up on a ClientHello.
-                    return (EtcdErrorKind::Tls, not_tls(endpoint));
-                }
                 K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted | K::UnexpectedEof => {
                     return (
                         EtcdErrorKind::Broken,
@@ -357,14 +351,9 @@ fn classify_chain(
             }
         }
         if let Some(h) = e.downcast_ref::<h2::Error>() {
-            if !tls && (h.is_go_away() || h.reason().is_some() || h.is_io()) && is_handshake(&links)
-            {
-                return (EtcdErrorKind::Tls, speaks_tls_words(endpoint));
-            }
-            if h.reason() == Some(h2::Reason::FRAME_SIZE_ERROR) && !tls {
-                return (EtcdErrorKind::Tls, speaks_tls_words(endpoint));
-            }
-            return (EtcdErrorKind::Broken, format!("connection broken: {}", h));
+            // Also a plain-text client that a TLS server hangs up on: the survey asks the
+            // server whether it speaks TLS before saying so (never mid-stream).
+            return (EtcdErrorKind::Broken, format!("connection broken: {h}"));
         }
     }
     // Nothing known: the words of the deepest cause, in one line.
@@ -400,14 +389,6 @@ fn classify_chain(
         EtcdErrorKind::Other
     };
     (kind, one_line(&deepest))
-}
-
-/// Whether the failure happened while connecting (no request got through).
-fn is_handshake(links: &[&(dyn StdError + 'static)]) -> bool {
-    links.iter().any(|e| {
-        let s = e.to_string().to_lowercase();
-        s.contains("connect") || s.contains("handshake")
-    })
 }
 
 fn one_line(s: &str) -> String {
@@ -462,5 +443,22 @@ mod tests {
         let s = e.to_string();
         assert!(s.contains("not signed by --cacert /etc/etcd/ca.crt"), "{s}");
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn a_reset_over_tls_is_transient() {
+        // A member killed mid-stream must let the backup move on, TLS or not.
+        let cfg = ConnectConfig {
+            cacert: Some("/ca.crt".into()),
+            ..ConnectConfig::default()
+        };
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = classify(
+            &cfg,
+            "https://127.0.0.1:2379",
+            "snapshot stream broke after 10 bytes",
+            &etcd_client::Error::IoError(io),
+        );
+        assert!(e.is_transient(), "{e}");
     }
 }

@@ -257,26 +257,26 @@ pub(crate) async fn no_answer(cfg: &ConnectConfig, endpoint: &str, what: &str) -
     Error::etcd(endpoint, kind, format!("{what}: {words}"))
 }
 
-/// Whether a server that hung up on plain-text HTTP/2 speaks TLS: it answers a TLS
-/// ClientHello with a TLS record (handshake or alert). Nothing is verified: only the
-/// first byte of the answer is looked at.
-async fn speaks_tls(cfg: &ConnectConfig, endpoint: &str) -> bool {
+/// Whether the server at `endpoint` speaks TLS: it answers a TLS ClientHello with a TLS
+/// record (handshake or alert), or with something else. Nothing is verified: only the
+/// first byte of the answer is looked at. `None`: no answer to judge by.
+async fn speaks_tls(cfg: &ConnectConfig, endpoint: &str) -> Option<bool> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(hello) = client_hello() else {
-        return false;
-    };
+    let hello = client_hello()?;
     let addr = strip_scheme(endpoint).split('/').next().unwrap_or_default();
     let probe = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         s.write_all(&hello).await.ok()?;
         let mut first = [0u8; 1];
-        let n = s.read(&mut first).await.ok()?;
-        Some(n == 1 && (first[0] == 0x16 || first[0] == 0x15))
+        match s.read(&mut first).await.ok()? {
+            0 => Some(false),
+            _ => Some(first[0] == 0x16 || first[0] == 0x15),
+        }
     };
-    matches!(
-        tokio::time::timeout(cfg.dial_timeout, probe).await,
-        Ok(Some(true))
-    )
+    tokio::time::timeout(cfg.dial_timeout, probe)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The bytes of a TLS ClientHello, as rustls would send them.
@@ -308,18 +308,27 @@ async fn call_failed(
             ..
         })
         | None => no_answer(cfg, endpoint, what).await,
-        Some(Error::Etcd {
-            kind: EtcdErrorKind::Broken,
-            ..
-        }) if !cfg.tls_enabled()
-            && !endpoint.trim().starts_with("https://")
-            && speaks_tls(cfg, endpoint).await =>
-        {
-            Error::etcd(
-                endpoint,
-                EtcdErrorKind::Tls,
-                format!("{what}: {}", errors::speaks_tls_words(endpoint)),
-            )
+        Some(
+            e @ Error::Etcd {
+                kind: EtcdErrorKind::Broken,
+                ..
+            },
+        ) => {
+            // A connection that broke on the first call: TLS on one side only?
+            let tls = cfg.tls_enabled() || endpoint.trim().starts_with("https://");
+            match (tls, speaks_tls(cfg, endpoint).await) {
+                (false, Some(true)) => Error::etcd(
+                    endpoint,
+                    EtcdErrorKind::Tls,
+                    format!("{what}: {}", errors::speaks_tls_words(endpoint)),
+                ),
+                (true, Some(false)) => Error::etcd(
+                    endpoint,
+                    EtcdErrorKind::Tls,
+                    format!("{what}: {}", errors::not_tls(endpoint)),
+                ),
+                _ => e,
+            }
         }
         Some(other) => other,
     }
