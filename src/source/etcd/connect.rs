@@ -113,8 +113,14 @@ impl ConnectConfig {
             self.check_endpoint(ep)?;
         }
         if self.cert.is_some() != self.key.is_some() {
-            return Err(Error::Usage(
-                "--cert and --key go together: give both or neither".into(),
+            let missing = if self.cert.is_none() {
+                "--cert"
+            } else {
+                "--key"
+            };
+            return Err(Error::flag(
+                missing,
+                "missing: --cert and --key go together (give both or neither)",
             ));
         }
         if let Some(ca) = &self.cacert {
