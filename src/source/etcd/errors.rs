@@ -262,6 +262,23 @@ pub(crate) fn classify(
     Error::etcd(endpoint, kind, format!("{what}: {message}"))
 }
 
+/// [`classify`] for a stream that was already flowing: its connection and credentials
+/// worked, so whatever broke it now is a broken stream (transient: another member may
+/// serve), not a TLS or configuration mistake.
+pub(crate) fn classify_mid_stream(
+    cfg: &ConnectConfig,
+    endpoint: &str,
+    what: &str,
+    e: &etcd_client::Error,
+) -> Error {
+    let (kind, message) = kind_and_words(cfg, endpoint, e);
+    let kind = match kind {
+        EtcdErrorKind::Tls | EtcdErrorKind::Other => EtcdErrorKind::Broken,
+        k => k,
+    };
+    Error::etcd(endpoint, kind, format!("{what}: {message}"))
+}
+
 fn kind_and_words(
     cfg: &ConnectConfig,
     endpoint: &str,

@@ -104,7 +104,7 @@ pub async fn stream_snapshot(
                 )
             })?
             .map_err(|e| {
-                errors::classify(
+                errors::classify_mid_stream(
                     cfg,
                     endpoint,
                     &format!("snapshot stream broke after {received} bytes"),
