@@ -2,7 +2,7 @@
 //! (member list on every endpoint, endpoint status, health, alarms, the db size against its
 //! quota) turned into findings. Each finding has a stable check name, the commands to run
 //! with this cluster's values, and a section of docs/cluster-health.md of the same name.
-//! Pure: it judges a [`ClusterView`] that [`super::gather`] collected.
+//! Pure: it judges a [`ClusterView`] that [`super::gather()`] collected.
 
 use serde::Serialize;
 
