@@ -321,4 +321,42 @@ mod tests {
         assert!(e.to_string().contains("--endpoints"), "{e}");
         assert!(e.to_string().contains("ftp://"), "{e}");
     }
+
+    #[test]
+    fn a_key_of_another_certificate_is_caught_before_dialling() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let write = |name: &str, pem: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let cfg = ConnectConfig {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
+            cacert: Some(write("ca.crt", cert.pem())),
+            cert: Some(write("client.crt", cert.pem())),
+            key: Some(write("client.key", key.serialize_pem())),
+            ..ConnectConfig::default()
+        };
+        cfg.validate().unwrap();
+        let wrong = ConnectConfig {
+            key: Some(write("other.key", other.serialize_pem())),
+            ..cfg.clone()
+        };
+        let e = wrong.validate().unwrap_err();
+        assert_eq!(e.exit_code(), crate::ExitCode::Usage);
+        assert_eq!(e.locator().flag.as_deref(), Some("--key"));
+        assert!(e.to_string().contains("does not match --cert"), "{e}");
+        let not_pem = ConnectConfig {
+            cacert: Some(write("junk.crt", "hello".into())),
+            ..cfg
+        };
+        let e = not_pem.validate().unwrap_err();
+        assert_eq!(e.locator().flag.as_deref(), Some("--cacert"), "{e}");
+    }
 }
