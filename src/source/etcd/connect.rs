@@ -280,7 +280,7 @@ fn check_pair(cert: &Path, key: &Path) -> Result<()> {
             Err(Error::flag(
                 "--key",
                 format!(
-                    "--key {} does not match --cert {}: give the key the certificate was issued for",
+                    "{} does not match --cert {}: give the key the certificate was issued for",
                     key.display(),
                     cert.display()
                 ),
