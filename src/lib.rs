@@ -10,6 +10,7 @@
 //! * [`format`]: offline readers of etcd's on-disk formats (bbolt, etcd buckets, WAL,
 //!   snap files). They take bytes, know nothing of networks, and never trust a length.
 //! * [`member`]: verdicts on a member's data dir, built on the readers.
+//! * [`live`]: verdicts on a running cluster (`status`), built on [`source`]'s survey.
 //! * [`jobs`]: the commands' work (backup, verify, fetch ...), callable without a process.
 //! * [`config`]: one configuration merged from file, environment and flags.
 //! * [`cli`]: flag parsing, output and exit codes only.
@@ -21,6 +22,7 @@ pub mod error;
 pub mod format;
 pub mod io;
 pub mod jobs;
+pub mod live;
 pub mod member;
 pub mod offline;
 pub mod pipeline;

@@ -10,7 +10,6 @@
 mod access;
 pub mod advice;
 pub mod db;
-pub mod doctor;
 mod invariants;
 pub mod parts;
 pub mod rank;

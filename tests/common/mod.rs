@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod live;
 pub mod member;
 
 /// One etcd release: server, etcdctl and (3.5+) etcdutl.

@@ -86,20 +86,35 @@ pub fn choose(view: &ClusterView, policy: &SourcePolicy, exclude: &[u64]) -> Res
                         format!("leader at raft term {}", st.raft_term),
                     ));
                 }
-                if let Some(url) = view.member(l).and_then(|m| m.client_urls.first()) {
-                    return Ok(pick(
-                        l,
-                        url,
-                        "leader (not among --endpoints; using its advertised client URL)".into(),
-                    ));
+                // Only a leader outside the endpoints asked is dialled by its advertised
+                // URL; one that was asked and failed its status call is passed over.
+                if view.failed_to_answer(l).is_none() {
+                    if let Some(url) = view.member(l).and_then(|m| m.client_urls.first()) {
+                        return Ok(pick(
+                            l,
+                            url,
+                            "leader (not among --endpoints; using its advertised client URL)"
+                                .into(),
+                        ));
+                    }
                 }
             }
-            let why = match view.leader {
-                None => "no leader is known".to_string(),
-                Some(l) if exclude.contains(&l) => {
+            let why = match (view.leader, view.last_known_leader) {
+                (None, None) => "no leader is known".to_string(),
+                (None, Some(last)) => format!(
+                    "no leader now (last known leader {:x} does not answer)",
+                    last.id
+                ),
+                (Some(l), _) if exclude.contains(&l) => {
                     format!("leader {l:x} failed earlier in this run")
                 }
-                Some(l) => format!("leader {l:x} cannot be reached"),
+                (Some(l), _) => match view.failed_to_answer(l) {
+                    Some(s) => format!(
+                        "leader {l:x} did not answer its status call ({})",
+                        s.error.clone().unwrap_or_default()
+                    ),
+                    None => format!("leader {l:x} cannot be reached"),
+                },
             };
             let mut c = choose(view, &SourcePolicy::Freshest, exclude)?;
             c.reason = format!("{why}; {}", c.reason);
@@ -148,6 +163,7 @@ mod tests {
             endpoint: ep.into(),
             reachable: true,
             error: None,
+            error_kind: None,
             member_id: id,
             cluster_id: 9,
             leader,
@@ -179,6 +195,7 @@ mod tests {
             alarms: vec![],
             cluster_id: Some(9),
             leader,
+            last_known_leader: None,
         }
     }
 
@@ -230,5 +247,44 @@ mod tests {
         let v = view(vec![st("a", 1, 3, 5, 100)], Some(3));
         let c = choose(&v, &SourcePolicy::Leader, &[]).unwrap();
         assert_eq!(c.endpoint, "http://m3:2379");
+    }
+
+    #[test]
+    fn a_leader_that_failed_its_status_call_is_not_chosen() {
+        // m2 leads, is in --endpoints by its client URL, and did not answer just now.
+        let mut dead = EndpointStatus::unreachable(
+            "http://m2:2379",
+            "status: accepts connections but does not answer".into(),
+        );
+        dead.error_kind = Some(crate::error::EtcdErrorKind::Timeout);
+        let v = view(
+            vec![
+                st("http://m1:2379", 1, 2, 5, 100),
+                dead,
+                st("http://m3:2379", 3, 2, 5, 101),
+            ],
+            Some(2),
+        );
+        let c = choose(&v, &SourcePolicy::Leader, &[]).unwrap();
+        assert_eq!(c.member_id, 3, "{c:?}");
+        assert!(c.reason.contains("did not answer"), "{}", c.reason);
+        assert!(!c.reason.contains("advertised"), "{}", c.reason);
+    }
+
+    #[test]
+    fn survivors_naming_a_dead_leader_do_not_make_it_leader() {
+        let mut dead = EndpointStatus::unreachable("http://m2:2379", "refused".into());
+        dead.error_kind = Some(crate::error::EtcdErrorKind::Refused);
+        let mut dead3 = EndpointStatus::unreachable("http://m3:2379", "refused".into());
+        dead3.error_kind = Some(crate::error::EtcdErrorKind::Refused);
+        let mut v = view(vec![st("http://m1:2379", 1, 2, 5, 100), dead, dead3], None);
+        v.settle_leader();
+        assert_eq!(v.leader, None);
+        assert_eq!(v.last_known_leader.map(|l| l.id), Some(2));
+        let q = v.quorum();
+        assert_eq!((q.alive, q.needed, q.voters), (1, 2, 3));
+        let c = choose(&v, &SourcePolicy::Leader, &[]).unwrap();
+        assert_eq!(c.member_id, 1);
+        assert!(c.reason.contains("no leader now"), "{}", c.reason);
     }
 }

@@ -8,14 +8,19 @@
 
 mod choose;
 mod connect;
+mod errors;
 mod survey;
 
 pub use choose::{choose, Choice, SourcePolicy};
-pub use connect::ConnectConfig;
-pub use survey::{backoff, survey, warnings, AlarmInfo, ClusterView, EndpointStatus, MemberInfo};
+pub use connect::{strip_scheme, ConnectConfig};
+pub use survey::{
+    backoff, survey, warnings, AlarmInfo, ClusterView, EndpointStatus, LastLeader, MemberInfo,
+    Quorum,
+};
 
 use std::time::Duration;
 
+use crate::error::EtcdErrorKind;
 use crate::{Error, Result};
 
 /// What [`stream_snapshot`] hands to the pipeline, in order.
@@ -56,8 +61,9 @@ impl Pace {
 /// Stream a snapshot from `endpoint` into `tx`, one event per message.
 ///
 /// `idle` bounds the wait for each message: a member that stops sending counts as a broken
-/// stream. `rate_limit` (bytes per second) paces the reading side, so that gRPC flow
-/// control holds the member back too: it spares the member's disk and network. Returns the number of bytes received. Fails with [`Error::Etcd`] when the stream
+/// stream ([`EtcdErrorKind::Stalled`]). `rate_limit` (bytes per second) paces the reading side, so that gRPC flow
+/// control holds the member back too: it spares the member's disk and network.
+/// Returns the number of bytes received. Fails with [`Error::Etcd`] when the stream
 /// breaks, and with [`Error::Failed`] when the receiving side has gone away.
 pub async fn stream_snapshot(
     cfg: &ConnectConfig,
@@ -67,33 +73,44 @@ pub async fn stream_snapshot(
     tx: tokio::sync::mpsc::Sender<StreamEvent>,
 ) -> Result<u64> {
     let mut pace = rate_limit.map(Pace::new);
-    let etcd_err = |message: String| Error::Etcd {
-        endpoint: endpoint.to_string(),
-        kind: crate::error::EtcdErrorKind::Broken,
-        message,
-    };
     let sink_gone = || Error::Failed("the backup pipeline stopped taking data".into());
     let mut client = cfg.connect_one(endpoint, true).await?;
     let mut stream = tokio::time::timeout(cfg.command_timeout, client.snapshot())
         .await
         .map_err(|_| {
-            etcd_err(format!(
-                "no snapshot stream after {:?}",
-                cfg.command_timeout
-            ))
+            Error::etcd(
+                endpoint,
+                EtcdErrorKind::Timeout,
+                format!(
+                    "no snapshot stream within --command-timeout {}",
+                    humantime::format_duration(cfg.command_timeout)
+                ),
+            )
         })?
-        .map_err(|e| etcd_err(format!("snapshot: {e}")))?;
+        .map_err(|e| errors::classify(cfg, endpoint, "snapshot", &e))?;
     let mut received = 0u64;
     let mut started = false;
     loop {
         let msg = tokio::time::timeout(idle, stream.message())
             .await
             .map_err(|_| {
-                etcd_err(format!(
-                    "snapshot stream stalled: nothing for {idle:?} after {received} bytes"
-                ))
+                Error::etcd(
+                    endpoint,
+                    EtcdErrorKind::Stalled,
+                    format!(
+                        "stalled: nothing for {} from {endpoint} (after {received} bytes; --stream-timeout)",
+                        humantime::format_duration(idle)
+                    ),
+                )
             })?
-            .map_err(|e| etcd_err(format!("snapshot stream broke after {received} bytes: {e}")))?;
+            .map_err(|e| {
+                errors::classify_mid_stream(
+                    cfg,
+                    endpoint,
+                    &format!("snapshot stream broke after {received} bytes"),
+                    &e,
+                )
+            })?;
         let Some(mut msg) = msg else { break };
         // Take the chunk out of the message rather than copying it (1 GiB of copies is
         // a measurable part of a backup's CPU time).

@@ -5,7 +5,8 @@ use std::time::Duration;
 use etcd_client::{AlarmAction, AlarmType};
 use serde::Serialize;
 
-use super::ConnectConfig;
+use super::{errors, strip_scheme, ConnectConfig};
+use crate::error::EtcdErrorKind;
 use crate::{Error, Result};
 
 /// One endpoint's answer to `Maintenance.Status` (or why there was none).
@@ -14,6 +15,9 @@ pub struct EndpointStatus {
     pub endpoint: String,
     pub reachable: bool,
     pub error: Option<String>,
+    /// What kind of failure `error` is: refused, timeout (connected but no answer), TLS...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<EtcdErrorKind>,
     pub member_id: u64,
     pub cluster_id: u64,
     pub leader: u64,
@@ -38,6 +42,7 @@ impl EndpointStatus {
             endpoint: endpoint.to_string(),
             reachable: false,
             error: Some(error),
+            error_kind: None,
             member_id: 0,
             cluster_id: 0,
             leader: 0,
@@ -52,6 +57,18 @@ impl EndpointStatus {
             errors: Vec::new(),
             member_list: Vec::new(),
         }
+    }
+
+    /// The status of an endpoint that failed with `e`: its words without the endpoint
+    /// (the row names it already), and its kind.
+    pub fn failed(endpoint: &str, e: &Error) -> Self {
+        let (kind, words) = match e {
+            Error::Etcd { kind, message, .. } => (Some(*kind), message.clone()),
+            other => (None, other.to_string()),
+        };
+        let mut s = Self::unreachable(endpoint, words);
+        s.error_kind = kind;
+        s
     }
 }
 
@@ -78,8 +95,36 @@ pub struct ClusterView {
     pub members: Vec<MemberInfo>,
     pub alarms: Vec<AlarmInfo>,
     pub cluster_id: Option<u64>,
-    /// The leader most reachable endpoints agree on.
+    /// The leader, when it answers itself or a quorum of voters answers and names it.
     pub leader: Option<u64>,
+    /// When no leader is known now: the leader the surviving members last followed, and
+    /// the raft term it led (a dead member is never reported as the leader).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_known_leader: Option<LastLeader>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct LastLeader {
+    pub id: u64,
+    pub raft_term: u64,
+}
+
+/// How many voting members answer, and how many a quorum needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Quorum {
+    pub voters: usize,
+    /// Voters that answered.
+    pub alive: usize,
+    /// Voters that were asked (through an endpoint) and did not answer.
+    pub down: usize,
+    pub needed: usize,
+}
+
+impl Quorum {
+    /// Whether a quorum may exist: voters not asked are given the benefit of the doubt.
+    pub fn holds(&self) -> bool {
+        self.voters == 0 || self.voters - self.down.min(self.voters) >= self.needed
+    }
 }
 
 impl ClusterView {
@@ -94,6 +139,75 @@ impl ClusterView {
     pub fn name_of(&self, id: u64) -> String {
         self.member(id).map(|m| m.name.clone()).unwrap_or_default()
     }
+
+    /// Voting members (learners do not count) that answered, against the majority needed.
+    pub fn quorum(&self) -> Quorum {
+        let voters: Vec<_> = self.members.iter().filter(|m| !m.is_learner).collect();
+        let alive = voters
+            .iter()
+            .filter(|m| self.status_of(m.id).is_some())
+            .count();
+        let down = voters
+            .iter()
+            .filter(|m| self.status_of(m.id).is_none() && self.failed_to_answer(m.id).is_some())
+            .count();
+        Quorum {
+            voters: voters.len(),
+            alive,
+            down,
+            needed: voters.len() / 2 + 1,
+        }
+    }
+
+    /// Whether an endpoint that was asked speaks for member `id` (by its client URLs) but
+    /// did not answer: such a member failed its status call just now.
+    pub fn failed_to_answer(&self, id: u64) -> Option<&EndpointStatus> {
+        let m = self.member(id)?;
+        self.endpoints.iter().find(|s| {
+            !s.reachable
+                && m.client_urls
+                    .iter()
+                    .any(|u| strip_scheme(u) == strip_scheme(&s.endpoint))
+        })
+    }
+
+    /// Decide [`ClusterView::leader`] from the answers: the leader most answers name,
+    /// trusted only while a quorum may exist and the leader did not just fail to answer
+    /// (it may be outside the endpoints asked). Survivors of a quorum loss keep naming the
+    /// dead leader for a while (and a leader left alone names itself until it notices);
+    /// that one becomes [`ClusterView::last_known_leader`].
+    pub fn settle_leader(&mut self) {
+        let mut votes: Vec<(u64, usize, u64)> = Vec::new();
+        for s in self
+            .endpoints
+            .iter()
+            .filter(|s| s.reachable && s.leader != 0)
+        {
+            match votes.iter_mut().find(|(l, _, _)| *l == s.leader) {
+                Some(v) => {
+                    v.1 += 1;
+                    v.2 = v.2.max(s.raft_term);
+                }
+                None => votes.push((s.leader, 1, s.raft_term)),
+            }
+        }
+        votes.sort_by_key(|v| std::cmp::Reverse(v.1));
+        self.leader = None;
+        self.last_known_leader = None;
+        let Some(&(named, _, term)) = votes.first() else {
+            return;
+        };
+        let answers_itself = self.status_of(named).is_some();
+        let failed = self.failed_to_answer(named).is_some();
+        if self.quorum().holds() && (answers_itself || !failed) {
+            self.leader = Some(named);
+        } else {
+            self.last_known_leader = Some(LastLeader {
+                id: named,
+                raft_term: term,
+            });
+        }
+    }
 }
 
 pub fn alarm_name(t: AlarmType) -> &'static str {
@@ -101,6 +215,122 @@ pub fn alarm_name(t: AlarmType) -> &'static str {
         AlarmType::None => "NONE",
         AlarmType::Nospace => "NOSPACE",
         AlarmType::Corrupt => "CORRUPT",
+    }
+}
+
+/// Why `endpoint` gave no answer in time: nothing listens (refused), nothing answers the
+/// dial (host down, firewall), or it accepts connections but does not answer (a frozen or
+/// overloaded process, a stuck disk). A TCP connect tells these apart.
+pub(crate) async fn no_answer(cfg: &ConnectConfig, endpoint: &str, what: &str) -> Error {
+    let addr = strip_scheme(endpoint)
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let t = cfg.dial_timeout;
+    let (kind, words) =
+        match tokio::time::timeout(t, tokio::net::TcpStream::connect(addr.as_str())).await {
+            Ok(Ok(_)) => (
+                EtcdErrorKind::Timeout,
+                format!(
+                    "accepts connections but does not answer within {} (process frozen or overloaded, or stuck on its disk)",
+                    humantime::format_duration(cfg.command_timeout)
+                ),
+            ),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => (
+                EtcdErrorKind::Refused,
+                "connection refused: nothing listens there (etcd not running, or a wrong port)"
+                    .to_string(),
+            ),
+            Ok(Err(e)) => (
+                EtcdErrorKind::Timeout,
+                format!("cannot connect: {}", crate::error::io_words(&e)),
+            ),
+            Err(_) => (
+                EtcdErrorKind::Timeout,
+                format!(
+                    "no connection within --dial-timeout {}: host down or a firewall drops the packets",
+                    humantime::format_duration(t)
+                ),
+            ),
+        };
+    Error::etcd(endpoint, kind, format!("{what}: {words}"))
+}
+
+/// Whether the server at `endpoint` speaks TLS: it answers a TLS ClientHello with a TLS
+/// record (handshake or alert), or with something else. Nothing is verified: only the
+/// first byte of the answer is looked at. `None`: no answer to judge by.
+async fn speaks_tls(cfg: &ConnectConfig, endpoint: &str) -> Option<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hello = client_hello()?;
+    let addr = strip_scheme(endpoint).split('/').next().unwrap_or_default();
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(&hello).await.ok()?;
+        let mut first = [0u8; 1];
+        match s.read(&mut first).await.ok()? {
+            0 => Some(false),
+            _ => Some(first[0] == 0x16 || first[0] == 0x15),
+        }
+    };
+    tokio::time::timeout(cfg.dial_timeout, probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The bytes of a TLS ClientHello, as rustls would send them.
+fn client_hello() -> Option<Vec<u8>> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").ok()?;
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).ok()?;
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).ok()?;
+    Some(out)
+}
+
+/// A failed call, classified; timeouts are refined by a TCP probe, and a plain-text
+/// connection that broke at once by asking whether the server speaks TLS.
+async fn call_failed(
+    cfg: &ConnectConfig,
+    endpoint: &str,
+    what: &str,
+    e: Option<&etcd_client::Error>,
+) -> Error {
+    match e.map(|e| errors::classify(cfg, endpoint, what, e)) {
+        Some(Error::Etcd {
+            kind: EtcdErrorKind::Timeout,
+            ..
+        })
+        | None => no_answer(cfg, endpoint, what).await,
+        Some(
+            e @ Error::Etcd {
+                kind: EtcdErrorKind::Broken,
+                ..
+            },
+        ) => {
+            // A connection that broke on the first call: TLS on one side only?
+            let tls = cfg.tls_enabled() || endpoint.trim().starts_with("https://");
+            match (tls, speaks_tls(cfg, endpoint).await) {
+                (false, Some(true)) => Error::etcd(
+                    endpoint,
+                    EtcdErrorKind::Tls,
+                    format!("{what}: {}", errors::speaks_tls_words(endpoint)),
+                ),
+                (true, Some(false)) => Error::etcd(
+                    endpoint,
+                    EtcdErrorKind::Tls,
+                    format!("{what}: {}", errors::not_tls(endpoint)),
+                ),
+                _ => e,
+            }
+        }
+        Some(other) => other,
     }
 }
 
@@ -112,28 +342,25 @@ async fn ask(
     let mut client = match cfg.connect_one(endpoint, false).await {
         Ok(c) => c,
         Err(e) => {
-            return (
-                EndpointStatus::unreachable(endpoint, e.to_string()),
-                vec![],
-                None,
-            )
+            let e = match e {
+                Error::Etcd {
+                    kind: EtcdErrorKind::Timeout,
+                    ..
+                } => no_answer(cfg, endpoint, "connect").await,
+                e => e,
+            };
+            return (EndpointStatus::failed(endpoint, &e), vec![], None);
         }
     };
     let status = match tokio::time::timeout(t, client.status()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            return (
-                EndpointStatus::unreachable(endpoint, format!("status: {e}")),
-                vec![],
-                None,
-            )
+            let e = call_failed(cfg, endpoint, "status", Some(&e)).await;
+            return (EndpointStatus::failed(endpoint, &e), vec![], None);
         }
         Err(_) => {
-            return (
-                EndpointStatus::unreachable(endpoint, format!("status: no answer within {t:?}")),
-                vec![],
-                None,
-            )
+            let e = call_failed(cfg, endpoint, "status", None).await;
+            return (EndpointStatus::failed(endpoint, &e), vec![], None);
         }
     };
     let header = status.header();
@@ -141,6 +368,7 @@ async fn ask(
         endpoint: endpoint.to_string(),
         reachable: true,
         error: None,
+        error_kind: None,
         member_id: header.map(|h| h.member_id()).unwrap_or(0),
         cluster_id: header.map(|h| h.cluster_id()).unwrap_or(0),
         leader: status.leader(),
@@ -168,7 +396,8 @@ async fn ask(
             })
             .collect(),
         Ok(Err(e)) => {
-            st.errors.push(format!("member list: {e}"));
+            st.errors
+                .push(errors::classify(cfg, endpoint, "member list", &e).to_string());
             vec![]
         }
         Err(_) => {
@@ -229,33 +458,52 @@ pub async fn survey(cfg: &ConnectConfig) -> Result<ClusterView> {
         endpoints.push(st);
     }
     if !endpoints.iter().any(|s| s.reachable) {
-        let why: Vec<String> = endpoints
-            .iter()
-            .map(|s| format!("{}: {}", s.endpoint, s.error.clone().unwrap_or_default()))
-            .collect();
-        return Err(Error::Etcd {
-            endpoint: cfg.endpoints.join(","),
-            kind: crate::error::EtcdErrorKind::Other,
-            message: format!("no endpoint answered ({})", why.join("; ")),
-        });
+        return Err(nobody_answered(cfg, &endpoints));
     }
-    let mut votes: Vec<(u64, usize)> = Vec::new();
-    for s in endpoints.iter().filter(|s| s.reachable && s.leader != 0) {
-        match votes.iter_mut().find(|(l, _)| *l == s.leader) {
-            Some(v) => v.1 += 1,
-            None => votes.push((s.leader, 1)),
-        }
-    }
-    votes.sort_by_key(|v| std::cmp::Reverse(v.1));
-    let leader = votes.first().map(|v| v.0);
     let cluster_id = endpoints.iter().find(|s| s.reachable).map(|s| s.cluster_id);
-    Ok(ClusterView {
+    let mut view = ClusterView {
         endpoints,
         members,
         alarms: alarms.unwrap_or_default(),
         cluster_id,
-        leader,
-    })
+        leader: None,
+        last_known_leader: None,
+    };
+    view.settle_leader();
+    Ok(view)
+}
+
+/// One error for "no endpoint answered": the same reason is said once for all the
+/// endpoints that share it; the kind is transient if any endpoint's failure is (another
+/// try may find that one back), else that of the first.
+fn nobody_answered(cfg: &ConnectConfig, endpoints: &[EndpointStatus]) -> Error {
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for s in endpoints {
+        let why = s.error.clone().unwrap_or_default();
+        match groups.iter_mut().find(|(w, _)| *w == why) {
+            Some(g) => g.1.push(&s.endpoint),
+            None => groups.push((why, vec![&s.endpoint])),
+        }
+    }
+    let kinds: Vec<EtcdErrorKind> = endpoints.iter().filter_map(|s| s.error_kind).collect();
+    let kind = kinds
+        .iter()
+        .copied()
+        .find(|k| k.is_transient())
+        .or_else(|| kinds.first().copied())
+        .unwrap_or(EtcdErrorKind::Other);
+    if groups.len() == 1 && endpoints.len() == 1 {
+        return Error::etcd(&endpoints[0].endpoint, kind, groups[0].0.clone());
+    }
+    let words: Vec<String> = groups
+        .iter()
+        .map(|(why, eps)| format!("{}: {why}", eps.join(", ")))
+        .collect();
+    Error::etcd(
+        cfg.endpoints.join(","),
+        kind,
+        format!("no endpoint answered: {}", words.join("; ")),
+    )
 }
 
 /// Members whose applied index trails the leader's by more than this are called lagging.
@@ -296,7 +544,20 @@ pub fn warnings(view: &ClusterView) -> Vec<String> {
         }
     }
     if view.leader.is_none() {
-        w.push("no member reports a leader (quorum lost?)".into());
+        let q = view.quorum();
+        let mut line = format!(
+            "no leader: {} of {} members answer; {} needed for quorum",
+            q.alive, q.voters, q.needed
+        );
+        if let Some(l) = view.last_known_leader {
+            line.push_str(&format!(
+                "; last known leader {:x} ({}) at raft term {}",
+                l.id,
+                view.name_of(l.id),
+                l.raft_term
+            ));
+        }
+        w.push(line);
     }
     w
 }

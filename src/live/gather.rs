@@ -1,0 +1,116 @@
+//! Everything `status` needs to know before judging: every member asked, and the peer
+//! port of every member that does not answer probed.
+
+use serde::Serialize;
+
+use crate::source::etcd::{strip_scheme, survey, ClusterView, ConnectConfig, EndpointStatus};
+
+/// Survey the endpoints, then (unless `endpoints_only`) every member the member list names
+/// that no endpoint spoke for, through its first advertised client URL.
+pub async fn gather(cfg: &ConnectConfig, endpoints_only: bool) -> crate::Result<ClusterView> {
+    let mut view = survey(cfg).await?;
+    if endpoints_only {
+        return Ok(view);
+    }
+    let asked: Vec<String> = cfg
+        .endpoints
+        .iter()
+        .map(|e| strip_scheme(e).to_string())
+        .collect();
+    let mut extra: Vec<String> = Vec::new();
+    for m in &view.members {
+        // One URL per member is enough; skip members already asked through any of theirs.
+        if m.client_urls
+            .iter()
+            .any(|u| asked.iter().any(|a| a == strip_scheme(u)))
+        {
+            continue;
+        }
+        if let Some(u) = m.client_urls.first() {
+            extra.push(u.clone());
+        }
+    }
+    if extra.is_empty() {
+        return Ok(view);
+    }
+    let mut more = cfg.clone();
+    more.endpoints = extra.clone();
+    match survey(&more).await {
+        Ok(v) => {
+            view.endpoints.extend(v.endpoints);
+            if view.alarms.is_empty() {
+                view.alarms = v.alarms;
+            }
+        }
+        Err(e) => {
+            for ep in extra {
+                view.endpoints.push(EndpointStatus::failed(&ep, &e));
+            }
+        }
+    }
+    view.settle_leader();
+    Ok(view)
+}
+
+/// A TCP probe of an unreachable member's peer URL (port 2380 usually).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerProbe {
+    pub member_id: u64,
+    pub url: String,
+    /// `None`: the port accepts connections.
+    pub error: Option<String>,
+    /// The port refused the connection (nothing listens), as opposed to no answer.
+    #[serde(skip)]
+    pub refused: bool,
+}
+
+/// Probe the first peer URL of every member no endpoint speaks for (does its peer port
+/// accept connections?), concurrently, each bounded by `timeout`.
+pub async fn probe_peers(view: &ClusterView, timeout: std::time::Duration) -> Vec<PeerProbe> {
+    let mut set = tokio::task::JoinSet::new();
+    for m in &view.members {
+        if view.status_of(m.id).is_some() {
+            continue;
+        }
+        let Some(url) = m.peer_urls.first().cloned() else {
+            continue;
+        };
+        let id = m.id;
+        set.spawn(async move {
+            let addr = strip_scheme(&url)
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let (error, refused) =
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+                    Ok(Ok(_)) => (None, false),
+                    Ok(Err(e)) => (
+                        Some(crate::error::io_words(&e)),
+                        e.kind() == std::io::ErrorKind::ConnectionRefused,
+                    ),
+                    Err(_) => (
+                        Some(format!(
+                            "no connection within {}",
+                            humantime::format_duration(timeout)
+                        )),
+                        false,
+                    ),
+                };
+            PeerProbe {
+                member_id: id,
+                url,
+                error,
+                refused,
+            }
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(p) = r {
+            out.push(p);
+        }
+    }
+    out.sort_by_key(|p| p.member_id);
+    out
+}

@@ -1,0 +1,17 @@
+//! A running cluster judged: what `lifeboat status` gathers and concludes.
+//!
+//! * [`mod@gather`]: the survey of `source::etcd`, widened to every member the member list
+//!   names, and TCP probes of the peer URLs of members that do not answer.
+//! * [`doctor`]: the verdict, each finding with the commands to run and the section of
+//!   docs/cluster-health.md that explains it. Pure: it judges what was gathered. Its checks
+//!   live in `membership` (who answers, quorum, leader, agreement) and `member_state` (what
+//!   each answering member says: lag, quota, alarms, versions); [`remedy`] writes the
+//!   commands with this cluster's values.
+
+pub mod doctor;
+pub mod gather;
+mod member_state;
+mod membership;
+pub mod remedy;
+
+pub use gather::{gather, probe_peers, PeerProbe};
