@@ -41,6 +41,10 @@ pub struct Args {
     /// of etcd's SHA-256 trailer always happens; `lifeboat verify` checks everything.
     #[arg(long, value_enum, default_value = "digest")]
     pub read_back: ReadBack,
+    /// How long to wait for another backup's lock on a destination before giving up
+    /// (the message names the holder: pid, host, since when).
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
     #[command(flatten)]
     pub conn: ConnectionArgs,
 }
@@ -89,6 +93,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         rate_limit: a.rate_limit,
         stream_idle_timeout: a.stream_timeout,
         read_back: a.read_back,
+        lock_timeout: a.lock_timeout,
     };
     let mut dests = Vec::new();
     for d in &a.to {
@@ -97,7 +102,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         dests.push(Destination {
             name: d.clone(),
-            store: open_destination(d, true)?,
+            store: open_destination(d, true)?.into(),
         });
     }
     let bar = Arc::new(super::progress::Bar::new(g.quiet));
