@@ -32,6 +32,7 @@ use crate::source::etcd::{
     self, backoff, choose, survey, warnings, Choice, ClusterView, ConnectConfig, SourcePolicy,
     StreamEvent,
 };
+use crate::store::retry::{RetryPolicy, RetryStore};
 use crate::store::tee::Tee;
 use crate::store::{ObjectWriter, Store, StoreLock};
 
@@ -258,9 +259,14 @@ pub async fn backup(
     }
     opts.conn.validate()?;
     let t0 = Instant::now();
+    // Every store call goes through the retry wrapper: transient failures (a timeout,
+    // throttling) are retried with back-off, the rest fail at once.
     let stores: Vec<(String, Arc<dyn Store>)> = dests
         .iter()
-        .map(|d| (d.name.clone(), Arc::clone(&d.store)))
+        .map(|d| {
+            let retrying = RetryStore::new(Arc::clone(&d.store), RetryPolicy::default());
+            (d.name.clone(), Arc::new(retrying) as Arc<dyn Store>)
+        })
         .collect();
     // Writer locks for the whole run; with them held, debris of killed runs can go.
     let wait = opts.lock_timeout;

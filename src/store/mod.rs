@@ -150,6 +150,45 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
 }
 
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn lock_key(&self) -> String {
+        (**self).lock_key()
+    }
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+        (**self).create(name)
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn ReadAt>> {
+        (**self).open(name)
+    }
+    fn load(&self, name: &str, offset: u64, len: Option<u64>) -> Result<Box<dyn Read + Send>> {
+        (**self).load(name, offset, len)
+    }
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        (**self).stat(name)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        (**self).list(prefix)
+    }
+    fn remove(&self, name: &str) -> Result<()> {
+        (**self).remove(name)
+    }
+    fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>> {
+        (**self).lock(wait)
+    }
+    fn clean_partials(&self) -> Result<Vec<String>> {
+        (**self).clean_partials()
+    }
+    fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
+        (**self).put_bytes(name, data)
+    }
+    fn get_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        (**self).get_bytes(name)
+    }
+}
+
 /// The kind of an OS error, for stores: what a retry wrapper needs to know.
 pub fn kind_of_io(e: &std::io::Error) -> StoreErrorKind {
     use std::io::ErrorKind as K;
