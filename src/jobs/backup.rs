@@ -173,13 +173,13 @@ async fn attempt(
         // The tee's message names every destination and why it failed.
         (_, Err(e)) => Err(AttemptError::Fatal(Error::Failed(e.to_string()))),
         (Err(e), Ok((tee, _))) => {
-            tee.abort();
+            abort(tee).await;
             Err(AttemptError::Retry(e))
         }
         (Ok(_), Ok((tee, result))) => {
             let split = &result.split;
             if split.trailer.is_none() || (expected > 0 && split.db_len < expected) {
-                tee.abort();
+                abort(tee).await;
                 return Err(AttemptError::Retry(Error::Etcd {
                     endpoint: choice.endpoint.clone(),
                     kind: crate::error::EtcdErrorKind::Broken,
@@ -190,7 +190,7 @@ async fn attempt(
                 }));
             }
             if !split.trailer_matches() {
-                tee.abort();
+                abort(tee).await;
                 return Err(AttemptError::Fatal(Error::integrity(
                     format!("snapshot stream from {}", choice.endpoint),
                     format!(
@@ -202,7 +202,7 @@ async fn attempt(
                 )));
             }
             if expected > 0 && split.db_len != expected {
-                tee.abort();
+                abort(tee).await;
                 return Err(AttemptError::Fatal(Error::integrity(
                     format!("snapshot stream from {}", choice.endpoint),
                     format!(
@@ -218,6 +218,11 @@ async fn attempt(
             })
         }
     }
+}
+
+/// Abort every output of a tee on a blocking thread (it removes partial objects).
+async fn abort(tee: Tee) {
+    let _ = tokio::task::spawn_blocking(move || tee.abort()).await;
 }
 
 /// Run blocking store work off the runtime's workers (see the module docs).

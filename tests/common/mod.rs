@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod store;
+
 /// One etcd release: server, etcdctl and (3.5+) etcdutl.
 #[derive(Debug, Clone)]
 pub struct Bins {
