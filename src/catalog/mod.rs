@@ -69,20 +69,18 @@ pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
     if id == "latest" {
         let (all, bad) = list(store)?;
         return all.into_iter().next().ok_or_else(|| {
-            let mut msg = format!("no complete backup in {}", store.location());
-            if !bad.is_empty() {
-                let names: Vec<String> = bad
-                    .iter()
-                    .map(|b| format!("{} ({})", b.name, b.error))
-                    .collect();
-                msg.push_str(&format!(
-                    "; {} manifest(s) beside it were rejected: {}",
-                    bad.len(),
-                    names.join("; ")
-                ));
-                return Error::integrity(store.location(), msg);
+            if bad.is_empty() {
+                return Error::NotFound(format!("no complete backup in {}", store.location()));
             }
-            Error::NotFound(msg)
+            let why: Vec<&str> = bad.iter().map(|b| b.error.as_str()).collect();
+            Error::integrity(
+                store.location(),
+                format!(
+                    "no complete backup; {} manifest(s) rejected: {}",
+                    bad.len(),
+                    why.join("; ")
+                ),
+            )
         });
     }
     if id.is_empty() || id.contains('/') || id.starts_with('.') {

@@ -39,7 +39,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let manifests = if a.all {
         let (all, bad) = catalog::list(store.as_ref())?;
         for b in &bad {
-            eprintln!("lifeboat: error: {}: {}", b.name, b.error);
+            eprintln!("lifeboat: error: {}", b.error);
         }
         rejected = bad;
         all
@@ -69,7 +69,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 .unwrap_or(&b.name)
                 .to_string(),
             ok: false,
-            problems: vec![format!("manifest {} rejected: {}", b.name, b.error)],
+            problems: vec![format!("manifest rejected: {}", b.error)],
             object: format!("{}/{}", store.location(), b.name),
             db_size: 0,
             stored_size: 0,
