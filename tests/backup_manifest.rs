@@ -123,3 +123,47 @@ fn destinations_given_twice_or_under_a_file_are_usage_errors() {
         assert!(stderr(&o).contains(p.to_str().unwrap()), "{}", stderr(&o));
     }
 }
+
+/// A destination locked by another run: the backup waits at most `--lock-timeout`, then
+/// fails (exit 1) naming the holder recorded in the lock file.
+#[test]
+fn a_busy_destination_names_the_run_holding_it() {
+    let dest = TempDir::new().unwrap();
+    let lock = dest.path().join(".lifeboat.lock");
+    std::fs::write(
+        &lock,
+        "pid=4242\nhost=db-backup-1\nsince=2026-11-29T03:00:00Z\n",
+    )
+    .unwrap();
+    // util-linux flock holds the lock as another lifeboat would.
+    let mut holder = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    // Wait until flock has it (a non-blocking probe fails), without touching its content.
+    while std::process::Command::new("flock")
+        .args(["-n", lock.to_str().unwrap(), "true"])
+        .status()
+        .unwrap()
+        .success()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let port = free_port();
+    let o = run_lifeboat([
+        "backup".to_string(),
+        "--to".into(),
+        dest.path().display().to_string(),
+        format!("--endpoints=127.0.0.1:{port}"),
+        "--lock-timeout=0s".into(),
+    ]);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    let e = stderr(&o);
+    assert!(
+        e.contains("pid 4242") && e.contains("host db-backup-1"),
+        "{e}"
+    );
+    assert!(e.contains("since 2026-11-29T03:00:00Z"), "{e}");
+}

@@ -53,3 +53,39 @@ fn golden_v1_data_damage_is_still_exit_3() {
     std::fs::write(&obj, &b).unwrap();
     assert_exit(&run_lifeboat(["verify", "--from", d, ID]), 3);
 }
+
+/// DESIGN.md's canonical form is reproducible by another program: Python's json module
+/// (sorted keys, no whitespace, UTF-8) turns the v1 golden manifest into a v2 one whose
+/// `manifest_sha256` lifeboat accepts, and one changed field is then exit 3.
+#[test]
+fn manifest_digest_is_reproducible_from_the_design_doc() {
+    let dir = golden_copy();
+    let d = dir.path().to_str().unwrap();
+    let name = dir.path().join(format!("{ID}.manifest.json"));
+    let script = r#"
+import hashlib, json, sys
+p = sys.argv[1]
+v = json.load(open(p))
+v["format_version"] = 2
+v.pop("manifest_sha256", None)
+c = json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+v["manifest_sha256"] = hashlib.sha256(c).hexdigest()
+json.dump(v, open(p, "w"), indent=1)
+"#;
+    let st = std::process::Command::new("python3")
+        .args(["-c", script, name.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = run_lifeboat(["verify", "--from", d, ID]);
+    assert_exit(&o, 0);
+    let text = std::fs::read_to_string(&name).unwrap();
+    std::fs::write(
+        &name,
+        text.replace("\"name\": \"golden\"", "\"name\": \"golden2\""),
+    )
+    .unwrap();
+    let o = run_lifeboat(["verify", "--from", d, ID]);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("manifest SHA-256"), "{}", stderr(&o));
+}
