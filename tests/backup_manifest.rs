@@ -21,6 +21,10 @@ fn manifests_are_checked_as_strictly_as_data() {
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
     assert_eq!(stored["manifest_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        stored["manifest_sha256"], m["manifest_sha256"],
+        "printed = stored"
+    );
     let good = std::fs::read(&manifest).unwrap();
     let out = dest.path().join("out.db");
     let o_str = out.to_str().unwrap().to_string();

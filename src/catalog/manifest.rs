@@ -213,6 +213,18 @@ impl Manifest {
         Ok(m)
     }
 
+    /// Fill in `manifest_sha256` and return the manifest as written, so that what the
+    /// backup prints and what `list` reads back carry the same digest.
+    pub fn seal(&mut self) -> Result<Vec<u8>> {
+        let bytes = self.to_json()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Failed(format!("manifest of backup {}: {e}", self.id)))?;
+        if let Some(d) = v.get(DIGEST_FIELD).and_then(|d| d.as_str()) {
+            self.manifest_sha256 = d.to_string();
+        }
+        Ok(bytes)
+    }
+
     /// The manifest as written: pretty JSON with `manifest_sha256` filled in.
     ///
     /// An error, never an empty document: a manifest that cannot be written must fail
@@ -334,6 +346,9 @@ mod tests {
         let (m, bytes) = v2();
         let back = Manifest::from_json(&bytes, GOLDEN_NAME).unwrap();
         assert_eq!(back.manifest_sha256.len(), 64);
+        let mut sealed = m.clone();
+        assert_eq!(sealed.seal().unwrap(), bytes);
+        assert_eq!(sealed.manifest_sha256, back.manifest_sha256);
         assert_eq!(back.id, m.id);
         // The digest does not depend on key order or whitespace.
         let compact =

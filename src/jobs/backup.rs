@@ -552,7 +552,7 @@ fn finish_destination(
     tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
     m.completed_at = rfc3339(now());
     m.duration_seconds = (run.t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    let json = m.to_json()?;
+    let json = m.seal()?;
     store.put_bytes(&catalog::manifest_name(&run.id), &json)?;
     Ok(m)
 }
