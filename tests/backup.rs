@@ -2,32 +2,12 @@
 //! restored with etcd's own tools; broken streams, killed runs and damaged objects.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::store::*;
 use common::*;
-
-fn backup_json(c: &Cluster, dest: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "backup".to_string(),
-        "--to".into(),
-        dest.display().to_string(),
-    ];
-    args.extend(c.conn_args());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.extend(["-o".into(), "json".into()]);
-    let o = run_lifeboat(&args);
-    assert_exit(&o, 0);
-    json(&o)
-}
-
-/// `lifeboat list --from DEST -o json`, which must succeed.
-fn list_json(dest: &Path) -> serde_json::Value {
-    let o = run_lifeboat(["list", "--from", dest.to_str().unwrap(), "-o", "json"]);
-    assert_exit(&o, 0);
-    json(&o)
-}
 
 fn revision_of(c: &Cluster) -> i64 {
     let out = c.ctl_ok(&["get", "/", "--prefix", "--limit=1", "-w", "json"]);
@@ -41,14 +21,6 @@ fn cluster_id_of(c: &Cluster) -> String {
         "{:x}",
         s["Status"]["header"]["cluster_id"].as_u64().unwrap()
     )
-}
-
-fn data_object(dest: &Path) -> PathBuf {
-    std::fs::read_dir(dest)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".db.zst"))
-        .expect("a data object")
 }
 
 /// Backup, list, verify, fetch, and check the manifest against the cluster.

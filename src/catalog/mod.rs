@@ -11,6 +11,8 @@ pub mod manifest;
 pub use id::new_backup_id;
 pub use manifest::{Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
 
+use crate::io::ReadAt;
+use crate::pipeline::FramedReader;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -26,29 +28,29 @@ pub fn data_name(id: &str) -> String {
 }
 
 /// A manifest that could not be read, reported by [`list`] beside the good ones.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct BadManifest {
     pub name: String,
     pub error: String,
 }
 
-/// Complete backups in a store, newest first, plus manifests that could not be parsed.
+/// Read one manifest object: the same checks for `list`, `verify ID`, `fetch ID`,
+/// `inspect DEST:ID` (see [`Manifest::from_json`]).
+pub fn read_manifest(store: &dyn Store, name: &str) -> Result<Manifest> {
+    let bytes = store.get_bytes(name)?;
+    Manifest::from_json(&bytes, &format!("{}/{name}", store.location()))
+}
+
+/// Complete backups in a store, newest first, plus manifests that were rejected.
 pub fn list(store: &dyn Store) -> Result<(Vec<Manifest>, Vec<BadManifest>)> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    for obj in store.list()? {
-        let Some(id) = obj.name.strip_suffix(MANIFEST_SUFFIX) else {
+    for obj in store.list("")? {
+        if !obj.name.ends_with(MANIFEST_SUFFIX) {
             continue;
-        };
-        match store
-            .get_bytes(&obj.name)
-            .and_then(|b| Manifest::from_json(&b, &obj.name))
-        {
-            Ok(m) if m.id == id => good.push(m),
-            Ok(m) => bad.push(BadManifest {
-                name: obj.name.clone(),
-                error: format!("manifest names backup {:?}, not {id:?}", m.id),
-            }),
+        }
+        match read_manifest(store, &obj.name) {
+            Ok(m) => good.push(m),
             Err(e) => bad.push(BadManifest {
                 name: obj.name.clone(),
                 error: e.to_string(),
@@ -60,35 +62,81 @@ pub fn list(store: &dyn Store) -> Result<(Vec<Manifest>, Vec<BadManifest>)> {
 }
 
 /// Find a backup by id, or the newest one for `latest`.
+///
+/// A manifest that [`list`] would reject is an error here too (exit 3, or 2 for a newer
+/// format), so no command answers from a manifest that another command refuses.
 pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
     if id == "latest" {
-        let (all, _) = list(store)?;
-        return all
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::NotFound(format!("no complete backup in {}", store.location())));
+        let (all, bad) = list(store)?;
+        return all.into_iter().next().ok_or_else(|| {
+            if bad.is_empty() {
+                return Error::NotFound(format!("no complete backup in {}", store.location()));
+            }
+            let why: Vec<&str> = bad.iter().map(|b| b.error.as_str()).collect();
+            Error::integrity(
+                store.location(),
+                format!(
+                    "no complete backup; {} manifest(s) rejected: {}",
+                    bad.len(),
+                    why.join("; ")
+                ),
+            )
+        });
     }
-    if id.is_empty() || id.contains('/') {
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
         return Err(Error::Usage(format!("invalid backup id {id:?}")));
     }
     let name = manifest_name(id);
-    let bytes = match store.get_bytes(&name) {
-        Err(Error::NotFound(_)) => {
-            return Err(Error::NotFound(format!(
-                "no backup {id} in {} (try `lifeboat list --from {}`)",
-                store.location(),
-                store.location()
+    match read_manifest(store, &name) {
+        Err(Error::NotFound(_)) => Err(Error::NotFound(format!(
+            "no backup {id} in {} (try `lifeboat list --from {}`)",
+            store.location(),
+            store.location()
+        ))),
+        other => other,
+    }
+}
+
+/// Open the data object of a backup for random access to its database bytes.
+///
+/// A manifest whose data object is missing or unreadable as a seekable object is an
+/// integrity problem (exit 3), whichever command finds it.
+pub fn open_backup_db(
+    store: &dyn Store,
+    manifest: &Manifest,
+) -> Result<FramedReader<Box<dyn ReadAt>>> {
+    let object = format!("{}/{}", store.location(), manifest.object);
+    match manifest.encryption.as_str() {
+        "none" => {}
+        "age" => {
+            return Err(Error::Usage(format!(
+                "backup {} is encrypted ({}); this build cannot decrypt it: upgrade lifeboat",
+                manifest.id, manifest.encryption
             )))
+        }
+        other => {
+            return Err(Error::integrity(
+                &object,
+                format!("the manifest names an unknown encryption {other:?}"),
+            ))
+        }
+    }
+    let obj = match store.open(&manifest.object) {
+        Err(Error::NotFound(_)) => {
+            return Err(Error::integrity(
+                &object,
+                format!("data object of backup {} is missing", manifest.id),
+            ))
         }
         other => other?,
     };
-    Manifest::from_json(&bytes, &name)
+    FramedReader::open(obj).map_err(|e| Error::integrity(&object, e.to_string()))
 }
 
 /// Data objects whose manifest is missing: debris of killed runs. Only meaningful with
 /// the store lock held (a running backup has a data object and no manifest yet).
 pub fn orphans(store: &dyn Store) -> Result<Vec<String>> {
-    let objects = store.list()?;
+    let objects = store.list("")?;
     let names: std::collections::HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
     Ok(objects
         .iter()

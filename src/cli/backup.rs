@@ -33,6 +33,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         rate_limit: b.rate_limit,
         stream_idle_timeout: b.stream_timeout,
         read_back: b.read_back,
+        lock_timeout: b.lock_timeout,
     };
     let mut dests = Vec::new();
     for d in &to {
@@ -41,7 +42,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         dests.push(Destination {
             name: d.clone(),
-            store: open_destination(d, true)?,
+            store: open_destination(d, true)?.into(),
         });
     }
     let bar = Arc::new(super::progress::Bar::new(g.quiet));

@@ -55,7 +55,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let store = open_destination(&a.from.from, false)?;
     let (backups, bad) = catalog::list(store.as_ref())?;
     for b in &bad {
-        eprintln!("lifeboat: warning: {}: {} (not listed)", b.name, b.error);
+        eprintln!("lifeboat: warning: {} (not listed)", b.error);
     }
     match g.output {
         OutputFormat::Json => print_json(&backups)?,

@@ -33,16 +33,19 @@ fn print_text(r: &VerifyReport) {
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let store = open_destination(&a.from.from, false)?;
+    // Rejected manifests are damaged backups: `--all` reports each and exits 3.
+    let mut rejected = Vec::new();
     let manifests = if a.all {
         let (all, bad) = catalog::list(store.as_ref())?;
         for b in &bad {
-            eprintln!("lifeboat: warning: {}: {}", b.name, b.error);
+            eprintln!("lifeboat: error: {}", b.error);
         }
+        rejected = bad;
         all
     } else {
         vec![catalog::resolve(store.as_ref(), &a.id)?]
     };
-    if manifests.is_empty() {
+    if manifests.is_empty() && rejected.is_empty() {
         return Err(Error::NotFound(format!("no complete backup in {}", store.location())).into());
     }
     let bar = super::progress::Bar::new(g.quiet);
@@ -52,6 +55,25 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         bar.begin(&format!("verify {}", m.id), Some(m.stored_size));
         let r = verify(store.as_ref(), m, &bar.setter())?;
         bar.end();
+        if g.output == OutputFormat::Text {
+            print_text(&r);
+        }
+        reports.push(r);
+    }
+    for b in &rejected {
+        let r = VerifyReport {
+            id: b
+                .name
+                .strip_suffix(catalog::MANIFEST_SUFFIX)
+                .unwrap_or(&b.name)
+                .to_string(),
+            ok: false,
+            problems: vec![format!("manifest rejected: {}", b.error)],
+            object: format!("{}/{}", store.location(), b.name),
+            db_size: 0,
+            stored_size: 0,
+            revision: 0,
+        };
         if g.output == OutputFormat::Text {
             print_text(&r);
         }

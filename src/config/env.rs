@@ -24,6 +24,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("backup.rate_limit", "LIFEBOAT_RATE_LIMIT"),
     ("backup.stream_timeout", "LIFEBOAT_STREAM_TIMEOUT"),
     ("backup.read_back", "LIFEBOAT_READ_BACK"),
+    ("backup.lock_timeout", "LIFEBOAT_LOCK_TIMEOUT"),
 ];
 
 /// The variable naming the config file when `--config` is not given.
@@ -85,6 +86,7 @@ pub(crate) fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Config> 
         rate_limit: parsed(get, "backup.rate_limit")?,
         stream_timeout: parsed(get, "backup.stream_timeout")?,
         read_back: get(env_var_of("backup.read_back")),
+        lock_timeout: parsed(get, "backup.lock_timeout")?,
     };
     if let Some(l) = backup.zstd_level.filter(|l| !(1..=19).contains(l)) {
         return Err(Error::flag(

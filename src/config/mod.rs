@@ -106,6 +106,11 @@ pub struct BackupSettings {
     /// Env: LIFEBOAT_READ_BACK. Default: digest.
     #[arg(long, value_name = "facts|digest|full", value_parser = ["facts", "digest", "full"])]
     pub read_back: Option<String>,
+    /// How long to wait for another backup's lock on a destination before giving up (the
+    /// message names the holder: pid, host, since when). Env: LIFEBOAT_LOCK_TIMEOUT.
+    /// Default: 10m.
+    #[arg(long, value_name = "DURATION")]
+    pub lock_timeout: Option<Dur>,
 }
 
 /// `[[destination]]`: where `backup` stores when no `--to` is given.

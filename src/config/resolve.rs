@@ -19,6 +19,8 @@ use crate::{Error, Result};
 pub const DEFAULT_SOURCE: &str = "leader";
 pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a backup waits for another run's lock on a destination.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_READ_BACK: &str = "digest";
 
 /// Where an effective value came from.
@@ -61,6 +63,7 @@ pub struct ResolvedBackup {
     pub rate_limit: Option<u64>,
     pub stream_timeout: Duration,
     pub read_back: ReadBack,
+    pub lock_timeout: Duration,
 }
 
 impl Layers {
@@ -228,6 +231,12 @@ impl Layers {
             Some(Dur(DEFAULT_STREAM_TIMEOUT)),
             Dur::to_string,
         );
+        let lock = r.take(
+            "backup.lock_timeout",
+            |c| c.backup.lock_timeout.as_ref(),
+            Some(Dur(DEFAULT_LOCK_TIMEOUT)),
+            Dur::to_string,
+        );
         let read_back = r
             .take(
                 "backup.read_back",
@@ -248,6 +257,7 @@ impl Layers {
             },
             rate_limit: rate.map(|s| s.0),
             stream_timeout: stream.map_or(DEFAULT_STREAM_TIMEOUT, |d| d.0),
+            lock_timeout: lock.map_or(DEFAULT_LOCK_TIMEOUT, |d| d.0),
             read_back: <ReadBack as clap::ValueEnum>::from_str(&read_back, true).map_err(|_| {
                 Error::flag(
                     "--read-back",

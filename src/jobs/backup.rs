@@ -9,10 +9,16 @@
 //!
 //! A stream that breaks (member killed, leader change, stall) is retried from scratch on
 //! the next healthy member after a back-off, up to `retries` times. A digest mismatch is
-//! not retried: it fails the backup as an integrity problem. Nothing is listed until the
-//! manifest is written, and every failure path removes the partial objects.
+//! not retried: it fails the backup as an integrity problem. Only errors that another try
+//! can fix ([`Error::is_transient`]: refused, timeouts, broken streams) are retried; TLS,
+//! auth and permission errors fail at once. Nothing is listed until the manifest is
+//! written, and every failure path removes the partial objects.
+//!
+//! Store methods block (see [`crate::store`]): every store call here (locks, clean-up,
+//! create, commit, read-back, manifest) runs on a blocking thread, never on a runtime
+//! worker.
 
-use std::io::{self, Write};
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,13 +27,19 @@ use time::OffsetDateTime;
 
 use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
 use crate::catalog::{self, Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
-use crate::io::ReadAt;
-use crate::pipeline::{FrameOptions, FramedReader, SinkResult, SnapshotSink};
+use crate::pipeline::{FrameOptions, SinkResult, SnapshotSink};
 use crate::source::etcd::{
     self, backoff, choose, survey, warnings, Choice, ClusterView, ConnectConfig, SourcePolicy,
     StreamEvent,
 };
+use crate::store::retry::{RetryPolicy, RetryStore};
+use crate::store::tee::Tee;
 use crate::store::{ObjectWriter, Store, StoreLock};
+
+pub use super::readback::{check_database, read_facts, DbFacts};
+
+/// How long a backup waits for another run's writer lock on a destination by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 use crate::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -43,6 +55,8 @@ pub struct BackupOptions {
     pub stream_idle_timeout: Duration,
     /// How much of every stored object to read back before its manifest is written.
     pub read_back: ReadBack,
+    /// How long to wait for another run's writer lock on a destination.
+    pub lock_timeout: Duration,
 }
 
 /// What the backup reads back from the store before it writes the manifest.
@@ -57,26 +71,11 @@ pub enum ReadBack {
     Full,
 }
 
-/// SHA-256 of every byte of a stored object, read in order.
-pub fn digest_object(obj: &dyn ReadAt) -> std::io::Result<[u8; 32]> {
-    use sha2::{Digest, Sha256};
-    let mut sha = Sha256::new();
-    let mut buf = vec![0u8; 4 << 20];
-    let size = obj.size();
-    let mut off = 0u64;
-    while off < size {
-        let n = (size - off).min(buf.len() as u64) as usize;
-        obj.read_exact_at(off, &mut buf[..n])?;
-        sha.update(&buf[..n]);
-        off += n as u64;
-    }
-    Ok(sha.finalize().into())
-}
-
 /// A named store to back up into.
 pub struct Destination {
     pub name: String,
-    pub store: Box<dyn Store>,
+    /// Shared, so that store calls can run on blocking threads.
+    pub store: Arc<dyn Store>,
 }
 
 /// Progress reporting, implemented by the CLI (a bar on a TTY) or nothing.
@@ -96,114 +95,12 @@ pub struct BackupOutcome {
     pub failed: Vec<(String, Error)>,
 }
 
-/// Facts read from the database inside the snapshot, not from a separate request that
-/// would race with writes.
-#[derive(Debug, Clone)]
-pub struct DbFacts {
-    pub revision: i64,
-    pub compact_revision: Option<i64>,
-    pub consistent_index: u64,
-    pub term: u64,
-    pub page_size: u32,
-    pub db_size: u64,
-}
-
-/// Read revision, raft index/term and sizes from a database image (cheap: a few pages).
-pub fn read_facts(db: &dyn ReadAt) -> std::result::Result<DbFacts, String> {
-    let s = crate::format::etcd::summary(db).map_err(|e| e.to_string())?;
-    Ok(DbFacts {
-        revision: s.revision,
-        compact_revision: s.compact_revision,
-        consistent_index: s.consistent_index,
-        term: s.term,
-        page_size: s.page_size,
-        db_size: s.db_size,
-    })
-}
-
-/// Database-level checks of a stored backup against its manifest.
-pub fn check_database<R: ReadAt>(reader: &FramedReader<R>, m: &Manifest) -> Vec<String> {
-    let mut problems = Vec::new();
-    match read_facts(reader) {
-        Err(e) => problems.push(format!("database does not open: {e}")),
-        Ok(f) => {
-            if f.revision != m.revision {
-                problems.push(format!(
-                    "database revision is {}, the manifest says {}",
-                    f.revision, m.revision
-                ));
-            }
-            if f.consistent_index != m.raft_index || f.term != m.raft_term {
-                problems.push(format!(
-                    "database raft index/term are {}/{}, the manifest says {}/{}",
-                    f.consistent_index, f.term, m.raft_index, m.raft_term
-                ));
-            }
-            if f.db_size != m.db_size {
-                problems.push(format!(
-                    "database high-water mark gives {} bytes, the manifest says {}",
-                    f.db_size, m.db_size
-                ));
-            }
-        }
-    }
-    problems
-}
-
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
-}
-
-/// Writes the same bytes to every destination's object; a destination that fails is
-/// dropped (its partial object removed) while the others go on.
-struct Tee {
-    outs: Vec<TeeOut>,
-}
-
-struct TeeOut {
-    dest: usize,
-    writer: Option<Box<dyn ObjectWriter>>,
-    error: Option<String>,
-}
-
-impl Write for Tee {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        for o in &mut self.outs {
-            if let Some(w) = &mut o.writer {
-                if let Err(e) = w.write_all(buf) {
-                    o.error = Some(e.to_string());
-                    if let Some(w) = o.writer.take() {
-                        w.abort();
-                    }
-                }
-            }
-        }
-        if self.outs.iter().all(|o| o.writer.is_none()) {
-            let why: Vec<String> = self.outs.iter().filter_map(|o| o.error.clone()).collect();
-            return Err(io::Error::other(format!(
-                "every destination failed: {}",
-                why.join("; ")
-            )));
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Tee {
-    fn abort(self) {
-        for o in self.outs {
-            if let Some(w) = o.writer {
-                w.abort();
-            }
-        }
-    }
 }
 
 /// Messages (32 KiB each from etcd) buffered between the gRPC stream and the pipeline:
@@ -227,22 +124,13 @@ struct Streamed {
 async fn attempt(
     opts: &BackupOptions,
     choice: &Choice,
-    writers: Vec<(usize, Box<dyn ObjectWriter>)>,
+    writers: Vec<(usize, String, Box<dyn ObjectWriter>)>,
     progress: Arc<dyn Progress>,
 ) -> std::result::Result<Streamed, AttemptError> {
     let started = now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamEvent>(STREAM_BUFFER_MESSAGES);
     let frames = opts.frames;
-    let tee = Tee {
-        outs: writers
-            .into_iter()
-            .map(|(dest, w)| TeeOut {
-                dest,
-                writer: Some(w),
-                error: None,
-            })
-            .collect(),
-    };
+    let tee = Tee::new(writers);
     let prog = Arc::clone(&progress);
     let what = format!("snapshot from {}", choice.name);
     let sink = tokio::task::spawn_blocking(move || -> (io::Result<(Tee, SinkResult)>, u64) {
@@ -282,19 +170,16 @@ async fn attempt(
         .map_err(|e| AttemptError::Fatal(Error::Failed(format!("pipeline thread: {e}"))))?;
     progress.end();
     match (streamed, sunk) {
-        (_, Err(e)) => Err(AttemptError::Fatal(Error::store(
-            "destination",
-            crate::error::StoreErrorKind::Other,
-            e.to_string(),
-        ))),
+        // The tee's message names every destination and why it failed.
+        (_, Err(e)) => Err(AttemptError::Fatal(Error::Failed(e.to_string()))),
         (Err(e), Ok((tee, _))) => {
-            tee.abort();
+            abort(tee).await;
             Err(AttemptError::Retry(e))
         }
         (Ok(_), Ok((tee, result))) => {
             let split = &result.split;
             if split.trailer.is_none() || (expected > 0 && split.db_len < expected) {
-                tee.abort();
+                abort(tee).await;
                 return Err(AttemptError::Retry(Error::Etcd {
                     endpoint: choice.endpoint.clone(),
                     kind: crate::error::EtcdErrorKind::Broken,
@@ -305,7 +190,7 @@ async fn attempt(
                 }));
             }
             if !split.trailer_matches() {
-                tee.abort();
+                abort(tee).await;
                 return Err(AttemptError::Fatal(Error::integrity(
                     format!("snapshot stream from {}", choice.endpoint),
                     format!(
@@ -317,7 +202,7 @@ async fn attempt(
                 )));
             }
             if expected > 0 && split.db_len != expected {
-                tee.abort();
+                abort(tee).await;
                 return Err(AttemptError::Fatal(Error::integrity(
                     format!("snapshot stream from {}", choice.endpoint),
                     format!(
@@ -335,6 +220,39 @@ async fn attempt(
     }
 }
 
+/// Abort every output of a tee on a blocking thread (it removes partial objects).
+async fn abort(tee: Tee) {
+    let _ = tokio::task::spawn_blocking(move || tee.abort()).await;
+}
+
+/// Run blocking store work off the runtime's workers (see the module docs).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Failed(format!("store thread: {e}")))?
+}
+
+/// Lock every destination (in one global order), then remove what killed runs left.
+fn prepare(dests: &[(String, Arc<dyn Store>)], wait: Duration) -> Result<Vec<Box<dyn StoreLock>>> {
+    let labelled: Vec<(String, &dyn Store)> = dests
+        .iter()
+        .map(|(name, s)| (format!("--to {name}"), s.as_ref()))
+        .collect();
+    let locks = crate::store::lock_in_order(&labelled, wait)?;
+    for (name, store) in dests {
+        for p in store.clean_partials()? {
+            tracing::info!("removed {p} from {name}: left by a run that did not finish");
+        }
+        for o in catalog::orphans(store.as_ref())? {
+            tracing::info!(
+                "removed {o} from {name}: a data object without manifest (a run that did not finish)"
+            );
+            store.remove(&o)?;
+        }
+    }
+    Ok(locks)
+}
+
 /// Take one backup into every destination.
 pub async fn backup(
     opts: &BackupOptions,
@@ -346,24 +264,19 @@ pub async fn backup(
     }
     opts.conn.validate()?;
     let t0 = Instant::now();
+    // Every store call goes through the retry wrapper: transient failures (a timeout,
+    // throttling) are retried with back-off, the rest fail at once.
+    let stores: Vec<(String, Arc<dyn Store>)> = dests
+        .iter()
+        .map(|d| {
+            let retrying = RetryStore::new(Arc::clone(&d.store), RetryPolicy::default());
+            (d.name.clone(), Arc::new(retrying) as Arc<dyn Store>)
+        })
+        .collect();
     // Writer locks for the whole run; with them held, debris of killed runs can go.
-    let mut _locks: Vec<Box<dyn StoreLock>> = Vec::new();
-    for d in dests {
-        _locks.push(d.store.lock()?);
-        for p in d.store.clean_partials()? {
-            tracing::info!(
-                "removed {p} from {}: left by a run that did not finish",
-                d.name
-            );
-        }
-        for o in catalog::orphans(d.store.as_ref())? {
-            tracing::info!(
-                "removed {o} from {}: a data object without manifest (a run that did not finish)",
-                d.name
-            );
-            d.store.remove(&o)?;
-        }
-    }
+    let wait = opts.lock_timeout;
+    let prepared = stores.clone();
+    let _locks = blocking(move || prepare(&prepared, wait)).await?;
 
     let mut failed_members: Vec<u64> = Vec::new();
     let mut attempt_no = 0u32;
@@ -372,7 +285,7 @@ pub async fn backup(
         attempt_no += 1;
         let view = match survey(&opts.conn).await {
             Ok(v) => v,
-            Err(e) if attempt_no <= opts.retries => {
+            Err(e) if e.is_transient() && attempt_no <= opts.retries => {
                 tracing::warn!("{e}; retrying in {:?}", backoff(attempt_no));
                 tokio::time::sleep(backoff(attempt_no)).await;
                 continue;
@@ -395,17 +308,23 @@ pub async fn backup(
         let id = id
             .get_or_insert_with(|| catalog::new_backup_id(now(), cluster_id))
             .clone();
-        let mut writers = Vec::new();
-        for (i, d) in dests.iter().enumerate() {
-            writers.push((i, d.store.create(&catalog::data_name(&id))?));
-        }
+        let targets = stores.clone();
+        let object = catalog::data_name(&id);
+        let writers = blocking(move || {
+            let mut writers = Vec::new();
+            for (i, (name, store)) in targets.iter().enumerate() {
+                writers.push((i, name.clone(), store.create(&object)?));
+            }
+            Ok(writers)
+        })
+        .await?;
         match attempt(opts, &choice, writers, Arc::clone(&progress)).await {
             Ok(s) => {
                 tracing::debug!("stream done after {:?}", t0.elapsed());
                 break (view, choice, s);
             }
             Err(AttemptError::Fatal(e)) => return Err(e),
-            Err(AttemptError::Retry(e)) if attempt_no <= opts.retries => {
+            Err(AttemptError::Retry(e)) if e.is_transient() && attempt_no <= opts.retries => {
                 let wait = backoff(attempt_no);
                 tracing::warn!(
                     "attempt {attempt_no} failed: {e}; trying again in {wait:?} ({} left)",
@@ -414,6 +333,7 @@ pub async fn backup(
                 failed_members.push(choice.member_id);
                 tokio::time::sleep(wait).await;
             }
+            Err(AttemptError::Retry(e)) if !e.is_transient() => return Err(e),
             Err(AttemptError::Retry(e)) => {
                 return Err(Error::Failed(format!(
                     "backup failed after {attempt_no} attempt(s); last: {e}"
@@ -422,16 +342,6 @@ pub async fn backup(
         }
     };
     let id = id.unwrap_or_default();
-    let Streamed {
-        tee,
-        result,
-        started,
-    } = streamed;
-
-    let mut outcome = BackupOutcome {
-        stored: Vec::new(),
-        failed: Vec::new(),
-    };
     let mut warns = warnings(&view);
     if attempt_no > 1 {
         warns.push(format!(
@@ -443,55 +353,77 @@ pub async fn backup(
                 .join(", ")
         ));
     }
-    for o in tee.outs {
-        let dest = &dests[o.dest];
+    let run = Run {
+        opts: opts.clone(),
+        id,
+        view,
+        choice,
+        attempts: attempt_no,
+        warns,
+        t0,
+    };
+    let outcome = blocking(move || Ok(finish_all(&run, &stores, streamed))).await?;
+    drop(_locks);
+    Ok(outcome)
+}
+
+/// What every destination's manifest shares.
+struct Run {
+    opts: BackupOptions,
+    id: String,
+    view: ClusterView,
+    choice: Choice,
+    attempts: u32,
+    warns: Vec<String>,
+    t0: Instant,
+}
+
+/// Commit, read back and describe each destination's object (blocking).
+fn finish_all(run: &Run, stores: &[(String, Arc<dyn Store>)], streamed: Streamed) -> BackupOutcome {
+    let Streamed {
+        tee,
+        result,
+        started,
+    } = streamed;
+    let mut outcome = BackupOutcome {
+        stored: Vec::new(),
+        failed: Vec::new(),
+    };
+    for o in tee.into_outputs() {
+        let (name, store) = &stores[o.index];
         let Some(w) = o.writer else {
             outcome.failed.push((
-                dest.name.clone(),
+                name.clone(),
                 Error::store(
-                    dest.store.location(),
+                    store.location(),
                     crate::error::StoreErrorKind::Other,
                     o.error.unwrap_or_default(),
                 ),
             ));
             continue;
         };
-        let finished = w.commit().and_then(|()| {
-            finish_destination(
-                opts, dest, &id, &view, &choice, attempt_no, &result, started, &warns, t0,
-            )
-        });
+        let finished = w
+            .commit()
+            .and_then(|()| finish_destination(run, store.as_ref(), &result, started));
         match finished {
-            Ok(m) => outcome.stored.push((dest.name.clone(), m)),
+            Ok(m) => outcome.stored.push((name.clone(), m)),
             Err(e) => {
-                let _ = dest.store.remove(&catalog::data_name(&id));
-                outcome.failed.push((dest.name.clone(), e));
+                let _ = store.remove(&catalog::data_name(&run.id));
+                outcome.failed.push((name.clone(), e));
             }
         }
     }
-    Ok(outcome)
+    outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish_destination(
-    opts: &BackupOptions,
-    dest: &Destination,
-    id: &str,
-    view: &ClusterView,
-    choice: &Choice,
-    attempts: u32,
-    result: &SinkResult,
-    started: OffsetDateTime,
-    warns: &[String],
-    t0: Instant,
-) -> Result<Manifest> {
-    let object = catalog::data_name(id);
-    let where_ = format!("{}/{object}", dest.store.location());
+/// The manifest before the facts read back from the stored database are filled in.
+fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Manifest {
+    let (opts, view, choice) = (&run.opts, &run.view, &run.choice);
     let source_status = view.status_of(choice.member_id);
-    let mut m = Manifest {
+    Manifest {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
-        id: id.to_string(),
+        id: run.id.clone(),
         created_at: rfc3339(started),
         completed_at: String::new(),
         cluster_id: format!("{:x}", view.cluster_id.unwrap_or(0)),
@@ -504,7 +436,7 @@ fn finish_destination(
             name: choice.name.clone(),
             endpoint: choice.endpoint.clone(),
             reason: choice.reason.clone(),
-            attempts,
+            attempts: run.attempts,
         },
         members: view
             .members
@@ -527,7 +459,7 @@ fn finish_destination(
         compression_level: opts.frames.level,
         frame_size: opts.frames.frame_size as u64,
         encryption: "none".into(),
-        object: object.clone(),
+        object: catalog::data_name(&run.id),
         alarms: view
             .alarms
             .iter()
@@ -553,12 +485,24 @@ fn finish_destination(
                 version: s.version.clone(),
             })
             .collect(),
-        warnings: warns.to_vec(),
+        warnings: run.warns.clone(),
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         duration_seconds: 0.0,
-    };
-    // Read back what was stored: the facts come from the database itself.
-    let reader = super::open_backup_db(dest.store.as_ref(), &m)?;
+        manifest_sha256: String::new(),
+    }
+}
+
+/// Read back what was stored, fill in the facts from the database itself, and write the
+/// manifest: from that moment the backup exists.
+fn finish_destination(
+    run: &Run,
+    store: &dyn Store,
+    result: &SinkResult,
+    started: OffsetDateTime,
+) -> Result<Manifest> {
+    let mut m = draft_manifest(run, result, started);
+    let where_ = format!("{}/{}", store.location(), m.object);
+    let reader = catalog::open_backup_db(store, &m)?;
     let facts = read_facts(&reader).map_err(|e| {
         Error::integrity(&where_, format!("the streamed database does not open: {e}"))
     })?;
@@ -571,33 +515,22 @@ fn finish_destination(
             ),
         ));
     }
-    tracing::debug!("committed and read back after {:?}", t0.elapsed());
+    tracing::debug!("committed and read back after {:?}", run.t0.elapsed());
     m.revision = facts.revision;
     m.compact_revision = facts.compact_revision;
     m.raft_term = facts.term;
     m.raft_index = facts.consistent_index;
     m.page_size = facts.page_size;
-    match opts.read_back {
+    match run.opts.read_back {
         ReadBack::Facts => {}
         ReadBack::Digest => {
-            let obj = reader.inner();
-            if obj.size() != m.stored_size {
+            let (got, size) = super::readback::digest_object(store, &m.object)?;
+            if size != m.stored_size {
                 return Err(Error::integrity(
                     &where_,
-                    format!(
-                        "reads back as {} bytes, {} were written",
-                        obj.size(),
-                        m.stored_size
-                    ),
+                    format!("reads back as {size} bytes, {} were written", m.stored_size),
                 ));
             }
-            let got = digest_object(obj.as_ref()).map_err(|e| {
-                Error::store(
-                    dest.store.location(),
-                    crate::error::StoreErrorKind::Other,
-                    format!("read back {object}: {e}"),
-                )
-            })?;
             if hex::encode(got) != m.stored_sha256 {
                 return Err(Error::integrity(
                     &where_,
@@ -610,16 +543,16 @@ fn finish_destination(
             }
         }
         ReadBack::Full => {
-            let problems = super::verify::check_stream(&reader, &m, &|_| {}, false);
+            let problems = super::readback::check_stream(store, &reader, &m, &|_| {}, false);
             if !problems.is_empty() {
                 return Err(Error::integrity(&where_, problems.join("; ")));
             }
         }
     }
-    tracing::debug!("stored object checked after {:?}", t0.elapsed());
+    tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
     m.completed_at = rfc3339(now());
-    m.duration_seconds = (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
-    dest.store
-        .put_bytes(&catalog::manifest_name(id), &m.to_json())?;
+    m.duration_seconds = (run.t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let json = m.seal()?;
+    store.put_bytes(&catalog::manifest_name(&run.id), &json)?;
     Ok(m)
 }

@@ -42,7 +42,8 @@ pub fn fetch(
         )));
     }
     let object = format!("{}/{}", store.location(), m.object);
-    let reader = super::open_backup_db(store, m)?;
+    let reader = crate::catalog::open_backup_db(store, m)?;
+    let mut stream = store.load(&m.object, 0, None)?;
     // A partial file from an earlier fetch that was killed is ours to replace.
     let mut stale = out.as_os_str().to_owned();
     stale.push(crate::store::local::PARTIAL_SUFFIX);
@@ -54,7 +55,7 @@ pub fn fetch(
     let mut first_err: Option<Error> = None;
     let threads = crate::pipeline::frames::cpu_count();
     reader
-        .walk_parallel(threads, |_, stored, raw| {
+        .walk_stream(threads, &mut stream, |_, stored, raw| {
             stored_len += stored.len() as u64;
             progress(stored_len);
             if first_err.is_some() {

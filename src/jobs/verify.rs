@@ -9,10 +9,9 @@
 //! Damage never stops the walk early where it can go on, so one run lists every problem.
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-use crate::catalog::Manifest;
-use crate::pipeline::FramedReader;
+use super::readback::{check_database, check_stream};
+use crate::catalog::{self, Manifest};
 use crate::store::Store;
 use crate::Result;
 
@@ -27,8 +26,7 @@ pub struct VerifyReport {
     pub revision: i64,
 }
 
-/// Called with the number of stored bytes read so far.
-pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+pub use super::readback::Progress;
 
 pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result<VerifyReport> {
     let mut problems = Vec::new();
@@ -53,16 +51,16 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
         )),
         Some(_) => {}
     }
-    let reader = match super::open_backup_db(store, m) {
+    let reader = match catalog::open_backup_db(store, m) {
         Ok(r) => r,
         Err(e) => {
             problems.push(e.to_string());
             return Ok(report(problems));
         }
     };
-    problems.extend(check_stream(&reader, m, progress, true));
+    problems.extend(check_stream(store, &reader, m, progress, true));
     if problems.is_empty() {
-        problems.extend(super::backup::check_database(&reader, m));
+        problems.extend(check_database(&reader, m));
     }
     if problems.is_empty() {
         // The strict structural check of every page (meta checksums, bounds, types, key
@@ -82,67 +80,4 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
         }
     }
     Ok(report(problems))
-}
-
-/// The sequential pass: frames decode, digests and sizes match the manifest.
-///
-/// With `db_digest` false the database SHA-256 is not recomputed: right after a backup it
-/// was computed in flight over the very bytes that were compressed, and each frame's zstd
-/// checksum ties what decodes now to those bytes, so the read-back only needs the stored
-/// digest and a clean decode. `verify` always recomputes it.
-pub fn check_stream<R: crate::io::ReadAt>(
-    reader: &FramedReader<R>,
-    m: &Manifest,
-    progress: Progress<'_>,
-    db_digest: bool,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut stored_sha = Sha256::new();
-    let mut db_sha = Sha256::new();
-    let mut db_len = 0u64;
-    let mut stored_len = 0u64;
-    let threads = crate::pipeline::frames::cpu_count();
-    let walked = reader.walk_parallel(threads, |_, stored, raw| {
-        stored_sha.update(stored);
-        stored_len += stored.len() as u64;
-        progress(stored_len);
-        match raw {
-            Ok(raw) => {
-                db_sha.update(&raw);
-                db_len += raw.len() as u64;
-            }
-            Err(e) => problems.push(e.to_string()),
-        }
-        Ok(())
-    });
-    match walked {
-        Ok(table) => stored_sha.update(&table),
-        Err(e) => {
-            problems.push(e.to_string());
-            return problems;
-        }
-    }
-    let stored_hex = hex::encode(stored_sha.finalize());
-    if stored_hex != m.stored_sha256 {
-        problems.push(format!(
-            "stored object SHA-256 is {stored_hex}, the manifest says {}",
-            m.stored_sha256
-        ));
-    }
-    if problems.is_empty() {
-        let db_hex = hex::encode(db_sha.finalize());
-        if db_digest && db_hex != m.db_sha256 {
-            problems.push(format!(
-                "database SHA-256 is {db_hex}, the manifest says {}",
-                m.db_sha256
-            ));
-        }
-        if db_len != m.db_size {
-            problems.push(format!(
-                "database is {db_len} bytes, the manifest says {}",
-                m.db_size
-            ));
-        }
-    }
-    problems
 }

@@ -18,7 +18,6 @@ pub use input::{open_input, Input, InputKind, Layout, OpenOptions};
 pub use verify::{read_verified, DigestStatus, Verification};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::format::bolt::{Db, Problem};
 use crate::format::etcd::report::{report, Report, ReportOptions};
@@ -34,22 +33,7 @@ pub struct DigestCheck {
     pub ok: bool,
 }
 
-/// SHA-256 of all of `src`, read sequentially in large chunks.
-pub fn sha256_of(src: &dyn ReadAt) -> std::io::Result<[u8; 32]> {
-    const CHUNK: usize = 4 << 20;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let size = src.size();
-    let mut off = 0u64;
-    while off < size {
-        let n = (size - off).min(CHUNK as u64) as usize;
-        let b = buf.get_mut(..n).unwrap_or_default();
-        src.read_exact_at(off, b)?;
-        h.update(&*b);
-        off += n as u64;
-    }
-    Ok(h.finalize().into())
-}
+pub use crate::io::sha256_at as sha256_of;
 
 /// `inspect`'s result: what was read, the digest check, and the etcd report.
 #[derive(Debug, Clone, Serialize)]

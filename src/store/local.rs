@@ -4,15 +4,21 @@
 //! exclusively), fsynced, renamed to `<name>`, and the directory is fsynced, so after a
 //! crash a name either holds the whole object or does not exist. A lock file
 //! (`.lifeboat.lock`, `flock`) serialises writers; with it held, leftover `.partial` files
-//! belong to dead runs and are removed.
+//! belong to dead runs and are removed. The directory is canonicalised when opened, so two
+//! spellings of one destination (`/d`, `/d/`, a symlink to it) are recognised as one store.
+//!
+//! OS errors become [`Error::Store`] with a [`StoreErrorKind`](crate::error::StoreErrorKind)
+//! ([`super::kind_of_io`]): not-found, already-exists, permission, transient (EINTR,
+//! timeouts), other.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use super::{ObjectInfo, ObjectWriter, Store, StoreLock};
-use crate::error::IoContext;
+use super::{kind_of_io, ObjectInfo, ObjectWriter, Store, StoreLock};
+use crate::error::{IoContext, StoreErrorKind};
 use crate::io::{FileReader, ReadAt};
 use crate::{Error, Result};
 
@@ -43,29 +49,38 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 impl LocalStore {
     pub fn open(dir: impl Into<PathBuf>, create: bool) -> Result<Self> {
         let dir = dir.into();
+        let shown = dir.display().to_string();
         match fs::metadata(&dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
                 return Err(Error::Usage(format!(
-                    "destination {} is not a directory",
-                    dir.display()
+                    "destination {shown} is not a directory"
                 )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                return Err(not_a_dir_below(&shown));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o700)
                     .create(&dir)
-                    .at(&dir)?;
+                    .map_err(|e| {
+                        if e.kind() == io::ErrorKind::NotADirectory {
+                            not_a_dir_below(&shown)
+                        } else {
+                            Error::io(&dir, e)
+                        }
+                    })?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotFound(format!(
-                    "destination {} does not exist",
-                    dir.display()
+                    "destination {shown} does not exist"
                 )))
             }
             Err(e) => return Err(Error::io(dir, e)),
         }
+        let dir = fs::canonicalize(&dir).at(&dir)?;
         Ok(LocalStore { dir })
     }
 
@@ -80,6 +95,12 @@ impl LocalStore {
 }
 
 use std::os::unix::fs::DirBuilderExt;
+
+fn not_a_dir_below(shown: &str) -> Error {
+    Error::Usage(format!(
+        "destination {shown}: a part of that path is a regular file, not a directory"
+    ))
+}
 
 /// A file that appears under its name only when complete: written as `<name>.partial`
 /// (mode 0600, created exclusively), then fsynced, renamed and the directory fsynced.
@@ -192,6 +213,48 @@ struct LocalLock {
 }
 impl StoreLock for LocalLock {}
 
+/// Who holds a lock, as written into the lock file by the holder once it has the lock.
+fn holder_of(file: &mut File) -> String {
+    let mut s = String::new();
+    let read = file
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| file.take(4096).read_to_string(&mut s));
+    let fields: Vec<String> = s
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    if read.is_err() || fields.is_empty() {
+        "another lifeboat (holder unknown)".to_string()
+    } else {
+        format!("lifeboat {}", fields.join(", "))
+    }
+}
+
+fn host_name() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Poll interval while waiting for a busy lock.
+const LOCK_POLL: Duration = Duration::from_millis(100);
+
+impl LocalStore {
+    fn err(&self, what: &str, e: io::Error) -> Error {
+        Error::store(
+            self.location(),
+            kind_of_io(&e),
+            format!("{what}: {}", crate::error::io_words(&e)),
+        )
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        Error::NotFound(format!("{}: object {name} does not exist", self.location()))
+    }
+}
+
 impl Store for LocalStore {
     fn location(&self) -> String {
         self.dir.display().to_string()
@@ -206,12 +269,43 @@ impl Store for LocalStore {
         let path = self.path(name)?;
         match FileReader::open(&path) {
             Ok(r) => Ok(Box::new(r)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound(format!(
-                "{}: object {name} does not exist",
-                self.location()
-            ))),
-            Err(e) => Err(Error::io(path, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.missing(name)),
+            Err(e) => Err(self.err(&format!("open {name}"), e)),
         }
+    }
+
+    fn load(&self, name: &str, offset: u64, len: Option<u64>) -> Result<Box<dyn Read + Send>> {
+        let path = self.path(name)?;
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.missing(name)),
+            Err(e) => return Err(self.err(&format!("open {name}"), e)),
+        };
+        let size = f
+            .metadata()
+            .map_err(|e| self.err(&format!("stat {name}"), e))?
+            .len();
+        let end = match len {
+            Some(l) => offset.checked_add(l),
+            None => Some(size),
+        };
+        if offset > size || end.is_none_or(|end| end > size) {
+            return Err(Error::store(
+                self.location(),
+                StoreErrorKind::Other,
+                format!(
+                    "read of {name} at {offset}, {} bytes, runs past its end ({size} bytes)",
+                    len.map_or("all".to_string(), |l| l.to_string())
+                ),
+            ));
+        }
+        f.seek(SeekFrom::Start(offset))
+            .map_err(|e| self.err(&format!("seek {name}"), e))?;
+        let take = end.unwrap_or(size) - offset;
+        Ok(Box::new(io::BufReader::with_capacity(
+            1 << 20,
+            f.take(take),
+        )))
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
@@ -219,25 +313,32 @@ impl Store for LocalStore {
         match fs::metadata(&path) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, e)),
+            Err(e) => Err(self.err(&format!("stat {name}"), e)),
         }
     }
 
-    fn list(&self) -> Result<Vec<ObjectInfo>> {
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.dir).at(&self.dir)? {
-            let entry = entry.at(&self.dir)?;
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err("list", e))?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if check_name(&name).is_err() {
+            if !name.starts_with(prefix) || check_name(&name).is_err() {
                 continue;
             }
-            let meta = entry.metadata().at(entry.path())?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed between readdir and stat: not there any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err(&format!("stat {name}"), e)),
+            };
             if meta.is_file() {
                 out.push(ObjectInfo {
                     name,
                     size: meta.len(),
+                    modified: meta.modified().ok(),
                 });
             }
         }
@@ -247,43 +348,92 @@ impl Store for LocalStore {
 
     fn remove(&self, name: &str) -> Result<()> {
         let path = self.path(name)?;
-        fs::remove_file(&path).at(&path)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.err(&format!("remove {name}"), e)),
+        }
         sync_dir(&self.dir)
     }
 
-    fn lock(&self) -> Result<Box<dyn StoreLock>> {
+    fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>> {
         let path = self.dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .mode(0o600)
             .open(&path)
-            .at(&path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                tracing::warn!(
-                    "another lifeboat is writing to {}; waiting for it to finish",
-                    self.location()
-                );
-                file.lock().at(&path)?;
+            .map_err(|e| self.err("open the lock file", e))?;
+        let start = Instant::now();
+        let mut warned = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    let holder = holder_of(&mut file);
+                    if start.elapsed() >= wait {
+                        return Err(Error::store(
+                            self.location(),
+                            StoreErrorKind::Other,
+                            format!(
+                                "locked by {holder}; gave up after {}s (is it still running? if not, the lock frees itself when that process exits)",
+                                wait.as_secs()
+                            ),
+                        ));
+                    }
+                    if !warned {
+                        tracing::warn!(
+                            "{} is locked by {holder}; waiting up to {}s for it to finish",
+                            self.location(),
+                            wait.as_secs()
+                        );
+                        warned = true;
+                    }
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(self.err("lock", e));
+                }
             }
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
+        // Say who we are, for whoever waits next (a courtesy: the flock is the lock).
+        let started = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let me = format!(
+            "pid={}\nhost={}\nsince={started}\n",
+            std::process::id(),
+            host_name()
+        );
+        let wrote = file
+            .set_len(0)
+            .and_then(|_| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(me.as_bytes()));
+        if let Err(e) = wrote {
+            tracing::debug!(
+                "could not record the lock holder in {}: {e}",
+                path.display()
+            );
         }
         Ok(Box::new(LocalLock { _file: file }))
     }
 
     fn clean_partials(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
-        for entry in fs::read_dir(&self.dir).at(&self.dir)? {
-            let entry = entry.at(&self.dir)?;
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err("list", e))?;
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
             if name.ends_with(PARTIAL_SUFFIX) && !name.starts_with('.') {
-                fs::remove_file(entry.path()).at(entry.path())?;
-                removed.push(name);
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => removed.push(name),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(self.err(&format!("remove {name}"), e)),
+                }
             }
         }
         if !removed.is_empty() {
@@ -303,16 +453,14 @@ mod tests {
         let s = LocalStore::open(d.path(), false).unwrap();
         let mut w = s.create("a.bin").unwrap();
         w.write_all(b"hello").unwrap();
-        assert!(s.list().unwrap().is_empty());
+        assert!(s.list("").unwrap().is_empty());
         assert_eq!(s.stat("a.bin").unwrap(), None);
         w.commit().unwrap();
-        assert_eq!(
-            s.list().unwrap(),
-            vec![ObjectInfo {
-                name: "a.bin".into(),
-                size: 5
-            }]
-        );
+        let l = s.list("").unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!((l[0].name.as_str(), l[0].size), ("a.bin", 5));
+        assert!(l[0].modified.is_some());
+        assert!(s.list("b").unwrap().is_empty());
         assert_eq!(s.get_bytes("a.bin").unwrap(), b"hello");
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(d.path().join("a.bin"))
@@ -333,8 +481,8 @@ mod tests {
         }
         assert!(fs::read_dir(d.path()).unwrap().next().is_none());
         fs::write(d.path().join("c.bin.partial"), b"junk").unwrap();
-        assert!(s.list().unwrap().is_empty());
-        let _l = s.lock().unwrap();
+        assert!(s.list("").unwrap().is_empty());
+        let _l = s.lock(Duration::ZERO).unwrap();
         assert_eq!(
             s.clean_partials().unwrap(),
             vec!["c.bin.partial".to_string()]
@@ -348,5 +496,61 @@ mod tests {
         for bad in ["../x", "a/b", ".hidden", "", "x.partial"] {
             assert!(s.create(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn load_remove_and_error_kinds() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(d.path(), false).unwrap();
+        s.put_bytes("x", b"0123456789").unwrap();
+        let mut got = String::new();
+        s.load("x", 2, Some(5))
+            .unwrap()
+            .read_to_string(&mut got)
+            .unwrap();
+        assert_eq!(got, "23456");
+        assert!(s.load("x", 8, Some(5)).is_err(), "past the end");
+        assert!(matches!(s.load("nope", 0, None), Err(Error::NotFound(_))));
+        match s.create("x") {
+            Err(Error::Store { kind, .. }) => assert_eq!(kind, StoreErrorKind::AlreadyExists),
+            _ => panic!("create over an existing object must fail"),
+        }
+        s.remove("x").unwrap();
+        s.remove("x").unwrap(); // idempotent
+        assert_eq!(s.stat("x").unwrap(), None);
+    }
+
+    #[test]
+    fn spellings_of_one_directory_are_one_store() {
+        let d = tempfile::tempdir().unwrap();
+        let a = LocalStore::open(d.path(), false).unwrap();
+        let b = LocalStore::open(format!("{}/", d.path().display()), false).unwrap();
+        let c = LocalStore::open(d.path().join("."), false).unwrap();
+        assert_eq!(a.lock_key(), b.lock_key());
+        assert_eq!(a.lock_key(), c.lock_key());
+        // A path below a regular file is a usage error, like the file itself.
+        let f = d.path().join("file");
+        fs::write(&f, b"x").unwrap();
+        for p in [f.clone(), f.join("sub")] {
+            match LocalStore::open(&p, true) {
+                Err(Error::Usage(m)) => assert!(m.contains(&p.display().to_string()), "{m}"),
+                Err(e) => panic!("{}: {e}", p.display()),
+                Ok(_) => panic!("{}: opened", p.display()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_busy_lock_names_its_holder_and_times_out() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(d.path(), false).unwrap();
+        let _held = s.lock(Duration::ZERO).unwrap();
+        // flock is per open file: a second open in this process contends like another run.
+        let e = match s.lock(Duration::ZERO) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("second lock taken"),
+        };
+        assert!(e.contains(&format!("pid {}", std::process::id())), "{e}");
+        assert!(e.contains("host "), "{e}");
     }
 }
