@@ -117,7 +117,10 @@ fn damaged_snapshots_give_exit_3_and_no_answer() {
     assert_eq!(doc["exit_code"], 3, "{doc}");
     assert_eq!(doc["file"].as_str(), Some(b), "{doc}");
     assert!(doc["page"].is_u64(), "{doc}");
-    assert!(doc.get("added").is_none() && doc.get("removed").is_none(), "{doc}");
+    assert!(
+        doc.get("added").is_none() && doc.get("removed").is_none(),
+        "{doc}"
+    );
 
     // 2. One flipped byte inside a value (structure intact): only the SHA-256 trailer
     //    tells, and it is compared before anything is printed.
