@@ -190,7 +190,8 @@ fn wrong_password_names_the_user_and_fails_at_once() {
     contains_all(&l, &[&ep, "--user root", "wrong user name or password"]);
     assert!(!stderr(&o).contains("wrong-pw"), "{}", stderr(&o));
 
-    // The backup fails on the first attempt: nothing to retry.
+    // The backup fails on the first attempt, with the default --retries: an
+    // authentication error cannot succeed on retry, so no back-off and no second try.
     let dest = TempDir::new().unwrap();
     let o = run_lifeboat([
         "backup",
@@ -199,9 +200,13 @@ fn wrong_password_names_the_user_and_fails_at_once() {
         "--endpoints",
         &ep,
         "--user=root:wrong",
-        "--retries=0",
     ]);
     assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        !err.contains("retrying") && !err.contains("trying again"),
+        "an auth error must not be retried: {err}"
+    );
     contains_all(
         &error_line(&o),
         &["--user root", "wrong user name or password"],
