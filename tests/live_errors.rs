@@ -349,6 +349,7 @@ fn a_frozen_source_is_abandoned_by_the_stall_timeout() {
             }
         };
     let url = c.members[source].client_url.clone();
+    let name = c.members[source].name.clone();
     // Freeze the member once its data flows (a stored file has grown), not before.
     fn stored_bytes(d: &std::path::Path) -> u64 {
         std::fs::read_dir(d)
@@ -377,8 +378,8 @@ fn a_frozen_source_is_abandoned_by_the_stall_timeout() {
     let err = seen.join("\n");
     assert!(status.success(), "backup failed:\n{err}");
     assert!(
-        err.contains(&format!("stalled: nothing for 3s from {url}")),
-        "no stall message for {url}:\n{err}"
+        err.contains(&format!("stalled: nothing for 3s from member {name}")) && err.contains(&url),
+        "no stall message for {name} at {url}:\n{err}"
     );
     assert!(!err.to_lowercase().contains("h2 protocol error"), "{err}");
 }

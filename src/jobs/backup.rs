@@ -160,6 +160,7 @@ async fn attempt(
     let streamed = etcd::stream_snapshot(
         &opts.conn,
         &choice.endpoint,
+        &choice.name,
         opts.stream_idle_timeout,
         opts.rate_limit,
         tx,
