@@ -86,7 +86,11 @@ pub fn v2_store_json(members: &[V2Member<'_>]) -> String {
                 None,
             );
             let children = format!("{{\"raftAttributes\":{attr}}}");
-            format!("{}:{}", go_json_string(hex), node(&dir, *i, "", Some(&children)))
+            format!(
+                "{}:{}",
+                go_json_string(hex),
+                node(&dir, *i, "", Some(&children))
+            )
         })
         .collect();
     let members_dir = if n == 0 {
@@ -148,13 +152,19 @@ mod tests {
 
     #[test]
     fn go_escaping() {
-        assert_eq!(go_json_string("a<b>&\"\\\n\u{1}"), r#""a\u003cb\u003e\u0026\"\\\n\u0001""#);
+        assert_eq!(
+            go_json_string("a<b>&\"\\\n\u{1}"),
+            r#""a\u003cb\u003e\u0026\"\\\n\u0001""#
+        );
     }
 
     #[test]
     fn restored_snap_decodes_with_the_reader() {
         let u = vec!["http://127.0.0.1:2380".to_string()];
-        let (name, b) = restore_snap(&[V2Member { id: 7, peer_urls: &u }]);
+        let (name, b) = restore_snap(&[V2Member {
+            id: 7,
+            peer_urls: &u,
+        }]);
         assert_eq!(name, "0000000000000001-0000000000000001.snap");
         let m = super::super::decode(&b).unwrap();
         assert_eq!((m.index, m.term), (1, 1));

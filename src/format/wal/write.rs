@@ -98,7 +98,11 @@ mod tests {
             let j = format!(r#"{{"id":{id},"peerURLs":["http://10.0.0.1:2380"],"name":"{name}"}}"#);
             (id, j.into_bytes())
         };
-        let one = restore_segment(0xc700564f4028b56b, 0x1648f861f2b6c31c, &[m(0xc700564f4028b56b, "s")]);
+        let one = restore_segment(
+            0xc700564f4028b56b,
+            0x1648f861f2b6c31c,
+            &[m(0xc700564f4028b56b, "s")],
+        );
         assert_eq!(one.len() % 8, 0);
         let scan = crate::format::wal::record::Record::decode(&one[8..12]);
         assert!(scan.is_ok());

@@ -75,7 +75,11 @@ impl Patch {
 pub fn cow_patch<R: ReadAt>(db: &Db<R>, edits: &[Edit]) -> Result<Patch> {
     let ps = db.page_size as usize;
     if ps < PAGE_HEADER_SIZE + META_SIZE {
-        return Err(FormatError::corrupt(Some(0), Some(0), "page size too small"));
+        return Err(FormatError::corrupt(
+            Some(0),
+            Some(0),
+            "page size too small",
+        ));
     }
     let mut sink = PageSink::new(ps, db.meta.pgid);
     // The root bucket's entries, with the edited buckets' values replaced.
