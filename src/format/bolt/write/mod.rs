@@ -276,5 +276,66 @@ fn pack_branches_or_one(sink: &mut PageSink, elems: &[(Vec<u8>, u64)]) -> Vec<(V
     pack_branches(sink, elems)
 }
 
+/// Fuzzing oracle (`fuzz/fuzz_targets/bolt_writer.rs`, and the unit tests): apply a
+/// restore-like transaction to `img`. Must never panic; and when `img` passes the strict
+/// check and the writer accepts it, the result must pass the strict check too and read
+/// back the edits. Panics (a finding) otherwise.
+pub fn exercise(img: &[u8]) {
+    use super::{check, CheckOptions, EntryVisitor};
+    struct Nothing;
+    impl EntryVisitor for Nothing {}
+    let Ok(db) = Db::open(img) else { return };
+    let last_key = db
+        .bucket(b"key")
+        .ok()
+        .flatten()
+        .and_then(|b| b.last().ok().flatten())
+        .map(|(k, _)| k);
+    let mut append = last_key.unwrap_or_default();
+    append.push(0xff);
+    let edits = vec![
+        Edit {
+            bucket: b"key".to_vec(),
+            clear: false,
+            puts: vec![(append.clone(), b"v".to_vec())],
+        },
+        Edit {
+            bucket: b"members".to_vec(),
+            clear: true,
+            puts: vec![(b"1".to_vec(), b"{}".to_vec())],
+        },
+        Edit {
+            bucket: b"meta".to_vec(),
+            clear: false,
+            puts: vec![(b"term".to_vec(), 1u64.to_be_bytes().to_vec())],
+        },
+    ];
+    let Ok(patch) = cow_patch(&db, &edits) else {
+        return;
+    };
+    let was_ok = check(img, &CheckOptions::default(), &mut Nothing).ok();
+    drop(db);
+    // A hostile high-water mark could ask for an absurd image; stay within a bound.
+    if patch.len_after(img.len() as u64) > (64 << 20) {
+        return;
+    }
+    let mut out = img.to_vec();
+    patch.apply_to(&mut out);
+    if !was_ok {
+        return;
+    }
+    let r = check(&out, &CheckOptions::default(), &mut Nothing);
+    assert!(r.ok(), "writer broke a good database: {:?}", r.problems);
+    let db = Db::open(&out).expect("patched database opens");
+    let got = |b: &[u8], k: &[u8]| {
+        db.bucket(b)
+            .ok()
+            .flatten()
+            .and_then(|b| b.get(k).ok().flatten())
+    };
+    assert_eq!(got(b"key", &append), Some(b"v".to_vec()));
+    assert_eq!(got(b"members", b"1"), Some(b"{}".to_vec()));
+}
+
 #[cfg(test)]
 mod tests;

@@ -133,3 +133,23 @@ fn one_key_append_to_a_single_leaf_and_edits_of_garbage_fail_cleanly() {
     )
     .is_err());
 }
+
+#[test]
+fn fuzz_oracle_on_good_and_damaged_images() {
+    for (ps, n, vs) in [
+        (4096, 0, 0),
+        (4096, 10, 10),
+        (1024, 800, 30),
+        (4096, 200, 3000),
+    ] {
+        let img = etcd_like(ps, n, vs);
+        exercise(&img);
+        // Damaged copies: the writer must fail cleanly or produce something, never panic.
+        for at in (0..img.len()).step_by(img.len() / 97 + 1) {
+            let mut bad = img.clone();
+            bad[at] ^= 0x5a;
+            crate::format::bolt::fix_checksums(&mut bad);
+            exercise(&bad);
+        }
+    }
+}
