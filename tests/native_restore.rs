@@ -35,12 +35,22 @@ fn source() -> &'static Source {
         for i in 0..20 {
             c.put(&format!("/n/{i:02}"), &format!("value-{i}"));
         }
+        // Enough data that `key` is a tree of pages, so the bump goes through the writer's
+        // rightmost-path append rather than a rebuild.
+        c.fill("/fill/", 300, 200);
         c.put("/n/03", "again");
         c.put("/n/03", "and again");
         c.ctl_ok(&["del", "/n/07"]);
         c.ctl_ok(&["del", "/n/1", "--prefix"]);
         let snap = dir.join("snap.db");
         c.ctl_ok(&["snapshot", "save", snap.to_str().unwrap()]);
+        let bytes = std::fs::read(&snap).unwrap();
+        let db = Db::open(&bytes[..bytes.len() - 32]).unwrap();
+        let key = db.bucket(b"key").unwrap().unwrap();
+        assert!(
+            matches!(key.root(), lifeboat::format::bolt::BucketRoot::Page(_)),
+            "the source's key bucket should span pages"
+        );
         let get: serde_json::Value =
             serde_json::from_str(&c.ctl_ok(&["get", "", "--from-key", "-w", "json"])).unwrap();
         let hk: serde_json::Value =
@@ -320,8 +330,23 @@ fn etcd_3_4_boots_three_native_members() {
 }
 
 #[test]
+fn etcd_3_5_1_boots_one_native_member() {
+    boots(&etcd35(), 1, None);
+}
+
+#[test]
+fn etcd_3_4_boots_one_native_member() {
+    boots(&etcd34(), 1, None);
+}
+
+#[test]
 fn etcd_3_5_16_boots_one_native_member() {
     boots(&etcd3516(), 1, None);
+}
+
+#[test]
+fn etcd_3_5_16_boots_three_native_members() {
+    boots(&etcd3516(), 3, None);
 }
 
 #[test]

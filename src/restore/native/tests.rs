@@ -111,3 +111,19 @@ fn bump_appends_one_revision_and_marks_it_compacted() {
         Some(rev_key(1401, 0))
     );
 }
+
+#[test]
+fn separate_wal_dir() {
+    let img = etcd_like(4096, 5, 10);
+    let tmp = tempfile::tempdir().unwrap();
+    let (d, w) = (tmp.path().join("data"), tmp.path().join("wal"));
+    std::fs::create_dir(&d).unwrap(); // empty: accepted
+    write_member_dir(&img, None, &spec(1), "m0", &d, Some(&w)).unwrap();
+    assert!(w.join(crate::format::wal::write::FIRST_SEGMENT).is_file());
+    assert!(!d.join("member/wal").exists());
+    assert!(d.join("member/snap/db").is_file());
+    let inside = tmp.path().join("d2");
+    let e = write_member_dir(&img, None, &spec(1), "m0", &inside, Some(&inside.join("w")))
+        .unwrap_err();
+    assert!(e.to_string().contains("inside data dir"), "{e}");
+}
