@@ -123,7 +123,7 @@ fn separate_wal_dir() {
     assert!(!d.join("member/wal").exists());
     assert!(d.join("member/snap/db").is_file());
     let inside = tmp.path().join("d2");
-    let e = write_member_dir(&img, None, &spec(1), "m0", &inside, Some(&inside.join("w")))
-        .unwrap_err();
+    let e =
+        write_member_dir(&img, None, &spec(1), "m0", &inside, Some(&inside.join("w"))).unwrap_err();
     assert!(e.to_string().contains("inside data dir"), "{e}");
 }
