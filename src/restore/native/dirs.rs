@@ -201,13 +201,10 @@ fn stage_all(
             wal: t.wal_dir.as_deref().map(staging_path),
         };
         s.remove(); // a leftover of a crashed run with the same pid
-        staged.push(Staged {
-            data: s.data.clone(),
-            wal: s.wal.clone(),
-        });
         let snap_dir = s.data.join("member/snap");
-        mkdir(&snap_dir)?;
         let wal_dir = s.wal.clone().unwrap_or_else(|| s.data.join("member/wal"));
+        staged.push(s);
+        mkdir(&snap_dir)?;
         if let Some(p) = wal_dir.parent() {
             mkdir(p)?;
         }

@@ -153,3 +153,33 @@ fn fuzz_oracle_on_good_and_damaged_images() {
         }
     }
 }
+
+#[test]
+fn a_persisted_freelist_is_dropped_and_its_pages_become_free() {
+    use crate::format::bolt::build::DbBuilder;
+    let mut b = DbBuilder::new(4096);
+    b.freelist = Some(vec![]);
+    let buckets = vec![
+        (b"key".to_vec(), vec![kv("a", "1")]),
+        (b"members".to_vec(), vec![kv("x", "y")]),
+    ];
+    let mut img = b.build(&buckets);
+    strict(&img);
+    assert!(Db::open(&img).unwrap().meta.has_freelist());
+    let db = Db::open(&img).unwrap();
+    let p = cow_patch(
+        &db,
+        &[Edit {
+            bucket: b"members".to_vec(),
+            clear: true,
+            puts: vec![],
+        }],
+    )
+    .unwrap();
+    drop(db);
+    p.apply_to(&mut img);
+    strict(&img);
+    assert!(!Db::open(&img).unwrap().meta.has_freelist());
+    assert!(entries(&img, b"members").is_empty());
+    assert_eq!(entries(&img, b"key"), vec![kv("a", "1")]);
+}
