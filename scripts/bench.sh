@@ -10,6 +10,8 @@
 #                                                  vs  etcdctl snapshot save && zstd -3
 #   inspect: lifeboat inspect (check + both hashes) vs etcdutl snapshot status
 #   wal:     lifeboat check-member on the member's data dir (WAL throughput)
+#   restore: native restore of the snapshot into 3 member dirs (examples/native_restore, one
+#            read of the snapshot)  vs  3 x etcdutl snapshot restore
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,9 +22,10 @@ ROUNDS=${BENCH_ROUNDS:-3}
 WORK=${BENCH_WORK:-$ROOT/bench-work}
 
 scripts/setup.sh
-cargo build --release --locked --bin lifeboat --example fill
+cargo build --release --locked --bin lifeboat --example fill --example native_restore
 LB=$ROOT/target/release/lifeboat
 FILL=$ROOT/target/release/examples/fill
+NATIVE=$ROOT/target/release/examples/native_restore
 E=$(scripts/etcd35-dir.sh)
 TIME=/usr/bin/time
 
@@ -94,6 +97,15 @@ bench_db() { # name keys
       measure "etcdutl snapshot status" "$tag" "$E/etcdutl" snapshot status -w json "$WORK/$name.snap.db"
     done
   fi
+  # Restore of 3 members from the same snapshot: native (one read) vs 3 x etcdutl.
+  local cluster="m0=http://127.0.0.1:2380,m1=http://127.0.0.1:2381,m2=http://127.0.0.1:2382"
+  for r in $(seq "$ROUNDS"); do
+    rm -rf "$WORK/restore"; mkdir -p "$WORK/restore"
+    measure "lifeboat native restore (3 members)" "$tag" "$NATIVE" "$WORK/$name.snap.db" "$WORK/restore/native" 3
+    rm -rf "$WORK/restore"; mkdir -p "$WORK/restore"
+    measure "3 x etcdutl snapshot restore" "$tag" bash -c "for i in 0 1 2; do '$E/etcdutl' snapshot restore '$WORK/$name.snap.db' --name m\$i --initial-cluster '$cluster' --initial-advertise-peer-urls http://127.0.0.1:238\$i --data-dir '$WORK/restore/m'\$i || exit 1; done"
+  done
+  rm -rf "$WORK/restore"
   # WAL verification on the member's data dir (stopped first: a live WAL keeps changing).
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   if "$LB" check-member -o json "$WORK/$name" >/dev/null 2>&1; then
@@ -145,6 +157,10 @@ for s in sizes:
     if ins and st:
         L.append(f"| {s} | inspect wall / etcdutl snapshot status | {ins[0]/st[0]:.2f} | ≤ 0.33 |")
         L.append(f"| {s} | inspect RSS / etcdutl RSS | {ins[1]/st[1]:.2f} | well under 1 |")
+    nr, eu = g("lifeboat native restore (3 members)"), g("3 x etcdutl snapshot restore")
+    if nr and eu:
+        L.append(f"| {s} | native restore of 3 members / 3 x etcdutl snapshot restore | {nr[0]/eu[0]:.2f} | ≤ 0.5 |")
+        L.append(f"| {s} | native restore peak RSS (MiB) | {nr[1]/1024:.1f} | ≤ 64 |")
     for (sz, label), (w, r) in med.items():
         if sz == s and label.startswith("lifeboat check-member (") and w > 0:
             mib = float(label.split("(")[1].split()[0])
