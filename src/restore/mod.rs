@@ -2,4 +2,13 @@
 //!
 //! * [`ids`]: member and cluster ids exactly as etcd derives them from peer URLs and the
 //!   cluster token, so a plan can say in advance what `member list` will show.
+//! * [`topology`]: the operator's description of the restored cluster, validated with the
+//!   key and line of every problem.
+//! * [`plan`]: topology + verified backup → `plan.json`; [`runbook`]: RUNBOOK.md and the
+//!   per-node scripts.
+//! * [`apply`]: one node's data steps, on this machine.
+pub mod apply;
 pub mod ids;
+pub mod plan;
+pub mod runbook;
+pub mod topology;

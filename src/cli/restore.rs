@@ -1,0 +1,180 @@
+//! `lifeboat restore plan|apply|topology`: flags and printing; the work is in
+//! [`crate::restore`].
+
+use std::path::PathBuf;
+
+use super::output::print_json;
+use super::{Global, OutputFormat};
+use crate::catalog;
+use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
+use crate::restore::plan::{make_plan, split_from, write_plan, Plan, PlanInput, DEFAULT_BUMP};
+use crate::restore::topology;
+use crate::store::open_destination;
+use crate::{Error, ExitCode};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Validate a topology against a backup and write plan.json, RUNBOOK.md and one script
+    /// per node.
+    Plan(PlanArgs),
+    /// Carry out one node's data steps of a plan on this machine.
+    Apply(ApplyArgs),
+    /// Print a starting topology file from a backup's member list, to edit.
+    Topology(TopologyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Backup to restore: DEST[:ID] (ID defaults to latest).
+    #[arg(long, value_name = "DEST[:ID]")]
+    pub from: String,
+    /// Topology file (TOML): the members of the restored cluster.
+    #[arg(long, value_name = "FILE")]
+    pub topology: PathBuf,
+    /// Directory to write the plan into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Bump the revision by N and mark old revisions compacted (etcd 3.5.10+), so
+    /// Kubernetes watchers relist.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1000000000",
+          conflicts_with = "no_bump_revision")]
+    pub bump_revision: Option<u64>,
+    /// Do not bump the revision.
+    #[arg(long)]
+    pub no_bump_revision: bool,
+    /// Replace a plan that exists in DIR.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Plan directory (made by `restore plan`).
+    #[arg(long, value_name = "DIR")]
+    pub plan: PathBuf,
+    /// This node's member name in the plan.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Print the steps without doing them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// etcdutl (3.5) or etcdctl (3.4) to write the data dir with (default: found on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+    /// Write the data dir with etcdutl/etcdctl (today's only writer).
+    #[arg(long)]
+    pub with_etcdutl: bool,
+    /// Stop the member's service before and start it after.
+    #[arg(long, value_name = "KIND", value_parser = ["systemd"])]
+    pub manage_service: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopologyArgs {
+    /// Backup whose members to start from: DEST[:ID] (ID defaults to latest).
+    #[arg(long, value_name = "DEST[:ID]")]
+    pub from: String,
+}
+
+pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
+    match c {
+        Command::Plan(a) => plan(a, g),
+        Command::Apply(a) => run_apply(a, g),
+        Command::Topology(a) => starting_topology(a),
+    }
+}
+
+fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let t = topology::load(&a.topology)?;
+    let (dest, id) = split_from(&a.from);
+    let store = open_destination(dest, false)?;
+    let m = catalog::resolve(store.as_ref(), id)?;
+    let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {})?;
+    if !v.ok {
+        return Err(Error::integrity(
+            v.object,
+            format!(
+                "backup {} does not verify: {}; plan from another backup",
+                m.id,
+                v.problems.join("; ")
+            ),
+        )
+        .into());
+    }
+    let bump = if a.no_bump_revision {
+        None
+    } else {
+        a.bump_revision
+    };
+    let _ = DEFAULT_BUMP;
+    let p = make_plan(
+        &t,
+        &PlanInput {
+            from: dest,
+            manifest: &m,
+            bump_revision: bump,
+        },
+    )?;
+    let files = write_plan(&p, &a.out, a.force)?;
+    match g.output {
+        OutputFormat::Json => print_json(&p)?,
+        OutputFormat::Text => {
+            if !g.quiet {
+                for w in &p.warnings {
+                    eprintln!("lifeboat: warning: {w}");
+                }
+                println!(
+                    "plan for backup {} (revision {}): new cluster {} with token {}",
+                    p.backup_id, p.revision, p.cluster_id, p.cluster_token
+                );
+                for mem in &p.members {
+                    println!("  {} member id {} on {}", mem.name, mem.member_id, mem.host);
+                }
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let p = Plan::load(&a.plan)?;
+    let m = p.member(&a.node)?;
+    let _ = a.with_etcdutl;
+    let writer = DataDirWriter::for_member(m, a.etcdutl.as_deref());
+    let opts = ApplyOptions {
+        dry_run: a.dry_run,
+        writer,
+        manage_systemd: a.manage_service.is_some(),
+    };
+    let r = apply(&p, &a.node, &opts)?;
+    match g.output {
+        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Text => {
+            if !g.quiet {
+                let verb = if r.dry_run { "would" } else { "did" };
+                println!("{} {verb}:", r.node);
+                for s in &r.steps {
+                    println!("  {s}");
+                }
+                if !r.dry_run {
+                    println!(
+                        "{}: {} holds member {} of cluster {} (backup {})",
+                        r.node, r.data_dir, r.member_id, r.cluster_id, r.backup_id
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn starting_topology(a: TopologyArgs) -> anyhow::Result<ExitCode> {
+    let (dest, id) = split_from(&a.from);
+    let store = open_destination(dest, false)?;
+    let m = catalog::resolve(store.as_ref(), id)?;
+    print!("{}", crate::restore::topology::starting_topology(&m));
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,268 @@
+//! `restore apply`: one node's data steps of a plan, on this machine.
+//!
+//! Fetch and verify the backup, move the old data dir aside (never delete it), write the new
+//! one, and read the member id and cluster id back from what was written: the plan promised
+//! them, and a restore whose ids differ would form a cluster nobody planned.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::plan::{Plan, PlanMember};
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// What writes the member's data dir. `Native` is lifeboat's own writer (issue 12); until it
+/// is wired, choosing it is a usage error.
+#[derive(Debug, Clone)]
+pub enum DataDirWriter {
+    /// etcd 3.5's `etcdutl snapshot restore`.
+    Etcdutl(PathBuf),
+    /// etcd 3.4's `ETCDCTL_API=3 etcdctl snapshot restore`.
+    Etcdctl(PathBuf),
+    Native,
+}
+
+impl DataDirWriter {
+    /// The writer for a member's etcd version: `explicit` (`--etcdutl PATH`) or the tool on
+    /// PATH.
+    pub fn for_member(m: &PlanMember, explicit: Option<&Path>) -> DataDirWriter {
+        let v34 = m.etcd_version == "3.4" || m.etcd_version.starts_with("3.4.");
+        match (explicit, v34) {
+            (Some(p), _) if p.file_name().is_some_and(|n| n == "etcdctl") => {
+                DataDirWriter::Etcdctl(p.to_path_buf())
+            }
+            (Some(p), _) => DataDirWriter::Etcdutl(p.to_path_buf()),
+            (None, true) => DataDirWriter::Etcdctl(PathBuf::from("etcdctl")),
+            (None, false) => DataDirWriter::Etcdutl(PathBuf::from("etcdutl")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub dry_run: bool,
+    pub writer: DataDirWriter,
+    /// Stop the unit before and start it after (`--manage-service systemd`).
+    pub manage_systemd: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub node: String,
+    pub dry_run: bool,
+    pub backup_id: String,
+    pub data_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_aside: Option<String>,
+    pub member_id: String,
+    pub cluster_id: String,
+    /// The steps, done (or, with --dry-run, to do), in order.
+    pub steps: Vec<String>,
+}
+
+fn aside_name(dir: &str) -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{dir}.before-restore-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn is_nonempty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+fn systemctl(verb: &str, unit: &str) -> Result<()> {
+    let o = Command::new("systemctl")
+        .args([verb, unit])
+        .output()
+        .map_err(|e| Error::Failed(format!("systemctl {verb} {unit}: {e}")))?;
+    if !o.status.success() {
+        return Err(Error::Failed(format!(
+            "systemctl {verb} {unit} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Carry out `node`'s data steps of `plan`.
+pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport> {
+    let m = plan.member(node)?;
+    let data_dir = PathBuf::from(&m.data_dir);
+    let mut report = ApplyReport {
+        node: m.name.clone(),
+        dry_run: opts.dry_run,
+        backup_id: plan.backup_id.clone(),
+        data_dir: m.data_dir.clone(),
+        moved_aside: None,
+        member_id: m.member_id.clone(),
+        cluster_id: plan.cluster_id.clone(),
+        steps: Vec::new(),
+    };
+    let store = crate::store::open_destination(&plan.from, false)?;
+    let manifest = crate::catalog::resolve(store.as_ref(), &plan.backup_id)?;
+    if manifest.db_sha256 != plan.db_sha256 {
+        return Err(Error::integrity(
+            format!("{}/{}", store.location(), manifest.object),
+            format!(
+                "backup {} has database SHA-256 {} but the plan was made for {}; make a new plan",
+                plan.backup_id, manifest.db_sha256, plan.db_sha256
+            ),
+        ));
+    }
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| Error::Usage(format!("data dir {} has no parent", m.data_dir)))?;
+    let snapshot = parent.join(format!(".lifeboat-restore-{}.db", m.name));
+    if opts.manage_systemd {
+        report.steps.push(format!("systemctl stop {}", m.unit));
+        if !opts.dry_run {
+            systemctl("stop", &m.unit)?;
+        }
+    }
+    report.steps.push(format!(
+        "fetch backup {} from {} to {} and verify its digest",
+        plan.backup_id,
+        plan.from,
+        snapshot.display()
+    ));
+    let mut dirs = vec![data_dir.clone()];
+    dirs.extend(m.wal_dir.as_ref().map(PathBuf::from));
+    let mut moves = Vec::new();
+    for d in &dirs {
+        if is_nonempty_dir(d) {
+            let to = aside_name(&d.display().to_string());
+            report
+                .steps
+                .push(format!("move {} aside to {to}", d.display()));
+            moves.push((d.clone(), PathBuf::from(to)));
+        }
+    }
+    let cmd = writer_command(plan, m, &opts.writer, &snapshot)?;
+    report.steps.push(format!(
+        "write {}: {}",
+        m.data_dir,
+        cmd.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
+    report.steps.push(format!(
+        "check that {} holds member {} of cluster {}",
+        m.data_dir, m.member_id, plan.cluster_id
+    ));
+    if opts.manage_systemd {
+        report.steps.push(format!("systemctl start {}", m.unit));
+    }
+    if opts.dry_run {
+        report.moved_aside = moves.first().map(|(_, to)| to.display().to_string());
+        return Ok(report);
+    }
+    std::fs::create_dir_all(parent).at(parent)?;
+    crate::jobs::fetch::fetch(store.as_ref(), &manifest, &snapshot, true, &|_| {})?;
+    for (from, to) in &moves {
+        std::fs::rename(from, to).at(from)?;
+        if report.moved_aside.is_none() {
+            report.moved_aside = Some(to.display().to_string());
+        }
+    }
+    let run = run_writer(&cmd, &opts.writer);
+    let _ = std::fs::remove_file(&snapshot);
+    run?;
+    check_written(plan, m)?;
+    let mark = format!("{}.lifeboat-restored", m.data_dir);
+    std::fs::write(
+        &mark,
+        format!("{} {} {}\n", m.member_id, plan.cluster_id, plan.backup_id),
+    )
+    .at(&mark)?;
+    if opts.manage_systemd {
+        systemctl("start", &m.unit)?;
+    }
+    Ok(report)
+}
+
+fn writer_command(
+    plan: &Plan,
+    m: &PlanMember,
+    w: &DataDirWriter,
+    snapshot: &Path,
+) -> Result<Vec<std::ffi::OsString>> {
+    let tool = match w {
+        DataDirWriter::Etcdutl(p) | DataDirWriter::Etcdctl(p) => p.clone(),
+        DataDirWriter::Native => {
+            return Err(Error::Flag {
+                flag: "--native".into(),
+                message: "this build has no native data dir writer yet; use --with-etcdutl".into(),
+            })
+        }
+    };
+    let args = super::runbook::restore_command(plan, m, &snapshot.display().to_string());
+    let mut cmd = vec![tool.into_os_string()];
+    cmd.extend(args.into_iter().skip(1).map(Into::into));
+    Ok(cmd)
+}
+
+fn run_writer(cmd: &[std::ffi::OsString], w: &DataDirWriter) -> Result<()> {
+    let mut c = Command::new(&cmd[0]);
+    c.args(&cmd[1..]);
+    if matches!(w, DataDirWriter::Etcdctl(_)) {
+        c.env("ETCDCTL_API", "3");
+    }
+    let tool = Path::new(&cmd[0]).display().to_string();
+    let o = c.output().map_err(|e| {
+        Error::Usage(format!(
+            "cannot run {tool}: {e} (install etcd's {tool} or give its path with --etcdutl PATH)"
+        ))
+    })?;
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(Error::Failed(format!(
+            "{tool} snapshot restore failed ({}): {}",
+            o.status,
+            last.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Read the written dir back as etcd will: WAL metadata ids, and the member in the db.
+fn check_written(plan: &Plan, m: &PlanMember) -> Result<()> {
+    let dirs =
+        crate::member::Dirs::resolve(Path::new(&m.data_dir), m.wal_dir.as_deref().map(Path::new));
+    let r = crate::member::check_dir(&dirs, crate::member::Options { db_walk: false });
+    let got_member = r.member_id.clone().unwrap_or_default();
+    let got_cluster = r.cluster_id.clone().unwrap_or_default();
+    if got_member != m.member_id || got_cluster != plan.cluster_id {
+        return Err(Error::integrity(
+            &m.data_dir,
+            format!(
+                "written data dir holds member {got_member:?} of cluster {got_cluster:?}; the plan says {} of {} (verdict {}; make a new plan)",
+                m.member_id, plan.cluster_id, r.verdict.as_str()
+            ),
+        ));
+    }
+    if !r.etcd_starts {
+        return Err(Error::integrity(
+            &m.data_dir,
+            format!("written data dir would not start: {}", r.headline()),
+        ));
+    }
+    Ok(())
+}
