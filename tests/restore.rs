@@ -1,0 +1,311 @@
+//! Restore drills on real etcd (3.4.23, 3.5.1, 3.5.16): a 3-member cluster with ~10k keys,
+//! leases, deletes and a compaction is backed up and SIGKILLed; `restore plan` and `restore
+//! apply` for every node; the members start with the plan's flags alone. Plus the plan's
+//! validation failures and the scripts' refusals.
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::restore::*;
+use common::store::*;
+use common::*;
+
+fn revision_of(c: &Cluster) -> i64 {
+    let out = c.ctl_ok(&["get", "/", "--prefix", "--limit=1", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["header"]["revision"].as_i64().unwrap()
+}
+
+fn kvs(c: &Cluster) -> serde_json::Value {
+    let out = c.ctl_ok(&["get", "/drill/", "--prefix", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["kvs"].clone()
+}
+
+fn topology(c: &Cluster, version: &str, token: &str) -> String {
+    let mut t = format!(
+        "cluster_token = \"{token}\"\nold_cluster_token = \"{}\"\netcd_version = \"{version}\"\n",
+        c.token
+    );
+    for (i, m) in c.members.iter().enumerate() {
+        t.push_str(&format!(
+            "\n[[member]]\nname = \"r{i}\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\nhost = \"127.0.0.1\"\n",
+            free_port(),
+            free_port(),
+            m.data_dir.display()
+        ));
+    }
+    t
+}
+
+fn hex_id(v: &serde_json::Value) -> String {
+    format!("{:x}", v.as_u64().unwrap())
+}
+
+/// The whole drill for one etcd release; `bump`: plan with `--bump-revision`.
+fn drill(bins: &Bins, version: &str, bump: bool) {
+    let mut c = Cluster::start(bins, 3, Opts::default());
+    c.fill("/drill/", 10_000, 40);
+    let lease = c.ctl_ok(&["lease", "grant", "3600"]);
+    let lease = lease.split_whitespace().nth(1).unwrap().to_string();
+    c.ctl_ok(&["put", &format!("--lease={lease}"), "/drill/leased", "x"]);
+    c.ctl_ok(&["del", "/drill/0000001", "--prefix"]);
+    c.put("/drill/00000020", "second");
+    let compact_at = revision_of(&c);
+    c.ctl_ok(&["compact", &compact_at.to_string()]);
+    c.put("/drill/00000021", "after-compaction");
+    let before = kvs(&c);
+    let rev = revision_of(&c);
+    let dest = TempDir::new().unwrap();
+    let d = dest.path().to_str().unwrap();
+    let m = backup_json(&c, dest.path(), &[]);
+    assert_eq!(m["revision"].as_i64(), Some(rev));
+    let ins = run_lifeboat(["inspect", &format!("{d}:latest"), "-o", "json"]);
+    assert_exit(&ins, 0);
+    let backup_hash = json(&ins)["hashkv"].as_u64().unwrap();
+    for i in 0..3 {
+        c.kill(i);
+    }
+
+    let work = TempDir::new().unwrap();
+    let topo = work.path().join("topology.toml");
+    std::fs::write(&topo, topology(&c, version, "generate")).unwrap();
+    let plan_dir = work.path().join("plan");
+    let mut args = vec![
+        "restore".to_string(),
+        "plan".into(),
+        "--from".into(),
+        d.into(),
+        "--topology".into(),
+        topo.display().to_string(),
+        "--out".into(),
+        plan_dir.display().to_string(),
+        "-o".into(),
+        "json".into(),
+    ];
+    args.push(if bump {
+        "--bump-revision=1000000".into()
+    } else {
+        "--no-bump-revision".into()
+    });
+    let o = run_lifeboat(&args);
+    assert_exit(&o, 0);
+    let plan = json(&o);
+    let on_disk: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(plan_dir.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan, on_disk);
+    assert!(plan_dir.join("RUNBOOK.md").is_file());
+    assert_eq!(plan["backup_id"], m["id"]);
+    assert_eq!(plan["revision"].as_i64(), Some(rev));
+
+    let tool = bins.etcdutl.clone().unwrap_or(bins.etcdctl.clone());
+    for i in 0..3 {
+        let o = run_lifeboat([
+            "restore",
+            "apply",
+            "--plan",
+            plan_dir.to_str().unwrap(),
+            "--node",
+            &format!("r{i}"),
+            "--etcdutl",
+            tool.to_str().unwrap(),
+            "-o",
+            "json",
+        ]);
+        assert_exit(&o, 0);
+        let r = json(&o);
+        assert_eq!(r["member_id"], plan["members"][i]["member_id"]);
+        let aside = r["moved_aside"].as_str().expect("old data dir moved aside");
+        assert!(Path::new(aside).join("member/wal").is_dir(), "{aside}");
+    }
+    let r = start_from_plan(bins, &plan);
+
+    // One leader, the plan's ids.
+    let leaders: Vec<usize> = (0..3)
+        .filter(|&i| {
+            let s = r.status_of(i).unwrap();
+            s["Status"]["header"]["member_id"] == s["Status"]["leader"]
+        })
+        .collect();
+    assert_eq!(leaders.len(), 1, "exactly one leader");
+    let list: serde_json::Value =
+        serde_json::from_str(&r.ctl_ok(&["member", "list", "-w", "json"])).unwrap();
+    assert_eq!(
+        hex_id(&list["header"]["cluster_id"]),
+        plan["cluster_id"].as_str().unwrap()
+    );
+    let mut got: Vec<String> = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| hex_id(&m["ID"]))
+        .collect();
+    let mut want: Vec<String> = plan["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["member_id"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+
+    if bump {
+        let now = revision_of(&r);
+        assert!(now > rev + 999_999, "revision {now} not bumped above {rev}");
+        let old = r.ctl(&["get", "/drill/00000021", &format!("--rev={rev}")]);
+        assert!(
+            !old.status.success() && stderr(&old).contains("compacted"),
+            "{}",
+            stderr(&old)
+        );
+        let after = kvs(&r);
+        assert_eq!(
+            after.as_array().unwrap().len(),
+            before.as_array().unwrap().len()
+        );
+        for (a, b) in after
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(before.as_array().unwrap())
+        {
+            assert_eq!((&a["key"], &a["value"]), (&b["key"], &b["value"]));
+        }
+    } else {
+        assert_eq!(revision_of(&r), rev);
+        let hk = r.ctl_ok(&["endpoint", "hashkv", &format!("--rev={rev}"), "-w", "json"]);
+        let hk: serde_json::Value = serde_json::from_str(&hk).unwrap();
+        let hashes: Vec<u64> = hk
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["HashKV"]["hash"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            hashes,
+            vec![backup_hash; 3],
+            "hashkv at {rev} on every member equals the backup's"
+        );
+        assert_eq!(kvs(&r), before, "every key with its original revisions");
+    }
+}
+
+#[test]
+fn drill_etcd35() {
+    drill(&etcd35(), "3.5.1", false);
+}
+
+#[test]
+fn drill_etcd34() {
+    drill(&etcd34(), "3.4", false);
+}
+
+#[test]
+fn drill_etcd3516_with_revision_bump() {
+    drill(&etcd3516(), "3.5.16", true);
+}
+
+/// Problems in a topology name the key and the line, exit 2, and nothing is written.
+#[test]
+fn plan_validation_failures_and_script_refusals() {
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.put("/k", "v");
+    let dest = TempDir::new().unwrap();
+    let d = dest.path().to_str().unwrap();
+    backup_json(&c, dest.path(), &[]);
+    let work = TempDir::new().unwrap();
+    let topo = work.path().join("t.toml");
+    let out = work.path().join("plan");
+    let good = "cluster_token = \"new\"\nold_cluster_token = \"old\"\netcd_version = \"3.5.1\"\n\n[[member]]\nname = \"a\"\npeer_urls = [\"http://127.0.0.1:2380\"]\nclient_urls = [\"http://127.0.0.1:2379\"]\ndata_dir = \"/tmp/lifeboat-restore-test-a\"\nhost = \"no-such-host.invalid\"\n\n[[member]]\nname = \"b\"\npeer_urls = [\"http://127.0.0.1:2480\"]\nclient_urls = [\"http://127.0.0.1:2479\"]\ndata_dir = \"/tmp/lifeboat-restore-test-b\"\nhost = \"no-such-host.invalid\"\n\n[[member]]\nname = \"c\"\npeer_urls = [\"http://127.0.0.1:2580\"]\nclient_urls = [\"http://127.0.0.1:2579\"]\ndata_dir = \"/tmp/lifeboat-restore-test-c\"\nhost = \"no-such-host.invalid\"\n";
+    let plan = |t: &str| {
+        std::fs::write(&topo, t).unwrap();
+        run_lifeboat([
+            "restore",
+            "plan",
+            "--from",
+            d,
+            "--topology",
+            topo.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-bump-revision",
+        ])
+    };
+    let cases = [
+        (good.replace("2480", "2380"), "line 14, member[1].peer_urls: http://127.0.0.1:2380 is also a peer URL of \"a\" (line 6)"),
+        (good.replace("\"new\"", "\"old\""), "line 1, cluster_token: \"old\" is the old cluster's token"),
+        (good.replace("\"/tmp/lifeboat-restore-test-c\"", "\"etcd-c\""), "line 23, member[2].data_dir: \"etcd-c\" is not an absolute path"),
+        (good.replace("\"3.5.1\"", "\"3.4\""), "cannot restore backup"),
+    ];
+    for (t, want) in cases {
+        let o = plan(&t);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains(want), "want {want:?} in {}", stderr(&o));
+        assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+        assert!(!out.exists(), "nothing written on a bad topology");
+    }
+    let o = plan(good);
+    assert_exit(&o, 0);
+    assert!(out.join("a.sh").is_file());
+    // A second plan over the first is refused (the token in use must not change).
+    assert_exit(&plan(good), 2);
+
+    let o = run_lifeboat([
+        "restore",
+        "apply",
+        "--plan",
+        out.to_str().unwrap(),
+        "--node",
+        "x",
+    ]);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("no member \"x\" in the plan (members: a, b, c)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_lifeboat([
+        "restore",
+        "apply",
+        "--plan",
+        out.to_str().unwrap(),
+        "--node",
+        "a",
+        "--dry-run",
+        "-o",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["dry_run"], true);
+    assert!(!Path::new("/tmp/lifeboat-restore-test-a").exists());
+
+    // The script refuses the wrong host, and a non-empty data dir.
+    let o = Command::new("bash").arg(out.join("a.sh")).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("run it on no-such-host.invalid"),
+        "{}",
+        stderr(&o)
+    );
+    let busy = work.path().join("busy");
+    std::fs::create_dir_all(busy.join("member")).unwrap();
+    let script = std::fs::read_to_string(out.join("b.sh")).unwrap().replace(
+        "'/tmp/lifeboat-restore-test-b'",
+        &format!("'{}'", busy.display()),
+    );
+    std::fs::write(work.path().join("b.sh"), script).unwrap();
+    let o = Command::new("bash")
+        .arg(work.path().join("b.sh"))
+        .env("LIFEBOAT_SKIP_HOST_CHECK", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("is not empty; move it aside first"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(busy.join("member").is_dir());
+}
