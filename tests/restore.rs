@@ -309,3 +309,42 @@ fn plan_validation_failures_and_script_refusals() {
     );
     assert!(busy.join("member").is_dir());
 }
+
+/// `restore test` boots a good backup and checks it (0); a damaged one is refused (3).
+#[test]
+fn restore_test_good_and_damaged() {
+    let bins = etcd35();
+    let c = Cluster::single(&bins, Opts::default());
+    c.fill("/t/", 300, 20);
+    c.ctl_ok(&["del", "/t/0000000", "--prefix"]);
+    let dest = TempDir::new().unwrap();
+    let d = dest.path().to_str().unwrap();
+    let m = backup_json(&c, dest.path(), &[]);
+    let recorded = m["hashkv"].as_u64().expect("manifest records hashkv");
+    let etcd = bins.etcd.to_str().unwrap();
+    let o = run_lifeboat(["restore", "test", "--from", d, "--etcd", etcd, "-o", "json"]);
+    assert_exit(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["hashkv"].as_u64(), Some(recorded));
+    assert_eq!(r["keys"].as_u64(), Some(290));
+    let live = c.ctl_ok(&["endpoint", "hashkv", "-w", "json"]);
+    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(live[0]["HashKV"]["hash"].as_u64(), Some(recorded));
+
+    let obj = data_object(dest.path());
+    let mut bytes = std::fs::read(&obj).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&obj, bytes).unwrap();
+    let o = run_lifeboat([
+        "restore",
+        "test",
+        "--from",
+        &format!("{d}:latest"),
+        "--etcd",
+        etcd,
+    ]);
+    assert_exit(&o, 3);
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}

@@ -7,8 +7,10 @@
 //! * [`plan`]: topology + verified backup → `plan.json`; [`runbook`]: RUNBOOK.md and the
 //!   per-node scripts.
 //! * [`apply`]: one node's data steps, on this machine.
+//! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked.
 pub mod apply;
 pub mod ids;
 pub mod plan;
 pub mod runbook;
+pub mod selftest;
 pub mod topology;
