@@ -212,6 +212,7 @@ fn drill_etcd3516_with_revision_bump() {
 fn plan_validation_failures_and_script_refusals() {
     let c = Cluster::single(&etcd35(), Opts::default());
     c.put("/k", "v");
+    c.put("/registry/pods/default/web-1", "pod");
     let dest = TempDir::new().unwrap();
     let d = dest.path().to_str().unwrap();
     backup_json(&c, dest.path(), &[]);
@@ -246,6 +247,50 @@ fn plan_validation_failures_and_script_refusals() {
         assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
         assert!(!out.exists(), "nothing written on a bad topology");
     }
+    // Kubernetes keys turn the revision bump on, which etcd 3.5.1 cannot do: said, exit 2.
+    std::fs::write(&topo, good).unwrap();
+    let o = run_lifeboat([
+        "restore",
+        "plan",
+        "--from",
+        d,
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).is_empty());
+    let e = json(&o);
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("etcd 3.5.1 has no `snapshot restore --bump-revision`"),
+        "{e}"
+    );
+    assert_eq!(e["flag"], "--topology");
+    std::fs::write(&topo, good.replace("3.5.1", "3.5.16")).unwrap();
+    let o = run_lifeboat([
+        "restore",
+        "plan",
+        "--from",
+        d,
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["bump_revision"], 1_000_000_000);
+    assert!(std::fs::read_to_string(out.join("a.sh"))
+        .unwrap()
+        .contains("'--bump-revision=1000000000' '--mark-compacted'"));
+    std::fs::remove_dir_all(&out).unwrap();
     let o = plan(good);
     assert_exit(&o, 0);
     assert!(out.join("a.sh").is_file());

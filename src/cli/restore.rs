@@ -7,7 +7,9 @@ use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::catalog;
 use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
-use crate::restore::plan::{make_plan, split_from, write_plan, Plan, PlanInput, DEFAULT_BUMP};
+use crate::restore::plan::{
+    holds_kubernetes, make_plan, split_from, write_plan, Plan, PlanInput, DEFAULT_BUMP,
+};
 use crate::restore::topology;
 use crate::store::open_destination;
 use crate::{Error, ExitCode};
@@ -53,8 +55,9 @@ pub struct PlanArgs {
     /// Directory to write the plan into.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Bump the revision by N and mark old revisions compacted (etcd 3.5.10+), so
-    /// Kubernetes watchers relist.
+    /// Bump the revision by N (default 1000000000) and mark old revisions compacted (etcd
+    /// 3.5.10+), so Kubernetes watchers relist. On by default when the backup holds
+    /// `/registry/` keys.
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1000000000",
           conflicts_with = "no_bump_revision")]
     pub bump_revision: Option<u64>,
@@ -121,18 +124,24 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    let kubernetes = holds_kubernetes(store.as_ref(), &m)?;
     let bump = if a.no_bump_revision {
         None
-    } else {
+    } else if a.bump_revision.is_some() {
         a.bump_revision
+    } else if kubernetes {
+        Some(DEFAULT_BUMP)
+    } else {
+        None
     };
-    let _ = DEFAULT_BUMP;
     let p = make_plan(
         &t,
         &PlanInput {
             from: dest,
             manifest: &m,
             bump_revision: bump,
+            kubernetes,
+            topology_file: &a.topology.display().to_string(),
         },
     )?;
     let files = write_plan(&p, &a.out, a.force)?;

@@ -89,6 +89,10 @@ pub struct PlanInput<'a> {
     pub manifest: &'a Manifest,
     /// Explicit bump (`--bump-revision N`), or None for no bump.
     pub bump_revision: Option<u64>,
+    /// The snapshot holds `/registry/` keys.
+    pub kubernetes: bool,
+    /// The topology file's name, for problems.
+    pub topology_file: &'a str,
 }
 
 /// A fresh token for `cluster_token = "generate"`: unique per plan, so restored members can
@@ -170,35 +174,45 @@ fn etcd_flags(m: &Member, initial: &str, token: &str) -> Vec<String> {
 /// Check the topology against the backup and compute the plan. Nothing is written.
 pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
     let m = input.manifest;
-    let mut problems = Vec::new();
+    let mut problems: Vec<Problem> = Vec::new();
     let backup_v = major_minor(&m.etcd_version);
     for (i, mem) in t.members.iter().enumerate() {
+        // A version inherited from the top-level key is reported once, at that key.
+        let (key, line) = match mem.etcd_version_line {
+            Some(l) => (format!("member[{i}].etcd_version"), l),
+            None => ("etcd_version".to_string(), t.etcd_version_line),
+        };
+        let mut say = |message: String| {
+            if !problems
+                .iter()
+                .any(|p| p.key == key && p.message == message)
+            {
+                problems.push(Problem {
+                    key: key.clone(),
+                    line,
+                    message,
+                });
+            }
+        };
         let target = major_minor(&mem.etcd_version);
         if let (Some(b), Some(tv)) = (backup_v, target) {
             if tv < b {
-                problems.push(Problem {
-                    key: format!("member[{i}].etcd_version"),
-                    line: mem.line,
-                    message: format!(
-                        "etcd {} cannot restore backup {} taken from etcd {}: use {}.{} or later",
-                        mem.etcd_version, m.id, m.etcd_version, b.0, b.1
-                    ),
-                });
+                say(format!(
+                    "etcd {} cannot restore backup {} taken from etcd {}: use {}.{} or later",
+                    mem.etcd_version, m.id, m.etcd_version, b.0, b.1
+                ));
             }
         }
         if input.bump_revision.is_some() && supports_bump(&mem.etcd_version) == Some(false) {
-            problems.push(Problem {
-                key: format!("member[{i}].etcd_version"),
-                line: mem.line,
-                message: format!(
-                    "etcd {} has no `snapshot restore --bump-revision` (3.5.10+): set etcd_version to the 3.5.x installed there, or plan with --no-bump-revision",
-                    mem.etcd_version
-                ),
-            });
+            say(format!(
+                "etcd {} has no `snapshot restore --bump-revision` (3.5.10+), which this plan needs{}: set etcd_version to the 3.5.x installed there, or plan with --no-bump-revision",
+                mem.etcd_version,
+                if input.kubernetes { " (the backup holds Kubernetes /registry/ keys)" } else { "" }
+            ));
         }
     }
     if !problems.is_empty() {
-        return Err(problems_error("topology", &problems));
+        return Err(problems_error(input.topology_file, &problems));
     }
     let token = if t.cluster_token == "generate" {
         generate_token(&m.id)
@@ -243,9 +257,9 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         });
     }
     let mut warnings = t.warnings.clone();
-    if input.bump_revision.is_none() {
+    if input.bump_revision.is_none() && input.kubernetes {
         warnings.push(
-            "no revision bump: if Kubernetes uses this cluster, its watchers may keep serving objects newer than the backup (plan with --bump-revision N)".into(),
+            "the backup holds Kubernetes objects (/registry/ keys) and the plan does not bump the revision: kube-apiserver watchers may keep serving objects newer than the backup".into(),
         );
     }
     Ok(Plan {
@@ -351,6 +365,29 @@ pub fn plan_json(plan: &Plan) -> Result<String> {
         .map_err(|e| Error::Failed(format!("cannot encode the plan: {e}")))?;
     s.push('\n');
     Ok(s)
+}
+
+/// Whether the backup's snapshot holds Kubernetes objects (`/registry/` keys): then the
+/// restore bumps the revision by default, because kube-apiserver watch caches hold revisions
+/// newer than any backup and would otherwise never see the restored state.
+pub fn holds_kubernetes(store: &dyn crate::store::Store, m: &Manifest) -> Result<bool> {
+    use crate::format::etcd::{buckets, proto::KeyValueRef};
+    let object = format!("{}/{}", store.location(), m.object);
+    let reader = crate::catalog::open_backup_db(store, m)?;
+    let fe = |e: crate::format::bolt::FormatError| Error::integrity(&object, e.to_string());
+    let db = crate::format::bolt::Db::open(&reader).map_err(fe)?;
+    let Some(b) = db.bucket(buckets::KEY).map_err(fe)? else {
+        return Ok(false);
+    };
+    let mut c = b.cursor();
+    while let Some(e) = c.next().map_err(fe)? {
+        if let Ok(kv) = KeyValueRef::decode(e.value) {
+            if kv.key.starts_with(b"/registry/") {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// `DEST[:ID]` → (DEST, ID); the id defaults to `latest`. A `:` starts an id only when no `/`

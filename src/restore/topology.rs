@@ -105,6 +105,9 @@ pub struct Member {
     /// Line of the member's `name` key, for problems found later (against the backup).
     #[serde(skip)]
     pub line: usize,
+    /// Line of the member's own `etcd_version`, None when it inherits the top-level one.
+    #[serde(skip)]
+    pub etcd_version_line: Option<usize>,
 }
 
 /// A validated topology.
@@ -332,6 +335,7 @@ impl<'a> Validator<'a> {
                 "https peer URLs need peer_cert_file and peer_key_file (the member's --peer-cert-file/--peer-key-file), and usually peer_trusted_ca_file",
             );
         }
+        let etcd_version_line = m.etcd_version.as_ref().map(|v| self.at(v));
         let etcd_version = match &m.etcd_version {
             Some(v) => {
                 let s = v.get_ref().trim().to_string();
@@ -374,6 +378,7 @@ impl<'a> Validator<'a> {
             key_file: m.key_file.clone(),
             trusted_ca_file: m.trusted_ca_file.clone(),
             line: self.at(&m.name),
+            etcd_version_line,
         }
     }
 
