@@ -38,12 +38,12 @@ fi
 
 cat <<'LIFEBOAT_CONFIG'
 Configuration changes for cp1:
-In /etc/kubernetes/manifests/etcd.yaml (the etcd static pod), under `command:` make these flags read:
+In /etc/kubernetes/manifests-aside/etcd.yaml (the etcd static pod, moved aside from /etc/kubernetes/manifests/etcd.yaml), under `command:` make these flags read:
     - --name=cp1
     - --data-dir=/var/lib/etcd
     - --initial-cluster=cp1=https://192.168.10.11:2380,cp2=https://192.168.10.12:2380,cp3=https://192.168.10.13:2380
     - --initial-cluster-token=prod-restore-2026-11-21
     - --initial-cluster-state=new
     - --initial-advertise-peer-urls=https://192.168.10.11:2380
-and keep the hostPath volume `etcd-data` pointing at /var/lib/etcd. Move the manifest back into /etc/kubernetes/manifests to start etcd (the kubelet starts it).
+and keep the hostPath volume `etcd-data` pointing at /var/lib/etcd. Then move it back to /etc/kubernetes/manifests/etcd.yaml (the kubelet starts etcd).
 LIFEBOAT_CONFIG

@@ -81,9 +81,10 @@ pub fn config_changes(plan: &Plan, m: &PlanMember) -> String {
             );
         }
         RunsAs::StaticPod => {
+            let file = m.manifest.rsplit('/').next().unwrap_or("etcd.yaml");
             let _ = writeln!(
                 s,
-                "In {} (the etcd static pod), under `command:` make these flags read:",
+                "In /etc/kubernetes/manifests-aside/{file} (the etcd static pod, moved aside from {}), under `command:` make these flags read:",
                 m.manifest
             );
             let _ = writeln!(s, "    - --name={}", m.name);
@@ -98,9 +99,8 @@ pub fn config_changes(plan: &Plan, m: &PlanMember) -> String {
             );
             let _ = writeln!(
                 s,
-                "and keep the hostPath volume `etcd-data` pointing at {}. Move the manifest back into {} to start etcd (the kubelet starts it).",
-                m.data_dir,
-                m.manifest.rsplit_once('/').map_or(".", |(d, _)| d)
+                "and keep the hostPath volume `etcd-data` pointing at {}. Then move it back to {} (the kubelet starts etcd).",
+                m.data_dir, m.manifest
             );
         }
         RunsAs::Command => {
