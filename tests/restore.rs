@@ -23,18 +23,29 @@ fn kvs(c: &Cluster) -> serde_json::Value {
     v["kvs"].clone()
 }
 
-fn topology(c: &Cluster, version: &str, token: &str) -> String {
+/// A topology for the restored cluster: new ports, the old data dirs; https peers with the
+/// test CA's server certificate when `peer_tls` is given.
+fn topology(c: &Cluster, version: &str, token: &str, peer_tls: Option<&Tls>) -> String {
+    let scheme = if peer_tls.is_some() { "https" } else { "http" };
     let mut t = format!(
         "cluster_token = \"{token}\"\nold_cluster_token = \"{}\"\netcd_version = \"{version}\"\n",
         c.token
     );
     for (i, m) in c.members.iter().enumerate() {
         t.push_str(&format!(
-            "\n[[member]]\nname = \"r{i}\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\nhost = \"127.0.0.1\"\n",
+            "\n[[member]]\nname = \"r{i}\"\npeer_urls = [\"{scheme}://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\nhost = \"127.0.0.1\"\n",
             free_port(),
             free_port(),
             m.data_dir.display()
         ));
+        if let Some(tls) = peer_tls {
+            t.push_str(&format!(
+                "peer_cert_file = \"{}\"\npeer_key_file = \"{}\"\npeer_trusted_ca_file = \"{}\"\n",
+                tls.server_cert.display(),
+                tls.server_key.display(),
+                tls.ca.display()
+            ));
+        }
     }
     t
 }
@@ -43,8 +54,9 @@ fn hex_id(v: &serde_json::Value) -> String {
     format!("{:x}", v.as_u64().unwrap())
 }
 
-/// The whole drill for one etcd release; `bump`: plan with `--bump-revision`.
-fn drill(bins: &Bins, version: &str, bump: bool) {
+/// The whole drill for one etcd release; `bump`: plan with `--bump-revision`; `peer_tls`:
+/// the restored members talk https to each other (client-certificate checked).
+fn drill(bins: &Bins, version: &str, bump: bool, peer_tls: Option<&Tls>) {
     let mut c = Cluster::start(bins, 3, Opts::default());
     c.fill("/drill/", 10_000, 40);
     let lease = c.ctl_ok(&["lease", "grant", "3600"]);
@@ -70,7 +82,7 @@ fn drill(bins: &Bins, version: &str, bump: bool) {
 
     let work = TempDir::new().unwrap();
     let topo = work.path().join("topology.toml");
-    std::fs::write(&topo, topology(&c, version, "generate")).unwrap();
+    std::fs::write(&topo, topology(&c, version, "generate", peer_tls)).unwrap();
     let plan_dir = work.path().join("plan");
     let mut args = vec![
         "restore".to_string(),
@@ -118,6 +130,13 @@ fn drill(bins: &Bins, version: &str, bump: bool) {
         assert_eq!(r["member_id"], plan["members"][i]["member_id"]);
         let aside = r["moved_aside"].as_str().expect("old data dir moved aside");
         assert!(Path::new(aside).join("member/wal").is_dir(), "{aside}");
+    }
+    if peer_tls.is_some() {
+        let flags = plan["members"][0]["etcd_flags"].to_string();
+        assert!(
+            flags.contains("--peer-cert-file=") && flags.contains("--peer-client-cert-auth"),
+            "{flags}"
+        );
     }
     let r = start_from_plan(bins, &plan);
 
@@ -193,18 +212,19 @@ fn drill(bins: &Bins, version: &str, bump: bool) {
 }
 
 #[test]
-fn drill_etcd35() {
-    drill(&etcd35(), "3.5.1", false);
+fn drill_etcd35_https_peers() {
+    let tls = Tls::generate();
+    drill(&etcd35(), "3.5.1", false, Some(&tls));
 }
 
 #[test]
 fn drill_etcd34() {
-    drill(&etcd34(), "3.4", false);
+    drill(&etcd34(), "3.4", false, None);
 }
 
 #[test]
 fn drill_etcd3516_with_revision_bump() {
-    drill(&etcd3516(), "3.5.16", true);
+    drill(&etcd3516(), "3.5.16", true, None);
 }
 
 /// Problems in a topology name the key and the line, exit 2, and nothing is written.
