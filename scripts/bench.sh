@@ -94,7 +94,7 @@ drill_once() { # LB E DEST WORKDIR
   done
   eps=$(python3 -c "import json,sys;print(','.join(m['client_urls'][0] for m in json.load(open(sys.argv[1]))['members']))" "$w/plan/plan.json")
   until "$e/etcdctl" --endpoints "$eps" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do sleep 0.1; done
-  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+  kill -9 "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true   # healthy is the end point; no graceful stop timed
 }
 
 # restore test, and the drill (start restore → cluster healthy), on the last stored backup.
