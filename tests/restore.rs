@@ -413,3 +413,61 @@ fn restore_test_good_and_damaged() {
     assert_exit(&o, 3);
     assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
 }
+
+/// No backup: plan from a surviving member's data dir; the hash check is skipped and said so.
+#[test]
+fn plan_from_a_surviving_member_data_dir() {
+    let bins = etcd35();
+    let mut c = Cluster::single(&bins, Opts::default());
+    c.fill("/drill/", 200, 10);
+    let before = kvs(&c);
+    c.stop(0);
+    let work = TempDir::new().unwrap();
+    let topo = work.path().join("t.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "cluster_token = \"after-loss\"\netcd_version = \"3.5.1\"\n\n[[member]]\nname = \"solo\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\n",
+            free_port(),
+            free_port(),
+            work.path().join("restored").display()
+        ),
+    )
+    .unwrap();
+    let out = work.path().join("plan");
+    let o = run_lifeboat([
+        "restore",
+        "plan",
+        "--from-data-dir",
+        c.data_dir(0).to_str().unwrap(),
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    let plan = json(&o);
+    assert_eq!(plan["hash_check_skipped"], true);
+    assert!(plan["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("hash check is skipped"));
+    assert!(std::fs::read_to_string(out.join("solo.sh"))
+        .unwrap()
+        .contains("'--skip-hash-check'"));
+    let o = run_lifeboat([
+        "restore",
+        "apply",
+        "--plan",
+        out.to_str().unwrap(),
+        "--node",
+        "solo",
+        "--etcdutl",
+        bins.etcdutl.as_ref().unwrap().to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    let r = start_from_plan(&bins, &plan);
+    assert_eq!(kvs(&r), before);
+}

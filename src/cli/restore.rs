@@ -8,7 +8,8 @@ use super::{Global, OutputFormat};
 use crate::catalog;
 use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
 use crate::restore::plan::{
-    holds_kubernetes, make_plan, split_from, write_plan, Plan, PlanInput, DEFAULT_BUMP,
+    db_holds_kubernetes, holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan,
+    PlanInput, Source, DEFAULT_BUMP,
 };
 use crate::restore::topology;
 use crate::store::open_destination;
@@ -47,8 +48,16 @@ pub struct TestArgs {
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// Backup to restore: DEST[:ID] (ID defaults to latest).
-    #[arg(long, value_name = "DEST[:ID]")]
-    pub from: String,
+    #[arg(
+        long,
+        value_name = "DEST[:ID]",
+        required_unless_present = "from_data_dir"
+    )]
+    pub from: Option<String>,
+    /// No backup recent enough: restore from a surviving member's data dir (or its
+    /// member/snap/db), best-ranked by `lifeboat check-member`. etcd's hash check is skipped.
+    #[arg(long, value_name = "PATH", conflicts_with = "from")]
+    pub from_data_dir: Option<PathBuf>,
     /// Topology file (TOML): the members of the restored cluster.
     #[arg(long, value_name = "FILE")]
     pub topology: PathBuf,
@@ -109,22 +118,35 @@ pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
 
 fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let t = topology::load(&a.topology)?;
-    let (dest, id) = split_from(&a.from);
-    let store = open_destination(dest, false)?;
-    let m = catalog::resolve(store.as_ref(), id)?;
-    let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {})?;
-    if !v.ok {
-        return Err(Error::integrity(
-            v.object,
-            format!(
-                "backup {} does not verify: {}; plan from another backup",
-                m.id,
-                v.problems.join("; ")
-            ),
-        )
-        .into());
-    }
-    let kubernetes = holds_kubernetes(store.as_ref(), &m)?;
+    let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
+        (Some(dir), _) => {
+            let src = source_of_db(dir)?;
+            let file = src.db_file.clone().unwrap_or_default();
+            let r = crate::io::FileReader::open(std::path::Path::new(&file))
+                .map_err(|e| Error::io(&file, e))?;
+            let k = db_holds_kubernetes(&r, &file)?;
+            (src, dir.display().to_string(), k)
+        }
+        (None, from) => {
+            let (dest, id) = split_from(from.as_deref().unwrap_or_default());
+            let store = open_destination(dest, false)?;
+            let m = catalog::resolve(store.as_ref(), id)?;
+            let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {})?;
+            if !v.ok {
+                return Err(Error::integrity(
+                    v.object,
+                    format!(
+                        "backup {} does not verify: {}; plan from another backup",
+                        m.id,
+                        v.problems.join("; ")
+                    ),
+                )
+                .into());
+            }
+            let k = holds_kubernetes(store.as_ref(), &m)?;
+            (Source::of_manifest(&m), dest.to_string(), k)
+        }
+    };
     let bump = if a.no_bump_revision {
         None
     } else if a.bump_revision.is_some() {
@@ -137,8 +159,8 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let p = make_plan(
         &t,
         &PlanInput {
-            from: dest,
-            manifest: &m,
+            from: &from,
+            manifest: &source,
             bump_revision: bump,
             kubernetes,
             topology_file: &a.topology.display().to_string(),

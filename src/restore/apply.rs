@@ -109,17 +109,6 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         cluster_id: plan.cluster_id.clone(),
         steps: Vec::new(),
     };
-    let store = crate::store::open_destination(&plan.from, false)?;
-    let manifest = crate::catalog::resolve(store.as_ref(), &plan.backup_id)?;
-    if manifest.db_sha256 != plan.db_sha256 {
-        return Err(Error::integrity(
-            format!("{}/{}", store.location(), manifest.object),
-            format!(
-                "backup {} has database SHA-256 {} but the plan was made for {}; make a new plan",
-                plan.backup_id, manifest.db_sha256, plan.db_sha256
-            ),
-        ));
-    }
     let parent = data_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -131,12 +120,18 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
             systemctl("stop", &m.unit)?;
         }
     }
-    report.steps.push(format!(
-        "fetch backup {} from {} to {} and verify its digest",
-        plan.backup_id,
-        plan.from,
-        snapshot.display()
-    ));
+    report.steps.push(match &plan.source_db {
+        Some(db) => format!(
+            "copy {db} to {} and check its SHA-256 against the plan's",
+            snapshot.display()
+        ),
+        None => format!(
+            "fetch backup {} from {} to {} and verify its digest",
+            plan.backup_id,
+            plan.from,
+            snapshot.display()
+        ),
+    });
     let mut dirs = vec![data_dir.clone()];
     dirs.extend(m.wal_dir.as_ref().map(PathBuf::from));
     let mut moves = Vec::new();
@@ -170,7 +165,7 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         return Ok(report);
     }
     std::fs::create_dir_all(parent).at(parent)?;
-    crate::jobs::fetch::fetch(store.as_ref(), &manifest, &snapshot, true, &|_| {})?;
+    get_snapshot(plan, &snapshot)?;
     for (from, to) in &moves {
         std::fs::rename(from, to).at(from)?;
         if report.moved_aside.is_none() {
@@ -191,6 +186,40 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         systemctl("start", &m.unit)?;
     }
     Ok(report)
+}
+
+/// The snapshot to restore, at `to`: fetched from the store and verified, or copied from
+/// the member db the plan names and checked against the plan's SHA-256.
+fn get_snapshot(plan: &Plan, to: &Path) -> Result<()> {
+    if let Some(db) = &plan.source_db {
+        std::fs::copy(db, to).at(db)?;
+        let r = crate::io::FileReader::open(to).at(to)?;
+        let sha = hex::encode(crate::io::sha256_at(&r).at(to)?);
+        if sha != plan.db_sha256 {
+            let _ = std::fs::remove_file(to);
+            return Err(Error::integrity(
+                db,
+                format!(
+                    "SHA-256 is {sha}, the plan was made for {}: the db changed since; make a new plan",
+                    plan.db_sha256
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let store = crate::store::open_destination(&plan.from, false)?;
+    let manifest = crate::catalog::resolve(store.as_ref(), &plan.backup_id)?;
+    if manifest.db_sha256 != plan.db_sha256 {
+        return Err(Error::integrity(
+            format!("{}/{}", store.location(), manifest.object),
+            format!(
+                "backup {} has database SHA-256 {} but the plan was made for {}; make a new plan",
+                plan.backup_id, manifest.db_sha256, plan.db_sha256
+            ),
+        ));
+    }
+    crate::jobs::fetch::fetch(store.as_ref(), &manifest, to, true, &|_| {})?;
+    Ok(())
 }
 
 fn writer_command(

@@ -80,13 +80,45 @@ pub struct Plan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bump_revision: Option<u64>,
     pub mark_compacted: bool,
+    /// Restoring from a surviving member's db (`--from-data-dir`) instead of a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_db: Option<String>,
+    /// etcd's snapshot hash check is skipped (a member's db has no SHA-256 trailer).
+    #[serde(default)]
+    pub hash_check_skipped: bool,
     pub warnings: Vec<String>,
+}
+
+/// The snapshot a plan restores: a stored backup, or a surviving member's db.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: String,
+    pub revision: i64,
+    pub db_sha256: String,
+    pub cluster_id: String,
+    pub etcd_version: String,
+    /// A member's `member/snap/db` (`--from-data-dir`): no SHA-256 trailer, so etcd's hash
+    /// check is skipped.
+    pub db_file: Option<String>,
+}
+
+impl Source {
+    pub fn of_manifest(m: &Manifest) -> Source {
+        Source {
+            id: m.id.clone(),
+            revision: m.revision,
+            db_sha256: m.db_sha256.clone(),
+            cluster_id: m.cluster_id.clone(),
+            etcd_version: m.etcd_version.clone(),
+            db_file: None,
+        }
+    }
 }
 
 /// What the plan is made from, besides the topology.
 pub struct PlanInput<'a> {
     pub from: &'a str,
-    pub manifest: &'a Manifest,
+    pub manifest: &'a Source,
     /// Explicit bump (`--bump-revision N`), or None for no bump.
     pub bump_revision: Option<u64>,
     /// The snapshot holds `/registry/` keys.
@@ -257,6 +289,11 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         });
     }
     let mut warnings = t.warnings.clone();
+    if let Some(f) = &m.db_file {
+        warnings.push(format!(
+            "restoring from the member db {f}, not a verified backup: etcd's snapshot hash check is skipped (a member's db has no SHA-256 trailer); lifeboat checked its pages and records its SHA-256 in plan.json"
+        ));
+    }
     if input.bump_revision.is_none() && input.kubernetes {
         warnings.push(
             "the backup holds Kubernetes objects (/registry/ keys) and the plan does not bump the revision: kube-apiserver watchers may keep serving objects newer than the backup".into(),
@@ -277,6 +314,8 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         etcd_version_of_backup: m.etcd_version.clone(),
         bump_revision: input.bump_revision,
         mark_compacted: input.bump_revision.is_some(),
+        source_db: m.db_file.clone(),
+        hash_check_skipped: m.db_file.is_some(),
         warnings,
     })
 }
@@ -371,11 +410,16 @@ pub fn plan_json(plan: &Plan) -> Result<String> {
 /// restore bumps the revision by default, because kube-apiserver watch caches hold revisions
 /// newer than any backup and would otherwise never see the restored state.
 pub fn holds_kubernetes(store: &dyn crate::store::Store, m: &Manifest) -> Result<bool> {
-    use crate::format::etcd::{buckets, proto::KeyValueRef};
     let object = format!("{}/{}", store.location(), m.object);
     let reader = crate::catalog::open_backup_db(store, m)?;
-    let fe = |e: crate::format::bolt::FormatError| Error::integrity(&object, e.to_string());
-    let db = crate::format::bolt::Db::open(&reader).map_err(fe)?;
+    db_holds_kubernetes(&reader, &object)
+}
+
+/// [`holds_kubernetes`] for any database image.
+pub fn db_holds_kubernetes<R: crate::io::ReadAt>(reader: &R, object: &str) -> Result<bool> {
+    use crate::format::etcd::{buckets, proto::KeyValueRef};
+    let fe = |e: crate::format::bolt::FormatError| Error::integrity(object, e.to_string());
+    let db = crate::format::bolt::Db::open(reader).map_err(fe)?;
     let Some(b) = db.bucket(buckets::KEY).map_err(fe)? else {
         return Ok(false);
     };
@@ -388,6 +432,54 @@ pub fn holds_kubernetes(store: &dyn crate::store::Store, m: &Manifest) -> Result
         }
     }
     Ok(false)
+}
+
+/// The source for `--from-data-dir PATH`: a data dir (its `member/snap/db`) or a db file,
+/// which must pass every page check (exit 3 otherwise): a restore from a damaged db would
+/// spread the damage to every member.
+pub fn source_of_db(path: &Path) -> Result<Source> {
+    let file = if path.is_dir() {
+        let dirs = crate::member::Dirs::resolve(path, None);
+        dirs.snap_dir.join("db")
+    } else {
+        path.to_path_buf()
+    };
+    let name = file.display().to_string();
+    let input = crate::offline::open_input(&name, &crate::offline::OpenOptions::default())?;
+    let ins = crate::offline::inspect(
+        &input,
+        &crate::format::etcd::report::ReportOptions {
+            hashkv_rev: 0,
+            k8s: false,
+            by_namespace: false,
+            top: 0,
+            max_problems: 10,
+        },
+    );
+    if !ins.report.ok {
+        let why: Vec<String> = ins
+            .report
+            .problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect();
+        return Err(Error::integrity(
+            &name,
+            format!("damaged, not a restore source: {}; try the next-best member (lifeboat check-member)", why.join("; ")),
+        ));
+    }
+    let reader = crate::io::FileReader::open(&file).at(&file)?;
+    let sha = crate::io::sha256_at(&reader).at(&file)?;
+    let sum = crate::format::etcd::summary(&reader)
+        .map_err(|e| Error::integrity(&name, e.to_string()))?;
+    Ok(Source {
+        id: format!("data-dir:{name}"),
+        revision: sum.revision,
+        db_sha256: hex::encode(sha),
+        cluster_id: "unknown".into(),
+        etcd_version: sum.cluster_version.unwrap_or_else(|| "3.4".into()),
+        db_file: Some(name),
+    })
 }
 
 /// `DEST[:ID]` → (DEST, ID); the id defaults to `latest`. A `:` starts an id only when no `/`

@@ -35,6 +35,9 @@ pub fn restore_command(plan: &Plan, m: &PlanMember, snapshot: &str) -> Vec<Strin
     if let Some(w) = &m.wal_dir {
         c.push(format!("--wal-dir={w}"));
     }
+    if plan.hash_check_skipped {
+        c.push("--skip-hash-check".into());
+    }
     if let Some(n) = plan.bump_revision {
         c.push(format!("--bump-revision={n}"));
         if plan.mark_compacted {
