@@ -51,9 +51,16 @@ pub struct PlanArgs {
     #[arg(
         long,
         value_name = "DEST[:ID]",
-        required_unless_present = "from_data_dir"
+        required_unless_present_any = ["from_data_dir", "member"]
     )]
     pub from: Option<String>,
+    /// `snapshot`: restore the whole cluster; `replace-member`: replace one broken member of
+    /// a healthy cluster (no snapshot; live values from the cluster, --endpoints).
+    #[arg(long, value_parser = ["snapshot", "replace-member"], default_value = "snapshot")]
+    pub mode: String,
+    /// With --mode replace-member: the member to replace.
+    #[arg(long, value_name = "NAME")]
+    pub member: Option<String>,
     /// No backup recent enough: restore from a surviving member's data dir (or its
     /// member/snap/db), best-ranked by `lifeboat check-member`. etcd's hash check is skipped.
     #[arg(long, value_name = "PATH", conflicts_with = "from")]
@@ -76,6 +83,8 @@ pub struct PlanArgs {
     /// Replace a plan that exists in DIR.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub conn: super::connection::ConnectionArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +127,9 @@ pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
 
 fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let t = topology::load(&a.topology)?;
+    if a.mode == "replace-member" {
+        return replace_member(&a, &t, g);
+    }
     let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
         (Some(dir), _) => {
             let src = source_of_db(dir)?;
@@ -271,4 +283,31 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Integrity
     })
+}
+
+fn replace_member(a: &PlanArgs, t: &topology::Topology, g: &Global) -> anyhow::Result<ExitCode> {
+    let name = a.member.as_deref().ok_or_else(|| Error::Flag {
+        flag: "--member".into(),
+        message: "--mode replace-member needs --member NAME (the broken member)".into(),
+    })?;
+    let cfg = a.conn.to_config()?;
+    let rt = super::connection::runtime()?;
+    let view = rt.block_on(crate::live::gather::gather(&cfg, false))?;
+    let p = crate::restore::replace::replace_plan(&view, t, name)?;
+    let files = crate::restore::replace::write_replace(&p, t, &cfg, &a.out)?;
+    match g.output {
+        OutputFormat::Json => print_json(&p)?,
+        OutputFormat::Text => {
+            if !g.quiet {
+                println!(
+                    "replace member {} ({}) of cluster {} through {}",
+                    p.member, p.old_member_id, p.cluster_id, p.healthy_endpoint
+                );
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
 }

@@ -6,11 +6,13 @@
 //!   key and line of every problem.
 //! * [`plan`]: topology + verified backup → `plan.json`; [`runbook`]: RUNBOOK.md and the
 //!   per-node scripts.
+//! * [`replace`]: one broken member of a healthy cluster replaced (`--mode replace-member`).
 //! * [`apply`]: one node's data steps, on this machine.
 //! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked.
 pub mod apply;
 pub mod ids;
 pub mod plan;
+pub mod replace;
 pub mod runbook;
 pub mod selftest;
 pub mod topology;
