@@ -19,7 +19,7 @@ use crate::{Error, ExitCode};
 pub enum Command {
     /// Validate a topology against a backup and write plan.json, RUNBOOK.md and one script
     /// per node.
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
     /// Carry out one node's data steps of a plan on this machine.
     Apply(ApplyArgs),
     /// Print a starting topology file from a backup's member list, to edit.
@@ -118,7 +118,7 @@ pub struct TopologyArgs {
 
 pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
     match c {
-        Command::Plan(a) => plan(a, g),
+        Command::Plan(a) => plan(*a, g),
         Command::Apply(a) => run_apply(a, g),
         Command::Topology(a) => starting_topology(a),
         Command::Test(a) => restore_test(a, g),
