@@ -12,6 +12,8 @@
 #   wal:     lifeboat check-member on the member's data dir (WAL throughput)
 #   restore: native restore of the snapshot into 3 member dirs (examples/native_restore, one
 #            read of the snapshot)  vs  3 x etcdutl snapshot restore
+#   restore: lifeboat restore test; the restore drill (plan, apply on 3 members, start,
+#            until healthy), target < 60 s for the 1 GiB db
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -73,6 +75,42 @@ PY
   printf '%s\t%s\t%s\t%s\n' "$size" "$label" "$wall" "$rss" | tee -a "$RESULTS"
 }
 
+# One restore drill from backup dir $3: plan 3 members on loopback, apply all three in
+# parallel (one per node in a real restore), start them with the plan's flags, wait until
+# the cluster is healthy, stop them. Timed as a whole by `measure`.
+drill_once() { # LB E DEST WORKDIR
+  local lb=$1 e=$2 dest=$3 w=$4 i
+  rm -rf "$w"; mkdir -p "$w"
+  { echo 'cluster_token = "generate"'; echo 'etcd_version = "3.5.1"'
+    for i in 0 1 2; do
+      printf '[[member]]\nname = "r%s"\npeer_urls = ["http://127.0.0.1:%s"]\nclient_urls = ["http://127.0.0.1:%s"]\ndata_dir = "%s/r%s"\n' \
+        "$i" "$(free_port)" "$(free_port)" "$w" "$i"
+    done; } > "$w/topology.toml"
+  "$lb" restore plan -q --from "$dest" --topology "$w/topology.toml" --out "$w/plan" --no-bump-revision
+  for i in 0 1 2; do "$lb" restore apply -q --plan "$w/plan" --node "r$i" --etcdutl "$e/etcdutl" & done
+  wait
+  local pids=() eps
+  for i in 0 1 2; do
+    mapfile -t flags < <(python3 -c "import json,sys;[print(f) for f in json.load(open(sys.argv[1]))['members'][$i]['etcd_flags']]" "$w/plan/plan.json")
+    "$e/etcd" "${flags[@]}" --log-level=warn >"$w/r$i.log" 2>&1 &
+    pids+=($!)
+  done
+  eps=$(python3 -c "import json,sys;print(','.join(m['client_urls'][0] for m in json.load(open(sys.argv[1]))['members']))" "$w/plan/plan.json")
+  until "$e/etcdctl" --endpoints "$eps" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do sleep 0.1; done
+  kill -9 "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true   # healthy is the end point; no graceful stop timed
+}
+
+# restore test, and the drill (start restore → cluster healthy), on the last stored backup.
+bench_restore() { # tag
+  local tag=$1 dest=$WORK/out/lb r
+  for r in $(seq "$ROUNDS"); do
+    measure "lifeboat restore test" "$tag" "$LB" restore test -q --from "$dest" --etcd "$E/etcd" --etcdutl "$E/etcdutl"
+    measure "restore drill: plan + apply x3 + start -> healthy" "$tag" \
+      bash -c "$(declare -f drill_once free_port); drill_once '$LB' '$E' '$dest' '$WORK/drill'"
+  done
+  rm -rf "$WORK/drill"
+}
+
 bench_db() { # name keys
   local name=$1 keys=$2
   start_etcd "$name"
@@ -116,6 +154,7 @@ bench_db() { # name keys
       WARM=1 measure "lifeboat check-member ($((walbytes / 1048576)) MiB WAL)" "$tag" "$LB" check-member --quick -o json "$WORK/$name" || true
     done
   fi
+  bench_restore "$tag"
 }
 
 bench_db big "$KEYS"
@@ -165,6 +204,9 @@ for s in sizes:
         if sz == s and label.startswith("lifeboat check-member (") and w > 0:
             mib = float(label.split("(")[1].split()[0])
             L.append(f"| {s} | WAL verification throughput (MiB/s) | {mib / w:.0f} | ≥ 1000 (warm cache) |")
+    dr = g("restore drill: plan + apply x3 + start -> healthy")
+    if dr:
+        L.append(f"| {s} | restore drill RTO, 3 members (s) | {dr[0]:.1f} | < 60 |")
 open(out, "w").write("\n".join(L) + "\n")
 print("\n".join(L))
 PY

@@ -25,6 +25,7 @@ mod list;
 pub mod output;
 mod progress;
 mod reference;
+mod restore;
 mod status;
 mod verify;
 mod wal;
@@ -100,6 +101,9 @@ pub enum Command {
     Wal(wal::Command),
     /// Live cluster doctor: health, agreement, lag, quota, alarms.
     Status(status::Args),
+    /// Restore after disaster: validated per-node plans, and one node's part of a plan.
+    #[command(subcommand)]
+    Restore(restore::Command),
     /// Configuration tools.
     #[command(subcommand)]
     Config(config_check::Command),
@@ -190,6 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckMember(a) => check_member::run(a, g),
         Command::Wal(c) => wal::run(c, g),
         Command::Status(a) => status::run(a, g),
+        Command::Restore(c) => restore::run(c, g),
         Command::Config(c) => config_check::run(c, g),
         Command::Completions(a) => reference::completions(a),
         Command::Man => reference::man(),

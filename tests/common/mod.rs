@@ -19,6 +19,7 @@ pub use tempfile::TempDir;
 pub mod live;
 pub mod member;
 pub mod native;
+pub mod restore;
 pub mod store;
 
 /// One etcd release: server, etcdctl and (3.5+) etcdutl.
