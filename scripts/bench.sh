@@ -87,7 +87,7 @@ drill_once() { # LB E DEST WORKDIR
         "$i" "$(free_port)" "$(free_port)" "$w" "$i"
     done; } > "$w/topology.toml"
   "$lb" restore plan -q --from "$dest" --topology "$w/topology.toml" --out "$w/plan" --no-bump-revision
-  for i in 0 1 2; do "$lb" restore apply -q --plan "$w/plan" --node "r$i" --etcdutl "$e/etcdutl" & done
+  for i in 0 1 2; do "$lb" restore apply -q --plan "$w/plan" --node "r$i" & done
   wait
   local pids=() eps
   for i in 0 1 2; do
@@ -104,7 +104,7 @@ drill_once() { # LB E DEST WORKDIR
 bench_restore() { # tag
   local tag=$1 dest=$WORK/out/lb r
   for r in $(seq "$ROUNDS"); do
-    measure "lifeboat restore test" "$tag" "$LB" restore test -q --from "$dest" --etcd "$E/etcd" --etcdutl "$E/etcdutl"
+    measure "lifeboat restore test" "$tag" "$LB" restore test -q --from "$dest" --etcd "$E/etcd"
     measure "restore drill: plan + apply x3 + start -> healthy" "$tag" \
       bash -c "$(declare -f drill_once free_port); drill_once '$LB' '$E' '$dest' '$WORK/drill'"
   done
