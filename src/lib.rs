@@ -24,6 +24,7 @@ pub mod io;
 pub mod jobs;
 pub mod live;
 pub mod member;
+pub mod metrics;
 pub mod offline;
 pub mod pipeline;
 pub mod restore;
