@@ -48,7 +48,11 @@ pub struct PruneReport {
 pub fn candidates(store: &dyn Store) -> Result<(Vec<(Candidate, u64, String)>, Vec<String>)> {
     let mut out = Vec::new();
     let mut rejected = Vec::new();
-    for obj in store.list("")? {
+    let objects = store.list("")?;
+    // Only records that exist are read: on S3 a GET per backup for a missing one is a
+    // request (and a 404) per backup.
+    let names: std::collections::HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+    for obj in &objects {
         let Some(id) = obj.name.strip_suffix(MANIFEST_SUFFIX) else {
             continue;
         };
@@ -80,13 +84,18 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<(Candidate, u64, String)>, V
                 continue;
             }
         };
-        let (verify, _) = verified::read_state(store, id).map_err(|e| {
-            Error::Failed(format!(
-                "listing {} failed at {}, nothing removed: {e}",
-                store.location(),
-                verified::verified_name(id)
-            ))
-        })?;
+        let record = verified::verified_name(id);
+        let (verify, _) = if !names.contains(record.as_str()) {
+            (VerifyState::Unchecked, None)
+        } else {
+            verified::read_state(store, id).map_err(|e| {
+                Error::Failed(format!(
+                    "listing {} failed at {}, nothing removed: {e}",
+                    store.location(),
+                    record
+                ))
+            })?
+        };
         out.push((
             Candidate {
                 id: id.to_string(),
