@@ -43,9 +43,18 @@ pub struct PruneReport {
     pub rejected: Vec<String>,
 }
 
+/// One listed backup: what the policy sees, and what removing it takes.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub candidate: Candidate,
+    pub stored_size: u64,
+    /// Its data object (checked to be the backup's own).
+    pub object: String,
+}
+
 /// The backups of a store with their verification states, or an error if any object could
 /// not be read for a reason that is not damage (a partial listing must remove nothing).
-pub fn candidates(store: &dyn Store) -> Result<(Vec<(Candidate, u64, String)>, Vec<String>)> {
+pub fn candidates(store: &dyn Store) -> Result<(Vec<Listed>, Vec<String>)> {
     let mut out = Vec::new();
     let mut rejected = Vec::new();
     let objects = store.list("")?;
@@ -96,15 +105,15 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<(Candidate, u64, String)>, V
                 ))
             })?
         };
-        out.push((
-            Candidate {
+        out.push(Listed {
+            candidate: Candidate {
                 id: id.to_string(),
                 time,
                 verify,
             },
-            m.stored_size,
-            m.object,
-        ));
+            stored_size: m.stored_size,
+            object: m.object,
+        });
     }
     Ok((out, rejected))
 }
@@ -127,7 +136,7 @@ pub fn prune(
         Some(store.lock(lock_wait)?)
     };
     let (found, rejected) = candidates(store)?;
-    let only: Vec<Candidate> = found.iter().map(|(c, _, _)| c.clone()).collect();
+    let only: Vec<Candidate> = found.iter().map(|l| l.candidate.clone()).collect();
     let plan = retention::plan(policy, &only)?;
     let mut report = PruneReport {
         destination: store.location(),
@@ -138,10 +147,10 @@ pub fn prune(
         removed_bytes: 0,
         rejected,
     };
-    let by_id: std::collections::HashMap<&str, &(Candidate, u64, String)> =
-        found.iter().map(|f| (f.0.id.as_str(), f)).collect();
+    let by_id: std::collections::HashMap<&str, &Listed> =
+        found.iter().map(|l| (l.candidate.id.as_str(), l)).collect();
     for Decision { id, keep, reasons } in plan {
-        let Some((c, size, object)) = by_id.get(id.as_str()).copied() else {
+        let Some(l) = by_id.get(id.as_str()).copied() else {
             continue;
         };
         if keep {
@@ -149,19 +158,19 @@ pub fn prune(
         } else {
             if !dry_run {
                 store.remove(&catalog::manifest_name(&id))?;
-                store.remove(object.as_str())?;
+                store.remove(&l.object)?;
                 store.remove(&verified::verified_name(&id))?;
                 tracing::info!(backup = %id, destination = %report.destination, "pruned");
             }
             report.removed += 1;
-            report.removed_bytes += size;
+            report.removed_bytes += l.stored_size;
         }
         report.backups.push(PruneItem {
             id: id.clone(),
             action: if keep { "keep" } else { "remove" },
             reasons,
-            verify: c.verify,
-            stored_size: *size,
+            verify: l.candidate.verify,
+            stored_size: l.stored_size,
         });
     }
     Ok(report)
