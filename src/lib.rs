@@ -18,6 +18,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod format;
 pub mod io;

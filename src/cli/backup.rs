@@ -84,35 +84,25 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             return Err(e.into());
         }
     };
-    let mut pruned = Vec::new();
-    let mut prune_failed = false;
-    for d in &dests {
-        let stored = outcome.stored.iter().any(|(n, _)| *n == d.name);
-        let failed = outcome.failed.iter().find(|(n, _)| *n == d.name);
-        let (stage, removed) = match failed {
-            Some((_, e)) => (Some(crate::metrics::stage_of(e)), 0),
-            None if stored && a.prune => {
-                match crate::jobs::prune::prune(d.store.as_ref(), &policy, false, b.lock_timeout) {
-                    Ok(r) => {
-                        if !g.quiet {
-                            eprintln!(
-                                "lifeboat: pruned {}: {} kept, {} removed",
-                                d.name, r.kept, r.removed
-                            );
-                        }
-                        (None, r.removed as u64)
-                    }
-                    Err(e) => {
-                        eprintln!("lifeboat: error: prune of {} failed: {e}", d.name);
-                        prune_failed = true;
-                        (Some("prune"), 0)
-                    }
-                }
-            }
-            None => (None, 0),
-        };
-        pruned.push((d, stage, removed));
+    let runs = crate::jobs::prune::after_backup(
+        &dests,
+        &outcome,
+        a.prune.then_some(&policy),
+        b.lock_timeout,
+    );
+    let prune_failed = runs.iter().any(|r| r.stage == Some("prune"));
+    for r in &runs {
+        if let Some(e) = &r.prune_error {
+            eprintln!("lifeboat: error: prune of {} failed: {e}", r.destination);
+        } else if a.prune && !g.quiet && r.stage.is_none() {
+            eprintln!("lifeboat: pruned {}: {} removed", r.destination, r.pruned);
+        }
     }
+    let pruned: Vec<_> = dests
+        .iter()
+        .zip(&runs)
+        .map(|(d, r)| (d, r.stage, r.pruned))
+        .collect();
     write_metrics(textfile.as_deref(), &pruned, attempt);
     if outcome.stored.is_empty() {
         return Err(every_destination_failed(std::mem::take(
@@ -153,15 +143,7 @@ fn write_metrics(
     attempt: f64,
 ) {
     let Some(path) = path else { return };
-    let previous = std::fs::read_to_string(path).unwrap_or_default();
-    let m: Vec<_> = dests
-        .iter()
-        .map(|(d, stage, pruned)| {
-            crate::metrics::collect(d.store.as_ref(), &d.name, attempt, *stage, *pruned)
-        })
-        .collect();
-    let text = crate::metrics::render(&m, &crate::metrics::previous_counters(&previous));
-    if let Err(e) = crate::metrics::write_textfile(path, &text) {
+    if let Err(e) = crate::metrics::write_run(path, dests, attempt) {
         eprintln!("lifeboat: error: --metrics-textfile: {e}");
     }
 }

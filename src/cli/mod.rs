@@ -26,6 +26,7 @@ pub mod output;
 mod progress;
 mod prune;
 mod reference;
+mod run;
 mod status;
 mod verify;
 mod wal;
@@ -86,6 +87,8 @@ pub enum Command {
     List(list::Args),
     /// Re-read a stored backup and check everything: digests, compression, database pages.
     Verify(verify::Args),
+    /// Scheduler daemon: back up on [schedule], prune by [retention], until SIGTERM.
+    Run(run::Args),
     /// Remove old backups by a retention policy (--keep-*, or [retention] in the config).
     Prune(prune::Args),
     /// Write a stored backup out as an etcdctl-compatible snapshot file (db + SHA-256 trailer).
@@ -188,6 +191,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),
         Command::Prune(a) => prune::run(a, g),
+        Command::Run(a) => run::run(a, g),
         Command::Inspect(a) => inspect::run(a, g),
         Command::Diff(a) => diff::run(a, g),
         Command::Get(a) => get::run(a, g),

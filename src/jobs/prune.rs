@@ -176,6 +176,51 @@ pub fn prune(
     Ok(report)
 }
 
+/// How one destination fared in a run: the failed stage (if any) and how many backups
+/// retention removed.
+#[derive(Debug)]
+pub struct DestinationRun {
+    pub destination: String,
+    pub stage: Option<&'static str>,
+    pub pruned: u64,
+    pub prune_error: Option<Error>,
+}
+
+/// After a backup: prune (when a policy is given) each destination that stored it, and say
+/// for every destination which stage failed. A failed prune never undoes the backup.
+pub fn after_backup(
+    dests: &[super::backup::Destination],
+    outcome: &super::backup::BackupOutcome,
+    policy: Option<&Policy>,
+    lock_wait: Duration,
+) -> Vec<DestinationRun> {
+    dests
+        .iter()
+        .map(|d| {
+            let mut run = DestinationRun {
+                destination: d.name.clone(),
+                stage: None,
+                pruned: 0,
+                prune_error: None,
+            };
+            if let Some((_, e)) = outcome.failed.iter().find(|(n, _)| *n == d.name) {
+                run.stage = Some(crate::metrics::stage_of(e));
+            } else if let (Some(p), true) =
+                (policy, outcome.stored.iter().any(|(n, _)| *n == d.name))
+            {
+                match prune(d.store.as_ref(), p, false, lock_wait) {
+                    Ok(r) => run.pruned = r.removed as u64,
+                    Err(e) => {
+                        run.stage = Some("prune");
+                        run.prune_error = Some(e);
+                    }
+                }
+            }
+            run
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,21 @@ pub fn collect(
     d
 }
 
+/// Collect every destination's metrics after a run and write the textfile, carrying the
+/// counters of the previous one forward.
+pub fn write_run(
+    path: &Path,
+    dests: &[(&crate::jobs::backup::Destination, Option<&'static str>, u64)],
+    attempt: f64,
+) -> Result<()> {
+    let previous = std::fs::read_to_string(path).unwrap_or_default();
+    let m: Vec<_> = dests
+        .iter()
+        .map(|(d, stage, pruned)| collect(d.store.as_ref(), &d.name, attempt, *stage, *pruned))
+        .collect();
+    write_textfile(path, &render(&m, &previous_counters(&previous)))
+}
+
 fn unix_of(rfc3339: &str) -> Option<f64> {
     let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
         .ok()?;
