@@ -7,6 +7,33 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Start `lifeboat run` with a config; stderr goes to `log`.
+fn start_daemon(cfg: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    Command::new(lifeboat())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGTERM, then wait for the exit status.
+fn stop_daemon(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let o = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn textfile_value(path: &std::path::Path, key: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
@@ -33,12 +60,7 @@ fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
     )
     .unwrap();
     let log = dir.path().join("daemon.log");
-    let mut child = Command::new(lifeboat())
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = start_daemon(&cfg, &log);
     let d = dest.to_str().unwrap();
     let label = format!("{{destination=\"{d}\"}}");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -53,18 +75,7 @@ fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let o = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = stop_daemon(&mut child);
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(0), "{text}");
     assert!(
@@ -81,4 +92,66 @@ fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
         textfile_value(&prom, &format!("lifeboat_backups_failing_verify{label}")),
         Some(0.0)
     );
+}
+
+/// A daemon per member of a 3-member cluster, one shared destination: only the leader's
+/// daemon backs up, once per slot; the others log that they skipped.
+#[test]
+fn with_a_daemon_per_member_only_the_leaders_backs_up() {
+    let mut c = Cluster::start(&etcd35(), 3, Opts::default());
+    c.wait_healthy(Duration::from_secs(60));
+    c.put("/k", "v");
+    let leader = c.leader().expect("a leader");
+    let dir = TempDir::new().unwrap();
+    let dest = dir.path().join("backups");
+    let d = dest.to_str().unwrap().to_string();
+    let mut daemons = Vec::new();
+    for (i, ep) in c.endpoints().split(',').enumerate() {
+        let cfg = dir.path().join(format!("m{i}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("[etcd]\nendpoints = [{ep:?}]\n\n[[destination]]\nurl = {d:?}\n\n[schedule]\nevery = \"1s\"\n"),
+        )
+        .unwrap();
+        let log = dir.path().join(format!("m{i}.log"));
+        daemons.push((start_daemon(&cfg, &log), log));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let o = run_lifeboat(["list", "--from", &d, "-o", "json"]);
+        if o.status.code() == Some(0) && json(&o).as_array().map_or(0, |a| a.len()) >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fewer than 3 backups in time");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut logs = Vec::new();
+    for (child, log) in &mut daemons {
+        assert_eq!(stop_daemon(child).code(), Some(0));
+        logs.push(std::fs::read_to_string(log).unwrap());
+    }
+    let o = run_lifeboat(["list", "--from", &d, "-o", "json"]);
+    let listed = json(&o).as_array().unwrap().len();
+    for (i, text) in logs.iter().enumerate() {
+        let stored = text.matches("backup stored").count();
+        if i == leader {
+            assert_eq!(stored, listed, "leader's log:\n{text}");
+        } else {
+            assert_eq!(stored, 0, "member {i} backed up:\n{text}");
+            assert!(
+                text.contains("skipped: the local member is not the leader"),
+                "{text}"
+            );
+        }
+    }
+    // One per slot: no two backups started in the same second.
+    let ids: Vec<String> = json(&o)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap()[..15].to_string())
+        .collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique, ids);
 }
