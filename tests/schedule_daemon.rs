@@ -8,9 +8,14 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// Start `lifeboat run` with a config; stderr goes to `log`.
-fn start_daemon(cfg: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+fn start_daemon(
+    cfg: &std::path::Path,
+    log: &std::path::Path,
+    more: &[&str],
+) -> std::process::Child {
     Command::new(lifeboat())
         .args(["run", "--config", cfg.to_str().unwrap()])
+        .args(more)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
@@ -34,6 +39,23 @@ fn stop_daemon(child: &mut std::process::Child) -> std::process::ExitStatus {
     }
 }
 
+/// GET a path from the daemon's listener: (status code, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split(' ').nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n")?.1.to_string();
+    Some((code, body))
+}
+
 fn textfile_value(path: &std::path::Path, key: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
@@ -42,8 +64,9 @@ fn textfile_value(path: &std::path::Path, key: &str) -> Option<f64> {
 
 #[test]
 fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
-    let c = Cluster::single(&etcd35(), Opts::default());
+    let mut c = Cluster::single(&etcd35(), Opts::default());
     c.put("/k", "v");
+    let port = free_port();
     let dir = TempDir::new().unwrap();
     let dest = dir.path().join("backups");
     let prom = dir.path().join("lifeboat.prom");
@@ -52,15 +75,16 @@ fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
     std::fs::write(
         &cfg,
         format!(
-            "[etcd]\nendpoints = [{}]\n\n[[destination]]\nurl = {:?}\n\n[schedule]\nevery = \"1s\"\nwhen = \"leader\"\n\n[retention]\nkeep_last = 2\n\n[metrics]\ntextfile = {:?}\n",
+            "[etcd]\nendpoints = [{}]\n\n[[destination]]\nurl = {:?}\n\n[schedule]\nevery = \"1s\"\nwhen = \"leader\"\n\n[retention]\nkeep_last = 2\n\n[metrics]\ntextfile = {:?}\nlisten = \"127.0.0.1:{}\"\n",
             endpoints.join(", "),
             dest.to_str().unwrap(),
-            prom.to_str().unwrap()
+            prom.to_str().unwrap(),
+            port
         ),
     )
     .unwrap();
     let log = dir.path().join("daemon.log");
-    let mut child = start_daemon(&cfg, &log);
+    let mut child = start_daemon(&cfg, &log, &["--shutdown-grace", "1s"]);
     let d = dest.to_str().unwrap();
     let label = format!("{{destination=\"{d}\"}}");
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -74,6 +98,38 @@ fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // /metrics parses and is plausible; /healthz is 200, then 503 once etcd is gone for
+    // longer than 2 x the schedule + the grace.
+    let (code, body) = http_get(port, "/metrics").expect("metrics listener");
+    assert_eq!(code, 200);
+    let mut seen = 0;
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (key, value) = line.rsplit_once(' ').expect(line);
+        let v: f64 = value.parse().expect(line);
+        if key == format!("lifeboat_backups{label}") {
+            assert!((2.0..=3.0).contains(&v), "{line}");
+            seen += 1;
+        }
+        if key == format!("lifeboat_backup_revision{label}") {
+            assert!(v >= 2.0, "{line}");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2, "{body}");
+    assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
+    c.stop(0);
+    loop {
+        let (code, body) = http_get(port, "/healthz").expect("healthz");
+        if code == 503 {
+            assert!(
+                body.starts_with("unhealthy: last successful backup"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz stayed {code}: {body}");
+        std::thread::sleep(Duration::from_millis(300));
     }
     let status = stop_daemon(&mut child);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -114,7 +170,7 @@ fn with_a_daemon_per_member_only_the_leaders_backs_up() {
         )
         .unwrap();
         let log = dir.path().join(format!("m{i}.log"));
-        daemons.push((start_daemon(&cfg, &log), log));
+        daemons.push((start_daemon(&cfg, &log, &[]), log));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -8,6 +8,8 @@
 //! after that it is dropped, which leaves at most a partial object (never a manifest), and
 //! the next backup cleans it up.
 
+pub mod http;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -31,6 +33,8 @@ pub struct Plan {
     pub dests: Vec<Destination>,
     pub policy: Option<Policy>,
     pub textfile: Option<PathBuf>,
+    /// `[metrics] listen`: where `/metrics` and `/healthz` are served (none: no listener).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// Build the daemon's plan from the merged settings. `open` opens a destination (the CLI
@@ -89,10 +93,19 @@ pub fn plan(
         dests,
         policy: (!policy.is_empty()).then_some(policy),
         textfile: file.and_then(|c| c.metrics.as_ref()?.textfile.clone()),
+        listen: match file.and_then(|c| c.metrics.as_ref()?.listen.clone()) {
+            None => None,
+            Some(l) => Some(l.parse().map_err(|_| {
+                Error::flag(
+                    "--config",
+                    format!("[metrics] listen = {l:?}: not an address (e.g. 127.0.0.1:9477)"),
+                )
+            })?),
+        },
     })
 }
 
-fn unix_now() -> f64 {
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -171,7 +184,13 @@ impl Signals {
 
 /// One slot: the leader check, then the backup with retries until `deadline`. Returns
 /// `true` when a stop signal arrived.
-async fn slot(p: &Plan, sig: &mut Signals, grace: Duration, reload: &mut bool) -> bool {
+async fn slot(
+    p: &Plan,
+    state: &http::State,
+    sig: &mut Signals,
+    grace: Duration,
+    reload: &mut bool,
+) -> bool {
     if p.leader_only {
         match local_is_leader(&p.opts).await {
             Ok((true, _)) => {}
@@ -199,7 +218,7 @@ async fn slot(p: &Plan, sig: &mut Signals, grace: Duration, reload: &mut bool) -
                     Stop::Term => {
                         tracing::info!(grace = %humantime::format_duration(grace), "stopping: waiting for the backup in flight");
                         match tokio::time::timeout(grace, &mut run).await {
-                            Ok(r) => { record(p, attempt, &r).await; }
+                            Ok(r) => { record(p, state, attempt, &r).await; }
                             Err(_) => tracing::warn!("backup aborted at shutdown; nothing was listed"),
                         }
                         return true;
@@ -208,7 +227,7 @@ async fn slot(p: &Plan, sig: &mut Signals, grace: Duration, reload: &mut bool) -
             }
         };
         let Some(r) = result else { return false };
-        let ok = record(p, attempt, &r).await;
+        let ok = record(p, state, attempt, &r).await;
         if ok || tokio::time::Instant::now() + backoff >= deadline {
             return false;
         }
@@ -221,7 +240,12 @@ async fn slot(p: &Plan, sig: &mut Signals, grace: Duration, reload: &mut bool) -
 }
 
 /// Log, prune, write metrics for one attempt; `true` when the backup stored everywhere.
-async fn record(p: &Plan, attempt: f64, r: &Result<crate::jobs::backup::BackupOutcome>) -> bool {
+async fn record(
+    p: &Plan,
+    state: &http::State,
+    attempt: f64,
+    r: &Result<crate::jobs::backup::BackupOutcome>,
+) -> bool {
     let empty = crate::jobs::backup::BackupOutcome {
         stored: vec![],
         failed: vec![],
@@ -250,6 +274,7 @@ async fn record(p: &Plan, attempt: f64, r: &Result<crate::jobs::backup::BackupOu
     let policy = p.policy.clone();
     let lock = p.opts.lock_timeout;
     let textfile = p.textfile.clone();
+    let state = state.clone();
     let stored_everywhere = r.is_ok() && outcome.failed.is_empty();
     let outcome = match r {
         Ok(o) => crate::jobs::backup::BackupOutcome {
@@ -272,19 +297,61 @@ async fn record(p: &Plan, attempt: f64, r: &Result<crate::jobs::backup::BackupOu
                 tracing::info!(destination = %r.destination, removed = r.pruned, "pruned");
             }
         }
-        if let Some(path) = textfile {
-            let rows: Vec<_> = dests
-                .iter()
-                .zip(&runs)
-                .map(|(d, r)| (d, all_stage.or(r.stage), r.pruned))
-                .collect();
-            if let Err(e) = crate::metrics::write_run(&path, &rows, attempt) {
-                tracing::error!("metrics textfile: {e}");
-            }
-        }
+        let rows: Vec<_> = dests
+            .iter()
+            .zip(&runs)
+            .map(|(d, r)| (d, all_stage.or(r.stage), r.pruned))
+            .collect();
+        publish(&state, textfile.as_deref(), &rows, attempt);
     })
     .await;
     stored_everywhere
+}
+
+/// Render the metrics after a run (counters carried from the last render, or from the
+/// textfile after a restart), serve them, and write the textfile if configured. Blocks.
+fn publish(
+    state: &http::State,
+    textfile: Option<&std::path::Path>,
+    rows: &[(&Destination, Option<&'static str>, u64)],
+    attempt: f64,
+) {
+    let ms: Vec<_> = rows
+        .iter()
+        .map(|(d, stage, pruned)| {
+            crate::metrics::collect(d.store.as_ref(), &d.name, attempt, *stage, *pruned)
+        })
+        .collect();
+    let last_success = ms
+        .iter()
+        .filter_map(|m| {
+            let t = time::OffsetDateTime::parse(
+                &m.newest.as_ref()?.completed_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()?;
+            Some(t.unix_timestamp_nanos() as f64 / 1e9)
+        })
+        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
+    let previous = {
+        let s = state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.metrics.is_empty() {
+            textfile
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default()
+        } else {
+            s.metrics.clone()
+        }
+    };
+    let text = crate::metrics::render(&ms, &crate::metrics::previous_counters(&previous));
+    if let Some(path) = textfile {
+        if let Err(e) = crate::metrics::write_textfile(path, &text) {
+            tracing::error!("metrics textfile: {e}");
+        }
+    }
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.metrics = text;
+    s.last_success = last_success;
 }
 
 /// Run until SIGTERM/SIGINT. `load` re-reads the config (initially and on SIGHUP); a
@@ -296,14 +363,41 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
         .build()
         .map_err(|e| Error::Failed(format!("runtime: {e}")))?;
     let mut p = load()?;
+    let state: http::State = Default::default();
     rt.block_on(async {
         let mut sig = Signals::new()?;
+        // The state before the first slot: what the destinations hold now.
+        let max_age = |p: &Plan| 2.0 * p.every.as_secs_f64() + grace.as_secs_f64();
+        state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
+        {
+            let dests: Vec<Destination> = p
+                .dests
+                .iter()
+                .map(|d| Destination { name: d.name.clone(), store: d.store.clone() })
+                .collect();
+            let (st, tf) = (state.clone(), p.textfile.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
+                publish(&st, tf.as_deref(), &rows, 0.0);
+            })
+            .await;
+        }
+        let _listener = match p.listen {
+            None => None,
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                    Error::flag("--config", format!("[metrics] listen = {addr}: {}", crate::error::io_words(&e)))
+                })?;
+                tracing::info!(%addr, "serving /metrics and /healthz");
+                Some(AbortOnDrop(tokio::spawn(http::serve(l, state.clone()))))
+            }
+        };
         tracing::info!(every = %humantime::format_duration(p.every), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
         loop {
             let mut reload = false;
             tokio::select! {
                 _ = tokio::time::sleep(until_next_slot(p.every, p.jitter)) => {
-                    if slot(&p, &mut sig, grace, &mut reload).await {
+                    if slot(&p, &state, &mut sig, grace, &mut reload).await {
                         break;
                     }
                 }
@@ -316,6 +410,7 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
                 match load() {
                     Ok(n) => {
                         p = n;
+                        state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
                         tracing::info!("configuration reloaded");
                     }
                     Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
@@ -325,4 +420,13 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
         tracing::info!("scheduler stopped");
         Ok(())
     })
+}
+
+/// Stops the listener task when the scheduler stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

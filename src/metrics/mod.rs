@@ -146,7 +146,7 @@ pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) ->
         "lifeboat_backup_last_attempt_timestamp_seconds",
         "gauge",
         "When the last backup attempt started (Unix time).",
-        gauge(&|d| Some(d.last_attempt)),
+        gauge(&|d| (d.last_attempt > 0.0).then_some(d.last_attempt)),
     );
     family(
         "lifeboat_backup_duration_seconds",
