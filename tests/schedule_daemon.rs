@@ -211,3 +211,55 @@ fn with_a_daemon_per_member_only_the_leaders_backs_up() {
     unique.dedup();
     assert_eq!(unique, ids);
 }
+
+/// SIGTERM while a (rate-limited, slow) backup is being written, with a short grace: the
+/// daemon aborts it, exits 0, and no backup is listed.
+#[test]
+fn sigterm_mid_backup_leaves_nothing_listed() {
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.fill("/slow/", 3000, 1000);
+    let dir = TempDir::new().unwrap();
+    let dest = dir.path().join("backups");
+    let cfg = dir.path().join("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[etcd]\nendpoints = [{:?}]\n\n[[destination]]\nurl = {:?}\n\n[backup]\nrate_limit = \"128K\"\n\n[schedule]\nevery = \"1s\"\nwhen = \"always\"\n",
+            c.endpoints(),
+            dest.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = start_daemon(&cfg, &log, &["--shutdown-grace", "1s"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Wait until the data object is being written.
+    loop {
+        let writing = std::fs::read_dir(&dest).ok().is_some_and(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        });
+        if writing {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "no backup started; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = stop_daemon(&mut child);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("backup aborted at shutdown"), "{text}");
+    let o = run_lifeboat(["list", "--from", dest.to_str().unwrap(), "-o", "json"]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o), serde_json::json!([]), "{text}");
+    let manifests = std::fs::read_dir(&dest)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
+        .count();
+    assert_eq!(manifests, 0);
+}
