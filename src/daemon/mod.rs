@@ -276,6 +276,19 @@ async fn record(
     let textfile = p.textfile.clone();
     let state = state.clone();
     let stored_everywhere = r.is_ok() && outcome.failed.is_empty();
+    // The failed stage of each destination, from the typed errors (the copies handed to
+    // the blocking thread below only carry their text).
+    let failed_stages: Vec<Option<&'static str>> = p
+        .dests
+        .iter()
+        .map(|d| {
+            outcome
+                .failed
+                .iter()
+                .find(|(n, _)| *n == d.name)
+                .map(|(_, e)| crate::metrics::stage_of(e))
+        })
+        .collect();
     let outcome = match r {
         Ok(o) => crate::jobs::backup::BackupOutcome {
             stored: o.stored.clone(),
@@ -300,7 +313,8 @@ async fn record(
         let rows: Vec<_> = dests
             .iter()
             .zip(&runs)
-            .map(|(d, r)| (d, all_stage.or(r.stage), r.pruned))
+            .zip(&failed_stages)
+            .map(|((d, r), f)| (d, all_stage.or(*f).or(r.stage), r.pruned))
             .collect();
         publish(&state, textfile.as_deref(), &rows, attempt);
     })
