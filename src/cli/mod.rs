@@ -24,8 +24,10 @@ mod inspect;
 mod list;
 pub mod output;
 mod progress;
+mod prune;
 mod reference;
 mod restore;
+mod run;
 mod status;
 mod verify;
 mod wal;
@@ -86,6 +88,10 @@ pub enum Command {
     List(list::Args),
     /// Re-read a stored backup and check everything: digests, compression, database pages.
     Verify(verify::Args),
+    /// Scheduler daemon: back up on [schedule], prune by [retention], until SIGTERM.
+    Run(run::Args),
+    /// Remove old backups by a retention policy (--keep-*, or [retention] in the config).
+    Prune(prune::Args),
     /// Write a stored backup out as an etcdctl-compatible snapshot file (db + SHA-256 trailer).
     Fetch(fetch::Args),
     /// Offline report on a snapshot file, a member's db, or a stored backup.
@@ -188,6 +194,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(a) => list::run(a, g),
         Command::Verify(a) => verify::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),
+        Command::Prune(a) => prune::run(a, g),
+        Command::Run(a) => run::run(a, g),
         Command::Inspect(a) => inspect::run(a, g),
         Command::Diff(a) => diff::run(a, g),
         Command::Get(a) => get::run(a, g),

@@ -8,7 +8,7 @@
 
 mod choose;
 mod connect;
-mod errors;
+pub(crate) mod errors;
 mod survey;
 
 pub use choose::{choose, Choice, SourcePolicy};
