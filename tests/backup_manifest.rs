@@ -139,10 +139,16 @@ fn a_busy_destination_names_the_run_holding_it() {
         "pid=4242\nhost=db-backup-1\nsince=2026-11-29T03:00:00Z\n",
     )
     .unwrap();
-    // util-linux flock holds the lock as another lifeboat would.
+    // util-linux flock holds the lock as another lifeboat would. --no-fork execs sleep in
+    // flock's own process, so killing it releases the lock and leaves nothing behind (a
+    // forked sleep would outlive it, holding the test runner's output pipe open).
     let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
         .arg(&lock)
         .args(["sleep", "600"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     // Wait until flock has it (a non-blocking probe fails), without touching its content.
