@@ -13,6 +13,7 @@ use crate::ExitCode;
 
 mod backup;
 mod check_member;
+mod cleanup;
 mod config_check;
 pub mod connection;
 mod diff;
@@ -85,6 +86,8 @@ pub enum Command {
     List(list::Args),
     /// Re-read a stored backup and check everything: digests, compression, database pages.
     Verify(verify::Args),
+    /// Remove what killed backups left in a destination: partial files, stale S3 uploads.
+    Cleanup(cleanup::Args),
     /// Write a stored backup out as an etcdctl-compatible snapshot file (db + SHA-256 trailer).
     Fetch(fetch::Args),
     /// Offline report on a snapshot file, a member's db, or a stored backup.
@@ -173,6 +176,9 @@ fn load_settings(g: &Global) -> anyhow::Result<()> {
             eprintln!("lifeboat: warning: {w}");
         }
     }
+    if let Some((_, c)) = &layers.file {
+        crate::store::s3::configure(&c.destination);
+    }
     let _ = SETTINGS.set(layers);
     Ok(())
 }
@@ -183,6 +189,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(a) => backup::run(*a, g),
         Command::List(a) => list::run(a, g),
         Command::Verify(a) => verify::run(a, g),
+        Command::Cleanup(a) => cleanup::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),
         Command::Inspect(a) => inspect::run(a, g),
         Command::Diff(a) => diff::run(a, g),

@@ -18,6 +18,7 @@ pub use tempfile::TempDir;
 
 pub mod live;
 pub mod member;
+pub mod s3;
 pub mod store;
 
 /// One etcd release: server, etcdctl and (3.5+) etcdutl.
