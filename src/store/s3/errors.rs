@@ -122,6 +122,10 @@ fn service(status: u16, code: Option<String>, msg: Option<String>) -> Failure {
             K::AlreadyExists,
             "an object of that name already exists".to_string(),
         ),
+        (501, _) | (_, "NotImplemented") => (
+            K::Other,
+            "this server does not support the request".to_string(),
+        ),
         (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable") => (
             K::Transient,
             format!("server busy or failing (HTTP {status})"),
@@ -162,5 +166,9 @@ mod tests {
             .is_transient());
         assert_eq!(service(412, None, None).kind, StoreErrorKind::AlreadyExists);
         assert_eq!(service(400, None, None).kind, StoreErrorKind::Other);
+        assert_eq!(
+            service(501, Some("NotImplemented".into()), None).kind,
+            StoreErrorKind::Other
+        );
     }
 }

@@ -169,6 +169,8 @@ pub(crate) struct Inner {
     endpoint: String,
     part_size: u64,
     parts_in_flight: usize,
+    /// Last: readers and writers hold `Inner`, so the runtime outlives every one of them.
+    _rt: Runtime,
 }
 
 impl Inner {
@@ -195,7 +197,6 @@ impl Inner {
 
 pub struct S3Store {
     inner: Arc<Inner>,
-    _rt: Runtime,
 }
 
 fn check_name(name: &str) -> Result<()> {
@@ -256,10 +257,10 @@ impl S3Store {
             endpoint,
             part_size: settings.part_size.unwrap_or(DEFAULT_PART_SIZE),
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            _rt: Runtime(Some(rt)),
         };
         Ok(S3Store {
             inner: Arc::new(inner),
-            _rt: Runtime(Some(rt)),
         })
     }
 }
