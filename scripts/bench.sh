@@ -11,6 +11,10 @@
 #            lifeboat backup to S3 (s3s-fs on 127.0.0.1)  vs  the local-dir backup
 #   inspect: lifeboat inspect (check + both hashes) vs etcdutl snapshot status
 #   wal:     lifeboat check-member on the member's data dir (WAL throughput)
+#   restore: native restore of the snapshot into 3 member dirs (examples/native_restore, one
+#            read of the snapshot)  vs  3 x etcdutl snapshot restore
+#   restore: lifeboat restore test; the restore drill (plan, apply on 3 members, start,
+#            until healthy), target < 60 s for the 1 GiB db
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -21,9 +25,10 @@ ROUNDS=${BENCH_ROUNDS:-3}
 WORK=${BENCH_WORK:-$ROOT/bench-work}
 
 scripts/setup.sh
-cargo build --release --locked --bin lifeboat --example fill
+cargo build --release --locked --bin lifeboat --example fill --example native_restore
 LB=$ROOT/target/release/lifeboat
 FILL=$ROOT/target/release/examples/fill
+NATIVE=$ROOT/target/release/examples/native_restore
 E=$(scripts/etcd35-dir.sh)
 TIME=/usr/bin/time
 
@@ -82,6 +87,42 @@ PY
   printf '%s\t%s\t%s\t%s\n' "$size" "$label" "$wall" "$rss" | tee -a "$RESULTS"
 }
 
+# One restore drill from backup dir $3: plan 3 members on loopback, apply all three in
+# parallel (one per node in a real restore), start them with the plan's flags, wait until
+# the cluster is healthy, stop them. Timed as a whole by `measure`.
+drill_once() { # LB E DEST WORKDIR
+  local lb=$1 e=$2 dest=$3 w=$4 i
+  rm -rf "$w"; mkdir -p "$w"
+  { echo 'cluster_token = "generate"'; echo 'etcd_version = "3.5.1"'
+    for i in 0 1 2; do
+      printf '[[member]]\nname = "r%s"\npeer_urls = ["http://127.0.0.1:%s"]\nclient_urls = ["http://127.0.0.1:%s"]\ndata_dir = "%s/r%s"\n' \
+        "$i" "$(free_port)" "$(free_port)" "$w" "$i"
+    done; } > "$w/topology.toml"
+  "$lb" restore plan -q --from "$dest" --topology "$w/topology.toml" --out "$w/plan" --no-bump-revision
+  for i in 0 1 2; do "$lb" restore apply -q --plan "$w/plan" --node "r$i" & done
+  wait
+  local pids=() eps
+  for i in 0 1 2; do
+    mapfile -t flags < <(python3 -c "import json,sys;[print(f) for f in json.load(open(sys.argv[1]))['members'][$i]['etcd_flags']]" "$w/plan/plan.json")
+    "$e/etcd" "${flags[@]}" --log-level=warn >"$w/r$i.log" 2>&1 &
+    pids+=($!)
+  done
+  eps=$(python3 -c "import json,sys;print(','.join(m['client_urls'][0] for m in json.load(open(sys.argv[1]))['members']))" "$w/plan/plan.json")
+  until "$e/etcdctl" --endpoints "$eps" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do sleep 0.1; done
+  kill -9 "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true   # healthy is the end point; no graceful stop timed
+}
+
+# restore test, and the drill (start restore → cluster healthy), on the last stored backup.
+bench_restore() { # tag
+  local tag=$1 dest=$WORK/out/lb r
+  for r in $(seq "$ROUNDS"); do
+    measure "lifeboat restore test" "$tag" "$LB" restore test -q --from "$dest" --etcd "$E/etcd"
+    measure "restore drill: plan + apply x3 + start -> healthy" "$tag" \
+      bash -c "$(declare -f drill_once free_port); drill_once '$LB' '$E' '$dest' '$WORK/drill'"
+  done
+  rm -rf "$WORK/drill"
+}
+
 bench_db() { # name keys
   local name=$1 keys=$2
   start_etcd "$name"
@@ -109,6 +150,15 @@ bench_db() { # name keys
       measure "etcdutl snapshot status" "$tag" "$E/etcdutl" snapshot status -w json "$WORK/$name.snap.db"
     done
   fi
+  # Restore of 3 members from the same snapshot: native (one read) vs 3 x etcdutl.
+  local cluster="m0=http://127.0.0.1:2380,m1=http://127.0.0.1:2381,m2=http://127.0.0.1:2382"
+  for r in $(seq "$ROUNDS"); do
+    rm -rf "$WORK/restore"; mkdir -p "$WORK/restore"
+    measure "lifeboat native restore (3 members)" "$tag" "$NATIVE" "$WORK/$name.snap.db" "$WORK/restore/native" 3
+    rm -rf "$WORK/restore"; mkdir -p "$WORK/restore"
+    measure "3 x etcdutl snapshot restore" "$tag" bash -c "for i in 0 1 2; do '$E/etcdutl' snapshot restore '$WORK/$name.snap.db' --name m\$i --initial-cluster '$cluster' --initial-advertise-peer-urls http://127.0.0.1:238\$i --data-dir '$WORK/restore/m'\$i || exit 1; done"
+  done
+  rm -rf "$WORK/restore"
   # WAL verification on the member's data dir (stopped first: a live WAL keeps changing).
   kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
   if "$LB" check-member -o json "$WORK/$name" >/dev/null 2>&1; then
@@ -119,6 +169,7 @@ bench_db() { # name keys
       WARM=1 measure "lifeboat check-member ($((walbytes / 1048576)) MiB WAL)" "$tag" "$LB" check-member --quick -o json "$WORK/$name" || true
     done
   fi
+  bench_restore "$tag"
 }
 
 start_s3
@@ -165,10 +216,17 @@ for s in sizes:
     if ins and st:
         L.append(f"| {s} | inspect wall / etcdutl snapshot status | {ins[0]/st[0]:.2f} | ≤ 0.33 |")
         L.append(f"| {s} | inspect RSS / etcdutl RSS | {ins[1]/st[1]:.2f} | well under 1 |")
+    nr, eu = g("lifeboat native restore (3 members)"), g("3 x etcdutl snapshot restore")
+    if nr and eu:
+        L.append(f"| {s} | native restore of 3 members / 3 x etcdutl snapshot restore | {nr[0]/eu[0]:.2f} | ≤ 0.5 |")
+        L.append(f"| {s} | native restore peak RSS (MiB) | {nr[1]/1024:.1f} | ≤ 64 |")
     for (sz, label), (w, r) in med.items():
         if sz == s and label.startswith("lifeboat check-member (") and w > 0:
             mib = float(label.split("(")[1].split()[0])
             L.append(f"| {s} | WAL verification throughput (MiB/s) | {mib / w:.0f} | ≥ 1000 (warm cache) |")
+    dr = g("restore drill: plan + apply x3 + start -> healthy")
+    if dr:
+        L.append(f"| {s} | restore drill RTO, 3 members (s) | {dr[0]:.1f} | < 60 |")
 open(out, "w").write("\n".join(L) + "\n")
 print("\n".join(L))
 PY

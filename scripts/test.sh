@@ -11,7 +11,7 @@ cargo clippy --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked --all-targets -- --test-threads="${LIFEBOAT_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+cargo test --locked --all-targets --no-fail-fast -- --test-threads="${LIFEBOAT_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
 cargo test --locked --doc 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

@@ -18,12 +18,14 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod format;
 pub mod io;
 pub mod jobs;
 pub mod live;
 pub mod member;
+pub mod metrics;
 pub mod offline;
 pub mod pipeline;
 pub mod restore;

@@ -190,7 +190,8 @@ fn wrong_password_names_the_user_and_fails_at_once() {
     contains_all(&l, &[&ep, "--user root", "wrong user name or password"]);
     assert!(!stderr(&o).contains("wrong-pw"), "{}", stderr(&o));
 
-    // The backup fails on the first attempt: nothing to retry.
+    // The backup fails on the first attempt, with the default --retries: an
+    // authentication error cannot succeed on retry, so no back-off and no second try.
     let dest = TempDir::new().unwrap();
     let o = run_lifeboat([
         "backup",
@@ -199,9 +200,13 @@ fn wrong_password_names_the_user_and_fails_at_once() {
         "--endpoints",
         &ep,
         "--user=root:wrong",
-        "--retries=0",
     ]);
     assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        !err.contains("retrying") && !err.contains("trying again"),
+        "an auth error must not be retried: {err}"
+    );
     contains_all(
         &error_line(&o),
         &["--user root", "wrong user name or password"],
@@ -344,6 +349,7 @@ fn a_frozen_source_is_abandoned_by_the_stall_timeout() {
             }
         };
     let url = c.members[source].client_url.clone();
+    let name = c.members[source].name.clone();
     // Freeze the member once its data flows (a stored file has grown), not before.
     fn stored_bytes(d: &std::path::Path) -> u64 {
         std::fs::read_dir(d)
@@ -372,8 +378,8 @@ fn a_frozen_source_is_abandoned_by_the_stall_timeout() {
     let err = seen.join("\n");
     assert!(status.success(), "backup failed:\n{err}");
     assert!(
-        err.contains(&format!("stalled: nothing for 3s from {url}")),
-        "no stall message for {url}:\n{err}"
+        err.contains(&format!("stalled: nothing for 3s from member {name}")) && err.contains(&url),
+        "no stall message for {name} at {url}:\n{err}"
     );
     assert!(!err.to_lowercase().contains("h2 protocol error"), "{err}");
 }

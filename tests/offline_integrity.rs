@@ -110,9 +110,17 @@ fn damaged_snapshots_give_exit_3_and_no_answer() {
         integrity_error(&o, &bad, &page);
         assert!(!stderr(&o).contains(&format!("in {s}")), "{}", stderr(&o));
     }
+    // With -o json the only thing on stdout is the error document: no answer.
     let o = run_lifeboat(["diff", "-o", "json", s, b]);
     assert_exit(&o, 3);
-    assert_eq!(stdout(&o), "");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("one JSON document");
+    assert_eq!(doc["exit_code"], 3, "{doc}");
+    assert_eq!(doc["file"].as_str(), Some(b), "{doc}");
+    assert!(doc["page"].is_u64(), "{doc}");
+    assert!(
+        doc.get("added").is_none() && doc.get("removed").is_none(),
+        "{doc}"
+    );
 
     // 2. One flipped byte inside a value (structure intact): only the SHA-256 trailer
     //    tells, and it is compared before anything is printed.

@@ -1,6 +1,8 @@
 //! S3 destinations against a real S3 server (s3s-fs on 127.0.0.1): multipart backup,
 //! list/verify/fetch/inspect from S3, fan-out to local + S3, and the errors an operator
 //! meets first (missing bucket, wrong credentials).
+#![cfg(feature = "s3")]
+
 mod common;
 
 use common::s3::*;

@@ -75,6 +75,11 @@ pub struct Manifest {
     pub lifeboat_version: String,
     #[serde(default)]
     pub duration_seconds: f64,
+    /// `etcdctl endpoint hashkv` at `revision`, computed offline from the stored snapshot at
+    /// backup time, so `restore test` can check a restored member against it. Absent in
+    /// manifests written before it existed (and then outside the digest, which stays valid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashkv: Option<u32>,
     /// SHA-256 (hex) of the manifest's canonical form ([`canonical_json`]); required from
     /// format version 2, so that no field (members, cluster id, times) changes unnoticed.
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -7,6 +7,8 @@
 
 pub mod id;
 pub mod manifest;
+pub mod retention;
+pub mod verified;
 
 pub use id::new_backup_id;
 pub use manifest::{Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};

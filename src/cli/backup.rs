@@ -18,6 +18,16 @@ pub struct Args {
     pub settings: BackupSettings,
     #[command(flatten)]
     pub conn: ConnectionArgs,
+    /// After a successful backup, apply the retention policy to each destination that
+    /// stored it ([retention] in the config file, or the --keep-* flags).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub policy: crate::config::RetentionConfig,
+    /// Write node_exporter textfile-collector metrics here (atomically) after the run,
+    /// success or failure. Default: [metrics] textfile in the config file, if set.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_textfile: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
@@ -45,9 +55,55 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             store: open_destination(d, true)?.into(),
         });
     }
+    let policy = super::settings().retention(&a.policy).policy();
+    if a.prune && policy.is_empty() {
+        return Err(Error::flag(
+            "--prune",
+            "no retention rule: give --keep-last N (or another --keep-*), or [retention] in --config FILE",
+        )
+        .into());
+    }
+    if !a.prune && a.policy != Default::default() {
+        return Err(Error::flag("--keep-*", "retention flags need --prune").into());
+    }
+    let textfile = a.metrics_textfile.clone().or_else(|| {
+        super::settings()
+            .file
+            .as_ref()
+            .and_then(|(_, c)| c.metrics.as_ref()?.textfile.clone())
+    });
+    let attempt = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
     let bar = Arc::new(super::progress::Bar::new(g.quiet));
     let rt = runtime()?;
-    let mut outcome = rt.block_on(backup(&opts, &dests, bar))?;
+    let mut outcome = match rt.block_on(backup(&opts, &dests, bar)) {
+        Ok(o) => o,
+        Err(e) => {
+            let stage = crate::metrics::stage_of(&e);
+            let stages: Vec<_> = dests.iter().map(|d| (d, Some(stage), 0)).collect();
+            write_metrics(textfile.as_deref(), &stages, attempt);
+            return Err(e.into());
+        }
+    };
+    let runs = crate::jobs::prune::after_backup(
+        &dests,
+        &outcome,
+        a.prune.then_some(&policy),
+        b.lock_timeout,
+    );
+    let prune_failed = runs.iter().any(|r| r.stage == Some("prune"));
+    for r in &runs {
+        if let Some(e) = &r.prune_error {
+            eprintln!("lifeboat: error: prune of {} failed: {e}", r.destination);
+        } else if a.prune && !g.quiet && r.stage.is_none() {
+            eprintln!("lifeboat: pruned {}: {} removed", r.destination, r.pruned);
+        }
+    }
+    let pruned: Vec<_> = dests
+        .iter()
+        .zip(&runs)
+        .map(|(d, r)| (d, r.stage, r.pruned))
+        .collect();
+    write_metrics(textfile.as_deref(), &pruned, attempt);
     if outcome.stored.is_empty() {
         return Err(every_destination_failed(std::mem::take(
             &mut outcome.failed,
@@ -72,11 +128,24 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if outcome.failed.is_empty() {
+    Ok(if outcome.failed.is_empty() && !prune_failed {
         ExitCode::Ok
     } else {
         ExitCode::Failed
     })
+}
+
+/// The textfile, if asked for. A failure to write it is reported but does not turn a good
+/// backup into a failed one: the backup is stored either way.
+fn write_metrics(
+    path: Option<&std::path::Path>,
+    dests: &[(&Destination, Option<&'static str>, u64)],
+    attempt: f64,
+) {
+    let Some(path) = path else { return };
+    if let Err(e) = crate::metrics::write_run(path, dests, attempt) {
+        eprintln!("lifeboat: error: --metrics-textfile: {e}");
+    }
 }
 
 /// Nothing was stored: one error (so `-o json` prints its document) that names every

@@ -25,7 +25,10 @@ mod inspect;
 mod list;
 pub mod output;
 mod progress;
+mod prune;
 mod reference;
+mod restore;
+mod run;
 mod status;
 mod verify;
 mod wal;
@@ -88,6 +91,10 @@ pub enum Command {
     Verify(verify::Args),
     /// Remove what killed backups left in a destination: partial files, stale S3 uploads.
     Cleanup(cleanup::Args),
+    /// Scheduler daemon: back up on [schedule], prune by [retention], until SIGTERM.
+    Run(run::Args),
+    /// Remove old backups by a retention policy (--keep-*, or [retention] in the config).
+    Prune(prune::Args),
     /// Write a stored backup out as an etcdctl-compatible snapshot file (db + SHA-256 trailer).
     Fetch(fetch::Args),
     /// Offline report on a snapshot file, a member's db, or a stored backup.
@@ -103,6 +110,9 @@ pub enum Command {
     Wal(wal::Command),
     /// Live cluster doctor: health, agreement, lag, quota, alarms.
     Status(status::Args),
+    /// Restore after disaster: validated per-node plans, and one node's part of a plan.
+    #[command(subcommand)]
+    Restore(restore::Command),
     /// Configuration tools.
     #[command(subcommand)]
     Config(config_check::Command),
@@ -176,6 +186,7 @@ fn load_settings(g: &Global) -> anyhow::Result<()> {
             eprintln!("lifeboat: warning: {w}");
         }
     }
+    #[cfg(feature = "s3")]
     if let Some((_, c)) = &layers.file {
         crate::store::s3::configure(&c.destination);
     }
@@ -191,12 +202,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a, g),
         Command::Cleanup(a) => cleanup::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),
+        Command::Prune(a) => prune::run(a, g),
+        Command::Run(a) => run::run(a, g),
         Command::Inspect(a) => inspect::run(a, g),
         Command::Diff(a) => diff::run(a, g),
         Command::Get(a) => get::run(a, g),
         Command::CheckMember(a) => check_member::run(a, g),
         Command::Wal(c) => wal::run(c, g),
         Command::Status(a) => status::run(a, g),
+        Command::Restore(c) => restore::run(c, g),
         Command::Config(c) => config_check::run(c, g),
         Command::Completions(a) => reference::completions(a),
         Command::Man => reference::man(),

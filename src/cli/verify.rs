@@ -1,6 +1,7 @@
 use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::catalog;
+use crate::jobs::scrub::{record, rotation};
 use crate::jobs::verify::{verify, VerifyReport};
 use crate::store::open_destination;
 use crate::{Error, ExitCode};
@@ -12,9 +13,14 @@ pub struct Args {
     /// Backup id, or `latest`.
     #[arg(default_value = "latest", value_name = "ID|latest")]
     pub id: String,
-    /// Verify every backup in the destination (JSON: an array of reports).
+    /// Verify every backup in the destination (JSON: an array of reports), and record each
+    /// verdict in the destination (`<id>.verified.json`) for prune and the next rotation.
     #[arg(long, conflicts_with = "id")]
     pub all: bool,
+    /// With --all: verify only the backups verified longest ago (never-verified first), up
+    /// to this many stored bytes (64M-style suffixes); at least one backup is verified.
+    #[arg(long, value_name = "BYTES", requires = "all")]
+    pub budget: Option<crate::config::Size>,
 }
 
 fn print_text(r: &VerifyReport) {
@@ -41,7 +47,11 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             eprintln!("lifeboat: error: {}", b.error);
         }
         rejected = bad;
-        all
+        if all.is_empty() {
+            all
+        } else {
+            rotation(store.as_ref(), &all, a.budget.map(|b| b.0))?
+        }
     } else {
         vec![catalog::resolve(store.as_ref(), &a.id)?]
     };
@@ -55,6 +65,9 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         bar.begin(&format!("verify {}", m.id), Some(m.stored_size));
         let r = verify(store.as_ref(), m, &bar.setter())?;
         bar.end();
+        if a.all {
+            record(store.as_ref(), &r, time::OffsetDateTime::now_utc())?;
+        }
         if g.output == OutputFormat::Text {
             print_text(&r);
         }

@@ -139,16 +139,48 @@ pub struct ScheduleConfig {
     pub when: Option<String>,
 }
 
-/// `[retention]`, for the planned `lifeboat prune`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[retention]`, and the policy flags of `lifeboat prune` (rules in
+/// [`crate::catalog::retention`]). Flags replace the file's policy as a whole: a policy is
+/// read as one rule set, and half of one from each source would surprise.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Retention")]
 pub struct RetentionConfig {
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the N newest hours (UTC) that hold one.
+    #[arg(long, value_name = "N")]
     pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the N newest days (UTC) that hold one.
+    #[arg(long, value_name = "N")]
     pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the N newest ISO weeks that hold one.
+    #[arg(long, value_name = "N")]
     pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the N newest months that hold one.
+    #[arg(long, value_name = "N")]
     pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the N newest years that hold one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every backup taken within this long of the newest one (e.g. 72h).
+    #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<Dur>,
+}
+
+impl RetentionConfig {
+    pub fn policy(&self) -> crate::catalog::retention::Policy {
+        crate::catalog::retention::Policy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within.map(|d| d.0),
+        }
+    }
 }
 
 /// `[verify]`: scrubbing stored backups on a rotation (daemon, planned).

@@ -268,6 +268,18 @@ impl Layers {
         Ok((resolved, r.entries))
     }
 
+    /// The retention policy: the `--keep-*` flags if any is given, else the file's
+    /// `[retention]`, else none (which prune refuses).
+    pub fn retention(&self, flags: &super::RetentionConfig) -> super::RetentionConfig {
+        if *flags != super::RetentionConfig::default() {
+            return flags.clone();
+        }
+        self.file
+            .as_ref()
+            .and_then(|(_, c)| c.retention.clone())
+            .unwrap_or_default()
+    }
+
     /// Where `backup` stores: `--to` flags if any, else the file's `[[destination]]`s.
     pub fn destinations(&self, to: &[String]) -> Result<(Vec<String>, Vec<Entry>)> {
         let (list, source, from) = if !to.is_empty() {
@@ -331,6 +343,7 @@ impl Layers {
                 add("retention.keep_daily", num(&r.keep_daily));
                 add("retention.keep_weekly", num(&r.keep_weekly));
                 add("retention.keep_monthly", num(&r.keep_monthly));
+                add("retention.keep_yearly", num(&r.keep_yearly));
                 add("retention.keep_within", dur(&r.keep_within));
             }
             if let Some(v) = &c.verify {

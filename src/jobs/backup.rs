@@ -160,6 +160,7 @@ async fn attempt(
     let streamed = etcd::stream_snapshot(
         &opts.conn,
         &choice.endpoint,
+        &choice.name,
         opts.stream_idle_timeout,
         opts.rate_limit,
         tx,
@@ -422,6 +423,16 @@ fn finish_all(run: &Run, stores: &[(String, Arc<dyn Store>)], streamed: Streamed
 }
 
 /// The manifest before the facts read back from the stored database are filled in.
+/// The hashkv of the stored snapshot at its revision (None if it cannot be computed: the
+/// database was already checked above, so this only records a fact for `restore test`).
+fn stored_hashkv<R: crate::io::ReadAt>(reader: &R, revision: i64) -> Option<u32> {
+    let db = crate::format::bolt::Db::open(reader).ok()?;
+    match crate::format::etcd::hashkv::hashkv(&db, revision, None) {
+        Ok(Ok((h, _))) => Some(h),
+        _ => None,
+    }
+}
+
 fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Manifest {
     let (opts, view, choice) = (&run.opts, &run.view, &run.choice);
     let source_status = view.status_of(choice.member_id);
@@ -493,6 +504,7 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
         warnings: run.warns.clone(),
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         duration_seconds: 0.0,
+        hashkv: None,
         manifest_sha256: String::new(),
     }
 }
@@ -555,6 +567,7 @@ fn finish_destination(
         }
     }
     tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
+    m.hashkv = stored_hashkv(&reader, m.revision);
     m.completed_at = rfc3339(now());
     m.duration_seconds = (run.t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let json = m.seal()?;

@@ -5,7 +5,9 @@
 
 pub mod backup;
 pub mod fetch;
+pub mod prune;
 pub mod readback;
+pub mod scrub;
 pub mod verify;
 
 /// Moved to the catalog (what a backup is belongs there); kept here for callers.

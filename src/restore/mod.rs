@@ -2,4 +2,19 @@
 //!
 //! * [`ids`]: member and cluster ids exactly as etcd derives them from peer URLs and the
 //!   cluster token, so a plan can say in advance what `member list` will show.
+//! * [`native`]: members' data dirs written without etcdutl, byte-identical to its output.
+//! * [`topology`]: the operator's description of the restored cluster, validated with the
+//!   key and line of every problem.
+//! * [`plan`]: topology + verified backup → `plan.json`; [`runbook`]: RUNBOOK.md and the
+//!   per-node scripts.
+//! * [`replace`]: one broken member of a healthy cluster replaced (`--mode replace-member`).
+//! * [`apply`]: one node's data steps, on this machine.
+//! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked.
+pub mod apply;
 pub mod ids;
+pub mod native;
+pub mod plan;
+pub mod replace;
+pub mod runbook;
+pub mod selftest;
+pub mod topology;

@@ -17,6 +17,7 @@
 
 pub mod local;
 pub mod retry;
+#[cfg(feature = "s3")]
 pub mod s3;
 pub mod tee;
 
@@ -239,8 +240,15 @@ pub fn open_destination(dest: &str, create: bool) -> Result<Box<dyn Store>> {
         return Err(Error::Usage("empty destination".into()));
     }
     if dest.starts_with("s3://") {
-        let settings = s3::S3Settings::for_destination(dest)?;
-        return Ok(Box::new(s3::S3Store::open(dest, &settings)?));
+        #[cfg(feature = "s3")]
+        {
+            let settings = s3::S3Settings::for_destination(dest)?;
+            return Ok(Box::new(s3::S3Store::open(dest, &settings)?));
+        }
+        #[cfg(not(feature = "s3"))]
+        return Err(Error::Usage(format!(
+            "destination {dest}: this build has no S3 support; build lifeboat with `--features s3`"
+        )));
     }
     if dest.contains("://") {
         return Err(Error::Usage(format!(

@@ -18,6 +18,8 @@ pub use tempfile::TempDir;
 
 pub mod live;
 pub mod member;
+pub mod native;
+pub mod restore;
 pub mod s3;
 pub mod store;
 

@@ -27,6 +27,7 @@ mod error;
 mod meta;
 mod node;
 mod page;
+pub mod write;
 
 use crate::io::ReadAt;
 

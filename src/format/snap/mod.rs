@@ -3,6 +3,8 @@
 //!
 //! Snap files are small (the v2 store holds only membership in 3.5), so they are read whole.
 
+pub mod write;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;

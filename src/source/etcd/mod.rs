@@ -8,7 +8,7 @@
 
 mod choose;
 mod connect;
-mod errors;
+pub(crate) mod errors;
 mod survey;
 
 pub use choose::{choose, Choice, SourcePolicy};
@@ -58,7 +58,8 @@ impl Pace {
     }
 }
 
-/// Stream a snapshot from `endpoint` into `tx`, one event per message.
+/// Stream a snapshot from `endpoint` (member `member`, named in messages) into `tx`, one
+/// event per message.
 ///
 /// `idle` bounds the wait for each message: a member that stops sending counts as a broken
 /// stream ([`EtcdErrorKind::Stalled`]). `rate_limit` (bytes per second) paces the reading side, so that gRPC flow
@@ -68,6 +69,7 @@ impl Pace {
 pub async fn stream_snapshot(
     cfg: &ConnectConfig,
     endpoint: &str,
+    member: &str,
     idle: Duration,
     rate_limit: Option<u64>,
     tx: tokio::sync::mpsc::Sender<StreamEvent>,
@@ -98,7 +100,7 @@ pub async fn stream_snapshot(
                     endpoint,
                     EtcdErrorKind::Stalled,
                     format!(
-                        "stalled: nothing for {} from {endpoint} (after {received} bytes; --stream-timeout)",
+                        "stalled: nothing for {} from member {member} (after {received} bytes; --stream-timeout)",
                         humantime::format_duration(idle)
                     ),
                 )

@@ -1,0 +1,318 @@
+//! `lifeboat restore plan|apply|topology`: flags and printing; the work is in
+//! [`crate::restore`].
+
+use std::path::PathBuf;
+
+use super::output::print_json;
+use super::{Global, OutputFormat};
+use crate::catalog;
+use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
+use crate::restore::plan::{
+    db_holds_kubernetes, holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan,
+    PlanInput, Source, DEFAULT_BUMP,
+};
+use crate::restore::topology;
+use crate::store::open_destination;
+use crate::{Error, ExitCode};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Validate a topology against a backup and write plan.json, RUNBOOK.md and one script
+    /// per node.
+    Plan(Box<PlanArgs>),
+    /// Carry out one node's data steps of a plan on this machine.
+    Apply(ApplyArgs),
+    /// Print a starting topology file from a backup's member list, to edit.
+    Topology(TopologyArgs),
+    /// Restore a backup into a temporary dir, boot it in a throwaway local etcd, and check
+    /// its hashkv and key count (exit 0: restores; 3: it does not).
+    Test(TestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// Backup to test: DEST[:ID] (ID defaults to latest).
+    #[arg(long, value_name = "DEST[:ID]")]
+    pub from: String,
+    /// etcd server to boot (default: etcd on PATH).
+    #[arg(long, value_name = "PATH", default_value = "etcd")]
+    pub etcd: PathBuf,
+    /// Restore with this etcdutl (3.5) or etcdctl (3.4) instead of lifeboat's own writer.
+    #[arg(long, value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+    /// Seconds the restored etcd may take to answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub start_timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Backup to restore: DEST[:ID] (ID defaults to latest).
+    #[arg(
+        long,
+        value_name = "DEST[:ID]",
+        required_unless_present_any = ["from_data_dir", "member"]
+    )]
+    pub from: Option<String>,
+    /// `snapshot`: restore the whole cluster; `replace-member`: replace one broken member of
+    /// a healthy cluster (no snapshot; live values from the cluster, --endpoints).
+    #[arg(long, value_parser = ["snapshot", "replace-member"], default_value = "snapshot")]
+    pub mode: String,
+    /// With --mode replace-member: the member to replace.
+    #[arg(long, value_name = "NAME")]
+    pub member: Option<String>,
+    /// No backup recent enough: restore from a surviving member's data dir (or its
+    /// member/snap/db), best-ranked by `lifeboat check-member`. etcd's hash check is skipped.
+    #[arg(long, value_name = "PATH", conflicts_with = "from")]
+    pub from_data_dir: Option<PathBuf>,
+    /// Topology file (TOML): the members of the restored cluster.
+    #[arg(long, value_name = "FILE")]
+    pub topology: PathBuf,
+    /// Directory to write the plan into.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Bump the revision by N (default 1000000000) and mark old revisions compacted (etcd
+    /// 3.5.10+), so Kubernetes watchers relist. On by default when the backup holds
+    /// `/registry/` keys.
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1000000000",
+          conflicts_with = "no_bump_revision")]
+    pub bump_revision: Option<u64>,
+    /// Do not bump the revision.
+    #[arg(long)]
+    pub no_bump_revision: bool,
+    /// Replace a plan that exists in DIR.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub conn: super::connection::ConnectionArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// Plan directory (made by `restore plan`).
+    #[arg(long, value_name = "DIR")]
+    pub plan: PathBuf,
+    /// This node's member name in the plan.
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// Print the steps without doing them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the data dir with this etcdutl (3.5) or etcdctl (3.4) instead of lifeboat's own
+    /// writer (implies --with-etcdutl).
+    #[arg(long, value_name = "PATH")]
+    pub etcdutl: Option<PathBuf>,
+    /// Write the data dir with etcd's tool found on PATH (etcdutl for 3.5, etcdctl for 3.4)
+    /// instead of lifeboat's own writer, the default, which needs no etcd tool on the host.
+    #[arg(long)]
+    pub with_etcdutl: bool,
+    /// Stop the member's service before and start it after.
+    #[arg(long, value_name = "KIND", value_parser = ["systemd"])]
+    pub manage_service: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopologyArgs {
+    /// Backup whose members to start from: DEST[:ID] (ID defaults to latest).
+    #[arg(long, value_name = "DEST[:ID]")]
+    pub from: String,
+}
+
+pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
+    match c {
+        Command::Plan(a) => plan(*a, g),
+        Command::Apply(a) => run_apply(a, g),
+        Command::Topology(a) => starting_topology(a),
+        Command::Test(a) => restore_test(a, g),
+    }
+}
+
+fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let t = topology::load(&a.topology)?;
+    if a.mode == "replace-member" {
+        return replace_member(&a, &t, g);
+    }
+    let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
+        (Some(dir), _) => {
+            let src = source_of_db(dir)?;
+            let file = src.db_file.clone().unwrap_or_default();
+            let r = crate::io::FileReader::open(std::path::Path::new(&file))
+                .map_err(|e| Error::io(&file, e))?;
+            let k = db_holds_kubernetes(&r, &file)?;
+            (src, dir.display().to_string(), k)
+        }
+        (None, from) => {
+            let (dest, id) = split_from(from.as_deref().unwrap_or_default());
+            let store = open_destination(dest, false)?;
+            let m = catalog::resolve(store.as_ref(), id)?;
+            let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {})?;
+            if !v.ok {
+                return Err(Error::integrity(
+                    v.object,
+                    format!(
+                        "backup {} does not verify: {}; plan from another backup",
+                        m.id,
+                        v.problems.join("; ")
+                    ),
+                )
+                .into());
+            }
+            let k = holds_kubernetes(store.as_ref(), &m)?;
+            (Source::of_manifest(&m), dest.to_string(), k)
+        }
+    };
+    let bump = if a.no_bump_revision {
+        None
+    } else if a.bump_revision.is_some() {
+        a.bump_revision
+    } else if kubernetes {
+        Some(DEFAULT_BUMP)
+    } else {
+        None
+    };
+    let p = make_plan(
+        &t,
+        &PlanInput {
+            from: &from,
+            manifest: &source,
+            bump_revision: bump,
+            kubernetes,
+            topology_file: &a.topology.display().to_string(),
+        },
+    )?;
+    let files = write_plan(&p, &a.out, a.force)?;
+    match g.output {
+        OutputFormat::Json => print_json(&p)?,
+        OutputFormat::Text => {
+            if !g.quiet {
+                for w in &p.warnings {
+                    eprintln!("lifeboat: warning: {w}");
+                }
+                println!(
+                    "plan for backup {} (revision {}): new cluster {} with token {}",
+                    p.backup_id, p.revision, p.cluster_id, p.cluster_token
+                );
+                for mem in &p.members {
+                    println!("  {} member id {} on {}", mem.name, mem.member_id, mem.host);
+                }
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let p = Plan::load(&a.plan)?;
+    let m = p.member(&a.node)?;
+    let writer = if a.with_etcdutl || a.etcdutl.is_some() {
+        DataDirWriter::for_member(m, a.etcdutl.as_deref())
+    } else {
+        DataDirWriter::Native
+    };
+    let opts = ApplyOptions {
+        dry_run: a.dry_run,
+        writer,
+        manage_systemd: a.manage_service.is_some(),
+    };
+    let r = apply(&p, &a.node, &opts)?;
+    match g.output {
+        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Text => {
+            if !g.quiet {
+                let verb = if r.dry_run { "would" } else { "did" };
+                println!("{} {verb}:", r.node);
+                for s in &r.steps {
+                    println!("  {s}");
+                }
+                if !r.dry_run {
+                    println!(
+                        "{}: {} holds member {} of cluster {} (backup {})",
+                        r.node, r.data_dir, r.member_id, r.cluster_id, r.backup_id
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn starting_topology(a: TopologyArgs) -> anyhow::Result<ExitCode> {
+    let (dest, id) = split_from(&a.from);
+    let store = open_destination(dest, false)?;
+    let m = catalog::resolve(store.as_ref(), id)?;
+    print!("{}", crate::restore::topology::starting_topology(&m));
+    Ok(ExitCode::Ok)
+}
+
+fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
+    let (dest, id) = split_from(&a.from);
+    let store = open_destination(dest, false)?;
+    let m = catalog::resolve(store.as_ref(), id)?;
+    let r = crate::restore::selftest::restore_test(
+        store.as_ref(),
+        &m,
+        &crate::restore::selftest::TestOptions {
+            etcd: a.etcd,
+            etcdutl: a.etcdutl,
+            start_timeout: std::time::Duration::from_secs(a.start_timeout),
+        },
+    )?;
+    match g.output {
+        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Text => {
+            if r.ok {
+                if !g.quiet {
+                    println!(
+                        "backup {} restores: etcd started, hashkv {} at revision {}, {} keys ({:.1} s)",
+                        r.id,
+                        r.hashkv.map_or("-".into(), |h| h.to_string()),
+                        r.revision,
+                        r.keys.unwrap_or(0),
+                        r.seconds
+                    );
+                }
+            } else {
+                eprintln!(
+                    "lifeboat: error: backup {} does not restore cleanly: {}",
+                    r.id,
+                    r.problems.join("; ")
+                );
+            }
+        }
+    }
+    Ok(if r.ok {
+        ExitCode::Ok
+    } else {
+        ExitCode::Integrity
+    })
+}
+
+fn replace_member(a: &PlanArgs, t: &topology::Topology, g: &Global) -> anyhow::Result<ExitCode> {
+    let name = a.member.as_deref().ok_or_else(|| Error::Flag {
+        flag: "--member".into(),
+        message: "--mode replace-member needs --member NAME (the broken member)".into(),
+    })?;
+    let cfg = a.conn.to_config()?;
+    let rt = super::connection::runtime()?;
+    let view = rt.block_on(crate::live::gather::gather(&cfg, false))?;
+    let p = crate::restore::replace::replace_plan(&view, t, name)?;
+    let files = crate::restore::replace::write_replace(&p, t, &cfg, &a.out)?;
+    match g.output {
+        OutputFormat::Json => print_json(&p)?,
+        OutputFormat::Text => {
+            if !g.quiet {
+                println!(
+                    "replace member {} ({}) of cluster {} through {}",
+                    p.member, p.old_member_id, p.cluster_id, p.healthy_endpoint
+                );
+                for f in files {
+                    println!("wrote {}", f.display());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}

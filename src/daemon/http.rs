@@ -1,0 +1,114 @@
+//! The daemon's HTTP listener: `/metrics` (Prometheus text format, the same families as the
+//! textfile) and `/healthz` (200 while the last success is younger than 2 × the interval +
+//! the shutdown grace, else 503 with a one-line reason). Both answer from state the
+//! scheduler updates after each slot: a scrape never touches etcd or a store.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+
+/// What the listener serves, updated by the scheduler.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub metrics: String,
+    /// Unix time of the newest backup's completion across destinations, if any.
+    pub last_success: Option<f64>,
+    /// How old the last success may be before /healthz says 503, in seconds.
+    pub max_age: f64,
+}
+
+pub type State = Arc<Mutex<Shared>>;
+
+fn health(s: &Shared, now: f64) -> (StatusCode, String) {
+    match s.last_success {
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: no successful backup yet\n".into(),
+        ),
+        Some(t) if now - t > s.max_age => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "unhealthy: last successful backup {:.0}s ago (limit {:.0}s: 2 x schedule + grace)\n",
+                now - t,
+                s.max_age
+            ),
+        ),
+        Some(t) => (
+            StatusCode::OK,
+            format!("ok: last successful backup {:.0}s ago\n", now - t),
+        ),
+    }
+}
+
+fn respond(path: &str, state: &State) -> Response<Full<Bytes>> {
+    let now = super::unix_now();
+    let (code, body, ctype) = {
+        let s = state.lock().unwrap_or_else(|p| p.into_inner());
+        match path {
+            "/metrics" => (
+                StatusCode::OK,
+                s.metrics.clone(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            "/healthz" => {
+                let (c, b) = health(&s, now);
+                (c, b, "text/plain; charset=utf-8")
+            }
+            _ => (
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics or /healthz\n".into(),
+                "text/plain; charset=utf-8",
+            ),
+        }
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = code;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// Serve until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: State) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let r = respond(req.uri().path(), &state);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_flips_with_age() {
+        let mut s = Shared {
+            max_age: 10.0,
+            ..Shared::default()
+        };
+        assert_eq!(health(&s, 100.0).0, StatusCode::SERVICE_UNAVAILABLE);
+        s.last_success = Some(95.0);
+        assert_eq!(health(&s, 100.0).0, StatusCode::OK);
+        let (c, body) = health(&s, 200.0);
+        assert_eq!(c, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.starts_with("unhealthy: last successful backup 105s ago"),
+            "{body}"
+        );
+    }
+}

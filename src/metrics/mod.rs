@@ -1,0 +1,286 @@
+//! Metrics in the Prometheus text format, for node_exporter's textfile collector (one-shot
+//! runs from cron or a systemd timer).
+//!
+//! Label sets are bounded: `destination` is the configured destination (its URL as given),
+//! `stage` one of [`STAGES`]; no error text is ever a label. A one-shot process has no
+//! memory, so the counters (`*_total`) are carried forward from the previous textfile, and
+//! the gauges of the last success come from the destination itself (its newest backup),
+//! which is the truth even when the previous file was lost.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::catalog::Manifest;
+use crate::error::EtcdErrorKind;
+use crate::{Error, Result};
+
+/// Where a backup can fail, for `lifeboat_backup_failures_total{stage}`.
+pub const STAGES: [&str; 5] = ["connect", "stream", "verify", "store", "prune"];
+
+/// The stage an error belongs to.
+pub fn stage_of(e: &Error) -> &'static str {
+    match e {
+        Error::Etcd { kind, .. } => match kind {
+            EtcdErrorKind::Refused
+            | EtcdErrorKind::Timeout
+            | EtcdErrorKind::Tls
+            | EtcdErrorKind::Auth
+            | EtcdErrorKind::Permission
+            | EtcdErrorKind::Unavailable => "connect",
+            EtcdErrorKind::Stalled | EtcdErrorKind::Broken | EtcdErrorKind::Other => "stream",
+        },
+        Error::Integrity { .. } | Error::Corrupt { .. } => "verify",
+        Error::Store { .. } | Error::Io { .. } => "store",
+        _ => "stream",
+    }
+}
+
+/// What one run knows about one destination.
+#[derive(Debug, Clone, Default)]
+pub struct DestinationMetrics {
+    pub destination: String,
+    pub last_attempt: f64,
+    /// The newest backup in the destination (after this run), if it could be listed.
+    pub newest: Option<Manifest>,
+    /// Complete backups in the destination, if it could be listed.
+    pub backups: Option<u64>,
+    pub failing_verify: Option<u64>,
+    /// This run's failure, if any.
+    pub failed_stage: Option<&'static str>,
+    pub pruned: u64,
+}
+
+/// What the destination says after a run: its newest backup, how many there are, how many
+/// failed their last scrub. A destination that cannot be listed leaves those unknown (the
+/// series are left out rather than reported as zero).
+pub fn collect(
+    store: &dyn crate::store::Store,
+    destination: &str,
+    last_attempt: f64,
+    failed_stage: Option<&'static str>,
+    pruned: u64,
+) -> DestinationMetrics {
+    let mut d = DestinationMetrics {
+        destination: destination.to_string(),
+        last_attempt,
+        failed_stage,
+        pruned,
+        ..Default::default()
+    };
+    if let Ok((all, _)) = crate::catalog::list(store) {
+        d.backups = Some(all.len() as u64);
+        d.failing_verify = crate::jobs::scrub::failing(store, &all)
+            .ok()
+            .map(|n| n as u64);
+        d.newest = all.into_iter().next();
+    }
+    d
+}
+
+/// Collect every destination's metrics after a run and write the textfile, carrying the
+/// counters of the previous one forward.
+pub fn write_run(
+    path: &Path,
+    dests: &[(&crate::jobs::backup::Destination, Option<&'static str>, u64)],
+    attempt: f64,
+) -> Result<()> {
+    let previous = std::fs::read_to_string(path).unwrap_or_default();
+    let m: Vec<_> = dests
+        .iter()
+        .map(|(d, stage, pruned)| collect(d.store.as_ref(), &d.name, attempt, *stage, *pruned))
+        .collect();
+    write_textfile(path, &render(&m, &previous_counters(&previous)))
+}
+
+fn unix_of(rfc3339: &str) -> Option<f64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Counter values of a previous textfile, by `name{labels}`; unreadable lines are skipped
+/// (the file is ours, but a damaged one must not stop a backup).
+pub fn previous_counters(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            key.contains("_total")
+                .then(|| Some((key.to_string(), value.parse().ok()?)))?
+        })
+        .collect()
+}
+
+/// The whole textfile for this run.
+pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    };
+    let label = |d: &DestinationMetrics| format!("destination=\"{}\"", esc(&d.destination));
+    let gauge = |f: &dyn Fn(&DestinationMetrics) -> Option<f64>| -> Vec<(String, f64)> {
+        dests
+            .iter()
+            .filter_map(|d| Some((label(d), f(d)?)))
+            .collect()
+    };
+    let newest = |d: &DestinationMetrics| d.newest.clone();
+    family(
+        "lifeboat_backup_last_success_timestamp_seconds",
+        "gauge",
+        "When the newest complete backup in the destination finished (Unix time).",
+        gauge(&|d| newest(d).and_then(|m| unix_of(&m.completed_at))),
+    );
+    family(
+        "lifeboat_backup_last_attempt_timestamp_seconds",
+        "gauge",
+        "When the last backup attempt started (Unix time).",
+        gauge(&|d| (d.last_attempt > 0.0).then_some(d.last_attempt)),
+    );
+    family(
+        "lifeboat_backup_duration_seconds",
+        "gauge",
+        "How long the newest complete backup took.",
+        gauge(&|d| newest(d).map(|m| m.duration_seconds)),
+    );
+    family(
+        "lifeboat_backup_db_bytes",
+        "gauge",
+        "Database size of the newest complete backup.",
+        gauge(&|d| newest(d).map(|m| m.db_size as f64)),
+    );
+    family(
+        "lifeboat_backup_stored_bytes",
+        "gauge",
+        "Stored (compressed) size of the newest complete backup.",
+        gauge(&|d| newest(d).map(|m| m.stored_size as f64)),
+    );
+    family(
+        "lifeboat_backup_revision",
+        "gauge",
+        "etcd revision of the newest complete backup.",
+        gauge(&|d| newest(d).map(|m| m.revision as f64)),
+    );
+    family(
+        "lifeboat_cluster_db_size_bytes",
+        "gauge",
+        "Largest member database size seen at the newest backup.",
+        gauge(&|d| {
+            newest(d)
+                .and_then(|m| m.cluster_status.iter().map(|s| s.db_size).max())
+                .map(|v| v as f64)
+        }),
+    );
+    family(
+        "lifeboat_backups",
+        "gauge",
+        "Complete backups in the destination.",
+        gauge(&|d| d.backups.map(|v| v as f64)),
+    );
+    family(
+        "lifeboat_backups_failing_verify",
+        "gauge",
+        "Backups whose last verification (scrub) failed.",
+        gauge(&|d| d.failing_verify.map(|v| v as f64)),
+    );
+    let counter = |name: &str, labels: String, add: f64| {
+        let before = previous
+            .get(&format!("{name}{{{labels}}}"))
+            .copied()
+            .unwrap_or(0.0);
+        (labels, before + add)
+    };
+    let mut failures = Vec::new();
+    for d in dests {
+        for s in STAGES {
+            let add = if d.failed_stage == Some(s) { 1.0 } else { 0.0 };
+            failures.push(counter(
+                "lifeboat_backup_failures_total",
+                format!("{},stage=\"{s}\"", label(d)),
+                add,
+            ));
+        }
+    }
+    family(
+        "lifeboat_backup_failures_total",
+        "counter",
+        "Failed backup runs, by the stage that failed.",
+        failures,
+    );
+    let pruned = dests
+        .iter()
+        .map(|d| counter("lifeboat_prune_deleted_total", label(d), d.pruned as f64))
+        .collect();
+    family(
+        "lifeboat_prune_deleted_total",
+        "counter",
+        "Backups removed by retention.",
+        pruned,
+    );
+    out
+}
+
+/// Write `text` to `path` atomically: a temp file in the same directory, fsync, rename, so
+/// the collector never reads half a file.
+pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".lifeboat-metrics")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(text.as_bytes()).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    // node_exporter runs as another user: the file must be readable by it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_carry_forward_and_labels_are_escaped() {
+        let d = DestinationMetrics {
+            destination: "/var/\"b\"".into(),
+            last_attempt: 1.5,
+            failed_stage: Some("store"),
+            pruned: 2,
+            ..Default::default()
+        };
+        let first = render(std::slice::from_ref(&d), &BTreeMap::new());
+        let second = render(&[d], &previous_counters(&first));
+        assert!(second.contains(
+            "lifeboat_backup_failures_total{destination=\"/var/\\\"b\\\"\",stage=\"store\"} 2\n"
+        ));
+        assert!(second.contains("lifeboat_prune_deleted_total{destination=\"/var/\\\"b\\\"\"} 4\n"));
+        assert!(second.contains(
+            "lifeboat_backup_last_attempt_timestamp_seconds{destination=\"/var/\\\"b\\\"\"} 1.5\n"
+        ));
+        assert!(!second.contains("last_success_timestamp_seconds{"));
+    }
+}

@@ -1,0 +1,346 @@
+//! `restore apply`: one node's data steps of a plan, on this machine.
+//!
+//! Fetch and verify the backup, move the old data dir aside (never delete it), write the new
+//! one, and read the member id and cluster id back from what was written: the plan promised
+//! them, and a restore whose ids differ would form a cluster nobody planned.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::plan::{Plan, PlanMember};
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+/// What writes the member's data dir: lifeboat's own writer ([`crate::restore::native`],
+/// the default: no etcd tool needed on the host), or etcd's tool when asked for.
+#[derive(Debug, Clone)]
+pub enum DataDirWriter {
+    /// etcd 3.5's `etcdutl snapshot restore`.
+    Etcdutl(PathBuf),
+    /// etcd 3.4's `ETCDCTL_API=3 etcdctl snapshot restore`.
+    Etcdctl(PathBuf),
+    /// [`crate::restore::native::write_member_dir`]: the same files etcdutl writes.
+    Native,
+}
+
+impl DataDirWriter {
+    /// The writer for a member's etcd version: `explicit` (`--etcdutl PATH`) or the tool on
+    /// PATH.
+    pub fn for_member(m: &PlanMember, explicit: Option<&Path>) -> DataDirWriter {
+        let v34 = m.etcd_version == "3.4" || m.etcd_version.starts_with("3.4.");
+        match (explicit, v34) {
+            (Some(p), _) if p.file_name().is_some_and(|n| n == "etcdctl") => {
+                DataDirWriter::Etcdctl(p.to_path_buf())
+            }
+            (Some(p), _) => DataDirWriter::Etcdutl(p.to_path_buf()),
+            (None, true) => DataDirWriter::Etcdctl(PathBuf::from("etcdctl")),
+            (None, false) => DataDirWriter::Etcdutl(PathBuf::from("etcdutl")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub dry_run: bool,
+    pub writer: DataDirWriter,
+    /// Stop the unit before and start it after (`--manage-service systemd`).
+    pub manage_systemd: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyReport {
+    pub node: String,
+    pub dry_run: bool,
+    pub backup_id: String,
+    pub data_dir: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_aside: Option<String>,
+    pub member_id: String,
+    pub cluster_id: String,
+    /// The steps, done (or, with --dry-run, to do), in order.
+    pub steps: Vec<String>,
+}
+
+fn aside_name(dir: &str) -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{dir}.before-restore-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn is_nonempty_dir(p: &Path) -> bool {
+    std::fs::read_dir(p)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
+
+fn systemctl(verb: &str, unit: &str) -> Result<()> {
+    let o = Command::new("systemctl")
+        .args([verb, unit])
+        .output()
+        .map_err(|e| Error::Failed(format!("systemctl {verb} {unit}: {e}")))?;
+    if !o.status.success() {
+        return Err(Error::Failed(format!(
+            "systemctl {verb} {unit} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Carry out `node`'s data steps of `plan`.
+pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport> {
+    let m = plan.member(node)?;
+    let data_dir = PathBuf::from(&m.data_dir);
+    let mut report = ApplyReport {
+        node: m.name.clone(),
+        dry_run: opts.dry_run,
+        backup_id: plan.backup_id.clone(),
+        data_dir: m.data_dir.clone(),
+        moved_aside: None,
+        member_id: m.member_id.clone(),
+        cluster_id: plan.cluster_id.clone(),
+        steps: Vec::new(),
+    };
+    let parent = data_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .ok_or_else(|| Error::Usage(format!("data dir {} has no parent", m.data_dir)))?;
+    let snapshot = parent.join(format!(".lifeboat-restore-{}.db", m.name));
+    if opts.manage_systemd {
+        report.steps.push(format!("systemctl stop {}", m.unit));
+        if !opts.dry_run {
+            systemctl("stop", &m.unit)?;
+        }
+    }
+    report.steps.push(match &plan.source_db {
+        Some(db) => format!(
+            "copy {db} to {} and check its SHA-256 against the plan's",
+            snapshot.display()
+        ),
+        None => format!(
+            "fetch backup {} from {} to {} and verify its digest",
+            plan.backup_id,
+            plan.from,
+            snapshot.display()
+        ),
+    });
+    let mut dirs = vec![data_dir.clone()];
+    dirs.extend(m.wal_dir.as_ref().map(PathBuf::from));
+    let mut moves = Vec::new();
+    for d in &dirs {
+        if is_nonempty_dir(d) {
+            let to = aside_name(&d.display().to_string());
+            report
+                .steps
+                .push(format!("move {} aside to {to}", d.display()));
+            moves.push((d.clone(), PathBuf::from(to)));
+        }
+    }
+    let cmd = writer_command(plan, m, &opts.writer, &snapshot);
+    report.steps.push(match &cmd {
+        Some(cmd) => format!(
+            "write {}: {}",
+            m.data_dir,
+            cmd.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        None => format!(
+            "write {} with lifeboat's native writer (db, WAL and snap file as etcdutl writes them)",
+            m.data_dir
+        ),
+    });
+    report.steps.push(format!(
+        "check that {} holds member {} of cluster {}",
+        m.data_dir, m.member_id, plan.cluster_id
+    ));
+    if opts.manage_systemd {
+        report.steps.push(format!("systemctl start {}", m.unit));
+    }
+    if opts.dry_run {
+        report.moved_aside = moves.first().map(|(_, to)| to.display().to_string());
+        return Ok(report);
+    }
+    std::fs::create_dir_all(parent).at(parent)?;
+    get_snapshot(plan, &snapshot)?;
+    for (from, to) in &moves {
+        std::fs::rename(from, to).at(from)?;
+        if report.moved_aside.is_none() {
+            report.moved_aside = Some(to.display().to_string());
+        }
+    }
+    let run = match &cmd {
+        Some(cmd) => run_writer(cmd, &opts.writer),
+        None => write_native(plan, m, &snapshot),
+    };
+    let _ = std::fs::remove_file(&snapshot);
+    run?;
+    check_written(plan, m)?;
+    let mark = format!("{}.lifeboat-restored", m.data_dir);
+    std::fs::write(
+        &mark,
+        format!("{} {} {}\n", m.member_id, plan.cluster_id, plan.backup_id),
+    )
+    .at(&mark)?;
+    if opts.manage_systemd {
+        systemctl("start", &m.unit)?;
+    }
+    Ok(report)
+}
+
+/// The snapshot to restore, at `to`: fetched from the store and verified, or copied from
+/// the member db the plan names and checked against the plan's SHA-256.
+fn get_snapshot(plan: &Plan, to: &Path) -> Result<()> {
+    if let Some(db) = &plan.source_db {
+        std::fs::copy(db, to).at(db)?;
+        let r = crate::io::FileReader::open(to).at(to)?;
+        let sha = hex::encode(crate::io::sha256_at(&r).at(to)?);
+        if sha != plan.db_sha256 {
+            let _ = std::fs::remove_file(to);
+            return Err(Error::integrity(
+                db,
+                format!(
+                    "SHA-256 is {sha}, the plan was made for {}: the db changed since; make a new plan",
+                    plan.db_sha256
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let store = crate::store::open_destination(&plan.from, false)?;
+    let manifest = crate::catalog::resolve(store.as_ref(), &plan.backup_id)?;
+    if manifest.db_sha256 != plan.db_sha256 {
+        return Err(Error::integrity(
+            format!("{}/{}", store.location(), manifest.object),
+            format!(
+                "backup {} has database SHA-256 {} but the plan was made for {}; make a new plan",
+                plan.backup_id, manifest.db_sha256, plan.db_sha256
+            ),
+        ));
+    }
+    crate::jobs::fetch::fetch(store.as_ref(), &manifest, to, true, &|_| {})?;
+    Ok(())
+}
+
+/// The etcd tool's command line, or `None` for the native writer.
+fn writer_command(
+    plan: &Plan,
+    m: &PlanMember,
+    w: &DataDirWriter,
+    snapshot: &Path,
+) -> Option<Vec<std::ffi::OsString>> {
+    let tool = match w {
+        DataDirWriter::Etcdutl(p) | DataDirWriter::Etcdctl(p) => p.clone(),
+        DataDirWriter::Native => return None,
+    };
+    let args = super::runbook::restore_command(plan, m, &snapshot.display().to_string());
+    let mut cmd = vec![tool.into_os_string()];
+    cmd.extend(args.into_iter().skip(1).map(Into::into));
+    Some(cmd)
+}
+
+/// Write `m`'s data dir with lifeboat's own writer from the fetched snapshot (a backup's
+/// file carries etcd's 32-byte SHA-256 trailer; a member's db, none). The plan's SHA-256 is
+/// checked again while the db is copied.
+fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path) -> Result<()> {
+    let file = crate::io::FileReader::open(snapshot).at(snapshot)?;
+    let size = crate::io::ReadAt::size(&file);
+    let trailer = crate::pipeline::trailer::TRAILER_LEN as u64;
+    let db = if plan.source_db.is_none() && size >= trailer {
+        file.with_size(size - trailer)
+    } else {
+        file
+    };
+    let mut want = [0u8; 32];
+    hex::decode_to_slice(&plan.db_sha256, &mut want).map_err(|_| {
+        Error::Usage(format!(
+            "plan.json: db_sha256 {:?} is not a hex SHA-256; make a new plan",
+            plan.db_sha256
+        ))
+    })?;
+    let spec = super::native::RestoreSpec {
+        members: plan
+            .members
+            .iter()
+            .map(|pm| super::native::MemberSpec {
+                name: pm.name.clone(),
+                peer_urls: pm.peer_urls.clone(),
+            })
+            .collect(),
+        token: plan.cluster_token.clone(),
+        bump_revision: plan.bump_revision,
+        mark_compacted: plan.mark_compacted,
+    };
+    super::native::write_member_dir(
+        &db,
+        Some(want),
+        &spec,
+        &m.name,
+        Path::new(&m.data_dir),
+        m.wal_dir.as_deref().map(Path::new),
+    )?;
+    Ok(())
+}
+
+fn run_writer(cmd: &[std::ffi::OsString], w: &DataDirWriter) -> Result<()> {
+    let mut c = Command::new(&cmd[0]);
+    c.args(&cmd[1..]);
+    if matches!(w, DataDirWriter::Etcdctl(_)) {
+        c.env("ETCDCTL_API", "3");
+    }
+    let tool = Path::new(&cmd[0]).display().to_string();
+    let o = c.output().map_err(|e| {
+        Error::Usage(format!(
+            "cannot run {tool}: {e} (install etcd's {tool} or give its path with --etcdutl PATH)"
+        ))
+    })?;
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(Error::Failed(format!(
+            "{tool} snapshot restore failed ({}): {}",
+            o.status,
+            last.trim()
+        )));
+    }
+    Ok(())
+}
+
+/// Read the written dir back as etcd will: WAL metadata ids, and the member in the db.
+fn check_written(plan: &Plan, m: &PlanMember) -> Result<()> {
+    let dirs =
+        crate::member::Dirs::resolve(Path::new(&m.data_dir), m.wal_dir.as_deref().map(Path::new));
+    let r = crate::member::check_dir(&dirs, crate::member::Options { db_walk: false });
+    let got_member = r.member_id.clone().unwrap_or_default();
+    let got_cluster = r.cluster_id.clone().unwrap_or_default();
+    if got_member != m.member_id || got_cluster != plan.cluster_id {
+        return Err(Error::integrity(
+            &m.data_dir,
+            format!(
+                "written data dir holds member {got_member:?} of cluster {got_cluster:?}; the plan says {} of {} (verdict {}; make a new plan)",
+                m.member_id, plan.cluster_id, r.verdict.as_str()
+            ),
+        ));
+    }
+    if !r.etcd_starts {
+        return Err(Error::integrity(
+            &m.data_dir,
+            format!("written data dir would not start: {}", r.headline()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! `restore plan`: a validated topology plus a verified backup become `plan.json`, a runbook
+//! and one script per node.
+//!
+//! Everything that can be checked is checked before the first file is written: a plan
+//! directory either holds a complete, consistent plan or nothing new. The ids in
+//! `plan.json` are computed as etcd computes them, so the operator can compare
+//! `etcdctl member list` against the plan after the restore instead of trusting it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+use super::ids;
+use super::topology::{problems_error, Member, Problem, Topology};
+use crate::catalog::Manifest;
+use crate::error::IoContext;
+use crate::{Error, Result};
+
+pub const PLAN_FORMAT: &str = "lifeboat-restore-plan";
+pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_FILE: &str = "plan.json";
+
+/// The revision bump etcd's docs suggest for Kubernetes: far above anything a watcher saw.
+pub const DEFAULT_BUMP: u64 = 1_000_000_000;
+
+/// One member of the restored cluster: the topology's settings plus the id etcd will give it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanMember {
+    pub name: String,
+    /// Lower-case hex without padding, as `etcdctl member list` prints it.
+    pub member_id: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub data_dir: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_dir: Option<String>,
+    pub host: String,
+    pub runs_as: super::topology::RunsAs,
+    pub unit: String,
+    pub env_file: String,
+    pub manifest: String,
+    pub etcd_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_key_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_trusted_ca_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_ca_file: Option<String>,
+    /// The flags to start this member with after the restore (initial-cluster-state new).
+    pub etcd_flags: Vec<String>,
+}
+
+/// `plan.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub format: String,
+    pub format_version: u32,
+    pub cluster_token: String,
+    /// Hex, as etcd prints it.
+    pub cluster_id: String,
+    pub members: Vec<PlanMember>,
+    /// `--initial-cluster` for every member: `name=url,...`.
+    pub initial_cluster: String,
+    /// Where the backup is read from (DEST of `--from`).
+    pub from: String,
+    pub backup_id: String,
+    pub revision: i64,
+    pub db_sha256: String,
+    /// The old cluster's id (from the manifest), to tell old from new in `member list`.
+    pub old_cluster_id: String,
+    pub etcd_version_of_backup: String,
+    /// `--bump-revision` for the restore (None: no bump).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bump_revision: Option<u64>,
+    pub mark_compacted: bool,
+    /// Restoring from a surviving member's db (`--from-data-dir`) instead of a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_db: Option<String>,
+    /// etcd's snapshot hash check is skipped (a member's db has no SHA-256 trailer).
+    #[serde(default)]
+    pub hash_check_skipped: bool,
+    pub warnings: Vec<String>,
+}
+
+/// The snapshot a plan restores: a stored backup, or a surviving member's db.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub id: String,
+    pub revision: i64,
+    pub db_sha256: String,
+    pub cluster_id: String,
+    pub etcd_version: String,
+    /// A member's `member/snap/db` (`--from-data-dir`): no SHA-256 trailer, so etcd's hash
+    /// check is skipped.
+    pub db_file: Option<String>,
+}
+
+impl Source {
+    pub fn of_manifest(m: &Manifest) -> Source {
+        Source {
+            id: m.id.clone(),
+            revision: m.revision,
+            db_sha256: m.db_sha256.clone(),
+            cluster_id: m.cluster_id.clone(),
+            etcd_version: m.etcd_version.clone(),
+            db_file: None,
+        }
+    }
+}
+
+/// What the plan is made from, besides the topology.
+pub struct PlanInput<'a> {
+    pub from: &'a str,
+    pub manifest: &'a Source,
+    /// Explicit bump (`--bump-revision N`), or None for no bump.
+    pub bump_revision: Option<u64>,
+    /// The snapshot holds `/registry/` keys.
+    pub kubernetes: bool,
+    /// The topology file's name, for problems.
+    pub topology_file: &'a str,
+}
+
+/// A fresh token for `cluster_token = "generate"`: unique per plan, so restored members can
+/// never be mistaken for (or join) members of an earlier restore.
+fn generate_token(backup_id: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = Sha1::new();
+    h.update(backup_id.as_bytes());
+    h.update(now.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    format!("lifeboat-restore-{}", &hex::encode(h.finalize())[..12])
+}
+
+/// `3.5.1` → (3, 5).
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.trim_start_matches('v').split('.');
+    let a = it.next()?.parse().ok()?;
+    let b = it.next()?.parse().ok()?;
+    Some((a, b))
+}
+
+/// Whether `etcdutl` of this version has `--bump-revision`/`--mark-compacted` (3.5.10+);
+/// None when the topology only says "3.5".
+pub fn supports_bump(version: &str) -> Option<bool> {
+    let mut it = version.trim_start_matches('v').split('.');
+    let (a, b) = (it.next()?, it.next()?);
+    if a != "3" {
+        return Some(a.parse::<u32>().ok()? > 3);
+    }
+    match b {
+        "4" => Some(false),
+        "5" => it.next()?.parse::<u32>().ok().map(|p| p >= 10),
+        _ => Some(true),
+    }
+}
+
+fn etcd_flags(m: &Member, initial: &str, token: &str) -> Vec<String> {
+    let mut f = vec![
+        format!("--name={}", m.name),
+        format!("--data-dir={}", m.data_dir),
+    ];
+    if let Some(w) = &m.wal_dir {
+        f.push(format!("--wal-dir={w}"));
+    }
+    f.extend([
+        format!("--listen-peer-urls={}", m.peer_urls.join(",")),
+        format!("--initial-advertise-peer-urls={}", m.peer_urls.join(",")),
+        format!("--listen-client-urls={}", m.client_urls.join(",")),
+        format!("--advertise-client-urls={}", m.client_urls.join(",")),
+        format!("--initial-cluster={initial}"),
+        format!("--initial-cluster-token={token}"),
+        "--initial-cluster-state=new".to_string(),
+    ]);
+    let files = [
+        ("--peer-cert-file", &m.peer_cert_file),
+        ("--peer-key-file", &m.peer_key_file),
+        ("--peer-trusted-ca-file", &m.peer_trusted_ca_file),
+        ("--cert-file", &m.cert_file),
+        ("--key-file", &m.key_file),
+        ("--trusted-ca-file", &m.trusted_ca_file),
+    ];
+    for (flag, v) in files {
+        if let Some(v) = v {
+            f.push(format!("{flag}={v}"));
+        }
+    }
+    if m.peer_trusted_ca_file.is_some() {
+        f.push("--peer-client-cert-auth".into());
+    }
+    if m.trusted_ca_file.is_some() {
+        f.push("--client-cert-auth".into());
+    }
+    f
+}
+
+/// Check the topology against the backup and compute the plan. Nothing is written.
+pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
+    let m = input.manifest;
+    let mut problems: Vec<Problem> = Vec::new();
+    let backup_v = major_minor(&m.etcd_version);
+    for (i, mem) in t.members.iter().enumerate() {
+        // A version inherited from the top-level key is reported once, at that key.
+        let (key, line) = match mem.etcd_version_line {
+            Some(l) => (format!("member[{i}].etcd_version"), l),
+            None => ("etcd_version".to_string(), t.etcd_version_line),
+        };
+        let mut say = |message: String| {
+            if !problems
+                .iter()
+                .any(|p| p.key == key && p.message == message)
+            {
+                problems.push(Problem {
+                    key: key.clone(),
+                    line,
+                    message,
+                });
+            }
+        };
+        let target = major_minor(&mem.etcd_version);
+        if let (Some(b), Some(tv)) = (backup_v, target) {
+            if tv < b {
+                say(format!(
+                    "etcd {} cannot restore backup {} taken from etcd {}: use {}.{} or later",
+                    mem.etcd_version, m.id, m.etcd_version, b.0, b.1
+                ));
+            }
+        }
+        if input.bump_revision.is_some() && supports_bump(&mem.etcd_version) == Some(false) {
+            say(format!(
+                "etcd {} has no `snapshot restore --bump-revision` (3.5.10+), which this plan needs{}: set etcd_version to the 3.5.x installed there, or plan with --no-bump-revision",
+                mem.etcd_version,
+                if input.kubernetes { " (the backup holds Kubernetes /registry/ keys)" } else { "" }
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems_error(input.topology_file, &problems));
+    }
+    let token = if t.cluster_token == "generate" {
+        generate_token(&m.id)
+    } else {
+        t.cluster_token.clone()
+    };
+    let initial: Vec<String> = t
+        .members
+        .iter()
+        .flat_map(|mem| {
+            mem.peer_urls
+                .iter()
+                .map(move |u| format!("{}={u}", mem.name))
+        })
+        .collect();
+    let initial = initial.join(",");
+    let mut ids_ = Vec::new();
+    let mut members = Vec::new();
+    for mem in &t.members {
+        let id = ids::member_id(&mem.peer_urls, &token)?;
+        ids_.push(id);
+        members.push(PlanMember {
+            name: mem.name.clone(),
+            member_id: format!("{id:x}"),
+            peer_urls: mem.peer_urls.clone(),
+            client_urls: mem.client_urls.clone(),
+            data_dir: mem.data_dir.clone(),
+            wal_dir: mem.wal_dir.clone(),
+            host: mem.host.clone(),
+            runs_as: mem.runs_as,
+            unit: mem.unit.clone(),
+            env_file: mem.env_file.clone(),
+            manifest: mem.manifest.clone(),
+            etcd_version: mem.etcd_version.clone(),
+            peer_cert_file: mem.peer_cert_file.clone(),
+            peer_key_file: mem.peer_key_file.clone(),
+            peer_trusted_ca_file: mem.peer_trusted_ca_file.clone(),
+            cert_file: mem.cert_file.clone(),
+            key_file: mem.key_file.clone(),
+            trusted_ca_file: mem.trusted_ca_file.clone(),
+            etcd_flags: etcd_flags(mem, &initial, &token),
+        });
+    }
+    let mut warnings = t.warnings.clone();
+    if let Some(f) = &m.db_file {
+        warnings.push(format!(
+            "restoring from the member db {f}, not a verified backup: etcd's snapshot hash check is skipped (a member's db has no SHA-256 trailer); lifeboat checked its pages and records its SHA-256 in plan.json"
+        ));
+    }
+    if input.bump_revision.is_none() && input.kubernetes {
+        warnings.push(
+            "the backup holds Kubernetes objects (/registry/ keys) and the plan does not bump the revision: kube-apiserver watchers may keep serving objects newer than the backup".into(),
+        );
+    }
+    Ok(Plan {
+        format: PLAN_FORMAT.into(),
+        format_version: PLAN_VERSION,
+        cluster_token: token,
+        cluster_id: format!("{:x}", ids::cluster_id(&ids_)),
+        members,
+        initial_cluster: initial,
+        from: input.from.to_string(),
+        backup_id: m.id.clone(),
+        revision: m.revision,
+        db_sha256: m.db_sha256.clone(),
+        old_cluster_id: m.cluster_id.clone(),
+        etcd_version_of_backup: m.etcd_version.clone(),
+        bump_revision: input.bump_revision,
+        mark_compacted: input.bump_revision.is_some(),
+        source_db: m.db_file.clone(),
+        hash_check_skipped: m.db_file.is_some(),
+        warnings,
+    })
+}
+
+impl Plan {
+    /// Read `DIR/plan.json`; a missing or foreign file is a usage error naming `--plan`.
+    pub fn load(dir: &Path) -> Result<Plan> {
+        let path = dir.join(PLAN_FILE);
+        let bytes = std::fs::read(&path).at(&path)?;
+        let p: Plan = serde_json::from_slice(&bytes).map_err(|e| Error::Flag {
+            flag: "--plan".into(),
+            message: format!(
+                "{}: not a lifeboat restore plan ({e}); make one with `lifeboat restore plan`",
+                path.display()
+            ),
+        })?;
+        if p.format != PLAN_FORMAT || p.format_version > PLAN_VERSION {
+            return Err(Error::Flag {
+                flag: "--plan".into(),
+                message: format!(
+                    "{}: format {} version {} is not one this lifeboat reads (upgrade lifeboat)",
+                    path.display(),
+                    p.format,
+                    p.format_version
+                ),
+            });
+        }
+        Ok(p)
+    }
+
+    pub fn member(&self, name: &str) -> Result<&PlanMember> {
+        self.members.iter().find(|m| m.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
+            Error::Flag {
+                flag: "--node".into(),
+                message: format!(
+                    "no member {name:?} in the plan (members: {})",
+                    names.join(", ")
+                ),
+            }
+        })
+    }
+}
+
+/// Write plan.json, RUNBOOK.md and one script per node into `out`, each atomically. A plan
+/// dir that already holds a plan is refused unless `overwrite`: an operator half-way
+/// through a restore must not have its plan (and token) replaced under them.
+pub fn write_plan(plan: &Plan, out: &Path, overwrite: bool) -> Result<Vec<PathBuf>> {
+    let existing = out.join(PLAN_FILE);
+    if existing.exists() && !overwrite {
+        return Err(Error::Flag {
+            flag: "--out".into(),
+            message: format!(
+                "{} already holds a plan; choose another --out, or pass --force to replace it",
+                out.display()
+            ),
+        });
+    }
+    std::fs::create_dir_all(out).at(out)?;
+    let mut files = vec![(PLAN_FILE.to_string(), plan_json(plan)?, false)];
+    files.push(("RUNBOOK.md".into(), super::runbook::runbook(plan), false));
+    for m in &plan.members {
+        files.push((
+            format!("{}.sh", m.name),
+            super::runbook::node_script(plan, m),
+            true,
+        ));
+    }
+    let mut written = Vec::new();
+    for (name, text, exec) in files {
+        let path = out.join(&name);
+        let tmp = out.join(format!(".{name}.partial"));
+        std::fs::write(&tmp, text.as_bytes()).at(&tmp)?;
+        if exec {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).at(&tmp)?;
+        }
+        std::fs::rename(&tmp, &path).at(&path)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+pub fn plan_json(plan: &Plan) -> Result<String> {
+    let mut s = serde_json::to_string_pretty(plan)
+        .map_err(|e| Error::Failed(format!("cannot encode the plan: {e}")))?;
+    s.push('\n');
+    Ok(s)
+}
+
+/// Whether the backup's snapshot holds Kubernetes objects (`/registry/` keys): then the
+/// restore bumps the revision by default, because kube-apiserver watch caches hold revisions
+/// newer than any backup and would otherwise never see the restored state.
+pub fn holds_kubernetes(store: &dyn crate::store::Store, m: &Manifest) -> Result<bool> {
+    let object = format!("{}/{}", store.location(), m.object);
+    let reader = crate::catalog::open_backup_db(store, m)?;
+    db_holds_kubernetes(&reader, &object)
+}
+
+/// [`holds_kubernetes`] for any database image.
+pub fn db_holds_kubernetes<R: crate::io::ReadAt>(reader: &R, object: &str) -> Result<bool> {
+    use crate::format::etcd::{buckets, proto::KeyValueRef};
+    let fe = |e: crate::format::bolt::FormatError| Error::integrity(object, e.to_string());
+    let db = crate::format::bolt::Db::open(reader).map_err(fe)?;
+    let Some(b) = db.bucket(buckets::KEY).map_err(fe)? else {
+        return Ok(false);
+    };
+    let mut c = b.cursor();
+    while let Some(e) = c.next().map_err(fe)? {
+        if let Ok(kv) = KeyValueRef::decode(e.value) {
+            if kv.key.starts_with(b"/registry/") {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The source for `--from-data-dir PATH`: a data dir (its `member/snap/db`) or a db file,
+/// which must pass every page check (exit 3 otherwise): a restore from a damaged db would
+/// spread the damage to every member.
+pub fn source_of_db(path: &Path) -> Result<Source> {
+    let file = if path.is_dir() {
+        let dirs = crate::member::Dirs::resolve(path, None);
+        dirs.snap_dir.join("db")
+    } else {
+        path.to_path_buf()
+    };
+    let name = file.display().to_string();
+    let input = crate::offline::open_input(&name, &crate::offline::OpenOptions::default())?;
+    let ins = crate::offline::inspect(
+        &input,
+        &crate::format::etcd::report::ReportOptions {
+            hashkv_rev: 0,
+            k8s: false,
+            by_namespace: false,
+            top: 0,
+            max_problems: 10,
+        },
+    );
+    if !ins.report.ok {
+        let why: Vec<String> = ins
+            .report
+            .problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect();
+        return Err(Error::integrity(
+            &name,
+            format!("damaged, not a restore source: {}; try the next-best member (lifeboat check-member)", why.join("; ")),
+        ));
+    }
+    let reader = crate::io::FileReader::open(&file).at(&file)?;
+    let sha = crate::io::sha256_at(&reader).at(&file)?;
+    let sum = crate::format::etcd::summary(&reader)
+        .map_err(|e| Error::integrity(&name, e.to_string()))?;
+    Ok(Source {
+        id: format!("data-dir:{name}"),
+        revision: sum.revision,
+        db_sha256: hex::encode(sha),
+        cluster_id: "unknown".into(),
+        etcd_version: sum.cluster_version.unwrap_or_else(|| "3.4".into()),
+        db_file: Some(name),
+    })
+}
+
+/// `DEST[:ID]` → (DEST, ID); the id defaults to `latest`. A `:` starts an id only when no `/`
+/// follows it, so `s3://bucket/prefix` and plain paths stay whole.
+pub fn split_from(spec: &str) -> (&str, &str) {
+    match spec.rsplit_once(':') {
+        Some((dest, id)) if !id.is_empty() && !id.contains('/') && !dest.is_empty() => (dest, id),
+        _ => (spec, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_spec() {
+        assert_eq!(split_from("/b"), ("/b", "latest"));
+        assert_eq!(split_from("/b:20261121T0"), ("/b", "20261121T0"));
+        assert_eq!(split_from("s3://x/y"), ("s3://x/y", "latest"));
+        assert_eq!(split_from("s3://x/y:latest"), ("s3://x/y", "latest"));
+    }
+
+    #[test]
+    fn bump_support() {
+        assert_eq!(supports_bump("3.5.16"), Some(true));
+        assert_eq!(supports_bump("3.5.1"), Some(false));
+        assert_eq!(supports_bump("3.4"), Some(false));
+        assert_eq!(supports_bump("3.5"), None);
+    }
+}

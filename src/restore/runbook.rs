@@ -1,0 +1,339 @@
+//! The human half of a plan: RUNBOOK.md (every step, in order, for every node) and one
+//! shell script per node.
+//!
+//! The scripts do the data steps only and print the configuration changes instead of
+//! making them: editing unit files and pod manifests differs between sites, and a wrong
+//! automatic edit at 3 am is worse than a printed one the operator pastes.
+
+use std::fmt::Write as _;
+
+use super::plan::{Plan, PlanMember};
+use super::topology::RunsAs;
+
+/// Single-quote for the shell.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The `snapshot restore` command for a node where lifeboat is not installed.
+pub fn restore_command(plan: &Plan, m: &PlanMember, snapshot: &str) -> Vec<String> {
+    let v34 = m.etcd_version == "3.4" || m.etcd_version.starts_with("3.4.");
+    let mut c = if v34 {
+        vec!["etcdctl".to_string(), "snapshot".into(), "restore".into()]
+    } else {
+        vec!["etcdutl".to_string(), "snapshot".into(), "restore".into()]
+    };
+    c.push(snapshot.to_string());
+    c.push(format!("--name={}", m.name));
+    c.push(format!("--initial-cluster={}", plan.initial_cluster));
+    c.push(format!("--initial-cluster-token={}", plan.cluster_token));
+    c.push(format!(
+        "--initial-advertise-peer-urls={}",
+        m.peer_urls.join(",")
+    ));
+    c.push(format!("--data-dir={}", m.data_dir));
+    if let Some(w) = &m.wal_dir {
+        c.push(format!("--wal-dir={w}"));
+    }
+    if plan.hash_check_skipped {
+        c.push("--skip-hash-check".into());
+    }
+    if let Some(n) = plan.bump_revision {
+        c.push(format!("--bump-revision={n}"));
+        if plan.mark_compacted {
+            c.push("--mark-compacted".into());
+        }
+    }
+    c
+}
+
+/// The configuration lines to change on this node, as text for the runbook and scripts.
+pub fn config_changes(plan: &Plan, m: &PlanMember) -> String {
+    let mut s = String::new();
+    match m.runs_as {
+        RunsAs::Systemd => {
+            let _ = writeln!(
+                s,
+                "In {} (read by {}), set these lines:",
+                m.env_file, m.unit
+            );
+            let _ = writeln!(s, "  ETCD_NAME={}", m.name);
+            let _ = writeln!(s, "  ETCD_DATA_DIR={}", m.data_dir);
+            if let Some(w) = &m.wal_dir {
+                let _ = writeln!(s, "  ETCD_WAL_DIR={w}");
+            }
+            let _ = writeln!(s, "  ETCD_INITIAL_CLUSTER={}", plan.initial_cluster);
+            let _ = writeln!(s, "  ETCD_INITIAL_CLUSTER_TOKEN={}", plan.cluster_token);
+            let _ = writeln!(s, "  ETCD_INITIAL_CLUSTER_STATE=new");
+            let _ = writeln!(
+                s,
+                "  ETCD_INITIAL_ADVERTISE_PEER_URLS={}",
+                m.peer_urls.join(",")
+            );
+            let _ = writeln!(s, "  ETCD_LISTEN_PEER_URLS={}", m.peer_urls.join(","));
+            let _ = writeln!(
+                s,
+                "  ETCD_ADVERTISE_CLIENT_URLS={}",
+                m.client_urls.join(",")
+            );
+            let _ = writeln!(s, "  ETCD_LISTEN_CLIENT_URLS={}", m.client_urls.join(","));
+            let _ = writeln!(
+                s,
+                "then: systemctl daemon-reload && systemctl start {}",
+                m.unit
+            );
+        }
+        RunsAs::StaticPod => {
+            let file = m.manifest.rsplit('/').next().unwrap_or("etcd.yaml");
+            let _ = writeln!(
+                s,
+                "In /etc/kubernetes/manifests-aside/{file} (the etcd static pod, moved aside from {}), under `command:` make these flags read:",
+                m.manifest
+            );
+            let _ = writeln!(s, "    - --name={}", m.name);
+            let _ = writeln!(s, "    - --data-dir={}", m.data_dir);
+            let _ = writeln!(s, "    - --initial-cluster={}", plan.initial_cluster);
+            let _ = writeln!(s, "    - --initial-cluster-token={}", plan.cluster_token);
+            let _ = writeln!(s, "    - --initial-cluster-state=new");
+            let _ = writeln!(
+                s,
+                "    - --initial-advertise-peer-urls={}",
+                m.peer_urls.join(",")
+            );
+            let _ = writeln!(
+                s,
+                "and keep the hostPath volume `etcd-data` pointing at {}. Then move it back to {} (the kubelet starts etcd).",
+                m.data_dir, m.manifest
+            );
+        }
+        RunsAs::Command => {
+            let _ = writeln!(s, "Start etcd with exactly these flags:");
+            let _ = writeln!(s, "  etcd {}", m.etcd_flags.join(" "));
+        }
+    }
+    s
+}
+
+fn stop_step(m: &PlanMember) -> String {
+    match m.runs_as {
+        RunsAs::Systemd => format!("systemctl stop {}", m.unit),
+        RunsAs::StaticPod => {
+            let dir = m.manifest.rsplit_once('/').map_or(".", |(d, _)| d);
+            format!(
+                "mkdir -p /etc/kubernetes/manifests-aside && mv {dir}/kube-apiserver.yaml {} /etc/kubernetes/manifests-aside/   # the kubelet stops both pods",
+                m.manifest
+            )
+        }
+        RunsAs::Command => "stop the etcd process (SIGTERM), and anything that restarts it".into(),
+    }
+}
+
+/// RUNBOOK.md: all nodes, in order, with the checks between steps.
+pub fn runbook(plan: &Plan) -> String {
+    let mut s = String::new();
+    let ep: Vec<&str> = plan
+        .members
+        .iter()
+        .filter_map(|m| m.client_urls.first().map(String::as_str))
+        .collect();
+    let endpoints = ep.join(",");
+    let _ = writeln!(s, "# Restore runbook: backup {}\n", plan.backup_id);
+    let _ = writeln!(
+        s,
+        "Restores backup `{}` (revision {}, from `{}`, cluster {} before) as a NEW cluster of {} members \
+with token `{}`. etcd will give it cluster id `{}`. Generated by `lifeboat restore plan`; \
+plan.json holds the same values for scripts.\n",
+        plan.backup_id,
+        plan.revision,
+        plan.from,
+        plan.old_cluster_id,
+        plan.members.len(),
+        plan.cluster_token,
+        plan.cluster_id
+    );
+    for w in &plan.warnings {
+        let _ = writeln!(s, "> Warning: {w}\n");
+    }
+    let _ = writeln!(s, "| member | host | member id | data dir | peer URLs |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for m in &plan.members {
+        let _ = writeln!(
+            s,
+            "| {} | {} | `{}` | {} | {} |",
+            m.name,
+            m.host,
+            m.member_id,
+            m.data_dir,
+            m.peer_urls.join(" ")
+        );
+    }
+    let _ = writeln!(s, "\n## 1. Stop everything (every node)\n");
+    let _ = writeln!(
+        s,
+        "Stop kube-apiservers first (they would write to a half-restored cluster), then etcd on every node. \
+No member of the old cluster may run: a restored member that reached one would be refused (different cluster id), \
+and the old one would keep serving stale data.\n"
+    );
+    for m in &plan.members {
+        let _ = writeln!(s, "- on {} ({}): `{}`", m.host, m.name, stop_step(m));
+    }
+    let _ = writeln!(
+        s,
+        "\nCheck: `etcdctl --endpoints={endpoints} endpoint health` fails on every endpoint.\n"
+    );
+    let _ = writeln!(
+        s,
+        "## 2. Move the old data dirs aside (every node; never delete)\n"
+    );
+    for m in &plan.members {
+        let _ = writeln!(
+            s,
+            "- on {}: `mv {} {}.before-restore-$(date -u +%Y%m%dT%H%M%SZ)`{}",
+            m.host,
+            m.data_dir,
+            m.data_dir,
+            m.wal_dir
+                .as_ref()
+                .map(|w| format!(" and `mv {w} {w}.before-restore-$(date -u +%Y%m%dT%H%M%SZ)`"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(s, "\n## 3. Restore each node's data dir\n");
+    let _ = writeln!(
+        s,
+        "Copy this directory to every node and run that node's script as root: it refuses to run on \
+the wrong host or over a non-empty data dir, runs `lifeboat restore apply --plan DIR --node NAME` \
+(fetch, verify the digests, write the data dir, check the member id and cluster id it wrote) \
+and prints the configuration to change. Where lifeboat is not installed, copy the snapshot made by \
+`lifeboat fetch --from {} {} --out snapshot.db` into this directory first; the script then runs:\n",
+        plan.from, plan.backup_id
+    );
+    for m in &plan.members {
+        let _ = writeln!(
+            s,
+            "- on {}: `./{}.sh`, or `{}`",
+            m.host,
+            m.name,
+            restore_command(plan, m, "snapshot.db").join(" ")
+        );
+    }
+    if let Some(n) = plan.bump_revision {
+        let _ = writeln!(
+            s,
+            "\nThe restore bumps the revision by {n} and marks the old revisions compacted: Kubernetes \
+watchers hold revisions up to the moment of the disaster, newer than this backup; without the bump \
+they would resume watching from those revisions and never see the restored objects. With it, every \
+watcher gets `compacted` and relists."
+        );
+    }
+    let _ = writeln!(s, "\n## 4. Change the configuration (every node)\n");
+    for m in &plan.members {
+        let _ = writeln!(s, "### {} ({})\n\n```", m.name, m.host);
+        s.push_str(&config_changes(plan, m));
+        let _ = writeln!(s, "```\n");
+    }
+    let _ = writeln!(s, "## 5. Start etcd on every node, then check\n");
+    let _ = writeln!(
+        s,
+        "Start all members within a minute of each other (each waits for a quorum). Then:\n\n\
+- `etcdctl --endpoints={endpoints} endpoint status -w table`: exactly one leader, the same raft term everywhere, raft indexes close;\n\
+- `etcdctl --endpoints={endpoints} member list -w table`: the ids are the plan's ({});\n\
+- `etcdctl --endpoints={endpoints} endpoint hashkv --rev={}`: the same hash on every member;\n\
+- `lifeboat status --endpoints={endpoints}`: healthy (exit 0).\n",
+        plan.members
+            .iter()
+            .map(|m| format!("{} `{}`", m.name, m.member_id))
+            .collect::<Vec<_>>()
+            .join(", "),
+        plan.revision
+    );
+    let _ = writeln!(s, "## 6. Restart the kube-apiservers\n");
+    let _ = writeln!(
+        s,
+        "Move the kube-apiserver manifests back (`mv /etc/kubernetes/manifests-aside/kube-apiserver.yaml /etc/kubernetes/manifests/`), \
+or start the apiservers as your site does, only after step 5's checks pass.\n"
+    );
+    let _ = writeln!(s, "## Rolling back\n");
+    let _ = writeln!(
+        s,
+        "Nothing was deleted. Stop etcd on every node, move each restored data dir aside, move the \
+`*.before-restore-*` dir back to its old name, restore the old configuration (old token, old \
+initial-cluster) and start the old members."
+    );
+    s
+}
+
+/// `DIR/<name>.sh`.
+pub fn node_script(plan: &Plan, m: &PlanMember) -> String {
+    let q = sh_quote;
+    let mut s = String::new();
+    let _ = writeln!(s, "#!/usr/bin/env bash");
+    let _ = writeln!(
+        s,
+        "# Restore member {} (id {}) of the new cluster {} from backup {}.",
+        m.name, m.member_id, plan.cluster_id, plan.backup_id
+    );
+    let _ = writeln!(
+        s,
+        "# Generated by `lifeboat restore plan`; see RUNBOOK.md for the steps around it.\n\
+# Safe to run again: a data dir this plan already restored is left alone."
+    );
+    let _ = writeln!(s, "set -euo pipefail\n");
+    let _ = writeln!(
+        s,
+        "PLAN_DIR=\"$(cd \"$(dirname \"${{BASH_SOURCE[0]}}\")\" && pwd)\""
+    );
+    let _ = writeln!(s, "NAME={}", q(&m.name));
+    let _ = writeln!(s, "HOST={}", q(&m.host));
+    let _ = writeln!(s, "DATA_DIR={}", q(&m.data_dir));
+    let _ = writeln!(s, "MARK=\"$DATA_DIR.lifeboat-restored\"");
+    let _ = writeln!(
+        s,
+        "WANT={}\n",
+        q(&format!(
+            "{} {} {}",
+            m.member_id, plan.cluster_id, plan.backup_id
+        ))
+    );
+    let _ = writeln!(
+        s,
+        r#"if [ "${{LIFEBOAT_SKIP_HOST_CHECK:-}}" != 1 ]; then
+  here=" $(hostname) $(hostname -f 2>/dev/null || true) $(hostname -I 2>/dev/null || true) "
+  case "$here" in
+    *" $HOST "*) ;;
+    *) echo "$NAME.sh: this script restores $NAME on host $HOST, but this is$here; run it on $HOST (LIFEBOAT_SKIP_HOST_CHECK=1 to override)" >&2; exit 2 ;;
+  esac
+fi
+
+if [ -f "$MARK" ] && [ "$(cat "$MARK")" = "$WANT" ] && [ -d "$DATA_DIR/member" ]; then
+  echo "$NAME: $DATA_DIR already restored by this plan; nothing to do"
+elif [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
+  echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv $DATA_DIR $DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)" >&2
+  exit 2
+elif command -v lifeboat >/dev/null 2>&1; then
+  lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"
+else
+  SNAPSHOT="${{SNAPSHOT:-$PLAN_DIR/snapshot.db}}"
+  if [ ! -f "$SNAPSHOT" ]; then
+    echo "$NAME.sh: lifeboat is not installed here and $SNAPSHOT is missing: copy the output of \`lifeboat fetch\` there (see RUNBOOK.md)" >&2
+    exit 2
+  fi"#
+    );
+    let cmd: Vec<String> = restore_command(plan, m, "SNAPSHOT_PLACEHOLDER")
+        .iter()
+        .map(|a| q(a).replace("SNAPSHOT_PLACEHOLDER", "'\"$SNAPSHOT\"'"))
+        .collect();
+    let env = if m.etcd_version.starts_with("3.4") {
+        "ETCDCTL_API=3 "
+    } else {
+        ""
+    };
+    let _ = writeln!(s, "  {env}{}", cmd.join(" "));
+    let _ = writeln!(s, "  echo \"$WANT\" > \"$MARK\"");
+    let _ = writeln!(s, "fi\n");
+    let _ = writeln!(s, "cat <<'LIFEBOAT_CONFIG'");
+    let _ = writeln!(s, "Configuration changes for {}:", m.name);
+    s.push_str(&config_changes(plan, m));
+    let _ = writeln!(s, "LIFEBOAT_CONFIG");
+    s
+}
