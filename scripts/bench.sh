@@ -8,6 +8,7 @@
 # What is measured (wall time and peak RSS from GNU time -v, median of BENCH_ROUNDS):
 #   backup:  lifeboat backup (zstd -3, local dir)  vs  etcdctl snapshot save
 #                                                  vs  etcdctl snapshot save && zstd -3
+#            lifeboat backup to S3 (s3s-fs on 127.0.0.1)  vs  the local-dir backup
 #   inspect: lifeboat inspect (check + both hashes) vs etcdutl snapshot status
 #   wal:     lifeboat check-member on the member's data dir (WAL throughput)
 #   restore: native restore of the snapshot into 3 member dirs (examples/native_restore, one
@@ -37,6 +38,17 @@ RESULTS=$WORK/results.tsv
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+
+start_s3() { # -> sets S3_EP; s3s-fs on loopback with a bucket "bench"
+  local port; port=$(free_port)
+  mkdir -p "$WORK/s3/bench"
+  "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" --host 127.0.0.1 --port "$port" \
+    --access-key bench --secret-key bench-secret "$WORK/s3" >"$WORK/s3.log" 2>&1 &
+  PIDS+=($!)
+  S3_EP="http://127.0.0.1:$port"
+  for _ in $(seq 100); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$port))" 2>/dev/null && return 0; sleep 0.2; done
+  echo "s3s-fs did not start" >&2; exit 1
+}
 
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
@@ -123,6 +135,9 @@ bench_db() { # name keys
   for r in $(seq "$ROUNDS"); do
     rm -rf "$WORK/out"; mkdir -p "$WORK/out"
     measure "lifeboat backup" "$tag" "$LB" backup -q --to "$WORK/out/lb" --endpoints "$EP" --zstd-level 3
+    measure "lifeboat backup to S3" "$tag" env LIFEBOAT_S3_ENDPOINT="$S3_EP" AWS_ACCESS_KEY_ID=bench \
+      AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
+      "$LB" backup -q --to "s3://bench/$name-$r" --endpoints "$EP" --zstd-level 3
     measure "etcdctl snapshot save" "$tag" "$E/etcdctl" --endpoints "$EP" snapshot save "$WORK/out/snap.db"
     rm -f "$WORK/out/snap.db"
     measure "etcdctl snapshot save && zstd -3" "$tag" bash -c "'$E/etcdctl' --endpoints '$EP' snapshot save '$WORK/out/snap.db' && zstd -q -3 -f '$WORK/out/snap.db'"
@@ -157,6 +172,7 @@ bench_db() { # name keys
   bench_restore "$tag"
 }
 
+start_s3
 bench_db big "$KEYS"
 bench_db small "$SMALL_KEYS"
 
@@ -192,6 +208,10 @@ for s in sizes:
         L.append(f"| {s} | backup wall / (etcdctl snapshot save && zstd -3) | {lb[0]/ctlz[0]:.2f} | ≤ 0.5 |")
     if lb:
         L.append(f"| {s} | backup peak RSS (MiB) | {lb[1]/1024:.1f} | ≤ 64 |")
+    lbs3 = g("lifeboat backup to S3")
+    if lb and lbs3:
+        L.append(f"| {s} | backup to S3 wall / backup to local dir | {lbs3[0]/lb[0]:.2f} | ≤ 1.2 |")
+        L.append(f"| {s} | backup to S3 peak RSS (MiB) | {lbs3[1]/1024:.1f} | ≤ 64 + 4 parts × 8 MiB |")
     ins, st = g("lifeboat inspect"), g("etcdutl snapshot status")
     if ins and st:
         L.append(f"| {s} | inspect wall / etcdutl snapshot status | {ins[0]/st[0]:.2f} | ≤ 0.33 |")

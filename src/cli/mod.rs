@@ -13,6 +13,7 @@ use crate::ExitCode;
 
 mod backup;
 mod check_member;
+mod cleanup;
 mod config_check;
 pub mod connection;
 mod diff;
@@ -88,6 +89,8 @@ pub enum Command {
     List(list::Args),
     /// Re-read a stored backup and check everything: digests, compression, database pages.
     Verify(verify::Args),
+    /// Remove what killed backups left in a destination: partial files, stale S3 uploads.
+    Cleanup(cleanup::Args),
     /// Scheduler daemon: back up on [schedule], prune by [retention], until SIGTERM.
     Run(run::Args),
     /// Remove old backups by a retention policy (--keep-*, or [retention] in the config).
@@ -183,6 +186,10 @@ fn load_settings(g: &Global) -> anyhow::Result<()> {
             eprintln!("lifeboat: warning: {w}");
         }
     }
+    #[cfg(feature = "s3")]
+    if let Some((_, c)) = &layers.file {
+        crate::store::s3::configure(&c.destination);
+    }
     let _ = SETTINGS.set(layers);
     Ok(())
 }
@@ -193,6 +200,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Backup(a) => backup::run(*a, g),
         Command::List(a) => list::run(a, g),
         Command::Verify(a) => verify::run(a, g),
+        Command::Cleanup(a) => cleanup::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),
         Command::Prune(a) => prune::run(a, g),
         Command::Run(a) => run::run(a, g),

@@ -311,10 +311,15 @@ pub async fn backup(
             .clone();
         let targets = stores.clone();
         let object = catalog::data_name(&id);
+        let size_hint = view
+            .endpoints
+            .iter()
+            .find(|s| s.member_id == choice.member_id)
+            .and_then(|s| u64::try_from(s.db_size).ok());
         let writers = blocking(move || {
             let mut writers = Vec::new();
             for (i, (name, store)) in targets.iter().enumerate() {
-                writers.push((i, name.clone(), store.create(&object)?));
+                writers.push((i, name.clone(), store.create_sized(&object, size_hint)?));
             }
             Ok(writers)
         })

@@ -73,6 +73,9 @@ impl<S: Store> Store for RetryStore<S> {
     fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
         self.run("create", || self.inner.create(name))
     }
+    fn create_sized(&self, name: &str, size_hint: Option<u64>) -> Result<Box<dyn ObjectWriter>> {
+        self.run("create", || self.inner.create_sized(name, size_hint))
+    }
     fn open(&self, name: &str) -> Result<Box<dyn ReadAt>> {
         self.run("open", || self.inner.open(name))
     }

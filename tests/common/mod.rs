@@ -20,6 +20,7 @@ pub mod live;
 pub mod member;
 pub mod native;
 pub mod restore;
+pub mod s3;
 pub mod store;
 
 /// One etcd release: server, etcdctl and (3.5+) etcdutl.

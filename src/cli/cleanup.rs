@@ -1,0 +1,58 @@
+//! `lifeboat cleanup`: remove what killed runs left in a destination.
+
+use serde::Serialize;
+
+use super::output::print_json;
+use super::{Global, OutputFormat};
+use crate::config::Dur;
+use crate::store::open_destination;
+use crate::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub from: super::flags::FromArgs,
+    /// Abort S3 multipart uploads started longer ago than this (younger ones may belong to
+    /// a backup that is still running).
+    #[arg(long, value_name = "DURATION", default_value = "1d")]
+    pub older_than: Dur,
+}
+
+#[derive(Serialize)]
+struct Report {
+    destination: String,
+    /// Partial objects removed (local directories).
+    removed_partials: Vec<String>,
+    /// Multipart uploads aborted (S3).
+    aborted_uploads: Vec<String>,
+}
+
+pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let store = open_destination(&a.from.from, false)?;
+    let (b, _) = super::settings().backup()?;
+    // With the writer lock held, partial objects belong to dead runs only.
+    let lock = store.lock(b.lock_timeout)?;
+    let removed_partials = store.clean_partials()?;
+    let aborted_uploads = store.abort_stale_uploads(a.older_than.0)?;
+    drop(lock);
+    let r = Report {
+        destination: store.location(),
+        removed_partials,
+        aborted_uploads,
+    };
+    match g.output {
+        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Text => {
+            for p in &r.removed_partials {
+                println!("removed partial object {p}");
+            }
+            for u in &r.aborted_uploads {
+                println!("aborted upload {u}");
+            }
+            if r.removed_partials.is_empty() && r.aborted_uploads.is_empty() {
+                println!("{}: nothing to clean up", r.destination);
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}

@@ -1,0 +1,498 @@
+//! An S3 bucket (AWS or any S3-compatible server) as a store: `s3://bucket/prefix`.
+//!
+//! The [`Store`] contract blocks; the AWS SDK is async. The store owns a small tokio
+//! runtime of its own and bridges with `block_on`, which is allowed on plain threads and on
+//! `spawn_blocking` threads (where the backup job calls stores), never on a runtime worker.
+//!
+//! Objects become visible only when complete: small ones with one PutObject, large ones
+//! as a multipart upload that only CompleteMultipartUpload makes visible ([`writer`]). Both
+//! ask for create-if-absent (`If-None-Match: *`), so a name is never overwritten even by a
+//! racing run on a server that supports conditional writes. An interrupted upload leaves
+//! no object, only an invisible multipart upload that `lifeboat cleanup` aborts.
+//!
+//! Errors name the endpoint and bucket in one line and carry a
+//! [`StoreErrorKind`](crate::error::StoreErrorKind) from the HTTP status and S3 error code
+//! ([`errors`]), so the retry wrapper and per-part retries only repeat what can succeed.
+//!
+//! S3 has no lock that dies with its holder, so [`Store::lock`] does not serialise writers
+//! here: backup ids are unique and every object is written create-if-absent, so two runs
+//! into one prefix cannot damage each other; they only cannot wait for each other.
+
+mod errors;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_s3::Client;
+
+use super::{ObjectInfo, ObjectWriter, Store, StoreLock};
+use crate::error::StoreErrorKind;
+use crate::io::ReadAt;
+use crate::{Error, Result};
+
+pub use errors::classify;
+
+/// S3 minimum part size (every part but the last must be at least this).
+pub const MIN_PART_SIZE: u64 = 5 << 20;
+/// Default part size: 8 MiB × 10,000 parts (S3's limit) is 78 GiB, far above the largest
+/// database etcd allows.
+pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
+/// Parts uploaded at once; memory for a backup's data is bounded by this × part size.
+pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
+
+/// How to reach S3. Credentials come from the standard AWS chain (environment, shared
+/// profile, web identity / IRSA, container and instance metadata), never from here.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// Endpoint URL of an S3-compatible server (`http://127.0.0.1:9000`); `None` is AWS
+    /// (or `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, which the SDK reads itself).
+    pub endpoint: Option<String>,
+    /// Region; `None` reads `AWS_REGION` / the profile, then falls back to `us-east-1`
+    /// (S3-compatible servers mostly ignore it).
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`). `None`: on when an endpoint is given
+    /// (MinIO, Ceph, Garage and servers on an IP address need it), off for AWS.
+    pub path_style: Option<bool>,
+    /// Bytes per multipart part (at least 5 MiB). `None`: [`DEFAULT_PART_SIZE`].
+    pub part_size: Option<u64>,
+}
+
+/// The config file's `[[destination]]` S3 keys, by url (set once by the CLI).
+static CONFIGURED: std::sync::OnceLock<Vec<(String, S3Settings)>> = std::sync::OnceLock::new();
+
+/// Remember the config file's per-destination S3 settings: [`S3Settings::for_destination`]
+/// starts from them, so every command that names that destination (backup, list, verify,
+/// inspect DEST:ID) connects the same way.
+pub fn configure(destinations: &[crate::config::DestinationConfig]) {
+    let v = destinations
+        .iter()
+        .filter(|d| d.url.starts_with("s3://"))
+        .map(|d| {
+            (
+                d.url.trim_end_matches('/').to_string(),
+                S3Settings {
+                    endpoint: d.s3_endpoint.clone(),
+                    region: d.s3_region.clone(),
+                    path_style: d.s3_path_style,
+                    part_size: None,
+                },
+            )
+        })
+        .collect();
+    let _ = CONFIGURED.set(v);
+}
+
+impl S3Settings {
+    /// The settings for `dest`: its `[[destination]]` keys in the config file, overridden
+    /// by the environment ([`S3Settings::from_env`]).
+    pub fn for_destination(dest: &str) -> Result<S3Settings> {
+        let env = S3Settings::from_env()?;
+        let file = CONFIGURED
+            .get()
+            .and_then(|v| {
+                v.iter()
+                    .find(|(u, _)| u == dest.trim_end_matches('/'))
+                    .map(|(_, s)| s.clone())
+            })
+            .unwrap_or_default();
+        Ok(S3Settings {
+            endpoint: env.endpoint.or(file.endpoint),
+            region: env.region.or(file.region),
+            path_style: env.path_style.or(file.path_style),
+            part_size: env.part_size.or(file.part_size),
+        })
+    }
+
+    /// The settings from `LIFEBOAT_S3_ENDPOINT`, `LIFEBOAT_S3_REGION`,
+    /// `LIFEBOAT_S3_PATH_STYLE` (true/false) and `LIFEBOAT_S3_PART_SIZE` (bytes, with
+    /// 1024-based suffixes).
+    pub fn from_env() -> Result<S3Settings> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let path_style = match var("LIFEBOAT_S3_PATH_STYLE").as_deref() {
+            None => None,
+            Some("true" | "1" | "yes") => Some(true),
+            Some("false" | "0" | "no") => Some(false),
+            Some(v) => {
+                return Err(Error::flag(
+                    "LIFEBOAT_S3_PATH_STYLE",
+                    format!("{v:?} is not true or false"),
+                ))
+            }
+        };
+        let part_size = match var("LIFEBOAT_S3_PART_SIZE") {
+            None => None,
+            Some(v) => {
+                let n = crate::config::parse_size(&v)
+                    .map_err(|e| Error::flag("LIFEBOAT_S3_PART_SIZE", e.to_string()))?;
+                if n < MIN_PART_SIZE {
+                    return Err(Error::flag(
+                        "LIFEBOAT_S3_PART_SIZE",
+                        format!("{v} is below S3's minimum part size of 5M"),
+                    ));
+                }
+                Some(n)
+            }
+        };
+        Ok(S3Settings {
+            endpoint: var("LIFEBOAT_S3_ENDPOINT"),
+            region: var("LIFEBOAT_S3_REGION"),
+            path_style,
+            part_size,
+        })
+    }
+}
+
+/// Owns the runtime the SDK runs on; shut down without waiting, so that dropping the
+/// store on any thread (even inside another runtime) never panics.
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// What every request needs: shared by the store, its writers and readers.
+pub(crate) struct Inner {
+    client: Client,
+    handle: tokio::runtime::Handle,
+    bucket: String,
+    /// `""` or `"some/prefix/"`.
+    prefix: String,
+    /// `s3://bucket/prefix`, as errors name the store.
+    location: String,
+    /// The endpoint for messages (`http://127.0.0.1:9000`, or `AWS S3 (eu-west-1)`).
+    endpoint: String,
+    part_size: u64,
+    parts_in_flight: usize,
+    /// Last: readers and writers hold `Inner`, so the runtime outlives every one of them.
+    _rt: Runtime,
+}
+
+impl Inner {
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+
+    /// An error of this store: `store s3://b/p: <what> (endpoint E, bucket B)`.
+    pub(crate) fn error(&self, kind: StoreErrorKind, what: impl std::fmt::Display) -> Error {
+        Error::store(
+            self.location.clone(),
+            kind,
+            format!(
+                "{what} (endpoint {}, bucket {})",
+                self.endpoint, self.bucket
+            ),
+        )
+    }
+}
+
+pub struct S3Store {
+    inner: Arc<Inner>,
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name.contains('\0') {
+        return Err(Error::Usage(format!("invalid object name {name:?}")));
+    }
+    Ok(())
+}
+
+/// `s3://bucket/prefix` → (bucket, prefix without slashes at either end).
+pub fn parse_url(dest: &str) -> Result<(String, String)> {
+    let rest = dest.strip_prefix("s3://").unwrap_or(dest);
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bad = bucket.is_empty()
+        || !bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.'));
+    if bad {
+        return Err(Error::Usage(format!(
+            "destination {dest}: expected s3://BUCKET/PREFIX with a bucket name of lower-case \
+             letters, digits, '-' and '.'"
+        )));
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+impl S3Store {
+    /// Connect lazily: nothing is sent until the first request, whose error names the
+    /// endpoint and bucket.
+    pub fn open(dest: &str, settings: &S3Settings) -> Result<S3Store> {
+        let (bucket, prefix) = parse_url(dest)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lifeboat-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Failed(format!("cannot start the S3 client's runtime: {e}")))?;
+        let (client, endpoint) = rt.block_on(client(settings));
+        let endpoint = endpoint.unwrap_or_else(|| {
+            let region = client.config().region().map(|r| r.to_string());
+            format!("AWS S3 ({})", region.as_deref().unwrap_or("us-east-1"))
+        });
+        let location = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let inner = Inner {
+            client,
+            handle: rt.handle().clone(),
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            bucket,
+            location,
+            endpoint,
+            part_size: settings.part_size.unwrap_or(DEFAULT_PART_SIZE),
+            parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            _rt: Runtime(Some(rt)),
+        };
+        Ok(S3Store {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// The SDK client: rustls with ring (the TLS stack etcd-client already brings, so the
+/// binary carries one), the standard credential chain, bounded connect and read timeouts.
+/// Also the custom endpoint, if any, for messages.
+async fn client(s: &S3Settings) -> (Client, Option<String>) {
+    use aws_config::{BehaviorVersion, Region};
+    use aws_smithy_http_client::tls;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(120))
+                .build(),
+        );
+    if let Some(r) = &s.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let Some(e) = &s.endpoint {
+        loader = loader.endpoint_url(e.clone());
+    }
+    let shared = loader.load().await;
+    let mut b = aws_sdk_s3::config::Builder::from(&shared);
+    if shared.region().is_none() {
+        b = b.region(Region::new("us-east-1"));
+    }
+    let endpoint = shared.endpoint_url().map(str::to_string);
+    b = b.force_path_style(s.path_style.unwrap_or(endpoint.is_some()));
+    (Client::from_conf(b.build()), endpoint)
+}
+
+/// The part size for an object of about `hint` bytes: the configured size, raised so that
+/// twice the hint (the database may grow while it streams; compression rarely inflates)
+/// fits in S3's 10,000 parts.
+pub fn part_size_for(configured: u64, hint: Option<u64>) -> u64 {
+    let needed = hint.map_or(0, |h| h.saturating_mul(2).div_ceil(10_000));
+    configured.max(needed).max(MIN_PART_SIZE)
+}
+
+/// No lock on S3 (see the module doc): writers never overwrite, so nothing to guard.
+struct NoLock;
+impl StoreLock for NoLock {}
+
+impl Store for S3Store {
+    fn location(&self) -> String {
+        self.inner.location.clone()
+    }
+
+    fn lock_key(&self) -> String {
+        format!("{}|{}", self.inner.endpoint, self.inner.location)
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+        self.create_sized(name, None)
+    }
+
+    fn create_sized(&self, name: &str, size_hint: Option<u64>) -> Result<Box<dyn ObjectWriter>> {
+        check_name(name)?;
+        // A listing rather than a HEAD: it also proves, before any data streams, that the
+        // bucket exists and the credentials work (a HEAD's 404 cannot tell the bucket from
+        // the object).
+        if self.list(name)?.iter().any(|o| o.name == name) {
+            return Err(self.inner.error(
+                StoreErrorKind::AlreadyExists,
+                format!("{name} already exists; not overwriting it"),
+            ));
+        }
+        Ok(Box::new(writer::S3Writer::new(
+            Arc::clone(&self.inner),
+            name,
+            part_size_for(self.inner.part_size, size_hint),
+        )))
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn ReadAt>> {
+        check_name(name)?;
+        let Some(size) = self.stat(name)? else {
+            return Err(self
+                .inner
+                .error(StoreErrorKind::NotFound, format!("{name} does not exist")));
+        };
+        Ok(Box::new(reader::S3ReadAt::new(
+            Arc::clone(&self.inner),
+            name,
+            size,
+        )))
+    }
+
+    fn load(
+        &self,
+        name: &str,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn std::io::Read + Send>> {
+        check_name(name)?;
+        reader::load(&self.inner, name, offset, len)
+    }
+
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        check_name(name)?;
+        let i = &self.inner;
+        let r = i.block_on(
+            i.client
+                .head_object()
+                .bucket(&i.bucket)
+                .key(i.key(name))
+                .send(),
+        );
+        match r {
+            Ok(o) => Ok(Some(o.content_length().unwrap_or(0).max(0) as u64)),
+            Err(e) => {
+                let f = classify(&e);
+                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
+                    Ok(None)
+                } else {
+                    Err(i.error(f.kind, format!("HEAD {name}: {f}")))
+                }
+            }
+        }
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let i = &self.inner;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = i
+                .block_on(
+                    i.client
+                        .list_objects_v2()
+                        .bucket(&i.bucket)
+                        .prefix(i.key(prefix))
+                        .set_continuation_token(token.take())
+                        .send(),
+                )
+                .map_err(|e| {
+                    let f = classify(&e);
+                    i.error(f.kind, format!("list: {f}"))
+                })?;
+            for o in r.contents() {
+                let Some(key) = o.key() else { continue };
+                let Some(name) = key.strip_prefix(&i.prefix) else {
+                    continue;
+                };
+                if name.is_empty() || name.contains('/') {
+                    continue;
+                }
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified: o
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                });
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        let i = &self.inner;
+        match i.block_on(
+            i.client
+                .delete_object()
+                .bucket(&i.bucket)
+                .key(i.key(name))
+                .send(),
+        ) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let f = classify(&e);
+                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
+                    Ok(())
+                } else {
+                    Err(i.error(f.kind, format!("DELETE {name}: {f}")))
+                }
+            }
+        }
+    }
+
+    fn lock(&self, _wait: Duration) -> Result<Box<dyn StoreLock>> {
+        Ok(Box::new(NoLock))
+    }
+
+    /// Nothing partial is ever visible on S3; stale multipart uploads are
+    /// `lifeboat cleanup`'s business.
+    fn clean_partials(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
+        writer::abort_stale_uploads(&self.inner, older_than)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("s3://b/p/q/").unwrap(),
+            ("b".to_string(), "p/q".to_string())
+        );
+        assert_eq!(
+            parse_url("s3://b").unwrap(),
+            ("b".to_string(), String::new())
+        );
+        assert!(parse_url("s3:///p").is_err());
+        assert!(parse_url("s3://Bad_Bucket/p").is_err());
+    }
+
+    #[test]
+    fn part_sizes_fit_ten_thousand_parts() {
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, None), DEFAULT_PART_SIZE);
+        assert_eq!(part_size_for(MIN_PART_SIZE, Some(1 << 20)), MIN_PART_SIZE);
+        let huge = 200u64 << 30;
+        assert!(part_size_for(DEFAULT_PART_SIZE, Some(huge)) * 10_000 >= 2 * huge);
+    }
+}

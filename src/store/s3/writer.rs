@@ -1,0 +1,390 @@
+//! Writing an object: one PutObject when it fits in a part, else a streamed multipart upload.
+//!
+//! Bytes collect in one part-sized buffer; a full buffer becomes an UploadPart task on the
+//! store's runtime, and at most `parts_in_flight` of them run at once (the writer waits for
+//! the oldest), so memory is bounded by (parts in flight + 1) × part size whatever the
+//! object's size. Each part is retried with back-off while its failure is transient.
+//! Only CompleteMultipartUpload makes the object visible, with `If-None-Match: *`; any
+//! failure, an abort, or a drop without commit sends AbortMultipartUpload, so no upload
+//! is left behind unless the process itself dies (`lifeboat cleanup` handles those).
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::task::JoinHandle;
+
+use super::{classify, Inner};
+use crate::error::StoreErrorKind;
+use crate::store::ObjectWriter;
+use crate::{Error, Result};
+
+/// S3 allows at most this many parts in one upload.
+const MAX_PARTS: i32 = 10_000;
+/// Attempts per part (the SDK's own retries of one request come on top).
+const PART_ATTEMPTS: u32 = 5;
+
+pub struct S3Writer {
+    inner: Arc<Inner>,
+    part_size: u64,
+    name: String,
+    buf: Vec<u8>,
+    upload_id: Option<String>,
+    next_part: i32,
+    in_flight: VecDeque<JoinHandle<Result<CompletedPart>>>,
+    done: Vec<CompletedPart>,
+    /// The first failure: later writes fail with it, commit returns it.
+    failed: Option<Error>,
+    finished: bool,
+}
+
+impl S3Writer {
+    pub(super) fn new(inner: Arc<Inner>, name: &str, part_size: u64) -> S3Writer {
+        S3Writer {
+            buf: Vec::with_capacity(part_size.min(1 << 20) as usize),
+            inner,
+            part_size,
+            name: name.to_string(),
+            upload_id: None,
+            next_part: 1,
+            in_flight: VecDeque::new(),
+            done: Vec::new(),
+            failed: None,
+            finished: false,
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> io::Error {
+        let msg = e.to_string();
+        let kind = match &e {
+            Error::Store { kind, .. } if kind.is_transient() => io::ErrorKind::TimedOut,
+            _ => io::ErrorKind::Other,
+        };
+        if self.failed.is_none() {
+            self.failed = Some(e);
+        }
+        io::Error::new(kind, msg)
+    }
+
+    fn start_upload(&mut self) -> Result<String> {
+        if let Some(id) = &self.upload_id {
+            return Ok(id.clone());
+        }
+        let i = &self.inner;
+        let r = i
+            .block_on(
+                i.client
+                    .create_multipart_upload()
+                    .bucket(&i.bucket)
+                    .key(i.key(&self.name))
+                    .send(),
+            )
+            .map_err(|e| {
+                let f = classify(&e);
+                i.error(f.kind, format!("start upload of {}: {f}", self.name))
+            })?;
+        let id = r.upload_id().unwrap_or_default().to_string();
+        if id.is_empty() {
+            return Err(i.error(
+                StoreErrorKind::Other,
+                "the server started an upload without an upload id",
+            ));
+        }
+        self.upload_id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Send the buffer as the next part, waiting for the oldest part if too many are out.
+    fn send_part(&mut self) -> Result<()> {
+        if self.next_part > MAX_PARTS {
+            return Err(self.inner.error(
+                StoreErrorKind::Other,
+                format!(
+                    "{} needs more than {MAX_PARTS} parts of {} bytes; raise the part size",
+                    self.name, self.part_size
+                ),
+            ));
+        }
+        let id = self.start_upload()?;
+        let data = std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(self.part_size.min(1 << 20) as usize),
+        );
+        let number = self.next_part;
+        self.next_part += 1;
+        let inner = Arc::clone(&self.inner);
+        let name = self.name.clone();
+        let task = self.inner.handle.spawn(upload_part(
+            inner,
+            name,
+            id,
+            number,
+            bytes::Bytes::from(data),
+        ));
+        self.in_flight.push_back(task);
+        while self.in_flight.len() >= self.inner.parts_in_flight {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<()> {
+        let Some(task) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let part = self.inner.block_on(task).map_err(|e| {
+            self.inner.error(
+                StoreErrorKind::Other,
+                format!("part upload task failed: {e}"),
+            )
+        })??;
+        self.done.push(part);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let i = Arc::clone(&self.inner);
+        if self.upload_id.is_none() {
+            let body = ByteStream::from(std::mem::take(&mut self.buf));
+            return i
+                .block_on(
+                    i.client
+                        .put_object()
+                        .bucket(&i.bucket)
+                        .key(i.key(&self.name))
+                        .if_none_match("*")
+                        .body(body)
+                        .send(),
+                )
+                .map(|_| ())
+                .map_err(|e| {
+                    let f = classify(&e);
+                    i.error(f.kind, format!("PUT {}: {f}", self.name))
+                });
+        }
+        if !self.buf.is_empty() {
+            self.send_part()?;
+        }
+        while !self.in_flight.is_empty() {
+            self.wait_oldest()?;
+        }
+        let mut parts = std::mem::take(&mut self.done);
+        parts.sort_by_key(|p| p.part_number());
+        let id = self.upload_id.clone().unwrap_or_default();
+        i.block_on(
+            i.client
+                .complete_multipart_upload()
+                .bucket(&i.bucket)
+                .key(i.key(&self.name))
+                .upload_id(id)
+                .if_none_match("*")
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send(),
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            let f = classify(&e);
+            i.error(f.kind, format!("complete upload of {}: {f}", self.name))
+        })?;
+        self.upload_id = None;
+        Ok(())
+    }
+
+    /// Abort the multipart upload, if one was started. Best effort: a failure here leaves
+    /// an invisible upload that `lifeboat cleanup` removes.
+    fn abort_upload(&mut self) {
+        for t in self.in_flight.drain(..) {
+            t.abort();
+        }
+        let Some(id) = self.upload_id.take() else {
+            return;
+        };
+        let i = &self.inner;
+        let r = i.block_on(
+            i.client
+                .abort_multipart_upload()
+                .bucket(&i.bucket)
+                .key(i.key(&self.name))
+                .upload_id(id)
+                .send(),
+        );
+        if let Err(e) = r {
+            tracing::warn!(
+                "{}: could not abort the upload of {}: {}; `lifeboat cleanup` removes it",
+                i.location,
+                self.name,
+                classify(&e)
+            );
+        }
+    }
+}
+
+async fn upload_part(
+    i: Arc<Inner>,
+    name: String,
+    upload_id: String,
+    number: i32,
+    data: bytes::Bytes,
+) -> Result<CompletedPart> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let r = i
+            .client
+            .upload_part()
+            .bucket(&i.bucket)
+            .key(i.key(&name))
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await;
+        match r {
+            Ok(o) => {
+                return Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(o.e_tag().map(str::to_string))
+                    .build())
+            }
+            Err(e) => {
+                let f = classify(&e);
+                if !f.kind.is_transient() || attempt >= PART_ATTEMPTS {
+                    return Err(i.error(
+                        f.kind,
+                        format!("upload part {number} of {name} (attempt {attempt}): {f}"),
+                    ));
+                }
+                tracing::debug!("part {number} of {name}: {f}; retrying");
+                tokio::time::sleep(Duration::from_millis(250 << attempt.min(5))).await;
+            }
+        }
+    }
+}
+
+/// Abort the multipart uploads under the store's prefix started more than `older_than`
+/// ago; one line per upload (`key (started T)`). Younger ones may belong to a run that is
+/// still going and are left alone.
+pub(super) fn abort_stale_uploads(i: &Inner, older_than: Duration) -> Result<Vec<String>> {
+    let cutoff = std::time::SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mut stale = Vec::new();
+    let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+    loop {
+        let r = i
+            .block_on(
+                i.client
+                    .list_multipart_uploads()
+                    .bucket(&i.bucket)
+                    .prefix(&i.prefix)
+                    .set_key_marker(key_marker.take())
+                    .set_upload_id_marker(id_marker.take())
+                    .send(),
+            )
+            .map_err(|e| {
+                let f = classify(&e);
+                i.error(f.kind, format!("list multipart uploads: {f}"))
+            })?;
+        for u in r.uploads() {
+            let (Some(key), Some(id)) = (u.key(), u.upload_id()) else {
+                continue;
+            };
+            let started = u
+                .initiated()
+                .and_then(|t| std::time::SystemTime::try_from(*t).ok());
+            if started.is_some_and(|t| t <= cutoff) {
+                let when = u.initiated().map(|t| t.to_string()).unwrap_or_default();
+                stale.push((key.to_string(), id.to_string(), when));
+            }
+        }
+        if r.is_truncated() != Some(true) {
+            break;
+        }
+        key_marker = r.next_key_marker().map(str::to_string);
+        id_marker = r.next_upload_id_marker().map(str::to_string);
+        if key_marker.is_none() {
+            break;
+        }
+    }
+    let mut done = Vec::new();
+    for (key, id, when) in stale {
+        i.block_on(
+            i.client
+                .abort_multipart_upload()
+                .bucket(&i.bucket)
+                .key(&key)
+                .upload_id(&id)
+                .send(),
+        )
+        .map(|_| ())
+        .or_else(|e| {
+            let f = classify(&e);
+            // Gone meanwhile (completed or aborted by another clean-up): nothing to do.
+            if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
+                Ok(())
+            } else {
+                Err(i.error(f.kind, format!("abort upload of {key}: {f}")))
+            }
+        })?;
+        done.push(format!("{key} (started {when})"));
+    }
+    Ok(done)
+}
+
+impl Write for S3Writer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.finished {
+            return Err(io::Error::other("object already closed"));
+        }
+        if let Some(e) = &self.failed {
+            return Err(io::Error::other(e.to_string()));
+        }
+        let room = (self.part_size as usize).saturating_sub(self.buf.len());
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() as u64 >= self.part_size {
+            if let Err(e) = self.send_part() {
+                return Err(self.fail(e));
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for S3Writer {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.finished = true;
+        let r = self.finish();
+        if r.is_err() {
+            self.abort_upload();
+        }
+        r
+    }
+
+    fn abort(mut self: Box<Self>) {
+        self.finished = true;
+        self.abort_upload();
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        if self.upload_id.is_some() {
+            self.abort_upload();
+        }
+    }
+}

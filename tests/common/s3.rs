@@ -1,0 +1,151 @@
+//! S3 servers for the S3 tests (branch `s3`): s3s-fs on 127.0.0.1 with a free port and a
+//! temp dir, killed on drop.
+//!
+//! s3s-fs comes from `cargo install s3s-fs@0.14.1 --features binary --locked`
+//! (scripts/setup.sh); `LIFEBOAT_S3S_FS` names another binary.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+pub const ACCESS_KEY: &str = "lifeboat-test";
+pub const SECRET_KEY: &str = "lifeboat-test-secret";
+
+fn s3s_fs_bin() -> PathBuf {
+    let p = std::env::var_os("LIFEBOAT_S3S_FS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("CARGO_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+            home.join("bin/s3s-fs")
+        });
+    assert!(
+        p.is_file(),
+        "{} not found: run scripts/setup.sh (cargo install s3s-fs@0.14.1 --features binary --locked)",
+        p.display()
+    );
+    p
+}
+
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+    /// The server's storage: one directory per bucket (s3s-fs; unused by moto).
+    pub root: TempDir,
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl S3Server {
+    /// s3s-fs with the given buckets created.
+    pub fn start(buckets: &[&str]) -> S3Server {
+        let root = TempDir::new().unwrap();
+        for b in buckets {
+            std::fs::create_dir(root.path().join(b)).unwrap();
+        }
+        let port = free_port();
+        let child = Command::new(s3s_fs_bin())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start s3s-fs");
+        let s = S3Server { child, port, root };
+        wait_listening(port, "s3s-fs");
+        s
+    }
+
+    /// moto in server mode (`pip install 'moto[server]'`, scripts/setup.sh): the S3 API
+    /// parts s3s-fs lacks (multipart upload listing, object lock). Buckets are made with
+    /// [`S3Server::boto`].
+    pub fn start_moto() -> S3Server {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server not found: run scripts/setup.sh (pip install 'moto[server]')");
+        let s = S3Server {
+            child,
+            port,
+            root: TempDir::new().unwrap(),
+        };
+        wait_listening(port, "moto_server");
+        s
+    }
+
+    /// Run a Python snippet with `s3`, a boto3 client of this server, defined; returns its
+    /// stdout. For setting up and checking what lifeboat cannot (buckets, stray uploads).
+    pub fn boto(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='{}', region_name='us-east-1', \
+             aws_access_key_id='{ACCESS_KEY}', aws_secret_access_key='{SECRET_KEY}')\n{code}\n",
+            self.endpoint()
+        );
+        let o = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3");
+        assert!(o.status.success(), "boto3: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Run lifeboat with this server's endpoint and credentials, and nothing of the host's
+    /// AWS configuration.
+    pub fn lifeboat<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.lifeboat_with(args, &[])
+    }
+
+    /// Like [`S3Server::lifeboat`], with extra environment variables.
+    pub fn lifeboat_with<I, S>(&self, args: I, env: &[(&str, &str)]) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new(lifeboat());
+        cmd.args(args)
+            .env_remove("ETCDCTL_ENDPOINTS")
+            .env("LIFEBOAT_S3_ENDPOINT", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run lifeboat")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
