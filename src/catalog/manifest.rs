@@ -1,7 +1,7 @@
 //! The manifest: what a backup holds, written as `<id>.manifest.json` after the data object.
 //!
 //! The schema is versioned (`format_version`) and documented in DESIGN.md. Fields that
-//! `interface.md` promises (`id`, `created_at`, `cluster_id`, `revision`, `raft_term`,
+//! docs/json.md promises (`id`, `created_at`, `cluster_id`, `revision`, `raft_term`,
 //! `raft_index`, `source_member`, `members`, `etcd_version`, `db_size`, `stored_size`,
 //! `db_sha256`, `stored_sha256`, `compression`, `encryption`) keep their names and meaning
 //! in every version; new fields may be added, and readers ignore fields they do not know.

@@ -1,5 +1,5 @@
 //! What a check says about one data dir: the verdict, the problems found, and the facts an
-//! operator needs to act (interface.md's `check-member -o json` document).
+//! operator needs to act (the `check-member -o json` document of docs/json.md).
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{db, Dirs};
 use crate::format::wal::{self, open::Start};
 
-/// The verdict on one data dir (interface.md).
+/// The verdict on one data dir (docs/json.md, docs/member-recovery.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
@@ -66,7 +66,7 @@ pub enum Severity {
     Warning,
 }
 
-/// One problem found (interface.md: `file`, `offset`, `record`, `message`).
+/// One problem found (docs/json.md: `file`, `offset`, `record`, `message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
     pub severity: Severity,

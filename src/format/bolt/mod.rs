@@ -1,6 +1,6 @@
 //! A read-only bbolt (v1.3.x, format version 2) reader over any [`ReadAt`].
 //!
-//! Written against the page layout of `etcd-formats.md` §1 rather than on top of a bbolt
+//! Written against bbolt 1.3.6-1.3.8's page layout (as etcd 3.5 writes it) rather than on top of a bbolt
 //! port: etcd 3.5 Linux databases carry no freelist page, a live member's file is locked, and
 //! damaged files must produce reports, not panics. Everything here reads pages on demand
 //! (so an `inspect` of a compressed backup decodes only what it touches), checks every

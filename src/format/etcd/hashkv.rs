@@ -1,4 +1,4 @@
-//! `HashKV(rev)` offline: the CRC-32C `etcdctl endpoint hashkv` prints (etcd-formats.md §4.3).
+//! `HashKV(rev)` offline: the CRC-32C `etcdctl endpoint hashkv` prints.
 //!
 //! etcd hashes bucket `key` in order, leaving out revisions above `rev`, and, below the
 //! compaction point, every revision that is not in `keep` (each key's newest revision

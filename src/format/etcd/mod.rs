@@ -1,4 +1,4 @@
-//! etcd's use of bbolt (etcd-formats.md §2): bucket names, revision keys, the values in the
+//! etcd's use of bbolt (its `member/snap/db` backend): bucket names, revision keys, the values in the
 //! `meta`, `members`, `cluster`, `alarm`, `auth` buckets, and the cheap [`summary`] the
 //! backup pipeline runs on every backup.
 //!

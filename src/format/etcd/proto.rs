@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn lease_vector() {
-        // etcd-formats.md §2.4: lease 4660 with TTL 3600.
+        // A lease value as etcd 3.5 stores it: lease 4660 with TTL 3600.
         let l = Lease::decode(&[0x08, 0xb4, 0x24, 0x10, 0x90, 0x1c]).unwrap();
         assert_eq!(
             l,

@@ -53,7 +53,7 @@ pub struct LargeKey {
     pub size: u64,
 }
 
-/// The `inspect` report. Field names of `interface.md` are kept; more are added.
+/// The `inspect` report. Field names promised in docs/json.md are kept; more are added.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// Main revision of the last key in bucket `key` (etcdutl's revision).

@@ -1,4 +1,4 @@
-//! The strict structural check of a bbolt file (etcd-formats.md §1.7 and more).
+//! The strict structural check of a bbolt file (bbolt's `Tx.Check` and more).
 //!
 //! One pass over the tree, in key order, that:
 //! * checks both meta pages, every reachable page (id below the high-water mark and inside
