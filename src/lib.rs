@@ -5,13 +5,18 @@
 //!
 //! * [`source`]: where bytes come from (a live etcd cluster over the Maintenance API).
 //! * [`pipeline`]: what happens to them in flight (trailer check, SHA-256, framed zstd).
-//! * [`store`]: where they land (a local directory; S3 next), behind one small trait.
+//! * [`store`]: where they land (a local directory; S3 with the `s3` feature), behind one
+//!   small trait, with fan-out and retry as wrappers.
 //! * [`catalog`]: what is recorded about them (backup ids, manifests, retention).
 //! * [`format`]: offline readers of etcd's on-disk formats (bbolt, etcd buckets, WAL,
 //!   snap files). They take bytes, know nothing of networks, and never trust a length.
+//! * [`offline`]: `inspect`, `get` and `diff` over snapshots and backups, never answering from
+//!   a page or file that failed a check.
 //! * [`member`]: verdicts on a member's data dir, built on the readers.
 //! * [`live`]: verdicts on a running cluster (`status`), built on [`source`]'s survey.
 //! * [`jobs`]: the commands' work (backup, verify, fetch ...), callable without a process.
+//! * [`restore`]: plans, each node's data steps, and the native writer of member data dirs.
+//! * [`daemon`], [`metrics`]: the scheduler (`lifeboat run`) and what it reports.
 //! * [`config`]: one configuration merged from file, environment and flags.
 //! * [`cli`]: flag parsing, output and exit codes only.
 
