@@ -127,95 +127,69 @@ pub trait Store: Send + Sync {
     }
 }
 
-impl<S: Store + ?Sized> Store for Box<S> {
-    fn location(&self) -> String {
-        (**self).location()
-    }
-    fn lock_key(&self) -> String {
-        (**self).lock_key()
-    }
-    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
-        (**self).create(name)
-    }
-    fn create_sized(&self, name: &str, size_hint: Option<u64>) -> Result<Box<dyn ObjectWriter>> {
-        (**self).create_sized(name, size_hint)
-    }
-    fn open(&self, name: &str) -> Result<Box<dyn ReadAt>> {
-        (**self).open(name)
-    }
-    fn load(&self, name: &str, offset: u64, len: Option<u64>) -> Result<Box<dyn Read + Send>> {
-        (**self).load(name, offset, len)
-    }
-    fn stat(&self, name: &str) -> Result<Option<u64>> {
-        (**self).stat(name)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        (**self).list(prefix)
-    }
-    fn remove(&self, name: &str) -> Result<()> {
-        (**self).remove(name)
-    }
-    fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>> {
-        (**self).lock(wait)
-    }
-    fn clean_partials(&self) -> Result<Vec<String>> {
-        (**self).clean_partials()
-    }
-    fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
-        (**self).abort_stale_uploads(older_than)
-    }
-    fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
-        (**self).put_bytes(name, data)
-    }
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>> {
-        (**self).get_bytes(name)
-    }
+/// `Box<S>` and `Arc<S>` are stores that forward every call (the default methods too, so
+/// a store's own `put_bytes`/`get_bytes` are kept): one definition for both pointers.
+macro_rules! forward_store {
+    ($ptr:ident) => {
+        impl<S: Store + ?Sized> Store for $ptr<S> {
+            fn location(&self) -> String {
+                (**self).location()
+            }
+            fn lock_key(&self) -> String {
+                (**self).lock_key()
+            }
+            fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
+                (**self).create(name)
+            }
+            fn create_sized(
+                &self,
+                name: &str,
+                size_hint: Option<u64>,
+            ) -> Result<Box<dyn ObjectWriter>> {
+                (**self).create_sized(name, size_hint)
+            }
+            fn open(&self, name: &str) -> Result<Box<dyn ReadAt>> {
+                (**self).open(name)
+            }
+            fn load(
+                &self,
+                name: &str,
+                offset: u64,
+                len: Option<u64>,
+            ) -> Result<Box<dyn Read + Send>> {
+                (**self).load(name, offset, len)
+            }
+            fn stat(&self, name: &str) -> Result<Option<u64>> {
+                (**self).stat(name)
+            }
+            fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+                (**self).list(prefix)
+            }
+            fn remove(&self, name: &str) -> Result<()> {
+                (**self).remove(name)
+            }
+            fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>> {
+                (**self).lock(wait)
+            }
+            fn clean_partials(&self) -> Result<Vec<String>> {
+                (**self).clean_partials()
+            }
+            fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
+                (**self).abort_stale_uploads(older_than)
+            }
+            fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
+                (**self).put_bytes(name, data)
+            }
+            fn get_bytes(&self, name: &str) -> Result<Vec<u8>> {
+                (**self).get_bytes(name)
+            }
+        }
+    };
 }
 
-impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
-    fn location(&self) -> String {
-        (**self).location()
-    }
-    fn lock_key(&self) -> String {
-        (**self).lock_key()
-    }
-    fn create(&self, name: &str) -> Result<Box<dyn ObjectWriter>> {
-        (**self).create(name)
-    }
-    fn create_sized(&self, name: &str, size_hint: Option<u64>) -> Result<Box<dyn ObjectWriter>> {
-        (**self).create_sized(name, size_hint)
-    }
-    fn open(&self, name: &str) -> Result<Box<dyn ReadAt>> {
-        (**self).open(name)
-    }
-    fn load(&self, name: &str, offset: u64, len: Option<u64>) -> Result<Box<dyn Read + Send>> {
-        (**self).load(name, offset, len)
-    }
-    fn stat(&self, name: &str) -> Result<Option<u64>> {
-        (**self).stat(name)
-    }
-    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        (**self).list(prefix)
-    }
-    fn remove(&self, name: &str) -> Result<()> {
-        (**self).remove(name)
-    }
-    fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>> {
-        (**self).lock(wait)
-    }
-    fn clean_partials(&self) -> Result<Vec<String>> {
-        (**self).clean_partials()
-    }
-    fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
-        (**self).abort_stale_uploads(older_than)
-    }
-    fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
-        (**self).put_bytes(name, data)
-    }
-    fn get_bytes(&self, name: &str) -> Result<Vec<u8>> {
-        (**self).get_bytes(name)
-    }
-}
+use std::sync::Arc;
+forward_store!(Box);
+forward_store!(Arc);
 
 /// The kind of an OS error, for stores: what a retry wrapper needs to know.
 pub fn kind_of_io(e: &std::io::Error) -> StoreErrorKind {
