@@ -54,24 +54,6 @@ impl DbBuilder {
         id
     }
 
-    fn leaf_image(entries: &[(u32, &[u8], &[u8])]) -> Vec<u8> {
-        let n = entries.len();
-        let mut img = vec![0u8; PAGE_HEADER_SIZE + ELEM_SIZE * n];
-        img[8..10].copy_from_slice(&flags::LEAF.to_le_bytes());
-        img[10..12].copy_from_slice(&(n as u16).to_le_bytes());
-        for (i, (fl, k, v)) in entries.iter().enumerate() {
-            let at = PAGE_HEADER_SIZE + ELEM_SIZE * i;
-            let pos = (img.len() - at) as u32;
-            img[at..at + 4].copy_from_slice(&fl.to_le_bytes());
-            img[at + 4..at + 8].copy_from_slice(&pos.to_le_bytes());
-            img[at + 8..at + 12].copy_from_slice(&(k.len() as u32).to_le_bytes());
-            img[at + 12..at + 16].copy_from_slice(&(v.len() as u32).to_le_bytes());
-            img.extend_from_slice(k);
-            img.extend_from_slice(v);
-        }
-        img
-    }
-
     fn branch_image(children: &[(Vec<u8>, u64)]) -> Vec<u8> {
         let n = children.len();
         let mut img = vec![0u8; PAGE_HEADER_SIZE + ELEM_SIZE * n];
@@ -109,7 +91,7 @@ impl DbBuilder {
                 .map(|(f, k, v)| (*f, k.as_slice(), v.as_slice()))
                 .collect();
             let first = chunk.first().map(|c| c.1.to_vec()).unwrap_or_default();
-            let id = self.put_page(Self::leaf_image(&chunk));
+            let id = self.put_page(super::write::leaf_image(&chunk));
             level.push((first, id));
             if entries.is_empty() {
                 break;
@@ -152,7 +134,7 @@ impl DbBuilder {
                 .iter()
                 .map(|(k, v)| (0, k.as_slice(), v.as_slice()))
                 .collect();
-            v.extend_from_slice(&Self::leaf_image(&refs));
+            v.extend_from_slice(&super::write::leaf_image(&refs));
         } else {
             let e: Vec<(u32, Vec<u8>, Vec<u8>)> = entries
                 .iter()

@@ -20,6 +20,8 @@
 
 mod tree;
 
+pub(crate) use tree::leaf_image;
+
 use super::{
     flags, le_u64, BucketRoot, Db, FormatError, Node, Result, BUCKET_LEAF_FLAG, MAX_DEPTH,
     META_SIZE, PAGE_HEADER_SIZE, PGID_NO_FREELIST,

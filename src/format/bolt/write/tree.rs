@@ -54,13 +54,15 @@ impl PageSink {
     }
 }
 
-/// The bytes of a leaf page (id and overflow left zero).
-pub fn leaf_image(items: &[LeafItem]) -> Vec<u8> {
+/// The bytes of a leaf page (id and overflow left zero): one `(flags, key, value)` per
+/// element, in order. Also what the test-image builder (`bolt::build`) lays its leaves with.
+pub fn leaf_image<K: AsRef<[u8]>, V: AsRef<[u8]>>(items: &[(u32, K, V)]) -> Vec<u8> {
     let n = items.len();
     let mut img = vec![0u8; PAGE_HEADER_SIZE + ELEM_SIZE * n];
     img[8..10].copy_from_slice(&flags::LEAF.to_le_bytes());
     img[10..12].copy_from_slice(&(n as u16).to_le_bytes());
     for (i, (fl, k, v)) in items.iter().enumerate() {
+        let (k, v) = (k.as_ref(), v.as_ref());
         let at = PAGE_HEADER_SIZE + ELEM_SIZE * i;
         let pos = (img.len() - at) as u32;
         img[at..at + 4].copy_from_slice(&fl.to_le_bytes());
