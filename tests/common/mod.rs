@@ -144,6 +144,12 @@ pub struct Tls {
 
 impl Tls {
     pub fn generate() -> Tls {
+        Tls::generate_with_no_ip_server().0
+    }
+
+    /// [`Tls::generate`], plus a second server certificate and key of the same CA that name
+    /// only `localhost` (no IP SAN), for the tests of a certificate that does not match.
+    pub fn generate_with_no_ip_server() -> (Tls, PathBuf, PathBuf) {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
             SanType,
@@ -158,11 +164,13 @@ impl Tls {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
-        let leaf = |cn: &str, server: bool| {
+        let leaf_ip = |cn: &str, server: bool, ip: bool| {
             let key = KeyPair::generate().unwrap();
             let mut p = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-            p.subject_alt_names
-                .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            if ip {
+                p.subject_alt_names
+                    .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+            }
             p.distinguished_name.push(DnType::CommonName, cn);
             p.extended_key_usages = if server {
                 vec![
@@ -175,6 +183,7 @@ impl Tls {
             let cert = p.signed_by(&key, &issuer).unwrap();
             (cert.pem(), key.serialize_pem())
         };
+        let leaf = |cn: &str, server: bool| leaf_ip(cn, server, true);
         let write = |name: &str, pem: &str| {
             let p = dir.path().join(name);
             std::fs::write(&p, pem).unwrap();
@@ -183,14 +192,18 @@ impl Tls {
         let ca = write("ca.crt", &ca_cert.pem());
         let (sc, sk) = leaf("etcd-server", true);
         let (cc, ck) = leaf("root", false);
-        Tls {
+        let (nc, nk) = leaf_ip("etcd-server", true, false);
+        let no_ip_cert = write("server-no-ip.crt", &nc);
+        let no_ip_key = write("server-no-ip.key", &nk);
+        let tls = Tls {
             ca,
             server_cert: write("server.crt", &sc),
             server_key: write("server.key", &sk),
             client_cert: write("client.crt", &cc),
             client_key: write("client.key", &ck),
             dir,
-        }
+        };
+        (tls, no_ip_cert, no_ip_key)
     }
 }
 
