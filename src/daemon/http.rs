@@ -16,6 +16,10 @@ pub struct Shared {
     pub metrics: String,
     /// Unix time of the newest backup's completion across destinations, if any.
     pub last_success: Option<f64>,
+    /// What the daemon last learnt of the cluster (its quota).
+    pub cluster: crate::metrics::ClusterMetrics,
+    /// Unix time of the last backup attempt (0: none since start).
+    pub last_attempt: f64,
     /// How old the last success may be before /healthz says 503, in seconds.
     pub max_age: f64,
 }

@@ -47,9 +47,18 @@ pub struct DestinationMetrics {
     /// Complete backups in the destination, if it could be listed.
     pub backups: Option<u64>,
     pub failing_verify: Option<u64>,
+    /// The newest passing verification (scrub) in the destination (Unix time).
+    pub verify_last_success: Option<f64>,
     /// This run's failure, if any.
     pub failed_stage: Option<&'static str>,
     pub pruned: u64,
+}
+
+/// What is known of the cluster itself (the daemon asks etcd; a one-shot leaves it empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClusterMetrics {
+    /// The backend quota (`--quota-backend-bytes`): from etcd's /metrics, else the config.
+    pub quota_bytes: Option<u64>,
 }
 
 /// What the destination says after a run: its newest backup, how many there are, how many
@@ -71,9 +80,10 @@ pub fn collect(
     };
     if let Ok((all, _)) = crate::catalog::list(store) {
         d.backups = Some(all.len() as u64);
-        d.failing_verify = crate::jobs::scrub::failing(store, &all)
-            .ok()
-            .map(|n| n as u64);
+        if let Ok(s) = crate::jobs::scrub::summary(store, &all) {
+            d.failing_verify = Some(s.failing as u64);
+            d.verify_last_success = s.last_success;
+        }
         d.newest = all.into_iter().next();
     }
     d
@@ -91,7 +101,8 @@ pub fn write_run(
         .iter()
         .map(|(d, stage, pruned)| collect(d.store.as_ref(), &d.name, attempt, *stage, *pruned))
         .collect();
-    write_textfile(path, &render(&m, &previous_counters(&previous)))
+    let cluster = ClusterMetrics::default();
+    write_textfile(path, &render(&m, &cluster, &previous_counters(&previous)))
 }
 
 fn unix_of(rfc3339: &str) -> Option<f64> {
@@ -120,12 +131,23 @@ pub fn previous_counters(text: &str) -> BTreeMap<String, f64> {
 }
 
 /// The whole textfile for this run.
-pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) -> String {
+pub fn render(
+    dests: &[DestinationMetrics],
+    cluster: &ClusterMetrics,
+    previous: &BTreeMap<String, f64>,
+) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
+        if rows.is_empty() {
+            return;
+        }
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {v}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
         }
     };
     let label = |d: &DestinationMetrics| format!("destination=\"{}\"", esc(&d.destination));
@@ -183,6 +205,16 @@ pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) ->
         }),
     );
     family(
+        "lifeboat_cluster_quota_bytes",
+        "gauge",
+        "The cluster's backend quota (etcd --quota-backend-bytes): NOSPACE when a db reaches it.",
+        cluster
+            .quota_bytes
+            .map(|q| (String::new(), q as f64))
+            .into_iter()
+            .collect(),
+    );
+    family(
         "lifeboat_backups",
         "gauge",
         "Complete backups in the destination.",
@@ -193,6 +225,12 @@ pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) ->
         "gauge",
         "Backups whose last verification (scrub) failed.",
         gauge(&|d| d.failing_verify.map(|v| v as f64)),
+    );
+    family(
+        "lifeboat_verify_last_success_timestamp_seconds",
+        "gauge",
+        "When a backup in the destination last passed verification (scrub; Unix time).",
+        gauge(&|d| d.verify_last_success),
     );
     let counter = |name: &str, labels: String, add: f64| {
         let before = previous
@@ -272,8 +310,12 @@ mod tests {
             pruned: 2,
             ..Default::default()
         };
-        let first = render(std::slice::from_ref(&d), &BTreeMap::new());
-        let second = render(&[d], &previous_counters(&first));
+        let cluster = ClusterMetrics {
+            quota_bytes: Some(2 << 30),
+        };
+        let first = render(std::slice::from_ref(&d), &cluster, &BTreeMap::new());
+        let second = render(&[d], &cluster, &previous_counters(&first));
+        assert!(second.contains("\nlifeboat_cluster_quota_bytes 2147483648\n"));
         assert!(second.contains(
             "lifeboat_backup_failures_total{destination=\"/var/\\\"b\\\"\",stage=\"store\"} 2\n"
         ));
