@@ -6,12 +6,16 @@ use std::collections::BTreeMap;
 
 use common::*;
 
-/// `name{labels} value` lines of a Prometheus textfile; panics on anything else, so a
-/// malformed line fails the test.
+/// `name{labels} value` lines of a Prometheus/OpenMetrics textfile; panics on anything else,
+/// so a malformed line fails the test.
 fn parse_textfile(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        // OpenMetrics (prometheus-client) ends the exposition with `# EOF`.
+        if line == "# EOF" {
             continue;
         }
         let (key, value) = line.rsplit_once(' ').expect(line);

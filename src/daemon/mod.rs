@@ -424,7 +424,8 @@ fn publish(
     let cluster = state.lock().unwrap_or_else(|p| p.into_inner()).cluster;
     let text = crate::metrics::render(&ms, &cluster, &crate::metrics::previous_counters(&previous));
     if let Some(path) = textfile {
-        if let Err(e) = crate::metrics::write_textfile(path, &text) {
+        if let Err(e) = crate::metrics::write_textfile(path, &crate::metrics::to_text_format(&text))
+        {
             tracing::error!("metrics textfile: {e}");
         }
     }
