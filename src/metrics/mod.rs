@@ -297,7 +297,6 @@ pub fn render(
         "Backups removed by retention.",
         pruned,
     );
-    drop(family);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
