@@ -30,6 +30,7 @@ mod reference;
 mod restore;
 mod run;
 mod status;
+mod systemd;
 mod verify;
 mod wal;
 
@@ -102,6 +103,8 @@ pub enum Command {
     Cleanup(cleanup::Args),
     /// Scheduler daemon: back up on [schedule], prune by [retention], until SIGTERM.
     Run(run::Args),
+    /// Print (or write) a hardened systemd service + timer that run `backup --config FILE`.
+    Systemd(systemd::Args),
     /// Remove old backups by a retention policy (--keep-*, or [retention] in the config).
     Prune(prune::Args),
     /// Write a stored backup out as an etcdctl-compatible snapshot file (db + SHA-256 trailer).
@@ -213,6 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fetch(a) => fetch::run(a, g),
         Command::Prune(a) => prune::run(a, g),
         Command::Run(a) => run::run(a, g),
+        Command::Systemd(a) => systemd::run(a, g),
         Command::Inspect(a) => inspect::run(a, g),
         Command::Diff(a) => diff::run(a, g),
         Command::Get(a) => get::run(a, g),

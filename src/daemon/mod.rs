@@ -11,6 +11,7 @@
 pub mod http;
 pub mod schedule;
 pub mod scrubber;
+pub mod units;
 
 use std::path::PathBuf;
 use std::sync::Arc;
