@@ -75,7 +75,13 @@ fn systemd_writes_a_hardened_service_and_timer() {
     let o = run_lifeboat(["systemd", "--config", c]);
     assert_exit(&o, 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("OnCalendar=hourly"));
-    let o = run_lifeboat(["systemd", "--config", c, "--on-calendar", "hourly\nUser=root"]);
+    let o = run_lifeboat([
+        "systemd",
+        "--config",
+        c,
+        "--on-calendar",
+        "hourly\nUser=root",
+    ]);
     assert_exit(&o, 2);
     let o = run_lifeboat(["systemd"]);
     assert_exit(&o, 2);
