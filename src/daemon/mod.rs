@@ -160,22 +160,23 @@ async fn sleep_until_slot(p: &Plan) {
 }
 
 /// Whether the local member (the first endpoint) is the leader; `Err` when it cannot tell.
-async fn local_is_leader(opts: &BackupOptions) -> Result<(bool, String)> {
-    let endpoint = opts
-        .conn
+pub(crate) async fn local_is_leader(
+    conn: &crate::source::etcd::ConnectConfig,
+) -> Result<(bool, String)> {
+    let endpoint = conn
         .endpoints
         .first()
         .cloned()
         .ok_or_else(|| Error::flag("--endpoints", "no endpoint"))?;
-    let mut client = opts.conn.connect_one(&endpoint, false).await?;
-    let status = tokio::time::timeout(opts.conn.command_timeout, client.status())
+    let mut client = conn.connect_one(&endpoint, false).await?;
+    let status = tokio::time::timeout(conn.command_timeout, client.status())
         .await
         .map_err(|_| Error::Etcd {
             endpoint: endpoint.clone(),
             kind: EtcdErrorKind::Timeout,
             message: "status: no answer".into(),
         })?
-        .map_err(|e| crate::source::etcd::errors::classify(&opts.conn, &endpoint, "status", &e))?;
+        .map_err(|e| crate::source::etcd::errors::classify(conn, &endpoint, "status", &e))?;
     let me = status.header().map(|h| h.member_id()).unwrap_or(0);
     Ok((
         me != 0 && me == status.leader(),
@@ -222,7 +223,7 @@ async fn slot(
     reload: &mut bool,
 ) -> bool {
     if p.leader_only {
-        match local_is_leader(&p.opts).await {
+        match local_is_leader(&p.opts.conn).await {
             Ok((true, _)) => {}
             Ok((false, leader)) => {
                 tracing::info!(leader = %leader, "skipped: the local member is not the leader (schedule.when = \"leader\")");
@@ -507,9 +508,13 @@ fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
     let s = p.scrub?;
     tracing::info!(every = %humantime::format_duration(s.every), budget = s.budget, "scrubbing on a rotation");
     let dests = p.dests.iter().map(share).collect();
+    // With when = "leader" only the leader's daemon scrubs: the daemons on the other
+    // members would re-read the same shared destination at the same instant.
+    let leader = p.leader_only.then(|| p.opts.conn.clone());
     Some(AbortOnDrop(tokio::spawn(scrubber::rotate(
         s,
         dests,
+        leader,
         state.clone(),
         p.textfile.clone(),
     ))))

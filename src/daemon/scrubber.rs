@@ -2,7 +2,8 @@
 //! `every` since the Unix epoch, every destination re-reads the backups verified longest
 //! ago up to the byte budget ([`crate::jobs::scrub`]) and records each verdict there. A
 //! backup that fails is logged and counted in `lifeboat_backups_failing_verify`; nothing is
-//! ever deleted. It runs beside the backup schedule (reading does not take the writer lock),
+//! ever deleted. With `when = "leader"` only the daemon whose local member leads scrubs.
+//! It runs beside the backup schedule (reading does not take the writer lock),
 //! on the blocking pool, so a long scrub never delays a backup slot.
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub struct Scrub {
 pub async fn rotate(
     s: Scrub,
     dests: Vec<Destination>,
+    leader_only: Option<crate::source::etcd::ConnectConfig>,
     state: http::State,
     textfile: Option<std::path::PathBuf>,
 ) {
@@ -29,6 +31,21 @@ pub async fn rotate(
             return;
         };
         tokio::time::sleep(wait).await;
+        if let Some(conn) = &leader_only {
+            match super::local_is_leader(conn).await {
+                Ok((true, _)) => {}
+                Ok((false, leader)) => {
+                    tracing::info!(leader = %leader, "scrub skipped: the local member is not the leader (schedule.when = \"leader\")");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "scrub skipped: cannot tell whether the local member leads: {e}"
+                    );
+                    continue;
+                }
+            }
+        }
         let dests: Vec<Destination> = dests.iter().map(share).collect();
         let (state, textfile) = (state.clone(), textfile.clone());
         let _ = tokio::task::spawn_blocking(move || {
