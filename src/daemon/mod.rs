@@ -455,7 +455,10 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
         {
             let dests: Vec<Destination> = p.dests.iter().map(share).collect();
             let (st, tf) = (state.clone(), p.textfile.clone());
+            let (conn, fallback) = (p.opts.conn.clone(), p.quota_fallback);
             let _ = tokio::task::spawn_blocking(move || {
+                let quota = cluster_quota(&conn, fallback);
+                st.lock().unwrap_or_else(|p| p.into_inner()).cluster.quota_bytes = Some(quota);
                 let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
                 publish(&st, tf.as_deref(), &rows, 0.0);
             })
