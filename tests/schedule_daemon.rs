@@ -64,7 +64,13 @@ fn textfile_value(path: &std::path::Path, key: &str) -> Option<f64> {
 
 #[test]
 fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
-    let mut c = Cluster::single(&etcd35(), Opts::default());
+    let mut c = Cluster::single(
+        &etcd35(),
+        Opts {
+            quota_backend_bytes: Some(80 << 20),
+            ..Opts::default()
+        },
+    );
     c.put("/k", "v");
     let port = free_port();
     let dir = TempDir::new().unwrap();
@@ -115,8 +121,12 @@ fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
             assert!(v >= 2.0, "{line}");
             seen += 1;
         }
+        if key == "lifeboat_cluster_quota_bytes" {
+            assert_eq!(v, f64::from(80u32 << 20), "{line}");
+            seen += 1;
+        }
     }
-    assert_eq!(seen, 2, "{body}");
+    assert_eq!(seen, 3, "{body}");
     assert_eq!(http_get(port, "/healthz").unwrap().0, 200);
     c.stop(0);
     loop {
@@ -166,7 +176,7 @@ fn with_a_daemon_per_member_only_the_leaders_backs_up() {
         let cfg = dir.path().join(format!("m{i}.toml"));
         std::fs::write(
             &cfg,
-            format!("[etcd]\nendpoints = [{ep:?}]\n\n[[destination]]\nurl = {d:?}\n\n[schedule]\nevery = \"1s\"\n"),
+            format!("[etcd]\nendpoints = [{ep:?}]\n\n[[destination]]\nurl = {d:?}\n\n[schedule]\nevery = \"1s\"\n\n[metrics]\nlisten = \"off\"\n"),
         )
         .unwrap();
         let log = dir.path().join(format!("m{i}.log"));
@@ -213,7 +223,7 @@ fn with_a_daemon_per_member_only_the_leaders_backs_up() {
 }
 
 /// SIGTERM while a (rate-limited, slow) backup is being written, with a short grace: the
-/// daemon aborts it, exits 0, and no backup is listed.
+/// daemon aborts it, exits 0, and no backup is listed. Logs in JSON (`--log-format json`).
 #[test]
 fn sigterm_mid_backup_leaves_nothing_listed() {
     let c = Cluster::single(&etcd35(), Opts::default());
@@ -224,14 +234,18 @@ fn sigterm_mid_backup_leaves_nothing_listed() {
     std::fs::write(
         &cfg,
         format!(
-            "[etcd]\nendpoints = [{:?}]\n\n[[destination]]\nurl = {:?}\n\n[backup]\nrate_limit = \"128K\"\n\n[schedule]\nevery = \"1s\"\nwhen = \"always\"\n",
+            "[etcd]\nendpoints = [{:?}]\n\n[[destination]]\nurl = {:?}\n\n[backup]\nrate_limit = \"128K\"\n\n[schedule]\nevery = \"1s\"\nwhen = \"always\"\n\n[metrics]\nlisten = \"off\"\n",
             c.endpoints(),
             dest.to_str().unwrap()
         ),
     )
     .unwrap();
     let log = dir.path().join("daemon.log");
-    let mut child = start_daemon(&cfg, &log, &["--shutdown-grace", "1s"]);
+    let mut child = start_daemon(
+        &cfg,
+        &log,
+        &["--shutdown-grace", "1s", "--log-format", "json"],
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     // Wait until the data object is being written.
     loop {
@@ -252,7 +266,19 @@ fn sigterm_mid_backup_leaves_nothing_listed() {
     let status = stop_daemon(&mut child);
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(status.code(), Some(0), "{text}");
-    assert!(text.contains("backup aborted at shutdown"), "{text}");
+    // --log-format json: every line is one JSON object with a level and a message.
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "WARN"
+            && l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("backup aborted at shutdown"))
+            && l["timestamp"].is_string()),
+        "{text}"
+    );
     let o = run_lifeboat(["list", "--from", dest.to_str().unwrap(), "-o", "json"]);
     assert_exit(&o, 0);
     assert_eq!(json(&o), serde_json::json!([]), "{text}");
@@ -262,4 +288,112 @@ fn sigterm_mid_backup_leaves_nothing_listed() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
         .count();
     assert_eq!(manifests, 0);
+}
+
+/// A cron schedule with seconds (`* * * * * *`) backs up every second, and the scrubbing
+/// rotation (`[verify] every = "1s"`) finds a byte flipped in a stored backup: it logs it,
+/// counts it in /metrics, and deletes nothing.
+#[test]
+fn cron_schedule_backs_up_and_scrub_reports_a_flipped_byte() {
+    // etcd 3.4 over TLS with client certificates: the quota comes from its /metrics.
+    let tls = Tls::generate();
+    let c = Cluster::single(
+        &etcd34(),
+        Opts {
+            tls: Some(&tls),
+            quota_backend_bytes: Some(96 << 20),
+            ..Opts::default()
+        },
+    );
+    c.fill("/scrub/", 200, 100);
+    let dir = TempDir::new().unwrap();
+    let dest = dir.path().join("backups");
+    let d = dest.to_str().unwrap().to_string();
+    // One backup taken by hand, then damaged in the middle of its data object.
+    let mut args: Vec<String> = vec!["backup".into(), "--to".into(), d.clone(), "-q".into()];
+    args.extend(c.conn_args());
+    assert_exit(&run_lifeboat(&args), 0);
+    let damaged: Vec<_> = std::fs::read_dir(&dest)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".db.zst"))
+        .collect();
+    assert_eq!(damaged.len(), 1);
+    let obj = damaged[0].path();
+    let mut bytes = std::fs::read(&obj).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&obj, &bytes).unwrap();
+    let o = run_lifeboat(["list", "--from", &d, "-o", "json"]);
+    let damaged_id = json(&o)[0]["id"].as_str().unwrap().to_string();
+
+    let port = free_port();
+    let cfg = dir.path().join("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[etcd]\nendpoints = [{:?}]\ncacert = {:?}\ncert = {:?}\nkey = {:?}\n\n[[destination]]\nurl = {d:?}\n\n[schedule]\ncron = \"* * * * * *\"\nwhen = \"always\"\n\n[verify]\nevery = \"1s\"\nbudget = \"64M\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            c.endpoints(),
+            tls.ca,
+            tls.client_cert,
+            tls.client_key,
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = start_daemon(&cfg, &log, &["--shutdown-grace", "1s"]);
+    let label = format!("{{destination=\"{d}\"}}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let value = |body: &str, key: &str| -> Option<f64> {
+        body.lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+    };
+    loop {
+        let body = http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let failing = value(&body, &format!("lifeboat_backups_failing_verify{label}"));
+        let backups = value(&body, &format!("lifeboat_backups{label}")).unwrap_or(0.0);
+        let verified = value(
+            &body,
+            &format!("lifeboat_verify_last_success_timestamp_seconds{label}"),
+        );
+        if failing == Some(1.0) && backups >= 3.0 && verified.is_some() {
+            // etcd's own quota, not the 2 GiB fallback.
+            assert_eq!(
+                value(&body, "lifeboat_cluster_quota_bytes"),
+                Some(f64::from(96u32 << 20)),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "no scrub verdict / too few backups; metrics:\n{body}\nlog:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(stop_daemon(&mut child).code(), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("* * * * * *") && text.contains("(UTC)"),
+        "{text}"
+    );
+    let failed_line = text
+        .lines()
+        .find(|l| l.contains("scrub: backup FAILED verification"))
+        .unwrap_or_else(|| panic!("no scrub failure logged:\n{text}"));
+    assert!(failed_line.contains(&damaged_id), "{failed_line}");
+    // Never deleted: the damaged backup is still listed, and recorded as failed.
+    let o = run_lifeboat(["list", "--from", &d, "-o", "json"]);
+    let ids: Vec<String> = json(&o)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.contains(&damaged_id), "{ids:?}");
+    let record = std::fs::read_to_string(dest.join(format!("{damaged_id}.verified.json"))).unwrap();
+    assert!(record.contains("\"ok\": false"), "{record}");
 }

@@ -6,12 +6,16 @@ use std::collections::BTreeMap;
 
 use common::*;
 
-/// `name{labels} value` lines of a Prometheus textfile; panics on anything else, so a
-/// malformed line fails the test.
+/// `name{labels} value` lines of a Prometheus/OpenMetrics textfile; panics on anything else,
+/// so a malformed line fails the test.
 fn parse_textfile(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        // OpenMetrics (prometheus-client) ends the exposition with `# EOF`.
+        if line == "# EOF" {
             continue;
         }
         let (key, value) = line.rsplit_once(' ').expect(line);
@@ -85,4 +89,60 @@ fn one_shot_prunes_and_writes_a_valid_textfile() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(leftovers.len(), 1, "temp files left: {leftovers:?}");
+}
+
+/// Two one-shots of one config file on one host do not overlap: the second waits
+/// `--lock-timeout`, then fails (exit 1) naming the first's pid; the lock is the host's,
+/// taken before any destination is touched, so it holds for S3 destinations too.
+#[test]
+fn overlapping_one_shots_of_one_config_take_turns_on_the_host_lock() {
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.fill("/slow/", 3000, 1000);
+    let dir = TempDir::new().unwrap();
+    let dest = dir.path().join("backups");
+    let cfg = dir.path().join("lifeboat.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[etcd]\nendpoints = [{:?}]\n\n[[destination]]\nurl = {:?}\n\n[backup]\nrate_limit = \"128K\"\n",
+            c.endpoints(),
+            dest.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let c_path = cfg.to_str().unwrap();
+    let mut first = std::process::Command::new(lifeboat())
+        .args(["backup", "--config", c_path, "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run is writing (it holds the host lock by then).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::fs::read_dir(&dest).ok().is_some_and(|rd| {
+        rd.filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline && first.try_wait().unwrap().is_none(),
+            "the first backup never started writing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = run_lifeboat(["backup", "--config", c_path, "--lock-timeout", "1s"]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_exit(&o, 1);
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("lifeboat: error:"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains(&format!(
+            "another `lifeboat backup --config {c_path}` is running on this host (pid {} since",
+            first.id()
+        )) && line.contains("gave up after 1s"),
+        "{line}"
+    );
 }

@@ -72,6 +72,12 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .as_ref()
             .and_then(|(_, c)| c.metrics.as_ref()?.textfile.clone())
     });
+    // Runs of one config file from cron/timers must not overlap on this host, even for S3
+    // destinations (which have no writer lock).
+    let _host_lock = match super::settings().file.as_ref() {
+        Some((path, _)) => Some(crate::jobs::hostlock::acquire(path, b.lock_timeout)?),
+        None => None,
+    };
     let attempt = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
     let bar = Arc::new(super::progress::Bar::new(g.quiet));
     let rt = runtime()?;

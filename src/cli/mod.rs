@@ -30,6 +30,7 @@ mod reference;
 mod restore;
 mod run;
 mod status;
+mod systemd;
 mod verify;
 mod wal;
 
@@ -71,8 +72,17 @@ pub struct Global {
     /// More logging on stderr (-v: debug, -vv: trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Log lines on stderr: text for people, json (one object per line) for journald/Loki.
+    #[arg(long, value_enum, env = "LIFEBOAT_LOG_FORMAT", default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     #[command(flatten)]
     pub config: flags::ConfigArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,6 +103,8 @@ pub enum Command {
     Cleanup(cleanup::Args),
     /// Scheduler daemon: back up on [schedule], prune by [retention], until SIGTERM.
     Run(run::Args),
+    /// Print (or write) a hardened systemd service + timer that run `backup --config FILE`.
+    Systemd(systemd::Args),
     /// Remove old backups by a retention policy (--keep-*, or [retention] in the config).
     Prune(prune::Args),
     /// Write a stored backup out as an etcdctl-compatible snapshot file (db + SHA-256 trailer).
@@ -204,6 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fetch(a) => fetch::run(a, g),
         Command::Prune(a) => prune::run(a, g),
         Command::Run(a) => run::run(a, g),
+        Command::Systemd(a) => systemd::run(a, g),
         Command::Inspect(a) => inspect::run(a, g),
         Command::Diff(a) => diff::run(a, g),
         Command::Get(a) => get::run(a, g),
@@ -239,6 +252,17 @@ fn init_logging(g: &Global) {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if g.log_format == LogFormat::Json {
+        // One JSON object per line, with a timestamp (log shippers may not add one).
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_current_span(false)
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -77,6 +77,7 @@ pub(crate) fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Config> 
         password: get(env_var_of("etcd.password")).map(Secret::new),
         dial_timeout: parsed(get, "etcd.dial_timeout")?,
         command_timeout: parsed(get, "etcd.command_timeout")?,
+        quota_bytes: None,
     };
     let backup = BackupSettings {
         source: get(env_var_of("backup.source")),

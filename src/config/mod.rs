@@ -17,7 +17,7 @@ pub mod values;
 
 pub use env::{CONFIG_ENV, ENV_VARS};
 pub use resolve::{Entry, Layers, Origin, ResolvedBackup};
-pub use values::{parse_size, Dur, Secret, Size, UserSpec};
+pub use values::{parse_cron, parse_size, Dur, Secret, Size, UserSpec};
 
 /// The whole config file. Unknown keys are errors: a typo must not silently fall back to a
 /// default at 3 am.
@@ -70,6 +70,10 @@ pub struct EtcdSettings {
     /// bounded by --stream-timeout instead. Env: ETCDCTL_COMMAND_TIMEOUT. Default: 5s.
     #[arg(long, value_name = "DURATION")]
     pub command_timeout: Option<Dur>,
+    /// The members' `--quota-backend-bytes`, for `lifeboat_cluster_quota_bytes` when etcd's
+    /// own /metrics cannot be read. File only (`lifeboat status` has its own flag).
+    #[arg(skip)]
+    pub quota_bytes: Option<Size>,
 }
 
 /// `[backup]`, and the flags of `lifeboat backup` that tune it.
@@ -130,7 +134,7 @@ pub struct DestinationConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
-    /// Five-field cron expression, e.g. `0 * * * *`.
+    /// Cron expression in UTC: five fields (`0 * * * *`), or six with seconds first.
     pub cron: Option<String>,
     /// Or a fixed interval.
     pub every: Option<Dur>,
@@ -183,11 +187,13 @@ impl RetentionConfig {
     }
 }
 
-/// `[verify]`: scrubbing stored backups on a rotation (daemon, planned).
+/// `[verify]`: the daemon scrubs stored backups on a rotation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     pub every: Option<Dur>,
+    /// Stored bytes re-read per run (default [`resolve::DEFAULT_SCRUB_BUDGET`]).
+    pub budget: Option<Size>,
 }
 
 /// `[metrics]`: where the daemon serves metrics, where one-shot runs write them (planned).
@@ -261,11 +267,7 @@ impl Config {
                 _ => {}
             }
             if let Some(c) = &s.cron {
-                if c.split_whitespace().count() != 5 {
-                    return Err(format!(
-                        "[schedule] cron = {c:?}: five fields expected (minute hour day month weekday)"
-                    ));
-                }
+                values::parse_cron(c)?;
             }
             if let Some(w) = &s.when {
                 if w != "leader" && w != "always" {
@@ -276,7 +278,7 @@ impl Config {
             }
         }
         if let Some(m) = &self.metrics {
-            if let Some(l) = &m.listen {
+            if let Some(l) = m.listen.as_ref().filter(|l| *l != "off") {
                 l.parse::<std::net::SocketAddr>().map_err(|_| {
                     format!("[metrics] listen = {l:?}: not an address (e.g. 127.0.0.1:9477)")
                 })?;
@@ -327,6 +329,7 @@ keep_weekly = 4
 
 [verify]
 every = "24h"
+budget = "1G"
 
 [metrics]
 listen = "127.0.0.1:9477"

@@ -22,6 +22,13 @@ pub const DEFAULT_STREAM_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a backup waits for another run's lock on a destination.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_READ_BACK: &str = "digest";
+/// `[metrics] listen`: where the daemon serves /metrics and /healthz (`"off"`: nowhere).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9477";
+/// `[verify] budget`: stored bytes the daemon re-reads per scrub run.
+pub const DEFAULT_SCRUB_BUDGET: u64 = 1 << 30;
+/// `[etcd] quota_bytes`: etcd's own default `--quota-backend-bytes`, used for
+/// `lifeboat_cluster_quota_bytes` when etcd's /metrics does not say.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 
 /// Where an effective value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -346,8 +353,13 @@ impl Layers {
                 add("retention.keep_yearly", num(&r.keep_yearly));
                 add("retention.keep_within", dur(&r.keep_within));
             }
+            add(
+                "etcd.quota_bytes",
+                c.etcd.quota_bytes.map(|q| q.to_string()),
+            );
             if let Some(v) = &c.verify {
                 add("verify.every", dur(&v.every));
+                add("verify.budget", v.budget.map(|b| b.to_string()));
             }
             if let Some(m) = &c.metrics {
                 add("metrics.listen", m.listen.clone());

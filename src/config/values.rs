@@ -39,6 +39,25 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// `[schedule] cron`: five fields (minute hour day-of-month month day-of-week), or six with
+/// seconds first; evaluated in UTC by the daemon. One line on error, naming the key.
+pub fn parse_cron(expr: &str) -> Result<croner::Cron, String> {
+    let fields = expr.split_whitespace().count();
+    if !(5..=6).contains(&fields) {
+        return Err(format!(
+            "[schedule] cron = {expr:?}: five fields expected (minute hour day month weekday), or six with seconds first"
+        ));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(expr)
+        .map_err(|e| {
+            let why = e.to_string().replace('\n', " ");
+            format!("[schedule] cron = {expr:?}: {why}")
+        })
+}
+
 /// A size in bytes, written `64M` (or a plain integer in the config file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Size(pub u64);

@@ -1,5 +1,5 @@
-//! The daemon's HTTP listener: `/metrics` (Prometheus text format, the same families as the
-//! textfile) and `/healthz` (200 while the last success is younger than 2 × the interval +
+//! The daemon's HTTP listener: `/metrics` (OpenMetrics text from `prometheus-client`, the
+//! same families as the textfile) and `/healthz` (200 while the last success is younger than 2 × the interval +
 //! the shutdown grace, else 503 with a one-line reason). Both answer from state the
 //! scheduler updates after each slot: a scrape never touches etcd or a store.
 
@@ -16,6 +16,10 @@ pub struct Shared {
     pub metrics: String,
     /// Unix time of the newest backup's completion across destinations, if any.
     pub last_success: Option<f64>,
+    /// What the daemon last learnt of the cluster (its quota).
+    pub cluster: crate::metrics::ClusterMetrics,
+    /// Unix time of the last backup attempt (0: none since start).
+    pub last_attempt: f64,
     /// How old the last success may be before /healthz says 503, in seconds.
     pub max_age: f64,
 }
@@ -51,7 +55,7 @@ fn respond(path: &str, state: &State) -> Response<Full<Bytes>> {
             "/metrics" => (
                 StatusCode::OK,
                 s.metrics.clone(),
-                "text/plain; version=0.0.4; charset=utf-8",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
             ),
             "/healthz" => {
                 let (c, b) = health(&s, now);

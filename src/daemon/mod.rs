@@ -9,6 +9,9 @@
 //! the next backup cleans it up.
 
 pub mod http;
+pub mod schedule;
+pub mod scrubber;
+pub mod units;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,18 +24,23 @@ use crate::config::Layers;
 use crate::error::EtcdErrorKind;
 use crate::jobs::backup::{backup, BackupOptions, Destination, NoProgress};
 use crate::{Error, Result};
+pub use schedule::Schedule;
 
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Everything one slot needs, rebuilt from the config on SIGHUP.
 pub struct Plan {
-    pub every: Duration,
+    pub schedule: Schedule,
     pub jitter: Duration,
     pub leader_only: bool,
     pub opts: BackupOptions,
     pub dests: Vec<Destination>,
     pub policy: Option<Policy>,
     pub textfile: Option<PathBuf>,
+    /// `[etcd] quota_bytes`: the quota reported when etcd's /metrics does not say.
+    pub quota_fallback: u64,
+    /// `[verify] every` and `budget`: the scrubbing rotation (none: no scrubbing).
+    pub scrub: Option<scrubber::Scrub>,
     /// `[metrics] listen`: where `/metrics` and `/healthz` are served (none: no listener).
     pub listen: Option<std::net::SocketAddr>,
 }
@@ -50,14 +58,9 @@ pub fn plan(
             "no [schedule]: add every = \"1h\" (lifeboat run needs a schedule)",
         )
     })?;
-    let every = match (&schedule.cron, schedule.every) {
-        (_, Some(e)) if e.0 >= Duration::from_secs(1) => e.0,
-        (Some(c), _) => {
-            return Err(Error::flag(
-                "--config",
-                format!("[schedule] cron = {c:?}: cron schedules are not supported by this build yet; use every = \"1h\""),
-            ))
-        }
+    let sched = match (&schedule.cron, schedule.every) {
+        (Some(c), _) => Schedule::cron(c).map_err(|m| Error::flag("--config", m))?,
+        (None, Some(e)) if e.0 >= Duration::from_secs(1) => Schedule::Every(e.0),
         _ => {
             return Err(Error::flag(
                 "--config",
@@ -77,7 +80,7 @@ pub fn plan(
     }
     let policy = layers.retention(&Default::default()).policy();
     Ok(Plan {
-        every,
+        schedule: sched,
         jitter: schedule.jitter.map(|j| j.0).unwrap_or_default(),
         leader_only: schedule.when.as_deref() != Some("always"),
         opts: BackupOptions {
@@ -93,16 +96,48 @@ pub fn plan(
         dests,
         policy: (!policy.is_empty()).then_some(policy),
         textfile: file.and_then(|c| c.metrics.as_ref()?.textfile.clone()),
-        listen: match file.and_then(|c| c.metrics.as_ref()?.listen.clone()) {
+        quota_fallback: file
+            .and_then(|c| c.etcd.quota_bytes)
+            .map_or(crate::config::resolve::DEFAULT_QUOTA_BYTES, |q| q.0),
+        scrub: match file.and_then(|c| c.verify.as_ref()) {
+            Some(v) => match v.every {
+                Some(e) if e.0 >= Duration::from_secs(1) => Some(scrubber::Scrub {
+                    every: e.0,
+                    budget: v
+                        .budget
+                        .map_or(crate::config::resolve::DEFAULT_SCRUB_BUDGET, |b| b.0),
+                }),
+                Some(_) => {
+                    return Err(Error::flag(
+                        "--config",
+                        "[verify] every: give an interval of at least 1s",
+                    ))
+                }
+                None => None,
+            },
             None => None,
-            Some(l) => Some(l.parse().map_err(|_| {
+        },
+        listen: match file
+            .and_then(|c| c.metrics.as_ref()?.listen.clone())
+            .unwrap_or_else(|| crate::config::resolve::DEFAULT_METRICS_LISTEN.to_string())
+        {
+            l if l == "off" => None,
+            l => Some(l.parse().map_err(|_| {
                 Error::flag(
                     "--config",
-                    format!("[metrics] listen = {l:?}: not an address (e.g. 127.0.0.1:9477)"),
+                    format!("[metrics] listen = {l:?}: not an address (e.g. 127.0.0.1:9477, or \"off\")"),
                 )
             })?),
         },
     })
+}
+
+/// Another handle on the same destination (stores are shared between tasks).
+pub(crate) fn share(d: &Destination) -> Destination {
+    Destination {
+        name: d.name.clone(),
+        store: d.store.clone(),
+    }
 }
 
 pub(crate) fn unix_now() -> f64 {
@@ -112,40 +147,36 @@ pub(crate) fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Time to the start of the next slot, plus jitter (a cheap per-process pseudo-random
-/// fraction; it only spreads load, nothing depends on its quality).
-fn until_next_slot(every: Duration, jitter: Duration) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let every_ns = every.as_nanos().max(1);
-    let into = now.as_nanos() % every_ns;
-    let wait = Duration::from_nanos((every_ns - into) as u64);
-    if jitter.is_zero() {
-        return wait;
+/// Sleep until the next slot (plus jitter); forever when the schedule has no future slot
+/// (signals still stop or reload the daemon).
+async fn sleep_until_slot(p: &Plan) {
+    match schedule::until_next_slot(&p.schedule, p.jitter) {
+        Some(d) => tokio::time::sleep(d).await,
+        None => {
+            tracing::warn!(schedule = %p.schedule.describe(), "the schedule has no future slot: no more backups");
+            std::future::pending::<()>().await
+        }
     }
-    let seed =
-        (now.as_nanos() as u64 ^ u64::from(std::process::id())).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    wait + Duration::from_nanos(seed % (jitter.as_nanos() as u64).max(1))
 }
 
 /// Whether the local member (the first endpoint) is the leader; `Err` when it cannot tell.
-async fn local_is_leader(opts: &BackupOptions) -> Result<(bool, String)> {
-    let endpoint = opts
-        .conn
+pub(crate) async fn local_is_leader(
+    conn: &crate::source::etcd::ConnectConfig,
+) -> Result<(bool, String)> {
+    let endpoint = conn
         .endpoints
         .first()
         .cloned()
         .ok_or_else(|| Error::flag("--endpoints", "no endpoint"))?;
-    let mut client = opts.conn.connect_one(&endpoint, false).await?;
-    let status = tokio::time::timeout(opts.conn.command_timeout, client.status())
+    let mut client = conn.connect_one(&endpoint, false).await?;
+    let status = tokio::time::timeout(conn.command_timeout, client.status())
         .await
         .map_err(|_| Error::Etcd {
             endpoint: endpoint.clone(),
             kind: EtcdErrorKind::Timeout,
             message: "status: no answer".into(),
         })?
-        .map_err(|e| crate::source::etcd::errors::classify(&opts.conn, &endpoint, "status", &e))?;
+        .map_err(|e| crate::source::etcd::errors::classify(conn, &endpoint, "status", &e))?;
     let me = status.header().map(|h| h.member_id()).unwrap_or(0);
     Ok((
         me != 0 && me == status.leader(),
@@ -192,7 +223,7 @@ async fn slot(
     reload: &mut bool,
 ) -> bool {
     if p.leader_only {
-        match local_is_leader(&p.opts).await {
+        match local_is_leader(&p.opts.conn).await {
             Ok((true, _)) => {}
             Ok((false, leader)) => {
                 tracing::info!(leader = %leader, "skipped: the local member is not the leader (schedule.when = \"leader\")");
@@ -204,7 +235,9 @@ async fn slot(
             }
         }
     }
-    let deadline = tokio::time::Instant::now() + p.every;
+    // Retries stop when the next slot starts (that slot gets its own attempt).
+    let deadline = tokio::time::Instant::now()
+        + schedule::until_next_slot(&p.schedule, Duration::ZERO).unwrap_or(p.schedule.interval());
     let mut backoff = Duration::from_secs(1);
     loop {
         let attempt = unix_now();
@@ -263,18 +296,12 @@ async fn record(
     for (d, e) in &outcome.failed {
         tracing::error!(destination = %d, "backup failed: {e}");
     }
-    let dests: Vec<Destination> = p
-        .dests
-        .iter()
-        .map(|d| Destination {
-            name: d.name.clone(),
-            store: d.store.clone(),
-        })
-        .collect();
+    let dests: Vec<Destination> = p.dests.iter().map(share).collect();
     let policy = p.policy.clone();
     let lock = p.opts.lock_timeout;
     let textfile = p.textfile.clone();
     let state = state.clone();
+    let (conn, quota_fallback) = (p.opts.conn.clone(), p.quota_fallback);
     let stored_everywhere = r.is_ok() && outcome.failed.is_empty();
     // The failed stage of each destination, from the typed errors (the copies handed to
     // the blocking thread below only carry their text).
@@ -310,6 +337,12 @@ async fn record(
                 tracing::info!(destination = %r.destination, removed = r.pruned, "pruned");
             }
         }
+        let quota = cluster_quota(&conn, quota_fallback);
+        state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .cluster
+            .quota_bytes = Some(quota);
         let rows: Vec<_> = dests
             .iter()
             .zip(&runs)
@@ -322,14 +355,47 @@ async fn record(
     stored_everywhere
 }
 
+/// The cluster's backend quota: etcd's own `etcd_server_quota_backend_bytes` from the
+/// first endpoint that serves it, else `[etcd] quota_bytes` (default etcd's 2 GiB), with a
+/// warning the first time. Blocks.
+fn cluster_quota(conn: &crate::source::etcd::ConnectConfig, fallback: u64) -> u64 {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut last = None;
+    for ep in &conn.endpoints {
+        match crate::source::etcd::quota::quota_bytes(conn, ep) {
+            Ok(q) => return q,
+            Err(e) => last = Some(e),
+        }
+    }
+    if let Some(e) = last {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                quota_bytes = fallback,
+                "cannot read etcd's quota from /metrics, using [etcd] quota_bytes: {e}"
+            );
+        }
+    }
+    fallback
+}
+
 /// Render the metrics after a run (counters carried from the last render, or from the
 /// textfile after a restart), serve them, and write the textfile if configured. Blocks.
+/// `attempt` 0: no backup attempt now (start-up, a scrub); the last one is kept.
 fn publish(
     state: &http::State,
     textfile: Option<&std::path::Path>,
     rows: &[(&Destination, Option<&'static str>, u64)],
     attempt: f64,
 ) {
+    // One render at a time: the backup slot and the scrubber both publish, and each carries
+    // the other's counters forward from the previous render.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+    let attempt = if attempt > 0.0 {
+        attempt
+    } else {
+        state.lock().unwrap_or_else(|p| p.into_inner()).last_attempt
+    };
     let ms: Vec<_> = rows
         .iter()
         .map(|(d, stage, pruned)| {
@@ -357,15 +423,18 @@ fn publish(
             s.metrics.clone()
         }
     };
-    let text = crate::metrics::render(&ms, &crate::metrics::previous_counters(&previous));
+    let cluster = state.lock().unwrap_or_else(|p| p.into_inner()).cluster;
+    let text = crate::metrics::render(&ms, &cluster, &crate::metrics::previous_counters(&previous));
     if let Some(path) = textfile {
-        if let Err(e) = crate::metrics::write_textfile(path, &text) {
+        if let Err(e) = crate::metrics::write_textfile(path, &crate::metrics::to_text_format(&text))
+        {
             tracing::error!("metrics textfile: {e}");
         }
     }
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
     s.metrics = text;
     s.last_success = last_success;
+    s.last_attempt = attempt;
 }
 
 /// Run until SIGTERM/SIGINT. `load` re-reads the config (initially and on SIGHUP); a
@@ -381,16 +450,15 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
     rt.block_on(async {
         let mut sig = Signals::new()?;
         // The state before the first slot: what the destinations hold now.
-        let max_age = |p: &Plan| 2.0 * p.every.as_secs_f64() + grace.as_secs_f64();
+        let max_age = |p: &Plan| 2.0 * p.schedule.interval().as_secs_f64() + grace.as_secs_f64();
         state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
         {
-            let dests: Vec<Destination> = p
-                .dests
-                .iter()
-                .map(|d| Destination { name: d.name.clone(), store: d.store.clone() })
-                .collect();
+            let dests: Vec<Destination> = p.dests.iter().map(share).collect();
             let (st, tf) = (state.clone(), p.textfile.clone());
+            let (conn, fallback) = (p.opts.conn.clone(), p.quota_fallback);
             let _ = tokio::task::spawn_blocking(move || {
+                let quota = cluster_quota(&conn, fallback);
+                st.lock().unwrap_or_else(|p| p.into_inner()).cluster.quota_bytes = Some(quota);
                 let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
                 publish(&st, tf.as_deref(), &rows, 0.0);
             })
@@ -400,17 +468,18 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
             None => None,
             Some(addr) => {
                 let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-                    Error::flag("--config", format!("[metrics] listen = {addr}: {}", crate::error::io_words(&e)))
+                    Error::flag("--config", format!("[metrics] listen = {addr}: {} (set [metrics] listen to a free address, or \"off\")", crate::error::io_words(&e)))
                 })?;
                 tracing::info!(%addr, "serving /metrics and /healthz");
                 Some(AbortOnDrop(tokio::spawn(http::serve(l, state.clone()))))
             }
         };
-        tracing::info!(every = %humantime::format_duration(p.every), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
+        tracing::info!(schedule = %p.schedule.describe(), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
+        let mut _scrubber = start_scrubber(&p, &state);
         loop {
             let mut reload = false;
             tokio::select! {
-                _ = tokio::time::sleep(until_next_slot(p.every, p.jitter)) => {
+                _ = sleep_until_slot(&p) => {
                     if slot(&p, &state, &mut sig, grace, &mut reload).await {
                         break;
                     }
@@ -424,6 +493,7 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
                 match load() {
                     Ok(n) => {
                         p = n;
+                        _scrubber = start_scrubber(&p, &state);
                         state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
                         tracing::info!("configuration reloaded");
                     }
@@ -436,7 +506,24 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
     })
 }
 
-/// Stops the listener task when the scheduler stops.
+/// The scrubbing rotation's task, if `[verify] every` is set (restarted on reload).
+fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
+    let s = p.scrub?;
+    tracing::info!(every = %humantime::format_duration(s.every), budget = s.budget, "scrubbing on a rotation");
+    let dests = p.dests.iter().map(share).collect();
+    // With when = "leader" only the leader's daemon scrubs: the daemons on the other
+    // members would re-read the same shared destination at the same instant.
+    let leader = p.leader_only.then(|| p.opts.conn.clone());
+    Some(AbortOnDrop(tokio::spawn(scrubber::rotate(
+        s,
+        dests,
+        leader,
+        state.clone(),
+        p.textfile.clone(),
+    ))))
+}
+
+/// Stops a task (the listener, the scrubber) when the scheduler stops.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {

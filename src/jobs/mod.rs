@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod fetch;
+pub mod hostlock;
 pub mod prune;
 pub mod readback;
 pub mod scrub;

@@ -69,11 +69,63 @@ pub fn record(store: &dyn Store, r: &VerifyReport, at: OffsetDateTime) -> Result
 /// How many backups of `manifests` are currently recorded as failing verification (for
 /// the `lifeboat_backups_failing_verify` metric and the one-shot's exit code).
 pub fn failing(store: &dyn Store, manifests: &[Manifest]) -> Result<usize> {
-    let mut n = 0;
+    Ok(summary(store, manifests)?.failing)
+}
+
+fn is_gone(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotFound(_)
+            | Error::Store {
+                kind: crate::error::StoreErrorKind::NotFound,
+                ..
+            }
+    )
+}
+
+/// What the verification records of a destination say, for the metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Summary {
+    /// Backups whose last verification failed.
+    pub failing: usize,
+    /// The newest passing verification (Unix time), if any backup ever passed one.
+    pub last_success: Option<f64>,
+}
+
+pub fn summary(store: &dyn Store, manifests: &[Manifest]) -> Result<Summary> {
+    let mut s = Summary::default();
     for m in manifests {
-        if verified::read_state(store, &m.id)?.0 == crate::catalog::retention::VerifyState::Failed {
-            n += 1;
+        let (state, record) = verified::read_state(store, &m.id)?;
+        if state == crate::catalog::retention::VerifyState::Failed {
+            s.failing += 1;
+        }
+        let passed_at = record
+            .filter(|r| r.ok)
+            .and_then(|r| OffsetDateTime::parse(&r.verified_at, &Rfc3339).ok())
+            .map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
+        if let Some(t) = passed_at {
+            s.last_success = Some(s.last_success.map_or(t, |l: f64| l.max(t)));
         }
     }
-    Ok(n)
+    Ok(s)
+}
+
+/// One scrub run over a destination: list, take the rotation up to `budget`, verify each,
+/// record each verdict. Damaged manifests are not in the rotation (listing rejects them;
+/// `verify --all` reports them). Returns the reports, failures included; an `Err` is a
+/// store or listing failure, not a damaged backup.
+pub fn scrub(store: &dyn Store, budget: Option<u64>) -> Result<Vec<VerifyReport>> {
+    let (all, _rejected) = crate::catalog::list(store)?;
+    let mut reports = Vec::new();
+    for m in rotation(store, &all, budget)? {
+        let r = match super::verify::verify(store, &m, &|_| {}) {
+            Ok(r) => r,
+            // Pruned while the rotation ran: nothing to scrub any more.
+            Err(e) if is_gone(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        record(store, &r, OffsetDateTime::now_utc())?;
+        reports.push(r);
+    }
+    Ok(reports)
 }

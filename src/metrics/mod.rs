@@ -1,5 +1,6 @@
-//! Metrics in the Prometheus text format, for node_exporter's textfile collector (one-shot
-//! runs from cron or a systemd timer).
+//! Metrics, rendered with `prometheus-client`: OpenMetrics text for the daemon's `/metrics`,
+//! the Prometheus text format 0.0.4 for node_exporter's textfile collector (one-shot runs
+//! from cron or a systemd timer, and the daemon's `[metrics] textfile`).
 //!
 //! Label sets are bounded: `destination` is the configured destination (its URL as given),
 //! `stage` one of [`STAGES`]; no error text is ever a label. A one-shot process has no
@@ -8,7 +9,6 @@
 //! which is the truth even when the previous file was lost.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
@@ -47,9 +47,18 @@ pub struct DestinationMetrics {
     /// Complete backups in the destination, if it could be listed.
     pub backups: Option<u64>,
     pub failing_verify: Option<u64>,
+    /// The newest passing verification (scrub) in the destination (Unix time).
+    pub verify_last_success: Option<f64>,
     /// This run's failure, if any.
     pub failed_stage: Option<&'static str>,
     pub pruned: u64,
+}
+
+/// What is known of the cluster itself (the daemon asks etcd; a one-shot leaves it empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClusterMetrics {
+    /// The backend quota (`--quota-backend-bytes`): from etcd's /metrics, else the config.
+    pub quota_bytes: Option<u64>,
 }
 
 /// What the destination says after a run: its newest backup, how many there are, how many
@@ -71,9 +80,10 @@ pub fn collect(
     };
     if let Ok((all, _)) = crate::catalog::list(store) {
         d.backups = Some(all.len() as u64);
-        d.failing_verify = crate::jobs::scrub::failing(store, &all)
-            .ok()
-            .map(|n| n as u64);
+        if let Ok(s) = crate::jobs::scrub::summary(store, &all) {
+            d.failing_verify = Some(s.failing as u64);
+            d.verify_last_success = s.last_success;
+        }
         d.newest = all.into_iter().next();
     }
     d
@@ -91,7 +101,9 @@ pub fn write_run(
         .iter()
         .map(|(d, stage, pruned)| collect(d.store.as_ref(), &d.name, attempt, *stage, *pruned))
         .collect();
-    write_textfile(path, &render(&m, &previous_counters(&previous)))
+    let cluster = ClusterMetrics::default();
+    let text = render(&m, &cluster, &previous_counters(&previous));
+    write_textfile(path, &to_text_format(&text))
 }
 
 fn unix_of(rfc3339: &str) -> Option<f64> {
@@ -119,17 +131,60 @@ pub fn previous_counters(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// The whole textfile for this run.
-pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) -> String {
-    let mut out = String::new();
-    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, f64)>| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+/// Label pairs of one series; values are escaped here (prometheus-client writes them as
+/// given).
+type Labels = Vec<(&'static str, String)>;
+
+/// `name{k="v",...}`: how a series is keyed when counters are carried forward.
+fn series_key(name: &str, labels: &Labels) -> String {
+    let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    if inner.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{}}}", inner.join(","))
+    }
+}
+
+/// The whole exposition for this run (OpenMetrics text, through `prometheus-client`; the
+/// Prometheus server and node_exporter's textfile collector both read it).
+pub fn render(
+    dests: &[DestinationMetrics],
+    cluster: &ClusterMetrics,
+    previous: &BTreeMap<String, f64>,
+) -> String {
+    use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+    use std::sync::atomic::AtomicU64;
+    let mut registry = prometheus_client::registry::Registry::default();
+    // prometheus-client adds the final full stop to help texts, and `_total` to counters.
+    let help = |h: &str| h.trim_end_matches('.').to_string();
+    // Families without a series are left out: unknown is not zero.
+    let mut family = |name: &str, kind: &str, text: &str, rows: Vec<(Labels, f64)>| {
+        if rows.is_empty() {
+            return;
+        }
+        if kind == "counter" {
+            let f = Family::<Labels, Counter<f64, AtomicU64>>::default();
+            for (l, v) in rows {
+                f.get_or_create(&l).inc_by(v);
+            }
+            registry.register(name.trim_end_matches("_total"), help(text), f);
+        } else if rows.iter().all(|(l, _)| l.is_empty()) {
+            // A cluster-wide gauge: one series, no labels (a family would print `{}`).
+            let g = Gauge::<f64, AtomicU64>::default();
+            for (_, v) in rows {
+                g.set(v);
+            }
+            registry.register(name, help(text), g);
+        } else {
+            let f = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+            for (l, v) in rows {
+                f.get_or_create(&l).set(v);
+            }
+            registry.register(name, help(text), f);
         }
     };
-    let label = |d: &DestinationMetrics| format!("destination=\"{}\"", esc(&d.destination));
-    let gauge = |f: &dyn Fn(&DestinationMetrics) -> Option<f64>| -> Vec<(String, f64)> {
+    let label = |d: &DestinationMetrics| -> Labels { vec![("destination", esc(&d.destination))] };
+    let gauge = |f: &dyn Fn(&DestinationMetrics) -> Option<f64>| -> Vec<(Labels, f64)> {
         dests
             .iter()
             .filter_map(|d| Some((label(d), f(d)?)))
@@ -183,6 +238,16 @@ pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) ->
         }),
     );
     family(
+        "lifeboat_cluster_quota_bytes",
+        "gauge",
+        "The cluster's backend quota (etcd --quota-backend-bytes): NOSPACE when a db reaches it.",
+        cluster
+            .quota_bytes
+            .map(|q| (Labels::new(), q as f64))
+            .into_iter()
+            .collect(),
+    );
+    family(
         "lifeboat_backups",
         "gauge",
         "Complete backups in the destination.",
@@ -194,9 +259,15 @@ pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) ->
         "Backups whose last verification (scrub) failed.",
         gauge(&|d| d.failing_verify.map(|v| v as f64)),
     );
-    let counter = |name: &str, labels: String, add: f64| {
+    family(
+        "lifeboat_verify_last_success_timestamp_seconds",
+        "gauge",
+        "When a backup in the destination last passed verification (scrub; Unix time).",
+        gauge(&|d| d.verify_last_success),
+    );
+    let counter = |name: &str, labels: Labels, add: f64| {
         let before = previous
-            .get(&format!("{name}{{{labels}}}"))
+            .get(&series_key(name, &labels))
             .copied()
             .unwrap_or(0.0);
         (labels, before + add)
@@ -205,11 +276,9 @@ pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) ->
     for d in dests {
         for s in STAGES {
             let add = if d.failed_stage == Some(s) { 1.0 } else { 0.0 };
-            failures.push(counter(
-                "lifeboat_backup_failures_total",
-                format!("{},stage=\"{s}\"", label(d)),
-                add,
-            ));
+            let mut labels = label(d);
+            labels.push(("stage", s.to_string()));
+            failures.push(counter("lifeboat_backup_failures_total", labels, add));
         }
     }
     family(
@@ -228,6 +297,35 @@ pub fn render(dests: &[DestinationMetrics], previous: &BTreeMap<String, f64>) ->
         "Backups removed by retention.",
         pruned,
     );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// The same exposition in the Prometheus text format 0.0.4, for node_exporter's textfile
+/// collector, whose parser predates OpenMetrics: a counter family is named with its
+/// `_total` (OpenMetrics names it without), and there is no `# EOF`.
+pub fn to_text_format(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
     out
 }
 
@@ -272,15 +370,40 @@ mod tests {
             pruned: 2,
             ..Default::default()
         };
-        let first = render(std::slice::from_ref(&d), &BTreeMap::new());
-        let second = render(&[d], &previous_counters(&first));
+        let cluster = ClusterMetrics {
+            quota_bytes: Some(2 << 30),
+        };
+        let first = render(std::slice::from_ref(&d), &cluster, &BTreeMap::new());
+        let second = render(&[d], &cluster, &previous_counters(&first));
+        assert!(
+            second.contains("\nlifeboat_cluster_quota_bytes 2147483648.0\n"),
+            "{second}"
+        );
+        assert!(second.ends_with("# EOF\n"), "{second}");
         assert!(second.contains(
-            "lifeboat_backup_failures_total{destination=\"/var/\\\"b\\\"\",stage=\"store\"} 2\n"
+            "lifeboat_backup_failures_total{destination=\"/var/\\\"b\\\"\",stage=\"store\"} 2.0\n"
         ));
-        assert!(second.contains("lifeboat_prune_deleted_total{destination=\"/var/\\\"b\\\"\"} 4\n"));
+        assert!(
+            second.contains("lifeboat_prune_deleted_total{destination=\"/var/\\\"b\\\"\"} 4.0\n")
+        );
         assert!(second.contains(
             "lifeboat_backup_last_attempt_timestamp_seconds{destination=\"/var/\\\"b\\\"\"} 1.5\n"
         ));
         assert!(!second.contains("last_success_timestamp_seconds{"));
+        let text = to_text_format(&second);
+        assert!(
+            text.contains("# TYPE lifeboat_prune_deleted_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP lifeboat_backup_failures_total Failed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE lifeboat_backup_last_attempt_timestamp_seconds gauge\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert_eq!(previous_counters(&text), previous_counters(&second));
     }
 }

@@ -61,7 +61,7 @@ pub fn strip_scheme(u: &str) -> &str {
 
 /// Read one of the TLS files: missing or unreadable is a usage error naming the flag, since
 /// no retry can fix it.
-fn read_flag_file(flag: &str, p: &Path) -> Result<Vec<u8>> {
+pub(super) fn read_flag_file(flag: &str, p: &Path) -> Result<Vec<u8>> {
     if p.is_dir() {
         return Err(Error::flag(
             flag,
@@ -80,7 +80,7 @@ fn read_flag_file(flag: &str, p: &Path) -> Result<Vec<u8>> {
     })
 }
 
-fn pem_certs(flag: &str, p: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
+pub(super) fn pem_certs(flag: &str, p: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>> {
     let certs: std::result::Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
     match certs {
         Ok(c) if !c.is_empty() => Ok(c),

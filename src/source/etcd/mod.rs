@@ -9,6 +9,7 @@
 mod choose;
 mod connect;
 pub(crate) mod errors;
+pub mod quota;
 mod survey;
 
 pub use choose::{choose, Choice, SourcePolicy};

@@ -1,0 +1,83 @@
+//! The daemon's scrubbing rotation (`[verify] every`, `budget`): at each multiple of
+//! `every` since the Unix epoch, every destination re-reads the backups verified longest
+//! ago up to the byte budget ([`crate::jobs::scrub`]) and records each verdict there. A
+//! backup that fails is logged and counted in `lifeboat_backups_failing_verify`; nothing is
+//! ever deleted. With `when = "leader"` only the daemon whose local member leads scrubs.
+//! It runs beside the backup schedule (reading does not take the writer lock),
+//! on the blocking pool, so a long scrub never delays a backup slot.
+
+use std::time::Duration;
+
+use super::{http, publish, schedule, share, Destination};
+
+/// What the plan says about scrubbing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scrub {
+    pub every: Duration,
+    pub budget: u64,
+}
+
+/// Scrub forever on the rotation; the caller aborts the task to stop it.
+pub async fn rotate(
+    s: Scrub,
+    dests: Vec<Destination>,
+    leader_only: Option<crate::source::etcd::ConnectConfig>,
+    state: http::State,
+    textfile: Option<std::path::PathBuf>,
+) {
+    let sched = schedule::Schedule::Every(s.every);
+    loop {
+        let Some(wait) = schedule::until_next_slot(&sched, Duration::ZERO) else {
+            return;
+        };
+        tokio::time::sleep(wait).await;
+        if let Some(conn) = &leader_only {
+            match super::local_is_leader(conn).await {
+                Ok((true, _)) => {}
+                Ok((false, leader)) => {
+                    tracing::info!(leader = %leader, "scrub skipped: the local member is not the leader (schedule.when = \"leader\")");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "scrub skipped: cannot tell whether the local member leads: {e}"
+                    );
+                    continue;
+                }
+            }
+        }
+        let dests: Vec<Destination> = dests.iter().map(share).collect();
+        let (state, textfile) = (state.clone(), textfile.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            run_once(&dests, s.budget);
+            let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
+            publish(&state, textfile.as_deref(), &rows, 0.0);
+        })
+        .await;
+    }
+}
+
+/// One rotation over every destination, logging each verdict. Blocks.
+fn run_once(dests: &[Destination], budget: u64) {
+    for d in dests {
+        match crate::jobs::scrub::scrub(d.store.as_ref(), Some(budget)) {
+            Err(e) => tracing::error!(destination = %d.name, "scrub failed: {e}"),
+            Ok(reports) => {
+                for r in &reports {
+                    if r.ok {
+                        tracing::info!(destination = %d.name, backup = %r.id, "scrub: backup verified");
+                    } else {
+                        tracing::error!(
+                            destination = %d.name,
+                            backup = %r.id,
+                            problems = %r.problems.join("; "),
+                            "scrub: backup FAILED verification (kept; inspect with lifeboat verify --from DEST ID)"
+                        );
+                    }
+                }
+                let failed = reports.iter().filter(|r| !r.ok).count();
+                tracing::info!(destination = %d.name, verified = reports.len(), failed, "scrub finished");
+            }
+        }
+    }
+}
