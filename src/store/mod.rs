@@ -98,6 +98,13 @@ pub trait Store: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Until when object lock forbids deleting `name` (S3 object-lock retention), or `None`
+    /// (no lock, or a store without object lock). Prune asks before deleting anything.
+    fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
+        let _ = name;
+        Ok(None)
+    }
+
     /// Write a small object in one go.
     fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
         let mut w = self.create(name)?;
@@ -176,6 +183,9 @@ macro_rules! forward_store {
             }
             fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
                 (**self).abort_stale_uploads(older_than)
+            }
+            fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
+                (**self).retained_until(name)
             }
             fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
                 (**self).put_bytes(name, data)
