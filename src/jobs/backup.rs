@@ -478,10 +478,12 @@ fn finish_all(
             ));
             continue;
         };
-        let finished = w
-            .commit()
-            .and_then(|()| finish_destination(run, store.as_ref(), &result, started));
-        match finished {
+        // A failed commit left nothing visible (the store contract): nothing to remove.
+        if let Err(e) = w.commit() {
+            outcome.failed.push((name.clone(), e));
+            continue;
+        }
+        match finish_destination(run, store.as_ref(), &result, started) {
             Ok(m) => outcome.stored.push((name.clone(), m)),
             Err(e) => {
                 let _ = store.remove(&catalog::data_name(&run.id));

@@ -288,8 +288,12 @@ async fn client(s: &S3Settings) -> (Client, Option<String>) {
 /// fits in S3's 10,000 parts.
 pub fn part_size_for(configured: u64, hint: Option<u64>) -> u64 {
     let needed = hint.map_or(0, |h| h.saturating_mul(2).div_ceil(10_000));
-    configured.max(needed).max(MIN_PART_SIZE)
+    configured.max(needed).clamp(MIN_PART_SIZE, MAX_PART_SIZE)
 }
+
+/// S3's largest part. A size hint that would need more (a member reporting an absurd db
+/// size) must not turn into a buffer of that size.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 /// No lock on S3 (see the module doc): writers never overwrite, so nothing to guard.
 struct NoLock;
@@ -498,9 +502,28 @@ mod tests {
 
     #[test]
     fn part_sizes_fit_ten_thousand_parts() {
-        assert_eq!(part_size_for(DEFAULT_PART_SIZE, None), DEFAULT_PART_SIZE);
+        // No hint, or a small database: the configured size, 8 MiB by default.
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, None), 8 << 20);
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, Some(1 << 20)), 8 << 20);
         assert_eq!(part_size_for(MIN_PART_SIZE, Some(1 << 20)), MIN_PART_SIZE);
-        let huge = 200u64 << 30;
-        assert!(part_size_for(DEFAULT_PART_SIZE, Some(huge)) * 10_000 >= 2 * huge);
+        // Never below S3's minimum, whatever is configured.
+        assert_eq!(part_size_for(1, None), MIN_PART_SIZE);
+        // etcd's largest allowed database (8 GiB quota) fits twice over at the default.
+        let max_etcd = 8u64 << 30;
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, Some(max_etcd)), 8 << 20);
+        assert!(DEFAULT_PART_SIZE * 10_000 >= 2 * max_etcd);
+        // Beyond that the part grows so that twice the hint fits in 10,000 parts.
+        for hint in [100u64 << 30, 200 << 30, 1 << 40] {
+            let p = part_size_for(DEFAULT_PART_SIZE, Some(hint));
+            assert!(
+                p > DEFAULT_PART_SIZE && p * 10_000 >= 2 * hint,
+                "{hint}: {p}"
+            );
+        }
+        // An absurd hint is capped at S3's largest part, not allocated.
+        assert_eq!(
+            part_size_for(DEFAULT_PART_SIZE, Some(u64::MAX)),
+            MAX_PART_SIZE
+        );
     }
 }
