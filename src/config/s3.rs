@@ -142,7 +142,7 @@ pub struct S3Options {
     /// Path-style addressing (endpoint/bucket/key); default: on with --s3-endpoint, off for
     /// AWS. Env: LIFEBOAT_S3_PATH_STYLE.
     #[arg(long = "s3-path-style", value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", global = true)]
+          default_missing_value = "true", require_equals = true, global = true)]
     pub path_style: Option<bool>,
     /// Server-side encryption of every object written. Env: LIFEBOAT_S3_SSE.
     #[arg(long = "s3-sse", value_name = "AES256|aws:kms", global = true)]
