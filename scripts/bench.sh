@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh                 # 2M keys x 500 B (about 1 GiB db) + a 100 MB db
 #   BENCH_KEYS=200000 scripts/bench.sh   # smaller, for a quick look
+#   BENCH_ONLY=backup BENCH_OUT=bench-work/backup.md scripts/bench.sh
+#                                    # only the backup rows (local, S3, etcdctl), table elsewhere
 #
 # What is measured (wall time and peak RSS from GNU time -v, median of BENCH_ROUNDS):
 #   backup:  lifeboat backup (zstd -3, local dir)  vs  etcdctl snapshot save
@@ -24,7 +26,7 @@ SMALL_KEYS=${BENCH_SMALL_KEYS:-200000}
 ROUNDS=${BENCH_ROUNDS:-3}
 WORK=${BENCH_WORK:-$ROOT/bench-work}
 
-scripts/setup.sh
+[ "${BENCH_SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh   # BENCH_SKIP_SETUP=1: already installed
 cargo build --release --locked --bin lifeboat --example fill --example native_restore
 LB=$ROOT/target/release/lifeboat
 FILL=$ROOT/target/release/examples/fill
@@ -142,6 +144,10 @@ bench_db() { # name keys
     rm -f "$WORK/out/snap.db"
     measure "etcdctl snapshot save && zstd -3" "$tag" bash -c "'$E/etcdctl' --endpoints '$EP' snapshot save '$WORK/out/snap.db' && zstd -q -3 -f '$WORK/out/snap.db'"
   done
+  if [ "${BENCH_ONLY:-}" = backup ]; then
+    kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+    return 0
+  fi
   # Offline inspection of the same snapshot file.
   "$E/etcdctl" --endpoints "$EP" snapshot save "$WORK/$name.snap.db" >/dev/null 2>&1
   if "$LB" inspect -o json "$WORK/$name.snap.db" >/dev/null 2>&1; then
@@ -176,7 +182,7 @@ start_s3
 bench_db big "$KEYS"
 bench_db small "$SMALL_KEYS"
 
-python3 - "$RESULTS" "$ROOT/BENCHMARKS.md" "$KEYS" "$VALUE" "$SMALL_KEYS" "$ROUNDS" <<'PY'
+python3 - "$RESULTS" "${BENCH_OUT:-$ROOT/BENCHMARKS.md}" "$KEYS" "$VALUE" "$SMALL_KEYS" "$ROUNDS" <<'PY'
 import sys, statistics, collections, platform, subprocess, datetime
 res, out, keys, value, small, rounds = sys.argv[1:]
 rows = collections.OrderedDict()

@@ -80,6 +80,10 @@ pub struct Manifest {
     /// manifests written before it existed (and then outside the digest, which stays valid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashkv: Option<u32>,
+    /// Until when S3 object lock protects the data object (RFC 3339, UTC; the manifest,
+    /// written later, is locked a little longer). Absent when nothing is locked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain_until: Option<String>,
     /// SHA-256 (hex) of the manifest's canonical form ([`canonical_json`]); required from
     /// format version 2, so that no field (members, cluster id, times) changes unnoticed.
     #[serde(default, skip_serializing_if = "String::is_empty")]

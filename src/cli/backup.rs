@@ -122,7 +122,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Failed);
     };
     match g.output {
-        OutputFormat::Json => output::print_json(first)?,
+        OutputFormat::Json => output::print_json(&with_destinations(first, &dests, &outcome)?)?,
         OutputFormat::Text => {
             for (dest, m) in &outcome.stored {
                 if !g.quiet {
@@ -139,6 +139,35 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::Failed
     })
+}
+
+/// The JSON document of a backup: the (first stored) manifest's fields, as scripts read
+/// them, and `destinations`: per destination in `--to` order, whether it stored the backup
+/// and, if not, why (`error`, `exit_code`).
+fn with_destinations(
+    m: &crate::catalog::Manifest,
+    dests: &[Destination],
+    outcome: &crate::jobs::backup::BackupOutcome,
+) -> anyhow::Result<serde_json::Value> {
+    let mut doc = serde_json::to_value(m)?;
+    let per: Vec<serde_json::Value> = dests
+        .iter()
+        .map(
+            |d| match outcome.failed.iter().find(|(n, _)| *n == d.name) {
+                Some((_, e)) => serde_json::json!({
+                    "destination": d.name,
+                    "stored": false,
+                    "error": e.to_string(),
+                    "exit_code": e.exit_code().code(),
+                }),
+                None => serde_json::json!({ "destination": d.name, "stored": true }),
+            },
+        )
+        .collect();
+    if let Some(o) = doc.as_object_mut() {
+        o.insert("destinations".into(), serde_json::Value::Array(per));
+    }
+    Ok(doc)
 }
 
 /// The textfile, if asked for. A failure to write it is reported but does not turn a good

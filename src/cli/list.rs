@@ -66,20 +66,38 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
                 return Ok(ExitCode::Ok);
             }
-            println!(
-                "{:<42} {:>10} {:>10} {:>10}  {:<10} CREATED",
-                "ID", "REVISION", "DB", "STORED", "SOURCE"
+            // The object-lock column only where some backup is locked.
+            let locked = backups.iter().any(|m| m.retain_until.is_some());
+            let lock_col = |v: &str| {
+                if locked {
+                    format!("  {v}")
+                } else {
+                    String::new()
+                }
+            };
+            let header = format!(
+                "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<24}{}",
+                "ID",
+                "REVISION",
+                "DB",
+                "STORED",
+                "SOURCE",
+                "CREATED",
+                lock_col("RETAIN-UNTIL")
             );
+            println!("{}", header.trim_end());
             for m in &backups {
-                println!(
-                    "{:<42} {:>10} {:>10} {:>10}  {:<10} {}",
+                let line = format!(
+                    "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<24}{}",
                     m.id,
                     m.revision,
                     human_bytes(m.db_size),
                     human_bytes(m.stored_size),
                     m.source_member.name,
-                    m.created_at
+                    m.created_at,
+                    lock_col(m.retain_until.as_deref().unwrap_or("-"))
                 );
+                println!("{}", line.trim_end());
             }
         }
     }

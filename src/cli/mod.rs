@@ -77,6 +77,8 @@ pub struct Global {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub config: flags::ConfigArgs,
+    #[command(flatten)]
+    pub s3: crate::config::s3::S3Options,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -192,17 +194,16 @@ pub fn main() -> i32 {
 }
 
 fn load_settings(g: &Global) -> anyhow::Result<()> {
-    let layers = Layers::load(g.config.config.as_deref(), &|k| std::env::var(k).ok())?;
+    let mut layers = Layers::load(g.config.config.as_deref(), &|k| std::env::var(k).ok())?;
+    layers.flags.s3 = g.s3.clone();
     if !g.quiet {
         for w in &layers.warnings {
             eprintln!("lifeboat: warning: {w}");
         }
     }
-    #[cfg(feature = "s3")]
-    if let Some((_, c)) = &layers.file {
-        crate::store::s3::configure(&c.destination);
-    }
     let _ = SETTINGS.set(layers);
+    #[cfg(feature = "s3")]
+    crate::store::s3::configure(Box::new(|url| Ok(settings().s3(url)?.0)));
     Ok(())
 }
 

@@ -53,5 +53,11 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     for x in &report.rejected {
         eprintln!("lifeboat: warning: {x} (left in place)");
     }
+    for l in &report.locked {
+        eprintln!(
+            "lifeboat: warning: backup {} in {} is object-locked until {}: not removed",
+            l.id, report.destination, l.retain_until
+        );
+    }
     Ok(ExitCode::Ok)
 }

@@ -25,6 +25,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("backup.stream_timeout", "LIFEBOAT_STREAM_TIMEOUT"),
     ("backup.read_back", "LIFEBOAT_READ_BACK"),
     ("backup.lock_timeout", "LIFEBOAT_LOCK_TIMEOUT"),
+    ("destination.s3_endpoint", "LIFEBOAT_S3_ENDPOINT"),
+    ("destination.s3_region", "LIFEBOAT_S3_REGION"),
+    ("destination.s3_path_style", "LIFEBOAT_S3_PATH_STYLE"),
+    ("destination.s3_sse", "LIFEBOAT_S3_SSE"),
+    ("destination.s3_kms_key_id", "LIFEBOAT_S3_KMS_KEY_ID"),
+    ("destination.s3_storage_class", "LIFEBOAT_S3_STORAGE_CLASS"),
+    ("destination.s3_object_lock", "LIFEBOAT_S3_OBJECT_LOCK"),
+    ("destination.s3_retain_for", "LIFEBOAT_S3_RETAIN_FOR"),
+    ("destination.s3_part_size", "LIFEBOAT_S3_PART_SIZE"),
 ];
 
 /// The variable naming the config file when `--config` is not given.
@@ -98,6 +107,7 @@ pub(crate) fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Config> 
     Ok(Config {
         etcd,
         backup,
+        s3: super::s3::env_layer(get)?,
         ..Config::default()
     })
 }

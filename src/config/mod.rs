@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 mod env;
 pub mod resolve;
+pub mod s3;
 pub mod values;
 
 pub use env::{CONFIG_ENV, ENV_VARS};
@@ -34,6 +35,10 @@ pub struct Config {
     pub retention: Option<RetentionConfig>,
     pub verify: Option<VerifyConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// The `--s3-*` flags and `LIFEBOAT_S3_*` variables (every S3 destination); in the file
+    /// these keys live in each `[[destination]]`.
+    #[serde(skip)]
+    pub s3: s3::S3Options,
 }
 
 /// `[etcd]`, and the connection flags of every command that talks to etcd.
@@ -121,11 +126,17 @@ pub struct BackupSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
-    /// A local directory, or `s3://bucket/prefix` (S3 is planned).
+    /// A local directory, or `s3://bucket/prefix`.
     pub url: String,
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
     pub s3_path_style: Option<bool>,
+    pub s3_sse: Option<s3::Sse>,
+    pub s3_kms_key_id: Option<String>,
+    pub s3_storage_class: Option<String>,
+    pub s3_object_lock: Option<s3::LockMode>,
+    pub s3_retain_for: Option<Dur>,
+    pub s3_part_size: Option<Size>,
     #[serde(default)]
     pub encrypt_to: Vec<String>,
 }
@@ -259,6 +270,7 @@ impl Config {
                 return Err(format!("[[destination]] url {:?} given twice", d.url));
             }
             seen.push(d.url.as_str());
+            s3::validate_file(d)?;
         }
         if let Some(s) = &self.schedule {
             match (&s.cron, &s.every) {

@@ -321,8 +321,11 @@ impl Layers {
     pub fn entries(&self, to: &[String]) -> Result<Vec<Entry>> {
         let mut out = self.connect()?.1;
         out.extend(self.backup()?.1);
-        if let Ok((_, d)) = self.destinations(to) {
+        if let Ok((urls, d)) = self.destinations(to) {
             out.extend(d);
+            for u in urls.iter().filter(|u| u.starts_with("s3://")) {
+                out.extend(self.s3(u)?.1);
+            }
         }
         if let Some((p, c)) = &self.file {
             let from = p.display().to_string();
@@ -374,20 +377,20 @@ impl Layers {
 }
 
 /// Picks each value from the highest source that has it and records where it came from.
-struct Recorder<'a> {
+pub(super) struct Recorder<'a> {
     layers: &'a Layers,
-    entries: Vec<Entry>,
+    pub(super) entries: Vec<Entry>,
 }
 
 impl<'a> Recorder<'a> {
-    fn new(layers: &'a Layers) -> Self {
+    pub(super) fn new(layers: &'a Layers) -> Self {
         Recorder {
             layers,
             entries: Vec::new(),
         }
     }
 
-    fn take<T: Clone>(
+    pub(super) fn take<T: Clone>(
         &mut self,
         key: &str,
         get: impl Fn(&Config) -> Option<&T>,

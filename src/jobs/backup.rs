@@ -14,6 +14,12 @@
 //! auth and permission errors fail at once. Nothing is listed until the manifest is
 //! written, and every failure path removes the partial objects.
 //!
+//! Destinations succeed or fail on their own (fan-out): one that cannot be locked,
+//! cleaned or created (a missing bucket, a full disk) drops out before streaming, one
+//! whose writer fails mid-stream is dropped by the tee, one whose commit or read-back
+//! fails is removed again; the others still get the backup, and [`BackupOutcome`] says
+//! which failed and why.
+//!
 //! Store methods block (see [`crate::store`]): every store call here (locks, clean-up,
 //! create, commit, read-back, manifest) runs on a blocking thread, never on a runtime
 //! worker.
@@ -233,25 +239,60 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| Error::Failed(format!("store thread: {e}")))?
 }
 
-/// Lock every destination (in one global order), then remove what killed runs left.
-fn prepare(dests: &[(String, Arc<dyn Store>)], wait: Duration) -> Result<Vec<Box<dyn StoreLock>>> {
+/// Lock every destination (in one global order), then remove what killed runs left. Each
+/// destination succeeds or fails on its own (a missing bucket must not cost the local
+/// copy): failures come back by index; only a store given twice fails the whole run.
+#[allow(clippy::type_complexity)]
+fn prepare(
+    dests: &[(String, Arc<dyn Store>)],
+    wait: Duration,
+) -> Result<(Vec<Box<dyn StoreLock>>, Vec<(usize, Error)>)> {
     let labelled: Vec<(String, &dyn Store)> = dests
         .iter()
         .map(|(name, s)| (format!("--to {name}"), s.as_ref()))
         .collect();
-    let locks = crate::store::lock_in_order(&labelled, wait)?;
-    for (name, store) in dests {
-        for p in store.clean_partials()? {
-            tracing::info!("removed {p} from {name}: left by a run that did not finish");
-        }
-        for o in catalog::orphans(store.as_ref())? {
-            tracing::info!(
-                "removed {o} from {name}: a data object without manifest (a run that did not finish)"
-            );
-            store.remove(&o)?;
+    let mut locks = Vec::new();
+    let mut failed = Vec::new();
+    for (i, lock) in crate::store::lock_each_in_order(&labelled, wait)? {
+        let (name, store) = &dests[i];
+        let ready = lock.and_then(|l| {
+            locks.push(l);
+            clean(name, store.as_ref())
+        });
+        if let Err(e) = ready {
+            failed.push((i, e));
         }
     }
-    Ok(locks)
+    Ok((locks, failed))
+}
+
+/// Remove the partial objects and orphaned data objects of runs that did not finish.
+fn clean(name: &str, store: &dyn Store) -> Result<()> {
+    for p in store.clean_partials()? {
+        tracing::info!("removed {p} from {name}: left by a run that did not finish");
+    }
+    for o in catalog::orphans(store)? {
+        tracing::info!(
+            "removed {o} from {name}: a data object without manifest (a run that did not finish)"
+        );
+        store.remove(&o)?;
+    }
+    Ok(())
+}
+
+/// The outcome when no destination is left to write to: every one failed before streaming.
+fn nothing_stored(
+    stores: &[(String, Arc<dyn Store>)],
+    failed: Vec<Option<Error>>,
+) -> BackupOutcome {
+    BackupOutcome {
+        stored: Vec::new(),
+        failed: failed
+            .into_iter()
+            .zip(stores)
+            .filter_map(|(e, (name, _))| Some((name.clone(), e?)))
+            .collect(),
+    }
 }
 
 /// Take one backup into every destination.
@@ -277,7 +318,16 @@ pub async fn backup(
     // Writer locks for the whole run; with them held, debris of killed runs can go.
     let wait = opts.lock_timeout;
     let prepared = stores.clone();
-    let _locks = blocking(move || prepare(&prepared, wait)).await?;
+    let (_locks, early) = blocking(move || prepare(&prepared, wait)).await?;
+    // Why each destination dropped out before streaming (`None`: still in the run).
+    let mut failed: Vec<Option<Error>> = stores.iter().map(|_| None).collect();
+    for (i, e) in early {
+        tracing::debug!("destination {} left out: {e}", stores[i].0);
+        failed[i] = Some(e);
+    }
+    if failed.iter().all(Option::is_some) {
+        return Ok(nothing_stored(&stores, failed));
+    }
 
     let mut failed_members: Vec<u64> = Vec::new();
     let mut attempt_no = 0u32;
@@ -309,21 +359,38 @@ pub async fn backup(
         let id = id
             .get_or_insert_with(|| catalog::new_backup_id(now(), cluster_id))
             .clone();
-        let targets = stores.clone();
+        let targets: Vec<(usize, String, Arc<dyn Store>)> = stores
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| failed[*i].is_none())
+            .map(|(i, (name, store))| (i, name.clone(), Arc::clone(store)))
+            .collect();
         let object = catalog::data_name(&id);
         let size_hint = view
             .endpoints
             .iter()
             .find(|s| s.member_id == choice.member_id)
             .and_then(|s| u64::try_from(s.db_size).ok());
-        let writers = blocking(move || {
-            let mut writers = Vec::new();
-            for (i, (name, store)) in targets.iter().enumerate() {
-                writers.push((i, name.clone(), store.create_sized(&object, size_hint)?));
-            }
-            Ok(writers)
+        let created = blocking(move || {
+            Ok(targets
+                .into_iter()
+                .map(|(i, name, store)| (i, name, store.create_sized(&object, size_hint)))
+                .collect::<Vec<_>>())
         })
         .await?;
+        let mut writers = Vec::new();
+        for (i, name, w) in created {
+            match w {
+                Ok(w) => writers.push((i, name, w)),
+                Err(e) => {
+                    tracing::debug!("destination {name} left out: {e}");
+                    failed[i] = Some(e);
+                }
+            }
+        }
+        if writers.is_empty() {
+            return Ok(nothing_stored(&stores, failed));
+        }
         match attempt(opts, &choice, writers, Arc::clone(&progress)).await {
             Ok(s) => {
                 tracing::debug!("stream done after {:?}", t0.elapsed());
@@ -368,7 +435,7 @@ pub async fn backup(
         warns,
         t0,
     };
-    let outcome = blocking(move || Ok(finish_all(&run, &stores, streamed))).await?;
+    let outcome = blocking(move || Ok(finish_all(&run, &stores, streamed, failed))).await?;
     drop(_locks);
     Ok(outcome)
 }
@@ -385,16 +452,19 @@ struct Run {
 }
 
 /// Commit, read back and describe each destination's object (blocking).
-fn finish_all(run: &Run, stores: &[(String, Arc<dyn Store>)], streamed: Streamed) -> BackupOutcome {
+/// `failed` holds the destinations that dropped out before streaming.
+fn finish_all(
+    run: &Run,
+    stores: &[(String, Arc<dyn Store>)],
+    streamed: Streamed,
+    failed: Vec<Option<Error>>,
+) -> BackupOutcome {
     let Streamed {
         tee,
         result,
         started,
     } = streamed;
-    let mut outcome = BackupOutcome {
-        stored: Vec::new(),
-        failed: Vec::new(),
-    };
+    let mut outcome = nothing_stored(stores, failed);
     for o in tee.into_outputs() {
         let (name, store) = &stores[o.index];
         let Some(w) = o.writer else {
@@ -408,10 +478,12 @@ fn finish_all(run: &Run, stores: &[(String, Arc<dyn Store>)], streamed: Streamed
             ));
             continue;
         };
-        let finished = w
-            .commit()
-            .and_then(|()| finish_destination(run, store.as_ref(), &result, started));
-        match finished {
+        // A failed commit left nothing visible (the store contract): nothing to remove.
+        if let Err(e) = w.commit() {
+            outcome.failed.push((name.clone(), e));
+            continue;
+        }
+        match finish_destination(run, store.as_ref(), &result, started) {
             Ok(m) => outcome.stored.push((name.clone(), m)),
             Err(e) => {
                 let _ = store.remove(&catalog::data_name(&run.id));
@@ -505,6 +577,7 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         duration_seconds: 0.0,
         hashkv: None,
+        retain_until: None,
         manifest_sha256: String::new(),
     }
 }
@@ -568,6 +641,7 @@ fn finish_destination(
     }
     tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
     m.hashkv = stored_hashkv(&reader, m.revision);
+    m.retain_until = store.retained_until(&m.object)?.map(|t| rfc3339(t.into()));
     m.completed_at = rfc3339(now());
     m.duration_seconds = (run.t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
     let json = m.seal()?;

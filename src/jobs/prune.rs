@@ -6,7 +6,8 @@
 //! backup or a backup that failed verification ([`crate::catalog::retention`]), and each
 //! backup goes manifest first, then data, then its verification record, so an interrupted
 //! prune leaves at worst an orphan data object (which the next backup cleans up), never a
-//! listed backup without its data. The store's writer lock is held throughout, so a prune
+//! listed backup without its data. A backup that S3 object lock still protects (either of
+//! its objects) is kept whole, checked before anything of it is deleted. The store's writer lock is held throughout, so a prune
 //! and a backup into one destination take turns.
 
 use std::time::Duration;
@@ -41,6 +42,66 @@ pub struct PruneReport {
     pub removed_bytes: u64,
     /// Manifests that could not be read as backups: never touched by prune.
     pub rejected: Vec<String>,
+    /// Backups the policy would remove that S3 object lock still protects: kept whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locked: Vec<LockedBackup>,
+}
+
+/// A backup kept because object lock forbids deleting it yet.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockedBackup {
+    pub id: String,
+    /// RFC 3339, UTC: the later of its manifest's and data object's retain-until dates.
+    pub retain_until: String,
+}
+
+/// Until when object lock protects any of a backup's objects (the latest date in the
+/// future), asked of every object before any is deleted: a backup is removed whole or
+/// not at all, never its data without its manifest or the reverse.
+fn locked_until(store: &dyn Store, objects: &[&str]) -> Result<Option<std::time::SystemTime>> {
+    let now = std::time::SystemTime::now();
+    let mut latest = None;
+    for o in objects {
+        if let Some(t) = store.retained_until(o)?.filter(|t| *t > now) {
+            latest = latest.max(Some(t));
+        }
+    }
+    Ok(latest)
+}
+
+/// Remove one backup: manifest first (it stops listing), then data, then its verification
+/// record. A failure names what is left, so nothing is lost track of.
+fn remove_backup(store: &dyn Store, id: &str, object: &str) -> Result<()> {
+    let manifest = catalog::manifest_name(id);
+    let left = |e: Error, what: &str| match e {
+        Error::Store {
+            location,
+            kind,
+            message,
+        } => Error::store(location, kind, format!("{message}; {what}")),
+        e => Error::Failed(format!("{e}; {what}")),
+    };
+    store.remove(&manifest).map_err(|e| {
+        left(
+            e,
+            &format!("backup {id} was not removed (nothing of it deleted)"),
+        )
+    })?;
+    store.remove(object).map_err(|e| {
+        left(
+            e,
+            &format!(
+                "backup {id} is half removed: its manifest is gone, its data object {object} \
+                 is left (the next backup removes it as an orphan)"
+            ),
+        )
+    })?;
+    store.remove(&verified::verified_name(id)).map_err(|e| {
+        left(
+            e,
+            &format!("backup {id} was removed but its verification record is left"),
+        )
+    })
 }
 
 /// One listed backup: what the policy sees, and what removing it takes.
@@ -146,20 +207,38 @@ pub fn prune(
         removed: 0,
         removed_bytes: 0,
         rejected,
+        locked: Vec::new(),
     };
     let by_id: std::collections::HashMap<&str, &Listed> =
         found.iter().map(|l| (l.candidate.id.as_str(), l)).collect();
-    for Decision { id, keep, reasons } in plan {
+    for Decision {
+        id,
+        mut keep,
+        mut reasons,
+    } in plan
+    {
         let Some(l) = by_id.get(id.as_str()).copied() else {
             continue;
         };
+        if !keep {
+            let manifest = catalog::manifest_name(&id);
+            if let Some(t) = locked_until(store, &[&manifest, &l.object])? {
+                let until = time::OffsetDateTime::from(t)
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                reasons = vec![format!("object lock until {until}")];
+                keep = true;
+                report.locked.push(LockedBackup {
+                    id: id.clone(),
+                    retain_until: until,
+                });
+            }
+        }
         if keep {
             report.kept += 1;
         } else {
             if !dry_run {
-                store.remove(&catalog::manifest_name(&id))?;
-                store.remove(&l.object)?;
-                store.remove(&verified::verified_name(&id))?;
+                remove_backup(store, &id, &l.object)?;
                 tracing::info!(backup = %id, destination = %report.destination, "pruned");
             }
             report.removed += 1;

@@ -98,6 +98,13 @@ pub trait Store: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Until when object lock forbids deleting `name` (S3 object-lock retention), or `None`
+    /// (no lock, or a store without object lock). Prune asks before deleting anything.
+    fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
+        let _ = name;
+        Ok(None)
+    }
+
     /// Write a small object in one go.
     fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
         let mut w = self.create(name)?;
@@ -177,6 +184,9 @@ macro_rules! forward_store {
             fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
                 (**self).abort_stale_uploads(older_than)
             }
+            fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
+                (**self).retained_until(name)
+            }
             fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
                 (**self).put_bytes(name, data)
             }
@@ -244,9 +254,32 @@ pub fn lock_in_order(
     stores: &[(String, &dyn Store)],
     wait: Duration,
 ) -> Result<Vec<Box<dyn StoreLock>>> {
-    let mut keyed: Vec<(String, &String, &dyn Store)> = stores
+    ordered(stores)?
+        .into_iter()
+        .map(|(_, s)| s.lock(wait))
+        .collect()
+}
+
+/// [`lock_in_order`] for fan-out, where each store succeeds or fails on its own: the
+/// same order and the same refusal of one store given twice (the outer error), then each
+/// store's lock or why it could not be taken, by its index in `stores`.
+#[allow(clippy::type_complexity)]
+pub fn lock_each_in_order(
+    stores: &[(String, &dyn Store)],
+    wait: Duration,
+) -> Result<Vec<(usize, Result<Box<dyn StoreLock>>)>> {
+    Ok(ordered(stores)?
+        .into_iter()
+        .map(|(i, s)| (i, s.lock(wait)))
+        .collect())
+}
+
+/// The stores (with their indexes) in lock order; an error if one store is given twice.
+fn ordered<'a>(stores: &[(String, &'a dyn Store)]) -> Result<Vec<(usize, &'a dyn Store)>> {
+    let mut keyed: Vec<(String, &String, &dyn Store, usize)> = stores
         .iter()
-        .map(|(label, s)| (s.lock_key(), label, *s))
+        .enumerate()
+        .map(|(i, (label, s))| (s.lock_key(), label, *s, i))
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
     for pair in keyed.windows(2) {
@@ -262,11 +295,7 @@ pub fn lock_in_order(
             )));
         }
     }
-    let mut locks = Vec::with_capacity(keyed.len());
-    for (_, _, s) in keyed {
-        locks.push(s.lock(wait)?);
-    }
-    Ok(locks)
+    Ok(keyed.into_iter().map(|(_, _, s, i)| (i, s)).collect())
 }
 
 #[cfg(test)]

@@ -97,6 +97,14 @@ impl<S: Store> Store for RetryStore<S> {
     fn clean_partials(&self) -> Result<Vec<String>> {
         self.run("clean-up", || self.inner.clean_partials())
     }
+    fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
+        self.run("abort stale uploads", || {
+            self.inner.abort_stale_uploads(older_than)
+        })
+    }
+    fn retained_until(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
+        self.run("stat", || self.inner.retained_until(name))
+    }
     fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
         self.run("write", || self.inner.put_bytes(name, data))
     }

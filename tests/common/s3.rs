@@ -125,6 +125,48 @@ impl S3Server {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        self.command(args, env).output().expect("run lifeboat")
+    }
+
+    /// Start lifeboat like [`S3Server::lifeboat_with`] without waiting for it (output
+    /// captured).
+    pub fn spawn_lifeboat<I, S>(&self, args: I, env: &[(&str, &str)]) -> Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.command(args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lifeboat")
+    }
+
+    /// Kill the server (SIGKILL: no goodbye to its clients).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start s3s-fs again on the same port and storage after [`S3Server::kill`].
+    pub fn restart(&mut self) {
+        self.child = Command::new(s3s_fs_bin())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(self.root.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restart s3s-fs");
+        wait_listening(self.port, "s3s-fs");
+    }
+
+    fn command<I, S>(&self, args: I, env: &[(&str, &str)]) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let mut cmd = Command::new(lifeboat());
         cmd.args(args)
             .env_remove("ETCDCTL_ENDPOINTS")
@@ -139,7 +181,7 @@ impl S3Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run lifeboat")
+        cmd
     }
 }
 

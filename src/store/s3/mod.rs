@@ -28,22 +28,22 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::Client;
 
 use super::{ObjectInfo, ObjectWriter, Store, StoreLock};
+pub use crate::config::s3::{LockMode, S3Options, Sse, MIN_PART_SIZE};
 use crate::error::StoreErrorKind;
 use crate::io::ReadAt;
 use crate::{Error, Result};
 
 pub use errors::classify;
 
-/// S3 minimum part size (every part but the last must be at least this).
-pub const MIN_PART_SIZE: u64 = 5 << 20;
 /// Default part size: 8 MiB × 10,000 parts (S3's limit) is 78 GiB, far above the largest
 /// database etcd allows.
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// Parts uploaded at once; memory for a backup's data is bounded by this × part size.
 pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 
-/// How to reach S3. Credentials come from the standard AWS chain (environment, shared
-/// profile, web identity / IRSA, container and instance metadata), never from here.
+/// How to reach S3 and what to ask of it for every object written. Credentials come from
+/// the standard AWS chain (environment, shared profile, web identity / IRSA, container and
+/// instance metadata), never from here.
 #[derive(Debug, Clone, Default)]
 pub struct S3Settings {
     /// Endpoint URL of an S3-compatible server (`http://127.0.0.1:9000`); `None` is AWS
@@ -57,90 +57,55 @@ pub struct S3Settings {
     pub path_style: Option<bool>,
     /// Bytes per multipart part (at least 5 MiB). `None`: [`DEFAULT_PART_SIZE`].
     pub part_size: Option<u64>,
+    /// Server-side encryption of every object written, and its KMS key.
+    pub sse: Option<Sse>,
+    pub kms_key_id: Option<String>,
+    /// Storage class of every object written (S3's spelling).
+    pub storage_class: Option<String>,
+    /// Object-lock retention of every object written: mode, and how long from its upload.
+    pub object_lock: Option<(LockMode, Duration)>,
 }
 
-/// The config file's `[[destination]]` S3 keys, by url (set once by the CLI).
-static CONFIGURED: std::sync::OnceLock<Vec<(String, S3Settings)>> = std::sync::OnceLock::new();
+impl From<&S3Options> for S3Settings {
+    fn from(o: &S3Options) -> S3Settings {
+        S3Settings {
+            endpoint: o.endpoint.clone(),
+            region: o.region.clone(),
+            path_style: o.path_style,
+            part_size: o.part_size.map(|s| s.0),
+            sse: o.sse,
+            kms_key_id: o.kms_key_id.clone(),
+            storage_class: o.storage_class.clone(),
+            object_lock: o.object_lock.zip(o.retain_for.map(|d| d.0)),
+        }
+    }
+}
 
-/// Remember the config file's per-destination S3 settings: [`S3Settings::for_destination`]
-/// starts from them, so every command that names that destination (backup, list, verify,
-/// inspect DEST:ID) connects the same way.
-pub fn configure(destinations: &[crate::config::DestinationConfig]) {
-    let v = destinations
-        .iter()
-        .filter(|d| d.url.starts_with("s3://"))
-        .map(|d| {
-            (
-                d.url.trim_end_matches('/').to_string(),
-                S3Settings {
-                    endpoint: d.s3_endpoint.clone(),
-                    region: d.s3_region.clone(),
-                    path_style: d.s3_path_style,
-                    part_size: None,
-                },
-            )
-        })
-        .collect();
-    let _ = CONFIGURED.set(v);
+/// How the CLI's merged configuration answers "the S3 settings of this destination".
+pub type Resolver = Box<dyn Fn(&str) -> Result<S3Options> + Send + Sync>;
+
+static CONFIGURED: std::sync::OnceLock<Resolver> = std::sync::OnceLock::new();
+
+/// Install the settings of the merged configuration (flags, environment, each
+/// `[[destination]]`'s keys): every command that names a destination (backup, list,
+/// verify, inspect DEST:ID, ...) then connects the same way. Set once per process.
+pub fn configure(resolver: Resolver) {
+    let _ = CONFIGURED.set(resolver);
 }
 
 impl S3Settings {
-    /// The settings for `dest`: its `[[destination]]` keys in the config file, overridden
-    /// by the environment ([`S3Settings::from_env`]).
+    /// The settings for `dest`: from the installed configuration, else (library use, tests)
+    /// from the `LIFEBOAT_S3_*` variables alone.
     pub fn for_destination(dest: &str) -> Result<S3Settings> {
-        let env = S3Settings::from_env()?;
-        let file = CONFIGURED
-            .get()
-            .and_then(|v| {
-                v.iter()
-                    .find(|(u, _)| u == dest.trim_end_matches('/'))
-                    .map(|(_, s)| s.clone())
-            })
-            .unwrap_or_default();
-        Ok(S3Settings {
-            endpoint: env.endpoint.or(file.endpoint),
-            region: env.region.or(file.region),
-            path_style: env.path_style.or(file.path_style),
-            part_size: env.part_size.or(file.part_size),
-        })
-    }
-
-    /// The settings from `LIFEBOAT_S3_ENDPOINT`, `LIFEBOAT_S3_REGION`,
-    /// `LIFEBOAT_S3_PATH_STYLE` (true/false) and `LIFEBOAT_S3_PART_SIZE` (bytes, with
-    /// 1024-based suffixes).
-    pub fn from_env() -> Result<S3Settings> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let path_style = match var("LIFEBOAT_S3_PATH_STYLE").as_deref() {
-            None => None,
-            Some("true" | "1" | "yes") => Some(true),
-            Some("false" | "0" | "no") => Some(false),
-            Some(v) => {
-                return Err(Error::flag(
-                    "LIFEBOAT_S3_PATH_STYLE",
-                    format!("{v:?} is not true or false"),
-                ))
+        let o = match CONFIGURED.get() {
+            Some(r) => r(dest)?,
+            None => {
+                crate::config::Layers::load(None, &|k| std::env::var(k).ok())?
+                    .s3(dest)?
+                    .0
             }
         };
-        let part_size = match var("LIFEBOAT_S3_PART_SIZE") {
-            None => None,
-            Some(v) => {
-                let n = crate::config::parse_size(&v)
-                    .map_err(|e| Error::flag("LIFEBOAT_S3_PART_SIZE", e.to_string()))?;
-                if n < MIN_PART_SIZE {
-                    return Err(Error::flag(
-                        "LIFEBOAT_S3_PART_SIZE",
-                        format!("{v} is below S3's minimum part size of 5M"),
-                    ));
-                }
-                Some(n)
-            }
-        };
-        Ok(S3Settings {
-            endpoint: var("LIFEBOAT_S3_ENDPOINT"),
-            region: var("LIFEBOAT_S3_REGION"),
-            path_style,
-            part_size,
-        })
+        Ok(S3Settings::from(&o))
     }
 }
 
@@ -169,6 +134,8 @@ pub(crate) struct Inner {
     endpoint: String,
     part_size: u64,
     parts_in_flight: usize,
+    /// What every object written asks for: encryption, storage class, object lock.
+    write: S3Settings,
     /// Last: readers and writers hold `Inner`, so the runtime outlives every one of them.
     _rt: Runtime,
 }
@@ -176,6 +143,21 @@ pub(crate) struct Inner {
 impl Inner {
     fn key(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)
+    }
+
+    /// Object-lock mode and retain-until date for an object written now.
+    fn lock_until(
+        &self,
+    ) -> Option<(
+        aws_sdk_s3::types::ObjectLockMode,
+        aws_smithy_types::DateTime,
+    )> {
+        let (mode, dur) = self.write.object_lock?;
+        let until = SystemTime::now() + dur;
+        Some((
+            aws_sdk_s3::types::ObjectLockMode::from(mode.as_str()),
+            aws_smithy_types::DateTime::from(until),
+        ))
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -257,6 +239,7 @@ impl S3Store {
             endpoint,
             part_size: settings.part_size.unwrap_or(DEFAULT_PART_SIZE),
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            write: settings.clone(),
             _rt: Runtime(Some(rt)),
         };
         Ok(S3Store {
@@ -305,8 +288,12 @@ async fn client(s: &S3Settings) -> (Client, Option<String>) {
 /// fits in S3's 10,000 parts.
 pub fn part_size_for(configured: u64, hint: Option<u64>) -> u64 {
     let needed = hint.map_or(0, |h| h.saturating_mul(2).div_ceil(10_000));
-    configured.max(needed).max(MIN_PART_SIZE)
+    configured.max(needed).clamp(MIN_PART_SIZE, MAX_PART_SIZE)
 }
+
+/// S3's largest part. A size hint that would need more (a member reporting an absurd db
+/// size) must not turn into a buffer of that size.
+pub const MAX_PART_SIZE: u64 = 5 << 30;
 
 /// No lock on S3 (see the module doc): writers never overwrite, so nothing to guard.
 struct NoLock;
@@ -459,6 +446,31 @@ impl Store for S3Store {
         Ok(Box::new(NoLock))
     }
 
+    fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
+        check_name(name)?;
+        let i = &self.inner;
+        let r = i.block_on(
+            i.client
+                .head_object()
+                .bucket(&i.bucket)
+                .key(i.key(name))
+                .send(),
+        );
+        match r {
+            Ok(o) => Ok(o
+                .object_lock_retain_until_date()
+                .and_then(|t| SystemTime::try_from(*t).ok())),
+            Err(e) => {
+                let f = classify(&e);
+                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
+                    Ok(None)
+                } else {
+                    Err(i.error(f.kind, format!("HEAD {name}: {f}")))
+                }
+            }
+        }
+    }
+
     /// Nothing partial is ever visible on S3; stale multipart uploads are
     /// `lifeboat cleanup`'s business.
     fn clean_partials(&self) -> Result<Vec<String>> {
@@ -490,9 +502,28 @@ mod tests {
 
     #[test]
     fn part_sizes_fit_ten_thousand_parts() {
-        assert_eq!(part_size_for(DEFAULT_PART_SIZE, None), DEFAULT_PART_SIZE);
+        // No hint, or a small database: the configured size, 8 MiB by default.
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, None), 8 << 20);
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, Some(1 << 20)), 8 << 20);
         assert_eq!(part_size_for(MIN_PART_SIZE, Some(1 << 20)), MIN_PART_SIZE);
-        let huge = 200u64 << 30;
-        assert!(part_size_for(DEFAULT_PART_SIZE, Some(huge)) * 10_000 >= 2 * huge);
+        // Never below S3's minimum, whatever is configured.
+        assert_eq!(part_size_for(1, None), MIN_PART_SIZE);
+        // etcd's largest allowed database (8 GiB quota) fits twice over at the default.
+        let max_etcd = 8u64 << 30;
+        assert_eq!(part_size_for(DEFAULT_PART_SIZE, Some(max_etcd)), 8 << 20);
+        assert!(DEFAULT_PART_SIZE * 10_000 >= 2 * max_etcd);
+        // Beyond that the part grows so that twice the hint fits in 10,000 parts.
+        for hint in [100u64 << 30, 200 << 30, 1 << 40] {
+            let p = part_size_for(DEFAULT_PART_SIZE, Some(hint));
+            assert!(
+                p > DEFAULT_PART_SIZE && p * 10_000 >= 2 * hint,
+                "{hint}: {p}"
+            );
+        }
+        // An absurd hint is capped at S3's largest part, not allocated.
+        assert_eq!(
+            part_size_for(DEFAULT_PART_SIZE, Some(u64::MAX)),
+            MAX_PART_SIZE
+        );
     }
 }

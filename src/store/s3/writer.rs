@@ -27,6 +27,29 @@ const MAX_PARTS: i32 = 10_000;
 /// Attempts per part (the SDK's own retries of one request come on top).
 const PART_ATTEMPTS: u32 = 5;
 
+/// The same options on PutObject and CreateMultipartUpload (two builder types): server-side
+/// encryption, storage class, object-lock retention. A request with object-lock retention
+/// needs an integrity header; the SDK sends a CRC32 checksum of every body by default,
+/// which S3 accepts in place of Content-MD5.
+macro_rules! with_write_options {
+    ($inner:expr, $req:expr) => {{
+        let w = &$inner.write;
+        let lock = $inner.lock_until();
+        $req.set_server_side_encryption(
+            w.sse
+                .map(|s| aws_sdk_s3::types::ServerSideEncryption::from(s.as_str())),
+        )
+        .set_ssekms_key_id(w.kms_key_id.clone())
+        .set_storage_class(
+            w.storage_class
+                .as_deref()
+                .map(aws_sdk_s3::types::StorageClass::from),
+        )
+        .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
+        .set_object_lock_retain_until_date(lock.map(|l| l.1))
+    }};
+}
+
 pub struct S3Writer {
     inner: Arc<Inner>,
     part_size: u64,
@@ -74,18 +97,17 @@ impl S3Writer {
             return Ok(id.clone());
         }
         let i = &self.inner;
-        let r = i
-            .block_on(
-                i.client
-                    .create_multipart_upload()
-                    .bucket(&i.bucket)
-                    .key(i.key(&self.name))
-                    .send(),
-            )
-            .map_err(|e| {
-                let f = classify(&e);
-                i.error(f.kind, format!("start upload of {}: {f}", self.name))
-            })?;
+        let req = with_write_options!(
+            i,
+            i.client
+                .create_multipart_upload()
+                .bucket(&i.bucket)
+                .key(i.key(&self.name))
+        );
+        let r = i.block_on(req.send()).map_err(|e| {
+            let f = classify(&e);
+            i.error(f.kind, format!("start upload of {}: {f}", self.name))
+        })?;
         let id = r.upload_id().unwrap_or_default().to_string();
         if id.is_empty() {
             return Err(i.error(
@@ -152,21 +174,19 @@ impl S3Writer {
         let i = Arc::clone(&self.inner);
         if self.upload_id.is_none() {
             let body = ByteStream::from(std::mem::take(&mut self.buf));
-            return i
-                .block_on(
-                    i.client
-                        .put_object()
-                        .bucket(&i.bucket)
-                        .key(i.key(&self.name))
-                        .if_none_match("*")
-                        .body(body)
-                        .send(),
-                )
-                .map(|_| ())
-                .map_err(|e| {
-                    let f = classify(&e);
-                    i.error(f.kind, format!("PUT {}: {f}", self.name))
-                });
+            let req = with_write_options!(
+                i,
+                i.client
+                    .put_object()
+                    .bucket(&i.bucket)
+                    .key(i.key(&self.name))
+                    .if_none_match("*")
+                    .body(body)
+            );
+            return i.block_on(req.send()).map(|_| ()).map_err(|e| {
+                let f = classify(&e);
+                i.error(f.kind, format!("PUT {}: {f}", self.name))
+            });
         }
         if !self.buf.is_empty() {
             self.send_part()?;
