@@ -190,6 +190,7 @@ fn load_settings(g: &Global) -> anyhow::Result<()> {
     if let Some((_, c)) = &layers.file {
         crate::store::s3::configure(&c.destination);
     }
+    crate::pipeline::encrypt::configure_identity(layers.identity(g.config.identity.as_deref()));
     let _ = SETTINGS.set(layers);
     Ok(())
 }

@@ -25,6 +25,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("backup.stream_timeout", "LIFEBOAT_STREAM_TIMEOUT"),
     ("backup.read_back", "LIFEBOAT_READ_BACK"),
     ("backup.lock_timeout", "LIFEBOAT_LOCK_TIMEOUT"),
+    ("encryption.identity", "LIFEBOAT_IDENTITY"),
 ];
 
 /// The variable naming the config file when `--config` is not given.
@@ -97,6 +98,9 @@ pub(crate) fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Config> 
     Ok(Config {
         etcd,
         backup,
+        encryption: super::EncryptionConfig {
+            identity: get(env_var_of("encryption.identity")).map(PathBuf::from),
+        },
         ..Config::default()
     })
 }

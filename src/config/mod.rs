@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 mod env;
+mod keys;
 pub mod resolve;
 pub mod values;
 
@@ -34,6 +35,17 @@ pub struct Config {
     pub retention: Option<RetentionConfig>,
     pub verify: Option<VerifyConfig>,
     pub metrics: Option<MetricsConfig>,
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
+}
+
+/// `[encryption]`: the identity file that opens encrypted backups (`--identity`,
+/// `LIFEBOAT_IDENTITY`). Recipients are per destination (`encrypt_to`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age identity file (`AGE-SECRET-KEY-1…` lines) or unencrypted SSH private key.
+    pub identity: Option<PathBuf>,
 }
 
 /// `[etcd]`, and the connection flags of every command that talks to etcd.
@@ -122,8 +134,11 @@ pub struct DestinationConfig {
     pub s3_endpoint: Option<String>,
     pub s3_region: Option<String>,
     pub s3_path_style: Option<bool>,
+    /// Encrypt this destination's data objects to these public keys (age1…, ssh-…).
     #[serde(default)]
     pub encrypt_to: Vec<String>,
+    /// ... and to the public keys in this file (one a line, `#` comments), as `age -R`.
+    pub encrypt_to_file: Option<PathBuf>,
 }
 
 /// `[schedule]`, for the planned scheduler daemon (`lifeboat run`).

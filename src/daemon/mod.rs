@@ -70,9 +70,11 @@ pub fn plan(
     let (to, _) = layers.destinations(&[])?;
     let mut dests = Vec::new();
     for d in to {
+        let encryption = layers.encryption_for(&d, &[], &[])?.map(Arc::new);
         dests.push(Destination {
             store: open(&d)?.into(),
             name: d,
+            encryption,
         });
     }
     let policy = layers.retention(&Default::default()).policy();
@@ -269,6 +271,7 @@ async fn record(
         .map(|d| Destination {
             name: d.name.clone(),
             store: d.store.clone(),
+            encryption: d.encryption.clone(),
         })
         .collect();
     let policy = p.policy.clone();
@@ -387,7 +390,11 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
             let dests: Vec<Destination> = p
                 .dests
                 .iter()
-                .map(|d| Destination { name: d.name.clone(), store: d.store.clone() })
+                .map(|d| Destination {
+                    name: d.name.clone(),
+                    store: d.store.clone(),
+                    encryption: d.encryption.clone(),
+                })
                 .collect();
             let (st, tf) = (state.clone(), p.textfile.clone());
             let _ = tokio::task::spawn_blocking(move || {
