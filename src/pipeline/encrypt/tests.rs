@@ -139,11 +139,24 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     let (mut w, _) = enc.wrap(store.create("obj").unwrap(), &ReadBackKey::generate(), "obj").unwrap();
     w.write_all(&data).unwrap();
     w.commit().unwrap();
-    let mut stored = store.get_bytes("obj").unwrap();
-    let n = stored.len();
-    stored[n - 100] ^= 1; // inside the last chunk
+    let stored = store.get_bytes("obj").unwrap();
     let keys = Keyring::single("k", id);
-    let r = decrypt_at(Box::new(stored), &keys, "obj").unwrap();
-    assert!(r.read_vec_at(0, 1000).is_ok(), "first chunk is intact");
-    assert!(r.read_vec_at(140_000, 1000).is_err());
+    // A byte in the second 64 KiB chunk: the chunks around it still read, it does not.
+    let mut middle = stored.clone();
+    middle[stored.len() / 2] ^= 1;
+    let r = decrypt_at(Box::new(middle.clone()), &keys, "obj").unwrap();
+    assert_eq!(r.read_vec_at(0, 1000).unwrap(), &data[..1000]);
+    assert!(r.read_vec_at(70_000, 1000).is_err());
+    // (After a failed chunk age's reader may refuse more reads: an error, never data.)
+    let r = decrypt_at(Box::new(middle), &keys, "obj").unwrap();
+    assert_eq!(r.read_vec_at(140_000, 1000).unwrap(), &data[140_000..141_000]);
+    // The last chunk is checked on open (it tells the plaintext's length): exit 3.
+    let mut last = stored.clone();
+    let n = last.len();
+    last[n - 10] ^= 1;
+    let e = decrypt_at(Box::new(last), &keys, "obj").err().unwrap();
+    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
+    // Truncated: also refused.
+    let e = decrypt_at(Box::new(stored[..n - 20].to_vec()), &keys, "obj").err().unwrap();
+    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
 }
