@@ -80,7 +80,8 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     assert!(!contains(&raw, NEEDLE.as_bytes()));
     assert_eq!(raw.len() as u64, m["stored_size"].as_u64().unwrap());
     // The manifest is plaintext and holds no secret.
-    let manifest = std::fs::read_to_string(dest.path().join(format!("{id}.manifest.json"))).unwrap();
+    let manifest =
+        std::fs::read_to_string(dest.path().join(format!("{id}.manifest.json"))).unwrap();
     assert!(!manifest.contains("AGE-SECRET-KEY"), "{manifest}");
 
     // list needs no key; verify without one says which key is needed (exit 2).
@@ -89,13 +90,27 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     assert_exit(&o, 2);
     let e = stderr(&o);
     assert!(
-        e.contains(&format!("backup {id} in {d} is encrypted to {public}")) && e.contains("--identity FILE"),
+        e.contains(&format!("backup {id} in {d} is encrypted to {public}"))
+            && e.contains("--identity FILE"),
         "{e}"
     );
     // The right key verifies; the wrong one is an integrity problem naming backup and file.
-    assert_exit(&lifeboat_env(&args(&["verify", "--from", d, &id, "--identity", identity]), &[]), 0);
+    assert_exit(
+        &lifeboat_env(
+            &args(&["verify", "--from", d, &id, "--identity", identity]),
+            &[],
+        ),
+        0,
+    );
     let o = lifeboat_env(
-        &args(&["verify", "--from", d, &id, "--identity", wrong.to_str().unwrap()]),
+        &args(&[
+            "verify",
+            "--from",
+            d,
+            &id,
+            "--identity",
+            wrong.to_str().unwrap(),
+        ]),
         &[],
     );
     assert_exit(&o, 3);
@@ -106,7 +121,10 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     let spec = format!("{d}:{id}");
     let o = lifeboat_env(&args(&["inspect", &spec, "--identity", identity]), &[]);
     assert_exit(&o, 0);
-    let o = lifeboat_env(&args(&["get", &spec, "/enc/needle"]), &[("LIFEBOAT_IDENTITY", identity)]);
+    let o = lifeboat_env(
+        &args(&["get", &spec, "/enc/needle"]),
+        &[("LIFEBOAT_IDENTITY", identity)],
+    );
     assert_exit(&o, 0);
     assert!(stdout(&o).contains(NEEDLE), "{}", stdout(&o));
     let o = lifeboat_env(&args(&["get", &spec, "/enc/needle"]), &[]);
@@ -115,7 +133,16 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     // fetch decrypts into a snapshot that etcdutl restores (hash checked) and etcd serves.
     let snap = dest.path().join("snap.db");
     let o = lifeboat_env(
-        &args(&["fetch", "--from", d, &id, "--out", snap.to_str().unwrap(), "--identity", identity]),
+        &args(&[
+            "fetch",
+            "--from",
+            d,
+            &id,
+            "--out",
+            snap.to_str().unwrap(),
+            "--identity",
+            identity,
+        ]),
         &[],
     );
     assert_exit(&o, 0);
@@ -132,11 +159,21 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     // A recipients file with a bad line: exit 2 naming the file and line, nothing stored.
     let bad = keys.path().join("recipients.txt");
     std::fs::write(&bad, format!("# team\n{public}\nage1typo\n")).unwrap();
-    let mut a = args(&["backup", "--to", d, "--encrypt-to-file", bad.to_str().unwrap()]);
+    let mut a = args(&[
+        "backup",
+        "--to",
+        d,
+        "--encrypt-to-file",
+        bad.to_str().unwrap(),
+    ]);
     a.extend(c.conn_args());
     let o = lifeboat_env(&a, &[]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("recipients.txt line 3"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("recipients.txt line 3"),
+        "{}",
+        stderr(&o)
+    );
 
     // SSH ed25519 recipient, opened with the SSH private key.
     if Command::new("ssh-keygen").arg("-?").output().is_ok() {
@@ -152,9 +189,21 @@ fn encrypted_backups_round_trip_and_need_the_key() {
         let sd = ssh_dest.path().to_str().unwrap();
         let m = backup(&c, &["--to", sd, "--encrypt-to", public.trim()]);
         let sid = m["id"].as_str().unwrap();
-        assert!(m["recipients"][0].as_str().unwrap().starts_with("ssh-ed25519 "), "{m}");
+        assert!(
+            m["recipients"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("ssh-ed25519 "),
+            "{m}"
+        );
         let o = lifeboat_env(
-            &args(&["get", &format!("{sd}:{sid}"), "/enc/needle", "--identity", key.to_str().unwrap()]),
+            &args(&[
+                "get",
+                &format!("{sd}:{sid}"),
+                "/enc/needle",
+                "--identity",
+                key.to_str().unwrap(),
+            ]),
             &[],
         );
         assert_exit(&o, 0);
@@ -185,14 +234,20 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     let fid = m["id"].as_str().unwrap();
     let plain_obj = std::fs::read(plain.path().join(format!("{fid}.db.zst"))).unwrap();
     let secret_obj = std::fs::read(secret.path().join(format!("{fid}.db.zst"))).unwrap();
-    assert!(plain_obj.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "zstd magic");
+    assert!(
+        plain_obj.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        "zstd magic"
+    );
     assert!(secret_obj.starts_with(b"age-encryption.org/v1\n"));
     for (dir, enc) in [(&plain, "none"), (&secret, "age")] {
         let p = dir.path().to_str().unwrap();
         let o = lifeboat_env(&args(&["list", "--from", p, "-o", "json"]), &[]);
         assert_eq!(json(&o)[0]["encryption"], enc);
         // The config file's [encryption] identity opens the encrypted copy.
-        assert_exit(&lifeboat_env(&args(&["verify", "--from", p, fid, "--config", cfg]), &[]), 0);
+        assert_exit(
+            &lifeboat_env(&args(&["verify", "--from", p, fid, "--config", cfg]), &[]),
+            0,
+        );
     }
 }
 
@@ -207,15 +262,35 @@ fn an_encrypted_backup_to_s3_verifies_and_inspects() {
     let identity = identity.to_str().unwrap();
     let s3 = S3Server::start(&["backups"]);
     let dest = "s3://backups/enc";
-    let mut a = args(&["backup", "--to", dest, "--encrypt-to", &public, "-o", "json"]);
+    let mut a = args(&[
+        "backup",
+        "--to",
+        dest,
+        "--encrypt-to",
+        &public,
+        "-o",
+        "json",
+    ]);
     a.extend(c.conn_args());
     let o = s3.lifeboat(&a);
     assert_exit(&o, 0);
     let id = json(&o)["id"].as_str().unwrap().to_string();
-    assert_exit(&s3.lifeboat(["verify", "--from", dest, &id, "--identity", identity]), 0);
-    let o = s3.lifeboat(["get", &format!("{dest}:{id}"), "/s3/needle", "--identity", identity]);
+    assert_exit(
+        &s3.lifeboat(["verify", "--from", dest, &id, "--identity", identity]),
+        0,
+    );
+    let o = s3.lifeboat([
+        "get",
+        &format!("{dest}:{id}"),
+        "/s3/needle",
+        "--identity",
+        identity,
+    ]);
     assert_exit(&o, 0);
     assert!(stdout(&o).contains(NEEDLE));
-    assert_exit(&s3.lifeboat(["inspect", &format!("{dest}:{id}"), "--identity", identity]), 0);
+    assert_exit(
+        &s3.lifeboat(["inspect", &format!("{dest}:{id}"), "--identity", identity]),
+        0,
+    );
     assert_exit(&s3.lifeboat(["verify", "--from", dest, &id]), 2);
 }

@@ -140,7 +140,9 @@ pub fn open_backup_db_with(
         other => other?,
     };
     let obj = match keys {
-        Some(k) if manifest.encryption == encrypt::SCHEME => encrypt::read::decrypt_at(obj, k, &object)?,
+        Some(k) if manifest.encryption == encrypt::SCHEME => {
+            encrypt::read::decrypt_at(obj, k, &object)?
+        }
         _ => obj,
     };
     FramedReader::open(obj).map_err(|e| Error::integrity(&object, e.to_string()))

@@ -45,9 +45,8 @@ impl Layers {
         let mut recipients: Vec<Recipient> = Vec::new();
         if !to.is_empty() || !to_files.is_empty() {
             for r in to {
-                recipients.push(
-                    encrypt::parse_recipient(r).map_err(|e| Error::flag("--encrypt-to", e))?,
-                );
+                recipients
+                    .push(encrypt::parse_recipient(r).map_err(|e| Error::flag("--encrypt-to", e))?);
             }
             for f in to_files {
                 recipients.extend(encrypt::read_recipients_file("--encrypt-to-file", f)?);
@@ -132,7 +131,10 @@ mod tests {
     fn a_bad_configured_recipient_names_the_file_and_destination() {
         let (_d, l) = layers("[[destination]]\nurl = \"/x\"\nencrypt_to = [\"age1bad\"]\n");
         let e = l.encryption_for("/x", &[], &[]).unwrap_err().to_string();
-        assert!(e.contains("lb.toml: [[destination]] /x encrypt_to: "), "{e}");
+        assert!(
+            e.contains("lb.toml: [[destination]] /x encrypt_to: "),
+            "{e}"
+        );
     }
 
     #[test]
@@ -148,6 +150,9 @@ mod tests {
         })
         .unwrap();
         let s = env.identity(None).unwrap();
-        assert_eq!((s.origin.as_str(), s.path.as_path()), ("LIFEBOAT_IDENTITY", Path::new("/from/env")));
+        assert_eq!(
+            (s.origin.as_str(), s.path.as_path()),
+            ("LIFEBOAT_IDENTITY", Path::new("/from/env"))
+        );
     }
 }

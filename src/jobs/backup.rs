@@ -605,7 +605,8 @@ fn finish_destination(
             }
         }
         ReadBack::Full => {
-            let problems = super::readback::check_stream(store, &reader, &m, keys.as_ref(), &|_| {}, false);
+            let problems =
+                super::readback::check_stream(store, &reader, &m, keys.as_ref(), &|_| {}, false);
             if !problems.is_empty() {
                 return Err(Error::integrity(&where_, problems.join("; ")));
             }

@@ -61,7 +61,14 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
             return Ok(report(problems));
         }
     };
-    problems.extend(check_stream(store, &reader, m, keys.as_deref(), progress, true));
+    problems.extend(check_stream(
+        store,
+        &reader,
+        m,
+        keys.as_deref(),
+        progress,
+        true,
+    ));
     if problems.is_empty() {
         problems.extend(check_database(&reader, m));
     }

@@ -108,7 +108,10 @@ pub fn parse_recipient(s: &str) -> std::result::Result<Recipient, String> {
 
 /// Parse a recipients file as `age -R` reads one: one recipient per line, blank lines and
 /// lines starting with `#` ignored. `file` names it in errors, with the line number.
-pub fn parse_recipients_file(file: &str, text: &str) -> std::result::Result<Vec<Recipient>, String> {
+pub fn parse_recipients_file(
+    file: &str,
+    text: &str,
+) -> std::result::Result<Vec<Recipient>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -118,7 +121,9 @@ pub fn parse_recipients_file(file: &str, text: &str) -> std::result::Result<Vec<
         out.push(parse_recipient(line).map_err(|e| format!("{file} line {}: {e}", i + 1))?);
     }
     if out.is_empty() {
-        return Err(format!("{file}: holds no recipient (one public key per line)"));
+        return Err(format!(
+            "{file}: holds no recipient (one public key per line)"
+        ));
     }
     Ok(out)
 }
@@ -172,8 +177,8 @@ impl Encryption {
             self.recipients.iter().map(Recipient::as_dyn).collect();
         keys.push(&read_back.public);
         let fail = |what: String| Error::Failed(format!("encrypting {object}: {what}"));
-        let enc = age::Encryptor::with_recipients(keys.into_iter())
-            .map_err(|e| fail(e.to_string()))?;
+        let enc =
+            age::Encryptor::with_recipients(keys.into_iter()).map_err(|e| fail(e.to_string()))?;
         let stream = enc
             .wrap_output(HashingWriter::new(Boxed(inner)))
             .map_err(|e| fail(crate::error::io_words(&e)))?;
@@ -210,13 +215,16 @@ impl ReadBackKey {
 /// Size and SHA-256 of the bytes as stored (the ciphertext), known once the writer has
 /// committed: the manifest's `stored_size` and `stored_sha256` describe them.
 #[derive(Debug, Clone, Default)]
-pub struct StoredDigest(Arc<Mutex<Option<(u64, [u8; 32])>>>);
+pub struct StoredDigest(Arc<Mutex<Option<SizeAndSha>>>);
+
+/// Bytes stored and their SHA-256.
+pub type SizeAndSha = (u64, [u8; 32]);
 
 impl StoredDigest {
-    pub fn get(&self) -> Option<(u64, [u8; 32])> {
+    pub fn get(&self) -> Option<SizeAndSha> {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
-    fn set(&self, v: (u64, [u8; 32])) {
+    fn set(&self, v: SizeAndSha) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
     }
 }

@@ -165,10 +165,9 @@ fn decrypt_error(e: age::DecryptError, keys: &Keyring, object: &str) -> Error {
                 keys.source
             ),
         ),
-        age::DecryptError::Io(e) => Error::Failed(format!(
-            "reading {object}: {}",
-            crate::error::io_words(&e)
-        )),
+        age::DecryptError::Io(e) => {
+            Error::Failed(format!("reading {object}: {}", crate::error::io_words(&e)))
+        }
         other => Error::integrity(object, format!("age header: {other}")),
     }
 }
@@ -188,13 +187,25 @@ pub fn decrypt_stream(
 }
 
 /// Positional reads of the plaintext of an encrypted object read positionally.
-pub fn decrypt_at(stored: Box<dyn ReadAt>, keys: &Keyring, object: &str) -> Result<Box<dyn ReadAt>> {
-    let d = age::Decryptor::new(Cursor { src: stored, pos: 0 })
-        .map_err(|e| decrypt_error(e, keys, object))?;
+pub fn decrypt_at(
+    stored: Box<dyn ReadAt>,
+    keys: &Keyring,
+    object: &str,
+) -> Result<Box<dyn ReadAt>> {
+    let d = age::Decryptor::new(Cursor {
+        src: stored,
+        pos: 0,
+    })
+    .map_err(|e| decrypt_error(e, keys, object))?;
     let mut r = d
         .decrypt(keys.identities())
         .map_err(|e| decrypt_error(e, keys, object))?;
-    let damaged = |e: io::Error| Error::integrity(object, format!("age payload: {}", crate::error::io_words(&e)));
+    let damaged = |e: io::Error| {
+        Error::integrity(
+            object,
+            format!("age payload: {}", crate::error::io_words(&e)),
+        )
+    };
     let size = r.seek(SeekFrom::End(0)).map_err(damaged)?;
     r.seek(SeekFrom::Start(0)).map_err(damaged)?;
     Ok(Box::new(Decrypted {

@@ -6,7 +6,8 @@ use crate::io::ReadAt;
 use crate::store::local::LocalStore;
 use crate::store::Store;
 
-const SSH_ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN alice@rust";
+const SSH_ED25519: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN alice@rust";
 
 fn x25519() -> (age::x25519::Identity, String) {
     let id = age::x25519::Identity::generate();
@@ -58,7 +59,10 @@ fn identity_files_parse_and_refuse_public_keys() {
     let good = d.path().join("key.txt");
     std::fs::write(
         &good,
-        format!("# created: now\n# public key: {public}\n{}\n", id.to_string().expose_secret()),
+        format!(
+            "# created: now\n# public key: {public}\n{}\n",
+            id.to_string().expose_secret()
+        ),
     )
     .unwrap();
     let src = |p: &std::path::Path| IdentitySource {
@@ -70,7 +74,10 @@ fn identity_files_parse_and_refuse_public_keys() {
     std::fs::write(&pubfile, format!("{public}\n")).unwrap();
     let e = Keyring::load(&src(&pubfile)).unwrap_err();
     assert_eq!(e.exit_code(), crate::ExitCode::Usage);
-    assert!(e.to_string().contains("line 1: this is a public key"), "{e}");
+    assert!(
+        e.to_string().contains("line 1: this is a public key"),
+        "{e}"
+    );
     let e = Keyring::load(&src(&d.path().join("missing"))).unwrap_err();
     assert!(e.to_string().starts_with("--identity: "), "{e}");
 }
@@ -97,7 +104,10 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
     assert!(stored.starts_with(b"age-encryption.org/v1\n"));
     let (len, sha) = digest.get().expect("digest after commit");
     assert_eq!(len, stored.len() as u64);
-    assert_eq!(sha, <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&stored)));
+    assert_eq!(
+        sha,
+        <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(&stored))
+    );
 
     // The recipient's key and the run's read-back key both open it.
     let user = Keyring::single("test key", id);
@@ -106,11 +116,17 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
         assert_eq!(r.size(), data.len() as u64);
         let mut x = 12345u64;
         for _ in 0..200 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let off = (x >> 33) % data.len() as u64;
             let len = ((x >> 13) % 70_000).min(data.len() as u64 - off) as usize;
             let got = r.read_vec_at(off, len).unwrap();
-            assert_eq!(got, &data[off as usize..off as usize + len], "at {off}+{len}");
+            assert_eq!(
+                got,
+                &data[off as usize..off as usize + len],
+                "at {off}+{len}"
+            );
         }
         assert!(r.read_vec_at(data.len() as u64 - 1, 2).is_err());
         let mut all = Vec::new();
@@ -122,9 +138,13 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
     }
     // Another key is an integrity error naming where the keys came from.
     let (other, _) = x25519();
-    let e = decrypt_at(store.open("obj").unwrap(), &Keyring::single("other.key", other), "d/obj")
-        .err()
-        .unwrap();
+    let e = decrypt_at(
+        store.open("obj").unwrap(),
+        &Keyring::single("other.key", other),
+        "d/obj",
+    )
+    .err()
+    .unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
     assert!(e.to_string().contains("other.key"), "{e}");
 }
@@ -136,7 +156,13 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     let d = tempfile::tempdir().unwrap();
     let store = LocalStore::open(d.path(), false).unwrap();
     let data = plaintext(150_000);
-    let (mut w, _) = enc.wrap(store.create("obj").unwrap(), &ReadBackKey::generate(), "obj").unwrap();
+    let (mut w, _) = enc
+        .wrap(
+            store.create("obj").unwrap(),
+            &ReadBackKey::generate(),
+            "obj",
+        )
+        .unwrap();
     w.write_all(&data).unwrap();
     w.commit().unwrap();
     let stored = store.get_bytes("obj").unwrap();
@@ -149,7 +175,10 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     assert!(r.read_vec_at(70_000, 1000).is_err());
     // (After a failed chunk age's reader may refuse more reads: an error, never data.)
     let r = decrypt_at(Box::new(middle), &keys, "obj").unwrap();
-    assert_eq!(r.read_vec_at(140_000, 1000).unwrap(), &data[140_000..141_000]);
+    assert_eq!(
+        r.read_vec_at(140_000, 1000).unwrap(),
+        &data[140_000..141_000]
+    );
     // The last chunk is checked on open (it tells the plaintext's length): exit 3.
     let mut last = stored.clone();
     let n = last.len();
@@ -157,6 +186,8 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     let e = decrypt_at(Box::new(last), &keys, "obj").err().unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
     // Truncated: also refused.
-    let e = decrypt_at(Box::new(stored[..n - 20].to_vec()), &keys, "obj").err().unwrap();
+    let e = decrypt_at(Box::new(stored[..n - 20].to_vec()), &keys, "obj")
+        .err()
+        .unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
 }
