@@ -141,7 +141,7 @@ pub fn open_backup_db_with(
     };
     let obj = match keys {
         Some(k) if manifest.encryption == encrypt::SCHEME => {
-            encrypt::read::decrypt_at(obj, k, &object)?
+            encrypt::read::decrypt_at(obj, k, &object, &format!("backup {}", manifest.id))?
         }
         _ => obj,
     };
@@ -165,9 +165,12 @@ pub fn load_backup_object(
     let raw = store.load(&manifest.object, 0, None)?;
     let (hashed, digest) = HashingReader::new(raw);
     let plain: Box<dyn Read + Send> = match keys {
-        Some(k) if manifest.encryption == encrypt::SCHEME => {
-            encrypt::read::decrypt_stream(Box::new(hashed), k, &object)?
-        }
+        Some(k) if manifest.encryption == encrypt::SCHEME => encrypt::read::decrypt_stream(
+            Box::new(hashed),
+            k,
+            &object,
+            &format!("backup {}", manifest.id),
+        )?,
         _ => Box::new(hashed),
     };
     Ok((plain, digest))

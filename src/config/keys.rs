@@ -45,8 +45,10 @@ impl Layers {
         let mut recipients: Vec<Recipient> = Vec::new();
         if !to.is_empty() || !to_files.is_empty() {
             for r in to {
-                recipients
-                    .push(encrypt::parse_recipient(r).map_err(|e| Error::flag("--encrypt-to", e))?);
+                recipients.push(
+                    encrypt::parse_recipient(r)
+                        .map_err(|e| Error::flag("--encrypt-to", format!("{}: {e}", short(r))))?,
+                );
             }
             for f in to_files {
                 recipients.extend(encrypt::read_recipients_file("--encrypt-to-file", f)?);
@@ -91,6 +93,16 @@ impl Layers {
         Encryption::new(recipients)
             .map(Some)
             .map_err(|e| Error::flag("--encrypt-to", e))
+    }
+}
+
+/// A value as quoted in a message: at most 40 characters.
+fn short(s: &str) -> String {
+    let t: String = s.chars().take(40).collect();
+    if t.len() < s.len() {
+        format!("{t}…")
+    } else {
+        t
     }
 }
 

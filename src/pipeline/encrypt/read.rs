@@ -156,33 +156,35 @@ pub fn configured_identity() -> Result<Option<Arc<Keyring>>> {
 
 /// Why an age file did not open: the wrong keys are an integrity problem of that backup
 /// (exit 3) naming where the keys came from; so is a header that is not age's.
-fn decrypt_error(e: age::DecryptError, keys: &Keyring, object: &str) -> Error {
+fn decrypt_error(e: age::DecryptError, keys: &Keyring, object: &str, what: &str) -> Error {
     match e {
         age::DecryptError::NoMatchingKeys => Error::integrity(
             object,
             format!(
-                "none of the keys in {} opens it (the backup is encrypted to other recipients)",
+                "cannot decrypt {what}: none of the keys in {} opens it (it is encrypted to other recipients)",
                 keys.source
             ),
         ),
         age::DecryptError::Io(e) => {
             Error::Failed(format!("reading {object}: {}", crate::error::io_words(&e)))
         }
-        other => Error::integrity(object, format!("age header: {other}")),
+        other => Error::integrity(object, format!("{what}: age header: {other}")),
     }
 }
 
-/// A sequential decrypting reader over the stored bytes (a store's `load`).
+/// A sequential decrypting reader over the stored bytes (a store's `load`). `object`
+/// locates the stored object, `what` names it for people (`backup ID`).
 pub fn decrypt_stream(
     stored: Box<dyn Read + Send>,
     keys: &Keyring,
     object: &str,
+    what: &str,
 ) -> Result<Box<dyn Read + Send>> {
     let d = age::Decryptor::new_buffered(io::BufReader::with_capacity(1 << 20, stored))
-        .map_err(|e| decrypt_error(e, keys, object))?;
+        .map_err(|e| decrypt_error(e, keys, object, what))?;
     let r = d
         .decrypt(keys.identities())
-        .map_err(|e| decrypt_error(e, keys, object))?;
+        .map_err(|e| decrypt_error(e, keys, object, what))?;
     Ok(Box::new(r))
 }
 
@@ -191,15 +193,16 @@ pub fn decrypt_at(
     stored: Box<dyn ReadAt>,
     keys: &Keyring,
     object: &str,
+    what: &str,
 ) -> Result<Box<dyn ReadAt>> {
     let d = age::Decryptor::new(Cursor {
         src: stored,
         pos: 0,
     })
-    .map_err(|e| decrypt_error(e, keys, object))?;
+    .map_err(|e| decrypt_error(e, keys, object, what))?;
     let mut r = d
         .decrypt(keys.identities())
-        .map_err(|e| decrypt_error(e, keys, object))?;
+        .map_err(|e| decrypt_error(e, keys, object, what))?;
     let damaged = |e: io::Error| {
         Error::integrity(
             object,

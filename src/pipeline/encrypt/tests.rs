@@ -112,7 +112,7 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
     // The recipient's key and the run's read-back key both open it.
     let user = Keyring::single("test key", id);
     for keys in [&user, &run.keyring()] {
-        let r = decrypt_at(store.open("obj").unwrap(), keys, "obj").unwrap();
+        let r = decrypt_at(store.open("obj").unwrap(), keys, "obj", "backup b").unwrap();
         assert_eq!(r.size(), data.len() as u64);
         let mut x = 12345u64;
         for _ in 0..200 {
@@ -130,7 +130,7 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
         }
         assert!(r.read_vec_at(data.len() as u64 - 1, 2).is_err());
         let mut all = Vec::new();
-        decrypt_stream(store.load("obj", 0, None).unwrap(), keys, "obj")
+        decrypt_stream(store.load("obj", 0, None).unwrap(), keys, "obj", "backup b")
             .unwrap()
             .read_to_end(&mut all)
             .unwrap();
@@ -142,6 +142,7 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
         store.open("obj").unwrap(),
         &Keyring::single("other.key", other),
         "d/obj",
+        "backup b",
     )
     .err()
     .unwrap();
@@ -170,11 +171,11 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     // A byte in the second 64 KiB chunk: the chunks around it still read, it does not.
     let mut middle = stored.clone();
     middle[stored.len() / 2] ^= 1;
-    let r = decrypt_at(Box::new(middle.clone()), &keys, "obj").unwrap();
+    let r = decrypt_at(Box::new(middle.clone()), &keys, "obj", "backup b").unwrap();
     assert_eq!(r.read_vec_at(0, 1000).unwrap(), &data[..1000]);
     assert!(r.read_vec_at(70_000, 1000).is_err());
     // (After a failed chunk age's reader may refuse more reads: an error, never data.)
-    let r = decrypt_at(Box::new(middle), &keys, "obj").unwrap();
+    let r = decrypt_at(Box::new(middle), &keys, "obj", "backup b").unwrap();
     assert_eq!(
         r.read_vec_at(140_000, 1000).unwrap(),
         &data[140_000..141_000]
@@ -183,11 +184,18 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     let mut last = stored.clone();
     let n = last.len();
     last[n - 10] ^= 1;
-    let e = decrypt_at(Box::new(last), &keys, "obj").err().unwrap();
-    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
-    // Truncated: also refused.
-    let e = decrypt_at(Box::new(stored[..n - 20].to_vec()), &keys, "obj")
+    let e = decrypt_at(Box::new(last), &keys, "obj", "backup b")
         .err()
         .unwrap();
+    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
+    // Truncated: also refused.
+    let e = decrypt_at(
+        Box::new(stored[..n - 20].to_vec()),
+        &keys,
+        "obj",
+        "backup b",
+    )
+    .err()
+    .unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
 }
