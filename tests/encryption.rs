@@ -129,6 +129,18 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     assert!(stdout(&o).contains(NEEDLE), "{}", stdout(&o));
     let o = lifeboat_env(&args(&["get", &spec, "/enc/needle"]), &[]);
     assert_exit(&o, 2);
+    // The data object copied out on its own reads as a FILE with the key.
+    let object = dest.path().join(format!("{id}.db.zst"));
+    let object = object.to_str().unwrap();
+    let o = lifeboat_env(
+        &args(&["get", object, "/enc/needle", "--identity", identity]),
+        &[],
+    );
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains(NEEDLE), "{}", stdout(&o));
+    let o = lifeboat_env(&args(&["inspect", object]), &[]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("age-encrypted"), "{}", stderr(&o));
 
     // fetch decrypts into a snapshot that etcdutl restores (hash checked) and etcd serves.
     let snap = dest.path().join("snap.db");

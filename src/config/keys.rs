@@ -4,11 +4,50 @@
 use std::path::Path;
 
 use super::env::env_var_of;
-use super::Layers;
+use super::{Entry, Layers, Origin};
 use crate::pipeline::encrypt::{self, Encryption, IdentitySource, Recipient};
 use crate::{Error, Result};
 
 impl Layers {
+    /// For `config check`: the identity file (never its content) and each destination's
+    /// recipients, with where they came from.
+    pub fn encryption_entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        if let Some(src) = self.identity(None) {
+            let env = src.origin == env_var_of("encryption.identity");
+            out.push(Entry {
+                key: "encryption.identity".into(),
+                value: src.path.display().to_string(),
+                source: if env { Origin::Env } else { Origin::File },
+                from: if env {
+                    src.origin
+                } else {
+                    self.file
+                        .as_ref()
+                        .map(|(p, _)| p.display().to_string())
+                        .unwrap_or_default()
+                },
+            });
+        }
+        if let Some((file, c)) = &self.file {
+            for d in &c.destination {
+                let mut keys = d.encrypt_to.clone();
+                if let Some(f) = &d.encrypt_to_file {
+                    keys.push(format!("(file {})", f.display()));
+                }
+                if !keys.is_empty() {
+                    out.push(Entry {
+                        key: format!("destination.encrypt_to ({})", d.url),
+                        value: keys.join(", "),
+                        source: Origin::File,
+                        from: file.display().to_string(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// The identity file: `--identity`, else `LIFEBOAT_IDENTITY`, else the config file's
     /// `[encryption] identity`. Only named here; it is read when a backup needs it.
     pub fn identity(&self, flag: Option<&Path>) -> Option<IdentitySource> {

@@ -317,6 +317,7 @@ impl Layers {
         if let Ok((_, d)) = self.destinations(to) {
             out.extend(d);
         }
+        out.extend(self.encryption_entries());
         if let Some((p, c)) = &self.file {
             let from = p.display().to_string();
             let mut add = |key: &str, value: Option<String>| {
