@@ -59,8 +59,12 @@ pub struct Manifest {
     pub compression_level: i32,
     #[serde(default)]
     pub frame_size: u64,
-    /// `none`, or the encryption scheme of the data object.
+    /// `none`, or the encryption scheme of the data object (`age`: see DESIGN.md).
     pub encryption: String,
+    /// With `encryption: "age"`, the public keys the data object is encrypted to, as given
+    /// to `--encrypt-to` (never a secret): which identity a restore needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     /// Name of the data object in the store.
     pub object: String,
     /// Alarms raised in the cluster when the backup was taken (e.g. NOSPACE).

@@ -13,7 +13,11 @@ pub mod verified;
 pub use id::new_backup_id;
 pub use manifest::{Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
 
+use std::io::Read;
+use std::sync::Arc;
+
 use crate::io::ReadAt;
+use crate::pipeline::encrypt::{self, read::HashingReader, read::ReadDigest, Keyring};
 use crate::pipeline::FramedReader;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -102,27 +106,30 @@ pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
 /// Open the data object of a backup for random access to its database bytes.
 ///
 /// A manifest whose data object is missing or unreadable as a seekable object is an
-/// integrity problem (exit 3), whichever command finds it.
+/// integrity problem (exit 3), whichever command finds it. An encrypted backup is opened
+/// with the configured identity ([`crate::pipeline::encrypt::configured_identity`]).
 pub fn open_backup_db(
     store: &dyn Store,
     manifest: &Manifest,
 ) -> Result<FramedReader<Box<dyn ReadAt>>> {
+    let keys = keys_for(store, manifest, None)?;
+    open_backup_db_with(store, manifest, keys.as_deref())
+}
+
+/// [`open_backup_db`] with the keys given: the backup's own read-back key.
+pub fn open_backup_db_with(
+    store: &dyn Store,
+    manifest: &Manifest,
+    keys: Option<&Keyring>,
+) -> Result<FramedReader<Box<dyn ReadAt>>> {
     let object = format!("{}/{}", store.location(), manifest.object);
-    match manifest.encryption.as_str() {
-        "none" => {}
-        "age" => {
-            return Err(Error::Usage(format!(
-                "backup {} is encrypted ({}); this build cannot decrypt it: upgrade lifeboat",
-                manifest.id, manifest.encryption
-            )))
+    let keys = match keys {
+        Some(k) => Some(k),
+        None => {
+            check_encryption(&object, manifest)?;
+            None
         }
-        other => {
-            return Err(Error::integrity(
-                &object,
-                format!("the manifest names an unknown encryption {other:?}"),
-            ))
-        }
-    }
+    };
     let obj = match store.open(&manifest.object) {
         Err(Error::NotFound(_)) => {
             return Err(Error::integrity(
@@ -132,7 +139,88 @@ pub fn open_backup_db(
         }
         other => other?,
     };
+    let obj = match keys {
+        Some(k) if manifest.encryption == encrypt::SCHEME => {
+            encrypt::read::decrypt_at(obj, k, &object, &format!("backup {}", manifest.id))?
+        }
+        _ => obj,
+    };
     FramedReader::open(obj).map_err(|e| Error::integrity(&object, e.to_string()))
+}
+
+/// The stored object of a backup as one sequential read (a store's `load`), decrypted when
+/// it is encrypted: the bytes of the unencrypted object. The [`ReadDigest`] gives the
+/// SHA-256 and size of the bytes as stored once the reader has been read to its end.
+pub fn load_backup_object(
+    store: &dyn Store,
+    manifest: &Manifest,
+    keys: Option<&Keyring>,
+) -> Result<(Box<dyn Read + Send>, ReadDigest)> {
+    let object = format!("{}/{}", store.location(), manifest.object);
+    let configured = match keys {
+        Some(_) => None,
+        None => keys_for(store, manifest, None)?,
+    };
+    let keys = keys.or(configured.as_deref());
+    let raw = store.load(&manifest.object, 0, None)?;
+    let (hashed, digest) = HashingReader::new(raw);
+    let plain: Box<dyn Read + Send> = match keys {
+        Some(k) if manifest.encryption == encrypt::SCHEME => encrypt::read::decrypt_stream(
+            Box::new(hashed),
+            k,
+            &object,
+            &format!("backup {}", manifest.id),
+        )?,
+        _ => Box::new(hashed),
+    };
+    Ok((plain, digest))
+}
+
+/// The keys to open an encrypted backup with: `given`, else the configured identity. For
+/// an unencrypted backup, `None`. An encrypted backup and no identity is a usage error
+/// (exit 2) naming the recipients, so the operator knows which key to fetch.
+pub fn keys_for(
+    store: &dyn Store,
+    manifest: &Manifest,
+    given: Option<Arc<Keyring>>,
+) -> Result<Option<Arc<Keyring>>> {
+    let object = format!("{}/{}", store.location(), manifest.object);
+    if manifest.encryption != encrypt::SCHEME {
+        check_encryption(&object, manifest)?;
+        return Ok(None);
+    }
+    if let Some(k) = given {
+        return Ok(Some(k));
+    }
+    match encrypt::configured_identity()? {
+        Some(k) => Ok(Some(k)),
+        None => Err(Error::Usage(format!(
+            "backup {} in {} is encrypted to {}; give --identity FILE (or LIFEBOAT_IDENTITY) holding one of their keys",
+            manifest.id,
+            store.location(),
+            if manifest.recipients.is_empty() {
+                "keys its manifest does not name".to_string()
+            } else {
+                manifest.recipients.join(", ")
+            }
+        ))),
+    }
+}
+
+/// `none` reads as is; `age` needs keys (the callers' business); anything else is a
+/// manifest this build cannot honour.
+fn check_encryption(object: &str, manifest: &Manifest) -> Result<()> {
+    match manifest.encryption.as_str() {
+        "none" => Ok(()),
+        encrypt::SCHEME => Err(Error::Usage(format!(
+            "backup {} is encrypted; give --identity FILE (or LIFEBOAT_IDENTITY)",
+            manifest.id
+        ))),
+        other => Err(Error::integrity(
+            object,
+            format!("the manifest names an unknown encryption {other:?}"),
+        )),
+    }
 }
 
 /// Data objects whose manifest is missing: debris of killed runs. Only meaningful with

@@ -14,6 +14,16 @@ pub struct Args {
     /// [[destination]]s of the config file.
     #[arg(long = "to", value_name = "DEST")]
     pub to: Vec<String>,
+    /// Encrypt the stored data object (age) to this public key: `age1…` (age-keygen) or
+    /// `ssh-ed25519 …` / `ssh-rsa …`. Repeat for several; any one of their secret keys
+    /// opens the backup. Applies to every --to; without it, each [[destination]]'s
+    /// encrypt_to. The manifest stays readable and records the public keys.
+    #[arg(long = "encrypt-to", value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt to the public keys in FILE: one a line, `#` comments and blank lines
+    /// ignored (as `age -R`). Repeatable; combines with --encrypt-to.
+    #[arg(long = "encrypt-to-file", value_name = "FILE")]
+    pub encrypt_to_file: Vec<std::path::PathBuf>,
     #[command(flatten)]
     pub settings: BackupSettings,
     #[command(flatten)]
@@ -50,9 +60,11 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         if dests.iter().any(|x: &Destination| x.name == *d) {
             return Err(Error::flag("--to", format!("{d} given twice")).into());
         }
+        let encryption = layers.encryption_for(d, &a.encrypt_to, &a.encrypt_to_file)?;
         dests.push(Destination {
             name: d.clone(),
             store: open_destination(d, true)?.into(),
+            encryption: encryption.map(Arc::new),
         });
     }
     let policy = super::settings().retention(&a.policy).policy();

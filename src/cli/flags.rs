@@ -43,4 +43,9 @@ pub struct ConfigArgs {
     /// Flags override the environment, which overrides the file.
     #[arg(long = "config", value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// age identity file (AGE-SECRET-KEY-1… lines, as age-keygen writes) or unencrypted
+    /// SSH private key that opens encrypted backups (verify, fetch, inspect/get DEST:ID,
+    /// diff, restore). Env: LIFEBOAT_IDENTITY; config: [encryption] identity.
+    #[arg(long = "identity", value_name = "FILE", global = true)]
+    pub identity: Option<PathBuf>,
 }

@@ -201,6 +201,7 @@ fn load_settings(g: &Global) -> anyhow::Result<()> {
             eprintln!("lifeboat: warning: {w}");
         }
     }
+    crate::pipeline::encrypt::configure_identity(layers.identity(g.config.identity.as_deref()));
     let _ = SETTINGS.set(layers);
     #[cfg(feature = "s3")]
     crate::store::s3::configure(Box::new(|url| Ok(settings().s3(url)?.0)));

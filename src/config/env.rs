@@ -34,6 +34,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("destination.s3_object_lock", "LIFEBOAT_S3_OBJECT_LOCK"),
     ("destination.s3_retain_for", "LIFEBOAT_S3_RETAIN_FOR"),
     ("destination.s3_part_size", "LIFEBOAT_S3_PART_SIZE"),
+    ("encryption.identity", "LIFEBOAT_IDENTITY"),
 ];
 
 /// The variable naming the config file when `--config` is not given.
@@ -108,6 +109,9 @@ pub(crate) fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<Config> 
         etcd,
         backup,
         s3: super::s3::env_layer(get)?,
+        encryption: super::EncryptionConfig {
+            identity: get(env_var_of("encryption.identity")).map(PathBuf::from),
+        },
         ..Config::default()
     })
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 mod env;
+mod keys;
 pub mod resolve;
 pub mod s3;
 pub mod values;
@@ -39,6 +40,17 @@ pub struct Config {
     /// these keys live in each `[[destination]]`.
     #[serde(skip)]
     pub s3: s3::S3Options,
+    #[serde(default)]
+    pub encryption: EncryptionConfig,
+}
+
+/// `[encryption]`: the identity file that opens encrypted backups (`--identity`,
+/// `LIFEBOAT_IDENTITY`). Recipients are per destination (`encrypt_to`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age identity file (`AGE-SECRET-KEY-1…` lines) or unencrypted SSH private key.
+    pub identity: Option<PathBuf>,
 }
 
 /// `[etcd]`, and the connection flags of every command that talks to etcd.
@@ -137,8 +149,11 @@ pub struct DestinationConfig {
     pub s3_object_lock: Option<s3::LockMode>,
     pub s3_retain_for: Option<Dur>,
     pub s3_part_size: Option<Size>,
+    /// Encrypt this destination's data objects to these public keys (age1…, ssh-…).
     #[serde(default)]
     pub encrypt_to: Vec<String>,
+    /// ... and to the public keys in this file (one a line, `#` comments), as `age -R`.
+    pub encrypt_to_file: Option<PathBuf>,
 }
 
 /// `[schedule]`, for the planned scheduler daemon (`lifeboat run`).

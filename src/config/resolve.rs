@@ -327,6 +327,7 @@ impl Layers {
                 out.extend(self.s3(u)?.1);
             }
         }
+        out.extend(self.encryption_entries());
         if let Some((p, c)) = &self.file {
             let from = p.display().to_string();
             let mut add = |key: &str, value: Option<String>| {

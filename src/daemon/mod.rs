@@ -73,9 +73,11 @@ pub fn plan(
     let (to, _) = layers.destinations(&[])?;
     let mut dests = Vec::new();
     for d in to {
+        let encryption = layers.encryption_for(&d, &[], &[])?.map(Arc::new);
         dests.push(Destination {
             store: open(&d)?.into(),
             name: d,
+            encryption,
         });
     }
     let policy = layers.retention(&Default::default()).policy();
@@ -137,6 +139,7 @@ pub(crate) fn share(d: &Destination) -> Destination {
     Destination {
         name: d.name.clone(),
         store: d.store.clone(),
+        encryption: d.encryption.clone(),
     }
 }
 

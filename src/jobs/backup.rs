@@ -33,6 +33,7 @@ use time::OffsetDateTime;
 
 use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
 use crate::catalog::{self, Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
+use crate::pipeline::encrypt::{Encryption, ReadBackKey, StoredDigest};
 use crate::pipeline::{FrameOptions, SinkResult, SnapshotSink};
 use crate::source::etcd::{
     self, backoff, choose, survey, warnings, Choice, ClusterView, ConnectConfig, SourcePolicy,
@@ -82,6 +83,8 @@ pub struct Destination {
     pub name: String,
     /// Shared, so that store calls can run on blocking threads.
     pub store: Arc<dyn Store>,
+    /// Store the data object encrypted to these recipients (age), or plain.
+    pub encryption: Option<Arc<Encryption>>,
 }
 
 /// Progress reporting, implemented by the CLI (a bar on a TTY) or nothing.
@@ -329,10 +332,15 @@ pub async fn backup(
         return Ok(nothing_stored(&stores, failed));
     }
 
+    // Encrypted objects are also encrypted to a key of this run alone, so that they can be
+    // read back before the manifest is written (see crate::pipeline::encrypt).
+    let encryptions: Vec<Option<Arc<Encryption>>> =
+        dests.iter().map(|d| d.encryption.clone()).collect();
+    let read_back = Arc::new(ReadBackKey::generate());
     let mut failed_members: Vec<u64> = Vec::new();
     let mut attempt_no = 0u32;
     let mut id: Option<String> = None;
-    let (view, choice, streamed) = loop {
+    let (view, choice, streamed, digests) = loop {
         attempt_no += 1;
         let view = match survey(&opts.conn).await {
             Ok(v) => v,
@@ -371,17 +379,34 @@ pub async fn backup(
             .iter()
             .find(|s| s.member_id == choice.member_id)
             .and_then(|s| u64::try_from(s.db_size).ok());
+        let (encs, key) = (encryptions.clone(), Arc::clone(&read_back));
         let created = blocking(move || {
             Ok(targets
                 .into_iter()
-                .map(|(i, name, store)| (i, name, store.create_sized(&object, size_hint)))
+                .map(|(i, name, store)| {
+                    let made =
+                        store
+                            .create_sized(&object, size_hint)
+                            .and_then(|w| match &encs[i] {
+                                Some(enc) => {
+                                    let at = format!("{}/{object}", store.location());
+                                    enc.wrap(w, &key, &at).map(|(w, d)| (w, Some(d)))
+                                }
+                                None => Ok((w, None)),
+                            });
+                    (i, name, made)
+                })
                 .collect::<Vec<_>>())
         })
         .await?;
         let mut writers = Vec::new();
-        for (i, name, w) in created {
-            match w {
-                Ok(w) => writers.push((i, name, w)),
+        let mut digests: Vec<Option<StoredDigest>> = stores.iter().map(|_| None).collect();
+        for (i, name, made) in created {
+            match made {
+                Ok((w, digest)) => {
+                    digests[i] = digest;
+                    writers.push((i, name, w));
+                }
                 Err(e) => {
                     tracing::debug!("destination {name} left out: {e}");
                     failed[i] = Some(e);
@@ -394,7 +419,7 @@ pub async fn backup(
         match attempt(opts, &choice, writers, Arc::clone(&progress)).await {
             Ok(s) => {
                 tracing::debug!("stream done after {:?}", t0.elapsed());
-                break (view, choice, s);
+                break (view, choice, s, digests);
             }
             Err(AttemptError::Fatal(e)) => return Err(e),
             Err(AttemptError::Retry(e)) if e.is_transient() && attempt_no <= opts.retries => {
@@ -434,6 +459,9 @@ pub async fn backup(
         attempts: attempt_no,
         warns,
         t0,
+        encryptions,
+        read_back,
+        digests,
     };
     let outcome = blocking(move || Ok(finish_all(&run, &stores, streamed, failed))).await?;
     drop(_locks);
@@ -449,6 +477,11 @@ struct Run {
     attempts: u32,
     warns: Vec<String>,
     t0: Instant,
+    /// Per destination (by index): its encryption, and the digest of what its encrypting
+    /// writer stored.
+    encryptions: Vec<Option<Arc<Encryption>>>,
+    read_back: Arc<ReadBackKey>,
+    digests: Vec<Option<StoredDigest>>,
 }
 
 /// Commit, read back and describe each destination's object (blocking).
@@ -483,7 +516,9 @@ fn finish_all(
             outcome.failed.push((name.clone(), e));
             continue;
         }
-        match finish_destination(run, store.as_ref(), &result, started) {
+        let enc = run.encryptions.get(o.index).and_then(|e| e.as_deref());
+        let digest = run.digests.get(o.index).and_then(|d| d.as_ref());
+        match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest)) {
             Ok(m) => outcome.stored.push((name.clone(), m)),
             Err(e) => {
                 let _ = store.remove(&catalog::data_name(&run.id));
@@ -547,6 +582,7 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
         compression_level: opts.frames.level,
         frame_size: opts.frames.frame_size as u64,
         encryption: "none".into(),
+        recipients: Vec::new(),
         object: catalog::data_name(&run.id),
         alarms: view
             .alarms
@@ -589,10 +625,24 @@ fn finish_destination(
     store: &dyn Store,
     result: &SinkResult,
     started: OffsetDateTime,
+    encrypted: Option<(&Encryption, &StoredDigest)>,
 ) -> Result<Manifest> {
     let mut m = draft_manifest(run, result, started);
     let where_ = format!("{}/{}", store.location(), m.object);
-    let reader = catalog::open_backup_db(store, &m)?;
+    let keys = match encrypted {
+        Some((enc, digest)) => {
+            let (size, sha) = digest.get().ok_or_else(|| {
+                Error::Failed(format!("{where_}: the encrypted object was not finished"))
+            })?;
+            m.encryption = crate::pipeline::encrypt::SCHEME.into();
+            m.recipients = enc.recipients();
+            m.stored_size = size;
+            m.stored_sha256 = hex::encode(sha);
+            Some(run.read_back.keyring())
+        }
+        None => None,
+    };
+    let reader = catalog::open_backup_db_with(store, &m, keys.as_ref())?;
     let facts = read_facts(&reader).map_err(|e| {
         Error::integrity(&where_, format!("the streamed database does not open: {e}"))
     })?;
@@ -633,7 +683,8 @@ fn finish_destination(
             }
         }
         ReadBack::Full => {
-            let problems = super::readback::check_stream(store, &reader, &m, &|_| {}, false);
+            let problems =
+                super::readback::check_stream(store, &reader, &m, keys.as_ref(), &|_| {}, false);
             if !problems.is_empty() {
                 return Err(Error::integrity(&where_, problems.join("; ")));
             }

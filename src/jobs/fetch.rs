@@ -42,8 +42,9 @@ pub fn fetch(
         )));
     }
     let object = format!("{}/{}", store.location(), m.object);
-    let reader = crate::catalog::open_backup_db(store, m)?;
-    let mut stream = store.load(&m.object, 0, None)?;
+    let keys = crate::catalog::keys_for(store, m, None)?;
+    let reader = crate::catalog::open_backup_db_with(store, m, keys.as_deref())?;
+    let (mut stream, _) = crate::catalog::load_backup_object(store, m, keys.as_deref())?;
     // A partial file from an earlier fetch that was killed is ours to replace.
     let mut stale = out.as_os_str().to_owned();
     stale.push(crate::store::local::PARTIAL_SUFFIX);

@@ -3,8 +3,9 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::catalog::Manifest;
+use crate::catalog::{self, Manifest};
 use crate::io::ReadAt;
+use crate::pipeline::encrypt::Keyring;
 use crate::pipeline::FramedReader;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -80,7 +81,8 @@ pub fn digest_object(store: &dyn Store, name: &str) -> Result<([u8; 32], u64)> {
 }
 
 /// The sequential pass: frames decode, digests and sizes match the manifest. The object
-/// is streamed through the store's `load`.
+/// is streamed through the store's `load` (and decrypted with `keys` when the backup is
+/// encrypted: `stored_sha256` is then the digest of the ciphertext, as stored).
 ///
 /// With `db_digest` false the database SHA-256 is not recomputed: right after a backup it
 /// was computed in flight over the very bytes that were compressed, and each frame's zstd
@@ -90,23 +92,22 @@ pub fn check_stream<R: ReadAt>(
     store: &dyn Store,
     reader: &FramedReader<R>,
     m: &Manifest,
+    keys: Option<&Keyring>,
     progress: Progress<'_>,
     db_digest: bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut object = match store.load(&m.object, 0, None) {
+    let (mut object, stored_digest) = match catalog::load_backup_object(store, m, keys) {
         Ok(o) => o,
         Err(e) => return vec![e.to_string()],
     };
-    let mut stored_sha = Sha256::new();
     let mut db_sha = Sha256::new();
     let mut db_len = 0u64;
-    let mut stored_len = 0u64;
+    let mut plain_len = 0u64;
     let threads = crate::pipeline::frames::cpu_count();
     let walked = reader.walk_stream(threads, &mut object, |_, stored, raw| {
-        stored_sha.update(stored);
-        stored_len += stored.len() as u64;
-        progress(stored_len);
+        plain_len += stored.len() as u64;
+        progress(plain_len);
         match raw {
             Ok(raw) => {
                 db_sha.update(&raw);
@@ -116,14 +117,24 @@ pub fn check_stream<R: ReadAt>(
         }
         Ok(())
     });
-    match walked {
-        Ok(table) => stored_sha.update(&table),
+    if let Err(e) = walked {
+        problems.push(e.to_string());
+        return problems;
+    }
+    // Whatever follows the seek table is damage too, and the stored digest covers it.
+    match std::io::copy(&mut object, &mut std::io::sink()) {
+        Ok(0) => {}
+        Ok(n) => problems.push(format!("{n} unexpected bytes after the seek table")),
         Err(e) => {
-            problems.push(e.to_string());
+            problems.push(format!(
+                "after the seek table: {}",
+                crate::error::io_words(&e)
+            ));
             return problems;
         }
     }
-    let stored_hex = hex::encode(stored_sha.finalize());
+    let (stored_sha, _) = stored_digest.finish();
+    let stored_hex = hex::encode(stored_sha);
     if stored_hex != m.stored_sha256 {
         problems.push(format!(
             "stored object SHA-256 is {stored_hex}, the manifest says {}",

@@ -40,6 +40,9 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
         stored_size: m.stored_size,
         revision: m.revision,
     };
+    // Without the key the contents cannot be checked: say so (exit 2), rather than
+    // report a backup as good from its ciphertext digest alone.
+    let keys = catalog::keys_for(store, m, None)?;
     match store.stat(&m.object)? {
         None => {
             problems.push(format!("data object {object} is missing"));
@@ -51,14 +54,21 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
         )),
         Some(_) => {}
     }
-    let reader = match catalog::open_backup_db(store, m) {
+    let reader = match catalog::open_backup_db_with(store, m, keys.as_deref()) {
         Ok(r) => r,
         Err(e) => {
             problems.push(e.to_string());
             return Ok(report(problems));
         }
     };
-    problems.extend(check_stream(store, &reader, m, progress, true));
+    problems.extend(check_stream(
+        store,
+        &reader,
+        m,
+        keys.as_deref(),
+        progress,
+        true,
+    ));
     if problems.is_empty() {
         problems.extend(check_database(&reader, m));
     }

@@ -186,9 +186,26 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
     let n = (size as usize).min(head.len());
     f.read_exact_at(0, &mut head[..n]).at(&read_path)?;
     if head.starts_with(AGE_MAGIC) {
-        return Err(Error::Usage(format!(
-            "{spec} is age-encrypted; decrypt it first (`age -d -i KEY {spec} > backup.db.zst`)"
-        )));
+        // An encrypted backup object copied out of a destination: with an identity, read
+        // it as the seekable object it encrypts.
+        let Some(keys) = crate::pipeline::encrypt::configured_identity()? else {
+            return Err(Error::Usage(format!(
+                "{spec} is age-encrypted; give --identity FILE (or LIFEBOAT_IDENTITY), or decrypt it first (`age -d -i KEY {spec} > backup.db.zst`)"
+            )));
+        };
+        let plain = crate::pipeline::encrypt::read::decrypt_at(Box::new(f), &keys, spec, spec)?;
+        let fr = crate::pipeline::frames::FramedReader::open(plain)
+            .map_err(|e| Error::integrity(spec, e.to_string()))?;
+        let layout = layout_of(&fr, true);
+        return Ok(Input {
+            name: spec.to_string(),
+            kind: InputKind::Backup,
+            file_size: size,
+            db: Box::new(fr),
+            expected_sha256: None,
+            layout,
+            _temp: temp,
+        });
     }
     let (kind, db, expected_sha256, layout): (_, Box<dyn ReadAt>, _, _) =
         if head.starts_with(&ZSTD_MAGIC) {

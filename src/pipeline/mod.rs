@@ -4,6 +4,7 @@
 //! (plus the compression workers), fed by the source's async stream through a bounded
 //! channel, so memory does not grow with the database.
 
+pub mod encrypt;
 pub mod frames;
 pub mod trailer;
 
