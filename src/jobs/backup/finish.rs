@@ -1,0 +1,256 @@
+//! After the stream: commit each destination's object, read it back, fill in the facts
+//! from the stored database itself and write the manifest, which is the moment the backup
+//! exists. Each destination succeeds or fails here on its own.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use time::OffsetDateTime;
+
+use super::{nothing_stored, now, rfc3339, BackupOptions, BackupOutcome, ReadBack, Streamed};
+use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
+use crate::catalog::{self, Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
+use crate::jobs::readback::read_facts;
+use crate::pipeline::encrypt::{Encryption, ReadBackKey, StoredDigest};
+use crate::pipeline::SinkResult;
+use crate::source::etcd::{Choice, ClusterView};
+use crate::store::Store;
+use crate::{Error, Result};
+
+/// What every destination's manifest shares.
+pub(super) struct Run {
+    pub(super) opts: BackupOptions,
+    pub(super) id: String,
+    pub(super) view: ClusterView,
+    pub(super) choice: Choice,
+    pub(super) attempts: u32,
+    pub(super) warns: Vec<String>,
+    pub(super) t0: Instant,
+    /// Per destination (by index): its encryption, and the digest of what its encrypting
+    /// writer stored.
+    pub(super) encryptions: Vec<Option<Arc<Encryption>>>,
+    pub(super) read_back: Arc<ReadBackKey>,
+    pub(super) digests: Vec<Option<StoredDigest>>,
+}
+
+/// Commit, read back and describe each destination's object (blocking).
+/// `failed` holds the destinations that dropped out before streaming.
+pub(super) fn finish_all(
+    run: &Run,
+    stores: &[(String, Arc<dyn Store>)],
+    streamed: Streamed,
+    failed: Vec<Option<Error>>,
+) -> BackupOutcome {
+    let Streamed {
+        tee,
+        result,
+        started,
+    } = streamed;
+    let mut outcome = nothing_stored(stores, failed);
+    for o in tee.into_outputs() {
+        let (name, store) = &stores[o.index];
+        let Some(w) = o.writer else {
+            outcome.failed.push((
+                name.clone(),
+                Error::store(
+                    store.location(),
+                    crate::error::StoreErrorKind::Other,
+                    o.error.unwrap_or_default(),
+                ),
+            ));
+            continue;
+        };
+        // A failed commit left nothing visible (the store contract): nothing to remove.
+        if let Err(e) = w.commit() {
+            outcome.failed.push((name.clone(), e));
+            continue;
+        }
+        let enc = run.encryptions.get(o.index).and_then(|e| e.as_deref());
+        let digest = run.digests.get(o.index).and_then(|d| d.as_ref());
+        match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest)) {
+            Ok(m) => outcome.stored.push((name.clone(), m)),
+            Err(e) => {
+                let _ = store.remove(&catalog::data_name(&run.id));
+                outcome.failed.push((name.clone(), e));
+            }
+        }
+    }
+    outcome
+}
+
+/// The manifest before the facts read back from the stored database are filled in.
+/// The hashkv of the stored snapshot at its revision (None if it cannot be computed: the
+/// database was already checked above, so this only records a fact for `restore test`).
+fn stored_hashkv<R: crate::io::ReadAt>(reader: &R, revision: i64) -> Option<u32> {
+    let db = crate::format::bolt::Db::open(reader).ok()?;
+    match crate::format::etcd::hashkv::hashkv(&db, revision, None) {
+        Ok(Ok((h, _))) => Some(h),
+        _ => None,
+    }
+}
+
+fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Manifest {
+    let (opts, view, choice) = (&run.opts, &run.view, &run.choice);
+    let source_status = view.status_of(choice.member_id);
+    Manifest {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        id: run.id.clone(),
+        created_at: rfc3339(started),
+        completed_at: String::new(),
+        cluster_id: format!("{:x}", view.cluster_id.unwrap_or(0)),
+        revision: 0,
+        compact_revision: None,
+        raft_term: 0,
+        raft_index: 0,
+        source_member: SourceMember {
+            id: format!("{:x}", choice.member_id),
+            name: choice.name.clone(),
+            endpoint: choice.endpoint.clone(),
+            reason: choice.reason.clone(),
+            attempts: run.attempts,
+        },
+        members: view
+            .members
+            .iter()
+            .map(|mm| ManifestMember {
+                id: format!("{:x}", mm.id),
+                name: mm.name.clone(),
+                peer_urls: mm.peer_urls.clone(),
+                client_urls: mm.client_urls.clone(),
+                is_learner: mm.is_learner,
+            })
+            .collect(),
+        etcd_version: source_status.map(|s| s.version.clone()).unwrap_or_default(),
+        db_size: result.split.db_len,
+        page_size: 0,
+        stored_size: result.stored.stored_len,
+        db_sha256: hex::encode(result.split.db_sha256),
+        stored_sha256: hex::encode(result.stored.stored_sha256),
+        compression: "zstd".into(),
+        compression_level: opts.frames.level,
+        frame_size: opts.frames.frame_size as u64,
+        encryption: "none".into(),
+        recipients: Vec::new(),
+        object: catalog::data_name(&run.id),
+        alarms: view
+            .alarms
+            .iter()
+            .map(|a| AlarmRecord {
+                member_id: format!("{:x}", a.member_id),
+                alarm: a.alarm.clone(),
+            })
+            .collect(),
+        cluster_status: view
+            .endpoints
+            .iter()
+            .map(|s| EndpointRecord {
+                endpoint: s.endpoint.clone(),
+                reachable: s.reachable,
+                error: s.error.clone(),
+                member_id: s.reachable.then(|| format!("{:x}", s.member_id)),
+                is_leader: s.reachable && s.member_id == s.leader,
+                raft_term: s.raft_term,
+                raft_index: s.raft_index,
+                raft_applied_index: s.raft_applied_index,
+                db_size: s.db_size,
+                db_size_in_use: s.db_size_in_use,
+                version: s.version.clone(),
+            })
+            .collect(),
+        warnings: run.warns.clone(),
+        lifeboat_version: env!("CARGO_PKG_VERSION").into(),
+        duration_seconds: 0.0,
+        hashkv: None,
+        retain_until: None,
+        manifest_sha256: String::new(),
+    }
+}
+
+/// Read back what was stored, fill in the facts from the database itself, and write the
+/// manifest: from that moment the backup exists.
+fn finish_destination(
+    run: &Run,
+    store: &dyn Store,
+    result: &SinkResult,
+    started: OffsetDateTime,
+    encrypted: Option<(&Encryption, &StoredDigest)>,
+) -> Result<Manifest> {
+    let mut m = draft_manifest(run, result, started);
+    let where_ = format!("{}/{}", store.location(), m.object);
+    let keys = match encrypted {
+        Some((enc, digest)) => {
+            let (size, sha) = digest.get().ok_or_else(|| {
+                Error::Failed(format!("{where_}: the encrypted object was not finished"))
+            })?;
+            m.encryption = crate::pipeline::encrypt::SCHEME.into();
+            m.recipients = enc.recipients();
+            m.stored_size = size;
+            m.stored_sha256 = hex::encode(sha);
+            Some(run.read_back.keyring())
+        }
+        None => None,
+    };
+    let reader = catalog::open_backup_db_with(store, &m, keys.as_ref())?;
+    let facts = read_facts(&reader).map_err(|e| {
+        Error::integrity(&where_, format!("the streamed database does not open: {e}"))
+    })?;
+    if facts.db_size != result.split.db_len {
+        return Err(Error::integrity(
+            &where_,
+            format!(
+                "database meta says {} bytes (high-water mark × page size), {} were streamed",
+                facts.db_size, result.split.db_len
+            ),
+        ));
+    }
+    tracing::debug!("committed and read back after {:?}", run.t0.elapsed());
+    m.revision = facts.revision;
+    m.compact_revision = facts.compact_revision;
+    m.raft_term = facts.term;
+    m.raft_index = facts.consistent_index;
+    m.page_size = facts.page_size;
+    match run.opts.read_back {
+        ReadBack::Facts => {}
+        ReadBack::Digest => {
+            let (got, size) = crate::jobs::readback::digest_object(store, &m.object)?;
+            if size != m.stored_size {
+                return Err(Error::integrity(
+                    &where_,
+                    format!("reads back as {size} bytes, {} were written", m.stored_size),
+                ));
+            }
+            if hex::encode(got) != m.stored_sha256 {
+                return Err(Error::integrity(
+                    &where_,
+                    format!(
+                        "reads back with SHA-256 {}, {} was written",
+                        hex::encode(got),
+                        m.stored_sha256
+                    ),
+                ));
+            }
+        }
+        ReadBack::Full => {
+            let problems = crate::jobs::readback::check_stream(
+                store,
+                &reader,
+                &m,
+                keys.as_ref(),
+                &|_| {},
+                false,
+            );
+            if !problems.is_empty() {
+                return Err(Error::integrity(&where_, problems.join("; ")));
+            }
+        }
+    }
+    tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
+    m.hashkv = stored_hashkv(&reader, m.revision);
+    m.retain_until = store.retained_until(&m.object)?.map(|t| rfc3339(t.into()));
+    m.completed_at = rfc3339(now());
+    m.duration_seconds = (run.t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
+    let json = m.seal()?;
+    store.put_bytes(&catalog::manifest_name(&run.id), &json)?;
+    Ok(m)
+}
