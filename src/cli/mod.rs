@@ -244,12 +244,15 @@ pub fn exit_code_of(e: &anyhow::Error) -> ExitCode {
 
 fn init_logging(g: &Global) {
     use tracing_subscriber::EnvFilter;
+    // Other crates' logs stay off unless asked for (-v, -vv, RUST_LOG): the AWS SDK, for
+    // one, logs each credential provider it tries with its errors' Debug output, while
+    // lifeboat reports the failure that matters in one line of its own.
     let default = if g.quiet {
-        "error"
+        "lifeboat=error,off"
     } else {
         match g.verbose {
-            0 => "lifeboat=info,warn",
-            1 => "lifeboat=debug,info",
+            0 => "lifeboat=info,off",
+            1 => "lifeboat=debug,warn",
             _ => "trace",
         }
     };

@@ -43,6 +43,19 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     crate::error::io_words(&std::io::Error::other(s))
 }
 
+/// Whether any error in the chain is about credentials (the SDK's outer layers say so;
+/// the root cause may only say why the last provider it tried failed).
+fn about_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.to_string().to_lowercase().contains("credential") {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
 pub fn classify<E>(e: &SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -64,13 +77,16 @@ where
             let cause = root_cause(e);
             let kind = if d.is_io() || d.is_timeout() {
                 K::Transient
-            } else if cause.to_lowercase().contains("credential") {
+            } else if about_credentials(e) {
                 K::Permission
             } else {
                 K::Transient
             };
             let what = if kind == K::Permission {
-                format!("no usable AWS credentials: {cause}")
+                format!(
+                    "no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                     AWS_PROFILE, or a role): {cause}"
+                )
             } else {
                 format!("cannot reach the server: {cause}")
             };
