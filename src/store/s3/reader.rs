@@ -18,7 +18,7 @@ use crate::io::ReadAt;
 use crate::Result;
 
 const BLOCK: u64 = 1 << 20;
-const CACHE_BLOCKS: usize = 16;
+const CACHE_BLOCKS: usize = 32;
 /// Chunks buffered between the download task and the reader of `load`.
 const LOAD_CHUNKS: usize = 16;
 
@@ -132,24 +132,34 @@ pub(super) struct S3ReadAt {
 /// The cached blocks, most recent first, and the read-ahead state.
 ///
 /// A scattered walk (`get` of one key) misses on blocks far apart and fetches them one at
-/// a time. A pass over the whole object (the backup's read-back of its facts and hashkv,
+/// a time. A pass over the object (the backup's read-back of its facts and hashkv,
 /// `verify`, `inspect`) misses on consecutive blocks: each such miss doubles the blocks
-/// fetched by the next GET, up to [`MAX_WINDOW`], so a pass costs one request per 8 MiB
-/// instead of one per MiB (each request is a round trip: ~50 ms on a loaded loopback
-/// server, more to a remote region). Memory stays at `CACHE_BLOCKS` × `BLOCK`.
+/// fetched by the next GET of that pass, up to [`MAX_WINDOW`], so a pass costs one request
+/// per 8 MiB instead of one per MiB (each request is a round trip: ~20 ms on a loopback
+/// server, more to a remote region). Checking a database runs two passes at once (the
+/// pages in file order and the B+tree in key order), so up to [`STREAMS`] passes are
+/// followed side by side. Memory stays at `CACHE_BLOCKS` × `BLOCK`.
 struct Cache {
     blocks: VecDeque<(u64, Arc<Vec<u8>>)>,
-    /// The block after the last fetched window: a miss there continues a sequential pass.
-    next_sequential: u64,
-    /// Blocks in the next GET of a sequential pass.
-    window: u64,
+    /// Sequential passes, most recent first: the block after each one's last window, and
+    /// the blocks its next GET fetches.
+    streams: VecDeque<(u64, u64)>,
 }
 
-/// Most blocks one GET fetches (well under `CACHE_BLOCKS`, so a window stays cached
-/// while it is read).
+/// Most blocks one GET fetches (a quarter of `CACHE_BLOCKS`, so the windows of every
+/// followed pass stay cached while they are read).
 const MAX_WINDOW: u64 = 8;
+/// Sequential passes followed at once.
+const STREAMS: usize = 4;
 
 impl Cache {
+    fn new() -> Cache {
+        Cache {
+            blocks: VecDeque::new(),
+            streams: VecDeque::new(),
+        }
+    }
+
     fn hit(&mut self, index: u64) -> Option<Arc<Vec<u8>>> {
         let pos = self.blocks.iter().position(|(k, _)| *k == index)?;
         let hit = self.blocks.remove(pos)?;
@@ -160,13 +170,16 @@ impl Cache {
 
     /// How many blocks to fetch for a miss on `index`.
     fn plan(&mut self, index: u64) -> u64 {
-        self.window = if index == self.next_sequential && index > 0 {
-            (self.window * 2).min(MAX_WINDOW)
-        } else {
-            1
+        let window = match self.streams.iter().position(|&(next, _)| next == index) {
+            Some(pos) => {
+                let (_, w) = self.streams.remove(pos).unwrap_or((0, 1));
+                (w * 2).min(MAX_WINDOW)
+            }
+            None => 1,
         };
-        self.next_sequential = index + self.window;
-        self.window
+        self.streams.push_front((index + window, window));
+        self.streams.truncate(STREAMS);
+        window
     }
 }
 
@@ -176,11 +189,7 @@ impl S3ReadAt {
             inner,
             name: name.to_string(),
             size,
-            cache: Mutex::new(Cache {
-                blocks: VecDeque::new(),
-                next_sequential: 0,
-                window: 1,
-            }),
+            cache: Mutex::new(Cache::new()),
         }
     }
 
@@ -274,18 +283,23 @@ mod tests {
 
     #[test]
     fn sequential_misses_grow_the_window_and_a_jump_resets_it() {
-        let mut c = Cache {
-            blocks: VecDeque::new(),
-            next_sequential: 0,
-            window: 1,
-        };
+        let mut c = Cache::new();
         assert_eq!(c.plan(0), 1);
         assert_eq!(c.plan(1), 2);
         assert_eq!(c.plan(3), 4);
         assert_eq!(c.plan(7), 8);
         assert_eq!(c.plan(15), 8);
-        assert_eq!(c.plan(100), 1, "a jump starts over");
+        assert_eq!(c.plan(100), 1, "a jump starts a new pass");
         assert_eq!(c.plan(101), 2);
-        assert_eq!(c.plan(50), 1);
+        assert_eq!(c.plan(23), 8, "the first pass goes on beside the second");
+        assert_eq!(c.plan(103), 4);
+        for i in 0..STREAMS as u64 {
+            c.plan(1000 + 10 * i);
+        }
+        assert_eq!(
+            c.plan(31),
+            1,
+            "passes beyond STREAMS are forgotten, oldest first"
+        );
     }
 }
