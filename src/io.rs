@@ -112,6 +112,73 @@ impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
     }
 }
 
+/// Why [`wait_for_flock`] gave no lock.
+#[derive(Debug)]
+pub enum FlockError {
+    /// The lock file could not be opened or created.
+    Open(io::Error),
+    /// `flock` itself failed.
+    Lock(io::Error),
+    /// Still held after the wait: who holds it, as the `holder` callback read it.
+    Busy(String),
+}
+
+/// Open (creating, mode 0600) the lock file at `path` and take an exclusive `flock` on it,
+/// polling every `poll` for up to `wait`. The first time the lock is found busy, `on_wait`
+/// hears who holds it (read from the file by `holder`). Once taken, `record` replaces the
+/// file's text, for whoever waits next: a courtesy, since the `flock` is the lock, so a
+/// failed write is only logged. The lock lasts as long as the returned file is open, and
+/// frees itself when the process dies.
+pub fn wait_for_flock(
+    path: &std::path::Path,
+    wait: std::time::Duration,
+    poll: std::time::Duration,
+    holder: &dyn Fn(&mut std::fs::File) -> String,
+    on_wait: &mut dyn FnMut(&str),
+    record: &str,
+) -> Result<std::fs::File, FlockError> {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(FlockError::Open)?;
+    let start = std::time::Instant::now();
+    let mut warned = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let who = holder(&mut file);
+                if start.elapsed() >= wait {
+                    return Err(FlockError::Busy(who));
+                }
+                if !warned {
+                    on_wait(&who);
+                    warned = true;
+                }
+                std::thread::sleep(poll);
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(FlockError::Lock(e)),
+        }
+    }
+    let wrote = file
+        .set_len(0)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(record.as_bytes()));
+    if let Err(e) = wrote {
+        tracing::debug!(
+            "could not record the lock holder in {}: {e}",
+            path.display()
+        );
+    }
+    Ok(file)
+}
+
 /// Who holds bbolt's exclusive lock on `path` (a running etcd), from `/proc/locks`: no lock
 /// is taken to find out, so asking never disturbs the holder. Falls back to a non-blocking
 /// shared `flock`, released at once, where `/proc/locks` is missing. Read-only opens

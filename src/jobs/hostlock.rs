@@ -4,14 +4,15 @@
 //! under `/run/lifeboat`, else `$XDG_RUNTIME_DIR/lifeboat`, else the temp directory; the
 //! kernel releases it when the process dies, so a killed run never blocks the next.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::io::{wait_for_flock, FlockError};
 use crate::{Error, Result};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -66,51 +67,29 @@ pub fn acquire(config: &Path, wait: Duration) -> Result<HostLock> {
         path: path.clone(),
         source: e,
     };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io)?;
-    let start = Instant::now();
-    let mut warned = false;
-    loop {
-        match file.try_lock() {
-            Ok(()) => break,
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = holder(&mut file, &path);
-                if start.elapsed() >= wait {
-                    return Err(Error::Failed(format!(
-                        "another `lifeboat backup --config {}` is running on this host ({holder}); gave up after {}s (--lock-timeout); lock {}",
-                        config.display(),
-                        wait.as_secs(),
-                        path.display()
-                    )));
-                }
-                if !warned {
-                    tracing::warn!(
-                        "another backup of {} runs on this host ({holder}); waiting up to {}s",
-                        config.display(),
-                        wait.as_secs()
-                    );
-                    warned = true;
-                }
-                std::thread::sleep(POLL);
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io(e)),
-        }
-    }
     let since = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let me = format!("pid {} since {since}", std::process::id());
-    // A courtesy for whoever waits next; the flock is the lock.
-    let _ = file
-        .set_len(0)
-        .and_then(|_| file.seek(SeekFrom::Start(0)))
-        .and_then(|_| file.write_all(me.as_bytes()));
+    let on_wait = &mut |holder: &str| {
+        tracing::warn!(
+            "another backup of {} runs on this host ({holder}); waiting up to {}s",
+            config.display(),
+            wait.as_secs()
+        );
+    };
+    let file = match wait_for_flock(&path, wait, POLL, &|f| holder(f, &path), on_wait, &me) {
+        Ok(file) => file,
+        Err(FlockError::Open(e) | FlockError::Lock(e)) => return Err(io(e)),
+        Err(FlockError::Busy(holder)) => {
+            return Err(Error::Failed(format!(
+                "another `lifeboat backup --config {}` is running on this host ({holder}); gave up after {}s (--lock-timeout); lock {}",
+                config.display(),
+                wait.as_secs(),
+                path.display()
+            )))
+        }
+    };
     Ok(HostLock { _file: file, path })
 }
 

@@ -15,11 +15,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{kind_of_io, ObjectInfo, ObjectWriter, Store, StoreLock};
 use crate::error::{IoContext, StoreErrorKind};
-use crate::io::{FileReader, ReadAt};
+use crate::io::{wait_for_flock, FileReader, FlockError, ReadAt};
 use crate::{Error, Result};
 
 pub const PARTIAL_SUFFIX: &str = ".partial";
@@ -358,47 +358,6 @@ impl Store for LocalStore {
 
     fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>> {
         let path = self.dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| self.err("open the lock file", e))?;
-        let start = Instant::now();
-        let mut warned = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => break,
-                Err(fs::TryLockError::WouldBlock) => {
-                    let holder = holder_of(&mut file);
-                    if start.elapsed() >= wait {
-                        return Err(Error::store(
-                            self.location(),
-                            StoreErrorKind::Other,
-                            format!(
-                                "locked by {holder}; gave up after {}s (is it still running? if not, the lock frees itself when that process exits)",
-                                wait.as_secs()
-                            ),
-                        ));
-                    }
-                    if !warned {
-                        tracing::warn!(
-                            "{} is locked by {holder}; waiting up to {}s for it to finish",
-                            self.location(),
-                            wait.as_secs()
-                        );
-                        warned = true;
-                    }
-                    std::thread::sleep(LOCK_POLL);
-                }
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(self.err("lock", e));
-                }
-            }
-        }
-        // Say who we are, for whoever waits next (a courtesy: the flock is the lock).
         let started = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
@@ -407,16 +366,28 @@ impl Store for LocalStore {
             std::process::id(),
             host_name()
         );
-        let wrote = file
-            .set_len(0)
-            .and_then(|_| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(me.as_bytes()));
-        if let Err(e) = wrote {
-            tracing::debug!(
-                "could not record the lock holder in {}: {e}",
-                path.display()
+        let location = self.location();
+        let on_wait = &mut |holder: &str| {
+            tracing::warn!(
+                "{location} is locked by {holder}; waiting up to {}s for it to finish",
+                wait.as_secs()
             );
-        }
+        };
+        let file = match wait_for_flock(&path, wait, LOCK_POLL, &holder_of, on_wait, &me) {
+            Ok(file) => file,
+            Err(FlockError::Open(e)) => return Err(self.err("open the lock file", e)),
+            Err(FlockError::Lock(e)) => return Err(self.err("lock", e)),
+            Err(FlockError::Busy(holder)) => {
+                return Err(Error::store(
+                    location,
+                    StoreErrorKind::Other,
+                    format!(
+                        "locked by {holder}; gave up after {}s (is it still running? if not, the lock frees itself when that process exits)",
+                        wait.as_secs()
+                    ),
+                ))
+            }
+        };
         Ok(Box::new(LocalLock { _file: file }))
     }
 
