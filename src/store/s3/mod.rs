@@ -206,6 +206,33 @@ pub fn parse_url(dest: &str) -> Result<(String, String)> {
 }
 
 impl S3Store {
+    /// HEAD an object: `None` if it does not exist (a missing bucket is an error).
+    fn head(
+        &self,
+        name: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
+        check_name(name)?;
+        let i = &self.inner;
+        let r = i.block_on(
+            i.client
+                .head_object()
+                .bucket(&i.bucket)
+                .key(i.key(name))
+                .send(),
+        );
+        match r {
+            Ok(o) => Ok(Some(o)),
+            Err(e) => {
+                let f = classify(&e);
+                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
+                    Ok(None)
+                } else {
+                    Err(i.error(f.kind, format!("HEAD {name}: {f}")))
+                }
+            }
+        }
+    }
+
     /// Connect lazily: nothing is sent until the first request, whose error names the
     /// endpoint and bucket.
     pub fn open(dest: &str, settings: &S3Settings) -> Result<S3Store> {
@@ -355,26 +382,9 @@ impl Store for S3Store {
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
-        check_name(name)?;
-        let i = &self.inner;
-        let r = i.block_on(
-            i.client
-                .head_object()
-                .bucket(&i.bucket)
-                .key(i.key(name))
-                .send(),
-        );
-        match r {
-            Ok(o) => Ok(Some(o.content_length().unwrap_or(0).max(0) as u64)),
-            Err(e) => {
-                let f = classify(&e);
-                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
-                    Ok(None)
-                } else {
-                    Err(i.error(f.kind, format!("HEAD {name}: {f}")))
-                }
-            }
-        }
+        Ok(self
+            .head(name)?
+            .map(|o| o.content_length().unwrap_or(0).max(0) as u64))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -447,28 +457,10 @@ impl Store for S3Store {
     }
 
     fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
-        check_name(name)?;
-        let i = &self.inner;
-        let r = i.block_on(
-            i.client
-                .head_object()
-                .bucket(&i.bucket)
-                .key(i.key(name))
-                .send(),
-        );
-        match r {
-            Ok(o) => Ok(o
-                .object_lock_retain_until_date()
-                .and_then(|t| SystemTime::try_from(*t).ok())),
-            Err(e) => {
-                let f = classify(&e);
-                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
-                    Ok(None)
-                } else {
-                    Err(i.error(f.kind, format!("HEAD {name}: {f}")))
-                }
-            }
-        }
+        Ok(self
+            .head(name)?
+            .and_then(|o| o.object_lock_retain_until_date().copied())
+            .and_then(|t| SystemTime::try_from(t).ok()))
     }
 
     /// Nothing partial is ever visible on S3; stale multipart uploads are
