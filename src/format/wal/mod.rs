@@ -17,6 +17,7 @@ pub mod open;
 pub mod record;
 pub mod requests;
 pub mod scan;
+pub mod segment;
 pub mod write;
 /// The wire reader moved to `format::wire` (shared by every reader); kept here for old paths.
 pub use crate::format::wire;
