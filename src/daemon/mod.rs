@@ -134,15 +134,6 @@ pub fn plan(
     })
 }
 
-/// Another handle on the same destination (stores are shared between tasks).
-pub(crate) fn share(d: &Destination) -> Destination {
-    Destination {
-        name: d.name.clone(),
-        store: d.store.clone(),
-        encryption: d.encryption.clone(),
-    }
-}
-
 pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -299,7 +290,7 @@ async fn record(
     for (d, e) in &outcome.failed {
         tracing::error!(destination = %d, "backup failed: {e}");
     }
-    let dests: Vec<Destination> = p.dests.iter().map(share).collect();
+    let dests: Vec<Destination> = p.dests.to_vec();
     let policy = p.policy.clone();
     let lock = p.opts.lock_timeout;
     let textfile = p.textfile.clone();
@@ -456,7 +447,7 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
         let max_age = |p: &Plan| 2.0 * p.schedule.interval().as_secs_f64() + grace.as_secs_f64();
         state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
         {
-            let dests: Vec<Destination> = p.dests.iter().map(share).collect();
+            let dests: Vec<Destination> = p.dests.to_vec();
             let (st, tf) = (state.clone(), p.textfile.clone());
             let (conn, fallback) = (p.opts.conn.clone(), p.quota_fallback);
             let _ = tokio::task::spawn_blocking(move || {
@@ -513,7 +504,7 @@ pub fn run(load: &dyn Fn() -> Result<Plan>, grace: Duration) -> Result<()> {
 fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
     let s = p.scrub?;
     tracing::info!(every = %humantime::format_duration(s.every), budget = s.budget, "scrubbing on a rotation");
-    let dests = p.dests.iter().map(share).collect();
+    let dests = p.dests.to_vec();
     // With when = "leader" only the leader's daemon scrubs: the daemons on the other
     // members would re-read the same shared destination at the same instant.
     let leader = p.leader_only.then(|| p.opts.conn.clone());

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use super::{http, publish, schedule, share, Destination};
+use super::{http, publish, schedule, Destination};
 
 /// What the plan says about scrubbing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub async fn rotate(
                 }
             }
         }
-        let dests: Vec<Destination> = dests.iter().map(share).collect();
+        let dests: Vec<Destination> = dests.to_vec();
         let (state, textfile) = (state.clone(), textfile.clone());
         let _ = tokio::task::spawn_blocking(move || {
             run_once(&dests, s.budget);

@@ -79,7 +79,9 @@ pub enum ReadBack {
     Full,
 }
 
-/// A named store to back up into.
+/// A named store to back up into. Cloning gives another handle on the same store (stores
+/// are shared between tasks).
+#[derive(Clone)]
 pub struct Destination {
     pub name: String,
     /// Shared, so that store calls can run on blocking threads.
