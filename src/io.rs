@@ -184,6 +184,24 @@ pub fn wait_for_flock(
 /// shared `flock`, released at once, where `/proc/locks` is missing. Read-only opens
 /// (etcdutl, bbolt tools) share a READ lock and are not reported: they do not write.
 pub fn lock_holder(path: &std::path::Path) -> Option<String> {
+    write_lock(path).map(|l| match l.pid {
+        Some(pid) => format!("{} WRITE lock held by pid {pid}", l.kind),
+        None => format!("{} WRITE lock", l.kind),
+    })
+}
+
+/// A write lock someone holds on a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteLock {
+    /// `FLOCK` (bbolt's db), `OFDLCK` (etcd's WAL files on Linux), `POSIX`, or
+    /// `exclusive` when only a `flock` probe could tell.
+    pub kind: String,
+    /// The holder; None for open-file-description locks (`/proc/locks` says -1) and probes.
+    pub pid: Option<u32>,
+}
+
+/// [`lock_holder`], with the kind and pid apart.
+pub fn write_lock(path: &std::path::Path) -> Option<WriteLock> {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(path).ok()?;
     let (dev, ino) = (md.dev(), md.ino());
@@ -200,7 +218,10 @@ pub fn lock_holder(path: &std::path::Path) -> Option<String> {
                     let _ = f.unlock();
                     None
                 }
-                Err(std::fs::TryLockError::WouldBlock) => Some("exclusive lock".into()),
+                Err(std::fs::TryLockError::WouldBlock) => Some(WriteLock {
+                    kind: "exclusive".into(),
+                    pid: None,
+                }),
                 Err(_) => None,
             }
         }
@@ -209,7 +230,7 @@ pub fn lock_holder(path: &std::path::Path) -> Option<String> {
 
 /// One `/proc/locks` line, e.g. `1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF` (waiters
 /// carry a `->`): the holder when it is a WRITE lock on this device and inode.
-fn write_lock_in(line: &str, major: u64, minor: u64, ino: u64) -> Option<String> {
+fn write_lock_in(line: &str, major: u64, minor: u64, ino: u64) -> Option<WriteLock> {
     let f: Vec<&str> = line.split_whitespace().filter(|s| *s != "->").collect();
     let (kind, mode, pid, id) = (f.get(1)?, f.get(3)?, f.get(4)?, f.get(5)?);
     let mut parts = id.split(':');
@@ -217,7 +238,10 @@ fn write_lock_in(line: &str, major: u64, minor: u64, ino: u64) -> Option<String>
     let same = u64::from_str_radix(ma, 16).ok() == Some(major)
         && u64::from_str_radix(mi, 16).ok() == Some(minor)
         && i.parse::<u64>().ok() == Some(ino);
-    (same && *mode == "WRITE").then(|| format!("{kind} {mode} lock held by pid {pid}"))
+    (same && *mode == "WRITE").then(|| WriteLock {
+        kind: kind.to_string(),
+        pid: pid.parse::<u32>().ok().filter(|p| *p > 0),
+    })
 }
 
 /// Bytes per read of [`sha256_at`]: few, large requests (one per 4 MiB), so that a

@@ -293,7 +293,8 @@ fn plan_validation_failures_and_script_refusals() {
         assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
         assert!(!out.exists(), "nothing written on a bad topology");
     }
-    // Kubernetes keys turn the revision bump on, which etcd 3.5.1 cannot do: said, exit 2.
+    // Kubernetes keys turn the revision bump on. etcd 3.5.1's etcdutl cannot bump, but
+    // lifeboat's writer can: the plan is valid, and says which nodes need lifeboat.
     std::fs::write(&topo, good).unwrap();
     let o = run_lifeboat([
         "restore",
@@ -307,17 +308,16 @@ fn plan_validation_failures_and_script_refusals() {
         "-o",
         "json",
     ]);
-    assert_exit(&o, 2);
-    assert!(stderr(&o).is_empty());
-    let e = json(&o);
+    assert_exit(&o, 0);
+    let p = json(&o);
+    assert_eq!(p["bump_revision"], 1_000_000_000);
     assert!(
-        e["error"]
-            .as_str()
-            .unwrap()
-            .contains("etcd 3.5.1 has no `snapshot restore --bump-revision`"),
-        "{e}"
+        p["warnings"]
+            .to_string()
+            .contains("a (etcd 3.5.1), b (etcd 3.5.1), c (etcd 3.5.1) need lifeboat installed"),
+        "{p}"
     );
-    assert_eq!(e["flag"], "--topology");
+    std::fs::remove_dir_all(&out).unwrap();
     std::fs::write(&topo, good.replace("3.5.1", "3.5.16")).unwrap();
     let o = run_lifeboat([
         "restore",

@@ -109,6 +109,10 @@ pub struct ApplyArgs {
     /// Stop the member's service before and start it after.
     #[arg(long, value_name = "KIND", value_parser = ["systemd"])]
     pub manage_service: Option<String>,
+    /// Replace a data dir that another plan restored (it is moved aside, never deleted).
+    /// A data dir a running etcd holds is refused all the same.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,6 +196,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                     "plan for backup {} (revision {}): new cluster {} with token {}",
                     p.backup_id, p.revision, p.cluster_id, p.cluster_token
                 );
+                if let Ok(id) = crate::restore::guard::PlanId::load(&a.out, &p) {
+                    println!("{id}");
+                }
                 for mem in &p.members {
                     println!("  {} member id {} on {}", mem.name, mem.member_id, mem.host);
                 }
@@ -216,12 +223,18 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         dry_run: a.dry_run,
         writer,
         manage_systemd: a.manage_service.is_some(),
+        plan_id: crate::restore::guard::PlanId::load(&a.plan, &p)?,
+        force: a.force,
     };
     let r = apply(&p, &a.node, &opts)?;
     match g.output {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Text => {
             if !g.quiet {
+                if r.already_restored {
+                    println!("{}: {}", r.node, r.steps.join("; "));
+                    return Ok(ExitCode::Ok);
+                }
                 let verb = if r.dry_run { "would" } else { "did" };
                 println!("{} {verb}:", r.node);
                 for s in &r.steps {

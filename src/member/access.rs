@@ -26,10 +26,9 @@ pub(crate) fn open_dir(dirs: &Dirs, refuse_running: bool) -> Result<(Listing, Sn
     if let Err(e) = std::fs::read_dir(&dirs.data_dir) {
         return Err(io_report(dirs, &dirs.data_dir, &e, "does not exist"));
     }
-    let db = dirs.snap_dir.join("db");
     if refuse_running {
-        if let Some(holder) = crate::io::lock_holder(&db) {
-            return Err(running(dirs, &db, &holder));
+        if let Some(h) = super::holder::holder(dirs, false) {
+            return Err(running(dirs, &h.path, &h.to_string()));
         }
     }
     match std::fs::metadata(&dirs.wal_dir) {
@@ -115,14 +114,14 @@ fn missing(dirs: &Dirs, message: String) -> NotJudged {
     not_judged(dirs, Verdict::Missing, &dirs.wal_dir, message)
 }
 
-fn running(dirs: &Dirs, db: &Path, holder: &str) -> NotJudged {
+fn running(dirs: &Dirs, file: &Path, holder: &str) -> NotJudged {
     not_judged(
         dirs,
         Verdict::Running,
-        db,
+        file,
         format!(
             "etcd is running on this data dir ({holder} on {}); a live member's files change under us: stop it first, or use `lifeboat status`",
-            db.display()
+            file.display()
         ),
     )
 }

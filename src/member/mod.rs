@@ -3,6 +3,7 @@
 //! (docs/member-recovery.md). Several dirs are ranked to pick the best survivor.
 //!
 //! * [`access`]: missing, unreadable or held by a running etcd: not judged.
+//! * [`holder`]: which process holds a data dir's files (check-member, restore).
 //! * [`parts`]: etcd's start-up path over the WAL and snap files.
 //! * [`invariants`]: the db, and the db against the WAL.
 //! * [`report`]: the verdict and what the report holds; [`advice`]: the next steps.
@@ -10,6 +11,7 @@
 mod access;
 pub mod advice;
 pub mod db;
+pub mod holder;
 mod invariants;
 pub mod parts;
 pub mod rank;

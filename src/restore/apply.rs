@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use super::guard::{self, PlanId, Previous};
 use super::plan::{Plan, PlanMember};
 use crate::error::IoContext;
 use crate::{Error, Result};
@@ -47,6 +48,10 @@ pub struct ApplyOptions {
     pub writer: DataDirWriter,
     /// Stop the unit before and start it after (`--manage-service systemd`).
     pub manage_systemd: bool,
+    /// The plan's id (its plan.json's digest), recorded beside the data dir it writes.
+    pub plan_id: PlanId,
+    /// Move a data dir that another plan restored aside like any other (`--force`).
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +64,10 @@ pub struct ApplyReport {
     pub moved_aside: Option<String>,
     pub member_id: String,
     pub cluster_id: String,
+    /// The plan's id: `plan DIGEST (token T, backup B)`.
+    pub plan: String,
+    /// The data dir was already restored by this plan: nothing was done.
+    pub already_restored: bool,
     /// The steps, done (or, with --dry-run, to do), in order.
     pub steps: Vec<String>,
 }
@@ -108,8 +117,23 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         moved_aside: None,
         member_id: m.member_id.clone(),
         cluster_id: plan.cluster_id.clone(),
+        plan: opts.plan_id.to_string(),
+        already_restored: false,
         steps: Vec::new(),
     };
+    match guard::previous(plan, m, &opts.plan_id) {
+        Previous::SamePlan(at) => {
+            report.already_restored = true;
+            report.steps.push(format!(
+                "{} already restored by this plan{}; nothing to do",
+                m.data_dir,
+                at.map(|t| format!(" at {t}")).unwrap_or_default()
+            ));
+            return Ok(report);
+        }
+        Previous::OtherPlan(why) if !opts.force => return Err(Error::Usage(why)),
+        Previous::OtherPlan(_) | Previous::None => {}
+    }
     let parent = data_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -121,6 +145,12 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
             systemctl("stop", &m.unit)?;
         }
     }
+    // Nothing is moved or written under a running etcd; no flag overrides this. (With
+    // --dry-run --manage-service the unit would be stopped first: nothing to check yet.)
+    if !(opts.dry_run && opts.manage_systemd) {
+        guard::refuse_held(&m.data_dir, m.wal_dir.as_deref())?;
+    }
+    check_tool_bumps(plan, &opts.writer)?;
     report.steps.push(match &plan.source_db {
         Some(db) => format!(
             "copy {db} to {} and check its SHA-256 against the plan's",
@@ -178,6 +208,12 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         if report.moved_aside.is_none() {
             report.moved_aside = Some(to.display().to_string());
         }
+        // The mark goes with the dir it describes.
+        let mark = guard::mark_path(&m.data_dir);
+        if *from == data_dir && mark.exists() {
+            let aside = guard::mark_path(&to.display().to_string());
+            std::fs::rename(&mark, &aside).at(&mark)?;
+        }
     }
     let run = match &cmd {
         Some(cmd) => run_writer(cmd, &opts.writer),
@@ -186,16 +222,41 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
     let _ = std::fs::remove_file(&snapshot);
     run?;
     check_written(plan, m)?;
-    let mark = format!("{}.lifeboat-restored", m.data_dir);
-    std::fs::write(
-        &mark,
-        format!("{} {} {}\n", m.member_id, plan.cluster_id, plan.backup_id),
-    )
-    .at(&mark)?;
+    guard::write_mark(plan, m, &opts.plan_id)?;
     if opts.manage_systemd {
         systemctl("start", &m.unit)?;
     }
     Ok(report)
+}
+
+/// etcd's tool bumps the revision only from etcdutl 3.5.10 on (etcdctl never): a plan with
+/// the bump written by an older tool is refused before anything changes (exit 2); lifeboat's
+/// own writer bumps on any version.
+fn check_tool_bumps(plan: &Plan, w: &DataDirWriter) -> Result<()> {
+    let tool = match w {
+        _ if plan.bump_revision.is_none() => return Ok(()),
+        DataDirWriter::Native => return Ok(()),
+        DataDirWriter::Etcdutl(p) | DataDirWriter::Etcdctl(p) => p,
+    };
+    let mut c = Command::new(tool);
+    c.args(["snapshot", "restore", "--help"]);
+    if matches!(w, DataDirWriter::Etcdctl(_)) {
+        c.env("ETCDCTL_API", "3");
+    }
+    let o = c.output().map_err(|e| {
+        Error::Usage(format!(
+            "cannot run {}: {e} (install etcd's tool or give its path with --etcdutl PATH)",
+            tool.display()
+        ))
+    })?;
+    let help = String::from_utf8_lossy(&[o.stdout, o.stderr].concat()).into_owned();
+    if help.contains("--bump-revision") {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "this plan bumps the revision, which {} cannot do (etcdutl 3.5.10+ can): leave out --with-etcdutl/--etcdutl so that lifeboat's own writer does it, or re-plan with --no-bump-revision",
+        tool.display()
+    )))
 }
 
 /// The snapshot to restore, at `to`: fetched from the store and verified, or copied from

@@ -8,9 +8,11 @@
 //! * [`plan`]: topology + verified backup → `plan.json`; [`runbook`]: RUNBOOK.md and the
 //!   per-node scripts.
 //! * [`replace`]: one broken member of a healthy cluster replaced (`--mode replace-member`).
-//! * [`apply`]: one node's data steps, on this machine.
+//! * [`apply`]: one node's data steps, on this machine; [`guard`]: the rails around them (no
+//!   write under a running etcd, one plan per cluster), shared with the scripts.
 //! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked.
 pub mod apply;
+pub mod guard;
 pub mod ids;
 pub mod native;
 pub mod plan;

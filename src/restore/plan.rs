@@ -24,6 +24,20 @@ pub const PLAN_FILE: &str = "plan.json";
 /// The revision bump etcd's docs suggest for Kubernetes: far above anything a watcher saw.
 pub const DEFAULT_BUMP: u64 = 1_000_000_000;
 
+/// `bump_revision` in plan.json: always present, 0 when the plan does not bump (the
+/// interface's promise); read back as None.
+mod bump_or_zero {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.unwrap_or(0))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.filter(|n| *n > 0))
+    }
+}
+
 /// One member of the restored cluster: the topology's settings plus the id etcd will give it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanMember {
@@ -76,8 +90,8 @@ pub struct Plan {
     /// The old cluster's id (from the manifest), to tell old from new in `member list`.
     pub old_cluster_id: String,
     pub etcd_version_of_backup: String,
-    /// `--bump-revision` for the restore (None: no bump).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `--bump-revision` for the restore (None: no bump), written as 0 when off.
+    #[serde(default, with = "bump_or_zero")]
     pub bump_revision: Option<u64>,
     pub mark_compacted: bool,
     /// Restoring from a surviving member's db (`--from-data-dir`) instead of a backup.
@@ -164,6 +178,22 @@ pub fn supports_bump(version: &str) -> Option<bool> {
     }
 }
 
+/// The bump is lifeboat's writer's job, whatever the nodes run; only etcd's own tool needs
+/// 3.5.10+. The members whose tool cannot do it, said once.
+fn bump_needs_lifeboat(t: &Topology, bump: Option<u64>) -> Option<String> {
+    bump?;
+    let old: Vec<String> = t
+        .members
+        .iter()
+        .filter(|m| supports_bump(&m.etcd_version) == Some(false))
+        .map(|m| format!("{} (etcd {})", m.name, m.etcd_version))
+        .collect();
+    (!old.is_empty()).then(|| format!(
+        "the plan bumps the revision, which etcdutl before 3.5.10 cannot: {} need lifeboat installed (its writer does the bump); their scripts refuse the etcdutl fallback",
+        old.join(", ")
+    ))
+}
+
 fn etcd_flags(m: &Member, initial: &str, token: &str) -> Vec<String> {
     let mut f = vec![
         format!("--name={}", m.name),
@@ -235,13 +265,6 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
                 ));
             }
         }
-        if input.bump_revision.is_some() && supports_bump(&mem.etcd_version) == Some(false) {
-            say(format!(
-                "etcd {} has no `snapshot restore --bump-revision` (3.5.10+), which this plan needs{}: set etcd_version to the 3.5.x installed there, or plan with --no-bump-revision",
-                mem.etcd_version,
-                if input.kubernetes { " (the backup holds Kubernetes /registry/ keys)" } else { "" }
-            ));
-        }
     }
     if !problems.is_empty() {
         return Err(problems_error(input.topology_file, &problems));
@@ -294,6 +317,7 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
             "restoring from the member db {f}, not a verified backup: etcd's snapshot hash check is skipped (a member's db has no SHA-256 trailer); lifeboat checked its pages and records its SHA-256 in plan.json"
         ));
     }
+    warnings.extend(bump_needs_lifeboat(t, input.bump_revision));
     if input.bump_revision.is_none() && input.kubernetes {
         warnings.push(
             "the backup holds Kubernetes objects (/registry/ keys) and the plan does not bump the revision: kube-apiserver watchers may keep serving objects newer than the backup".into(),
@@ -375,12 +399,14 @@ pub fn write_plan(plan: &Plan, out: &Path, overwrite: bool) -> Result<Vec<PathBu
         });
     }
     std::fs::create_dir_all(out).at(out)?;
-    let mut files = vec![(PLAN_FILE.to_string(), plan_json(plan)?, false)];
+    let json = plan_json(plan)?;
+    let id = super::guard::PlanId::of(plan, json.as_bytes());
+    let mut files = vec![(PLAN_FILE.to_string(), json, false)];
     files.push(("RUNBOOK.md".into(), super::runbook::runbook(plan), false));
     for m in &plan.members {
         files.push((
             format!("{}.sh", m.name),
-            super::runbook::node_script(plan, m),
+            super::runbook::node_script(plan, m, &id),
             true,
         ));
     }
@@ -440,8 +466,14 @@ pub fn db_holds_kubernetes<R: crate::io::ReadAt>(reader: &R, object: &str) -> Re
 pub fn source_of_db(path: &Path) -> Result<Source> {
     let file = if path.is_dir() {
         let dirs = crate::member::Dirs::resolve(path, None);
+        if let Some(h) = crate::member::holder::holder(&dirs, false) {
+            return Err(live_source(path, &h));
+        }
         dirs.snap_dir.join("db")
     } else {
+        if let Some(h) = crate::member::holder::held_file(path) {
+            return Err(live_source(path, &h));
+        }
         path.to_path_buf()
     };
     let name = file.display().to_string();
@@ -480,6 +512,17 @@ pub fn source_of_db(path: &Path) -> Result<Source> {
         etcd_version: sum.cluster_version.unwrap_or_else(|| "3.4".into()),
         db_file: Some(name),
     })
+}
+
+/// A restore source a running etcd holds: its db changes while it is read, and the member
+/// is alive, so the cluster may not need a restore at all (exit 1).
+fn live_source(path: &Path, h: &crate::member::holder::Holder) -> Error {
+    Error::Failed(format!(
+        "{} is a live member's data: {h} on {}; {}, then plan again; or, if that member serves, take a backup from it instead (`lifeboat backup`, then `restore plan --from DEST`)",
+        path.display(),
+        h.path.display(),
+        h.stop_hint()
+    ))
 }
 
 /// `DEST[:ID]` → (DEST, ID); the id defaults to `latest`. A `:` starts an id only when no `/`

@@ -171,8 +171,26 @@ echo "next: run 2-on-{name}.sh on {host}"
             "mkdir -p /etc/kubernetes/manifests-aside && if [ -f {m} ]; then mv {m} /etc/kubernetes/manifests-aside/; fi",
             m = q(&topo.manifest)
         ),
-        RunsAs::Command => "echo 'stop etcd on this host now if it runs (SIGTERM)'".into(),
+        RunsAs::Command => "echo 'stop etcd on this host now if it runs (SIGTERM); this script refuses to go on while it does'".into(),
     };
+    // systemctl stop waits for etcd to exit; the kubelet stops a static pod in its own time.
+    let (wait, hint) = match topo.runs_as {
+        RunsAs::Systemd => (30, format!("systemctl stop {}", topo.unit)),
+        RunsAs::StaticPod => (
+            90,
+            format!("move {} out of the kubelet's manifest dir", topo.manifest),
+        ),
+        RunsAs::Command => (0, "stop the etcd process (SIGTERM)".to_string()),
+    };
+    let running = format!(
+        "{}lifeboat_refuse_running {wait} {} \"$DATA_DIR\"{}",
+        super::guard::sh_running_check(),
+        q(&hint),
+        topo.wal_dir
+            .as_deref()
+            .map(|w| format!(" {}", q(w)))
+            .unwrap_or_default()
+    );
     let config = match topo.runs_as {
         RunsAs::Systemd => format!(
             "In {env} set:\n  ETCD_INITIAL_CLUSTER={ic}\n  ETCD_INITIAL_CLUSTER_STATE=existing\nthen: systemctl daemon-reload && systemctl start {unit}",
@@ -200,6 +218,7 @@ if [ "${{LIFEBOAT_SKIP_HOST_CHECK:-}}" != 1 ]; then
   case "$here" in *" $HOST "*) ;; *) echo "this script is for $HOST, this is$here (LIFEBOAT_SKIP_HOST_CHECK=1 to override)" >&2; exit 2 ;; esac
 fi
 {stop}
+{running}
 if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
   aside="$DATA_DIR.before-replace-$(date -u +%Y%m%dT%H%M%SZ)"
   mv "$DATA_DIR" "$aside"

@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use super::guard::PlanId;
 use super::plan::{Plan, PlanMember};
 use super::topology::RunsAs;
 
@@ -114,7 +115,7 @@ pub fn config_changes(plan: &Plan, m: &PlanMember) -> String {
     s
 }
 
-fn stop_step(m: &PlanMember) -> String {
+pub(crate) fn stop_step(m: &PlanMember) -> String {
     match m.runs_as {
         RunsAs::Systemd => format!("systemctl stop {}", m.unit),
         RunsAs::StaticPod => {
@@ -202,20 +203,25 @@ and the old one would keep serving stale data.\n"
     let _ = writeln!(
         s,
         "Copy this directory to every node and run that node's script as root: it refuses to run on \
-the wrong host or over a non-empty data dir, runs `lifeboat restore apply --plan DIR --node NAME` \
+the wrong host, while a process (etcd) holds the data dir, over a data dir another plan restored, \
+or over a non-empty data dir, runs `lifeboat restore apply --plan DIR --node NAME` \
 (fetch, verify the digests, write the data dir, check the member id and cluster id it wrote) \
 and prints the configuration to change. Where lifeboat is not installed, copy the snapshot made by \
 `lifeboat fetch --from {} {} --out snapshot.db` into this directory first; the script then runs:\n",
         plan.from, plan.backup_id
     );
     for m in &plan.members {
-        let _ = writeln!(
-            s,
-            "- on {}: `./{}.sh`, or `{}`",
-            m.host,
-            m.name,
-            restore_command(plan, m, "snapshot.db").join(" ")
-        );
+        let without = if plan.bump_revision.is_some()
+            && super::plan::supports_bump(&m.etcd_version) == Some(false)
+        {
+            format!(
+                "lifeboat is needed there: etcd {}'s tool cannot bump the revision",
+                m.etcd_version
+            )
+        } else {
+            format!("or `{}`", restore_command(plan, m, "snapshot.db").join(" "))
+        };
+        let _ = writeln!(s, "- on {}: `./{}.sh`, {without}", m.host, m.name);
     }
     if let Some(n) = plan.bump_revision {
         let _ = writeln!(
@@ -263,8 +269,9 @@ initial-cluster) and start the old members."
     s
 }
 
-/// `DIR/<name>.sh`.
-pub fn node_script(plan: &Plan, m: &PlanMember) -> String {
+/// `DIR/<name>.sh`; `id` is the plan's id (its plan.json's digest), recorded in the data
+/// dir's mark so that no node applies another plan over this one's.
+pub fn node_script(plan: &Plan, m: &PlanMember, id: &PlanId) -> String {
     let q = sh_quote;
     let mut s = String::new();
     let _ = writeln!(s, "#!/usr/bin/env bash");
@@ -286,15 +293,20 @@ pub fn node_script(plan: &Plan, m: &PlanMember) -> String {
     let _ = writeln!(s, "NAME={}", q(&m.name));
     let _ = writeln!(s, "HOST={}", q(&m.host));
     let _ = writeln!(s, "DATA_DIR={}", q(&m.data_dir));
+    let _ = writeln!(s, "WAL_DIR={}", q(m.wal_dir.as_deref().unwrap_or("")));
     let _ = writeln!(s, "MARK=\"$DATA_DIR.lifeboat-restored\"");
+    let _ = writeln!(s, "PLAN={}", q(&id.digest));
+    let _ = writeln!(s, "THIS_PLAN={}", q(&id.to_string()));
+    // A mark written before plans had ids.
     let _ = writeln!(
         s,
-        "WANT={}\n",
+        "LEGACY_MARK={}",
         q(&format!(
             "{} {} {}",
             m.member_id, plan.cluster_id, plan.backup_id
         ))
     );
+    let _ = writeln!(s, "STOP={}\n", q(&stop_step(m)));
     let _ = writeln!(
         s,
         r#"if [ "${{LIFEBOAT_SKIP_HOST_CHECK:-}}" != 1 ]; then
@@ -304,32 +316,71 @@ pub fn node_script(plan: &Plan, m: &PlanMember) -> String {
     *) echo "$NAME.sh: this script restores $NAME on host $HOST, but this is$here; run it on $HOST (LIFEBOAT_SKIP_HOST_CHECK=1 to override)" >&2; exit 2 ;;
   esac
 fi
-
-if [ -f "$MARK" ] && [ "$(cat "$MARK")" = "$WANT" ] && [ -d "$DATA_DIR/member" ]; then
-  echo "$NAME: $DATA_DIR already restored by this plan; nothing to do"
-elif [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
-  echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv $DATA_DIR $DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)" >&2
+"#
+    );
+    s.push_str(super::guard::sh_running_check());
+    let _ = writeln!(
+        s,
+        r#"
+mark_field() {{ sed -n "s/^$1=//p" "$MARK" | head -n 1; }}
+if [ -f "$MARK" ] && [ -d "$DATA_DIR/member" ] && {{ [ "$(mark_field plan)" = "$PLAN" ] || [ "$(head -n 1 "$MARK")" = "$LEGACY_MARK" ]; }}; then
+  echo "$NAME: $DATA_DIR already restored by this plan ($THIS_PLAN); nothing to do"
+elif [ -f "$MARK" ] && [ -d "$DATA_DIR/member" ]; then
+  other="an earlier plan ($(head -n 1 "$MARK"))"
+  [ -z "$(mark_field plan)" ] || other="plan $(mark_field plan) (token $(mark_field token), backup $(mark_field backup)) at $(mark_field written)"
+  echo "$NAME.sh: $DATA_DIR was restored by $other, not by this $THIS_PLAN: members written by two plans form two clusters (request cluster ID mismatch); apply the plan the other members ran, or move that restored dir aside to apply this one (lifeboat restore apply --force does)" >&2
   exit 2
-elif command -v lifeboat >/dev/null 2>&1; then
-  lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"
 else
-  SNAPSHOT="${{SNAPSHOT:-$PLAN_DIR/snapshot.db}}"
-  if [ ! -f "$SNAPSHOT" ]; then
-    echo "$NAME.sh: lifeboat is not installed here and $SNAPSHOT is missing: copy the output of \`lifeboat fetch\` there (see RUNBOOK.md)" >&2
+  lifeboat_refuse_running 0 "$STOP" "$DATA_DIR" ${{WAL_DIR:+"$WAL_DIR"}}
+  if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
+    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv $DATA_DIR $DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)" >&2
     exit 2
-  fi"#
+  elif command -v lifeboat >/dev/null 2>&1; then
+    lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"
+  else"#
+    );
+    let v34 = m.etcd_version.starts_with("3.4");
+    let tool = if v34 { "etcdctl" } else { "etcdutl" };
+    let env = if v34 { "ETCDCTL_API=3 " } else { "" };
+    let _ = writeln!(
+        s,
+        r#"    if ! command -v {tool} >/dev/null 2>&1; then
+      echo "$NAME.sh: neither lifeboat nor etcd's {tool} is installed here: install lifeboat on this node (see RUNBOOK.md)" >&2
+      exit 2
+    fi"#
+    );
+    if plan.bump_revision.is_some() {
+        let _ = writeln!(
+            s,
+            r#"    help="$({env}{tool} snapshot restore --help 2>&1 || true)"
+    case "$help" in
+      *--bump-revision*) ;;
+      *) echo "$NAME.sh: this plan bumps the revision, which this node's {tool} cannot do (etcdutl 3.5.10+ can) and lifeboat is not installed here: install lifeboat on this node, or re-plan with --no-bump-revision" >&2; exit 2 ;;
+    esac"#
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"    SNAPSHOT="${{SNAPSHOT:-$PLAN_DIR/snapshot.db}}"
+    if [ ! -f "$SNAPSHOT" ]; then
+      echo "$NAME.sh: lifeboat is not installed here and $SNAPSHOT is missing: copy the output of \`lifeboat fetch\` there (see RUNBOOK.md)" >&2
+      exit 2
+    fi"#
     );
     let cmd: Vec<String> = restore_command(plan, m, "SNAPSHOT_PLACEHOLDER")
         .iter()
         .map(|a| q(a).replace("SNAPSHOT_PLACEHOLDER", "'\"$SNAPSHOT\"'"))
         .collect();
-    let env = if m.etcd_version.starts_with("3.4") {
-        "ETCDCTL_API=3 "
-    } else {
-        ""
-    };
-    let _ = writeln!(s, "  {env}{}", cmd.join(" "));
-    let _ = writeln!(s, "  echo \"$WANT\" > \"$MARK\"");
+    let _ = writeln!(s, "    {env}{}", cmd.join(" "));
+    let _ = writeln!(
+        s,
+        "    printf 'plan=%s\\ntoken=%s\\nbackup=%s\\nmember=%s\\ncluster=%s\\nwritten=%s\\n' \"$PLAN\" {} {} {} {} \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > \"$MARK\"",
+        q(&id.token),
+        q(&id.backup_id),
+        q(&m.member_id),
+        q(&plan.cluster_id)
+    );
+    let _ = writeln!(s, "  fi");
     let _ = writeln!(s, "fi\n");
     let _ = writeln!(s, "cat <<'LIFEBOAT_CONFIG'");
     let _ = writeln!(s, "Configuration changes for {}:", m.name);

@@ -458,7 +458,6 @@ pub fn starting_topology(m: &crate::catalog::Manifest) -> String {
         let items: Vec<String> = v.iter().map(|s| q(s)).collect();
         format!("[{}]", items.join(", "))
     };
-    let version: Vec<&str> = m.etcd_version.split('.').take(2).collect();
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -466,7 +465,13 @@ pub fn starting_topology(m: &crate::catalog::Manifest) -> String {
         m.id, m.cluster_id
     );
     let _ = writeln!(s, "cluster_token = \"generate\"");
-    let _ = writeln!(s, "etcd_version = {}", q(&version.join(".")));
+    // The backup's own full version: "3.5" would hide whether etcd's tool can bump the
+    // revision (3.5.10+); edit it to what the nodes will run.
+    let _ = writeln!(
+        s,
+        "etcd_version = {}   # the backup's; set what the restored nodes run",
+        q(&m.etcd_version)
+    );
     for mem in m.members.iter().filter(|x| !x.is_learner) {
         let host = mem
             .peer_urls

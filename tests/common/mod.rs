@@ -243,6 +243,10 @@ impl Member {
             None => false,
         }
     }
+    /// The etcd process's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
     /// The tail of this member's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();
