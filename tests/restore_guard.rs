@@ -139,7 +139,10 @@ fn rails(bins: &Bins, version: &str) {
     std::fs::write(&topo, topology(version, "plan-a", &live_dir, w, 3)).unwrap();
     let plan_a = w.join("plan-a");
     let pa = plan(d, &topo, &plan_a, &["--no-bump-revision"]);
-    assert_eq!(pa["bump_revision"], 0, "bump_revision is always in plan.json");
+    assert_eq!(
+        pa["bump_revision"], 0,
+        "bump_revision is always in plan.json"
+    );
 
     // Item 1: etcd runs on r0's data dir.
     let parent = live_dir.parent().unwrap().to_path_buf();
@@ -230,13 +233,17 @@ fn rails(bins: &Bins, version: &str) {
     let e = one_line(&o);
     let digest = |dir: &Path| {
         use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(std::fs::read(dir.join("plan.json")).unwrap()))[..16]
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(dir.join("plan.json")).unwrap(),
+        ))[..16]
             .to_string()
     };
     let (da, db) = (digest(&plan_a), digest(&plan_b));
     assert!(
-        e.contains(&format!("restored by plan {da} (token plan-a, backup {}) at 20", m["id"].as_str().unwrap()))
-            && e.contains(&format!("not by this plan {db} (token plan-b"))
+        e.contains(&format!(
+            "restored by plan {da} (token plan-a, backup {}) at 20",
+            m["id"].as_str().unwrap()
+        )) && e.contains(&format!("not by this plan {db} (token plan-b"))
             && e.contains("--force"),
         "{e}"
     );
@@ -331,7 +338,9 @@ fn bump_on_old_nodes(bins: &Bins, version: &str) {
     assert_eq!(p["bump_revision"], 1000);
     assert!(
         p["warnings"].to_string().contains("r0 (etcd ")
-            && p["warnings"].to_string().contains("need lifeboat installed"),
+            && p["warnings"]
+                .to_string()
+                .contains("need lifeboat installed"),
         "{}",
         p["warnings"]
     );
@@ -411,7 +420,10 @@ fn bump_by_etcdutl_3516_fallback_and_mark() {
     let o = script(&out.join("r0.sh"), &path);
     assert_exit(&o, 0);
     let mark = std::fs::read_to_string(w.join("r0.lifeboat-restored")).unwrap();
-    assert!(mark.contains("token=fallback") && mark.contains("written=20"), "{mark}");
+    assert!(
+        mark.contains("token=fallback") && mark.contains("written=20"),
+        "{mark}"
+    );
     let o = script(&out.join("r0.sh"), &path);
     assert_exit(&o, 0);
     assert!(stdout(&o).contains("already restored by this plan"));

@@ -269,10 +269,7 @@ mod tests {
             })
         );
         assert_eq!(m.written.as_deref(), Some("2026-12-05T09:00:00Z"));
-        assert_eq!(
-            m.describe(),
-            "plan 0123456789abcdef (token t, backup b1)"
-        );
+        assert_eq!(m.describe(), "plan 0123456789abcdef (token t, backup b1)");
         let old = Mark::parse("a1 c1 b1\n").unwrap();
         assert_eq!((old.plan, old.member_id.as_str()), (None, "a1"));
         assert!(Mark::parse("plan=x\n").is_none());
