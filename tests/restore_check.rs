@@ -26,8 +26,20 @@ fn restore(src: &AuthSource, bins: &Bins, work: &Path, topology_version: &str) -
     assert_eq!(plan["expected_keys"].as_u64(), Some(src.keys));
     assert!(plan["expected_hashkv"].is_u64(), "{plan}");
     apply_all(&plan_dir, &plan);
-    let r = start_from_plan(bins, &plan);
+    let r = start_from_plan_with(bins, &plan, true);
     (plan, r)
+}
+
+/// Wait until member `i` answers `endpoint status` with a leader (no credentials needed).
+fn wait_answers(r: &Cluster, i: usize) {
+    let start = std::time::Instant::now();
+    while !r
+        .status_of(i)
+        .is_some_and(|s| s["Status"]["leader"].as_u64().unwrap_or(0) != 0)
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 /// An etcd started by hand with a plan member's flags, killed when dropped.
@@ -141,7 +153,7 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     // No credentials: a usage error naming --user, not a verdict.
     let o = restore_check(&plan_dir, &[]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("--user"), "{}", stderr(&o));
+    assert_eq!(json(&o)["flag"], "--user", "{}", stdout(&o));
 
     // Another plan of the same backup (a new token) against this cluster: every member is
     // named with the cluster id it has.
@@ -219,7 +231,7 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     drop(stray);
 
     r.restart(2);
-    r.wait_healthy(std::time::Duration::from_secs(60));
+    wait_answers(&r, 2);
     check_ok(&plan_dir, &plan, src.keys);
 
     // A write after the restore: the data are no longer the backup's.

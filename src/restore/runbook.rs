@@ -147,8 +147,8 @@ fn old_members_stopped_check(plan: &Plan) -> String {
         return "Check: the old cluster's client URLs are not known (the plan restores a member's data dir): on every old node, `pgrep -a etcd` prints nothing.\n".into();
     }
     format!(
-        "Check (bash; exit 0 when no old member answers on its client URL, from the backup's manifest):\n\n\
-    up=0; for hp in {}; do if timeout 3 bash -c \"exec 3<>/dev/tcp/${{hp%:*}}/${{hp##*:}}\" 2>/dev/null; then echo \"$hp still answers: stop that member\"; up=1; fi; done; test $up = 0\n",
+        "Check (bash; exit 0 when no old member answers on its client URL, from the backup's manifest):\n\n    \
+up=0; for hp in {}; do if timeout 3 bash -c \"exec 3<>/dev/tcp/${{hp%:*}}/${{hp##*:}}\" 2>/dev/null; then echo \"$hp still answers: stop that member\"; up=1; fi; done; test $up = 0\n",
         hostports.join(" ")
     )
 }
@@ -258,8 +258,8 @@ watcher gets `compacted` and relists."
     let _ = writeln!(
         s,
         "Start all members within a minute of each other (each waits for a quorum). Then, from this \
-directory, before anything else writes to the cluster:\n\n\
-    lifeboat restore check --plan .\n\n\
+directory, before anything else writes to the cluster:\n\n    \
+lifeboat restore check --plan .\n\n\
 Give it the cluster's TLS files (`--cacert`, `--cert`, `--key`) and, with auth on, a user that may \
 read every key: `--user root` (or ETCDCTL_USER and ETCDCTL_PASSWORD). It asks every member at its client \
 URL ({endpoints}) and exits 0 when every member answers with the plan's member id ({}) and cluster id \

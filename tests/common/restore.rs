@@ -34,6 +34,11 @@ pub fn etcd3516() -> Bins {
 /// Start every member of `plan.json` with exactly the plan's `etcd_flags` (plus logging),
 /// and wait until the cluster is healthy.
 pub fn start_from_plan(bins: &Bins, plan: &serde_json::Value) -> Cluster {
+    start_from_plan_with(bins, plan, false)
+}
+
+/// [`start_from_plan`] for a cluster with auth on (`auth`): waits for a leader only.
+pub fn start_from_plan_with(bins: &Bins, plan: &serde_json::Value, auth: bool) -> Cluster {
     let dir = TempDir::new().unwrap();
     let mut members = Vec::new();
     for m in plan["members"].as_array().unwrap() {
@@ -68,7 +73,16 @@ pub fn start_from_plan(bins: &Bins, plan: &serde_json::Value) -> Cluster {
     for i in 0..n {
         c.spawn(i);
     }
-    c.wait_healthy(Duration::from_secs(60));
+    if auth {
+        // `endpoint health` needs credentials once auth is on: wait for a leader instead.
+        let start = std::time::Instant::now();
+        while c.leader().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(60), "no leader after 60s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    } else {
+        c.wait_healthy(Duration::from_secs(60));
+    }
     c
 }
 
@@ -135,7 +149,7 @@ pub fn auth_source(bins: &Bins) -> AuthSource {
     c.ctl_ok(&["auth", "enable"]);
     let count: serde_json::Value = serde_json::from_str(&ctl_root(
         &c,
-        &["get", "", "--from-key", "--count-only", "-w", "json"],
+        &["get", "", "--from-key", "--limit=1", "-w", "json"],
     ))
     .unwrap();
     let keys = count["count"].as_u64().unwrap();
