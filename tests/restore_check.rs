@@ -198,8 +198,7 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     assert!(p.contains("does not answer"), "{p}");
 
     // r2 started from another plan (new token, its own fresh data dir, the same URLs): it
-    // never reaches a quorum, so it never serves its client URL; its peer URL names the
-    // cluster it belongs to.
+    // never reaches a quorum, so it never serves its client URL: unhealthy, r2 named.
     let text = std::fs::read_to_string(&topo).unwrap();
     let fresh = work.path().join("r2-other");
     let old_dir = src.cluster.members[2].data_dir.display().to_string();
@@ -224,8 +223,7 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     let v = json(&o);
     let m2 = &v["members"][2];
     assert_eq!(m2["ok"], false);
-    assert_eq!(m2["cluster_id"], p3["cluster_id"], "{v}");
-    assert_eq!(m2["member_id"], p3["members"][2]["member_id"], "{v}");
+    assert_eq!(v["members"][0]["ok"], true);
     let p = m2["problems"][0].as_str().unwrap();
     assert!(p.contains("another plan"), "{p}");
     drop(stray);

@@ -133,61 +133,6 @@ async fn data_of(cfg: &ConnectConfig, endpoint: &str) -> Result<Data> {
     Ok(d)
 }
 
-/// What a member's peer URL says about it: the cluster id etcd sends with every peer
-/// answer, and the member id its `/members` list gives this peer URL.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct PeerAnswer {
-    cluster_id: String,
-    member_id: Option<String>,
-}
-
-/// Ask a plain-http peer URL for `/members`. A member that cannot reach a quorum (one of
-/// another cluster among the plan's members) never serves its client URL, but its peer
-/// URL answers and tells which cluster it belongs to. https peers need the peer
-/// certificates, which are not this command's: they are not asked.
-async fn peer_answer(peer_url: &str, timeout: std::time::Duration) -> Option<PeerAnswer> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = peer_url.trim().strip_prefix("http://")?;
-    let hostport = rest.split('/').next()?.to_string();
-    let ask = async {
-        let mut s = tokio::net::TcpStream::connect(hostport.as_str()).await.ok()?;
-        let req = format!("GET /members HTTP/1.0\r\nHost: {hostport}\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut raw = Vec::new();
-        s.take(1 << 20).read_to_end(&mut raw).await.ok()?;
-        Some(raw)
-    };
-    let raw = tokio::time::timeout(timeout, ask).await.ok()??;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let cluster_id = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("X-Etcd-Cluster-ID")
-            .then(|| v.trim().to_string())
-    })?;
-    #[derive(serde::Deserialize)]
-    struct PeerMember {
-        id: u64,
-        #[serde(rename = "peerURLs", default)]
-        peer_urls: Vec<String>,
-    }
-    let member_id = serde_json::from_str::<Vec<PeerMember>>(body)
-        .ok()
-        .and_then(|ms| {
-            ms.into_iter().find(|m| {
-                m.peer_urls
-                    .iter()
-                    .any(|u| strip_scheme(u) == strip_scheme(peer_url))
-            })
-        })
-        .map(|m| hex(m.id));
-    Some(PeerAnswer {
-        cluster_id,
-        member_id,
-    })
-}
-
 /// Check the running cluster against `plan`, asking each member at its first client URL
 /// with `cfg`'s TLS files, user and timeouts (its endpoints are not used).
 pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
@@ -241,31 +186,12 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
             data[i] = d?;
         }
     }
-    // The peer URL of every member that does not answer on its client URL.
-    let mut peers: Vec<Option<PeerAnswer>> = vec![None; plan.members.len()];
-    let mut set = tokio::task::JoinSet::new();
-    for (i, m) in plan.members.iter().enumerate() {
-        if status_of(&endpoint_of(m)).is_some_and(|s| s.reachable) {
-            continue;
-        }
-        let Some(url) = m.peer_urls.first().cloned() else {
-            continue;
-        };
-        let t = cfg.dial_timeout + cfg.command_timeout;
-        set.spawn(async move { (i, peer_answer(&url, t).await) });
-    }
-    while let Some(r) = set.join_next().await {
-        if let Ok((i, a)) = r {
-            peers[i] = a;
-        }
-    }
-
     let mut unhealthy = false;
     let mut data_differ = false;
     let mut problems = Vec::new();
     let mut members = Vec::new();
     let mut leaders: Vec<u64> = Vec::new();
-    for ((m, d), peer) in plan.members.iter().zip(&data).zip(&peers) {
+    for (m, d) in plan.members.iter().zip(&data) {
         let ep = endpoint_of(m);
         let st = status_of(&ep);
         let mut mc = MemberCheck {
@@ -329,23 +255,9 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
                     .and_then(|s| s.error.clone())
                     .or_else(|| nobody.clone())
                     .unwrap_or_else(|| "no answer".into());
-                match peer {
-                    Some(pa) if pa.cluster_id != plan.cluster_id => {
-                        let id = pa.member_id.clone().unwrap_or_else(|| "?".into());
-                        mc.problems.push(format!(
-                            "does not answer at {ep} ({why}), and its peer URL {} answers as member {id} of cluster {}, not of the plan's cluster {}: it was started from another plan or from an old data dir and waits for that cluster's quorum; stop it, move its data dir aside and run `lifeboat restore apply --plan DIR --node {}`",
-                            m.peer_urls.first().map(String::as_str).unwrap_or_default(),
-                            pa.cluster_id,
-                            plan.cluster_id,
-                            m.name
-                        ));
-                        mc.member_id = id;
-                        mc.cluster_id = Some(pa.cluster_id.clone());
-                    }
-                    _ => mc.problems.push(format!(
-                        "does not answer at {ep}: {why}; start it with the plan's flags (RUNBOOK step 5)"
-                    )),
-                }
+                mc.problems.push(format!(
+                    "does not answer at {ep}: {why}; start it with the plan's flags (RUNBOOK step 5); a member started from another plan or an old data dir never answers here (it waits for its own cluster's quorum): check its flags and data dir"
+                ));
                 unhealthy = true;
             }
         }
