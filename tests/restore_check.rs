@@ -15,14 +15,22 @@ use common::*;
 
 /// Plan, apply and start the restored cluster from `src`'s backup. `topology_version`: the
 /// etcd version the topology names.
-fn restore(src: &AuthSource, bins: &Bins, work: &Path, topology_version: &str) -> (serde_json::Value, Cluster) {
+fn restore(
+    src: &AuthSource,
+    bins: &Bins,
+    work: &Path,
+    topology_version: &str,
+) -> (serde_json::Value, Cluster) {
     let topo = work.join("topology.toml");
     std::fs::write(&topo, restore_topology(&src.cluster, topology_version)).unwrap();
     let plan_dir = work.join("plan");
     let plan = make_plan(src.dest.path(), &topo, &plan_dir, &["--bump-revision"]);
     let rev = src.manifest["revision"].as_i64().unwrap();
     assert_eq!(plan["bump_revision"].as_u64(), Some(1_000_000_000));
-    assert_eq!(plan["expected_revision"].as_i64(), Some(rev + 1_000_000_000));
+    assert_eq!(
+        plan["expected_revision"].as_i64(),
+        Some(rev + 1_000_000_000)
+    );
     assert_eq!(plan["expected_keys"].as_u64(), Some(src.keys));
     assert!(plan["expected_hashkv"].is_u64(), "{plan}");
     apply_all(&plan_dir, &plan);
@@ -33,9 +41,9 @@ fn restore(src: &AuthSource, bins: &Bins, work: &Path, topology_version: &str) -
 /// Wait until member `i` answers `endpoint status` with a leader (no credentials needed).
 fn wait_answers(r: &Cluster, i: usize) {
     let start = std::time::Instant::now();
-    while !r
+    while r
         .status_of(i)
-        .is_some_and(|s| s["Status"]["leader"].as_u64().unwrap_or(0) != 0)
+        .is_none_or(|s| s["Status"]["leader"].as_u64().unwrap_or(0) == 0)
     {
         assert!(start.elapsed() < std::time::Duration::from_secs(60));
         std::thread::sleep(std::time::Duration::from_millis(200));
@@ -130,7 +138,12 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     }
     let o = run_runbook_command(&early, &stopped, &[]);
     assert_exit(&o, 1);
-    assert_eq!(stdout(&o).matches("still answers").count(), 3, "{}", stdout(&o));
+    assert_eq!(
+        stdout(&o).matches("still answers").count(),
+        3,
+        "{}",
+        stdout(&o)
+    );
     src.kill();
     let o = run_runbook_command(&early, &stopped, &[]);
     assert_exit(&o, 0);
@@ -160,7 +173,10 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     let other = work.path().join("other");
     let p2 = make_plan(src.dest.path(), &topo, &other, &["--bump-revision"]);
     // (restore() rewrote the topology file: the same URLs as `plan`, a new token.)
-    assert_eq!(p2["members"][0]["client_urls"], plan["members"][0]["client_urls"]);
+    assert_eq!(
+        p2["members"][0]["client_urls"],
+        plan["members"][0]["client_urls"]
+    );
     assert_ne!(p2["cluster_id"], plan["cluster_id"]);
     let o = restore_check(&other, &["--user", &format!("root:{ROOT_PW}")]);
     assert_exit(&o, 4);
@@ -185,7 +201,11 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
         &format!("root:{ROOT_PW}"),
     ]);
     assert_exit(&o, 4);
-    assert!(stderr(&o).contains("r2: answers as member"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("r2: answers as member"),
+        "{}",
+        stderr(&o)
+    );
 
     // A stopped member: unhealthy, named.
     r.stop(2);
@@ -217,7 +237,12 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     let stray = Stray::start(&bins, &p3["members"][2], &work.path().join("stray.log"));
     let o = restore_check(
         &plan_dir,
-        &["--user", &format!("root:{ROOT_PW}"), "--command-timeout", "2s"],
+        &[
+            "--user",
+            &format!("root:{ROOT_PW}"),
+            "--command-timeout",
+            "2s",
+        ],
     );
     assert_exit(&o, 4);
     let v = json(&o);
@@ -240,7 +265,10 @@ fn drill_etcd3516_auth_bump_check_and_its_failures() {
     assert_eq!(v["ok"], false);
     assert_eq!(v["keys"].as_u64(), Some(src.keys + 1));
     let problems = v["problems"].to_string();
-    assert!(problems.contains("moved on by 1 since the restore"), "{problems}");
+    assert!(
+        problems.contains("moved on by 1 since the restore"),
+        "{problems}"
+    );
 }
 
 /// etcd 3.5.1 nodes: lifeboat's writer does the bump (not the node's etcdutl, which has no

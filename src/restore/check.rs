@@ -157,11 +157,7 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
     }) {
         return Err(Error::flag(
             "--user",
-            format!(
-                "{}: {}",
-                s.endpoint,
-                s.error.clone().unwrap_or_default()
-            ),
+            format!("{}: {}", s.endpoint, s.error.clone().unwrap_or_default()),
         ));
     }
     let status_of = |ep: &str| -> Option<&EndpointStatus> {
@@ -305,7 +301,10 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         let mut want: Vec<String> = planned.iter().map(|s| s.to_string()).collect();
         got.sort();
         want.sort();
-        if !got.is_empty() && got != want && v.cluster_id.map(hex).as_deref() == Some(&plan.cluster_id) {
+        if !got.is_empty()
+            && got != want
+            && v.cluster_id.map(hex).as_deref() == Some(&plan.cluster_id)
+        {
             problems.push(format!(
                 "the member list holds {}, the plan {}",
                 got.join(", "),
@@ -358,7 +357,8 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
                     got - want
                 )
             } else {
-                "older than the backup: the members were not restored from this plan's backup".into()
+                "older than the backup: the members were not restored from this plan's backup"
+                    .into()
             };
             problems.push(format!(
                 "revision {got}, the plan predicts {want}{bump_words}: {why}"

@@ -77,7 +77,10 @@ pub fn start_from_plan_with(bins: &Bins, plan: &serde_json::Value, auth: bool) -
         // `endpoint health` needs credentials once auth is on: wait for a leader instead.
         let start = std::time::Instant::now();
         while c.leader().is_none() {
-            assert!(start.elapsed() < Duration::from_secs(60), "no leader after 60s");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no leader after 60s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     } else {
@@ -154,7 +157,8 @@ pub fn auth_source(bins: &Bins) -> AuthSource {
     .unwrap();
     let keys = count["count"].as_u64().unwrap();
     let dest = TempDir::new().unwrap();
-    let manifest = super::store::backup_json(&c, dest.path(), &["--user", &format!("root:{ROOT_PW}")]);
+    let manifest =
+        super::store::backup_json(&c, dest.path(), &["--user", &format!("root:{ROOT_PW}")]);
     AuthSource {
         cluster: c,
         dest,
@@ -256,10 +260,7 @@ pub fn run_runbook_command(plan_dir: &Path, cmd: &str, env: &[(&str, &str)]) -> 
     c.arg("-c")
         .arg(cmd)
         .current_dir(plan_dir)
-        .env(
-            "PATH",
-            format!("{}:/usr/bin:/bin", bin_dir.display()),
-        )
+        .env("PATH", format!("{}:/usr/bin:/bin", bin_dir.display()))
         .env_remove("ETCDCTL_ENDPOINTS")
         .stdin(std::process::Stdio::null());
     for (k, v) in env {
