@@ -235,6 +235,21 @@ fn drill(bins: &Bins, version: &str, bump: bool, peer_tls: Option<&Tls>, writer:
         );
         assert_eq!(kvs(&r), before, "every key with its original revisions");
     }
+
+    // The RUNBOOK's last step: the cluster is the plan's and holds the backup's data.
+    let o = run_lifeboat([
+        "restore",
+        "check",
+        "--plan",
+        plan_dir.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["hashkv"], plan["expected_hashkv"]);
+    if !bump {
+        assert_eq!(json(&o)["hashkv"].as_u64(), Some(backup_hash));
+    }
 }
 
 #[test]

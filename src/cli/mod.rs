@@ -28,6 +28,7 @@ mod progress;
 mod prune;
 mod reference;
 mod restore;
+mod restore_check;
 mod run;
 mod status;
 mod systemd;

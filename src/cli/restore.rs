@@ -11,6 +11,7 @@ use crate::restore::plan::{
     db_holds_kubernetes, holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan,
     PlanInput, Source, DEFAULT_BUMP,
 };
+use crate::restore::predict::predict_plan;
 use crate::restore::topology;
 use crate::store::open_destination;
 use crate::{Error, ExitCode};
@@ -27,6 +28,10 @@ pub enum Command {
     /// Restore a backup into a temporary dir, boot it in a throwaway local etcd, and check
     /// its hashkv and key count (exit 0: restores; 3: it does not).
     Test(TestArgs),
+    /// Check the running restored cluster against the plan: every member answers with the
+    /// plan's ids, one leader, and the revision, hashkv and key count the plan predicted
+    /// (exit 0: the restore worked; 3: the data differ; 4: unhealthy).
+    Check(super::restore_check::CheckArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -128,6 +133,7 @@ pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
         Command::Apply(a) => run_apply(a, g),
         Command::Topology(a) => starting_topology(a),
         Command::Test(a) => restore_test(a, g),
+        Command::Check(a) => super::restore_check::run(a, g),
     }
 }
 
@@ -136,6 +142,7 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     if a.mode == "replace-member" {
         return replace_member(&a, &t, g);
     }
+    let mut stored = None;
     let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
         (Some(dir), _) => {
             let src = source_of_db(dir)?;
@@ -162,7 +169,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 .into());
             }
             let k = holds_kubernetes(store.as_ref(), &m)?;
-            (Source::of_manifest(&m), dest.to_string(), k)
+            let src = Source::of_manifest(&m);
+            stored = Some((store, m));
+            (src, dest.to_string(), k)
         }
     };
     let bump = if a.no_bump_revision {
@@ -174,7 +183,7 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let p = make_plan(
+    let mut p = make_plan(
         &t,
         &PlanInput {
             from: &from,
@@ -184,6 +193,20 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
             topology_file: &a.topology.display().to_string(),
         },
     )?;
+    // What `restore check` will compare the restored cluster with.
+    match (&stored, &source.db_file) {
+        (Some((store, m)), _) => {
+            let r = catalog::open_backup_db(store.as_ref(), m)?;
+            let object = format!("{}/{}", store.location(), m.object);
+            predict_plan(&mut p, &r, &object)?;
+        }
+        (None, Some(file)) => {
+            let r = crate::io::FileReader::open(std::path::Path::new(file))
+                .map_err(|e| Error::io(file, e))?;
+            predict_plan(&mut p, &r, file)?;
+        }
+        (None, None) => {}
+    }
     let files = write_plan(&p, &a.out, a.force)?;
     match g.output {
         OutputFormat::Json => print_json(&p)?,

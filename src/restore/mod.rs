@@ -10,12 +10,17 @@
 //! * [`replace`]: one broken member of a healthy cluster replaced (`--mode replace-member`).
 //! * [`apply`]: one node's data steps, on this machine; [`guard`]: the rails around them (no
 //!   write under a running etcd, one plan per cluster), shared with the scripts.
+//! * [`predict`]: what the restored cluster will answer (revision, hashkv, key count),
+//!   computed offline for `plan.json`; [`check`]: `restore check`, the running restored
+//!   cluster compared with it.
 //! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked.
 pub mod apply;
+pub mod check;
 pub mod guard;
 pub mod ids;
 pub mod native;
 pub mod plan;
+pub mod predict;
 pub mod replace;
 pub mod runbook;
 pub mod selftest;

@@ -101,6 +101,19 @@ pub struct Plan {
     #[serde(default)]
     pub hash_check_skipped: bool,
     pub warnings: Vec<String>,
+    /// The restored cluster's starting revision, its hashkv there and its key count,
+    /// computed offline from the data the writer produces (bump and compaction included;
+    /// see [`super::predict`]). `restore check` compares the live cluster with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_revision: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_hashkv: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_keys: Option<u64>,
+    /// The old cluster's client URLs (from the backup's manifest), to check that every old
+    /// member is stopped before the restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub old_client_urls: Vec<String>,
 }
 
 /// The snapshot a plan restores: a stored backup, or a surviving member's db.
@@ -114,6 +127,8 @@ pub struct Source {
     /// A member's `member/snap/db` (`--from-data-dir`): no SHA-256 trailer, so etcd's hash
     /// check is skipped.
     pub db_file: Option<String>,
+    /// The old cluster's client URLs (empty when unknown).
+    pub client_urls: Vec<String>,
 }
 
 impl Source {
@@ -125,6 +140,11 @@ impl Source {
             cluster_id: m.cluster_id.clone(),
             etcd_version: m.etcd_version.clone(),
             db_file: None,
+            client_urls: m
+                .members
+                .iter()
+                .flat_map(|mm| mm.client_urls.iter().cloned())
+                .collect(),
         }
     }
 }
@@ -341,6 +361,10 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         source_db: m.db_file.clone(),
         hash_check_skipped: m.db_file.is_some(),
         warnings,
+        expected_revision: None,
+        expected_hashkv: None,
+        expected_keys: None,
+        old_client_urls: m.client_urls.clone(),
     })
 }
 
@@ -511,6 +535,7 @@ pub fn source_of_db(path: &Path) -> Result<Source> {
         cluster_id: "unknown".into(),
         etcd_version: sum.cluster_version.unwrap_or_else(|| "3.4".into()),
         db_file: Some(name),
+        client_urls: Vec::new(),
     })
 }
 

@@ -129,6 +129,31 @@ pub(crate) fn stop_step(m: &PlanMember) -> String {
     }
 }
 
+/// Step 1's check: nothing answers on the old cluster's client URLs (from the backup's
+/// manifest). A TCP connect, so it needs neither the old cluster's TLS files nor its
+/// credentials, and cannot pass while an old member listens.
+fn old_members_stopped_check(plan: &Plan) -> String {
+    let mut hostports: Vec<String> = Vec::new();
+    for u in &plan.old_client_urls {
+        let hp = crate::source::etcd::strip_scheme(u)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .replace(['[', ']'], "");
+        if !hp.is_empty() && !hostports.contains(&hp) {
+            hostports.push(hp);
+        }
+    }
+    if hostports.is_empty() {
+        return "Check: the old cluster's client URLs are not known (the plan restores a member's data dir): on every old node, `pgrep -a etcd` prints nothing.\n".into();
+    }
+    format!(
+        "Check (bash; exit 0 when no old member answers on its client URL, from the backup's manifest):\n\n    \
+up=0; for hp in {}; do if timeout 3 bash -c \"exec 3<>/dev/tcp/${{hp%:*}}/${{hp##*:}}\" 2>/dev/null; then echo \"$hp still answers: stop that member\"; up=1; fi; done; test $up = 0\n",
+        hostports.join(" ")
+    )
+}
+
 /// RUNBOOK.md: all nodes, in order, with the checks between steps.
 pub fn runbook(plan: &Plan) -> String {
     let mut s = String::new();
@@ -178,10 +203,7 @@ and the old one would keep serving stale data.\n"
     for m in &plan.members {
         let _ = writeln!(s, "- on {} ({}): `{}`", m.host, m.name, stop_step(m));
     }
-    let _ = writeln!(
-        s,
-        "\nCheck: `etcdctl --endpoints={endpoints} endpoint health` fails on every endpoint.\n"
-    );
+    let _ = writeln!(s, "\n{}", old_members_stopped_check(plan));
     let _ = writeln!(
         s,
         "## 2. Move the old data dirs aside (every node; never delete)\n"
@@ -241,17 +263,24 @@ watcher gets `compacted` and relists."
     let _ = writeln!(s, "## 5. Start etcd on every node, then check\n");
     let _ = writeln!(
         s,
-        "Start all members within a minute of each other (each waits for a quorum). Then:\n\n\
-- `etcdctl --endpoints={endpoints} endpoint status -w table`: exactly one leader, the same raft term everywhere, raft indexes close;\n\
-- `etcdctl --endpoints={endpoints} member list -w table`: the ids are the plan's ({});\n\
-- `etcdctl --endpoints={endpoints} endpoint hashkv --rev={}`: the same hash on every member;\n\
-- `lifeboat status --endpoints={endpoints}`: healthy (exit 0).\n",
+        "Start all members within a minute of each other (each waits for a quorum). Then, from this \
+directory, before anything else writes to the cluster:\n\n    \
+lifeboat restore check --plan .\n\n\
+Give it the cluster's TLS files (`--cacert`, `--cert`, `--key`) and, with auth on, a user that may \
+read every key: `--user root` (or ETCDCTL_USER and ETCDCTL_PASSWORD). It asks every member at its client \
+URL ({endpoints}) and exits 0 when every member answers with the plan's member id ({}) and cluster id \
+`{}`, there is exactly one leader, and the revision ({}), hashkv ({}) and key count ({}) are the ones \
+the plan predicted from the backup on every member. Exit 4 names the members that do not answer or \
+belong to another cluster; exit 3 means the data are not the backup's.\n",
         plan.members
             .iter()
             .map(|m| format!("{} `{}`", m.name, m.member_id))
             .collect::<Vec<_>>()
             .join(", "),
-        plan.revision
+        plan.cluster_id,
+        plan.expected_revision.map_or("-".into(), |r| r.to_string()),
+        plan.expected_hashkv.map_or("-".into(), |h| h.to_string()),
+        plan.expected_keys.map_or("-".into(), |k| k.to_string()),
     );
     let _ = writeln!(s, "## 6. Restart the kube-apiservers\n");
     let _ = writeln!(
