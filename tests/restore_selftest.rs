@@ -16,7 +16,14 @@ fn auth_backup(bins: &Bins) -> (Cluster, TempDir, serde_json::Value) {
     c.ctl_ok(&["user", "add", "root:pw"]);
     c.ctl_ok(&["user", "grant-role", "root", "root"]);
     c.ctl_ok(&["role", "add", "reader"]);
-    c.ctl_ok(&["role", "grant-permission", "reader", "read", "/a/", "--prefix"]);
+    c.ctl_ok(&[
+        "role",
+        "grant-permission",
+        "reader",
+        "read",
+        "/a/",
+        "--prefix",
+    ]);
     c.ctl_ok(&["user", "add", "alice:pw2"]);
     c.ctl_ok(&["user", "grant-role", "alice", "reader"]);
     c.ctl_ok(&["auth", "enable"]);
@@ -92,7 +99,16 @@ fn auth_backup_restores_etcd35_and_wrong_etcd_is_refused() {
     let d = dest.path().to_str().unwrap();
     let etcdutl = bins.etcdutl.as_ref().unwrap().to_str().unwrap();
     let o = run_lifeboat([
-        "restore", "test", "--from", d, "--etcd", etcd, "--etcdutl", etcdutl, "-o", "json",
+        "restore",
+        "test",
+        "--from",
+        d,
+        "--etcd",
+        etcd,
+        "--etcdutl",
+        etcdutl,
+        "-o",
+        "json",
     ]);
     assert_exit(&o, 0);
     let r = json(&o);
@@ -106,7 +122,12 @@ fn auth_backup_restores_etcd35_and_wrong_etcd_is_refused() {
     assert_exit(&o, 2);
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
-    for want in ["--etcd", "3.4.23", "storage version 3.5", "install etcd 3.5"] {
+    for want in [
+        "--etcd",
+        "3.4.23",
+        "storage version 3.5",
+        "install etcd 3.5",
+    ] {
         assert!(err.contains(want), "{want}: {err}");
     }
     // Missing, and not etcd at all.
@@ -120,5 +141,9 @@ fn auth_backup_restores_etcd35_and_wrong_etcd_is_refused() {
     );
     let o = restore_test(&dest, "/bin/true", false);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("is not an etcd server"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not an etcd server"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -450,7 +450,11 @@ fn ask(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Failure::Sandbox(Error::Failed(format!("cannot start the async runtime: {e}"))))?;
+        .map_err(|e| {
+            Failure::Sandbox(Error::Failed(format!(
+                "cannot start the async runtime: {e}"
+            )))
+        })?;
     let start = Instant::now();
     loop {
         if let Ok(Some(st)) = child.try_wait() {
@@ -472,8 +476,9 @@ fn ask(
         }
         let r = rt.block_on(async {
             let mut c = cfg.connect_one(client, false).await?;
-            let classify =
-                |what, e: &etcd_client::Error| crate::source::etcd::errors::classify(&cfg, client, what, e);
+            let classify = |what, e: &etcd_client::Error| {
+                crate::source::etcd::errors::classify(&cfg, client, what, e)
+            };
             let h = c.hash_kv(rev).await.map_err(|e| classify("hashkv", &e))?;
             let opts = etcd_client::GetOptions::new()
                 .with_prefix()
@@ -527,11 +532,14 @@ mod tests {
         assert_eq!(major_minor("3.6.0-alpha.0"), Some((3, 6)));
         assert_eq!(major_minor(""), None);
         let etcd = Path::new("/usr/bin/etcd");
-        let e = check_etcd_version(etcd, "3.4.23", &[("backed up from etcd", "3.5.1")])
-            .unwrap_err();
+        let e =
+            check_etcd_version(etcd, "3.4.23", &[("backed up from etcd", "3.5.1")]).unwrap_err();
         assert_eq!(e.exit_code(), crate::error::ExitCode::Usage);
         let msg = e.to_string();
-        assert!(msg.contains("etcd 3.4.23") && msg.contains("install etcd 3.5"), "{msg}");
+        assert!(
+            msg.contains("etcd 3.4.23") && msg.contains("install etcd 3.5"),
+            "{msg}"
+        );
         assert!(check_etcd_version(etcd, "3.5.1", &[("backed up from etcd", "3.5.16")]).is_ok());
         assert!(check_etcd_version(etcd, "3.5.16", &[("x", "3.4.23"), ("y", "")]).is_ok());
         // The newest of what the backup records counts.
