@@ -185,7 +185,7 @@ fn a_persisted_freelist_is_dropped_and_its_pages_become_free() {
 }
 
 /// Rewrite the current meta's field at `at` (offset in the 64-byte meta) and its checksum.
-fn set_meta_u64(img: &mut Vec<u8>, at: usize, v: u64) {
+fn set_meta_u64(img: &mut [u8], at: usize, v: u64) {
     let db = Db::open(&img[..]).unwrap();
     let off = db.metas[db.current].offset as usize + PAGE_HEADER_SIZE;
     drop(db);
