@@ -87,7 +87,9 @@ proptest! {
     }
 }
 
-/// Crashing or hanging inputs found by fuzzing, kept as regression cases.
+/// Crashing or hanging inputs found by fuzzing, kept as regression cases: every file in
+/// tests/fuzz-regressions/ goes through every bbolt entry point (reader, checker, the
+/// copy-on-write writer) and the decoders.
 #[test]
 fn regressions() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
@@ -101,6 +103,7 @@ fn regressions() {
         exercise_decoders(&data);
         exercise_reader(&img);
         exercise_checker(&img);
+        lifeboat::format::bolt::write::exercise(&img);
     }
 }
 
@@ -109,7 +112,7 @@ fn regressions() {
 #[ignore]
 fn write_fuzz_seeds() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    for target in ["bolt_reader", "checker", "proto"] {
+    for target in ["bolt_reader", "bolt_writer", "checker", "proto"] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
         for (i, s) in seeds().iter().enumerate() {

@@ -302,18 +302,29 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
             if r.ok {
                 if !g.quiet {
                     println!(
-                        "backup {} restores: etcd started, hashkv {} at revision {}, {} keys ({:.1} s)",
+                        "backup {} restores: etcd {} started, hashkv {} at revision {}, {} keys ({:.1} s)",
                         r.id,
+                        r.etcd_version,
                         r.hashkv.map_or("-".into(), |h| h.to_string()),
                         r.revision,
                         r.keys.unwrap_or(0),
                         r.seconds
                     );
+                    if r.auth_enabled {
+                        println!(
+                            "auth enabled: {} user(s) ({}), {} role(s) ({}); the sandbox ran its copy with auth off",
+                            r.users.len(),
+                            r.users.join(", "),
+                            r.roles.len(),
+                            r.roles.join(", ")
+                        );
+                    }
                 }
             } else {
                 eprintln!(
-                    "lifeboat: error: backup {} does not restore cleanly: {}",
+                    "lifeboat: error: backup {} does not restore cleanly on etcd {}: {}",
                     r.id,
+                    r.etcd_version,
                     r.problems.join("; ")
                 );
             }

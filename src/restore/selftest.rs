@@ -4,6 +4,16 @@
 //! native writer (or etcd's own tool with `--etcdutl PATH`), and booted as a real single-member etcd on loopback. Only what that etcd answers
 //! counts: its `hashkv` at the backup's revision must equal the hash recorded at backup
 //! time (or computed offline for older manifests), and its key count the snapshot's.
+//!
+//! The sandbox owns its throwaway copy, so it needs no credentials: when the backup has
+//! auth enabled, the copy's `auth/authEnabled` flag is turned off with the copy-on-write
+//! writer (one more transaction; users, roles and every other bucket stay as they are, and
+//! hashkv covers only bucket `key`), and the report names the users and roles it holds.
+//!
+//! The etcd it boots must be able to read the backup: its version is asked first
+//! (`etcd --version`) and one older than the backup's storage version is refused before
+//! anything is fetched. Errors that waiting cannot cure (a refused request, an etcd that
+//! exited) end the test at once; only "not answering yet" waits for `--start-timeout`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +22,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::catalog::Manifest;
-use crate::error::IoContext;
+use crate::error::{EtcdErrorKind, IoContext};
+use crate::format::bolt::write::{cow_patch, Edit};
+use crate::format::bolt::Db;
+use crate::format::etcd::buckets;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -29,6 +42,8 @@ pub struct TestOptions {
 pub struct TestReport {
     pub id: String,
     pub ok: bool,
+    /// The version of the etcd server the sandbox booted (`etcd --version`).
+    pub etcd_version: String,
     pub revision: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_expected: Option<u32>,
@@ -39,6 +54,145 @@ pub struct TestReport {
     pub keys: Option<u64>,
     pub problems: Vec<String>,
     pub seconds: f64,
+    /// Whether the backup has auth enabled (the sandbox ran its copy with auth off).
+    pub auth_enabled: bool,
+    /// The users and roles the backup holds (bucket `authUsers`, `authRoles`).
+    pub users: Vec<String>,
+    pub roles: Vec<String>,
+}
+
+/// `major.minor` of a version string ("3.5.16", "v3.4.23", "3.5.0").
+fn major_minor(v: &str) -> Option<(u32, u32)> {
+    let mut it = v.trim().trim_start_matches('v').split('.');
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.trim_end_matches(|c: char| !c.is_ascii_digit());
+    Some((major, minor.parse().ok()?))
+}
+
+/// The etcd server's version, from `ETCD --version` ("etcd Version: 3.5.1"). A binary that
+/// cannot run or does not say it is etcd is a usage error, found before anything else.
+fn booted_version(etcd: &Path) -> Result<String> {
+    let o = Command::new(etcd)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            Error::flag(
+                "--etcd",
+                format!(
+                    "cannot run {}: {e} (install etcd, or give the etcd server binary with --etcd PATH)",
+                    etcd.display()
+                ),
+            )
+        })?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("etcd Version:"))
+        .map(|v| v.trim().to_string())
+        .filter(|v| o.status.success() && major_minor(v).is_some())
+        .ok_or_else(|| {
+            Error::flag(
+                "--etcd",
+                format!(
+                    "{} is not an etcd server: `{} --version` printed no etcd version; give the etcd server binary with --etcd PATH",
+                    etcd.display(),
+                    etcd.display()
+                ),
+            )
+        })
+}
+
+/// Refuse an etcd older than the backup's storage version: `needs` are versions the backup
+/// records (the manifest's server version, the db's cluster version), of which the newest
+/// major.minor counts. An etcd that cannot read what a newer one wrote may start anyway
+/// and answer something; that would be a test of nothing.
+pub fn check_etcd_version(etcd: &Path, booted: &str, needs: &[(&str, &str)]) -> Result<()> {
+    let Some(have) = major_minor(booted) else {
+        return Ok(());
+    };
+    let need = needs
+        .iter()
+        .filter_map(|(what, v)| major_minor(v).map(|mm| (mm, *what, *v)))
+        .max_by_key(|(mm, _, _)| *mm);
+    match need {
+        Some(((maj, min), what, v)) if have < (maj, min) => Err(Error::flag(
+            "--etcd",
+            format!(
+                "{} is etcd {booted}, older than the backup's storage version {maj}.{min} ({what} {v}): install etcd {maj}.{min} or newer, or give it with --etcd PATH",
+                etcd.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What the sandbox found in the backup's auth buckets.
+struct SandboxAuth {
+    enabled: bool,
+    users: Vec<String>,
+    roles: Vec<String>,
+}
+
+/// Read the restored copy's users and roles and, when auth is enabled, turn the flag off
+/// in that copy (a copy-on-write transaction written in place: pages, sync, meta, sync).
+/// The copy is the sandbox's own; the backup is not touched.
+fn sandbox_auth_off(db_path: &Path) -> Result<SandboxAuth> {
+    let file = crate::io::FileReader::open(db_path).at(db_path)?;
+    let name = db_path.display().to_string();
+    let (auth, patch) = {
+        let db = Db::open(&file).map_err(|e| e.in_file(&name))?;
+        let names = |b: &[u8]| -> Result<Vec<String>> {
+            let mut out = Vec::new();
+            if let Some(b) = db.bucket(b).map_err(|e| e.in_file(&name))? {
+                let mut c = b.cursor();
+                while let Some(e) = c.next().map_err(|e| e.in_file(&name))? {
+                    out.push(String::from_utf8_lossy(e.key).into_owned());
+                }
+            }
+            Ok(out)
+        };
+        let users = names(buckets::AUTH_USERS)?;
+        let roles = names(buckets::AUTH_ROLES)?;
+        let enabled = match db.bucket(buckets::AUTH).map_err(|e| e.in_file(&name))? {
+            Some(b) => b
+                .get(b"authEnabled")
+                .map_err(|e| e.in_file(&name))?
+                .is_some_and(|v| v.first() == Some(&1)),
+            None => false,
+        };
+        let patch = if enabled {
+            let off = Edit {
+                bucket: buckets::AUTH.to_vec(),
+                clear: false,
+                puts: vec![(b"authEnabled".to_vec(), vec![0])],
+            };
+            Some(cow_patch(&db, &[off]).map_err(|e| e.in_file(&name))?)
+        } else {
+            None
+        };
+        (
+            SandboxAuth {
+                enabled,
+                users,
+                roles,
+            },
+            patch,
+        )
+    };
+    drop(file);
+    if let Some(p) = patch {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(db_path)
+            .at(db_path)?;
+        f.write_all_at(&p.pages.1, p.pages.0)
+            .and_then(|_| f.sync_data())
+            .and_then(|_| f.write_all_at(&p.meta.1, p.meta.0))
+            .and_then(|_| f.sync_all())
+            .at(db_path)?;
+    }
+    Ok(auth)
 }
 
 fn free_port() -> Result<u16> {
@@ -123,13 +277,30 @@ impl Drop for Guard {
 
 pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Result<TestReport> {
     let t0 = Instant::now();
+    // A wrong or too old etcd is known before anything is fetched.
+    let etcd_version = booted_version(&opts.etcd)?;
+    check_etcd_version(
+        &opts.etcd,
+        &etcd_version,
+        &[("backed up from etcd", m.etcd_version.as_str())],
+    )?;
     let tmp = tempfile::Builder::new()
         .prefix("lifeboat-restore-test-")
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
     crate::jobs::fetch::fetch(store, m, &snap, true, &|_| {})?;
-    let (offline_hash, keys_expected) = offline_facts(&snap, m.revision)?;
+    let (offline_hash, keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
+    if let Some(cv) = &cluster_version {
+        check_etcd_version(
+            &opts.etcd,
+            &etcd_version,
+            &[
+                ("backed up from etcd", m.etcd_version.as_str()),
+                ("cluster version", cv.as_str()),
+            ],
+        )?;
+    }
     let mut problems = Vec::new();
     let expected = match (m.hashkv, offline_hash) {
         (Some(h), Some(o)) if h != o => {
@@ -152,6 +323,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
         }
         None => restore_native(&snap, m, &peer, &data)?,
     }
+    let auth = sandbox_auth_off(&data.join("member/snap/db"))?;
     let log = tmp.path().join("etcd.log");
     let logf = std::fs::File::create(&log).at(&log)?;
     let child = Command::new(&opts.etcd)
@@ -178,10 +350,11 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
     drop(guard);
     let (hash, keys) = match answer {
         Ok(x) => x,
-        Err(e) => {
+        Err(Failure::Backup(e)) => {
             problems.push(e);
             (None, None)
         }
+        Err(Failure::Sandbox(e)) => return Err(e),
     };
     if let (Some(want), Some(got)) = (expected, hash) {
         if want != got {
@@ -201,6 +374,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
     Ok(TestReport {
         id: m.id.clone(),
         ok: problems.is_empty(),
+        etcd_version,
         revision: m.revision,
         hashkv_expected: expected,
         hashkv: hash,
@@ -208,11 +382,15 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
         keys,
         problems,
         seconds: (t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        auth_enabled: auth.enabled,
+        users: auth.users,
+        roles: auth.roles,
     })
 }
 
-/// hashkv at `rev` and the live key count, read offline from the fetched snapshot.
-fn offline_facts(snap: &Path, rev: i64) -> Result<(Option<u32>, u64)> {
+/// hashkv at `rev`, the live key count and the cluster version, read offline from the
+/// fetched snapshot.
+fn offline_facts(snap: &Path, rev: i64) -> Result<(Option<u32>, u64, Option<String>)> {
     let input = crate::offline::open_input(
         &snap.display().to_string(),
         &crate::offline::OpenOptions::default(),
@@ -241,17 +419,30 @@ fn offline_facts(snap: &Path, rev: i64) -> Result<(Option<u32>, u64)> {
             ),
         ));
     }
-    Ok((ins.report.hashkv, ins.report.live_keys))
+    Ok((
+        ins.report.hashkv,
+        ins.report.live_keys,
+        ins.report.cluster_version.clone(),
+    ))
 }
 
-/// Wait for etcd to answer, then ask its hashkv at `rev` and its key count.
+/// Why the sandbox got no answer: something about the backup (a problem of the report,
+/// exit 3), or about the sandbox itself (an error, the backup's health unknown).
+enum Failure {
+    Backup(String),
+    Sandbox(Error),
+}
+
+/// Wait for etcd to answer, then ask its hashkv at `rev` and its key count. Only errors
+/// that waiting can cure (nothing listening yet, no leader yet) are retried until
+/// `timeout`; any other answer ends the wait at once.
 fn ask(
     client: &str,
     rev: i64,
     timeout: Duration,
     child: &mut Child,
     log: &Path,
-) -> std::result::Result<(Option<u32>, Option<u64>), String> {
+) -> std::result::Result<(Option<u32>, Option<u64>), Failure> {
     let cfg = crate::source::etcd::ConnectConfig {
         endpoints: vec![client.to_string()],
         ..Default::default()
@@ -259,7 +450,11 @@ fn ask(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(|e| {
+            Failure::Sandbox(Error::Failed(format!(
+                "cannot start the async runtime: {e}"
+            )))
+        })?;
     let start = Instant::now();
     loop {
         if let Ok(Some(st)) = child.try_wait() {
@@ -268,32 +463,86 @@ fn ask(
                 .lines()
                 .rev()
                 .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            return Err(format!(
-                "restored etcd exited ({st}) instead of starting: {}",
-                last.trim()
-            ));
+                .unwrap_or("")
+                .trim();
+            if text.contains("address already in use") {
+                return Err(Failure::Sandbox(Error::Failed(format!(
+                    "the sandbox etcd could not listen on {client} (a port taken meanwhile): run restore test again; its log: {last}"
+                ))));
+            }
+            return Err(Failure::Backup(format!(
+                "restored etcd exited ({st}) instead of starting: {last}"
+            )));
         }
         let r = rt.block_on(async {
-            let mut c = cfg
-                .connect_one(client, false)
-                .await
-                .map_err(|e| e.to_string())?;
-            let h = c.hash_kv(rev).await.map_err(|e| e.to_string())?;
+            let mut c = cfg.connect_one(client, false).await?;
+            let classify = |what, e: &etcd_client::Error| {
+                crate::source::etcd::errors::classify(&cfg, client, what, e)
+            };
+            let h = c.hash_kv(rev).await.map_err(|e| classify("hashkv", &e))?;
             let opts = etcd_client::GetOptions::new()
                 .with_prefix()
                 .with_count_only();
-            let g = c.get("", Some(opts)).await.map_err(|e| e.to_string())?;
-            Ok::<_, String>((h.hash(), g.count()))
+            let g = c
+                .get("", Some(opts))
+                .await
+                .map_err(|e| classify("count keys", &e))?;
+            Ok::<_, Error>((h.hash(), g.count()))
         });
-        match r {
+        let e = match r {
             Ok((h, n)) => return Ok((Some(h), Some(n.max(0) as u64))),
-            Err(e) if start.elapsed() > timeout => {
-                return Err(format!(
-                    "restored etcd did not answer within {timeout:?}: {e}"
-                ))
+            Err(e) => e,
+        };
+        let kind = match &e {
+            Error::Etcd { kind, .. } => Some(*kind),
+            _ => None,
+        };
+        match kind {
+            Some(k) if k.is_transient() => {}
+            // Credentials, permissions, TLS: the sandbox's setup, not the backup.
+            Some(EtcdErrorKind::Auth | EtcdErrorKind::Permission | EtcdErrorKind::Tls) => {
+                return Err(Failure::Sandbox(Error::Failed(format!(
+                    "the sandbox etcd refused the check ({e}); this says nothing about the backup"
+                ))))
             }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            _ => {
+                return Err(Failure::Backup(format!(
+                    "restored etcd answered with an error: {e}"
+                )))
+            }
         }
+        if start.elapsed() > timeout {
+            return Err(Failure::Backup(format!(
+                "restored etcd did not answer within {timeout:?}: {e}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_by_major_minor() {
+        assert_eq!(major_minor("3.5.16"), Some((3, 5)));
+        assert_eq!(major_minor("v3.4.23"), Some((3, 4)));
+        assert_eq!(major_minor("3.5"), Some((3, 5)));
+        assert_eq!(major_minor("3.6.0-alpha.0"), Some((3, 6)));
+        assert_eq!(major_minor(""), None);
+        let etcd = Path::new("/usr/bin/etcd");
+        let e =
+            check_etcd_version(etcd, "3.4.23", &[("backed up from etcd", "3.5.1")]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::ExitCode::Usage);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("etcd 3.4.23") && msg.contains("install etcd 3.5"),
+            "{msg}"
+        );
+        assert!(check_etcd_version(etcd, "3.5.1", &[("backed up from etcd", "3.5.16")]).is_ok());
+        assert!(check_etcd_version(etcd, "3.5.16", &[("x", "3.4.23"), ("y", "")]).is_ok());
+        // The newest of what the backup records counts.
+        assert!(check_etcd_version(etcd, "3.4.23", &[("x", "3.4.23"), ("y", "3.5.0")]).is_err());
     }
 }

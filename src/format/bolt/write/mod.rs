@@ -57,7 +57,10 @@ pub struct Patch {
 impl Patch {
     /// The image length after the patch, at least `old_len`.
     pub fn len_after(&self, old_len: u64) -> u64 {
-        old_len.max(self.high_water_mark * u64::from(self.page_size))
+        old_len.max(
+            self.high_water_mark
+                .saturating_mul(u64::from(self.page_size)),
+        )
     }
 
     /// Apply to an in-memory image (tests, fuzzing).
@@ -76,14 +79,8 @@ impl Patch {
 /// validating every page it reads.
 pub fn cow_patch<R: ReadAt>(db: &Db<R>, edits: &[Edit]) -> Result<Patch> {
     let ps = db.page_size as usize;
-    if ps < PAGE_HEADER_SIZE + META_SIZE {
-        return Err(FormatError::corrupt(
-            Some(0),
-            Some(0),
-            "page size too small",
-        ));
-    }
-    let mut sink = PageSink::new(ps, db.meta.pgid);
+    let (hwm_in, txid) = checked_meta(db)?;
+    let mut sink = PageSink::new(ps, hwm_in);
     // The root bucket's entries, with the edited buckets' values replaced.
     let mut top: Vec<LeafItem> = Vec::new();
     let mut c = db.root_bucket().cursor();
@@ -117,8 +114,7 @@ pub fn cow_patch<R: ReadAt>(db: &Db<R>, edits: &[Edit]) -> Result<Patch> {
     }
     let leaves = pack_leaves(&mut sink, &top);
     let root = root_over(&mut sink, leaves);
-    let hwm = sink.next();
-    let txid = db.meta.txid.wrapping_add(1);
+    let (first, hwm) = checked_span(&sink)?;
     let slot = txid % 2;
     let mut meta = vec![0u8; ps];
     meta[0..8].copy_from_slice(&slot.to_le_bytes());
@@ -135,7 +131,6 @@ pub fn cow_patch<R: ReadAt>(db: &Db<R>, edits: &[Edit]) -> Result<Patch> {
     m[48..56].copy_from_slice(&txid.to_le_bytes());
     let sum = super::meta_checksum(&m[..56]);
     m[56..64].copy_from_slice(&sum.to_le_bytes());
-    let first = sink.first * ps as u64;
     Ok(Patch {
         pages: (first, sink.bytes),
         meta: (slot * ps as u64, meta),
@@ -143,6 +138,80 @@ pub fn cow_patch<R: ReadAt>(db: &Db<R>, edits: &[Edit]) -> Result<Patch> {
         page_size: db.page_size,
         txid,
     })
+}
+
+/// The writer's checks of the meta it builds on, before any number from it is used: the
+/// page size, a high-water mark whose pages all lie inside the data (the new pages go right
+/// after them, at `hwm * page_size`, which must not overflow), a root page below it, and a
+/// txid that has a successor (a wrapped txid 0 would lose to the old meta). Returns the
+/// high-water mark and the new txid.
+fn checked_meta<R: ReadAt>(db: &Db<R>) -> Result<(u64, u64)> {
+    let m = &db.meta;
+    let ps = u64::from(db.page_size);
+    let meta_at = Some(db.current as u64);
+    let meta_off = Some(db.metas[db.current].offset);
+    if ps < (PAGE_HEADER_SIZE + META_SIZE) as u64 || ps > u64::from(u32::MAX) {
+        return Err(FormatError::corrupt(
+            meta_at,
+            meta_off,
+            format!("page size {ps} is not one the writer can use"),
+        ));
+    }
+    if m.pgid < 3 || m.root < 2 || m.root >= m.pgid {
+        return Err(FormatError::corrupt(
+            meta_at,
+            meta_off,
+            format!(
+                "meta {}: root page {} and high-water mark {} are not a database's",
+                db.current, m.root, m.pgid
+            ),
+        ));
+    }
+    let size = db.source().size();
+    match m.pgid.checked_mul(ps) {
+        Some(need) if need <= size => {}
+        need => return Err(FormatError::corrupt(
+            meta_at,
+            meta_off,
+            format!(
+                "meta {}: {} pages of {ps} bytes need {} bytes, the data has {size} (truncated?); \
+                     the writer adds pages only after a complete database",
+                db.current,
+                m.pgid,
+                need.map(|n| n.to_string())
+                    .unwrap_or_else(|| "more than 2^64".into())
+            ),
+        )),
+    }
+    let txid = m.txid.checked_add(1).ok_or_else(|| {
+        FormatError::corrupt(
+            meta_at,
+            meta_off,
+            format!("meta {}: txid {} has no successor", db.current, m.txid),
+        )
+    })?;
+    Ok((m.pgid, txid))
+}
+
+/// The byte offset of the new pages and the new high-water mark, checked: the pages the
+/// sink numbered must be exactly its bytes, and every offset must fit in 64 bits.
+fn checked_span(sink: &PageSink) -> Result<(u64, u64)> {
+    let ps = sink.page_size as u64;
+    let n = sink.bytes.len() as u64 / ps.max(1);
+    let first = sink.first.checked_mul(ps);
+    let hwm = sink.first.checked_add(n);
+    let end = hwm.and_then(|h| h.checked_mul(ps));
+    match (first, hwm, end) {
+        (Some(first), Some(hwm), Some(_)) if hwm == sink.next() => Ok((first, hwm)),
+        _ => Err(FormatError::corrupt(
+            None,
+            None,
+            format!(
+                "{n} new pages from page {} do not fit in a database of {ps}-byte pages",
+                sink.first
+            ),
+        )),
+    }
 }
 
 /// The new value of one bucket entry after `edit`.

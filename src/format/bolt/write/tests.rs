@@ -183,3 +183,56 @@ fn a_persisted_freelist_is_dropped_and_its_pages_become_free() {
     assert!(entries(&img, b"members").is_empty());
     assert_eq!(entries(&img, b"key"), vec![kv("a", "1")]);
 }
+
+/// Rewrite the current meta's field at `at` (offset in the 64-byte meta) and its checksum.
+fn set_meta_u64(img: &mut [u8], at: usize, v: u64) {
+    let db = Db::open(&img[..]).unwrap();
+    let off = db.metas[db.current].offset as usize + PAGE_HEADER_SIZE;
+    drop(db);
+    img[off + at..off + at + 8].copy_from_slice(&v.to_le_bytes());
+    crate::format::bolt::fix_checksums(img);
+}
+
+/// Every number the writer takes from the meta is checked before it becomes an offset:
+/// a high-water mark past the data (the fuzz finding: `hwm * page_size` overflowed), one
+/// whose product overflows, and a txid without a successor fail with the meta named.
+#[test]
+fn hostile_meta_numbers_fail_before_use() {
+    let img = etcd_like(512, 20, 10);
+    let edits = [Edit {
+        bucket: b"members".to_vec(),
+        clear: true,
+        puts: vec![kv("a", "1")],
+    }];
+    let pgid = Db::open(&img[..]).unwrap().meta.pgid;
+    for (field, v, want) in [
+        (40, u64::MAX - 3, "more than 2^64"),
+        (40, pgid + 1, "truncated?"),
+        (40, 0x0fff_ffff_ffff_ff6c, "truncated?"),
+        (48, u64::MAX, "no successor"),
+    ] {
+        let mut bad = img.clone();
+        set_meta_u64(&mut bad, field, v);
+        let Ok(db) = Db::open(&bad[..]) else {
+            panic!("meta field {field} = {v} should still open")
+        };
+        let e = cow_patch(&db, &edits).unwrap_err().to_string();
+        assert!(e.contains(want), "{field}={v}: {e}");
+        drop(db);
+        exercise(&bad);
+    }
+    // A file longer than its high-water mark (bbolt grows files ahead) is fine: the new
+    // pages go at the mark.
+    let mut longer = img.clone();
+    longer.extend_from_slice(&[0u8; 4096]);
+    let db = Db::open(&longer[..]).unwrap();
+    let p = cow_patch(&db, &edits).unwrap();
+    assert_eq!(p.pages.0, pgid * 512);
+}
+
+#[test]
+fn the_fuzz_finding_fails_cleanly() {
+    let data = include_bytes!("../../../../tests/fuzz-regressions/bolt_writer-crash-d40ad7bf.bin");
+    let img = crate::offline::fuzzing::prepare(data);
+    exercise(&img);
+}

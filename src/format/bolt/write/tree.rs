@@ -39,7 +39,8 @@ impl PageSink {
         image[0..8].copy_from_slice(&id.to_le_bytes());
         image[12..16].copy_from_slice(&((n - 1) as u32).to_le_bytes());
         self.bytes.extend_from_slice(&image);
-        self.next += n as u64;
+        // Saturates rather than wraps: `cow_patch` checks the count against the bytes.
+        self.next = self.next.saturating_add(n as u64);
         id
     }
 
@@ -101,6 +102,10 @@ pub fn leaf_size(items: &[LeafItem]) -> usize {
             .sum::<usize>()
 }
 
+/// Most elements in one page: its header counts them in 16 bits (a 16 MiB page of tiny
+/// elements holds more), less the few a short last run may join.
+const MAX_RUN: usize = u16::MAX as usize - 2;
+
 /// Split `sizes` into runs of at most `fill` bytes each (after the page header), every run
 /// holding at least `min` elements where there are that many, never leaving a last run
 /// shorter than `min` (it joins the previous one).
@@ -110,7 +115,10 @@ fn runs(sizes: &[usize], fill: usize, min: usize) -> Vec<std::ops::Range<usize>>
     while start < sizes.len() {
         let mut size = PAGE_HEADER_SIZE;
         let mut end = start;
-        while end < sizes.len() && (end < start + min || size + sizes[end] <= fill) {
+        while end < sizes.len()
+            && end - start < MAX_RUN
+            && (end < start + min || size + sizes[end] <= fill)
+        {
             size += sizes[end];
             end += 1;
         }
