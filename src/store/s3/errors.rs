@@ -139,7 +139,7 @@ fn service(status: u16, code: Option<String>, msg: Option<String>) -> Failure {
             "an object of that name already exists".to_string(),
         ),
         (501, _) | (_, "NotImplemented") => (
-            K::Other,
+            K::Unsupported,
             "this server does not support the request".to_string(),
         ),
         (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable") => (
@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(service(400, None, None).kind, StoreErrorKind::Other);
         assert_eq!(
             service(501, Some("NotImplemented".into()), None).kind,
-            StoreErrorKind::Other
+            StoreErrorKind::Unsupported
         );
     }
 }
