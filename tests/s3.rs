@@ -115,6 +115,33 @@ fn missing_bucket_and_wrong_credentials_name_endpoint_and_bucket() {
         "{e}"
     );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    // No credentials at all (no AWS_* variables, an empty HOME): one line saying what to
+    // set, for every path that reaches S3.
+    let home = TempDir::new().unwrap();
+    for cmd in [
+        vec!["list", "--from", "s3://backups/x"],
+        vec!["verify", "--from", "s3://backups/x", "--all"],
+        vec!["backup", "--to", "s3://backups/x", "--endpoints", "http://127.0.0.1:1"],
+    ] {
+        let o = std::process::Command::new(lifeboat())
+            .args(&cmd)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("LIFEBOAT_S3_ENDPOINT", s3.endpoint())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_exit(&o, 1);
+        let e = stderr(&o);
+        assert_eq!(e.trim().lines().count(), 1, "{cmd:?}: {e}");
+        assert!(
+            e.contains("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                && e.contains(&s3.endpoint()),
+            "{cmd:?}: {e}"
+        );
+    }
 }
 
 /// An upload a killed run left behind is invisible to `list` and aborted by `cleanup`

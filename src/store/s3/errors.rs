@@ -82,11 +82,13 @@ where
             } else {
                 K::Transient
             };
+            // What to set, not the chain's last provider's complaint ("IMDS is disabled",
+            // a timeout): that provider is only the last one tried, rarely the one meant.
             let what = if kind == K::Permission {
-                format!(
-                    "no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
-                     AWS_PROFILE, or a role): {cause}"
-                )
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                 (or AWS_PROFILE, or run with a role: web identity / IRSA, container or \
+                 instance metadata)"
+                    .to_string()
             } else {
                 format!("cannot reach the server: {cause}")
             };
