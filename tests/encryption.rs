@@ -263,9 +263,7 @@ fn wrong_key_is_a_configuration_error(
 ) {
     let d = dest.to_str().unwrap();
     let w = wrong.to_str().unwrap();
-    let says = format!(
-        "no identity in {w} opens backup {id} (encrypted to {public})"
-    );
+    let says = format!("no identity in {w} opens backup {id} (encrypted to {public})");
     let spec = format!("{d}:{id}");
     let out = dest.join("wrong.db");
     let out = out.to_str().unwrap();
@@ -301,7 +299,10 @@ fn wrong_key_is_a_configuration_error(
             .filter(|n| n.ends_with(".verified.json"))
             .collect()
     };
-    let o = lifeboat_env(&args(&["verify", "--from", d, "--all", "--identity", w]), &[]);
+    let o = lifeboat_env(
+        &args(&["verify", "--from", d, "--all", "--identity", w]),
+        &[],
+    );
     assert_exit(&o, 2);
     assert!(stderr(&o).contains(&says), "{}", stderr(&o));
     assert!(!stdout(&o).contains("DAMAGED"), "{}", stdout(&o));
@@ -318,7 +319,16 @@ fn wrong_key_is_a_configuration_error(
     let plain = backup(c, &["--to", md]);
     let plain_id = plain["id"].as_str().unwrap();
     let o = lifeboat_env(
-        &args(&["verify", "--from", md, "--all", "--identity", w, "-o", "json"]),
+        &args(&[
+            "verify",
+            "--from",
+            md,
+            "--all",
+            "--identity",
+            w,
+            "-o",
+            "json",
+        ]),
         &[],
     );
     assert_exit(&o, 2);
@@ -332,7 +342,16 @@ fn wrong_key_is_a_configuration_error(
         vec![format!("{plain_id}.verified.json")]
     );
     let o = lifeboat_env(
-        &args(&["prune", "--from", md, "--keep-last", "1", "--dry-run", "-o", "json"]),
+        &args(&[
+            "prune",
+            "--from",
+            md,
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "-o",
+            "json",
+        ]),
         &[],
     );
     assert_exit(&o, 0);

@@ -122,7 +122,13 @@ fn missing_bucket_and_wrong_credentials_name_endpoint_and_bucket() {
     for cmd in [
         vec!["list", "--from", "s3://backups/x"],
         vec!["verify", "--from", "s3://backups/x", "--all"],
-        vec!["backup", "--to", "s3://backups/x", "--endpoints", "http://127.0.0.1:1"],
+        vec![
+            "backup",
+            "--to",
+            "s3://backups/x",
+            "--endpoints",
+            "http://127.0.0.1:1",
+        ],
     ] {
         let o = std::process::Command::new(lifeboat())
             .args(&cmd)
@@ -280,7 +286,9 @@ fn cleanup_on_a_server_that_cannot_list_uploads_says_so() {
     let e = stderr(&o);
     assert_eq!(e.trim().lines().count(), 1, "{e}");
     assert!(
-        e.contains("warning:") && e.contains("cannot list multipart uploads") && e.contains(&s3.endpoint()),
+        e.contains("warning:")
+            && e.contains("cannot list multipart uploads")
+            && e.contains(&s3.endpoint()),
         "{e}"
     );
     let o = s3.lifeboat(["cleanup", "--from", "s3://backups/p", "-o", "json"]);

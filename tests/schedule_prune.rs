@@ -149,7 +149,10 @@ fn verify_all_on_a_read_only_destination_still_gives_its_verdicts() {
         e.contains("warning: 3 verdict(s) not recorded in") && e.contains("Permission denied"),
         "{e}"
     );
-    assert!(!dir.path().join(format!("{}.verified.json", IDS[0])).exists());
+    assert!(!dir
+        .path()
+        .join(format!("{}.verified.json", IDS[0]))
+        .exists());
 
     // Damage is still exit 3, with the same single warning.
     let obj = dir.path().join(format!("{}.db.zst", IDS[1]));

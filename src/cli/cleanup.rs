@@ -5,8 +5,8 @@ use serde::Serialize;
 use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::config::Dur;
-use crate::store::open_destination;
 use crate::error::StoreErrorKind;
+use crate::store::open_destination;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]

@@ -230,17 +230,11 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     let mut last = stored.clone();
     let n = last.len();
     last[n - 10] ^= 1;
-    let e = decrypt_at(Box::new(last), &keys, &OBJ)
-        .err()
-        .unwrap();
+    let e = decrypt_at(Box::new(last), &keys, &OBJ).err().unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
     // Truncated: also refused.
-    let e = decrypt_at(
-        Box::new(stored[..n - 20].to_vec()),
-        &keys,
-        &OBJ,
-    )
-    .err()
-    .unwrap();
+    let e = decrypt_at(Box::new(stored[..n - 20].to_vec()), &keys, &OBJ)
+        .err()
+        .unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
 }

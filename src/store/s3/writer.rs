@@ -277,7 +277,9 @@ fn check_applied(i: &Inner, name: &str) -> Result<()> {
         })?;
     let mut lacking = Vec::new();
     if let Some((mode, _)) = w.object_lock {
-        let got_mode = head.object_lock_mode().map(|m| m.as_str().to_ascii_uppercase());
+        let got_mode = head
+            .object_lock_mode()
+            .map(|m| m.as_str().to_ascii_uppercase());
         let want = mode.as_str().to_ascii_uppercase();
         if head.object_lock_retain_until_date().is_none() || got_mode.as_deref() != Some(&want) {
             lacking.push(format!(
@@ -287,7 +289,9 @@ fn check_applied(i: &Inner, name: &str) -> Result<()> {
         }
     }
     if let Some(sse) = w.sse {
-        let got = head.server_side_encryption().map(|s| s.as_str().to_string());
+        let got = head
+            .server_side_encryption()
+            .map(|s| s.as_str().to_string());
         if got.as_deref() != Some(sse.as_str()) {
             lacking.push(format!(
                 "server-side encryption: the object is stored with {} instead of {} (the server does not support it; drop --s3-sse or use a server that does)",
