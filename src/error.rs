@@ -49,6 +49,9 @@ pub enum StoreErrorKind {
     Permission,
     /// Worth retrying: timeouts, throttling, connection resets, 5xx.
     Transient,
+    /// The server does not implement the request (HTTP 501 `NotImplemented`): not retried;
+    /// a command that can do without it says so and goes on.
+    Unsupported,
     /// Anything else (full disk, bad request, ...): not retried.
     Other,
 }

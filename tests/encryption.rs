@@ -1,7 +1,7 @@
 //! Client-side encryption (age) end to end against a real etcd: an encrypted backup holds
 //! no plaintext, round-trips through `fetch` and `etcdutl snapshot restore`, reads through
-//! `inspect`/`get DEST:ID` with the identity, and refuses clearly without it (exit 2) or
-//! with the wrong one (exit 3). One cluster for the local cases; S3 on s3s-fs.
+//! `inspect`/`get DEST:ID` with the identity, and refuses clearly without it or with the
+//! wrong one (exit 2: a configuration error, never damage). One cluster for the local cases; S3 on s3s-fs.
 
 mod common;
 
@@ -94,7 +94,7 @@ fn encrypted_backups_round_trip_and_need_the_key() {
             && e.contains("--identity FILE"),
         "{e}"
     );
-    // The right key verifies; the wrong one is an integrity problem naming backup and file.
+    // The right key verifies.
     assert_exit(
         &lifeboat_env(
             &args(&["verify", "--from", d, &id, "--identity", identity]),
@@ -102,20 +102,7 @@ fn encrypted_backups_round_trip_and_need_the_key() {
         ),
         0,
     );
-    let o = lifeboat_env(
-        &args(&[
-            "verify",
-            "--from",
-            d,
-            &id,
-            "--identity",
-            wrong.to_str().unwrap(),
-        ]),
-        &[],
-    );
-    assert_exit(&o, 3);
-    let out = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(out.contains(&id) && out.contains("other.key"), "{out}");
+    wrong_key_is_a_configuration_error(&c, dest.path(), &id, &public, &wrong);
 
     // inspect and get DEST:ID with the key (flag and environment).
     let spec = format!("{d}:{id}");
@@ -261,6 +248,116 @@ fn encrypted_backups_round_trip_and_need_the_key() {
             0,
         );
     }
+}
+
+/// An identity that opens none of a backup's recipients is a configuration error (exit 2,
+/// one line naming the file, the backup and its recipients), never damage: on every path
+/// that reads backup data, and `verify --all` records nothing against the backups it could
+/// not open while it still verifies (and records) the others.
+fn wrong_key_is_a_configuration_error(
+    c: &Cluster,
+    dest: &Path,
+    id: &str,
+    public: &str,
+    wrong: &Path,
+) {
+    let d = dest.to_str().unwrap();
+    let w = wrong.to_str().unwrap();
+    let says = format!("no identity in {w} opens backup {id} (encrypted to {public})");
+    let spec = format!("{d}:{id}");
+    let out = dest.join("wrong.db");
+    let out = out.to_str().unwrap();
+    for cmd in [
+        args(&["verify", "--from", d, id, "--identity", w]),
+        args(&["fetch", "--from", d, id, "--out", out, "--identity", w]),
+        args(&["inspect", &spec, "--identity", w]),
+        args(&["get", &spec, "/enc/needle", "--identity", w]),
+    ] {
+        let o = lifeboat_env(&cmd, &[]);
+        assert_exit(&o, 2);
+        let e = stderr(&o);
+        assert!(e.contains(&says), "{cmd:?}: {e}");
+        assert_eq!(e.trim().lines().count(), 1, "{cmd:?}: one line: {e}");
+    }
+    assert!(!Path::new(out).exists(), "fetch wrote nothing");
+    // JSON: the error document locates it at the flag.
+    let o = lifeboat_env(
+        &args(&["verify", "--from", d, id, "--identity", w, "-o", "json"]),
+        &[],
+    );
+    assert_exit(&o, 2);
+    let doc = json(&o);
+    assert_eq!(doc["flag"], "--identity", "{doc}");
+    assert_eq!(doc["exit_code"], 2, "{doc}");
+
+    // verify --all with only encrypted backups: exit 2, nothing recorded.
+    let records = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".verified.json"))
+            .collect()
+    };
+    let o = lifeboat_env(
+        &args(&["verify", "--from", d, "--all", "--identity", w]),
+        &[],
+    );
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains(&says), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("DAMAGED"), "{}", stdout(&o));
+    assert!(records(dest).is_empty(), "{:?}", records(dest));
+
+    // Beside a plain backup: the plain one is verified and recorded, the encrypted one is
+    // named on stderr and left unrecorded; exit 2. Prune still counts the plain one as
+    // the newest good backup and keeps the encrypted one for no "failed verification".
+    let mixed = TempDir::new().unwrap();
+    let md = mixed.path().to_str().unwrap();
+    for name in [format!("{id}.manifest.json"), format!("{id}.db.zst")] {
+        std::fs::copy(dest.join(&name), mixed.path().join(&name)).unwrap();
+    }
+    let plain = backup(c, &["--to", md]);
+    let plain_id = plain["id"].as_str().unwrap();
+    let o = lifeboat_env(
+        &args(&[
+            "verify",
+            "--from",
+            md,
+            "--all",
+            "--identity",
+            w,
+            "-o",
+            "json",
+        ]),
+        &[],
+    );
+    assert_exit(&o, 2);
+    let reports = json(&o);
+    assert_eq!(reports.as_array().unwrap().len(), 1, "{reports}");
+    assert_eq!(reports[0]["id"], plain_id, "{reports}");
+    assert_eq!(reports[0]["ok"], true, "{reports}");
+    assert!(stderr(&o).contains(&says), "{}", stderr(&o));
+    assert_eq!(
+        records(mixed.path()),
+        vec![format!("{plain_id}.verified.json")]
+    );
+    let o = lifeboat_env(
+        &args(&[
+            "prune",
+            "--from",
+            md,
+            "--keep-last",
+            "1",
+            "--dry-run",
+            "-o",
+            "json",
+        ]),
+        &[],
+    );
+    assert_exit(&o, 0);
+    let plan = json(&o);
+    let text = plan.to_string();
+    assert!(!text.contains("failed verification"), "{text}");
 }
 
 #[cfg(feature = "s3")]

@@ -115,6 +115,39 @@ fn missing_bucket_and_wrong_credentials_name_endpoint_and_bucket() {
         "{e}"
     );
     assert_eq!(e.trim().lines().count(), 1, "{e}");
+
+    // No credentials at all (no AWS_* variables, an empty HOME): one line saying what to
+    // set, for every path that reaches S3.
+    let home = TempDir::new().unwrap();
+    for cmd in [
+        vec!["list", "--from", "s3://backups/x"],
+        vec!["verify", "--from", "s3://backups/x", "--all"],
+        vec![
+            "backup",
+            "--to",
+            "s3://backups/x",
+            "--endpoints",
+            "http://127.0.0.1:1",
+        ],
+    ] {
+        let o = std::process::Command::new(lifeboat())
+            .args(&cmd)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", home.path())
+            .env("LIFEBOAT_S3_ENDPOINT", s3.endpoint())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_exit(&o, 1);
+        let e = stderr(&o);
+        assert_eq!(e.trim().lines().count(), 1, "{cmd:?}: {e}");
+        assert!(
+            e.contains("no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                && e.contains(&s3.endpoint()),
+            "{cmd:?}: {e}"
+        );
+    }
 }
 
 /// An upload a killed run left behind is invisible to `list` and aborted by `cleanup`
@@ -190,6 +223,78 @@ fn one_failing_destination_does_not_cost_the_others() {
     ]);
     assert_exit(&o, 0);
     assert_eq!(json(&o).as_array().unwrap().len(), 1);
+
+    // A server that ignores object lock and SSE (s3s-fs accepts the headers and applies
+    // neither): checked after writing, the S3 copy fails naming the endpoint and what is
+    // lacking, and nothing of it is left; the local copy is stored.
+    let mut args = vec![
+        "backup".to_string(),
+        "--to".into(),
+        local.path().display().to_string(),
+        "--to".into(),
+        "s3://backups/locked".into(),
+        "--s3-sse".into(),
+        "aws:kms".into(),
+        "--s3-object-lock".into(),
+        "governance".into(),
+        "--s3-retain-for".into(),
+        "1d".into(),
+    ];
+    args.extend(c.conn_args());
+    let o = s3.lifeboat(&args);
+    assert_exit(&o, 1);
+    let e = stderr(&o);
+    assert_eq!(e.matches("error:").count(), 1, "one error line: {e}");
+    assert!(
+        e.contains(&s3.endpoint())
+            && e.contains("bucket backups")
+            && e.contains("object lock: no GOVERNANCE retention")
+            && e.contains("server-side encryption")
+            && e.contains("aws:kms")
+            && e.contains("was removed"),
+        "{e}"
+    );
+    let o = s3.lifeboat(["list", "--from", "s3://backups/locked", "-o", "json"]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o).as_array().unwrap().len(), 0);
+    let left: Vec<_> = std::fs::read_dir(s3.root.path().join("backups/locked"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let o = s3.lifeboat([
+        "list",
+        "--from",
+        local.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(json(&o).as_array().unwrap().len(), 2);
+}
+
+/// `cleanup` against a server without ListMultipartUploads (s3s-fs): one warning line
+/// saying so, exit 0, and the JSON says it too.
+#[test]
+fn cleanup_on_a_server_that_cannot_list_uploads_says_so() {
+    let s3 = S3Server::start(&["backups"]);
+    let o = s3.lifeboat(["cleanup", "--from", "s3://backups/p"]);
+    assert_exit(&o, 0);
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("warning:")
+            && e.contains("cannot list multipart uploads")
+            && e.contains(&s3.endpoint()),
+        "{e}"
+    );
+    let o = s3.lifeboat(["cleanup", "--from", "s3://backups/p", "-o", "json"]);
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["warnings"].as_array().unwrap().len(), 1, "{doc}");
 }
 
 /// Object lock (moto: a bucket made with object lock enabled): retention, SSE and storage

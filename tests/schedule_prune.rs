@@ -129,3 +129,46 @@ fn prune_without_a_rule_is_a_usage_error_and_removes_nothing() {
     assert!(stderr(&o).contains("no retention rule"), "{}", stderr(&o));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 6);
 }
+
+/// `verify --all` on a destination it cannot write to (here: read as `nobody`, as on a
+/// read-only mount or a full disk): the verdicts are the answer and decide the exit code;
+/// that they could not be recorded is one warning line.
+#[test]
+fn verify_all_on_a_read_only_destination_still_gives_its_verdicts() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = three_backups();
+    let d = dir.path().to_str().unwrap();
+    // Readable by everyone, writable by root only.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = member::run_lifeboat_as_nobody(["verify", "--from", d, "--all", "-q"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o).matches(": OK").count(), 3, "{}", stdout(&o));
+    let e = stderr(&o);
+    assert_eq!(e.trim().lines().count(), 1, "one warning line: {e}");
+    assert!(
+        e.contains("warning: 3 verdict(s) not recorded in") && e.contains("Permission denied"),
+        "{e}"
+    );
+    assert!(!dir
+        .path()
+        .join(format!("{}.verified.json", IDS[0]))
+        .exists());
+
+    // Damage is still exit 3, with the same single warning.
+    let obj = dir.path().join(format!("{}.db.zst", IDS[1]));
+    let mut b = std::fs::read(&obj).unwrap();
+    b[100] ^= 0x01;
+    std::fs::write(&obj, &b).unwrap();
+    let o = member::run_lifeboat_as_nobody(["verify", "--from", d, "--all", "-q", "-o", "json"]);
+    assert_exit(&o, 3);
+    let reports = json(&o);
+    let bad: Vec<_> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["ok"] == false)
+        .collect();
+    assert_eq!(bad.len(), 1, "{reports}");
+    assert_eq!(bad[0]["id"], IDS[1]);
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+}

@@ -141,7 +141,13 @@ pub fn open_backup_db_with(
     };
     let obj = match keys {
         Some(k) if manifest.encryption == encrypt::SCHEME => {
-            encrypt::read::decrypt_at(obj, k, &object, &format!("backup {}", manifest.id))?
+            let what = format!("backup {}", manifest.id);
+            let sealed = encrypt::read::Sealed {
+                object: &object,
+                what: &what,
+                recipients: &manifest.recipients,
+            };
+            encrypt::read::decrypt_at(obj, k, &sealed)?
         }
         _ => obj,
     };
@@ -168,8 +174,11 @@ pub fn load_backup_object(
         Some(k) if manifest.encryption == encrypt::SCHEME => encrypt::read::decrypt_stream(
             Box::new(hashed),
             k,
-            &object,
-            &format!("backup {}", manifest.id),
+            &encrypt::read::Sealed {
+                object: &object,
+                what: &format!("backup {}", manifest.id),
+                recipients: &manifest.recipients,
+            },
         )?,
         _ => Box::new(hashed),
     };

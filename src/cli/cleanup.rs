@@ -5,8 +5,9 @@ use serde::Serialize;
 use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::config::Dur;
+use crate::error::StoreErrorKind;
 use crate::store::open_destination;
-use crate::ExitCode;
+use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,6 +26,8 @@ struct Report {
     removed_partials: Vec<String>,
     /// Multipart uploads aborted (S3).
     aborted_uploads: Vec<String>,
+    /// What could not be cleaned and why (a server without ListMultipartUploads).
+    warnings: Vec<String>,
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
@@ -33,12 +36,32 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     // With the writer lock held, partial objects belong to dead runs only.
     let lock = store.lock(b.lock_timeout)?;
     let removed_partials = store.clean_partials()?;
-    let aborted_uploads = store.abort_stale_uploads(a.older_than.0)?;
+    // A server that cannot list multipart uploads (s3s-fs) has none this can find: say
+    // so in one line; the rest of the clean-up stands.
+    let mut warnings = Vec::new();
+    let aborted_uploads = match store.abort_stale_uploads(a.older_than.0) {
+        Ok(v) => v,
+        Err(
+            e @ Error::Store {
+                kind: StoreErrorKind::Unsupported,
+                ..
+            },
+        ) => {
+            let w = format!(
+                "{e}; the server cannot list multipart uploads, so stale ones cannot be found or aborted there"
+            );
+            eprintln!("lifeboat: warning: {w}");
+            warnings.push(w);
+            Vec::new()
+        }
+        Err(e) => return Err(e.into()),
+    };
     drop(lock);
     let r = Report {
         destination: store.location(),
         removed_partials,
         aborted_uploads,
+        warnings,
     };
     match g.output {
         OutputFormat::Json => print_json(&r)?,

@@ -15,6 +15,8 @@ pub struct Args {
     pub id: String,
     /// Verify every backup in the destination (JSON: an array of reports), and record each
     /// verdict in the destination (`<id>.verified.json`) for prune and the next rotation.
+    /// Recording is best effort: on a read-only or full destination the verdicts still
+    /// decide the exit code, with one warning line.
     #[arg(long, conflicts_with = "id")]
     pub all: bool,
     /// With --all: verify only the backups verified longest ago (never-verified first), up
@@ -60,18 +62,56 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let bar = super::progress::Bar::new(g.quiet);
     let mut reports = Vec::new();
+    // Backups that could not be verified for a configuration reason (no identity, or one
+    // that opens none of the recipients): not damage, so no verdict and nothing recorded.
+    let mut not_verified: Vec<crate::Error> = Vec::new();
+    // Recording verdicts is best effort: a read-only or full destination does not hide
+    // them. (first error, how many were not recorded)
+    let mut unrecorded: Option<(crate::Error, usize)> = None;
     for m in &manifests {
         use crate::jobs::backup::Progress;
         bar.begin(&format!("verify {}", m.id), Some(m.stored_size));
-        let r = verify(store.as_ref(), m, &bar.setter())?;
+        let r = verify(store.as_ref(), m, &bar.setter());
         bar.end();
+        let r = match r {
+            Ok(r) => r,
+            Err(e) if a.all && e.exit_code() == ExitCode::Usage => {
+                not_verified.push(e);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if a.all {
-            record(store.as_ref(), &r, time::OffsetDateTime::now_utc())?;
+            if let Err(e) = record(store.as_ref(), &r, time::OffsetDateTime::now_utc()) {
+                match &mut unrecorded {
+                    None => unrecorded = Some((e, 1)),
+                    Some((_, n)) => *n += 1,
+                }
+            }
         }
         if g.output == OutputFormat::Text {
             print_text(&r);
         }
         reports.push(r);
+    }
+    if let Some((e, n)) = unrecorded {
+        eprintln!(
+            "lifeboat: warning: {n} verdict(s) not recorded in {} ({e}); prune and the next rotation do not see them, the verdicts shown stand",
+            store.location()
+        );
+    }
+    // One line per backup left unverified; when nothing was verified, the first of them
+    // is the command's error (exit 2; the JSON error document).
+    let first = if reports.is_empty() && rejected.is_empty() && !not_verified.is_empty() {
+        Some(not_verified.remove(0))
+    } else {
+        None
+    };
+    for e in &not_verified {
+        eprintln!("lifeboat: error: {e}");
+    }
+    if let Some(e) = first {
+        return Err(e.into());
     }
     for b in &rejected {
         let r = VerifyReport {
@@ -99,9 +139,12 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             print_json(r)?;
         }
     }
-    Ok(if reports.iter().all(|r| r.ok) {
-        ExitCode::Ok
-    } else {
+    // Damage found outranks backups left unverified for want of the right identity.
+    Ok(if !reports.iter().all(|r| r.ok) {
         ExitCode::Integrity
+    } else if !not_verified.is_empty() {
+        ExitCode::Usage
+    } else {
+        ExitCode::Ok
     })
 }

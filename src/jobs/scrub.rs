@@ -122,6 +122,15 @@ pub fn scrub(store: &dyn Store, budget: Option<u64>) -> Result<Vec<VerifyReport>
             Ok(r) => r,
             // Pruned while the rotation ran: nothing to scrub any more.
             Err(e) if is_gone(&e) => continue,
+            // No identity, or one that opens none of its recipients: a configuration
+            // error, not damage. Nothing is recorded against the backup.
+            Err(e) if e.exit_code() == crate::ExitCode::Usage => {
+                tracing::error!(
+                    backup = %m.id,
+                    "scrub: backup not verified, a configuration error (nothing recorded): {e}"
+                );
+                continue;
+            }
             Err(e) => return Err(e),
         };
         record(store, &r, OffsetDateTime::now_utc())?;

@@ -7,13 +7,15 @@
 //!    read from it match the manifest.
 //!
 //! Damage never stops the walk early where it can go on, so one run lists every problem.
+//! What is not damage is an error, not a verdict: no identity for an encrypted backup, or
+//! one that opens none of its recipients (exit 2), a store that cannot be read (exit 1).
 
 use serde::Serialize;
 
 use super::readback::{check_database, check_stream};
 use crate::catalog::{self, Manifest};
 use crate::store::Store;
-use crate::Result;
+use crate::{ExitCode, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -56,6 +58,9 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
     }
     let reader = match catalog::open_backup_db_with(store, m, keys.as_deref()) {
         Ok(r) => r,
+        // An identity that opens none of the recipients (exit 2), or a store that cannot
+        // be read (exit 1), says nothing about the backup: no verdict, an error.
+        Err(e) if e.exit_code() != ExitCode::Integrity => return Err(e),
         Err(e) => {
             problems.push(e.to_string());
             return Ok(report(problems));

@@ -193,7 +193,12 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
                 "{spec} is age-encrypted; give --identity FILE (or LIFEBOAT_IDENTITY), or decrypt it first (`age -d -i KEY {spec} > backup.db.zst`)"
             )));
         };
-        let plain = crate::pipeline::encrypt::read::decrypt_at(Box::new(f), &keys, spec, spec)?;
+        let sealed = crate::pipeline::encrypt::read::Sealed {
+            object: spec,
+            what: spec,
+            recipients: &[],
+        };
+        let plain = crate::pipeline::encrypt::read::decrypt_at(Box::new(f), &keys, &sealed)?;
         let fr = crate::pipeline::frames::FramedReader::open(plain)
             .map_err(|e| Error::integrity(spec, e.to_string()))?;
         let layout = layout_of(&fr, true);

@@ -19,6 +19,9 @@ use crate::{Error, Result};
 /// Secret keys that may open an encrypted backup, and where they came from (for messages).
 pub struct Keyring {
     source: String,
+    /// The operator's identity file: its flag (`--identity`, `LIFEBOAT_IDENTITY`, ...)
+    /// and path. `None` for a key lifeboat made itself (a backup run's read-back key).
+    named: Option<(String, String)>,
     ids: Vec<Id>,
 }
 
@@ -54,6 +57,7 @@ impl Keyring {
     pub(super) fn single(source: &str, key: age::x25519::Identity) -> Keyring {
         Keyring {
             source: source.to_string(),
+            named: None,
             ids: vec![Id::X25519(key)],
         }
     }
@@ -73,6 +77,7 @@ impl Keyring {
         let ids = parse_identities(&shown, &bytes).map_err(|e| Error::flag(&src.origin, e))?;
         Ok(Keyring {
             source: format!("identity file {shown}"),
+            named: Some((src.origin.clone(), shown)),
             ids,
         })
     }
@@ -154,17 +159,38 @@ pub fn configured_identity() -> Result<Option<Arc<Keyring>>> {
     }
 }
 
-/// Why an age file did not open: the wrong keys are an integrity problem of that backup
-/// (exit 3) naming where the keys came from; so is a header that is not age's.
-fn decrypt_error(e: age::DecryptError, keys: &Keyring, object: &str, what: &str) -> Error {
+/// Why an age file did not open. Keys from the operator's identity file that open none of
+/// its recipients are a configuration error (exit 2) located at the flag that named the
+/// file: the backup is not damaged, and nothing may be recorded against it. The read-back
+/// key of a run not opening its own object, or a header that is not age's, is damage
+/// (exit 3).
+fn decrypt_error(e: age::DecryptError, keys: &Keyring, sealed: &Sealed<'_>) -> Error {
+    let Sealed {
+        object,
+        what,
+        recipients,
+    } = *sealed;
     match e {
-        age::DecryptError::NoMatchingKeys => Error::integrity(
-            object,
-            format!(
-                "cannot decrypt {what}: none of the keys in {} opens it (it is encrypted to other recipients)",
-                keys.source
+        age::DecryptError::NoMatchingKeys => match &keys.named {
+            Some((origin, file)) => Error::flag(
+                origin,
+                if recipients.is_empty() {
+                    format!("no identity in {file} opens {what}; give the identity file of one of the keys it was encrypted to")
+                } else {
+                    format!(
+                        "no identity in {file} opens {what} (encrypted to {}); give the identity file holding one of those keys",
+                        recipients.join(", ")
+                    )
+                },
             ),
-        ),
+            None => Error::integrity(
+                object,
+                format!(
+                    "cannot decrypt {what}: {} does not open it (its header was changed)",
+                    keys.source
+                ),
+            ),
+        },
         age::DecryptError::Io(e) => {
             Error::Failed(format!("reading {object}: {}", crate::error::io_words(&e)))
         }
@@ -172,19 +198,27 @@ fn decrypt_error(e: age::DecryptError, keys: &Keyring, object: &str, what: &str)
     }
 }
 
-/// A sequential decrypting reader over the stored bytes (a store's `load`). `object`
-/// locates the stored object, `what` names it for people (`backup ID`).
+/// What an encrypted object is, for messages: where it is stored (`object`), what it is to
+/// people (`backup ID`) and the public keys it was encrypted to (its manifest's
+/// `recipients`; empty when not known, as for a bare file).
+#[derive(Clone, Copy)]
+pub struct Sealed<'a> {
+    pub object: &'a str,
+    pub what: &'a str,
+    pub recipients: &'a [String],
+}
+
+/// A sequential decrypting reader over the stored bytes (a store's `load`).
 pub fn decrypt_stream(
     stored: Box<dyn Read + Send>,
     keys: &Keyring,
-    object: &str,
-    what: &str,
+    sealed: &Sealed<'_>,
 ) -> Result<Box<dyn Read + Send>> {
     let d = age::Decryptor::new_buffered(io::BufReader::with_capacity(1 << 20, stored))
-        .map_err(|e| decrypt_error(e, keys, object, what))?;
+        .map_err(|e| decrypt_error(e, keys, sealed))?;
     let r = d
         .decrypt(keys.identities())
-        .map_err(|e| decrypt_error(e, keys, object, what))?;
+        .map_err(|e| decrypt_error(e, keys, sealed))?;
     Ok(Box::new(r))
 }
 
@@ -192,20 +226,19 @@ pub fn decrypt_stream(
 pub fn decrypt_at(
     stored: Box<dyn ReadAt>,
     keys: &Keyring,
-    object: &str,
-    what: &str,
+    sealed: &Sealed<'_>,
 ) -> Result<Box<dyn ReadAt>> {
     let d = age::Decryptor::new(Cursor {
         src: stored,
         pos: 0,
     })
-    .map_err(|e| decrypt_error(e, keys, object, what))?;
+    .map_err(|e| decrypt_error(e, keys, sealed))?;
     let mut r = d
         .decrypt(keys.identities())
-        .map_err(|e| decrypt_error(e, keys, object, what))?;
+        .map_err(|e| decrypt_error(e, keys, sealed))?;
     let damaged = |e: io::Error| {
         Error::integrity(
-            object,
+            sealed.object,
             format!("age payload: {}", crate::error::io_words(&e)),
         )
     };

@@ -1,6 +1,6 @@
 use std::io::{Read, Write};
 
-use super::read::{decrypt_at, decrypt_stream, Keyring};
+use super::read::{decrypt_at, decrypt_stream, IdentitySource, Keyring, Sealed};
 use super::*;
 use crate::io::ReadAt;
 use crate::store::local::LocalStore;
@@ -8,6 +8,13 @@ use crate::store::Store;
 
 const SSH_ED25519: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN alice@rust";
+
+/// The object the tests encrypt, as messages name it.
+const OBJ: Sealed<'static> = Sealed {
+    object: "obj",
+    what: "backup b",
+    recipients: &[],
+};
 
 fn x25519() -> (age::x25519::Identity, String) {
     let id = age::x25519::Identity::generate();
@@ -112,7 +119,7 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
     // The recipient's key and the run's read-back key both open it.
     let user = Keyring::single("test key", id);
     for keys in [&user, &run.keyring()] {
-        let r = decrypt_at(store.open("obj").unwrap(), keys, "obj", "backup b").unwrap();
+        let r = decrypt_at(store.open("obj").unwrap(), keys, &OBJ).unwrap();
         assert_eq!(r.size(), data.len() as u64);
         let mut x = 12345u64;
         for _ in 0..200 {
@@ -130,24 +137,63 @@ fn encrypted_objects_read_back_at_random_offsets_and_hash_as_stored() {
         }
         assert!(r.read_vec_at(data.len() as u64 - 1, 2).is_err());
         let mut all = Vec::new();
-        decrypt_stream(store.load("obj", 0, None).unwrap(), keys, "obj", "backup b")
+        decrypt_stream(store.load("obj", 0, None).unwrap(), keys, &OBJ)
             .unwrap()
             .read_to_end(&mut all)
             .unwrap();
         assert_eq!(all, data);
     }
-    // Another key is an integrity error naming where the keys came from.
-    let (other, _) = x25519();
+    // The operator's identity file without one of the recipients' keys is a configuration
+    // error (exit 2) at the flag that named it, naming the file, the backup and the
+    // recipients: the backup is not damaged.
+    let (other, other_public) = x25519();
+    let file = d.path().join("other.key");
+    std::fs::write(
+        &file,
+        format!(
+            "# public key: {other_public}\n{}\n",
+            age::secrecy::ExposeSecret::expose_secret(&other.to_string())
+        ),
+    )
+    .unwrap();
+    let wrong = Keyring::load(&IdentitySource {
+        origin: "--identity".into(),
+        path: file.clone(),
+    })
+    .unwrap();
+    let recipients = vec![public.clone()];
+    let sealed = Sealed {
+        object: "d/obj",
+        what: "backup b",
+        recipients: &recipients,
+    };
+    let e = decrypt_at(store.open("obj").unwrap(), &wrong, &sealed)
+        .err()
+        .unwrap();
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage);
+    assert_eq!(e.locator().flag.as_deref(), Some("--identity"));
+    let said = e.to_string();
+    assert!(
+        said.contains(&format!(
+            "no identity in {} opens backup b (encrypted to {public})",
+            file.display()
+        )),
+        "{said}"
+    );
+    let e = decrypt_stream(store.load("obj", 0, None).unwrap(), &wrong, &sealed)
+        .err()
+        .unwrap();
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{e}");
+    // A key lifeboat made itself that does not open the object: the header was changed.
+    let (stranger, _) = x25519();
     let e = decrypt_at(
         store.open("obj").unwrap(),
-        &Keyring::single("other.key", other),
-        "d/obj",
-        "backup b",
+        &Keyring::single("a read-back key", stranger),
+        &sealed,
     )
     .err()
     .unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
-    assert!(e.to_string().contains("other.key"), "{e}");
 }
 
 #[test]
@@ -171,11 +217,11 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     // A byte in the second 64 KiB chunk: the chunks around it still read, it does not.
     let mut middle = stored.clone();
     middle[stored.len() / 2] ^= 1;
-    let r = decrypt_at(Box::new(middle.clone()), &keys, "obj", "backup b").unwrap();
+    let r = decrypt_at(Box::new(middle.clone()), &keys, &OBJ).unwrap();
     assert_eq!(r.read_vec_at(0, 1000).unwrap(), &data[..1000]);
     assert!(r.read_vec_at(70_000, 1000).is_err());
     // (After a failed chunk age's reader may refuse more reads: an error, never data.)
-    let r = decrypt_at(Box::new(middle), &keys, "obj", "backup b").unwrap();
+    let r = decrypt_at(Box::new(middle), &keys, &OBJ).unwrap();
     assert_eq!(
         r.read_vec_at(140_000, 1000).unwrap(),
         &data[140_000..141_000]
@@ -184,18 +230,11 @@ fn a_flipped_ciphertext_byte_is_an_error_not_data() {
     let mut last = stored.clone();
     let n = last.len();
     last[n - 10] ^= 1;
-    let e = decrypt_at(Box::new(last), &keys, "obj", "backup b")
-        .err()
-        .unwrap();
+    let e = decrypt_at(Box::new(last), &keys, &OBJ).err().unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
     // Truncated: also refused.
-    let e = decrypt_at(
-        Box::new(stored[..n - 20].to_vec()),
-        &keys,
-        "obj",
-        "backup b",
-    )
-    .err()
-    .unwrap();
+    let e = decrypt_at(Box::new(stored[..n - 20].to_vec()), &keys, &OBJ)
+        .err()
+        .unwrap();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
 }

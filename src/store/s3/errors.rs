@@ -82,11 +82,13 @@ where
             } else {
                 K::Transient
             };
+            // What to set, not the chain's last provider's complaint ("IMDS is disabled",
+            // a timeout): that provider is only the last one tried, rarely the one meant.
             let what = if kind == K::Permission {
-                format!(
-                    "no usable AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
-                     AWS_PROFILE, or a role): {cause}"
-                )
+                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                 (or AWS_PROFILE, or run with a role: web identity / IRSA, container or \
+                 instance metadata)"
+                    .to_string()
             } else {
                 format!("cannot reach the server: {cause}")
             };
@@ -139,7 +141,7 @@ fn service(status: u16, code: Option<String>, msg: Option<String>) -> Failure {
             "an object of that name already exists".to_string(),
         ),
         (501, _) | (_, "NotImplemented") => (
-            K::Other,
+            K::Unsupported,
             "this server does not support the request".to_string(),
         ),
         (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable") => (
@@ -184,7 +186,7 @@ mod tests {
         assert_eq!(service(400, None, None).kind, StoreErrorKind::Other);
         assert_eq!(
             service(501, Some("NotImplemented".into()), None).kind,
-            StoreErrorKind::Other
+            StoreErrorKind::Unsupported
         );
     }
 }

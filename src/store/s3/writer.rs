@@ -183,10 +183,11 @@ impl S3Writer {
                     .if_none_match("*")
                     .body(body)
             );
-            return i.block_on(req.send()).map(|_| ()).map_err(|e| {
+            i.block_on(req.send()).map_err(|e| {
                 let f = classify(&e);
                 i.error(f.kind, format!("PUT {}: {f}", self.name))
-            });
+            })?;
+            return check_applied(&i, &self.name);
         }
         if !self.buf.is_empty() {
             self.send_part()?;
@@ -217,7 +218,7 @@ impl S3Writer {
             i.error(f.kind, format!("complete upload of {}: {f}", self.name))
         })?;
         self.upload_id = None;
-        Ok(())
+        check_applied(&i, &self.name)
     }
 
     /// Abort the multipart upload, if one was started. Best effort: a failure here leaves
@@ -247,6 +248,85 @@ impl S3Writer {
             );
         }
     }
+}
+
+/// Check that the server applied what every object asks for (object-lock retention,
+/// server-side encryption) to the object just written; a server that ignores those
+/// headers (s3s-fs, a bucket made without object lock) otherwise stores an object that
+/// is silently unprotected. If it did not, the object is removed and the write fails
+/// (exit 1), naming what the bucket lacks.
+fn check_applied(i: &Inner, name: &str) -> Result<()> {
+    let w = &i.write;
+    if w.sse.is_none() && w.object_lock.is_none() {
+        return Ok(());
+    }
+    let head = i
+        .block_on(
+            i.client
+                .head_object()
+                .bucket(&i.bucket)
+                .key(i.key(name))
+                .send(),
+        )
+        .map_err(|e| {
+            let f = classify(&e);
+            i.error(
+                f.kind,
+                format!("HEAD {name} (checking its retention and encryption): {f}"),
+            )
+        })?;
+    let mut lacking = Vec::new();
+    if let Some((mode, _)) = w.object_lock {
+        let got_mode = head
+            .object_lock_mode()
+            .map(|m| m.as_str().to_ascii_uppercase());
+        let want = mode.as_str().to_ascii_uppercase();
+        if head.object_lock_retain_until_date().is_none() || got_mode.as_deref() != Some(&want) {
+            lacking.push(format!(
+                "object lock: no {} retention on the object (the bucket was not created with object lock enabled, or the server does not support it; drop --s3-object-lock or use a bucket with object lock)",
+                mode.as_str()
+            ));
+        }
+    }
+    if let Some(sse) = w.sse {
+        let got = head
+            .server_side_encryption()
+            .map(|s| s.as_str().to_string());
+        if got.as_deref() != Some(sse.as_str()) {
+            lacking.push(format!(
+                "server-side encryption: the object is stored with {} instead of {} (the server does not support it; drop --s3-sse or use a server that does)",
+                got.as_deref().unwrap_or("none"),
+                sse.as_str()
+            ));
+        }
+    }
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    // Remove what was written: that version exactly, where the bucket keeps versions.
+    let removed = i.block_on(
+        i.client
+            .delete_object()
+            .bucket(&i.bucket)
+            .key(i.key(name))
+            .set_version_id(head.version_id().map(str::to_string))
+            .set_bypass_governance_retention(
+                (head.object_lock_mode() == Some(&aws_sdk_s3::types::ObjectLockMode::Governance))
+                    .then_some(true),
+            )
+            .send(),
+    );
+    let removed = match removed {
+        Ok(_) => format!("{name} was removed"),
+        Err(e) => format!("{name} could not be removed ({})", classify(&e)),
+    };
+    Err(i.error(
+        StoreErrorKind::Other,
+        format!(
+            "the server did not apply what was asked to {name}: {}; {removed}",
+            lacking.join("; ")
+        ),
+    ))
 }
 
 async fn upload_part(
