@@ -32,6 +32,11 @@ pub fn stage_of(e: &Error) -> &'static str {
             EtcdErrorKind::Stalled | EtcdErrorKind::Broken | EtcdErrorKind::Other => "stream",
         },
         Error::Integrity { .. } | Error::Corrupt { .. } => "verify",
+        // Connecting is `connect`, for S3 as for etcd.
+        Error::Store {
+            kind: crate::error::StoreErrorKind::Unreachable,
+            ..
+        } => "connect",
         Error::Store { .. } | Error::Io { .. } => "store",
         _ => "stream",
     }
@@ -129,6 +134,25 @@ pub fn previous_counters(text: &str) -> BTreeMap<String, f64> {
                 .then(|| Some((key.to_string(), value.parse().ok()?)))?
         })
         .collect()
+}
+
+/// Carry `lifeboat_verify_last_success_timestamp_seconds` forward from the previous
+/// render: it is when a verification last passed, and stays so when retention removes the
+/// backup it was about (or the destination cannot be listed for a while).
+pub fn carry_verify_success(previous: &str, dests: &mut [DestinationMetrics]) {
+    for d in dests {
+        let key = series_key(
+            "lifeboat_verify_last_success_timestamp_seconds",
+            &vec![("destination", esc(&d.destination))],
+        );
+        let before = previous.lines().find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == key).then(|| v.parse::<f64>().ok())?
+        });
+        if let Some(b) = before {
+            d.verify_last_success = Some(d.verify_last_success.map_or(b, |c| c.max(b)));
+        }
+    }
 }
 
 /// Label pairs of one series; values are escaped here (prometheus-client writes them as
