@@ -9,6 +9,7 @@
 //! the next backup cleans it up.
 
 pub mod http;
+mod memory;
 pub mod schedule;
 pub mod scrubber;
 mod slot;
@@ -220,6 +221,7 @@ impl Signals {
 /// blocking thread (it opens stores); a reload that fails keeps the running plan and logs
 /// why.
 pub fn run(load: impl Fn() -> Result<Plan> + Send + Sync + 'static, grace: Duration) -> Result<()> {
+    memory::configure();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -250,7 +252,9 @@ pub fn run(load: impl Fn() -> Result<Plan> + Send + Sync + 'static, grace: Durat
             let mut reload = false;
             tokio::select! {
                 _ = sleep_until_slot(&p) => {
-                    if slot::slot(&p, &state, &mut sig, grace, &mut reload).await {
+                    let stop = slot::slot(&p, &state, &mut sig, grace, &mut reload).await;
+                    memory::release();
+                    if stop {
                         break;
                     }
                 }
