@@ -71,10 +71,7 @@ pub(super) async fn slot(
         let Some(r) = result else { return false };
         record(p, state, attempt, &r, &pending).await;
         if let Ok(o) = &r {
-            pending = pending
-                .into_iter()
-                .filter(|d| o.failed.iter().any(|(n, _)| *n == d.name))
-                .collect();
+            pending.retain(|d| o.failed.iter().any(|(n, _)| *n == d.name));
         }
         if pending.is_empty() || tokio::time::Instant::now() + backoff >= deadline {
             return false;

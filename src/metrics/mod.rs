@@ -388,7 +388,10 @@ mod tests {
     #[test]
     fn a_refused_store_connection_is_the_connect_stage() {
         use crate::error::StoreErrorKind as K;
-        assert_eq!(stage_of(&Error::store("s3://b", K::Unreachable, "x")), "connect");
+        assert_eq!(
+            stage_of(&Error::store("s3://b", K::Unreachable, "x")),
+            "connect"
+        );
         assert_eq!(stage_of(&Error::store("s3://b", K::Timeout, "x")), "store");
         assert_eq!(stage_of(&Error::store("/d", K::Other, "x")), "store");
     }
@@ -399,7 +402,8 @@ mod tests {
             destination: "/b".into(),
             ..Default::default()
         }];
-        let previous = "lifeboat_verify_last_success_timestamp_seconds{destination=\"/b\"} 1700000000.5\n";
+        let previous =
+            "lifeboat_verify_last_success_timestamp_seconds{destination=\"/b\"} 1700000000.5\n";
         carry_verify_success(previous, &mut d);
         assert_eq!(d[0].verify_last_success, Some(1_700_000_000.5));
         d[0].verify_last_success = Some(1_800_000_000.0);
