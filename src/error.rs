@@ -47,18 +47,28 @@ pub enum StoreErrorKind {
     AlreadyExists,
     /// Permission or authentication refused: retrying will not help.
     Permission,
-    /// Worth retrying: timeouts, throttling, connection resets, 5xx.
+    /// Worth retrying: throttling, connection resets, 5xx.
     Transient,
     /// The server does not implement the request (HTTP 501 `NotImplemented`): not retried;
     /// a command that can do without it says so and goes on.
     Unsupported,
+    /// The server could not be connected to (refused, or no connection within the connect
+    /// deadline): worth retrying; counted as `stage="connect"`.
+    Unreachable,
+    /// Connected, but no answer (or a stalled transfer) within the deadline: the server may
+    /// be hung. Not retried by the store wrapper (the deadline already waited); the next
+    /// run tries again.
+    Timeout,
     /// Anything else (full disk, bad request, ...): not retried.
     Other,
 }
 
 impl StoreErrorKind {
     pub fn is_transient(self) -> bool {
-        self == StoreErrorKind::Transient
+        matches!(
+            self,
+            StoreErrorKind::Transient | StoreErrorKind::Unreachable
+        )
     }
 }
 

@@ -164,6 +164,24 @@ fn cleanup_aborts_stale_multipart_uploads() {
     assert_exit(&o, 0);
     assert_eq!(json(&o).as_array().unwrap().len(), 0);
 
+    // --dry-run says what it would abort and aborts nothing.
+    let o = s3.lifeboat([
+        "cleanup",
+        "--from",
+        "s3://bkt/p",
+        "--older-than",
+        "0s",
+        "--dry-run",
+    ]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("would abort upload p/stale.db.zst"),
+        "{}",
+        stdout(&o)
+    );
+    let left = s3.boto("print(len(s3.list_multipart_uploads(Bucket='bkt').get('Uploads', [])))");
+    assert_eq!(left.trim(), "2", "--dry-run aborted something");
+
     let o = s3.lifeboat(["cleanup", "--from", "s3://bkt/p", "--older-than", "0s"]);
     assert_exit(&o, 0);
     assert!(stdout(&o).contains("p/stale.db.zst"), "{}", stdout(&o));

@@ -161,7 +161,9 @@ fn daemon_backs_up_each_slot_prunes_and_stops_on_sigterm() {
 }
 
 /// A daemon per member of a 3-member cluster, one shared destination: only the leader's
-/// daemon backs up, once per slot; the others log that they skipped.
+/// daemon backs up, once per slot; the others log that they skipped, and still serve what
+/// the destination holds (issue 16 §8: `/healthz` 200 and `lifeboat_backups` > 0 on every
+/// daemon, leader or not).
 #[test]
 fn with_a_daemon_per_member_only_the_leaders_backs_up() {
     let mut c = Cluster::start(&etcd35(), 3, Opts::default());
@@ -172,11 +174,14 @@ fn with_a_daemon_per_member_only_the_leaders_backs_up() {
     let dest = dir.path().join("backups");
     let d = dest.to_str().unwrap().to_string();
     let mut daemons = Vec::new();
+    let mut ports = Vec::new();
     for (i, ep) in c.endpoints().split(',').enumerate() {
         let cfg = dir.path().join(format!("m{i}.toml"));
+        let port = free_port();
+        ports.push(port);
         std::fs::write(
             &cfg,
-            format!("[etcd]\nendpoints = [{ep:?}]\n\n[[destination]]\nurl = {d:?}\n\n[schedule]\nevery = \"1s\"\n\n[metrics]\nlisten = \"off\"\n"),
+            format!("[etcd]\nendpoints = [{ep:?}]\n\n[[destination]]\nurl = {d:?}\n\n[schedule]\nevery = \"1s\"\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
         )
         .unwrap();
         let log = dir.path().join(format!("m{i}.log"));
@@ -190,6 +195,25 @@ fn with_a_daemon_per_member_only_the_leaders_backs_up() {
         }
         assert!(Instant::now() < deadline, "fewer than 3 backups in time");
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // Every daemon, leader or not, says what the shared destination holds.
+    let label = format!("lifeboat_backups{{destination=\"{d}\"}}");
+    for (i, port) in ports.iter().enumerate() {
+        loop {
+            let health = http_get(*port, "/healthz");
+            let backups = http_get(*port, "/metrics").and_then(|(_, b)| {
+                b.lines()
+                    .find_map(|l| l.strip_prefix(&label)?.trim().parse::<f64>().ok())
+            });
+            if health.as_ref().is_some_and(|h| h.0 == 200) && backups.is_some_and(|n| n >= 1.0) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "member {i}'s daemon: /healthz {health:?}, {label} {backups:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     let mut logs = Vec::new();
     for (child, log) in &mut daemons {

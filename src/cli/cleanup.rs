@@ -17,11 +17,16 @@ pub struct Args {
     /// a backup that is still running).
     #[arg(long, value_name = "DURATION", default_value = "1d")]
     pub older_than: Dur,
+    /// Say what would be removed and aborted, removing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Serialize)]
 struct Report {
     destination: String,
+    /// Nothing was removed: the lists say what would be.
+    dry_run: bool,
     /// Partial objects removed (local directories).
     removed_partials: Vec<String>,
     /// Multipart uploads aborted (S3).
@@ -35,11 +40,20 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let (b, _) = super::settings().backup()?;
     // With the writer lock held, partial objects belong to dead runs only.
     let lock = store.lock(b.lock_timeout)?;
-    let removed_partials = store.clean_partials()?;
+    let removed_partials = if a.dry_run {
+        store.partials()?
+    } else {
+        store.clean_partials()?
+    };
     // A server that cannot list multipart uploads (s3s-fs) has none this can find: say
     // so in one line; the rest of the clean-up stands.
     let mut warnings = Vec::new();
-    let aborted_uploads = match store.abort_stale_uploads(a.older_than.0) {
+    let uploads = if a.dry_run {
+        store.stale_uploads(a.older_than.0)
+    } else {
+        store.abort_stale_uploads(a.older_than.0)
+    };
+    let aborted_uploads = match uploads {
         Ok(v) => v,
         Err(
             e @ Error::Store {
@@ -58,6 +72,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     drop(lock);
     let r = Report {
+        dry_run: a.dry_run,
         destination: store.location(),
         removed_partials,
         aborted_uploads,
@@ -66,11 +81,16 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     match g.output {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Text => {
+            let (removed, aborted) = if r.dry_run {
+                ("would remove", "would abort")
+            } else {
+                ("removed", "aborted")
+            };
             for p in &r.removed_partials {
-                println!("removed partial object {p}");
+                println!("{removed} partial object {p}");
             }
             for u in &r.aborted_uploads {
-                println!("aborted upload {u}");
+                println!("{aborted} upload {u}");
             }
             if r.removed_partials.is_empty() && r.aborted_uploads.is_empty() {
                 println!("{}: nothing to clean up", r.destination);

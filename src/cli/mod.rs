@@ -269,11 +269,13 @@ fn init_logging(g: &Global) {
             .try_init();
         return;
     }
+    // RFC 3339 UTC times (`2026-12-05T09:14:15.123456Z`), as in the JSON lines and etcd's
+    // own log, so that a log file can be read against the cluster's.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
+        .with_timer(tracing_subscriber::fmt::time::SystemTime)
         .try_init();
 }

@@ -26,10 +26,10 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         .into());
     };
     // Re-read on SIGHUP: the file, and the environment as it was at start.
-    let load = || {
+    let load = move || {
         let layers = Layers::load(Some(&path), &|k| std::env::var(k).ok())?;
         daemon::plan(&layers, &|d| open_destination(d, true))
     };
-    daemon::run(&load, a.shutdown_grace.0)?;
+    daemon::run(load, a.shutdown_grace.0)?;
     Ok(ExitCode::Ok)
 }

@@ -34,6 +34,15 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("destination.s3_object_lock", "LIFEBOAT_S3_OBJECT_LOCK"),
     ("destination.s3_retain_for", "LIFEBOAT_S3_RETAIN_FOR"),
     ("destination.s3_part_size", "LIFEBOAT_S3_PART_SIZE"),
+    (
+        "destination.s3_connect_timeout",
+        "LIFEBOAT_S3_CONNECT_TIMEOUT",
+    ),
+    (
+        "destination.s3_first_byte_timeout",
+        "LIFEBOAT_S3_FIRST_BYTE_TIMEOUT",
+    ),
+    ("destination.s3_stall_timeout", "LIFEBOAT_S3_STALL_TIMEOUT"),
     ("encryption.identity", "LIFEBOAT_IDENTITY"),
 ];
 

@@ -149,6 +149,10 @@ pub struct DestinationConfig {
     pub s3_object_lock: Option<s3::LockMode>,
     pub s3_retain_for: Option<Dur>,
     pub s3_part_size: Option<Size>,
+    /// Deadlines of every S3 request: connect, first byte of the answer, a stalled body.
+    pub s3_connect_timeout: Option<Dur>,
+    pub s3_first_byte_timeout: Option<Dur>,
+    pub s3_stall_timeout: Option<Dur>,
     /// Encrypt this destination's data objects to these public keys (age1…, ssh-…).
     #[serde(default)]
     pub encrypt_to: Vec<String>,

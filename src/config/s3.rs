@@ -19,6 +19,14 @@ use crate::{Error, Result};
 /// S3's smallest part (every part of a multipart upload but the last).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
 
+/// Default deadline for a TCP (and TLS) connection to the server.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Default deadline from sending a request (its body included: up to a part) to the first
+/// byte of the answer.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default time a body upload or download may make no progress before it is called stalled.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Server-side encryption asked of S3 for every object written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Sse {
@@ -168,6 +176,19 @@ pub struct S3Options {
     #[arg(long = "s3-part-size", value_name = "BYTES", global = true,
           value_parser = parse_part_size)]
     pub part_size: Option<Size>,
+    /// Deadline for connecting to the S3 server (default 10s).
+    /// Env: LIFEBOAT_S3_CONNECT_TIMEOUT.
+    #[arg(long = "s3-connect-timeout", value_name = "DURATION", global = true)]
+    pub connect_timeout: Option<Dur>,
+    /// Deadline from sending a request (a part of up to --s3-part-size included) to the
+    /// first byte of the answer (default 30s); a hung server fails the request after it.
+    /// Env: LIFEBOAT_S3_FIRST_BYTE_TIMEOUT.
+    #[arg(long = "s3-first-byte-timeout", value_name = "DURATION", global = true)]
+    pub first_byte_timeout: Option<Dur>,
+    /// How long an upload or download may make no progress before it is called stalled
+    /// (default 20s). Env: LIFEBOAT_S3_STALL_TIMEOUT.
+    #[arg(long = "s3-stall-timeout", value_name = "DURATION", global = true)]
+    pub stall_timeout: Option<Dur>,
 }
 
 fn var_of(key: &str) -> &'static str {
@@ -206,6 +227,9 @@ pub(crate) fn env_layer(get: &dyn Fn(&str) -> Option<String>) -> Result<S3Option
         object_lock: parsed(get, "destination.s3_object_lock", LockMode::from_str)?,
         retain_for: parsed(get, "destination.s3_retain_for", Dur::from_str)?,
         part_size: parsed(get, "destination.s3_part_size", parse_part_size)?,
+        connect_timeout: parsed(get, "destination.s3_connect_timeout", Dur::from_str)?,
+        first_byte_timeout: parsed(get, "destination.s3_first_byte_timeout", Dur::from_str)?,
+        stall_timeout: parsed(get, "destination.s3_stall_timeout", Dur::from_str)?,
     })
 }
 
@@ -345,6 +369,45 @@ impl Layers {
                 None,
                 Size::to_string,
             ),
+            connect_timeout: r.take(
+                "destination.s3_connect_timeout",
+                |c| {
+                    in_file(
+                        c,
+                        url,
+                        |s| s.connect_timeout.as_ref(),
+                        |d| d.s3_connect_timeout.as_ref(),
+                    )
+                },
+                Some(Dur(DEFAULT_CONNECT_TIMEOUT)),
+                Dur::to_string,
+            ),
+            first_byte_timeout: r.take(
+                "destination.s3_first_byte_timeout",
+                |c| {
+                    in_file(
+                        c,
+                        url,
+                        |s| s.first_byte_timeout.as_ref(),
+                        |d| d.s3_first_byte_timeout.as_ref(),
+                    )
+                },
+                Some(Dur(DEFAULT_FIRST_BYTE_TIMEOUT)),
+                Dur::to_string,
+            ),
+            stall_timeout: r.take(
+                "destination.s3_stall_timeout",
+                |c| {
+                    in_file(
+                        c,
+                        url,
+                        |s| s.stall_timeout.as_ref(),
+                        |d| d.s3_stall_timeout.as_ref(),
+                    )
+                },
+                Some(Dur(DEFAULT_STALL_TIMEOUT)),
+                Dur::to_string,
+            ),
         };
         let mut entries = r.entries;
         for e in &mut entries {
@@ -386,6 +449,18 @@ impl Layers {
                 ))
             }
             _ => {}
+        }
+        for (key, d) in [
+            ("s3_connect_timeout", o.connect_timeout),
+            ("s3_first_byte_timeout", o.first_byte_timeout),
+            ("s3_stall_timeout", o.stall_timeout),
+        ] {
+            if d.is_some_and(|d| d.0 < std::time::Duration::from_millis(100)) {
+                return Err(Error::flag(
+                    origin(key),
+                    "a deadline of at least 100ms (e.g. 10s)",
+                ));
+            }
         }
         Ok((o, entries))
     }

@@ -72,6 +72,11 @@ pub fn failing(store: &dyn Store, manifests: &[Manifest]) -> Result<usize> {
     Ok(summary(store, manifests)?.failing)
 }
 
+/// Whether backup `id` still exists (its manifest is what makes it exist).
+fn still_listed(store: &dyn Store, id: &str) -> Result<bool> {
+    Ok(store.stat(&crate::catalog::manifest_name(id))?.is_some())
+}
+
 fn is_gone(e: &Error) -> bool {
     matches!(
         e,
@@ -133,7 +138,18 @@ pub fn scrub(store: &dyn Store, budget: Option<u64>) -> Result<Vec<VerifyReport>
             }
             Err(e) => return Err(e),
         };
+        // Retention may remove a backup while it is being read: its objects vanish under
+        // the verification. A backup that is gone is not a failed backup.
+        if !r.ok && !still_listed(store, &m.id)? {
+            continue;
+        }
         record(store, &r, OffsetDateTime::now_utc())?;
+        // Removed between the verification and its record: take the record away again
+        // (prune removes the record with the backup; this one came after it).
+        if !still_listed(store, &m.id)? {
+            let _ = store.remove(&verified::verified_name(&m.id));
+            continue;
+        }
         reports.push(r);
     }
     Ok(reports)

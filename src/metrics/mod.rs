@@ -32,6 +32,11 @@ pub fn stage_of(e: &Error) -> &'static str {
             EtcdErrorKind::Stalled | EtcdErrorKind::Broken | EtcdErrorKind::Other => "stream",
         },
         Error::Integrity { .. } | Error::Corrupt { .. } => "verify",
+        // Connecting is `connect`, for S3 as for etcd.
+        Error::Store {
+            kind: crate::error::StoreErrorKind::Unreachable,
+            ..
+        } => "connect",
         Error::Store { .. } | Error::Io { .. } => "store",
         _ => "stream",
     }
@@ -129,6 +134,25 @@ pub fn previous_counters(text: &str) -> BTreeMap<String, f64> {
                 .then(|| Some((key.to_string(), value.parse().ok()?)))?
         })
         .collect()
+}
+
+/// Carry `lifeboat_verify_last_success_timestamp_seconds` forward from the previous
+/// render: it is when a verification last passed, and stays so when retention removes the
+/// backup it was about (or the destination cannot be listed for a while).
+pub fn carry_verify_success(previous: &str, dests: &mut [DestinationMetrics]) {
+    for d in dests {
+        let key = series_key(
+            "lifeboat_verify_last_success_timestamp_seconds",
+            &vec![("destination", esc(&d.destination))],
+        );
+        let before = previous.lines().find_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            (k == key).then(|| v.parse::<f64>().ok())?
+        });
+        if let Some(b) = before {
+            d.verify_last_success = Some(d.verify_last_success.map_or(b, |c| c.max(b)));
+        }
+    }
 }
 
 /// Label pairs of one series; values are escaped here (prometheus-client writes them as
@@ -360,6 +384,32 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_store_connection_is_the_connect_stage() {
+        use crate::error::StoreErrorKind as K;
+        assert_eq!(
+            stage_of(&Error::store("s3://b", K::Unreachable, "x")),
+            "connect"
+        );
+        assert_eq!(stage_of(&Error::store("s3://b", K::Timeout, "x")), "store");
+        assert_eq!(stage_of(&Error::store("/d", K::Other, "x")), "store");
+    }
+
+    #[test]
+    fn verify_success_keeps_its_last_value() {
+        let mut d = vec![DestinationMetrics {
+            destination: "/b".into(),
+            ..Default::default()
+        }];
+        let previous =
+            "lifeboat_verify_last_success_timestamp_seconds{destination=\"/b\"} 1700000000.5\n";
+        carry_verify_success(previous, &mut d);
+        assert_eq!(d[0].verify_last_success, Some(1_700_000_000.5));
+        d[0].verify_last_success = Some(1_800_000_000.0);
+        carry_verify_success(previous, &mut d);
+        assert_eq!(d[0].verify_last_success, Some(1_800_000_000.0));
+    }
 
     #[test]
     fn counters_carry_forward_and_labels_are_escaped() {

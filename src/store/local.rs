@@ -391,6 +391,22 @@ impl Store for LocalStore {
         Ok(Box::new(LocalLock { _file: file }))
     }
 
+    fn partials(&self) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err("list", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.ends_with(PARTIAL_SUFFIX) && !name.starts_with('.') {
+                found.push(name);
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
     fn clean_partials(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;

@@ -98,6 +98,16 @@ pub trait Store: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// What [`Store::clean_partials`] would remove, removing nothing (`cleanup --dry-run`).
+    fn partials(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// What [`Store::abort_stale_uploads`] would abort, aborting nothing.
+    fn stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
+        let _ = older_than;
+        Ok(Vec::new())
+    }
+
     /// Until when object lock forbids deleting `name` (S3 object-lock retention), or `None`
     /// (no lock, or a store without object lock). Prune asks before deleting anything.
     fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
@@ -183,6 +193,12 @@ macro_rules! forward_store {
             }
             fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
                 (**self).abort_stale_uploads(older_than)
+            }
+            fn partials(&self) -> Result<Vec<String>> {
+                (**self).partials()
+            }
+            fn stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
+                (**self).stale_uploads(older_than)
             }
             fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
                 (**self).retained_until(name)

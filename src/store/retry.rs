@@ -105,6 +105,12 @@ impl<S: Store> Store for RetryStore<S> {
     fn retained_until(&self, name: &str) -> Result<Option<std::time::SystemTime>> {
         self.run("stat", || self.inner.retained_until(name))
     }
+    fn partials(&self) -> Result<Vec<String>> {
+        self.run("list", || self.inner.partials())
+    }
+    fn stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
+        self.run("list uploads", || self.inner.stale_uploads(older_than))
+    }
     fn put_bytes(&self, name: &str, data: &[u8]) -> Result<()> {
         self.run("write", || self.inner.put_bytes(name, data))
     }

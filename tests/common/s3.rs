@@ -142,6 +142,41 @@ impl S3Server {
             .expect("start lifeboat")
     }
 
+    /// Start lifeboat like [`S3Server::lifeboat_with`] without waiting for it, its standard
+    /// error appended to `log` (a long-running daemon must not fill a pipe nobody reads).
+    pub fn spawn_lifeboat_logged<I, S>(
+        &self,
+        args: I,
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("daemon log");
+        self.command(args, env)
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("start lifeboat")
+    }
+
+    /// Stop the server (SIGSTOP): its port still accepts connections (the kernel's
+    /// backlog), but nothing answers, as with a hung server.
+    pub fn pause(&self) {
+        signal(self.child.id(), "STOP");
+    }
+
+    /// Continue the server after [`S3Server::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        signal(self.child.id(), "CONT");
+    }
+
     /// Kill the server (SIGKILL: no goodbye to its clients).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -185,8 +220,21 @@ impl S3Server {
     }
 }
 
+/// `kill -SIG pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let o = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .output()
+        .expect("kill");
+    assert!(o.status.success(), "kill -{sig} {pid}: {}", stderr(&o));
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
+        // A stopped process cannot die until continued.
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .output();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

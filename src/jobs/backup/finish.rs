@@ -47,32 +47,47 @@ pub(super) fn finish_all(
         started,
     } = streamed;
     let mut outcome = nothing_stored(stores, failed);
-    for o in tee.into_outputs() {
+    // Each destination commits, reads back and writes its manifest on its own thread: a
+    // hung server fails at its deadline while the others finish.
+    let outs: Vec<_> = tee
+        .into_outputs()
+        .into_iter()
+        .map(|o| std::sync::Mutex::new(Some(o)))
+        .collect();
+    let done = super::each((0..outs.len()).collect(), |k| {
+        let o = outs[k].lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let (name, store) = &stores[o.index];
         let Some(w) = o.writer else {
-            outcome.failed.push((
+            return Some(Err((
                 name.clone(),
                 Error::store(
                     store.location(),
                     crate::error::StoreErrorKind::Other,
                     o.error.unwrap_or_default(),
                 ),
-            ));
-            continue;
+            )));
         };
         // A failed commit left nothing visible (the store contract): nothing to remove.
         if let Err(e) = w.commit() {
-            outcome.failed.push((name.clone(), e));
-            continue;
+            return Some(Err((name.clone(), e)));
         }
         let enc = run.encryptions.get(o.index).and_then(|e| e.as_deref());
         let digest = run.digests.get(o.index).and_then(|d| d.as_ref());
-        match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest)) {
-            Ok(m) => outcome.stored.push((name.clone(), m)),
-            Err(e) => {
-                let _ = store.remove(&catalog::data_name(&run.id));
-                outcome.failed.push((name.clone(), e));
-            }
+        Some(
+            match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest)) {
+                Ok(m) => Ok((name.clone(), m)),
+                Err(e) => {
+                    let _ = store.remove(&catalog::data_name(&run.id));
+                    Err((name.clone(), e))
+                }
+            },
+        )
+    });
+    for (_, r) in done {
+        match r {
+            Some(Ok(stored)) => outcome.stored.push(stored),
+            Some(Err(failed)) => outcome.failed.push(failed),
+            None => {}
         }
     }
     outcome

@@ -259,17 +259,51 @@ fn prepare(
         .collect();
     let mut locks = Vec::new();
     let mut failed = Vec::new();
+    let mut locked = Vec::new();
     for (i, lock) in crate::store::lock_each_in_order(&labelled, wait)? {
+        match lock {
+            Ok(l) => {
+                locks.push(l);
+                locked.push(i);
+            }
+            Err(e) => failed.push((i, e)),
+        }
+    }
+    // Each destination cleans on its own thread: a hung server fails at its deadline
+    // without holding up the others.
+    let cleaned = each(locked, |i| {
         let (name, store) = &dests[i];
-        let ready = lock.and_then(|l| {
-            locks.push(l);
-            clean(name, store.as_ref())
-        });
-        if let Err(e) = ready {
+        clean(name, store.as_ref())
+    });
+    for (i, r) in cleaned {
+        if let Err(e) = r {
             failed.push((i, e));
         }
     }
+    failed.sort_by_key(|(i, _)| *i);
     Ok((locks, failed))
+}
+
+/// `f` of every item, each on its own thread (stores block, and one destination's slow or
+/// hung server must not hold up the others); results in the items' order.
+pub(super) fn each<I: Send + Copy, T: Send>(
+    items: Vec<I>,
+    f: impl Fn(I) -> T + Sync,
+) -> Vec<(I, T)> {
+    if items.len() <= 1 {
+        return items.into_iter().map(|i| (i, f(i))).collect();
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|i| (i, s.spawn(move || f(i))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|(i, h)| (i, h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))))
+            .collect()
+    })
 }
 
 /// Remove the partial objects and orphaned data objects of runs that did not finish.
@@ -384,21 +418,22 @@ pub async fn backup(
             .and_then(|s| u64::try_from(s.db_size).ok());
         let (encs, key) = (encryptions.clone(), Arc::clone(&read_back));
         let created = blocking(move || {
+            let made = each((0..targets.len()).collect(), |t| {
+                let (i, _, store) = &targets[t];
+                store
+                    .create_sized(&object, size_hint)
+                    .and_then(|w| match &encs[*i] {
+                        Some(enc) => {
+                            let at = format!("{}/{object}", store.location());
+                            enc.wrap(w, &key, &at).map(|(w, d)| (w, Some(d)))
+                        }
+                        None => Ok((w, None)),
+                    })
+            });
             Ok(targets
                 .into_iter()
-                .map(|(i, name, store)| {
-                    let made =
-                        store
-                            .create_sized(&object, size_hint)
-                            .and_then(|w| match &encs[i] {
-                                Some(enc) => {
-                                    let at = format!("{}/{object}", store.location());
-                                    enc.wrap(w, &key, &at).map(|(w, d)| (w, Some(d)))
-                                }
-                                None => Ok((w, None)),
-                            });
-                    (i, name, made)
-                })
+                .zip(made)
+                .map(|((i, name, _), (_, made))| (i, name, made))
                 .collect::<Vec<_>>())
         })
         .await?;

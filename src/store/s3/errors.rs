@@ -43,6 +43,20 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     crate::error::io_words(&std::io::Error::other(s))
 }
 
+/// Whether any error in the chain says `needle` (case-insensitive): the connector's own
+/// errors ("HTTP read timeout occurred after 30s", "tcp connect error") have no type we
+/// can match.
+fn chain_mentions(e: &(dyn std::error::Error + 'static), needle: &str) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.to_string().to_lowercase().contains(needle) {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
 /// Whether any error in the chain is about credentials (the SDK's outer layers say so;
 /// the root cause may only say why the last provider it tried failed).
 fn about_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -68,29 +82,41 @@ where
             what: format!("request could not be built: {}", root_cause(e)),
         },
         SdkError::TimeoutError(_) => Failure {
-            kind: K::Transient,
+            kind: K::Timeout,
             code: None,
-            what: "request timed out".into(),
+            what: "no answer in time: the server may be hung (raise s3_first_byte_timeout \
+                   if it is only slow)"
+                .into(),
         },
         SdkError::DispatchFailure(d) => {
             // Credentials that cannot be found or loaded are not worth another try.
             let cause = root_cause(e);
-            let kind = if d.is_io() || d.is_timeout() {
+            let kind = if chain_mentions(e, "read timeout") || chain_mentions(e, "throughput") {
+                K::Timeout
+            } else if d.is_timeout() || (d.is_io() && chain_mentions(e, "connect")) {
+                K::Unreachable
+            } else if d.is_io() {
                 K::Transient
             } else if about_credentials(e) {
                 K::Permission
             } else {
                 K::Transient
             };
-            // What to set, not the chain's last provider's complaint ("IMDS is disabled",
-            // a timeout): that provider is only the last one tried, rarely the one meant.
-            let what = if kind == K::Permission {
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-                 (or AWS_PROFILE, or run with a role: web identity / IRSA, container or \
-                 instance metadata)"
-                    .to_string()
-            } else {
-                format!("cannot reach the server: {cause}")
+            let what = match kind {
+                K::Permission => "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                     (or AWS_PROFILE, or run with a role: web identity / IRSA, container or \
+                     instance metadata)"
+                    .to_string(),
+                K::Timeout if chain_mentions(e, "throughput") => {
+                    "the transfer stalled past s3_stall_timeout: the server may be hung".into()
+                }
+                K::Timeout => "no answer within s3_first_byte_timeout: the server may be hung \
+                               (raise it if the link is only slow)"
+                    .into(),
+                K::Unreachable if d.is_timeout() => {
+                    "cannot connect to the server within s3_connect_timeout".into()
+                }
+                _ => format!("cannot reach the server: {cause}"),
             };
             Failure {
                 kind,

@@ -1,8 +1,17 @@
 //! An S3 bucket (AWS or any S3-compatible server) as a store: `s3://bucket/prefix`.
 //!
-//! The [`Store`] contract blocks; the AWS SDK is async. The store owns a small tokio
-//! runtime of its own and bridges with `block_on`, which is allowed on plain threads and on
-//! `spawn_blocking` threads (where the backup job calls stores), never on a runtime worker.
+//! The [`Store`] contract blocks; the AWS SDK is async. Every S3 store of the process runs
+//! its requests on one shared runtime ([`io_runtime`], two workers, built on first use and
+//! never per store or per request) and bridges with [`bridge`], which never panics
+//! whatever thread calls it: a plain thread or a `spawn_blocking` thread blocks on the
+//! request; a worker of a multi-threaded runtime hands its other tasks off first
+//! (`block_in_place`); a current-thread runtime's thread waits on a scoped helper thread.
+//! Callers in async code still belong on blocking threads (see [`crate::store`]); this only
+//! keeps a slip from killing the process.
+//!
+//! Every request has deadlines ([`Deadlines`]): connecting, the first byte of the answer,
+//! and a stall between bytes of a body; a hung server (stopped, black-holed) fails the
+//! request with one line instead of holding the run.
 //!
 //! Objects become visible only when complete: small ones with one PutObject, large ones
 //! as a multipart upload that only CompleteMultipartUpload makes visible ([`writer`]). Both
@@ -28,7 +37,10 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_s3::Client;
 
 use super::{ObjectInfo, ObjectWriter, Store, StoreLock};
-pub use crate::config::s3::{LockMode, S3Options, Sse, MIN_PART_SIZE};
+pub use crate::config::s3::{
+    LockMode, S3Options, Sse, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT,
+    DEFAULT_STALL_TIMEOUT, MIN_PART_SIZE,
+};
 use crate::error::StoreErrorKind;
 use crate::io::ReadAt;
 use crate::{Error, Result};
@@ -40,6 +52,9 @@ pub use errors::classify;
 pub const DEFAULT_PART_SIZE: u64 = 8 << 20;
 /// Parts uploaded at once; memory for a backup's data is bounded by this × part size.
 pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
+/// Tries of one request by the SDK itself (the store's retry wrapper and the per-part
+/// retries come on top, for errors another try can fix; never for a deadline passed).
+const SDK_ATTEMPTS: u32 = 2;
 
 /// How to reach S3 and what to ask of it for every object written. Credentials come from
 /// the standard AWS chain (environment, shared profile, web identity / IRSA, container and
@@ -64,6 +79,10 @@ pub struct S3Settings {
     pub storage_class: Option<String>,
     /// Object-lock retention of every object written: mode, and how long from its upload.
     pub object_lock: Option<(LockMode, Duration)>,
+    /// Deadlines of every request (`None`: the defaults).
+    pub connect_timeout: Option<Duration>,
+    pub first_byte_timeout: Option<Duration>,
+    pub stall_timeout: Option<Duration>,
 }
 
 impl From<&S3Options> for S3Settings {
@@ -77,6 +96,9 @@ impl From<&S3Options> for S3Settings {
             kms_key_id: o.kms_key_id.clone(),
             storage_class: o.storage_class.clone(),
             object_lock: o.object_lock.zip(o.retain_for.map(|d| d.0)),
+            connect_timeout: o.connect_timeout.map(|d| d.0),
+            first_byte_timeout: o.first_byte_timeout.map(|d| d.0),
+            stall_timeout: o.stall_timeout.map(|d| d.0),
         }
     }
 }
@@ -109,15 +131,42 @@ impl S3Settings {
     }
 }
 
-/// Owns the runtime the SDK runs on; shut down without waiting, so that dropping the
-/// store on any thread (even inside another runtime) never panics.
-struct Runtime(Option<tokio::runtime::Runtime>);
+/// The runtime every S3 request of the process runs on: built once, on first use, and
+/// kept for the life of the process (a store per reload or per command must not cost a
+/// runtime and its threads each).
+fn io_runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RT: std::sync::OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("lifeboat-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Error::Failed(format!("cannot start the S3 client's runtime: {e}")))
+}
 
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        if let Some(rt) = self.0.take() {
-            rt.shutdown_background();
+/// Run `f` on `handle`'s runtime and wait for it, from any thread, without the
+/// `Cannot start a runtime from within a runtime` panic (see the module docs).
+pub(crate) fn bridge<F>(handle: &tokio::runtime::Handle, f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => handle.block_on(f),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| handle.block_on(f))
         }
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(|| handle.block_on(f))
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
     }
 }
 
@@ -136,8 +185,6 @@ pub(crate) struct Inner {
     parts_in_flight: usize,
     /// What every object written asks for: encryption, storage class, object lock.
     write: S3Settings,
-    /// Last: readers and writers hold `Inner`, so the runtime outlives every one of them.
-    _rt: Runtime,
 }
 
 impl Inner {
@@ -160,8 +207,12 @@ impl Inner {
         ))
     }
 
-    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.handle.block_on(f)
+    fn block_on<F>(&self, f: F) -> F::Output
+    where
+        F: std::future::Future + Send,
+        F::Output: Send,
+    {
+        bridge(&self.handle, f)
     }
 
     /// An error of this store: `store s3://b/p: <what> (endpoint E, bucket B)`.
@@ -237,13 +288,8 @@ impl S3Store {
     /// endpoint and bucket.
     pub fn open(dest: &str, settings: &S3Settings) -> Result<S3Store> {
         let (bucket, prefix) = parse_url(dest)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("lifeboat-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Failed(format!("cannot start the S3 client's runtime: {e}")))?;
-        let (client, endpoint) = rt.block_on(client(settings));
+        let rt = io_runtime()?;
+        let (client, endpoint) = bridge(rt.handle(), client(settings));
         let endpoint = endpoint.unwrap_or_else(|| {
             let region = client.config().region().map(|r| r.to_string());
             format!("AWS S3 ({})", region.as_deref().unwrap_or("us-east-1"))
@@ -267,7 +313,6 @@ impl S3Store {
             part_size: settings.part_size.unwrap_or(DEFAULT_PART_SIZE),
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
             write: settings.clone(),
-            _rt: Runtime(Some(rt)),
         };
         Ok(S3Store {
             inner: Arc::new(inner),
@@ -276,7 +321,8 @@ impl S3Store {
 }
 
 /// The SDK client: rustls with ring (the TLS stack etcd-client already brings, so the
-/// binary carries one), the standard credential chain, bounded connect and read timeouts.
+/// binary carries one), the standard credential chain, and the deadlines: connect, first
+/// byte of the answer, and a stalled body (no progress for the stall timeout, up or down).
 /// Also the custom endpoint, if any, for messages.
 async fn client(s: &S3Settings) -> (Client, Option<String>) {
     use aws_config::{BehaviorVersion, Region};
@@ -290,10 +336,16 @@ async fn client(s: &S3Settings) -> (Client, Option<String>) {
         .http_client(http)
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(120))
+                .connect_timeout(s.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
+                .read_timeout(s.first_byte_timeout.unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT))
                 .build(),
-        );
+        )
+        .stalled_stream_protection(
+            aws_config::stalled_stream_protection::StalledStreamProtectionConfig::enabled()
+                .grace_period(s.stall_timeout.unwrap_or(DEFAULT_STALL_TIMEOUT))
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS));
     if let Some(r) = &s.region {
         loader = loader.region(Region::new(r.clone()));
     }
@@ -471,6 +523,13 @@ impl Store for S3Store {
 
     fn abort_stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
         writer::abort_stale_uploads(&self.inner, older_than)
+    }
+
+    fn stale_uploads(&self, older_than: Duration) -> Result<Vec<String>> {
+        Ok(writer::stale_uploads(&self.inner, older_than)?
+            .into_iter()
+            .map(|(key, _, when)| format!("{key} (started {when})"))
+            .collect())
     }
 }
 

@@ -375,6 +375,38 @@ async fn upload_part(
 /// ago; one line per upload (`key (started T)`). Younger ones may belong to a run that is
 /// still going and are left alone.
 pub(super) fn abort_stale_uploads(i: &Inner, older_than: Duration) -> Result<Vec<String>> {
+    let stale = stale_uploads(i, older_than)?;
+    let mut done = Vec::new();
+    for (key, id, when) in stale {
+        i.block_on(
+            i.client
+                .abort_multipart_upload()
+                .bucket(&i.bucket)
+                .key(&key)
+                .upload_id(&id)
+                .send(),
+        )
+        .map(|_| ())
+        .or_else(|e| {
+            let f = classify(&e);
+            // Gone meanwhile (completed or aborted by another clean-up): nothing to do.
+            if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
+                Ok(())
+            } else {
+                Err(i.error(f.kind, format!("abort upload of {key}: {f}")))
+            }
+        })?;
+        done.push(format!("{key} (started {when})"));
+    }
+    Ok(done)
+}
+
+/// The multipart uploads under the store's prefix started more than `older_than` ago:
+/// `(key, upload id, started)`.
+pub(super) fn stale_uploads(
+    i: &Inner,
+    older_than: Duration,
+) -> Result<Vec<(String, String, String)>> {
     let cutoff = std::time::SystemTime::now()
         .checked_sub(older_than)
         .unwrap_or(std::time::UNIX_EPOCH);
@@ -416,29 +448,7 @@ pub(super) fn abort_stale_uploads(i: &Inner, older_than: Duration) -> Result<Vec
             break;
         }
     }
-    let mut done = Vec::new();
-    for (key, id, when) in stale {
-        i.block_on(
-            i.client
-                .abort_multipart_upload()
-                .bucket(&i.bucket)
-                .key(&key)
-                .upload_id(&id)
-                .send(),
-        )
-        .map(|_| ())
-        .or_else(|e| {
-            let f = classify(&e);
-            // Gone meanwhile (completed or aborted by another clean-up): nothing to do.
-            if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
-                Ok(())
-            } else {
-                Err(i.error(f.kind, format!("abort upload of {key}: {f}")))
-            }
-        })?;
-        done.push(format!("{key} (started {when})"));
-    }
-    Ok(done)
+    Ok(stale)
 }
 
 impl Write for S3Writer {

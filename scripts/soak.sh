@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Soak `lifeboat run` for as long as asked (issue 17): etcd 3.5.1 with a writer, a 1 s
+# schedule, a local and an S3 destination (s3s-fs on 127.0.0.1), retention and scrubbing,
+# and faults: the S3 server killed and restarted every SOAK_RESTART_EVERY slots, stopped
+# (SIGSTOP) and continued every SOAK_PAUSE_EVERY slots, a SIGHUP (valid config) every
+# SOAK_HUP_EVERY slots. Samples RSS each slot (rss.tsv) and prints the benchmark row:
+# RSS after SOAK_SLOTS slots <= 1.1 x RSS after 50 slots, and within 96 MiB.
+#
+#   scripts/soak.sh                      # 500 slots (~9 min), release build
+#   SOAK_SLOTS=3600 scripts/soak.sh      # an hour
+#   SOAK_PROFILE=debug SOAK_SLOTS=120 scripts/soak.sh
+#
+# Exit 0 when the daemon stayed up, every listed backup verifies, no scrub failed and the
+# RSS bound holds; 1 otherwise. The work dir (log, rss.tsv) is kept on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PROFILE=${SOAK_PROFILE:-release}
+SLOTS=${SOAK_SLOTS:-500}
+RESTART_EVERY=${SOAK_RESTART_EVERY:-50}
+PAUSE_EVERY=${SOAK_PAUSE_EVERY:-0}
+HUP_EVERY=${SOAK_HUP_EVERY:-100}
+BASE_SLOT=${SOAK_BASE_SLOT:-50}
+if [ "$PROFILE" = release ]; then
+  cargo build --release --locked --bin lifeboat
+else
+  cargo build --locked --bin lifeboat
+fi
+LB=$ROOT/target/$PROFILE/lifeboat
+E=$(scripts/etcd35-dir.sh)
+S3S=${LIFEBOAT_S3S_FS:-${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs}
+WORK=$(mktemp -d)
+PIDS=()
+OK=0
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && { kill -CONT "$p" 2>/dev/null; kill "$p" 2>/dev/null; } || true; done
+  if [ "$OK" = 1 ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+# etcd, single member, and a writer (a key a slot).
+CP=$(free_port); PP=$(free_port)
+"$E/etcd" --name soak --data-dir "$WORK/etcd" \
+  --listen-client-urls "http://127.0.0.1:$CP" --advertise-client-urls "http://127.0.0.1:$CP" \
+  --listen-peer-urls "http://127.0.0.1:$PP" --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
+  --initial-cluster "soak=http://127.0.0.1:$PP" --log-level=warn >"$WORK/etcd.log" 2>&1 &
+PIDS+=($!)
+EP="http://127.0.0.1:$CP"
+for _ in $(seq 100); do "$E/etcdctl" --endpoints "$EP" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+
+# s3s-fs, restartable on the same port and storage.
+S3P=$(free_port)
+mkdir -p "$WORK/s3/soak"
+start_s3() {
+  "$S3S" --host 127.0.0.1 --port "$S3P" --access-key soak --secret-key soak-secret \
+    "$WORK/s3" >>"$WORK/s3.log" 2>&1 &
+  S3PID=$!
+  PIDS+=("$S3PID")
+  for _ in $(seq 100); do python3 -c "import socket;socket.create_connection(('127.0.0.1',$S3P))" 2>/dev/null && return 0; sleep 0.1; done
+  echo "s3s-fs did not start" >&2; exit 1
+}
+start_s3
+
+MP=$(free_port)
+cat >"$WORK/lifeboat.toml" <<TOML
+[etcd]
+endpoints = ["$EP"]
+
+[[destination]]
+url = "$WORK/local"
+
+[[destination]]
+url = "s3://soak/p"
+s3_endpoint = "http://127.0.0.1:$S3P"
+s3_first_byte_timeout = "5s"
+s3_stall_timeout = "5s"
+
+[schedule]
+every = "1s"
+when = "always"
+
+[retention]
+keep_last = 5
+
+[verify]
+every = "10s"
+budget = "64M"
+
+[metrics]
+listen = "127.0.0.1:$MP"
+TOML
+export AWS_ACCESS_KEY_ID=soak AWS_SECRET_ACCESS_KEY=soak-secret AWS_REGION=us-east-1 \
+  AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_EC2_METADATA_DISABLED=true
+"$LB" run --config "$WORK/lifeboat.toml" 2>"$WORK/daemon.log" &
+PID=$!
+PIDS+=("$PID")
+rss() { awk '/VmRSS/{print $2}' "/proc/$PID/status"; }
+echo -e "slot\trss_kib" >"$WORK/rss.tsv"
+BASE=0
+for slot in $(seq 1 "$SLOTS"); do
+  sleep 1
+  kill -0 "$PID" 2>/dev/null || { echo "the daemon died at slot $slot" >&2; tail -20 "$WORK/daemon.log" >&2; exit 1; }
+  "$E/etcdctl" --endpoints "$EP" put "/soak/$((slot % 100))" "$(head -c 512 /dev/urandom | base64 -w0)" >/dev/null
+  R=$(rss)
+  echo -e "$slot\t$R" >>"$WORK/rss.tsv"
+  [ "$slot" = "$BASE_SLOT" ] && BASE=$R
+  if [ "$RESTART_EVERY" -gt 0 ] && [ $((slot % RESTART_EVERY)) = 0 ]; then
+    kill -9 "$S3PID"; wait "$S3PID" 2>/dev/null || true; sleep 2; start_s3
+  fi
+  if [ "$PAUSE_EVERY" -gt 0 ] && [ $((slot % PAUSE_EVERY)) = 0 ]; then
+    kill -STOP "$S3PID"; sleep 10; kill -CONT "$S3PID"
+  fi
+  if [ "$HUP_EVERY" -gt 0 ] && [ $((slot % HUP_EVERY)) = 0 ]; then kill -HUP "$PID"; fi
+done
+END=$(rss)
+kill -TERM "$PID"; wait "$PID" || { echo "the daemon exited non-zero" >&2; exit 1; }
+FAIL=0
+for d in "$WORK/local" s3://soak/p; do
+  LIFEBOAT_S3_ENDPOINT="http://127.0.0.1:$S3P" "$LB" verify -q --from "$d" --all || { echo "verify $d failed" >&2; FAIL=1; }
+done
+grep -q "FAILED verification" "$WORK/daemon.log" && { echo "a scrub failed" >&2; FAIL=1; }
+grep -q "panicked" "$WORK/daemon.log" && { echo "the daemon panicked" >&2; FAIL=1; }
+STORED=$(grep -c "backup stored" "$WORK/daemon.log" || true)
+[ "$BASE" -gt 0 ] || BASE=$(awk 'NR==2{print $2}' "$WORK/rss.tsv")
+RATIO=$(python3 -c "print(f'{$END/$BASE:.3f}')")
+echo "soak ($PROFILE): $SLOTS slots at 1 s, local + S3 (s3s-fs restarted every $RESTART_EVERY slots): RSS $((BASE / 1024)) MiB after $BASE_SLOT slots, $((END / 1024)) MiB after $SLOTS (ratio $RATIO, bound 1.1 and 96 MiB); $STORED backups stored"
+python3 -c "import sys; sys.exit(0 if $END <= 1.1*$BASE and $END <= 96*1024 else 1)" || { echo "RSS bound exceeded" >&2; FAIL=1; }
+[ "$FAIL" = 0 ] && OK=1
+exit "$FAIL"
