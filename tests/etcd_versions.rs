@@ -35,6 +35,8 @@ struct Source {
     /// `endpoint hashkv --rev=<compaction>` after a restart.
     hashkv_at_compact: u64,
     member_id: u64,
+    /// A copy of the stopped member's data dir.
+    member_dir: PathBuf,
 }
 
 fn build_source(bins: Bins) -> Source {
@@ -42,7 +44,14 @@ fn build_source(bins: Bins) -> Source {
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("etcd-versions-{}", bins.version));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut c = Cluster::single(&bins, Opts::default());
+    let mut c = Cluster::single(
+        &bins,
+        Opts {
+            // Raft snapshots early: 3.6 writes v2 .snap files with them, 3.7 does not.
+            snapshot_count: Some(10),
+            ..Opts::default()
+        },
+    );
     for i in 0..20 {
         c.put(&format!("/n/{i:02}"), &format!("value-{i}"));
     }
@@ -101,7 +110,11 @@ fn build_source(bins: Bins) -> Source {
         "etcd {}: hashkv at the compaction {compact_rev}: {cached} kept at compaction, {hashkv_at_compact} after a restart",
         bins.version
     );
+    c.stop(0);
+    let member_dir = dir.join("member-copy");
+    copy_dir(c.data_dir(0), &member_dir);
     Source {
+        member_dir,
         snap,
         manifest,
         kvs: get["kvs"].clone(),
@@ -117,7 +130,9 @@ fn build_source(bins: Bins) -> Source {
 fn source(version: &str) -> &'static Source {
     static S36: OnceLock<Source> = OnceLock::new();
     static S37: OnceLock<Source> = OnceLock::new();
+    static S35: OnceLock<Source> = OnceLock::new();
     match version {
+        "3.5.16" => S35.get_or_init(|| build_source(common::native::etcd3516())),
         "3.6" => S36.get_or_init(|| build_source(etcd36())),
         _ => S37.get_or_init(|| build_source(etcd37())),
     }
@@ -541,4 +556,143 @@ fn native_restore_boots_on_3_7() {
 #[test]
 fn native_restore_of_a_3_6_backup_boots_on_3_7() {
     boots(source("3.6"), &etcd37(), 3, None);
+}
+
+/// A fresh copy of the source member's dir.
+fn member_copy(s: &Source, tmp: &TempDir) -> PathBuf {
+    let d = tmp.path().join("m0");
+    copy_dir(&s.member_dir, &d);
+    d
+}
+
+fn check(dir: &Path) -> (std::process::Output, serde_json::Value) {
+    let o = run_lifeboat(["check-member", "-o", "json", dir.to_str().unwrap()]);
+    let j = json(&o);
+    (o, j["members"][0].clone())
+}
+
+/// check-member's verdict, and its prediction held by the real etcd of that version.
+fn verdict(s: &Source, dir: &Path, what: &str, want: &str, code: i32) -> serde_json::Value {
+    let (o, r) = check(dir);
+    assert_eq!(r["verdict"], want, "etcd {} {what}: {r:#}", s.bins.version);
+    assert_exit(&o, code);
+    let predicted = r["etcd_starts"].as_bool().unwrap();
+    let got = start_on_dir(&s.bins, dir, "m0", Duration::from_secs(40));
+    assert_eq!(
+        got.serving, predicted,
+        "etcd {} {what}: lifeboat predicted etcd_starts={predicted}\n{r:#}\n{}",
+        s.bins.version, got.log
+    );
+    r
+}
+
+fn wal_entries(dir: &Path) -> Vec<serde_json::Value> {
+    let o = run_lifeboat([
+        "wal",
+        "dump",
+        "-o",
+        "json",
+        "--type",
+        "entry",
+        dir.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    json(&o).as_array().unwrap().clone()
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join("member/wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+/// check-member and wal dump on a member dir the version wrote: clean, torn tail, flipped
+/// byte, each prediction checked by starting that etcd.
+fn check_member(version: &str) {
+    let s = source(version);
+    let snaps = std::fs::read_dir(s.member_dir.join("member/snap"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "snap")
+        })
+        .count();
+    // The issue expected 3.7 to stop writing v2 .snap files: 3.7.3 still writes them at every
+    // raft snapshot (checked here, so a release that stops shows up).
+    assert!(
+        snaps > 0,
+        "etcd {} wrote no .snap files at --snapshot-count",
+        s.bins.version
+    );
+    let tmp = TempDir::new().unwrap();
+    let d = member_copy(s, &tmp);
+    let r = verdict(s, &d, "clean copy", "healthy", 0);
+    let serious = r["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["severity"] != "warning")
+        .count();
+    assert_eq!(serious, 0, "{r:#}");
+
+    // Torn tail: the last segment cut inside its last entry.
+    let tmp = TempDir::new().unwrap();
+    let d = member_copy(s, &tmp);
+    let last = last_segment(&d);
+    let name = last.file_name().unwrap().to_str().unwrap().to_string();
+    let entries: Vec<_> = wal_entries(&d)
+        .into_iter()
+        .filter(|e| e["file"] == name.as_str())
+        .collect();
+    let rec = entries.last().unwrap()["offset"].as_u64().unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    f.set_len(rec + 8 + 4).unwrap();
+    drop(f);
+    let r = verdict(s, &d, "last entry cut", "torn-tail", 0);
+    assert_eq!(r["problems"][0]["offset"].as_u64(), Some(rec), "{r:#}");
+
+    // A flipped byte inside a big entry in the middle of the log.
+    let tmp = TempDir::new().unwrap();
+    let d = member_copy(s, &tmp);
+    let entries = wal_entries(&d);
+    let big = entries
+        .iter()
+        .find(|e| e["data_len"].as_u64().or(e["size"].as_u64()).unwrap_or(0) > 5000)
+        .unwrap_or(&entries[entries.len() / 2]);
+    let file = d.join("member/wal").join(big["file"].as_str().unwrap());
+    let rec = big["offset"].as_u64().unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[rec as usize + 40] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let r = verdict(s, &d, "flipped byte", "corrupt-wal", 3);
+    assert_eq!(r["problems"][0]["offset"].as_u64(), Some(rec), "{r:#}");
+}
+
+#[test]
+fn check_member_on_3_6_dirs() {
+    check_member("3.6");
+}
+
+#[test]
+fn check_member_on_3_7_dirs() {
+    check_member("3.7");
+}
+
+/// A 3.5.16 backup (no storage version) onto 3.6.16 nodes: the Kubernetes 1.33 → 1.34 path.
+#[test]
+fn native_restore_of_a_3_5_16_backup_boots_on_3_6() {
+    let s = source("3.5.16");
+    assert!(
+        s.manifest.get("storage_version").is_none(),
+        "{:#}",
+        s.manifest
+    );
+    boots(s, &etcd36(), 3, Some(1000));
 }
