@@ -47,7 +47,7 @@ fn build_source(bins: Bins) -> Source {
     let mut c = Cluster::single(
         &bins,
         Opts {
-            // Raft snapshots early: 3.6 writes v2 .snap files with them, 3.7 does not.
+            // Raft snapshots early: both still write v2 .snap files with them.
             snapshot_count: Some(10),
             ..Opts::default()
         },
@@ -695,4 +695,42 @@ fn native_restore_of_a_3_5_16_backup_boots_on_3_6() {
         s.manifest
     );
     boots(s, &etcd36(), 3, Some(1000));
+}
+
+/// A 3.7 backup planned onto 3.6 nodes, or a 3.6 backup onto 3.5 nodes, is a downgrade:
+/// refused at plan time (exit 2) naming the version to use. (etcd 3.6 refuses a 3.7 db at
+/// boot; etcd 3.5 would start on a 3.6 db, which etcd does not support.)
+#[test]
+fn plan_refuses_a_downgrade() {
+    for (version, target, want) in [("3.7", "3.6.16", "3.7"), ("3.6", "3.5.16", "3.6")] {
+        let s = source(version);
+        let dest = s.snap.parent().unwrap().join("backups");
+        let tmp = TempDir::new().unwrap();
+        let topo = tmp.path().join("topology.toml");
+        std::fs::write(
+            &topo,
+            format!(
+                "cluster_token = \"generate\"\netcd_version = \"{target}\"\n\n[[member]]\nname = \"r0\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\nhost = \"127.0.0.1\"\n",
+                free_port(),
+                free_port(),
+                tmp.path().join("d").display()
+            ),
+        )
+        .unwrap();
+        let out = tmp.path().join("plan");
+        let o = run_lifeboat([
+            "restore",
+            "plan",
+            "--from",
+            dest.to_str().unwrap(),
+            "--topology",
+            topo.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_exit(&o, 2);
+        let e = stderr(&o);
+        assert!(e.contains(&format!("use {want} or later")), "{e}");
+        assert!(!out.join("plan.json").exists());
+    }
 }
