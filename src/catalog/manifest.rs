@@ -84,6 +84,12 @@ pub struct Manifest {
     /// manifests written before it existed (and then outside the digest, which stays valid).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashkv: Option<u32>,
+    /// The snapshot's storage version as the source member reported it with the stream
+    /// (`SnapshotResponse.version`, the db's `meta/storageVersion`, e.g. `3.6.0`): set by
+    /// etcd 3.6 and later, absent for 3.5 and older (and for a 3.6 member whose storage was
+    /// not migrated yet). A restore must use an etcd at least this new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_version: Option<String>,
     /// Until when S3 object lock protects the data object (RFC 3339, UTC; the manifest,
     /// written later, is locked a little longer). Absent when nothing is locked.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -188,8 +188,12 @@ fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
     }
     writeln!(
         o,
-        "Cluster        version {}; {} member(s){}",
+        "Cluster        version {}{}; {} member(s){}",
         opt(&r.cluster_version),
+        r.storage_version
+            .as_deref()
+            .map(|v| format!(", storage version {v}"))
+            .unwrap_or_default(),
         r.members.len(),
         if r.removed_members.is_empty() {
             String::new()

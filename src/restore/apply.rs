@@ -342,13 +342,16 @@ fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path) -> Result<()> {
         bump_revision: plan.bump_revision,
         mark_compacted: plan.mark_compacted,
     };
-    super::native::write_member_dir(
+    // The files the node's etcd release's own etcdutl would write (every style boots on
+    // every release; this keeps them byte-comparable with that etcdutl).
+    super::native::write_member_dir_styled(
         &db,
         Some(want),
         &spec,
         &m.name,
         Path::new(&m.data_dir),
         m.wal_dir.as_deref().map(Path::new),
+        super::native::RestoreStyle::for_version(&m.etcd_version),
     )?;
     Ok(())
 }

@@ -266,11 +266,11 @@ impl<'a> Validator<'a> {
     }
 
     fn check_version(&mut self, key: String, line: usize, v: &str) {
-        if !(v == "3.4" || v == "3.5" || v.starts_with("3.4.") || v.starts_with("3.5.")) {
+        if !is_planned_version(v) {
             self.problem(
                 key,
                 line,
-                format!("{v:?}: lifeboat plans restores for etcd 3.4 and 3.5 (write \"3.4\", \"3.5\" or e.g. \"3.5.16\")"),
+                format!("{v:?}: lifeboat plans restores for etcd 3.4, 3.5, 3.6 and 3.7 (write e.g. \"3.5\", \"3.5.16\" or \"3.6.16\")"),
             );
         }
     }
@@ -493,6 +493,14 @@ pub fn starting_topology(m: &crate::catalog::Manifest) -> String {
         }
     }
     s
+}
+
+/// The etcd releases a plan can target: 3.4 to 3.7, as `3.N` or `3.N.P` (each tested by
+/// booting natively restored members, docs/etcd-versions.md).
+fn is_planned_version(v: &str) -> bool {
+    ["3.4", "3.5", "3.6", "3.7"]
+        .iter()
+        .any(|m| v == *m || v.strip_prefix(m).is_some_and(|rest| rest.starts_with('.')))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod native;
 pub mod restore;
 pub mod s3;
 pub mod store;
+pub mod versions;
 
 /// One etcd release: server, etcdctl and (3.5+) etcdutl.
 #[derive(Debug, Clone)]

@@ -42,6 +42,14 @@ struct Newest {
     live_now: bool,
 }
 
+/// Whether etcd answers a hashkv at exactly the compaction revision for this db: 3.6 and
+/// later do (`hashByRev` refuses only revisions below it, and serve the hash they kept at
+/// the compaction); 3.4 and 3.5 refuse it. A db that carries `meta/storageVersion` was
+/// written by 3.6+ and is served by 3.6+ (etcd refuses to downgrade it).
+fn hashes_at_compaction<R: ReadAt>(db: &Db<R>) -> Result<bool, FormatError> {
+    Ok(super::meta_fields(db)?.storage_version.is_some())
+}
+
 /// Why a hashkv cannot be computed at the asked revision (what etcd would answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HashKvRefused {
@@ -102,7 +110,7 @@ impl HashKv {
     ) -> Result<Result<HashKv, HashKvRefused>, FormatError> {
         // etcd's currentRev after a restart is at least the compaction revision.
         let current = current.max(compact);
-        if rev > 0 && rev <= compact {
+        if rev > 0 && (rev < compact || (rev == compact && !hashes_at_compaction(db)?)) {
             return Ok(Err(HashKvRefused::Compacted { rev, compact }));
         }
         if rev > 0 && rev > current {

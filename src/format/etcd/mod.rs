@@ -151,6 +151,8 @@ pub struct Summary {
     pub members: Vec<Member>,
     pub removed_members: Vec<u64>,
     pub cluster_version: Option<String>,
+    /// `meta/storageVersion` (etcd 3.6+), None before 3.6.
+    pub storage_version: Option<String>,
     pub alarms: Vec<Alarm>,
     pub auth_enabled: bool,
 }
@@ -188,7 +190,13 @@ pub struct MetaFields {
     pub conf_state: Option<ConfState>,
     pub finished_compact: Option<i64>,
     pub scheduled_compact: Option<i64>,
+    /// `meta/storageVersion` (etcd 3.6+: e.g. `3.6.0`; absent before 3.6).
+    pub storage_version: Option<String>,
 }
+
+/// `meta/storageVersion`: the schema version etcd 3.6+ writes once its cluster version is
+/// known (`"3.6.0"` on 3.6, `"3.7.0"` on 3.7: {major, minor} printed as a semver).
+pub const STORAGE_VERSION: &[u8] = b"storageVersion";
 
 /// Read the `meta` bucket's known keys.
 pub fn meta_fields<R: ReadAt>(db: &Db<R>) -> Result<MetaFields, FormatError> {
@@ -212,6 +220,9 @@ pub fn meta_fields<R: ReadAt>(db: &Db<R>) -> Result<MetaFields, FormatError> {
     }
     if let Some(v) = b.get(b"scheduledCompactRev")? {
         m.scheduled_compact = Some(compact_rev(META, b"scheduledCompactRev", &v)?);
+    }
+    if let Some(v) = b.get(STORAGE_VERSION)? {
+        m.storage_version = Some(String::from_utf8_lossy(&v).into_owned());
     }
     Ok(m)
 }
@@ -341,6 +352,7 @@ pub fn summary_of<R: ReadAt>(db: &Db<R>) -> Result<Summary, FormatError> {
         members: c.members,
         removed_members: c.removed_members,
         cluster_version: c.cluster_version,
+        storage_version: m.storage_version,
         alarms: c.alarms,
         auth_enabled: c.auth_enabled,
     })

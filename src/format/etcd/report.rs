@@ -96,6 +96,8 @@ pub struct Report {
     pub members: Vec<Member>,
     pub removed_members: Vec<String>,
     pub cluster_version: Option<String>,
+    /// `meta/storageVersion` (etcd 3.6+: the `version` `etcdutl snapshot status` prints).
+    pub storage_version: Option<String>,
     pub alarms: Vec<Alarm>,
     pub auth_enabled: bool,
     pub buckets: Vec<BucketStats>,
@@ -355,6 +357,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         members: vec![],
         removed_members: vec![],
         cluster_version: None,
+        storage_version: None,
         alarms: vec![],
         auth_enabled: false,
     });
@@ -452,6 +455,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
             .map(|id| format!("{id:x}"))
             .collect(),
         cluster_version: s.cluster_version,
+        storage_version: s.storage_version,
         alarms: s.alarms,
         auth_enabled: s.auth_enabled,
         buckets: chk.buckets,

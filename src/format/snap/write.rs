@@ -7,6 +7,7 @@
 //! because the equivalence test demands etcdutl's bytes.
 
 use crate::format::wal::record::encode;
+use crate::format::wal::write::{conf_state, RestoreStyle};
 
 /// Capacity of the v2 store's event history (`EventHistory`'s queue).
 pub const EVENT_CAPACITY: usize = 1000;
@@ -67,6 +68,14 @@ fn node(path: &str, index: usize, value: &str, children: Option<&str>) -> String
 
 /// The v2 store JSON after adding `members` (ascending id; at most [`EVENT_CAPACITY`]).
 pub fn v2_store_json(members: &[V2Member<'_>]) -> String {
+    v2_store_json_styled(members, RestoreStyle::Etcd35)
+}
+
+/// [`v2_store_json`] as `style`'s etcdutl writes it (3.6+ counts one failed Get). 3.6+ adds
+/// the members in map order, so with several members its creation indexes vary from run
+/// to run; this writes them in ascending id order, as 3.5 does.
+pub fn v2_store_json_styled(members: &[V2Member<'_>], style: RestoreStyle) -> String {
+    let gets_fail = style.v2_gets_fail();
     let n = members.len();
     // Creation order is ascending id (index i+1); Go prints map keys sorted as strings.
     let mut by_key: Vec<(String, usize, &V2Member<'_>)> = members
@@ -118,7 +127,7 @@ pub fn v2_store_json(members: &[V2Member<'_>]) -> String {
     events.resize(EVENT_CAPACITY.max(n), "null".into());
     let start = if n == 0 { 0 } else { 1 };
     format!(
-        "{{\"Root\":{root},\"WatcherHub\":{{\"EventHistory\":{{\"Queue\":{{\"Events\":[{}],\"Size\":{n},\"Front\":0,\"Back\":{n},\"Capacity\":{EVENT_CAPACITY}}},\"StartIndex\":{start},\"LastIndex\":{n}}}}},\"CurrentIndex\":{n},\"Stats\":{{\"getsSuccess\":0,\"getsFail\":0,\"setsSuccess\":0,\"setsFail\":0,\"deleteSuccess\":0,\"deleteFail\":0,\"updateSuccess\":0,\"updateFail\":0,\"createSuccess\":{n},\"createFail\":0,\"compareAndSwapSuccess\":0,\"compareAndSwapFail\":0,\"compareAndDeleteSuccess\":0,\"compareAndDeleteFail\":0,\"expireCount\":0,\"watchers\":0}},\"CurrentVersion\":2}}",
+        "{{\"Root\":{root},\"WatcherHub\":{{\"EventHistory\":{{\"Queue\":{{\"Events\":[{}],\"Size\":{n},\"Front\":0,\"Back\":{n},\"Capacity\":{EVENT_CAPACITY}}},\"StartIndex\":{start},\"LastIndex\":{n}}}}},\"CurrentIndex\":{n},\"Stats\":{{\"getsSuccess\":0,\"getsFail\":{gets_fail},\"setsSuccess\":0,\"setsFail\":0,\"deleteSuccess\":0,\"deleteFail\":0,\"updateSuccess\":0,\"updateFail\":0,\"createSuccess\":{n},\"createFail\":0,\"compareAndSwapSuccess\":0,\"compareAndSwapFail\":0,\"compareAndDeleteSuccess\":0,\"compareAndDeleteFail\":0,\"expireCount\":0,\"watchers\":0}},\"CurrentVersion\":2}}",
         events.join(",")
     )
 }
@@ -126,13 +135,15 @@ pub fn v2_store_json(members: &[V2Member<'_>]) -> String {
 /// File name and bytes of the restored snap file: `0000000000000001-<N>.snap` holding
 /// `raftpb.Snapshot{v2 store, metadata{voters, index N, term 1}}` in `snappb.snapshot`.
 pub fn restore_snap(members: &[V2Member<'_>]) -> (String, Vec<u8>) {
+    restore_snap_styled(members, RestoreStyle::Etcd35)
+}
+
+/// [`restore_snap`] as `style`'s etcdutl writes it.
+pub fn restore_snap_styled(members: &[V2Member<'_>], style: RestoreStyle) -> (String, Vec<u8>) {
     let n = members.len() as u64;
-    let data = v2_store_json(members);
-    let mut cs = Vec::new();
-    for m in members {
-        encode::field_varint(&mut cs, 1, m.id);
-    }
-    encode::field_varint(&mut cs, 5, 0);
+    let data = v2_store_json_styled(members, style);
+    let ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    let cs = conf_state(&ids, style);
     let mut meta = Vec::new();
     encode::field_bytes(&mut meta, 1, &cs);
     encode::field_varint(&mut meta, 2, n);

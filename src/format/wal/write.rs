@@ -49,10 +49,61 @@ impl SegmentWriter {
     }
 }
 
+/// Which release's `etcdutl snapshot restore` a restored member's files follow, byte for
+/// byte. Every style boots on every etcd from 3.4 to 3.7 (tests/etcd_versions.rs); the
+/// differences are in how the writing library encodes the same values:
+/// * 3.4/3.5: gogo protobuf writes zero-valued fields (`ConfChange.ID 0`, `AutoLeave false`);
+/// * 3.6: the same, and the v2 store in the .snap counts one failed Get (`getsFail 1`: 3.6
+///   reads its empty store before adding the members);
+/// * 3.7: Go protobuf with proto2 presence writes only the fields etcdutl sets (no
+///   `ConfChange.ID`, no `ConfState.AutoLeave`), and `getsFail 1` as in 3.6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestoreStyle {
+    #[default]
+    Etcd35,
+    Etcd36,
+    Etcd37,
+}
+
+impl RestoreStyle {
+    /// The style of an etcd version string (`3.6`, `3.6.16`, `v3.7.3`); 3.5 for anything
+    /// older or unknown, the newest style for anything newer than 3.7.
+    pub fn for_version(version: &str) -> RestoreStyle {
+        let v = version.trim().trim_start_matches('v');
+        let mut parts = v.split('.').map(|p| p.parse::<u64>().ok());
+        match (parts.next().flatten(), parts.next().flatten()) {
+            (Some(3), Some(minor)) if minor >= 7 => RestoreStyle::Etcd37,
+            (Some(3), Some(6)) => RestoreStyle::Etcd36,
+            (Some(major), _) if major > 3 => RestoreStyle::Etcd37,
+            _ => RestoreStyle::Etcd35,
+        }
+    }
+
+    /// Whether zero-valued fields are written (gogo protobuf, etcd ≤ 3.6).
+    pub fn writes_zero_fields(self) -> bool {
+        self != RestoreStyle::Etcd37
+    }
+
+    /// `getsFail` in the restored v2 store's stats.
+    pub fn v2_gets_fail(self) -> u64 {
+        match self {
+            RestoreStyle::Etcd35 => 0,
+            _ => 1,
+        }
+    }
+}
+
 /// `raftpb.ConfChange{ID 0, AddNode, node, context}` as gogo encodes it.
 pub fn conf_change_add(node: u64, context: &[u8]) -> Vec<u8> {
+    conf_change_add_styled(node, context, RestoreStyle::Etcd35)
+}
+
+/// [`conf_change_add`] as `style`'s etcdutl encodes it (3.7 leaves the unset ID out).
+pub fn conf_change_add_styled(node: u64, context: &[u8], style: RestoreStyle) -> Vec<u8> {
     let mut out = Vec::new();
-    encode::field_varint(&mut out, 1, 0);
+    if style.writes_zero_fields() {
+        encode::field_varint(&mut out, 1, 0);
+    }
     encode::field_varint(&mut out, 2, 0);
     encode::field_varint(&mut out, 3, node);
     encode::field_bytes(&mut out, 4, context);
@@ -64,19 +115,45 @@ pub fn conf_change_add(node: u64, context: &[u8]) -> Vec<u8> {
 /// snapshot, one AddNode ConfChange per member at term 1, HardState{1, lowest id, N},
 /// snapshot{N, 1, all voters}. Unpadded: the caller preallocates to [`SEGMENT_SIZE`].
 pub fn restore_segment(node: u64, cluster: u64, members: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    restore_segment_styled(node, cluster, members, RestoreStyle::Etcd35)
+}
+
+/// [`restore_segment`] as `style`'s etcdutl writes it.
+pub fn restore_segment_styled(
+    node: u64,
+    cluster: u64,
+    members: &[(u64, Vec<u8>)],
+    style: RestoreStyle,
+) -> Vec<u8> {
     let n = members.len() as u64;
     let mut w = SegmentWriter::new(0);
     w.record(METADATA, &encode::metadata(node, cluster));
     w.record(SNAPSHOT, &encode::snapshot(0, 0, &[]));
     for (i, (id, json)) in members.iter().enumerate() {
-        let cc = conf_change_add(*id, json);
+        let cc = conf_change_add_styled(*id, json, style);
         w.record(ENTRY, &encode::entry(1, 1, i as u64 + 1, Some(&cc)));
     }
     let lowest = members.first().map(|m| m.0).unwrap_or(0);
     w.record(STATE, &encode::hard_state(1, lowest, n));
     let voters: Vec<u64> = members.iter().map(|m| m.0).collect();
-    w.record(SNAPSHOT, &encode::snapshot(n, 1, &voters));
+    let mut snap = Vec::new();
+    encode::field_varint(&mut snap, 1, n);
+    encode::field_varint(&mut snap, 2, 1);
+    encode::field_bytes(&mut snap, 3, &conf_state(&voters, style));
+    w.record(SNAPSHOT, &snap);
     w.into_bytes()
+}
+
+/// `raftpb.ConfState{Voters}` as `style`'s etcdutl encodes it (gogo adds `AutoLeave false`).
+pub fn conf_state(voters: &[u64], style: RestoreStyle) -> Vec<u8> {
+    let mut cs = Vec::new();
+    for v in voters {
+        encode::field_varint(&mut cs, 1, *v);
+    }
+    if style.writes_zero_fields() {
+        encode::field_varint(&mut cs, 5, 0);
+    }
+    cs
 }
 
 #[cfg(test)]

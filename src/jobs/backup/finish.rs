@@ -31,6 +31,8 @@ pub(super) struct Run {
     pub(super) encryptions: Vec<Option<Arc<Encryption>>>,
     pub(super) read_back: Arc<ReadBackKey>,
     pub(super) digests: Vec<Option<StoredDigest>>,
+    /// The storage version the source member sent with the snapshot (etcd 3.6+).
+    pub(super) storage_version: Option<String>,
 }
 
 /// Commit, read back and describe each destination's object (blocking).
@@ -45,6 +47,7 @@ pub(super) fn finish_all(
         tee,
         result,
         started,
+        ..
     } = streamed;
     let mut outcome = nothing_stored(stores, failed);
     // Each destination commits, reads back and writes its manifest on its own thread: a
@@ -177,6 +180,7 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
         lifeboat_version: env!("CARGO_PKG_VERSION").into(),
         duration_seconds: 0.0,
         hashkv: None,
+        storage_version: run.storage_version.clone(),
         retain_until: None,
         manifest_sha256: String::new(),
     }

@@ -131,6 +131,8 @@ struct Streamed {
     tee: Tee,
     result: SinkResult,
     started: OffsetDateTime,
+    /// `SnapshotResponse.version` (empty before etcd 3.6).
+    storage_version: String,
 }
 
 async fn attempt(
@@ -145,6 +147,8 @@ async fn attempt(
     let tee = Tee::new(writers);
     let prog = Arc::clone(&progress);
     let what = format!("snapshot from {}", choice.name);
+    let storage_version = Arc::new(std::sync::Mutex::new(String::new()));
+    let reported = Arc::clone(&storage_version);
     let sink = tokio::task::spawn_blocking(move || -> (io::Result<(Tee, SinkResult)>, u64) {
         let mut expected = 0;
         let mut sink = match SnapshotSink::new(tee, frames) {
@@ -154,8 +158,14 @@ async fn attempt(
         let mut got = 0u64;
         while let Some(ev) = rx.blocking_recv() {
             match ev {
-                StreamEvent::Start { expected_db_len } => {
+                StreamEvent::Start {
+                    expected_db_len,
+                    storage_version,
+                } => {
                     expected = expected_db_len;
+                    if let Ok(mut v) = reported.lock() {
+                        *v = storage_version;
+                    }
                     prog.begin(&what, Some(expected_db_len));
                 }
                 StreamEvent::Data(chunk) => {
@@ -224,10 +234,15 @@ async fn attempt(
                     ),
                 )));
             }
+            let storage_version = storage_version
+                .lock()
+                .map(|v| v.clone())
+                .unwrap_or_default();
             Ok(Streamed {
                 tee,
                 result,
                 started,
+                storage_version,
             })
         }
     }
@@ -490,6 +505,7 @@ pub async fn backup(
         ));
     }
     let run = Run {
+        storage_version: Some(streamed.storage_version.clone()).filter(|v| !v.is_empty()),
         opts: opts.clone(),
         id,
         view,

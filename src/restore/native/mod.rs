@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 
 use crate::format::bolt::write::{cow_patch, Edit, Patch};
 use crate::format::bolt::Db;
-use crate::format::snap::write::{member_json, restore_snap, V2Member};
-use crate::format::wal::write::restore_segment;
+use crate::format::snap::write::{member_json, restore_snap_styled, V2Member};
+use crate::format::wal::write::restore_segment_styled;
+pub use crate::format::wal::write::RestoreStyle;
 use crate::io::ReadAt;
 use crate::restore::ids::{cluster_id, member_id, normalize_peer_url};
 use crate::{Error, Result};
@@ -242,6 +243,26 @@ pub fn write_member_dir(
         .ok_or_else(|| Error::Failed("restore wrote no member".into()))
 }
 
+/// [`write_member_dir`] with the files of `style`'s etcdutl (the target etcd's release).
+pub fn write_member_dir_styled(
+    db: &dyn ReadAt,
+    expected_sha256: Option<[u8; 32]>,
+    spec: &RestoreSpec,
+    name: &str,
+    data_dir: &Path,
+    wal_dir: Option<&Path>,
+    style: RestoreStyle,
+) -> Result<WrittenMember> {
+    let targets = [(
+        name.to_string(),
+        data_dir.to_path_buf(),
+        wal_dir.map(Path::to_path_buf),
+    )];
+    let mut v = write_member_dirs_styled(db, expected_sha256, spec, &targets, style)?;
+    v.pop()
+        .ok_or_else(|| Error::Failed("restore wrote no member".into()))
+}
+
 /// Writes several members' data dirs from ONE read of the snapshot.
 ///
 /// `db` is the database image without the snapshot's SHA-256 trailer; `expected_sha256`
@@ -253,6 +274,18 @@ pub fn write_member_dirs(
     expected_sha256: Option<[u8; 32]>,
     spec: &RestoreSpec,
     targets: &[(String, PathBuf, Option<PathBuf>)],
+) -> Result<Vec<WrittenMember>> {
+    write_member_dirs_styled(db, expected_sha256, spec, targets, RestoreStyle::Etcd35)
+}
+
+/// [`write_member_dirs`] with the WAL and .snap bytes `style`'s etcdutl writes (the db is
+/// the same for every style: see [`RestoreStyle`]).
+pub fn write_member_dirs_styled(
+    db: &dyn ReadAt,
+    expected_sha256: Option<[u8; 32]>,
+    spec: &RestoreSpec,
+    targets: &[(String, PathBuf, Option<PathBuf>)],
+    style: RestoreStyle,
 ) -> Result<Vec<WrittenMember>> {
     let cluster = resolve(spec)?;
     let mut plan = Vec::with_capacity(targets.len());
@@ -290,9 +323,9 @@ pub fn write_member_dirs(
             peer_urls: &m.urls,
         })
         .collect();
-    let snap = restore_snap(&v2);
+    let snap = restore_snap_styled(&v2, style);
     let files = |t: &dirs::Target| dirs::MemberFiles {
-        wal: restore_segment(t.member_id, cluster.cluster_id, &members_json),
+        wal: restore_segment_styled(t.member_id, cluster.cluster_id, &members_json, style),
         snap: snap.clone(),
     };
     dirs::write_all(db, expected_sha256, &patch, &plan, files)?;

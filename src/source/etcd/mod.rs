@@ -27,8 +27,13 @@ use crate::{Error, Result};
 /// What [`stream_snapshot`] hands to the pipeline, in order.
 #[derive(Debug)]
 pub enum StreamEvent {
-    /// First: the database size etcd announced (bytes before the 32-byte digest).
-    Start { expected_db_len: u64 },
+    /// First: the database size etcd announced (bytes before the 32-byte digest), and the
+    /// storage version the member reported with it (`SnapshotResponse.version`: the db's
+    /// `meta/storageVersion` on etcd 3.6+, empty on 3.5 and older).
+    Start {
+        expected_db_len: u64,
+        storage_version: String,
+    },
     /// The next bytes of the stream, exactly as etcd sent them.
     Data(Vec<u8>),
 }
@@ -121,9 +126,13 @@ pub async fn stream_snapshot(
         if !started {
             started = true;
             let expected_db_len = msg.0.remaining_bytes + blob.len() as u64;
-            tx.send(StreamEvent::Start { expected_db_len })
-                .await
-                .map_err(|_| sink_gone())?;
+            let storage_version = msg.0.version.clone();
+            tx.send(StreamEvent::Start {
+                expected_db_len,
+                storage_version,
+            })
+            .await
+            .map_err(|_| sink_gone())?;
         }
         received += blob.len() as u64;
         if let Some(p) = &mut pace {
