@@ -103,10 +103,12 @@ where
                 K::Transient
             };
             let what = match kind {
-                K::Permission => "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+                K::Permission => {
+                    "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
                      (or AWS_PROFILE, or run with a role: web identity / IRSA, container or \
                      instance metadata)"
-                    .to_string(),
+                        .to_string()
+                }
                 K::Timeout if chain_mentions(e, "throughput") => {
                     "the transfer stalled past s3_stall_timeout: the server may be hung".into()
                 }

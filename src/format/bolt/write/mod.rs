@@ -170,10 +170,11 @@ fn checked_meta<R: ReadAt>(db: &Db<R>) -> Result<(u64, u64)> {
     let size = db.source().size();
     match m.pgid.checked_mul(ps) {
         Some(need) if need <= size => {}
-        need => return Err(FormatError::corrupt(
-            meta_at,
-            meta_off,
-            format!(
+        need => {
+            return Err(FormatError::corrupt(
+                meta_at,
+                meta_off,
+                format!(
                 "meta {}: {} pages of {ps} bytes need {} bytes, the data has {size} (truncated?); \
                      the writer adds pages only after a complete database",
                 db.current,
@@ -181,7 +182,8 @@ fn checked_meta<R: ReadAt>(db: &Db<R>) -> Result<(u64, u64)> {
                 need.map(|n| n.to_string())
                     .unwrap_or_else(|| "more than 2^64".into())
             ),
-        )),
+            ))
+        }
     }
     let txid = m.txid.checked_add(1).ok_or_else(|| {
         FormatError::corrupt(
