@@ -72,7 +72,20 @@ pub struct ApplyReport {
     pub steps: Vec<String>,
 }
 
+/// A name beside `dir` that nothing holds yet: two moves within one second (a restore
+/// re-applied with `--force` at once) get `.1`, `.2`, ... rather than fail on the first.
 fn aside_name(dir: &str) -> String {
+    let base = aside_stamp(dir);
+    let mut name = base.clone();
+    let mut n = 0u32;
+    while Path::new(&name).exists() || Path::new(&format!("{name}.lifeboat-restored")).exists() {
+        n += 1;
+        name = format!("{base}.{n}");
+    }
+    name
+}
+
+fn aside_stamp(dir: &str) -> String {
     let t = time::OffsetDateTime::now_utc();
     format!(
         "{dir}.before-restore-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
