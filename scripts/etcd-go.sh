@@ -8,8 +8,15 @@
 # `go install …@version` from working). No etcd source in the repository.
 # Idempotent: skips every binary already there. Prints one line per version:
 # "<dir> <etcd --version first line>".
-# GOMODCACHE/GOCACHE are shared by the six builds (default: Go's own, or whatever is set).
+# GOMODCACHE is shared by the six builds (Go's own, or whatever is set). GOCACHE, unless set,
+# is a temp dir removed afterwards: the six binaries are all that is kept, and a build cache
+# would leave a gigabyte on a CI machine's disk for nothing.
 set -euo pipefail
+if [ -z "${GOCACHE:-}" ]; then
+  GOCACHE="$(mktemp -d)"
+  export GOCACHE
+  trap 'chmod -R u+w "$GOCACHE" 2>/dev/null; rm -rf "$GOCACHE"' EXIT
+fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${LIFEBOAT_ETCD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/lifeboat}"
 GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"

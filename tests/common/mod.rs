@@ -19,6 +19,7 @@ pub use tempfile::TempDir;
 pub mod live;
 pub mod member;
 pub mod native;
+pub mod reaper;
 pub mod restore;
 pub mod s3;
 pub mod store;
@@ -276,6 +277,7 @@ impl Cluster {
     /// Start `n` members (names m0, m1, ...) and wait until the cluster serves requests.
     pub fn start(bins: &Bins, n: usize, opts: Opts<'_>) -> Cluster {
         let dir = TempDir::new().unwrap();
+        reaper::remove_at_exit(dir.path());
         let scheme = if opts.tls.is_some() { "https" } else { "http" };
         let token = format!("lifeboat-test-{}", std::process::id());
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();

@@ -50,6 +50,7 @@ impl S3Server {
     /// s3s-fs with the given buckets created.
     pub fn start(buckets: &[&str]) -> S3Server {
         let root = TempDir::new().unwrap();
+        super::reaper::remove_at_exit(root.path());
         for b in buckets {
             std::fs::create_dir(root.path().join(b)).unwrap();
         }
