@@ -85,17 +85,13 @@ fn aside_name(dir: &str) -> String {
     name
 }
 
+/// `DIR.before-restore-20261205T140355Z`: the basic ISO 8601 form, UTC, to the second.
 fn aside_stamp(dir: &str) -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{dir}.before-restore-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default();
+    format!("{dir}.before-restore-{stamp}")
 }
 
 fn is_nonempty_dir(p: &Path) -> bool {

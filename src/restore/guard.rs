@@ -129,17 +129,12 @@ fn mark_text(plan: &Plan, m: &PlanMember, id: &PlanId) -> String {
     )
 }
 
+/// Now, in RFC 3339 UTC to the second (`2026-12-05T14:03:55Z`).
 fn now_utc() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_default()
 }
 
 /// Record that `id` wrote `m`'s data dir.
