@@ -260,8 +260,8 @@ fn a_retry_goes_only_to_the_destination_that_failed() {
 
 /// The soak (issue 17): a 3-member cluster, a 1 s schedule, a local and an S3 destination,
 /// retention and scrubbing; then a SIGHUP with a valid config, the S3 server stopped
-/// (SIGSTOP) and continued, the local destination read-only for a while, and the leader
-/// killed. The daemon stays up and keeps backing up the healthy destination through each
+/// (SIGSTOP) and continued, then killed and restarted, the local destination read-only for
+/// a while, and the leader killed. The daemon stays up and keeps backing up the healthy destination through each
 /// fault; at the end every listed backup verifies, no scrub failed, and memory is flat.
 #[test]
 fn soak_one_second_schedule_through_faults() {
@@ -330,6 +330,20 @@ fn soak_one_second_schedule_through_faults() {
         stored_in(&log, s) >= resumed_at + 3
     });
 
+    // S3 killed: its connections are refused, which counts as stage="connect" (not
+    // "store"), and its backups resume the moment it is back.
+    s3.kill();
+    wait_for(&mut child, &log, "the refused S3 connection", || {
+        read(&log)
+            .lines()
+            .any(|x| x.contains("backup failed") && x.contains(s) && x.contains("cannot reach"))
+    });
+    s3.restart();
+    let restarted_at = stored_in(&log, s);
+    wait_for(&mut child, &log, "S3 backups after the restart", || {
+        stored_in(&log, s) >= restarted_at + 2
+    });
+
     // The local destination read-only: S3 goes on.
     let ro = Unwritable::new(&local);
     let s3_at = stored_in(&log, s);
@@ -371,17 +385,20 @@ fn soak_one_second_schedule_through_faults() {
     let text = read(&log);
     assert!(!text.contains("panicked"), "{text}");
     assert!(!text.contains("FAILED verification"), "{text}");
-    // The hung S3 server was counted, by stage.
-    let s3_failures: f64 = metrics
-        .lines()
-        .filter(|x| {
-            x.starts_with(&format!(
-                "lifeboat_backup_failures_total{{destination=\"{s}\""
-            ))
-        })
-        .filter_map(|x| x.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
-    assert!(s3_failures >= 1.0, "{metrics}");
+    // The hung S3 server and the killed one were counted, by stage.
+    let s3_failures = |stage: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|x| {
+                x.starts_with(&format!(
+                    "lifeboat_backup_failures_total{{destination=\"{s}\",stage=\"{stage}\"}}"
+                ))
+            })
+            .filter_map(|x| x.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(s3_failures("store") >= 1.0, "hung: {metrics}");
+    assert!(s3_failures("connect") >= 1.0, "refused: {metrics}");
     // Every listed backup verifies, in both destinations; retention held.
     for d in [l.as_str(), s] {
         let o = s3.lifeboat(["list", "--from", d, "-o", "json"]);
