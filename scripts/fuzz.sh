@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Runs one cargo-fuzz target for a while:  scripts/fuzz.sh TARGET SECONDS [JOBS]
-#   targets: bolt_reader (page reader, cursors, get/diff), checker (strict check + etcd
-#   report + hashkv), proto (protobuf/JSON decoders of bucket values), wal (WAL framing,
-#   records, etcd's read model, wal dump), snap (*.snap files)
+#   targets: bolt_reader (page reader, cursors, get/diff), bolt_writer (the copy-on-write
+#   writer), checker (strict check + etcd report + hashkv), proto (protobuf/JSON decoders of
+#   bucket values), wal (WAL framing, records, etcd's read model, wal dump), snap (*.snap files)
+# FUZZ_RUNS=N stops after N executions (libFuzzer's -runs) or SECONDS, whichever comes first.
+# Each run's libFuzzer output is kept in fuzz/artifacts/logs/, and one line is appended to
+# fuzz/artifacts/runs.tsv: start (UTC), commit, target, seconds, executions, exec/s, outcome
+# (`ok`, `stopped`, or the file of a crash, timeout or out-of-memory input).
+# `scripts/fuzz.sh summary` adds up the executions per target from that file (sessions add up:
+# the corpus in fuzz/corpus/TARGET carries over from one run to the next).
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). Only stable Rust is assumed:
 # RUSTC_BOOTSTRAP=1 lets stable rustc accept the -Z flags cargo-fuzz passes. The sanitizer
 # defaults to none (lifeboat has no unsafe code; panics and hangs are what we look for);
@@ -10,7 +16,15 @@
 # tests/fuzz-regressions/ so `cargo test --test robustness` replays them forever.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGET=${1:?usage: scripts/fuzz.sh TARGET SECONDS [JOBS]}
+RUNS_FILE=fuzz/artifacts/runs.tsv
+if [ "${1:-}" = summary ]; then
+  [ -f "$RUNS_FILE" ] || { echo "fuzz: no runs recorded yet ($RUNS_FILE)" >&2; exit 1; }
+  awk -F'\t' 'NR > 1 { n[$3] += $5; s[$3] += $4; r[$3]++; if ($7 != "ok" && $7 != "stopped") f[$3] = f[$3] " " $7 }
+    END { printf "%-12s %5s %9s %15s  %s\n", "target", "runs", "seconds", "executions", "findings";
+          for (t in n) printf "%-12s %5d %9d %15d  %s\n", t, r[t], s[t], n[t], (f[t] == "" ? "none" : f[t]) }' "$RUNS_FILE"
+  exit 0
+fi
+TARGET=${1:?usage: scripts/fuzz.sh TARGET SECONDS [JOBS]   or: scripts/fuzz.sh summary}
 SECONDS_=${2:-60}
 JOBS=${3:-1}
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -18,12 +32,55 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   exit 2
 fi
 if [ ! -d "fuzz/corpus/$TARGET" ] || [ -z "$(ls -A "fuzz/corpus/$TARGET" 2>/dev/null)" ]; then
-  cargo test --quiet --test robustness write_fuzz_seeds -- --ignored >/dev/null
+  case "$TARGET" in
+    # A small WAL and snap file written by a real etcd 3.5.
+    wal | snap) cargo test --quiet --test wal_robustness write_fuzz_seeds -- --ignored >/dev/null ;;
+    *) cargo test --quiet --test robustness write_fuzz_seeds -- --ignored >/dev/null ;;
+  esac
 fi
-mkdir -p "fuzz/corpus/$TARGET"
+mkdir -p "fuzz/corpus/$TARGET" fuzz/artifacts/logs
 export RUSTC_BOOTSTRAP=1
 PAR=()
 if [ "$JOBS" -gt 1 ]; then PAR=(-jobs="$JOBS" -workers="$JOBS"); fi
-exec cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" --release "$TARGET" \
-  "fuzz/corpus/$TARGET" -- -max_total_time="$SECONDS_" -max_len=65536 -timeout=10 \
-  -rss_limit_mb=2048 -print_final_stats=1 "${PAR[@]}"
+# Build first, so the seconds recorded are fuzzing time only.
+cargo fuzz build --sanitizer "${FUZZ_SANITIZER:-none}" --release "$TARGET"
+START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOG="fuzz/artifacts/logs/$TARGET-$(date -u +%Y%m%dT%H%M%S).log"
+T0=$(date +%s)
+set +e
+# tee -i: an interrupt (Ctrl-C) stops libFuzzer, which prints its final stats; tee keeps them.
+cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" --release "$TARGET" \
+  "fuzz/corpus/$TARGET" -- -max_total_time="$SECONDS_" -runs="${FUZZ_RUNS:--1}" \
+  -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${PAR[@]}" 2>&1 |
+  tee -i "$LOG"
+RC=${PIPESTATUS[0]}
+set -e
+if [ "$JOBS" -gt 1 ]; then
+  # With -jobs, libFuzzer writes each worker's output to fuzz-N.log in the current directory.
+  for f in fuzz-[0-9]*.log; do
+    [ -f "$f" ] && cat "$f" >>"$LOG" && rm -f "$f"
+  done
+fi
+ELAPSED=$(($(date +%s) - T0))
+# With several jobs, each worker prints its own stats: add them up.
+EXECS=$(awk '/^stat::number_of_executed_units:/ { n += $2; seen = 1 } END { if (seen) print n }' "$LOG")
+if [ -z "$EXECS" ]; then
+  # No final stats (killed): the last status line says how far it got.
+  EXECS=$(grep -aoE '^#[0-9]+' "$LOG" | tail -n 1 | tr -d '#' || true)
+fi
+EXECS=${EXECS:-0}
+RATE=$((ELAPSED > 0 ? EXECS / ELAPSED : 0))
+FOUND=$(grep -aoE 'Test unit written to [^ ]+' "$LOG" | sed 's/^Test unit written to //' | tr '\n' ' ' | sed 's/ $//' || true)
+if [ -n "$FOUND" ]; then
+  OUTCOME=$FOUND
+elif [ "$RC" -eq 0 ]; then
+  OUTCOME=ok
+else
+  OUTCOME=stopped
+fi
+[ -f "$RUNS_FILE" ] || printf 'start\tcommit\ttarget\tseconds\texecutions\texec_per_s\toutcome\n' >"$RUNS_FILE"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then COMMIT="$COMMIT+dirty"; fi
+printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$START" "$COMMIT" "$TARGET" "$ELAPSED" "$EXECS" "$RATE" "$OUTCOME" >>"$RUNS_FILE"
+echo "fuzz: $TARGET: $EXECS executions in ${ELAPSED}s ($RATE/s), outcome: $OUTCOME (log: $LOG; totals: scripts/fuzz.sh summary)" >&2
+exit "$RC"

@@ -281,3 +281,19 @@ fn debug_flip() {
     b[p] ^= 0xff;
     eprintln!("{:?}", outcome(b));
 }
+
+/// Not a test: writes the seed corpus of the `wal` and `snap` fuzz targets for
+/// `scripts/fuzz.sh` (run with --ignored): the small real WAL (whole, and cut after its used
+/// bytes) and its snap file.
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let s = small();
+    let (wal_dir, snap_dir) = (root.join("wal"), root.join("snap"));
+    std::fs::create_dir_all(&wal_dir).unwrap();
+    std::fs::create_dir_all(&snap_dir).unwrap();
+    std::fs::write(wal_dir.join("seed-small"), &s.wal).unwrap();
+    std::fs::write(wal_dir.join("seed-used"), &s.wal[..s.used]).unwrap();
+    std::fs::write(snap_dir.join("seed-newest"), &s.snap).unwrap();
+}
