@@ -38,7 +38,7 @@ pub async fn gather(cfg: &ConnectConfig, endpoints_only: bool) -> crate::Result<
     match survey(&more).await {
         Ok(v) => {
             view.endpoints.extend(v.endpoints);
-            if view.alarms.is_empty() {
+            if view.alarms.is_empty() && v.cluster_id == view.cluster_id {
                 view.alarms = v.alarms;
             }
         }
@@ -50,6 +50,31 @@ pub async fn gather(cfg: &ConnectConfig, endpoints_only: bool) -> crate::Result<
     }
     view.settle_leader();
     Ok(view)
+}
+
+/// Read each answering member's `--quota-backend-bytes` from its /metrics
+/// (`etcd_server_quota_backend_bytes`, as the daemon does), concurrently; a member whose
+/// /metrics does not say keeps `None`. Returns the first failure's words, if any.
+pub async fn read_quotas(view: &mut ClusterView, cfg: &ConnectConfig) -> Option<String> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, s) in view.endpoints.iter().enumerate() {
+        if !s.reachable || !view.is_ours(s) {
+            continue;
+        }
+        let (cfg, ep) = (cfg.clone(), s.endpoint.clone());
+        set.spawn_blocking(move || (i, crate::source::etcd::quota::quota_bytes(&cfg, &ep)));
+    }
+    let mut failure = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((i, Ok(q))) => view.endpoints[i].quota_bytes = Some(q),
+            Ok((_, Err(e))) => {
+                failure.get_or_insert_with(|| e.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    failure
 }
 
 /// A TCP probe of an unreachable member's peer URL (port 2380 usually).
