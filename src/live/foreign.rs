@@ -116,7 +116,9 @@ pub(super) fn foreign_rows(x: &Exam<'_>) -> Vec<MemberRow> {
         .foreign()
         .map(|s| MemberRow {
             id: hex(s.member_id),
-            name: expected_at(x, s).map(|m| m.name.clone()).unwrap_or_default(),
+            // Its own name is not this cluster's to tell; the finding names the member
+            // expected at that URL.
+            name: String::new(),
             endpoint: Some(s.endpoint.clone()),
             reachable: true,
             is_leader: false,
