@@ -116,7 +116,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 (true, Some(_)) => format!("  {:<9}", "no"),
             };
             let header = format!(
-                "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<24}{}{}",
+                "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<30}{}{}",
                 "ID",
                 "REVISION",
                 "DB",
@@ -129,7 +129,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             println!("{}", header.trim_end());
             for m in &backups {
                 let line = format!(
-                    "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<24}{}{}",
+                    "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<30}{}{}",
                     m.id,
                     m.revision,
                     human_bytes(m.db_size),
