@@ -214,7 +214,10 @@ fn flags_in(text: &str) -> Vec<String> {
 
 /// docs/cli.md, cut into its `### \`lifeboat CMD ...\`` sections (by command path) and
 /// `## ` sections (by title).
-fn doc_sections() -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// (key, text) pairs: a command path or a section title, and what the section says.
+type Sections = Vec<(String, String)>;
+
+fn doc_sections() -> (Sections, Sections) {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cli.md")).unwrap();
     let (mut commands, mut parts) = (Vec::new(), Vec::new());
     let mut current: Option<(bool, String, String)> = None;
@@ -231,7 +234,9 @@ fn doc_sections() -> (Vec<(String, String)>, Vec<(String, String)>) {
                 .next()
                 .unwrap_or_default()
                 .split_whitespace()
-                .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-'))
+                .take_while(|w| {
+                    w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+                })
                 .collect();
             current = Some((true, path.join(" "), format!("{line}\n")));
         } else if let Some(h) = line.strip_prefix("## ").or(line.strip_prefix("### ")) {
@@ -307,10 +312,10 @@ fn docs_cli_md_matches_every_help() {
                 ));
             }
         }
-        if help.iter().any(|(_, h)| h == "Connection")
-            && !section.contains("connection flags")
-        {
-            problems.push(format!("lifeboat {name}: takes the connection flags; its section does not say so"));
+        if help.iter().any(|(_, h)| h == "Connection") && !section.contains("connection flags") {
+            problems.push(format!(
+                "lifeboat {name}: takes the connection flags; its section does not say so"
+            ));
         }
         // What the section header and its flag table name must exist.
         let claimed: Vec<String> = section
@@ -320,11 +325,17 @@ fn docs_cli_md_matches_every_help() {
             .collect();
         for flag in claimed {
             if !help.iter().any(|(f, _)| *f == flag) {
-                problems.push(format!("lifeboat {name}: docs/cli.md names {flag}, which --help does not have"));
+                problems.push(format!(
+                    "lifeboat {name}: docs/cli.md names {flag}, which --help does not have"
+                ));
             }
         }
     }
-    assert!(problems.is_empty(), "docs/cli.md and --help differ:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "docs/cli.md and --help differ:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// `lifeboat man --out DIR` writes a page for every command, restore's subcommands
@@ -339,8 +350,19 @@ fn man_pages_per_command() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for want in ["lifeboat.1", "lifeboat-backup.1", "lifeboat-restore.1", "lifeboat-restore-plan.1", "lifeboat-restore-check.1", "lifeboat-wal-dump.1", "lifeboat-config-check.1"] {
-        assert!(written.iter().any(|w| w == want), "{want} not in {written:?}");
+    for want in [
+        "lifeboat.1",
+        "lifeboat-backup.1",
+        "lifeboat-restore.1",
+        "lifeboat-restore-plan.1",
+        "lifeboat-restore-check.1",
+        "lifeboat-wal-dump.1",
+        "lifeboat-config-check.1",
+    ] {
+        assert!(
+            written.iter().any(|w| w == want),
+            "{want} not in {written:?}"
+        );
     }
     for page in &written {
         let text = std::fs::read_to_string(d.path().join(page)).unwrap();
@@ -349,7 +371,10 @@ fn man_pages_per_command() {
             let start = text[..i].rfind("\\fB").map(|s| s + 3).unwrap_or(i);
             let name = text[start..i].replace("\\-", "-");
             if name.starts_with("lifeboat") {
-                assert!(written.contains(&format!("{name}.1")), "{page} refers to {name}(1), not written");
+                assert!(
+                    written.contains(&format!("{name}.1")),
+                    "{page} refers to {name}(1), not written"
+                );
             }
         }
     }
@@ -359,12 +384,21 @@ fn man_pages_per_command() {
     assert_exit(&o, 0);
     let one = stdout(&o);
     assert!(!one.contains("(1)"), "one page refers to others");
-    for sub in ["LIFEBOAT RESTORE PLAN", "LIFEBOAT RESTORE APPLY", "LIFEBOAT WAL DUMP", "EXIT STATUS"] {
+    for sub in [
+        "LIFEBOAT RESTORE PLAN",
+        "LIFEBOAT RESTORE APPLY",
+        "LIFEBOAT WAL DUMP",
+        "EXIT STATUS",
+    ] {
         assert!(one.contains(sub), "{sub} missing from the page");
     }
     let o = lb(&["man", "--out", d.path().join("nope").to_str().unwrap()]);
     assert_exit(&o, 2);
-    assert!(stderr(&o).contains("--out") && stderr(&o).lines().count() == 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--out") && stderr(&o).lines().count() == 1,
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -374,7 +408,13 @@ fn help_says_what_exists() {
     assert!(!h.contains("later release"), "{h}");
     assert!(h.contains("a local directory or s3://bucket/prefix"), "{h}");
     // --prune is the command's own, not a connection flag.
-    let connection = h.split("Connection:").nth(1).unwrap().split("\n\n").next().unwrap();
+    let connection = h
+        .split("Connection:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
     assert!(!connection.contains("--prune"), "{connection}");
     for cmd in ["list", "verify", "prune", "fetch", "cleanup"] {
         let h = stdout(&lb(&[cmd, "--help"]));

@@ -107,7 +107,10 @@ fn file_then_env_then_flag() {
             "{key} {shown}:\n{text}"
         );
     }
-    assert!(!text.contains("1day") && !text.contains("67108864"), "{text}");
+    assert!(
+        !text.contains("1day") && !text.contains("67108864"),
+        "{text}"
+    );
     // Text mode says the same.
     let o = lb(&["config", "check", "--config", &f], &[]);
     assert_exit(&o, 0);

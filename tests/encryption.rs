@@ -90,7 +90,9 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     let listed = stdout(&o);
     let header = listed.lines().next().unwrap();
     let row = listed.lines().find(|l| l.starts_with(&id)).unwrap();
-    let col = header.find("ENCRYPTED").unwrap_or_else(|| panic!("{listed}"));
+    let col = header
+        .find("ENCRYPTED")
+        .unwrap_or_else(|| panic!("{listed}"));
     assert_eq!(row.get(col..), Some("age"), "{listed}");
     let mut a = args(&["backup", "--to", d, "--encrypt-to", &public]);
     a.extend(c.conn_args());

@@ -446,7 +446,11 @@ fn diff_between_snapshots() {
     let (a, b) = (f.snap_a.to_str().unwrap(), f.snap.to_str().unwrap());
     let o = run_lifeboat(["diff", "--exit-code", a, b]);
     assert_exit(&o, 1);
-    assert!(stdout(&o).contains("1 added, 1 removed, 2 changed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("1 added, 1 removed, 2 changed"),
+        "{}",
+        stdout(&o)
+    );
     let o = run_lifeboat(["diff", "--exit-code", "-o", "json", "--summary", a, b]);
     assert_exit(&o, 1);
     assert_eq!(json(&o)["summary"]["added"], 1);

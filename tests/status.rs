@@ -1,7 +1,7 @@
 //! `lifeboat status` (the doctor) against real clusters: healthy, one member down, NOSPACE.
 mod common;
-use common::*;
 use common::native::etcd3516;
+use common::*;
 
 fn status(c: &Cluster, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
     let mut args: Vec<String> = vec!["status".into(), "-o".into(), "json".into()];
@@ -228,7 +228,12 @@ fn endpoints_of_two_clusters() {
         let o = run_lifeboat(["status", "-o", "json", &eps]);
         assert_exit(&o, 4);
         let j = json(&o);
-        assert_eq!(errors(&j), vec!["cluster-id-mismatch"], "{}: {j:#}", bins.version);
+        assert_eq!(
+            errors(&j),
+            vec!["cluster-id-mismatch"],
+            "{}: {j:#}",
+            bins.version
+        );
         assert_no_wrong_advice(&j);
         let message = j["findings"][0]["message"].as_str().unwrap().to_string();
         assert!(message.contains(&b.endpoints()), "{message}");
@@ -263,7 +268,13 @@ fn nospace_alarm_is_unhealthy() {
         assert!(j["members"][0]["quota_used_pct"].as_f64().unwrap() > 90.0);
         let f = &j["findings"][0];
         assert!(f["remedy"].as_str().unwrap().contains("alarm disarm"));
-        assert!(f["message"].as_str().unwrap().contains("of its 2.0 MiB quota"), "{f:#}");
+        assert!(
+            f["message"]
+                .as_str()
+                .unwrap()
+                .contains("of its 2.0 MiB quota"),
+            "{f:#}"
+        );
         let o = run_lifeboat(
             ["status".to_string()]
                 .into_iter()
@@ -276,7 +287,10 @@ fn nospace_alarm_is_unhealthy() {
         for raw in ["memberID:", "alarm:NOSPACE", "member's log"] {
             assert!(!text.contains(raw), "{v}: {raw} in {text}");
         }
-        assert!(text.contains("quota: 2.0 MiB (etcd_server_quota_backend_bytes"), "{text}");
+        assert!(
+            text.contains("quota: 2.0 MiB (etcd_server_quota_backend_bytes"),
+            "{text}"
+        );
         // --quota-bytes still decides when given.
         let (_, j) = status(&c, &["--quota-bytes", "4M"]);
         assert_eq!(j["quota_source"], "flag");

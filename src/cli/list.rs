@@ -75,7 +75,11 @@ fn encryption(m: &Manifest) -> String {
         "{}, to {} (--identity with a key of {} opens it)",
         m.encryption,
         short.join(", "),
-        if short.len() == 1 { "it" } else { "one of them" }
+        if short.len() == 1 {
+            "it"
+        } else {
+            "one of them"
+        }
     )
 }
 

@@ -169,9 +169,9 @@ fn headed_flags() -> Vec<(String, Vec<String>)> {
 fn fix_headings(c: clap::Command, headed: &[(String, Vec<String>)]) -> clap::Command {
     c.mut_args(|a| {
         let stray = a.get_help_heading().is_some_and(|h| {
-            headed
-                .iter()
-                .any(|(heading, ids)| heading == h && !ids.iter().any(|id| a.get_id() == id.as_str()))
+            headed.iter().any(|(heading, ids)| {
+                heading == h && !ids.iter().any(|id| a.get_id() == id.as_str())
+            })
         });
         if stray {
             a.help_heading(None::<&str>)

@@ -73,8 +73,13 @@ impl FromStr for Size {
 /// exact. [`parse_size`] reads it back to the same value.
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (suffix, unit) in [("T", 1u64 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] {
-            if self.0 >= unit && self.0 % unit == 0 {
+        for (suffix, unit) in [
+            ("T", 1u64 << 40),
+            ("G", 1 << 30),
+            ("M", 1 << 20),
+            ("K", 1 << 10),
+        ] {
+            if self.0 >= unit && self.0.is_multiple_of(unit) {
                 return write!(f, "{}{suffix}", self.0 / unit);
             }
         }
@@ -115,7 +120,7 @@ impl FromStr for Dur {
 /// `7days` read as `24h` and `168h`); [`Dur::from_str`] reads it back to the same value.
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.subsec_nanos() % 1_000_000 != 0 {
+        if !self.0.subsec_nanos().is_multiple_of(1_000_000) {
             return write!(f, "{}", humantime::format_duration(self.0));
         }
         let mut ms = self.0.as_millis();
@@ -236,7 +241,12 @@ mod tests {
 
     #[test]
     fn sizes_and_durations_print_as_written() {
-        for (written, shown) in [("64M", "64M"), ("1G", "1G"), ("1.5k", "1536"), ("1000", "1000")] {
+        for (written, shown) in [
+            ("64M", "64M"),
+            ("1G", "1G"),
+            ("1.5k", "1536"),
+            ("1000", "1000"),
+        ] {
             let s: Size = written.parse().unwrap();
             assert_eq!(s.to_string(), shown);
             assert_eq!(s.to_string().parse::<Size>().unwrap(), s);

@@ -127,7 +127,11 @@ pub fn parse(expr: &str) -> std::result::Result<(), String> {
     }
     let mut rest = &tokens[..];
     if let Some(first) = rest.first() {
-        if first.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        if first
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+        {
             weekdays(first)?;
             rest = &rest[1..];
         }
@@ -140,7 +144,9 @@ pub fn parse(expr: &str) -> std::result::Result<(), String> {
         } else if (t.contains('-') || t.contains('~')) && date.is_none() && time.is_none() {
             date = Some(*t);
         } else {
-            return Err(format!("{t:?} is neither a date (Y-M-D) nor a time (H:M[:S])"));
+            return Err(format!(
+                "{t:?} is neither a date (Y-M-D) nor a time (H:M[:S])"
+            ));
         }
     }
     if tokens.is_empty() || (rest.is_empty() && tokens.len() != 1) {
@@ -152,7 +158,9 @@ pub fn parse(expr: &str) -> std::result::Result<(), String> {
     if let Some(t) = time {
         let parts: Vec<&str> = t.split(':').collect();
         if !(2..=3).contains(&parts.len()) {
-            return Err(format!("{t:?}: a time is HOUR:MINUTE or HOUR:MINUTE:SECOND"));
+            return Err(format!(
+                "{t:?}: a time is HOUR:MINUTE or HOUR:MINUTE:SECOND"
+            ));
         }
         component(parts[0], "hour", 0, 23, false)?;
         component(parts[1], "minute", 0, 59, false)?;

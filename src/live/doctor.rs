@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
-use super::member_state::{check_alarms, check_member_status, check_size_drift, check_versions};
 use super::foreign::{check_foreign, foreign_rows};
+use super::member_state::{check_alarms, check_member_status, check_size_drift, check_versions};
 use super::membership::{
     check_agreement, check_leader_and_terms, check_members, check_quorum, check_stray_endpoints,
     unreachable_rows,
@@ -361,8 +361,16 @@ mod tests {
         }
         // The full db is one finding: the alarm's, which names the size and the quota.
         assert!(!c.contains(&"db-near-quota"), "{c:?}");
-        let nospace = r.findings.iter().find(|f| f.check == "alarm-nospace").unwrap();
-        assert!(nospace.message.contains("1.9 GiB of its 2.0 GiB quota"), "{}", nospace.message);
+        let nospace = r
+            .findings
+            .iter()
+            .find(|f| f.check == "alarm-nospace")
+            .unwrap();
+        assert!(
+            nospace.message.contains("1.9 GiB of its 2.0 GiB quota"),
+            "{}",
+            nospace.message
+        );
         assert!(!c.contains(&"quorum-lost"));
         // Errors come first.
         assert_eq!(r.findings[0].level, Level::Error);

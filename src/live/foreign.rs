@@ -58,7 +58,11 @@ pub(super) fn check_foreign(x: &mut Exam<'_>) {
         );
         let host = host_of(&s.endpoint).to_string();
         if let Some(m) = unstarted_at(x, s).filter(|_| expected_at(x, s).is_none()) {
-            let peer = m.peer_urls.first().map(String::as_str).unwrap_or("PEER_URL");
+            let peer = m
+                .peer_urls
+                .first()
+                .map(String::as_str)
+                .unwrap_or("PEER_URL");
             whats.push(format!(
                 "{here}, on the host where this cluster has member {} added but never started (peer URL {peer}): the etcd there was started from another cluster's data, not as that member",
                 hex(m.id)
