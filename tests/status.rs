@@ -28,29 +28,8 @@ impl Drop for Other {
 }
 
 fn other_cluster(bins: &Bins, client_url: &str) -> Other {
-    let dir = TempDir::new().unwrap();
     let peer = format!("http://127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-    let child = std::process::Command::new(&bins.etcd)
-        .args([
-            "--name=other".to_string(),
-            format!("--data-dir={}", dir.path().join("data").display()),
-            format!("--listen-client-urls={client_url}"),
-            format!("--advertise-client-urls={client_url}"),
-            format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster=other={peer}"),
-            "--initial-cluster-token=another-cluster".to_string(),
-            "--initial-cluster-state=new".to_string(),
-            "--log-level=warn".to_string(),
-        ])
-        .env_clear()
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let other = Other { child, _dir: dir };
+    let other = spawn_other(bins, client_url, &peer, &format!("other={peer}"));
     // Bounded: serving within 30 s, or the test fails with the log.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -76,6 +55,54 @@ fn other_cluster(bins: &Bins, client_url: &str) -> Other {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+}
+
+/// A member of a two-member cluster of its own whose other member never starts, on
+/// `client_url` and `peer_url`: no leader, so its client URL answers nothing (as a member
+/// restored from another plan, alone), but its peer URL says which cluster it is in.
+fn leaderless_other(bins: &Bins, client_url: &str, peer_url: &str) -> Other {
+    let absent = format!("http://127.0.0.1:{}", free_port());
+    let other = spawn_other(
+        bins,
+        client_url,
+        peer_url,
+        &format!("other={peer_url},absent={absent}"),
+    );
+    let addr = peer_url.trim_start_matches("http://").to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{peer_url} never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    other
+}
+
+fn spawn_other(bins: &Bins, client_url: &str, peer: &str, initial: &str) -> Other {
+    let dir = TempDir::new().unwrap();
+    let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+    let child = std::process::Command::new(&bins.etcd)
+        .args([
+            "--name=other".to_string(),
+            format!("--data-dir={}", dir.path().join("data").display()),
+            format!("--listen-client-urls={client_url}"),
+            format!("--advertise-client-urls={client_url}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={initial}"),
+            "--initial-cluster-token=another-cluster".to_string(),
+            "--initial-cluster-state=new".to_string(),
+            "--log-level=warn".to_string(),
+        ])
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Other { child, _dir: dir }
 }
 
 /// Findings of level error.
@@ -215,6 +242,29 @@ fn healthy_cluster_then_one_member_stopped() {
     let text = stdout(&o);
     assert!(text.contains(&format!("OTHER CLUSTER {cid}")), "{text}");
     assert_eq!(text.matches("[ERROR]").count(), 1, "{text}");
+    drop(_other);
+
+    // The same member restored from another plan and alone there: no leader, so its
+    // client URL answers nothing (it used to read "frozen ... overloaded"), but its peer
+    // URL tells its cluster id: the same one finding.
+    let peer = c.members[follower].peer_url.clone();
+    let _other = leaderless_other(&c.bins, &url, &peer);
+    let (o, j) = status(&c, &["--dial-timeout=1s", "--command-timeout=2s"]);
+    assert_exit(&o, 4);
+    assert_eq!(errors(&j), vec!["cluster-id-mismatch"], "{j:#}");
+    assert_no_wrong_advice(&j);
+    let message = j["findings"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("its peer URL {peer} answers for cluster")),
+        "{message}"
+    );
+    let row = j["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == c.members[follower].name.as_str())
+        .unwrap();
+    assert!(row["other_cluster_id"].is_string(), "{j:#}");
 }
 
 /// Two clusters' endpoints given together: the same one finding on 3.4.23 and 3.5.16

@@ -47,7 +47,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Some(_) => None,
         None => rt.block_on(read_quotas(&mut view, &cfg)),
     };
-    let probes = rt.block_on(probe_peers(&view, cfg.dial_timeout));
+    let probes = rt.block_on(probe_peers(&view, &cfg));
     let report = doctor::diagnose_with(
         &view,
         Limits {
@@ -119,8 +119,13 @@ fn header(r: &Report) -> String {
 
 fn member_line(m: &MemberRow) -> String {
     if !m.reachable {
+        let other = m
+            .other_cluster_id
+            .as_ref()
+            .map(|c| format!("; its peer URL answers for OTHER CLUSTER {c}"))
+            .unwrap_or_default();
         return format!(
-            "{:<18} {:<10} {:<28} UNREACHABLE {}",
+            "{:<18} {:<10} {:<28} UNREACHABLE {}{other}",
             m.id,
             m.name,
             m.endpoint.clone().unwrap_or_default(),

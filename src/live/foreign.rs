@@ -39,9 +39,24 @@ fn unstarted_at<'a>(x: &Exam<'a>, s: &EndpointStatus) -> Option<&'a MemberInfo> 
     })
 }
 
+/// The member's peer URL answers for another cluster (its client URL answers nothing: an
+/// etcd without a leader, e.g. a member restored from another plan and alone there).
+pub(super) fn other_at_peer<'a>(x: &Exam<'a>, id: u64) -> Option<&'a super::PeerProbe> {
+    let ours = x.view.cluster_id?;
+    x.probes
+        .iter()
+        .find(|p| p.member_id == id && p.cluster_id.is_some_and(|c| c != ours))
+}
+
 pub(super) fn check_foreign(x: &mut Exam<'_>) {
     let foreign: Vec<&EndpointStatus> = x.view.foreign().collect();
-    if foreign.is_empty() {
+    let by_peer: Vec<(&MemberInfo, &super::PeerProbe)> = x
+        .view
+        .members
+        .iter()
+        .filter_map(|m| other_at_peer(x, m.id).map(|p| (m, p)))
+        .collect();
+    if foreign.is_empty() && by_peer.is_empty() {
         return;
     }
     let ours = hex(x.view.cluster_id.unwrap_or(0));
@@ -95,6 +110,23 @@ pub(super) fn check_foreign(x: &mut Exam<'_>) {
                 ));
             }
         }
+    }
+    for (m, p) in &by_peer {
+        let name = if m.name.is_empty() {
+            "NAME".to_string()
+        } else {
+            m.name.clone()
+        };
+        whats.push(format!(
+            "member {}: its peer URL {} answers for cluster {}, and its client URL does not answer: the etcd there was started from another cluster's data and has no leader in that cluster",
+            x.name(m.id),
+            p.url,
+            hex(p.cluster_id.unwrap_or(0))
+        ));
+        fixes.push(format!(
+            "on {}: stop that etcd and move its data dir aside (keep it: it may hold writes made to it); then give {name} this cluster's data: mid-restore, re-apply the plan the other members run (`lifeboat restore apply --plan DIR --node {name} --force`, then start it as the RUNBOOK says); otherwise replace the member: `lifeboat restore plan --mode replace-member --member {name} --topology FILE --out DIR` writes the steps",
+            host_of(&p.url)
+        ));
     }
     let judged = if tie {
         format!(

@@ -81,7 +81,10 @@ pub(super) fn check_members(x: &mut Exam<'_>) {
     let view = x.view;
     for m in &view.members {
         // A member of another cluster answering in its place is cluster-id-mismatch's.
-        if view.status_of(m.id).is_some() || view.foreign_at(m.id).is_some() {
+        if view.status_of(m.id).is_some()
+            || view.foreign_at(m.id).is_some()
+            || super::foreign::other_at_peer(x, m.id).is_some()
+        {
             continue;
         }
         if m.name.is_empty() && m.client_urls.is_empty() {
@@ -286,10 +289,18 @@ pub(super) fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
             db_size_in_use: 0,
             quota_used_pct: 0.0,
             quota_bytes: 0,
-            other_cluster_id: None,
+            other_cluster_id: super::foreign::other_at_peer(x, m.id)
+                .and_then(|p| p.cluster_id)
+                .map(hex),
             version: String::new(),
             revision: 0,
-            error: x.view.failed_to_answer(m.id).and_then(|s| s.error.clone()),
+            error: match super::foreign::other_at_peer(x, m.id) {
+                // Not frozen: an etcd of another cluster without a leader (cluster-id-mismatch).
+                Some(_) => {
+                    Some("its client URL does not answer: no leader in its own cluster".into())
+                }
+                None => x.view.failed_to_answer(m.id).and_then(|s| s.error.clone()),
+            },
         })
         .collect()
 }
