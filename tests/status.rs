@@ -380,7 +380,7 @@ fn tls_cluster_with_client_certs() {
 
 #[test]
 fn etcd34_cluster() {
-    let c = Cluster::start(&etcd34(), 3, Opts::default());
+    let mut c = Cluster::start(&etcd34(), 3, Opts::default());
     let (o, j) = status(&c, &[]);
     assert_exit(&o, 0);
     assert!(j["members"]
@@ -388,4 +388,16 @@ fn etcd34_cluster() {
         .unwrap()
         .iter()
         .all(|m| m["version"].as_str().unwrap().starts_with("3.4")));
+    assert_eq!(j["quota_source"], "metrics", "{j:#}");
+    // A follower's place taken by a leaderless etcd of another cluster: found through
+    // its peer URL on 3.4 too.
+    let leader = c.leader().unwrap();
+    let f = (0..3).find(|&i| i != leader).unwrap();
+    c.stop(f);
+    let (url, peer) = (c.members[f].client_url.clone(), c.members[f].peer_url.clone());
+    let _other = leaderless_other(&c.bins, &url, &peer);
+    let (o, j) = status(&c, &["--dial-timeout=1s", "--command-timeout=2s"]);
+    assert_exit(&o, 4);
+    assert_eq!(errors(&j), vec!["cluster-id-mismatch"], "{j:#}");
+    assert_no_wrong_advice(&j);
 }
