@@ -394,7 +394,10 @@ fn etcd34_cluster() {
     let leader = c.leader().unwrap();
     let f = (0..3).find(|&i| i != leader).unwrap();
     c.stop(f);
-    let (url, peer) = (c.members[f].client_url.clone(), c.members[f].peer_url.clone());
+    let (url, peer) = (
+        c.members[f].client_url.clone(),
+        c.members[f].peer_url.clone(),
+    );
     let _other = leaderless_other(&c.bins, &url, &peer);
     let (o, j) = status(&c, &["--dial-timeout=1s", "--command-timeout=2s"]);
     assert_exit(&o, 4);

@@ -125,10 +125,19 @@ pub fn one_page() -> anyhow::Result<Vec<u8>> {
             lean = lean.mut_arg(id, |a| a.hide(true));
         }
         let page = clap_mangen::Man::new(lean);
-        page.render_synopsis_section(&mut out)?;
-        page.render_description_section(&mut out)?;
+        let mut part = Vec::new();
+        page.render_synopsis_section(&mut part)?;
+        page.render_description_section(&mut part)?;
         if sub.get_arguments().any(|a| !a.is_hide_set()) {
-            page.render_options_section(&mut out)?;
+            page.render_options_section(&mut part)?;
+        }
+        // Within the command's section, its synopsis, description and options are
+        // subsections.
+        for line in String::from_utf8_lossy(&part).lines() {
+            match line.strip_prefix(".SH ") {
+                Some(rest) => out.extend_from_slice(format!(".SS {rest}\n").as_bytes()),
+                None => out.extend_from_slice(format!("{line}\n").as_bytes()),
+            }
         }
     }
     // The exit codes get the section name man pages use for them, not clap's "EXTRA".
