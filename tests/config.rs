@@ -79,6 +79,38 @@ fn file_then_env_then_flag() {
     );
     let e = setting(&j, "backup.retries");
     assert_eq!(e["source"], "default");
+    // Sizes and durations print as written (not `1day`, `67108864`).
+    let o = lb(
+        &[
+            "config",
+            "check",
+            "--stream-timeout",
+            "24h",
+            "--rate-limit",
+            "64M",
+            "--lock-timeout",
+            "90s",
+        ],
+        &env,
+    );
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    for (key, shown) in [
+        ("backup.stream_timeout", "24h"),
+        ("backup.rate_limit", "64M"),
+        ("backup.lock_timeout", "1m30s"),
+        ("etcd.dial_timeout", "6s"),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(key) && l.contains(&format!("  {shown}  ("))),
+            "{key} {shown}:\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("1day") && !text.contains("67108864"),
+        "{text}"
+    );
     // Text mode says the same.
     let o = lb(&["config", "check", "--config", &f], &[]);
     assert_exit(&o, 0);

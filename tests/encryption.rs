@@ -84,8 +84,27 @@ fn encrypted_backups_round_trip_and_need_the_key() {
         std::fs::read_to_string(dest.path().join(format!("{id}.manifest.json"))).unwrap();
     assert!(!manifest.contains("AGE-SECRET-KEY"), "{manifest}");
 
-    // list needs no key; verify without one says which key is needed (exit 2).
-    assert_exit(&lifeboat_env(&args(&["list", "--from", d]), &[]), 0);
+    // list needs no key, and says which backups are encrypted; so does backup's text.
+    let o = lifeboat_env(&args(&["list", "--from", d]), &[]);
+    assert_exit(&o, 0);
+    let listed = stdout(&o);
+    let header = listed.lines().next().unwrap();
+    let row = listed.lines().find(|l| l.starts_with(&id)).unwrap();
+    let col = header
+        .find("ENCRYPTED")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(row.get(col..), Some("age"), "{listed}");
+    let mut a = args(&["backup", "--to", d, "--encrypt-to", &public]);
+    a.extend(c.conn_args());
+    let o = lifeboat_env(&a, &[]);
+    assert_exit(&o, 0);
+    let short: String = public.chars().take(20).collect();
+    assert!(
+        stdout(&o).contains(&format!("encryption:    age, to {short}…")),
+        "{}",
+        stdout(&o)
+    );
+    // verify without a key says which key is needed (exit 2).
     let o = lifeboat_env(&args(&["verify", "--from", d, &id]), &[]);
     assert_exit(&o, 2);
     let e = stderr(&o);

@@ -441,6 +441,24 @@ fn diff_between_snapshots() {
         "{}",
         stdout(&o)
     );
+    // --exit-code, as git's: 1 when they differ (the report is printed all the same), 0
+    // when they do not; --prefix narrows what counts.
+    let (a, b) = (f.snap_a.to_str().unwrap(), f.snap.to_str().unwrap());
+    let o = run_lifeboat(["diff", "--exit-code", a, b]);
+    assert_exit(&o, 1);
+    assert!(
+        stdout(&o).contains("1 added, 1 removed, 2 changed"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run_lifeboat(["diff", "--exit-code", "-o", "json", "--summary", a, b]);
+    assert_exit(&o, 1);
+    assert_eq!(json(&o)["summary"]["added"], 1);
+    assert_exit(&run_lifeboat(["diff", "--exit-code", b, b]), 0);
+    assert_exit(
+        &run_lifeboat(["diff", "--exit-code", "--prefix", "/none/", a, b]),
+        0,
+    );
 }
 
 // ---- corrupted copies ---------------------------------------------------------------

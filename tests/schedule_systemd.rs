@@ -85,4 +85,37 @@ fn systemd_writes_a_hardened_service_and_timer() {
     assert_exit(&o, 2);
     let o = run_lifeboat(["systemd"]);
     assert_exit(&o, 2);
+
+    // A calendar systemd would not take is refused: exit 2, one line naming the flag
+    // (systemd-analyze decides where installed, lifeboat's own parser elsewhere).
+    for bogus in ["bogus", "25:00", "*-13-01"] {
+        let o = run_lifeboat(["systemd", "--config", c, "--on-calendar", bogus]);
+        assert_exit(&o, 2);
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.contains("--on-calendar") && e.contains(bogus), "{e}");
+    }
+    for good in ["daily", "Mon..Fri 02:00", "*-*-* 03:30:00 UTC"] {
+        let o = run_lifeboat(["systemd", "--config", c, "--on-calendar", good]);
+        assert_exit(&o, 0);
+    }
+    // A missing --output-dir: one line naming it and what to do.
+    let missing = dir.path().join("no-such-dir");
+    let o = run_lifeboat([
+        "systemd",
+        "--config",
+        c,
+        "--output-dir",
+        missing.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 2);
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.contains("--output-dir")
+            && e.contains(&missing.display().to_string())
+            && e.contains("mkdir -p"),
+        "{e}"
+    );
+    assert!(!e.contains("No such file or directory"), "{e}");
 }

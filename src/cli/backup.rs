@@ -9,9 +9,9 @@ use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Destination: a local directory (s3://bucket/prefix in a later release). Repeat to
-    /// store the same backup in several places from one stream. Without --to, the
-    /// [[destination]]s of the config file.
+    /// Destination: a local directory or s3://bucket/prefix. Repeat to store the same
+    /// backup in several places from one stream. Without --to, the [[destination]]s of the
+    /// config file.
     #[arg(long = "to", value_name = "DEST")]
     pub to: Vec<String>,
     /// Encrypt the stored data object (age) to this public key: `age1…` (age-keygen) or

@@ -16,7 +16,8 @@ use crate::ExitCode;
 Every page read in A and B is validated and each file's SHA-256 is compared with its trailer \
 (or manifest) before anything is printed; damage exits 3 naming which file, and the page.
 
-Exit codes: 0 ok, 1 read failed, 2 usage, 3 integrity problem.")]
+Exit codes: 0 ok, 1 read failed, 2 usage, 3 integrity problem. With --exit-code (as `git diff
+--exit-code`): 0 when the snapshots hold the same keys, 1 when any key differs.")]
 pub struct Args {
     /// The older snapshot (file, db, backup file or DEST:ID).
     pub a: String,
@@ -34,6 +35,10 @@ pub struct Args {
     /// validated.
     #[arg(long)]
     pub no_verify: bool,
+    /// Exit 1 when the snapshots differ (a key added, removed or changed under --prefix, or
+    /// a revision with different bytes), 0 when they do not, as `git diff --exit-code`.
+    #[arg(long)]
+    pub exit_code: bool,
 }
 
 #[derive(Serialize)]
@@ -81,6 +86,10 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         )
     })?;
     note_unverified(&verification, args.no_verify);
+    let differ = {
+        let s = &r.summary;
+        s.added + s.removed + s.changed + s.revisions_differing > 0
+    };
     if args.summary {
         r.keys.clear();
     }
@@ -135,5 +144,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::Ok)
+    Ok(if args.exit_code && differ {
+        ExitCode::Failed
+    } else {
+        ExitCode::Ok
+    })
 }

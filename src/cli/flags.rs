@@ -5,7 +5,7 @@ use std::path::PathBuf;
 /// `--from DEST`: where stored backups are read from.
 #[derive(Debug, Clone, clap::Args)]
 pub struct FromArgs {
-    /// Destination holding the backups: a local directory.
+    /// Destination holding the backups: a local directory or s3://bucket/prefix.
     #[arg(long, value_name = "DEST")]
     pub from: String,
 }

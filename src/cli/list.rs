@@ -42,6 +42,7 @@ pub fn describe(m: &Manifest) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     );
+    s.push_str(&format!("encryption:    {}\n", encryption(m)));
     for a in &m.alarms {
         s.push_str(&format!("alarm:         {} on {}\n", a.alarm, a.member_id));
     }
@@ -49,6 +50,41 @@ pub fn describe(m: &Manifest) -> String {
         s.push_str(&format!("warning:       {w}\n"));
     }
     s
+}
+
+/// `none`, or `age, to age1qyqszqgpqyqs… (an identity for one of them opens it)`.
+fn encryption(m: &Manifest) -> String {
+    if !is_encrypted(m) {
+        return "none".into();
+    }
+    let short: Vec<String> = m
+        .recipients
+        .iter()
+        .map(|r| {
+            if r.chars().count() > 24 {
+                format!("{}…", r.chars().take(20).collect::<String>())
+            } else {
+                r.clone()
+            }
+        })
+        .collect();
+    if short.is_empty() {
+        return format!("{} (encrypted)", m.encryption);
+    }
+    format!(
+        "{}, to {} (--identity with a key of {} opens it)",
+        m.encryption,
+        short.join(", "),
+        if short.len() == 1 {
+            "it"
+        } else {
+            "one of them"
+        }
+    )
+}
+
+fn is_encrypted(m: &Manifest) -> bool {
+    !m.encryption.is_empty() && m.encryption != "none"
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
@@ -75,26 +111,36 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
                     String::new()
                 }
             };
+            // The encryption column only where some backup is encrypted.
+            let encrypted = backups.iter().any(is_encrypted);
+            let enc_col = |m: Option<&Manifest>| match (encrypted, m) {
+                (false, _) => String::new(),
+                (true, None) => format!("  {:<9}", "ENCRYPTED"),
+                (true, Some(m)) if is_encrypted(m) => format!("  {:<9}", m.encryption),
+                (true, Some(_)) => format!("  {:<9}", "no"),
+            };
             let header = format!(
-                "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<24}{}",
+                "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<30}{}{}",
                 "ID",
                 "REVISION",
                 "DB",
                 "STORED",
                 "SOURCE",
                 "CREATED",
+                enc_col(None),
                 lock_col("RETAIN-UNTIL")
             );
             println!("{}", header.trim_end());
             for m in &backups {
                 let line = format!(
-                    "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<24}{}",
+                    "{:<42} {:>10} {:>10} {:>10}  {:<10} {:<30}{}{}",
                     m.id,
                     m.revision,
                     human_bytes(m.db_size),
                     human_bytes(m.stored_size),
                     m.source_member.name,
                     m.created_at,
+                    enc_col(Some(m)),
                     lock_col(m.retain_until.as_deref().unwrap_or("-"))
                 );
                 println!("{}", line.trim_end());

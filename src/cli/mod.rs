@@ -133,16 +133,52 @@ pub enum Command {
     Config(config_check::Command),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) on stdout.
     Completions(reference::CompletionsArgs),
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print the man page (roff) on stdout, or write one page per command (--out DIR).
+    Man(reference::ManArgs),
 }
 
-/// The clap command with the exit codes after every command's help.
+/// The clap command with the exit codes after every command's help, and each flag under
+/// its own heading.
 pub fn command() -> clap::Command {
-    fn with_codes(c: clap::Command) -> clap::Command {
-        c.after_help(EXIT_CODES).mut_subcommands(with_codes)
+    let headed = headed_flags();
+    let fix = move |c: clap::Command| fix_headings(c, &headed);
+    fn with_codes(c: clap::Command, fix: &dyn Fn(clap::Command) -> clap::Command) -> clap::Command {
+        fix(c.after_help(EXIT_CODES)).mut_subcommands(|s| with_codes(s, fix))
     }
-    with_codes(Cli::command())
+    with_codes(Cli::command(), &fix)
+}
+
+/// The flag groups that have a help heading of their own, and their flags' ids.
+fn headed_flags() -> Vec<(String, Vec<String>)> {
+    fn group<T: clap::Args>() -> (String, Vec<String>) {
+        let c = T::augment_args(clap::Command::new("group"));
+        let heading = c.get_next_help_heading().unwrap_or_default().to_string();
+        let ids = c.get_arguments().map(|a| a.get_id().to_string()).collect();
+        (heading, ids)
+    }
+    vec![
+        group::<crate::config::EtcdSettings>(),
+        group::<crate::config::RetentionConfig>(),
+        group::<crate::config::s3::S3Options>(),
+    ]
+}
+
+/// clap's derive carries a flattened group's heading on to every flag declared after it in
+/// the same struct (`backup --prune` showed under "Connection:"): a flag under a group's
+/// heading that is not of that group goes back to the command's own options.
+fn fix_headings(c: clap::Command, headed: &[(String, Vec<String>)]) -> clap::Command {
+    c.mut_args(|a| {
+        let stray = a.get_help_heading().is_some_and(|h| {
+            headed.iter().any(|(heading, ids)| {
+                heading == h && !ids.iter().any(|id| a.get_id() == id.as_str())
+            })
+        });
+        if stray {
+            a.help_heading(None::<&str>)
+        } else {
+            a
+        }
+    })
 }
 
 static SETTINGS: OnceLock<Layers> = OnceLock::new();
@@ -229,7 +265,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore(c) => restore::run(c, g),
         Command::Config(c) => config_check::run(c, g),
         Command::Completions(a) => reference::completions(a),
-        Command::Man => reference::man(),
+        Command::Man(a) => reference::man(a, g.quiet),
     }
 }
 

@@ -1,7 +1,7 @@
 use super::connection::{runtime, ConnectionArgs};
 use super::{Global, OutputFormat};
 use crate::live::doctor::{self, Level, Limits, MemberRow, Report};
-use crate::live::{gather, probe_peers};
+use crate::live::{gather, probe_peers, read_quotas};
 use crate::units::human_bytes;
 use crate::ExitCode;
 
@@ -19,16 +19,18 @@ use crate::ExitCode;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Checks: members reachable, quorum, one leader and one raft term, raft index lag, the same member
-list and cluster id on every endpoint, db size against --quota-bytes and free space, alarms
+list and cluster id on every endpoint (an endpoint of another cluster is named), db size against
+the quota (--quota-bytes, else each member's /metrics) and free space, alarms
 (NOSPACE, CORRUPT), version skew, learners. Each problem is printed with the commands to run\nand the section of docs/cluster-health.md that explains it.
 
 Exit status: 0 healthy; 4 unhealthy; 1 when no endpoint answers at all; 2 for bad flags.")]
 pub struct Args {
     #[command(flatten)]
     conn: ConnectionArgs,
-    /// The members' --quota-backend-bytes (etcd's default is 2 GiB; 64M-style suffixes).
-    #[arg(long, value_name = "BYTES", default_value_t = doctor::DEFAULT_QUOTA, value_parser = crate::config::parse_size)]
-    quota_bytes: u64,
+    /// The members' --quota-backend-bytes (64M-style suffixes). Default: what each member's
+    /// /metrics says (etcd_server_quota_backend_bytes), else etcd's default 2 GiB.
+    #[arg(long, value_name = "BYTES", value_parser = crate::config::parse_size)]
+    quota_bytes: Option<u64>,
     /// Raft entries behind the leader before a member counts as lagging.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     lag_entries: u64,
@@ -40,8 +42,12 @@ pub struct Args {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let cfg = args.conn.to_config()?;
     let rt = runtime()?;
-    let view = rt.block_on(gather(&cfg, args.endpoints_only))?;
-    let probes = rt.block_on(probe_peers(&view, cfg.dial_timeout));
+    let mut view = rt.block_on(gather(&cfg, args.endpoints_only))?;
+    let quota_error = match args.quota_bytes {
+        Some(_) => None,
+        None => rt.block_on(read_quotas(&mut view, &cfg)),
+    };
+    let probes = rt.block_on(probe_peers(&view, &cfg));
     let report = doctor::diagnose_with(
         &view,
         Limits {
@@ -53,7 +59,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     );
     match g.output {
         OutputFormat::Json => super::output::print_json(&report)?,
-        OutputFormat::Text => print_text(&report),
+        OutputFormat::Text => print_text(&report, quota_error.as_deref()),
     }
     Ok(if report.healthy {
         ExitCode::Ok
@@ -62,7 +68,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_text(r: &Report) {
+fn print_text(r: &Report, quota_error: Option<&str>) {
     println!("{}", header(r));
     println!(
         "{:<18} {:<10} {:<28} {:>6} {:>10} {:>8} {:>10} {:>10} {:>6}  VERSION",
@@ -71,6 +77,15 @@ fn print_text(r: &Report) {
     for m in &r.members {
         println!("{}", member_line(m));
     }
+    let from = match r.quota_source {
+        "flag" => "--quota-bytes".to_string(),
+        "metrics" => "etcd_server_quota_backend_bytes on the members' /metrics".to_string(),
+        _ => format!(
+            "etcd's default; /metrics did not say{}: give --quota-bytes",
+            quota_error.map(|e| format!(" ({e})")).unwrap_or_default()
+        ),
+    };
+    println!("quota: {} ({from})", human_bytes(r.quota_bytes));
     if !r.alarms.is_empty() {
         println!("alarms: {}", r.alarms.join(", "));
     }
@@ -104,12 +119,28 @@ fn header(r: &Report) -> String {
 
 fn member_line(m: &MemberRow) -> String {
     if !m.reachable {
+        let other = m
+            .other_cluster_id
+            .as_ref()
+            .map(|c| format!("; its peer URL answers for OTHER CLUSTER {c}"))
+            .unwrap_or_default();
         return format!(
-            "{:<18} {:<10} {:<28} UNREACHABLE {}",
+            "{:<18} {:<10} {:<28} UNREACHABLE {}{other}",
             m.id,
             m.name,
             m.endpoint.clone().unwrap_or_default(),
             m.error.clone().unwrap_or_default()
+        );
+    }
+    if let Some(other) = &m.other_cluster_id {
+        return format!(
+            "{:<18} {:<10} {:<28} OTHER CLUSTER {other} (raft term {}, index {}, {})",
+            m.id,
+            m.name,
+            m.endpoint.clone().unwrap_or_default(),
+            m.raft_term,
+            m.raft_index,
+            m.version
         );
     }
     let mut id = m.id.clone();

@@ -30,6 +30,35 @@ fn absolute(flag: &str, p: &std::path::Path) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The directory the units go into must exist: one line naming it and what to do.
+fn check_output_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::flag(
+            "--output-dir",
+            format!(
+                "{} is not a directory: give the directory the units go into (e.g. /etc/systemd/system)",
+                dir.display()
+            ),
+        )
+        .into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::flag(
+            "--output-dir",
+            format!(
+                "{} does not exist: create it first (`mkdir -p {}`) or give an existing one (e.g. /etc/systemd/system)",
+                dir.display(),
+                dir.display()
+            ),
+        )
+        .into()),
+        Err(e) => Err(Error::flag(
+            "--output-dir",
+            format!("{}: {}", dir.display(), crate::error::io_words(&e)),
+        )
+        .into()),
+    }
+}
+
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let Some(path) = g.config.config.clone() else {
         return Err(Error::flag(
@@ -77,11 +106,17 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             println!("# --- {} ---\n{timer}", units::TIMER_NAME);
         }
         Some(dir) => {
+            check_output_dir(dir)?;
             for (name, body) in [(units::SERVICE_NAME, &service), (units::TIMER_NAME, &timer)] {
                 let p = dir.join(name);
-                std::fs::write(&p, body).map_err(|e| Error::Io {
-                    path: p.clone(),
-                    source: e,
+                std::fs::write(&p, body).map_err(|e| {
+                    Error::Failed(
+                        format!(
+                            "cannot write {}: {} (run as root for /etc/systemd/system, or give a directory you can write)",
+                            p.display(),
+                            crate::error::io_words(&e)
+                        ),
+                    )
                 })?;
                 if !g.quiet {
                     eprintln!("wrote {}", p.display());

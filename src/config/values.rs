@@ -69,8 +69,20 @@ impl FromStr for Size {
     }
 }
 
+/// As an operator writes it: `64M`, `2G`, `1536K`; a plain byte count when no suffix is
+/// exact. [`parse_size`] reads it back to the same value.
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (suffix, unit) in [
+            ("T", 1u64 << 40),
+            ("G", 1 << 30),
+            ("M", 1 << 20),
+            ("K", 1 << 10),
+        ] {
+            if self.0 >= unit && self.0.is_multiple_of(unit) {
+                return write!(f, "{}{suffix}", self.0 / unit);
+            }
+        }
         write!(f, "{}", self.0)
     }
 }
@@ -104,9 +116,24 @@ impl FromStr for Dur {
     }
 }
 
+/// As an operator writes it: `24h`, `15m`, `1h30m`, `500ms` (hours at most: `1day` and
+/// `7days` read as `24h` and `168h`); [`Dur::from_str`] reads it back to the same value.
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        if !self.0.subsec_nanos().is_multiple_of(1_000_000) {
+            return write!(f, "{}", humantime::format_duration(self.0));
+        }
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (suffix, unit) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if ms >= unit {
+                write!(f, "{}{suffix}", ms / unit)?;
+                ms %= unit;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -210,6 +237,35 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("M").is_err());
         assert!(parse_size("1e30T").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations_print_as_written() {
+        for (written, shown) in [
+            ("64M", "64M"),
+            ("1G", "1G"),
+            ("1.5k", "1536"),
+            ("1000", "1000"),
+        ] {
+            let s: Size = written.parse().unwrap();
+            assert_eq!(s.to_string(), shown);
+            assert_eq!(s.to_string().parse::<Size>().unwrap(), s);
+        }
+        assert_eq!(Size(1536).to_string(), "1536");
+        assert_eq!(Size(3 << 10).to_string(), "3K");
+        for (written, shown) in [
+            ("24h", "24h"),
+            ("1day", "24h"),
+            ("15m", "15m"),
+            ("90m", "1h30m"),
+            ("500ms", "500ms"),
+            ("2s", "2s"),
+            ("0s", "0s"),
+        ] {
+            let d: Dur = written.parse().unwrap();
+            assert_eq!(d.to_string(), shown, "{written}");
+            assert_eq!(d.to_string().parse::<Dur>().unwrap(), d);
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! after that it is dropped, which leaves at most a partial object (never a manifest), and
 //! the next backup cleans it up.
 
+pub mod calendar;
 pub mod http;
 mod memory;
 pub mod schedule;

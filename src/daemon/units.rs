@@ -141,15 +141,7 @@ pub fn service(u: &UnitInput<'_>) -> Result<String> {
 /// The timer unit.
 pub fn timer(u: &UnitInput<'_>) -> Result<String> {
     let cal = u.on_calendar.trim();
-    if cal.is_empty() || cal.chars().any(char::is_control) {
-        return Err(Error::flag(
-            "--on-calendar",
-            format!(
-                "{:?}: give a systemd calendar expression such as hourly or *:0/15",
-                u.on_calendar
-            ),
-        ));
-    }
+    super::calendar::check(u.on_calendar)?;
     let delay = u
         .config
         .schedule

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::foreign::{check_foreign, foreign_rows};
 use super::member_state::{check_alarms, check_member_status, check_size_drift, check_versions};
 use super::membership::{
     check_agreement, check_leader_and_terms, check_members, check_quorum, check_stray_endpoints,
@@ -81,6 +82,13 @@ pub struct MemberRow {
     pub db_size_in_use: u64,
     /// db size as a percentage of the quota.
     pub quota_used_pct: f64,
+    /// The quota that percentage is of: --quota-bytes, else the member's /metrics, else
+    /// etcd's default.
+    pub quota_bytes: u64,
+    /// Set when this endpoint answered for another cluster than the report's: its cluster
+    /// id (hex). Such a member is no member of this cluster (see `cluster-id-mismatch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_cluster_id: Option<String>,
     pub version: String,
     pub revision: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -98,7 +106,11 @@ pub struct Report {
     pub last_known_leader: Option<LastLeaderRow>,
     /// Voting members that answer, and how many a quorum needs.
     pub quorum: Quorum,
+    /// The quota the members' db sizes are judged against (each row has its own).
     pub quota_bytes: u64,
+    /// Where `quota_bytes` comes from: `flag` (--quota-bytes), `metrics` (the members'
+    /// `etcd_server_quota_backend_bytes`) or `default` (etcd's 2 GiB: /metrics did not say).
+    pub quota_source: &'static str,
     pub members: Vec<MemberRow>,
     pub alarms: Vec<String>,
     pub findings: Vec<Finding>,
@@ -114,7 +126,8 @@ pub struct LastLeaderRow {
 /// Thresholds of the checks.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    pub quota_bytes: u64,
+    /// `--quota-bytes`: overrides what each member's /metrics says.
+    pub quota_bytes: Option<u64>,
     /// Raft entries behind the leader before a member is called lagging.
     pub lag_entries: u64,
     /// Percentage of the quota before the db size is a warning.
@@ -124,7 +137,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            quota_bytes: DEFAULT_QUOTA,
+            quota_bytes: None,
             lag_entries: 1000,
             quota_warn_pct: 80.0,
         }
@@ -146,6 +159,15 @@ pub(super) struct Exam<'a> {
 }
 
 impl<'a> Exam<'a> {
+    /// The quota member `s` is judged against, and where it comes from.
+    pub(super) fn quota_of(&self, s: &EndpointStatus) -> (u64, &'static str) {
+        match (self.limits.quota_bytes, s.quota_bytes) {
+            (Some(q), _) => (q, "flag"),
+            (None, Some(q)) => (q, "metrics"),
+            (None, None) => (DEFAULT_QUOTA, "default"),
+        }
+    }
+
     pub(super) fn push(
         &mut self,
         level: Level,
@@ -199,11 +221,16 @@ pub fn diagnose_with(view: &ClusterView, limits: Limits, probes: &[PeerProbe]) -
         view,
         limits,
         probes,
-        reachable: view.endpoints.iter().filter(|s| s.reachable).collect(),
+        reachable: view
+            .endpoints
+            .iter()
+            .filter(|s| s.reachable && view.is_ours(s))
+            .collect(),
         cluster: Cluster::new(view),
         findings: Vec::new(),
     };
     check_stray_endpoints(&mut x);
+    check_foreign(&mut x);
     check_members(&mut x);
     check_quorum(&mut x);
     check_leader_and_terms(&mut x);
@@ -217,7 +244,13 @@ pub fn diagnose_with(view: &ClusterView, limits: Limits, probes: &[PeerProbe]) -
     check_size_drift(&mut x);
     check_versions(&mut x);
     let alarms = check_alarms(&mut x);
+    rows.extend(foreign_rows(&x));
     rows.extend(unreachable_rows(&x));
+    let (quota_bytes, quota_source) = x
+        .leader_status()
+        .or(x.reachable.first().copied())
+        .map(|s| x.quota_of(s))
+        .unwrap_or((limits.quota_bytes.unwrap_or(DEFAULT_QUOTA), "default"));
     let mut findings = x.findings;
     findings.sort_by_key(|f| f.level);
     Report {
@@ -230,7 +263,8 @@ pub fn diagnose_with(view: &ClusterView, limits: Limits, probes: &[PeerProbe]) -
             raft_term: l.raft_term,
         }),
         quorum: view.quorum(),
-        quota_bytes: limits.quota_bytes,
+        quota_bytes,
+        quota_source,
         members: rows,
         alarms,
         findings,
@@ -262,6 +296,7 @@ mod tests {
             is_learner: false,
             errors: vec![],
             member_list: vec![1, 2, 3],
+            quota_bytes: None,
         }
     }
 
@@ -319,12 +354,23 @@ mod tests {
             "member-unreachable",
             "term-disagreement",
             "member-lagging",
-            "db-near-quota",
             "version-skew",
             "alarm-nospace",
         ] {
             assert!(c.contains(&want), "{want} missing from {c:?}");
         }
+        // The full db is one finding: the alarm's, which names the size and the quota.
+        assert!(!c.contains(&"db-near-quota"), "{c:?}");
+        let nospace = r
+            .findings
+            .iter()
+            .find(|f| f.check == "alarm-nospace")
+            .unwrap();
+        assert!(
+            nospace.message.contains("1.9 GiB of its 2.0 GiB quota"),
+            "{}",
+            nospace.message
+        );
         assert!(!c.contains(&"quorum-lost"));
         // Errors come first.
         assert_eq!(r.findings[0].level, Level::Error);
@@ -381,11 +427,23 @@ mod tests {
             b,
             st(3, 1, 2, 100, 1, "3.5.1"),
         ]);
-        let c = checks(&diagnose(&v, Limits::default()));
+        let r = diagnose(&v, Limits::default());
+        let c = checks(&r);
+        // Member 2's endpoint answers for cluster 7: one finding, which names it, its
+        // cluster id and the member expected there; it is not also "unreachable", and its
+        // member list is not this cluster's to disagree with.
+        assert_eq!(c, vec!["cluster-id-mismatch"], "{:#?}", r.findings);
+        let f = &r.findings[0];
         assert!(
-            c.contains(&"member-list-disagreement") && c.contains(&"cluster-id-mismatch"),
-            "{c:?}"
+            f.message.contains("member 2 of cluster 7") && f.message.contains("2 (m2)"),
+            "{}",
+            f.message
         );
+        assert!(!f.remedy.contains("initial-cluster-state"), "{}", f.remedy);
+        assert!(f.remedy.contains("--node m2"), "{}", f.remedy);
+        let row = r.members.iter().find(|m| m.id == "2").unwrap();
+        assert_eq!(row.other_cluster_id.as_deref(), Some("7"));
+        assert_eq!(r.quorum.down, 1);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub async fn gather(cfg: &ConnectConfig, endpoints_only: bool) -> crate::Result<
     match survey(&more).await {
         Ok(v) => {
             view.endpoints.extend(v.endpoints);
-            if view.alarms.is_empty() {
+            if view.alarms.is_empty() && v.cluster_id == view.cluster_id {
                 view.alarms = v.alarms;
             }
         }
@@ -52,6 +52,31 @@ pub async fn gather(cfg: &ConnectConfig, endpoints_only: bool) -> crate::Result<
     Ok(view)
 }
 
+/// Read each answering member's `--quota-backend-bytes` from its /metrics
+/// (`etcd_server_quota_backend_bytes`, as the daemon does), concurrently; a member whose
+/// /metrics does not say keeps `None`. Returns the first failure's words, if any.
+pub async fn read_quotas(view: &mut ClusterView, cfg: &ConnectConfig) -> Option<String> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, s) in view.endpoints.iter().enumerate() {
+        if !s.reachable || !view.is_ours(s) {
+            continue;
+        }
+        let (cfg, ep) = (cfg.clone(), s.endpoint.clone());
+        set.spawn_blocking(move || (i, crate::source::etcd::quota::quota_bytes(&cfg, &ep)));
+    }
+    let mut failure = None;
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok((i, Ok(q))) => view.endpoints[i].quota_bytes = Some(q),
+            Ok((_, Err(e))) => {
+                failure.get_or_insert_with(|| e.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    failure
+}
+
 /// A TCP probe of an unreachable member's peer URL (port 2380 usually).
 #[derive(Debug, Clone, Serialize)]
 pub struct PeerProbe {
@@ -62,11 +87,30 @@ pub struct PeerProbe {
     /// The port refused the connection (nothing listens), as opposed to no answer.
     #[serde(skip)]
     pub refused: bool,
+    /// The cluster id the etcd on that peer port belongs to (`X-Etcd-Cluster-ID` of its
+    /// `/members`), when it says: an etcd of another cluster where this member should run
+    /// answers there even while it has no leader and its client URL answers nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<u64>,
+}
+
+/// The `X-Etcd-Cluster-ID` header of the peer URL's `/members`.
+fn peer_cluster_id(cfg: &crate::source::etcd::ConnectConfig, url: &str) -> Option<u64> {
+    let (head, _) = crate::source::etcd::quota::http_get(cfg, url, url, "/members").ok()?;
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if !k.trim().eq_ignore_ascii_case("X-Etcd-Cluster-ID") {
+            return None;
+        }
+        u64::from_str_radix(v.trim(), 16).ok()
+    })
 }
 
 /// Probe the first peer URL of every member no endpoint speaks for (does its peer port
-/// accept connections?), concurrently, each bounded by `timeout`.
-pub async fn probe_peers(view: &ClusterView, timeout: std::time::Duration) -> Vec<PeerProbe> {
+/// accept connections, and for which cluster?), concurrently, each bounded by the dial
+/// and command timeouts.
+pub async fn probe_peers(view: &ClusterView, cfg: &ConnectConfig) -> Vec<PeerProbe> {
+    let timeout = cfg.dial_timeout;
     let mut set = tokio::task::JoinSet::new();
     for m in &view.members {
         if view.status_of(m.id).is_some() {
@@ -76,6 +120,7 @@ pub async fn probe_peers(view: &ClusterView, timeout: std::time::Duration) -> Ve
             continue;
         };
         let id = m.id;
+        let cfg = cfg.clone();
         set.spawn(async move {
             let addr = strip_scheme(&url)
                 .split('/')
@@ -97,11 +142,21 @@ pub async fn probe_peers(view: &ClusterView, timeout: std::time::Duration) -> Ve
                         false,
                     ),
                 };
+            let cluster_id = if error.is_none() {
+                let (cfg, u) = (cfg.clone(), url.clone());
+                tokio::task::spawn_blocking(move || peer_cluster_id(&cfg, &u))
+                    .await
+                    .ok()
+                    .flatten()
+            } else {
+                None
+            };
             PeerProbe {
                 member_id: id,
                 url,
                 error,
                 refused,
+                cluster_id,
             }
         });
     }

@@ -26,13 +26,15 @@ pub(super) fn check_member_status(x: &mut Exam<'_>, s: &EndpointStatus) -> Membe
     }
     let db = s.db_size.max(0) as u64;
     let in_use = s.db_size_in_use.max(0) as u64;
-    let quota = x.limits.quota_bytes;
+    let (quota, _) = x.quota_of(s);
     let pct = if quota > 0 {
         db as f64 * 100.0 / quota as f64
     } else {
         0.0
     };
-    if pct >= x.limits.quota_warn_pct {
+    // A NOSPACE alarm is the one finding for a full db (check_alarms names the sizes).
+    let nospace = x.view.alarms.iter().any(|a| a.alarm == "NOSPACE");
+    if pct >= x.limits.quota_warn_pct && !nospace {
         let remedy = format!(
             "{}. Long term: raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
             x.cluster.free_space()
@@ -65,7 +67,9 @@ pub(super) fn check_member_status(x: &mut Exam<'_>, s: &EndpointStatus) -> Membe
             format!("`{one} defrag` (it blocks that member while it runs: one member at a time)."),
         );
     }
-    for e in &s.errors {
+    // etcd lists each raised alarm among a member's errors as protobuf text
+    // (`memberID:… alarm:NOSPACE`): check_alarms reports those, once, in words.
+    for e in s.errors.iter().filter(|e| !is_alarm_text(e)) {
         x.push(
             Level::Warning,
             "member-error",
@@ -104,10 +108,17 @@ pub(super) fn check_member_status(x: &mut Exam<'_>, s: &EndpointStatus) -> Membe
         db_size: db,
         db_size_in_use: in_use,
         quota_used_pct: (pct * 10.0).round() / 10.0,
+        quota_bytes: quota,
+        other_cluster_id: None,
         version: s.version.clone(),
         revision: s.revision,
         error: None,
     }
+}
+
+/// An alarm as etcd's Status lists it among a member's errors: `memberID:… alarm:NOSPACE`.
+fn is_alarm_text(e: &str) -> bool {
+    e.contains("alarm:") && e.contains("memberID:")
 }
 
 /// A follower much bigger than the leader drifts (it was seen after raising the quota).
@@ -159,15 +170,54 @@ pub(super) fn check_versions(x: &mut Exam<'_>) {
     }
 }
 
-/// Findings for the raised alarms; returns them as `NOSPACE on <member>` for the report.
+/// Findings for the raised alarms, one per kind whichever members raised it; returns them
+/// as `NOSPACE on <member>` for the report.
 pub(super) fn check_alarms(x: &mut Exam<'_>) -> Vec<String> {
     let view = x.view;
     let mut shown = Vec::new();
+    let mut kinds: Vec<&str> = Vec::new();
     for a in &view.alarms {
-        let who = x.name(a.member_id);
-        shown.push(format!("{} on {who}", a.alarm));
-        match a.alarm.as_str() {
+        shown.push(format!("{} on {}", a.alarm, x.name(a.member_id)));
+        if !kinds.contains(&a.alarm.as_str()) {
+            kinds.push(&a.alarm);
+        }
+    }
+    for kind in kinds {
+        let raisers: Vec<u64> = view
+            .alarms
+            .iter()
+            .filter(|a| a.alarm == kind)
+            .map(|a| a.member_id)
+            .collect();
+        let who = raisers
+            .iter()
+            .map(|&id| x.name(id))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let by = if raisers.len() == 1 {
+            format!("member {who}")
+        } else {
+            format!("members {who}")
+        };
+        match kind {
             "NOSPACE" => {
+                let sizes: Vec<String> = raisers
+                    .iter()
+                    .filter_map(|&id| view.status_of(id))
+                    .map(|s| {
+                        let (q, _) = x.quota_of(s);
+                        format!(
+                            "db {} of its {} quota",
+                            human_bytes(s.db_size.max(0) as u64),
+                            human_bytes(q)
+                        )
+                    })
+                    .collect();
+                let sizes = if sizes.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", sizes.join("; "))
+                };
                 let remedy = format!(
                     "Free space, then disarm: {}. Then raise --quota-backend-bytes (8 GiB is the suggested maximum) and set --auto-compaction-retention.",
                     x.cluster.free_space()
@@ -175,23 +225,25 @@ pub(super) fn check_alarms(x: &mut Exam<'_>) -> Vec<String> {
                 x.push(
                     Level::Error,
                     "alarm-nospace",
-                    format!("alarm NOSPACE raised by member {who}: writes fail with `mvcc: database space exceeded`"),
+                    format!("alarm NOSPACE raised by {by}{sizes}: the db reached its quota, the cluster takes no more writes (they fail with `mvcc: database space exceeded`) until space is freed and the alarm disarmed"),
                     remedy,
                 );
             }
             "CORRUPT" => {
-                let remedy = match view.member(a.member_id) {
-                    Some(m) => format!("Replace that member: {}.", x.cluster.replace_member(m)),
-                    None => {
-                        "Replace that member (member remove, wipe its data dir, member add).".into()
-                    }
+                let replace: Vec<String> = raisers
+                    .iter()
+                    .filter_map(|&id| view.member(id))
+                    .map(|m| x.cluster.replace_member(m))
+                    .collect();
+                let remedy = if replace.is_empty() {
+                    "Replace that member (member remove, wipe its data dir, member add).".into()
+                } else {
+                    format!("Replace that member: {}.", replace.join("; then "))
                 };
                 x.push(
                     Level::Error,
                     "alarm-corrupt",
-                    format!(
-                        "alarm CORRUPT raised by member {who}: its data differs from the others"
-                    ),
+                    format!("alarm CORRUPT raised by {by}: its data differs from the others"),
                     remedy,
                 );
             }
@@ -204,7 +256,7 @@ pub(super) fn check_alarms(x: &mut Exam<'_>) -> Vec<String> {
                 x.push(
                     Level::Warning,
                     "alarm",
-                    format!("alarm {other} raised by member {who}"),
+                    format!("alarm {other} raised by {by}"),
                     remedy,
                 );
             }

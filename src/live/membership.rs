@@ -80,10 +80,17 @@ pub(super) fn check_stray_endpoints(x: &mut Exam<'_>) {
 pub(super) fn check_members(x: &mut Exam<'_>) {
     let view = x.view;
     for m in &view.members {
-        if view.status_of(m.id).is_some() {
+        // A member of another cluster answering in its place is cluster-id-mismatch's.
+        if view.status_of(m.id).is_some()
+            || view.foreign_at(m.id).is_some()
+            || super::foreign::other_at_peer(x, m.id).is_some()
+        {
             continue;
         }
         if m.name.is_empty() && m.client_urls.is_empty() {
+            if super::foreign::unstarted_in_place(x, m).is_some() {
+                continue;
+            }
             let initial = x.cluster.initial_cluster();
             x.push(
                 Level::Error,
@@ -258,25 +265,7 @@ pub(super) fn check_agreement(x: &mut Exam<'_>) {
             remedy,
         );
     }
-    let cids = x.distinct(|s| s.cluster_id);
-    if cids.len() > 1 {
-        let odd: Vec<String> = x
-            .reachable
-            .iter()
-            .filter(|s| Some(s.cluster_id) != x.view.cluster_id)
-            .map(|s| format!("{} (cluster {})", s.endpoint, hex(s.cluster_id)))
-            .collect();
-        x.push(
-            Level::Error,
-            "cluster-id-mismatch",
-            format!(
-                "endpoints belong to different clusters: {} (expected {})",
-                odd.join(", "),
-                x.view.cluster_id.map(hex).unwrap_or_default()
-            ),
-            "That endpoint runs a cluster of its own (e.g. a member restored alone with `snapshot restore`): stop it, move its data dir aside, and re-add it to the real cluster with `etcdctl member add NAME --peer-urls=PEER_URL` and --initial-cluster-state=existing.".to_string(),
-        );
-    }
+    // Endpoints of another cluster id: see super::foreign.
 }
 
 /// Members listed but not answering get a row too, with why.
@@ -284,7 +273,7 @@ pub(super) fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
     x.view
         .members
         .iter()
-        .filter(|m| x.view.status_of(m.id).is_none())
+        .filter(|m| x.view.status_of(m.id).is_none() && x.view.foreign_at(m.id).is_none())
         .map(|m| MemberRow {
             id: hex(m.id),
             name: m.name.clone(),
@@ -299,9 +288,19 @@ pub(super) fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
             db_size: 0,
             db_size_in_use: 0,
             quota_used_pct: 0.0,
+            quota_bytes: 0,
+            other_cluster_id: super::foreign::other_at_peer(x, m.id)
+                .and_then(|p| p.cluster_id)
+                .map(hex),
             version: String::new(),
             revision: 0,
-            error: x.view.failed_to_answer(m.id).and_then(|s| s.error.clone()),
+            error: match super::foreign::other_at_peer(x, m.id) {
+                // Not frozen: an etcd of another cluster without a leader (cluster-id-mismatch).
+                Some(_) => {
+                    Some("its client URL does not answer: no leader in its own cluster".into())
+                }
+                None => x.view.failed_to_answer(m.id).and_then(|s| s.error.clone()),
+            },
         })
         .collect()
 }

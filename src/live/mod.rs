@@ -9,9 +9,10 @@
 //!   commands with this cluster's values.
 
 pub mod doctor;
+mod foreign;
 pub mod gather;
 mod member_state;
 mod membership;
 pub mod remedy;
 
-pub use gather::{gather, probe_peers, PeerProbe};
+pub use gather::{gather, probe_peers, read_quotas, PeerProbe};

@@ -177,6 +177,7 @@ mod tests {
             is_learner: false,
             errors: vec![],
             member_list: vec![],
+            quota_bytes: None,
         }
     }
 

@@ -22,8 +22,26 @@ const METRIC: &str = "etcd_server_quota_backend_bytes";
 /// `etcd_server_quota_backend_bytes` as served by `endpoint`.
 pub fn quota_bytes(cfg: &ConnectConfig, endpoint: &str) -> Result<u64> {
     let url = cfg.normalize_endpoint(endpoint);
+    let (_, body) = http_get(cfg, endpoint, &url, "/metrics")?;
+    parse(&body).ok_or_else(|| {
+        Error::etcd(
+            endpoint,
+            EtcdErrorKind::Other,
+            format!("/metrics: no {METRIC} (etcd older than 3.4?)"),
+        )
+    })
+}
+
+/// `GET PATH` on `url` (http or https with the connection's CA and client certificate):
+/// the response head and body of a 200 answer. Errors name `endpoint` and PATH.
+pub fn http_get(
+    cfg: &ConnectConfig,
+    endpoint: &str,
+    url: &str,
+    path: &str,
+) -> Result<(String, String)> {
     let fail = |kind, message: String| Error::etcd(endpoint, kind, message);
-    let hostport = strip_scheme(&url).split('/').next().unwrap_or_default();
+    let hostport = strip_scheme(url).split('/').next().unwrap_or_default();
     let addr = hostport
         .to_socket_addrs()
         .ok()
@@ -31,27 +49,29 @@ pub fn quota_bytes(cfg: &ConnectConfig, endpoint: &str) -> Result<u64> {
         .ok_or_else(|| {
             fail(
                 EtcdErrorKind::Refused,
-                format!("/metrics: cannot resolve {hostport}"),
+                format!("{path}: cannot resolve {hostport}"),
             )
         })?;
     let tcp = TcpStream::connect_timeout(&addr, cfg.dial_timeout).map_err(|e| {
         fail(
             EtcdErrorKind::Refused,
-            format!("/metrics: {}", crate::error::io_words(&e)),
+            format!("{path}: {}", crate::error::io_words(&e)),
         )
     })?;
     let io = |e: std::io::Error| {
         fail(
             EtcdErrorKind::Other,
-            format!("/metrics: {}", crate::error::io_words(&e)),
+            format!("{path}: {}", crate::error::io_words(&e)),
         )
     };
     tcp.set_read_timeout(Some(cfg.command_timeout))
         .map_err(io)?;
     tcp.set_write_timeout(Some(cfg.command_timeout))
         .map_err(io)?;
-    let request =
-        format!("GET /metrics HTTP/1.0\r\nHost: {hostport}\r\nAccept: text/plain\r\n\r\n");
+    // Connection: close, or etcd's peer listener keeps an HTTP/1.0 connection open.
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+    );
     let mut raw = Vec::new();
     if url.starts_with("https://") {
         let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
@@ -67,7 +87,13 @@ pub fn quota_bytes(cfg: &ConnectConfig, endpoint: &str) -> Result<u64> {
     } else {
         let mut s = tcp;
         s.write_all(request.as_bytes()).map_err(io)?;
-        (&mut s).take(MAX_BODY).read_to_end(&mut raw).map_err(io)?;
+        // A server that answers and then holds the connection: what was read counts.
+        match (&mut s).take(MAX_BODY).read_to_end(&mut raw) {
+            Err(_) if !raw.is_empty() => {}
+            r => {
+                r.map_err(io)?;
+            }
+        }
     }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
@@ -75,15 +101,10 @@ pub fn quota_bytes(cfg: &ConnectConfig, endpoint: &str) -> Result<u64> {
     if !status.contains(" 200") {
         return Err(fail(
             EtcdErrorKind::Other,
-            format!("/metrics: answered {:?}", status.trim()),
+            format!("{path}: answered {:?}", status.trim()),
         ));
     }
-    parse(body).ok_or_else(|| {
-        fail(
-            EtcdErrorKind::Other,
-            format!("/metrics: no {METRIC} (etcd older than 3.4?)"),
-        )
-    })
+    Ok((head.to_string(), body.to_string()))
 }
 
 /// The quota's value in a Prometheus text exposition.

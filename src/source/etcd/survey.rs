@@ -33,6 +33,10 @@ pub struct EndpointStatus {
     pub errors: Vec<String>,
     /// Member ids in this endpoint's member list (to see whether endpoints agree).
     pub member_list: Vec<u64>,
+    /// `--quota-backend-bytes` as the member's /metrics says
+    /// (`etcd_server_quota_backend_bytes`), when it was asked (`status`) and answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
 }
 
 impl EndpointStatus {
@@ -56,6 +60,7 @@ impl EndpointStatus {
             is_learner: false,
             errors: Vec::new(),
             member_list: Vec::new(),
+            quota_bytes: None,
         }
     }
 
@@ -91,9 +96,12 @@ pub struct AlarmInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterView {
     pub endpoints: Vec<EndpointStatus>,
-    /// The member list of the first endpoint that answered.
+    /// The member list of the first endpoint of [`ClusterView::cluster_id`] that answered.
     pub members: Vec<MemberInfo>,
     pub alarms: Vec<AlarmInfo>,
+    /// The cluster most endpoints that answered belong to (the first one's on a tie).
+    /// Endpoints of another cluster id are in `endpoints` but speak for no member of this
+    /// one ([`ClusterView::is_ours`]).
     pub cluster_id: Option<u64>,
     /// The leader, when it answers itself or a quorum of voters answers and names it.
     pub leader: Option<u64>,
@@ -134,7 +142,29 @@ impl ClusterView {
     pub fn status_of(&self, id: u64) -> Option<&EndpointStatus> {
         self.endpoints
             .iter()
-            .find(|s| s.reachable && s.member_id == id)
+            .find(|s| s.reachable && s.member_id == id && self.is_ours(s))
+    }
+
+    /// Whether an endpoint that answered belongs to this view's cluster (an endpoint that
+    /// did not answer is not known to belong elsewhere).
+    pub fn is_ours(&self, s: &EndpointStatus) -> bool {
+        !s.reachable || self.cluster_id.is_none_or(|c| s.cluster_id == c)
+    }
+
+    /// Endpoints that answered for another cluster.
+    pub fn foreign(&self) -> impl Iterator<Item = &EndpointStatus> {
+        self.endpoints.iter().filter(|s| !self.is_ours(s))
+    }
+
+    /// The endpoint of another cluster that answers at one of member `id`'s client URLs:
+    /// where this cluster expects that member, something else runs.
+    pub fn foreign_at(&self, id: u64) -> Option<&EndpointStatus> {
+        let m = self.member(id)?;
+        self.foreign().find(|s| {
+            m.client_urls
+                .iter()
+                .any(|u| strip_scheme(u) == strip_scheme(&s.endpoint))
+        })
     }
     pub fn name_of(&self, id: u64) -> String {
         self.member(id).map(|m| m.name.clone()).unwrap_or_default()
@@ -149,7 +179,10 @@ impl ClusterView {
             .count();
         let down = voters
             .iter()
-            .filter(|m| self.status_of(m.id).is_none() && self.failed_to_answer(m.id).is_some())
+            .filter(|m| {
+                self.status_of(m.id).is_none()
+                    && (self.failed_to_answer(m.id).is_some() || self.foreign_at(m.id).is_some())
+            })
             .count();
         Quorum {
             voters: voters.len(),
@@ -181,7 +214,7 @@ impl ClusterView {
         for s in self
             .endpoints
             .iter()
-            .filter(|s| s.reachable && s.leader != 0)
+            .filter(|s| s.reachable && s.leader != 0 && self.is_ours(s))
         {
             match votes.iter_mut().find(|(l, _, _)| *l == s.leader) {
                 Some(v) => {
@@ -382,6 +415,7 @@ async fn ask(
         is_learner: status.is_learner(),
         errors: status.errors().to_vec(),
         member_list: Vec::new(),
+        quota_bytes: None,
     };
     let members = match tokio::time::timeout(t, client.member_list()).await {
         Ok(Ok(ml)) => ml
@@ -445,22 +479,25 @@ pub async fn survey(cfg: &ConnectConfig) -> Result<ClusterView> {
         }
     }
     answers.sort_by_key(|(i, _)| *i);
+    let cluster_id = main_cluster(answers.iter().map(|(_, (st, _, _))| st));
     let mut endpoints = Vec::new();
     let mut members = Vec::new();
     let mut alarms = None;
     for (_, (st, ml, al)) in answers {
-        if members.is_empty() && !ml.is_empty() {
-            members = ml;
-        }
-        if alarms.is_none() {
-            alarms = al;
+        // The member list and alarms of this cluster, not of an endpoint of another.
+        if st.reachable && Some(st.cluster_id) == cluster_id {
+            if members.is_empty() && !ml.is_empty() {
+                members = ml;
+            }
+            if alarms.is_none() {
+                alarms = al;
+            }
         }
         endpoints.push(st);
     }
     if !endpoints.iter().any(|s| s.reachable) {
         return Err(nobody_answered(cfg, &endpoints));
     }
-    let cluster_id = endpoints.iter().find(|s| s.reachable).map(|s| s.cluster_id);
     let mut view = ClusterView {
         endpoints,
         members,
@@ -471,6 +508,19 @@ pub async fn survey(cfg: &ConnectConfig) -> Result<ClusterView> {
     };
     view.settle_leader();
     Ok(view)
+}
+
+/// The cluster id most answering endpoints report; on a tie, the first one's.
+pub fn main_cluster<'a>(statuses: impl Iterator<Item = &'a EndpointStatus>) -> Option<u64> {
+    let mut counts: Vec<(u64, usize)> = Vec::new();
+    for s in statuses.filter(|s| s.reachable) {
+        match counts.iter_mut().find(|(c, _)| *c == s.cluster_id) {
+            Some(c) => c.1 += 1,
+            None => counts.push((s.cluster_id, 1)),
+        }
+    }
+    // max_by_key keeps the last of equals: walk from the end so the first wins a tie.
+    counts.iter().rev().max_by_key(|(_, n)| *n).map(|(c, _)| *c)
 }
 
 /// One error for "no endpoint answered": the same reason is said once for all the
