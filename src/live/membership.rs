@@ -300,6 +300,7 @@ pub(super) fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
             db_size_in_use: 0,
             quota_used_pct: 0.0,
             version: String::new(),
+            storage_version: String::new(),
             revision: 0,
             error: x.view.failed_to_answer(m.id).and_then(|s| s.error.clone()),
         })
