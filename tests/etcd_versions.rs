@@ -5,6 +5,10 @@
 //! a compaction on a tombstone); the native restore writer's files equal that etcdutl's
 //! (WAL byte for byte, db entry by entry, .snap up to 3.6's map-order creation indexes) and
 //! boot on that version with 1 and 3 members, with and without the revision bump.
+//! The same sources are backed up to S3 (s3s-fs) with age encryption, verified and fetched;
+//! `restore test` boots the backup's own release; `restore plan` + `apply` take a 3.5.16
+//! backup onto 3.6.16 and a 3.6.16 backup onto 3.7.3. One 3-member cluster is upgraded
+//! member by member 3.5.16 → 3.6.16 → 3.7.3 under `lifeboat status`.
 
 mod common;
 
