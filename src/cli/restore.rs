@@ -39,9 +39,10 @@ pub struct TestArgs {
     /// Backup to test: DEST[:ID] (ID defaults to latest).
     #[arg(long, value_name = "DEST[:ID]")]
     pub from: String,
-    /// etcd server to boot (default: etcd on PATH).
-    #[arg(long, value_name = "PATH", default_value = "etcd")]
-    pub etcd: PathBuf,
+    /// etcd server to boot (default: the release the backup was taken from, found on PATH
+    /// or in ~/.cache/lifeboat/etcd-<version>/; else etcd on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub etcd: Option<PathBuf>,
     /// Restore with this etcdutl (3.5) or etcdctl (3.4) instead of lifeboat's own writer.
     #[arg(long, value_name = "PATH")]
     pub etcdutl: Option<PathBuf>,
@@ -283,6 +284,15 @@ fn starting_topology(a: TopologyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// `, backed up from etcd 3.6.16` when the booted release is another than the backup's.
+fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
+    if r.backup_etcd_version.is_empty() || r.backup_etcd_version == r.etcd_version {
+        String::new()
+    } else {
+        format!(", backed up from etcd {}", r.backup_etcd_version)
+    }
+}
+
 fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
     let store = open_destination(dest, false)?;
@@ -302,9 +312,11 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
             if r.ok {
                 if !g.quiet {
                     println!(
-                        "backup {} restores: etcd {} started, hashkv {} at revision {}, {} keys ({:.1} s)",
+                        "backup {} restores: etcd {} started ({}{}), hashkv {} at revision {}, {} keys ({:.1} s)",
                         r.id,
                         r.etcd_version,
+                        r.etcd_path,
+                        backed_up_from(&r),
                         r.hashkv.map_or("-".into(), |h| h.to_string()),
                         r.revision,
                         r.keys.unwrap_or(0),
@@ -322,9 +334,11 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 }
             } else {
                 eprintln!(
-                    "lifeboat: error: backup {} does not restore cleanly on etcd {}: {}",
+                    "lifeboat: error: backup {} does not restore cleanly on etcd {} ({}{}): {}",
                     r.id,
                     r.etcd_version,
+                    r.etcd_path,
+                    backed_up_from(&r),
                     r.problems.join("; ")
                 );
             }

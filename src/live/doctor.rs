@@ -7,12 +7,13 @@
 use serde::Serialize;
 
 use super::foreign::{check_foreign, foreign_rows};
-use super::member_state::{check_alarms, check_member_status, check_size_drift, check_versions};
+use super::member_state::{check_alarms, check_member_status, check_size_drift};
 use super::membership::{
     check_agreement, check_leader_and_terms, check_members, check_quorum, check_stray_endpoints,
     unreachable_rows,
 };
 use super::remedy::{doc_link, Cluster};
+use super::versions::check_versions;
 use super::PeerProbe;
 use crate::source::etcd::{ClusterView, EndpointStatus, Quorum};
 
@@ -90,6 +91,9 @@ pub struct MemberRow {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_cluster_id: Option<String>,
     pub version: String,
+    /// What the member reports as its storage version (etcd 3.6+).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub storage_version: String,
     pub revision: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -293,6 +297,7 @@ mod tests {
             db_size: db,
             db_size_in_use: db,
             version: version.into(),
+            storage_version: String::new(),
             is_learner: false,
             errors: vec![],
             member_list: vec![1, 2, 3],

@@ -169,6 +169,7 @@ pub(super) fn foreign_rows(x: &Exam<'_>) -> Vec<MemberRow> {
             quota_bytes: 0,
             other_cluster_id: Some(hex(s.cluster_id)),
             version: s.version.clone(),
+            storage_version: s.storage_version.clone(),
             revision: s.revision,
             error: None,
         })

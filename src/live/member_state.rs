@@ -1,6 +1,6 @@
 //! What each answering member says about itself: lag, db size against the quota,
-//! fragmentation, its own errors, learners; and across members: size drift, versions,
-//! alarms.
+//! fragmentation, its own errors, learners; and across members: size drift, alarms
+//! (versions: [`super::versions`]).
 
 use super::doctor::{hex, Exam, Level, MemberRow};
 use crate::source::etcd::EndpointStatus;
@@ -111,6 +111,7 @@ pub(super) fn check_member_status(x: &mut Exam<'_>, s: &EndpointStatus) -> Membe
         quota_bytes: quota,
         other_cluster_id: None,
         version: s.version.clone(),
+        storage_version: s.storage_version.clone(),
         revision: s.revision,
         error: None,
     }
@@ -154,18 +155,6 @@ pub(super) fn check_size_drift(x: &mut Exam<'_>) {
                 human_bytes(ldb)
             ),
             remedy,
-        );
-    }
-}
-
-pub(super) fn check_versions(x: &mut Exam<'_>) {
-    let versions = x.distinct(|s| s.version.clone());
-    if versions.len() > 1 {
-        x.push(
-            Level::Warning,
-            "version-skew",
-            format!("members run different etcd versions: {}", versions.join(", ")),
-            "Mixed versions are only safe during a rolling upgrade: finish it, one member at a time, minor versions in order.".to_string(),
         );
     }
 }

@@ -293,6 +293,7 @@ pub(super) fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
                 .and_then(|p| p.cluster_id)
                 .map(hex),
             version: String::new(),
+            storage_version: String::new(),
             revision: 0,
             error: match super::foreign::other_at_peer(x, m.id) {
                 // Not frozen: an etcd of another cluster without a leader (cluster-id-mismatch).

@@ -5,8 +5,9 @@
 //! * [`doctor`]: the verdict, each finding with the commands to run and the section of
 //!   docs/cluster-health.md that explains it. Pure: it judges what was gathered. Its checks
 //!   live in `membership` (who answers, quorum, leader, agreement) and `member_state` (what
-//!   each answering member says: lag, quota, alarms, versions); [`remedy`] writes the
-//!   commands with this cluster's values.
+//!   each answering member says: lag, quota, alarms) and [`versions`] (which member runs
+//!   which release, and whether etcd supports the mix); [`remedy`] writes the commands
+//!   with this cluster's values.
 
 pub mod doctor;
 mod foreign;
@@ -14,5 +15,6 @@ pub mod gather;
 mod member_state;
 mod membership;
 pub mod remedy;
+pub mod versions;
 
 pub use gather::{gather, probe_peers, read_quotas, PeerProbe};

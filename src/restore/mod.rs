@@ -13,7 +13,8 @@
 //! * [`predict`]: what the restored cluster will answer (revision, hashkv, key count),
 //!   computed offline for `plan.json`; [`check`]: `restore check`, the running restored
 //!   cluster compared with it.
-//! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked.
+//! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked;
+//!   [`sandbox_etcd`]: which etcd it boots (the backup's own release unless told).
 pub mod apply;
 pub mod check;
 pub mod guard;
@@ -23,5 +24,6 @@ pub mod plan;
 pub mod predict;
 pub mod replace;
 pub mod runbook;
+pub mod sandbox_etcd;
 pub mod selftest;
 pub mod topology;

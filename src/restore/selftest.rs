@@ -10,9 +10,11 @@
 //! writer (one more transaction; users, roles and every other bucket stay as they are, and
 //! hashkv covers only bucket `key`), and the report names the users and roles it holds.
 //!
-//! The etcd it boots must be able to read the backup: its version is asked first
-//! (`etcd --version`) and one older than the backup's storage version is refused before
-//! anything is fetched. Errors that waiting cannot cure (a refused request, an etcd that
+//! It boots the etcd release the backup was taken from (the manifest's `etcd_version`,
+//! found on PATH or in the etcd cache: [`super::sandbox_etcd`]), or `--etcd PATH`, and
+//! writes the data dir in that release's style. The etcd it boots must be able to read the
+//! backup: its version is asked first (`etcd --version`) and one older than the backup's
+//! storage version is refused before anything is fetched. Errors that waiting cannot cure (a refused request, an etcd that
 //! exited) end the test at once; only "not answering yet" waits for `--start-timeout`.
 
 use std::path::{Path, PathBuf};
@@ -30,8 +32,9 @@ use crate::store::Store;
 use crate::{Error, Result};
 
 pub struct TestOptions {
-    /// The etcd server to boot.
-    pub etcd: PathBuf,
+    /// The etcd server to boot (`--etcd`); `None`: the backup's own release, found on PATH
+    /// or in the etcd cache ([`super::sandbox_etcd::choose`]).
+    pub etcd: Option<PathBuf>,
     /// etcdutl (3.5) or etcdctl (3.4) for the restore; default: lifeboat's native writer.
     pub etcdutl: Option<PathBuf>,
     /// How long etcd may take to answer after it starts.
@@ -44,6 +47,10 @@ pub struct TestReport {
     pub ok: bool,
     /// The version of the etcd server the sandbox booted (`etcd --version`).
     pub etcd_version: String,
+    /// The etcd server binary it booted.
+    pub etcd_path: String,
+    /// The etcd release the backup was taken from (the manifest's `etcd_version`).
+    pub backup_etcd_version: String,
     pub revision: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_expected: Option<u32>,
@@ -62,7 +69,7 @@ pub struct TestReport {
 }
 
 /// `major.minor` of a version string ("3.5.16", "v3.4.23", "3.5.0").
-fn major_minor(v: &str) -> Option<(u32, u32)> {
+pub(crate) fn major_minor(v: &str) -> Option<(u32, u32)> {
     let mut it = v.trim().trim_start_matches('v').split('.');
     let major = it.next()?.parse().ok()?;
     let minor = it.next()?.trim_end_matches(|c: char| !c.is_ascii_digit());
@@ -71,7 +78,7 @@ fn major_minor(v: &str) -> Option<(u32, u32)> {
 
 /// The etcd server's version, from `ETCD --version` ("etcd Version: 3.5.1"). A binary that
 /// cannot run or does not say it is etcd is a usage error, found before anything else.
-fn booted_version(etcd: &Path) -> Result<String> {
+pub(crate) fn booted_version(etcd: &Path) -> Result<String> {
     let o = Command::new(etcd)
         .arg("--version")
         .stdin(Stdio::null())
@@ -207,7 +214,14 @@ const NAME: &str = "lifeboat-restore-test";
 
 /// Write the throwaway member's data dir with lifeboat's own writer, from the fetched
 /// snapshot (database + etcd's 32-byte trailer), checking the manifest's digest again.
-fn restore_native(snap: &Path, m: &Manifest, peer: &str, data: &Path) -> Result<()> {
+/// The files are those `style`'s etcdutl writes (the booted release's).
+fn restore_native(
+    snap: &Path,
+    m: &Manifest,
+    peer: &str,
+    data: &Path,
+    style: super::native::RestoreStyle,
+) -> Result<()> {
     let file = crate::io::FileReader::open(snap).at(snap)?;
     let size = crate::io::ReadAt::size(&file);
     let db = file.with_size(size.saturating_sub(crate::pipeline::trailer::TRAILER_LEN as u64));
@@ -223,7 +237,7 @@ fn restore_native(snap: &Path, m: &Manifest, peer: &str, data: &Path) -> Result<
         bump_revision: None,
         mark_compacted: false,
     };
-    super::native::write_member_dir(&db, Some(want), &spec, NAME, data, None)?;
+    super::native::write_member_dir_styled(&db, Some(want), &spec, NAME, data, None, style)?;
     Ok(())
 }
 
@@ -278,9 +292,10 @@ impl Drop for Guard {
 pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Result<TestReport> {
     let t0 = Instant::now();
     // A wrong or too old etcd is known before anything is fetched.
-    let etcd_version = booted_version(&opts.etcd)?;
+    let chosen = super::sandbox_etcd::choose(opts.etcd.as_deref(), &m.etcd_version)?;
+    let (etcd, etcd_version) = (chosen.path, chosen.version);
     check_etcd_version(
-        &opts.etcd,
+        &etcd,
         &etcd_version,
         &[("backed up from etcd", m.etcd_version.as_str())],
     )?;
@@ -293,7 +308,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
     let (offline_hash, keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
     if let Some(cv) = &cluster_version {
         check_etcd_version(
-            &opts.etcd,
+            &etcd,
             &etcd_version,
             &[
                 ("backed up from etcd", m.etcd_version.as_str()),
@@ -321,12 +336,18 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
             let object = format!("{}/{}", store.location(), m.object);
             restore_with_tool(tool, &snap, &peer, &data, &object)?
         }
-        None => restore_native(&snap, m, &peer, &data)?,
+        None => restore_native(
+            &snap,
+            m,
+            &peer,
+            &data,
+            super::native::RestoreStyle::for_version(&etcd_version),
+        )?,
     }
     let auth = sandbox_auth_off(&data.join("member/snap/db"))?;
     let log = tmp.path().join("etcd.log");
     let logf = std::fs::File::create(&log).at(&log)?;
-    let child = Command::new(&opts.etcd)
+    let child = Command::new(&etcd)
         .arg("--name=lifeboat-restore-test")
         .arg(format!("--data-dir={}", data.display()))
         .arg(format!("--listen-client-urls={client}"))
@@ -342,7 +363,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
         .map_err(|e| {
             Error::Usage(format!(
                 "cannot run {}: {e} (install etcd, or give it with --etcd PATH)",
-                opts.etcd.display()
+                etcd.display()
             ))
         })?;
     let mut guard = Guard(child);
@@ -375,6 +396,8 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
         id: m.id.clone(),
         ok: problems.is_empty(),
         etcd_version,
+        etcd_path: etcd.display().to_string(),
+        backup_etcd_version: m.etcd_version.clone(),
         revision: m.revision,
         hashkv_expected: expected,
         hashkv: hash,

@@ -235,7 +235,8 @@ pub struct Member {
     pub log: PathBuf,
     child: Option<Child>,
     args: Vec<String>,
-    etcd: PathBuf,
+    /// The server binary it (re)starts with: a rolling upgrade sets another release's.
+    pub etcd: PathBuf,
 }
 
 impl Member {

@@ -174,6 +174,7 @@ mod tests {
             db_size: 0,
             db_size_in_use: 0,
             version: "3.5.1".into(),
+            storage_version: String::new(),
             is_learner: false,
             errors: vec![],
             member_list: vec![],

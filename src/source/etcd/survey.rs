@@ -28,6 +28,10 @@ pub struct EndpointStatus {
     pub db_size: i64,
     pub db_size_in_use: i64,
     pub version: String,
+    /// The member's storage version (etcd 3.6+: the db's `meta/storageVersion`, which
+    /// moves up with the cluster version); empty before 3.6.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub storage_version: String,
     pub is_learner: bool,
     /// Errors the member itself reports (e.g. "NOSPACE" alarm text).
     pub errors: Vec<String>,
@@ -57,6 +61,7 @@ impl EndpointStatus {
             db_size: 0,
             db_size_in_use: 0,
             version: String::new(),
+            storage_version: String::new(),
             is_learner: false,
             errors: Vec::new(),
             member_list: Vec::new(),
@@ -412,6 +417,7 @@ async fn ask(
         db_size: status.db_size(),
         db_size_in_use: status.raft_used_db_size(),
         version: status.version().to_string(),
+        storage_version: status.storage_version().to_string(),
         is_learner: status.is_learner(),
         errors: status.errors().to_vec(),
         member_list: Vec::new(),
