@@ -1,6 +1,6 @@
-//! The DR drill of issue 16 on real etcd (3.5.16, 3.5.1, 3.4.23): an auth-enabled 3-member
-//! cluster (users, roles, root, leases, a compaction, a few thousand keys) is backed up and
-//! every member killed; `restore plan` with the revision bump (the default on the plan's
+//! The DR drill of issue 16 on real etcd (3.5.16, 3.5.1, 3.4.23, 3.6.16, 3.7.3): an
+//! auth-enabled 3-member cluster (users, roles, root, leases, a compaction, a few thousand
+//! keys) is backed up and every member killed; `restore plan` with the revision bump (the default on the plan's
 //! command line here: the drill's keys are not /registry/ keys), `restore apply` per node,
 //! the members started with the plan's flags, and `lifeboat restore check --plan DIR
 //! --user root:PW` exits 0. The 3.5.16 drill also runs the RUNBOOK's checking steps and
@@ -11,6 +11,7 @@ mod common;
 use std::path::Path;
 
 use common::restore::*;
+use common::versions::{etcd36, etcd37};
 use common::*;
 
 /// Plan, apply and start the restored cluster from `src`'s backup. `topology_version`: the
@@ -21,16 +22,30 @@ fn restore(
     work: &Path,
     topology_version: &str,
 ) -> (serde_json::Value, Cluster) {
+    restore_with(src, bins, work, topology_version, true)
+}
+
+/// As [`restore`], with the revision bump or `--no-bump-revision`.
+fn restore_with(
+    src: &AuthSource,
+    bins: &Bins,
+    work: &Path,
+    topology_version: &str,
+    bump: bool,
+) -> (serde_json::Value, Cluster) {
     let topo = work.join("topology.toml");
     std::fs::write(&topo, restore_topology(&src.cluster, topology_version)).unwrap();
     let plan_dir = work.join("plan");
-    let plan = make_plan(src.dest.path(), &topo, &plan_dir, &["--bump-revision"]);
+    let flag = if bump {
+        "--bump-revision"
+    } else {
+        "--no-bump-revision"
+    };
+    let plan = make_plan(src.dest.path(), &topo, &plan_dir, &[flag]);
     let rev = src.manifest["revision"].as_i64().unwrap();
-    assert_eq!(plan["bump_revision"].as_u64(), Some(1_000_000_000));
-    assert_eq!(
-        plan["expected_revision"].as_i64(),
-        Some(rev + 1_000_000_000)
-    );
+    let by = if bump { 1_000_000_000 } else { 0 };
+    assert_eq!(plan["bump_revision"].as_u64(), Some(by));
+    assert_eq!(plan["expected_revision"].as_i64(), Some(rev + by as i64));
     assert_eq!(plan["expected_keys"].as_u64(), Some(src.keys));
     assert!(plan["expected_hashkv"].is_u64(), "{plan}");
     apply_all(&plan_dir, &plan);
@@ -292,4 +307,35 @@ fn drill_etcd34_auth_bump_check() {
     let work = TempDir::new().unwrap();
     let (plan, _r) = restore(&src, &bins, work.path(), "3.4.23");
     check_ok(&work.path().join("plan"), &plan, src.keys);
+}
+
+/// Both drills on one backup of `bins`' cluster: with the bump, then (the restored members
+/// stopped and their data dirs cleared, as after a failed first attempt) without it.
+fn drill_with_and_without_bump(bins: &Bins, version: &str) {
+    let mut src = auth_source(bins);
+    src.kill();
+    let work = TempDir::new().unwrap();
+    let (plan, r) = restore_with(&src, bins, work.path(), version, true);
+    check_ok(&work.path().join("plan"), &plan, src.keys);
+    drop(r);
+    for m in &src.cluster.members {
+        let marker = format!("{}.lifeboat-restored", m.data_dir.display());
+        let _ = std::fs::remove_file(marker);
+        let _ = std::fs::remove_dir_all(&m.data_dir);
+    }
+    let work = TempDir::new().unwrap();
+    let (plan, _r) = restore_with(&src, bins, work.path(), version, false);
+    check_ok(&work.path().join("plan"), &plan, src.keys);
+}
+
+/// etcd 3.6.16 nodes: the snapshot carries a storage version that lifeboat's writer keeps.
+#[test]
+fn drill_etcd36_auth_check_with_and_without_bump() {
+    drill_with_and_without_bump(&etcd36(), "3.6.16");
+}
+
+/// etcd 3.7.3 nodes (no v2 store at all), as for 3.6.16.
+#[test]
+fn drill_etcd37_auth_check_with_and_without_bump() {
+    drill_with_and_without_bump(&etcd37(), "3.7.3");
 }

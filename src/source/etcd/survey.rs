@@ -306,9 +306,21 @@ async fn speaks_tls(cfg: &ConnectConfig, endpoint: &str) -> Option<bool> {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         s.write_all(&hello).await.ok()?;
         let mut first = [0u8; 1];
-        match s.read(&mut first).await.ok()? {
-            0 => Some(false),
-            _ => Some(first[0] == 0x16 || first[0] == 0x15),
+        // A TLS server answers a ClientHello with a handshake or an alert record; a
+        // plain-text one answers with text, hangs up, or resets (cmux drops what it cannot
+        // match, and a close with the hello unread is a reset).
+        match s.read(&mut first).await {
+            Ok(0) => Some(false),
+            Ok(_) => Some(first[0] == 0x16 || first[0] == 0x15),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Some(false)
+            }
+            Err(_) => None,
         }
     };
     tokio::time::timeout(cfg.dial_timeout, probe)
