@@ -417,3 +417,6 @@ else
     let _ = writeln!(s, "LIFEBOAT_CONFIG");
     s
 }
+
+#[cfg(test)]
+mod tests;
