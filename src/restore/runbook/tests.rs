@@ -122,7 +122,10 @@ fn golden(case: &str, src: Source, bump: Option<u64>, expected: bool) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     have.sort();
-    assert_eq!(names, have, "{case}: the plan writes other files than the golden ones");
+    assert_eq!(
+        names, have,
+        "{case}: the plan writes other files than the golden ones"
+    );
 }
 
 fn first_difference(want: &str, got: &str) -> String {
