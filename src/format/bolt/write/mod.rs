@@ -20,7 +20,7 @@
 
 mod tree;
 
-pub(crate) use tree::leaf_image;
+pub(crate) use tree::{branch_image, leaf_image};
 
 use super::{
     flags, le_u64, BucketRoot, Db, FormatError, Node, Result, BUCKET_LEAF_FLAG, MAX_DEPTH,
