@@ -20,6 +20,11 @@
 //! * [`config`]: one configuration merged from file, environment and flags.
 //! * [`cli`]: flag parsing, output and exit codes only.
 
+// No unsafe code, except the three libc calls that have no safe wrapper, each allowed
+// where it stands and only on Linux: `fallocate` (restore/native/dirs.rs) and glibc's
+// `mallopt`/`malloc_trim` (daemon/memory.rs). See DESIGN.md, "Unsafe code".
+#![deny(unsafe_code)]
+
 pub mod catalog;
 pub mod cli;
 pub mod config;
