@@ -8,6 +8,7 @@
 mod compare_live;
 pub mod diff;
 #[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod fuzzing;
 pub mod get;
 mod input;
