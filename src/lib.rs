@@ -18,7 +18,13 @@
 //! * [`restore`]: plans, each node's data steps, and the native writer of member data dirs.
 //! * [`daemon`], [`metrics`]: the scheduler (`lifeboat run`) and what it reports.
 //! * [`config`]: one configuration merged from file, environment and flags.
-//! * [`cli`]: flag parsing, output and exit codes only.
+//! * [`cli`]: the edge: flag parsing, merging flags into the one configuration, output
+//!   and exit codes.
+
+// No unsafe code, except the three libc calls that have no safe wrapper, each allowed
+// where it stands and only on Linux: `fallocate` (restore/native/dirs.rs) and glibc's
+// `mallopt`/`malloc_trim` (daemon/memory.rs). See DESIGN.md, "Unsafe code".
+#![deny(unsafe_code)]
 
 pub mod catalog;
 pub mod cli;

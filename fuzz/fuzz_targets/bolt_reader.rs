@@ -1,5 +1,6 @@
 //! The page reader: open, list buckets, walk every bucket with a cursor, seek, get, last.
 #![no_main]
+#![deny(unsafe_code)]
 use libfuzzer_sys::fuzz_target;
 use lifeboat::offline::fuzzing::{exercise_reader, prepare};
 

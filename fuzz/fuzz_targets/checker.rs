@@ -1,5 +1,6 @@
 //! The strict checker and the etcd report built on it (hashkv pre-pass included).
 #![no_main]
+#![deny(unsafe_code)]
 use libfuzzer_sys::fuzz_target;
 use lifeboat::offline::fuzzing::{exercise_checker, prepare};
 

@@ -163,17 +163,17 @@ fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         o,
         "Revision       {} (compact revision {}: finished {}, scheduled {})",
-        r.revision,
-        opt(&r.compact_revision),
-        opt(&r.finished_compact_revision),
-        opt(&r.scheduled_compact_revision)
+        r.summary.revision,
+        opt(&r.summary.compact_revision),
+        opt(&r.summary.finished_compact_revision),
+        opt(&r.summary.scheduled_compact_revision)
     )?;
     writeln!(
         o,
         "Raft           consistent index {}, term {}",
-        r.consistent_index, r.term
+        r.summary.consistent_index, r.summary.term
     )?;
-    if let Some(cs) = &r.conf_state {
+    if let Some(cs) = &r.summary.conf_state {
         let ids = |v: &[u64]| {
             v.iter()
                 .map(|i| format!("{i:x}"))
@@ -189,19 +189,20 @@ fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         o,
         "Cluster        version {}{}; {} member(s){}",
-        opt(&r.cluster_version),
-        r.storage_version
+        opt(&r.summary.cluster_version),
+        r.summary
+            .storage_version
             .as_deref()
             .map(|v| format!(", storage version {v}"))
             .unwrap_or_default(),
-        r.members.len(),
-        if r.removed_members.is_empty() {
+        r.summary.members.len(),
+        if r.summary.removed_members.is_empty() {
             String::new()
         } else {
-            format!(", {} removed", r.removed_members.len())
+            format!(", {} removed", r.summary.removed_members.len())
         }
     )?;
-    for m in &r.members {
+    for m in &r.summary.members {
         writeln!(
             o,
             "               {:x} {}{} {}",
@@ -215,17 +216,17 @@ fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
             m.peer_urls.join(",")
         )?;
     }
-    if r.alarms.is_empty() {
+    if r.summary.alarms.is_empty() {
         writeln!(o, "Alarms         none")?;
     } else {
-        for a in &r.alarms {
+        for a in &r.summary.alarms {
             writeln!(o, "Alarms         {} on member {:x}", a.alarm, a.member_id)?;
         }
     }
     writeln!(
         o,
         "Auth           {}",
-        if r.auth_enabled {
+        if r.summary.auth_enabled {
             "enabled"
         } else {
             "disabled"
@@ -251,9 +252,9 @@ fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         o,
         "Size           {} ({} pages of {} bytes); in use {}; free {} in {} pages (a defrag gives that back)",
-        human_bytes(r.db_size),
+        human_bytes(r.summary.db_size),
         r.pages.total,
-        r.page_size,
+        r.summary.page_size,
         human_bytes(r.in_use_size),
         human_bytes(r.free_size),
         r.pages.free
@@ -261,7 +262,7 @@ fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
     writeln!(
         o,
         "Meta           meta {} is current: {} (txid {})",
-        r.current_meta, r.why_current_meta, r.txid
+        r.current_meta, r.why_current_meta, r.summary.txid
     )?;
     Ok(())
 }

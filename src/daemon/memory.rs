@@ -11,6 +11,7 @@
 /// Before the first slot: a fixed mmap threshold and few arenas.
 pub(super) fn configure() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)] // glibc only; see DESIGN.md, "Unsafe code"
     // SAFETY: mallopt only changes allocator parameters; it is called before the daemon
     // starts its threads, with constants glibc documents.
     unsafe {
@@ -22,6 +23,7 @@ pub(super) fn configure() {
 /// After a slot: return the free memory of every arena to the system.
 pub(super) fn release() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)] // glibc only; see DESIGN.md, "Unsafe code"
     // SAFETY: malloc_trim is thread-safe and only releases memory that is free.
     unsafe {
         libc::malloc_trim(0);

@@ -58,8 +58,8 @@ pub fn compare_live(cfg: &ConnectConfig, input: &Input, rep: &Report) -> Result<
     for (endpoint, r) in answers {
         match r {
             Ok((hash, compact)) => {
-                let expected = if Some(compact) == rep.compact_revision
-                    || (compact < 0 && rep.compact_revision.is_none())
+                let expected = if Some(compact) == rep.summary.compact_revision
+                    || (compact < 0 && rep.summary.compact_revision.is_none())
                 {
                     rep.hashkv
                 } else {

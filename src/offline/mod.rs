@@ -8,6 +8,7 @@
 mod compare_live;
 pub mod diff;
 #[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod fuzzing;
 pub mod get;
 mod input;
@@ -109,16 +110,19 @@ pub fn inspect(input: &Input, opts: &ReportOptions) -> Inspection {
         rep.problems.push(p);
     }
     // A snapshot is exactly `pgid * page_size` bytes before its trailer.
-    if input.kind == InputKind::Snapshot && rep.db_size != 0 && rep.db_size != src.size() {
+    if input.kind == InputKind::Snapshot
+        && rep.summary.db_size != 0
+        && rep.summary.db_size != src.size()
+    {
         rep.problems.push(Problem::new(
             None,
             Some(src.size()),
             format!(
                 "snapshot holds {} bytes before its trailer, the meta page says {} ({} pages of {})",
                 src.size(),
-                rep.db_size,
+                rep.summary.db_size,
                 rep.pages.total,
-                rep.page_size
+                rep.summary.page_size
             ),
         ));
     }

@@ -67,8 +67,19 @@ pub struct PlanMember {
     pub key_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_ca_file: Option<String>,
-    /// The flags to start this member with after the restore (initial-cluster-state new).
+    /// The flags to start this member with after the restore (initial-cluster-state new):
+    /// the one place the plan spells them. The runbook's `ETCD_*` lines, the static pod's
+    /// flags and the snapshot-restore command read their values from here ([`Self::flag`]).
     pub etcd_flags: Vec<String>,
+}
+
+impl PlanMember {
+    /// The value of `--NAME=VALUE` in [`Self::etcd_flags`] (`name` without the dashes).
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        self.etcd_flags
+            .iter()
+            .find_map(|f| f.strip_prefix("--")?.strip_prefix(name)?.strip_prefix('='))
+    }
 }
 
 /// `plan.json`.
@@ -214,6 +225,8 @@ fn bump_needs_lifeboat(t: &Topology, bump: Option<u64>) -> Option<String> {
     ))
 }
 
+/// A member's start flags ([`PlanMember::etcd_flags`]), from its topology entry, the
+/// plan's `--initial-cluster` and token.
 fn etcd_flags(m: &Member, initial: &str, token: &str) -> Vec<String> {
     let mut f = vec![
         format!("--name={}", m.name),

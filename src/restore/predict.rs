@@ -98,7 +98,10 @@ pub fn predict(
             ),
         )
     })?;
-    let revision = r.revision.max(r.compact_revision.unwrap_or(0));
+    let revision = r
+        .summary
+        .revision
+        .max(r.summary.compact_revision.unwrap_or(0));
     // The bump's entry (the empty key at the bumped revision, the last entry of bucket
     // `key`) is indexed by etcd like a put when it loads the db, so its keep set holds it
     // and hashkv hashes it (measured on 3.4.23, 3.5.1 and 3.5.16: tests/restore_check.rs);

@@ -16,6 +16,50 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `--NAME=VALUE` for each of `names` the member's start flags set, in that order.
+fn flags_of<'a>(m: &'a PlanMember, names: &'a [&str]) -> impl Iterator<Item = (&'a str, &'a str)> {
+    names.iter().filter_map(|n| Some((*n, m.flag(n)?)))
+}
+
+/// The start flags `etcdutl snapshot restore` takes too, in the order it is given them.
+const RESTORE_FLAGS: &[&str] = &[
+    "name",
+    "initial-cluster",
+    "initial-cluster-token",
+    "initial-advertise-peer-urls",
+    "data-dir",
+    "wal-dir",
+];
+
+/// The start flags a systemd environment file sets (`ETCD_*`), in the order shown.
+const SYSTEMD_FLAGS: &[&str] = &[
+    "name",
+    "data-dir",
+    "wal-dir",
+    "initial-cluster",
+    "initial-cluster-token",
+    "initial-cluster-state",
+    "initial-advertise-peer-urls",
+    "listen-peer-urls",
+    "advertise-client-urls",
+    "listen-client-urls",
+];
+
+/// The start flags changed in a kubeadm static pod's `command:`.
+const STATIC_POD_FLAGS: &[&str] = &[
+    "name",
+    "data-dir",
+    "initial-cluster",
+    "initial-cluster-token",
+    "initial-cluster-state",
+    "initial-advertise-peer-urls",
+];
+
+/// `ETCD_DATA_DIR` for `data-dir`: etcd's environment name of a flag.
+fn env_name(flag: &str) -> String {
+    format!("ETCD_{}", flag.to_ascii_uppercase().replace('-', "_"))
+}
+
 /// The `snapshot restore` command for a node where lifeboat is not installed.
 pub fn restore_command(plan: &Plan, m: &PlanMember, snapshot: &str) -> Vec<String> {
     let v34 = m.etcd_version == "3.4" || m.etcd_version.starts_with("3.4.");
@@ -25,17 +69,7 @@ pub fn restore_command(plan: &Plan, m: &PlanMember, snapshot: &str) -> Vec<Strin
         vec!["etcdutl".to_string(), "snapshot".into(), "restore".into()]
     };
     c.push(snapshot.to_string());
-    c.push(format!("--name={}", m.name));
-    c.push(format!("--initial-cluster={}", plan.initial_cluster));
-    c.push(format!("--initial-cluster-token={}", plan.cluster_token));
-    c.push(format!(
-        "--initial-advertise-peer-urls={}",
-        m.peer_urls.join(",")
-    ));
-    c.push(format!("--data-dir={}", m.data_dir));
-    if let Some(w) = &m.wal_dir {
-        c.push(format!("--wal-dir={w}"));
-    }
+    c.extend(flags_of(m, RESTORE_FLAGS).map(|(n, v)| format!("--{n}={v}")));
     if plan.hash_check_skipped {
         c.push("--skip-hash-check".into());
     }
@@ -48,8 +82,9 @@ pub fn restore_command(plan: &Plan, m: &PlanMember, snapshot: &str) -> Vec<Strin
     c
 }
 
-/// The configuration lines to change on this node, as text for the runbook and scripts.
-pub fn config_changes(plan: &Plan, m: &PlanMember) -> String {
+/// The configuration lines to change on this node, as text for the runbook and scripts:
+/// the member's start flags, as its way of running etcd spells them.
+pub fn config_changes(m: &PlanMember) -> String {
     let mut s = String::new();
     match m.runs_as {
         RunsAs::Systemd => {
@@ -58,26 +93,9 @@ pub fn config_changes(plan: &Plan, m: &PlanMember) -> String {
                 "In {} (read by {}), set these lines:",
                 m.env_file, m.unit
             );
-            let _ = writeln!(s, "  ETCD_NAME={}", m.name);
-            let _ = writeln!(s, "  ETCD_DATA_DIR={}", m.data_dir);
-            if let Some(w) = &m.wal_dir {
-                let _ = writeln!(s, "  ETCD_WAL_DIR={w}");
+            for (n, v) in flags_of(m, SYSTEMD_FLAGS) {
+                let _ = writeln!(s, "  {}={v}", env_name(n));
             }
-            let _ = writeln!(s, "  ETCD_INITIAL_CLUSTER={}", plan.initial_cluster);
-            let _ = writeln!(s, "  ETCD_INITIAL_CLUSTER_TOKEN={}", plan.cluster_token);
-            let _ = writeln!(s, "  ETCD_INITIAL_CLUSTER_STATE=new");
-            let _ = writeln!(
-                s,
-                "  ETCD_INITIAL_ADVERTISE_PEER_URLS={}",
-                m.peer_urls.join(",")
-            );
-            let _ = writeln!(s, "  ETCD_LISTEN_PEER_URLS={}", m.peer_urls.join(","));
-            let _ = writeln!(
-                s,
-                "  ETCD_ADVERTISE_CLIENT_URLS={}",
-                m.client_urls.join(",")
-            );
-            let _ = writeln!(s, "  ETCD_LISTEN_CLIENT_URLS={}", m.client_urls.join(","));
             let _ = writeln!(
                 s,
                 "then: systemctl daemon-reload && systemctl start {}",
@@ -91,16 +109,9 @@ pub fn config_changes(plan: &Plan, m: &PlanMember) -> String {
                 "In /etc/kubernetes/manifests-aside/{file} (the etcd static pod, moved aside from {}), under `command:` make these flags read:",
                 m.manifest
             );
-            let _ = writeln!(s, "    - --name={}", m.name);
-            let _ = writeln!(s, "    - --data-dir={}", m.data_dir);
-            let _ = writeln!(s, "    - --initial-cluster={}", plan.initial_cluster);
-            let _ = writeln!(s, "    - --initial-cluster-token={}", plan.cluster_token);
-            let _ = writeln!(s, "    - --initial-cluster-state=new");
-            let _ = writeln!(
-                s,
-                "    - --initial-advertise-peer-urls={}",
-                m.peer_urls.join(",")
-            );
+            for (n, v) in flags_of(m, STATIC_POD_FLAGS) {
+                let _ = writeln!(s, "    - --{n}={v}");
+            }
             let _ = writeln!(
                 s,
                 "and keep the hostPath volume `etcd-data` pointing at {}. Then move it back to {} (the kubelet starts etcd).",
@@ -257,7 +268,7 @@ watcher gets `compacted` and relists."
     let _ = writeln!(s, "\n## 4. Change the configuration (every node)\n");
     for m in &plan.members {
         let _ = writeln!(s, "### {} ({})\n\n```", m.name, m.host);
-        s.push_str(&config_changes(plan, m));
+        s.push_str(&config_changes(m));
         let _ = writeln!(s, "```\n");
     }
     let _ = writeln!(s, "## 5. Start etcd on every node, then check\n");
@@ -413,7 +424,10 @@ else
     let _ = writeln!(s, "fi\n");
     let _ = writeln!(s, "cat <<'LIFEBOAT_CONFIG'");
     let _ = writeln!(s, "Configuration changes for {}:", m.name);
-    s.push_str(&config_changes(plan, m));
+    s.push_str(&config_changes(m));
     let _ = writeln!(s, "LIFEBOAT_CONFIG");
     s
 }
+
+#[cfg(test)]
+mod tests;

@@ -445,7 +445,7 @@ fn offline_facts(snap: &Path, rev: i64) -> Result<(Option<u32>, u64, Option<Stri
     Ok((
         ins.report.hashkv,
         ins.report.live_keys,
-        ins.report.cluster_version.clone(),
+        ins.report.summary.cluster_version.clone(),
     ))
 }
 

@@ -54,22 +54,6 @@ impl DbBuilder {
         id
     }
 
-    fn branch_image(children: &[(Vec<u8>, u64)]) -> Vec<u8> {
-        let n = children.len();
-        let mut img = vec![0u8; PAGE_HEADER_SIZE + ELEM_SIZE * n];
-        img[8..10].copy_from_slice(&flags::BRANCH.to_le_bytes());
-        img[10..12].copy_from_slice(&(n as u16).to_le_bytes());
-        for (i, (k, pgid)) in children.iter().enumerate() {
-            let at = PAGE_HEADER_SIZE + ELEM_SIZE * i;
-            let pos = (img.len() - at) as u32;
-            img[at..at + 4].copy_from_slice(&pos.to_le_bytes());
-            img[at + 4..at + 8].copy_from_slice(&(k.len() as u32).to_le_bytes());
-            img[at + 8..at + 16].copy_from_slice(&pgid.to_le_bytes());
-            img.extend_from_slice(k);
-        }
-        img
-    }
-
     /// Write a tree of (flags, key, value) entries; returns the root page id.
     fn write_tree(&mut self, entries: &[(u32, Vec<u8>, Vec<u8>)]) -> u64 {
         let mut level: Vec<(Vec<u8>, u64)> = Vec::new();
@@ -112,7 +96,7 @@ impl DbBuilder {
                     size += add;
                     end += 1;
                 }
-                let id = self.put_page(Self::branch_image(&level[start..end]));
+                let id = self.put_page(super::write::branch_image(&level[start..end]));
                 up.push((level[start].0.clone(), id));
                 start = end;
             }

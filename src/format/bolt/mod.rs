@@ -20,6 +20,7 @@
 //! (s390x, ppc64) are detected and refused rather than misread.
 
 #[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod build;
 pub mod check;
 mod cursor;

@@ -128,14 +128,10 @@ pub struct ConfState {
     pub auto_leave: bool,
 }
 
-/// What the backup pipeline records about every database; cheap to compute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What the backup pipeline records about every database; cheap to compute. The
+/// `inspect` report embeds it (its fields are top-level fields of `inspect -o json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
-    pub page_size: u32,
-    /// `pgid * page_size`: etcdutl's totalSize (without any trailer).
-    pub db_size: u64,
-    /// bbolt transaction id of the current meta.
-    pub txid: u64,
     /// Main revision of the last key in bucket `key` (0 if empty): etcdutl's revision.
     pub revision: i64,
     /// etcd's compaction revision (`compactMainRev` after a restart): the larger of
@@ -149,12 +145,23 @@ pub struct Summary {
     pub term: u64,
     pub conf_state: Option<ConfState>,
     pub members: Vec<Member>,
+    /// Ids of removed members (bucket `members_removed`), hex in JSON as etcdctl prints them.
+    #[serde(serialize_with = "ser_hex_vec")]
     pub removed_members: Vec<u64>,
     pub cluster_version: Option<String>,
     /// `meta/storageVersion` (etcd 3.6+), None before 3.6.
     pub storage_version: Option<String>,
     pub alarms: Vec<Alarm>,
     pub auth_enabled: bool,
+    /// `pgid * page_size`: etcdutl's totalSize (without any trailer).
+    pub db_size: u64,
+    pub page_size: u32,
+    /// bbolt transaction id of the current meta.
+    pub txid: u64,
+}
+
+fn ser_hex_vec<S: Serializer>(v: &[u64], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|id| format!("{id:x}")))
 }
 
 fn bad(bucket: &[u8], key: &[u8], what: impl std::fmt::Display) -> FormatError {

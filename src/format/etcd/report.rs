@@ -7,7 +7,7 @@ use std::collections::BinaryHeap;
 use serde::Serialize;
 
 use super::hashkv::{fingerprint, HashKv};
-use super::{buckets, summary_of, Alarm, ConfState, KeyValueRef, Lease, Member, RevKey, Summary};
+use super::{buckets, summary_of, KeyValueRef, Lease, RevKey, Summary};
 use crate::format::bolt::{
     check_db, BucketStats, CheckOptions, Db, EntryVisitor, PageCounts, Problem, VisitEntry,
 };
@@ -56,15 +56,10 @@ pub struct LargeKey {
 /// The `inspect` report. Field names promised in docs/json.md are kept; more are added.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    /// Main revision of the last key in bucket `key` (etcdutl's revision).
-    pub revision: i64,
-    /// etcd's compaction revision: the larger of finished and scheduled, null if never.
-    pub compact_revision: Option<i64>,
-    pub finished_compact_revision: Option<i64>,
-    pub scheduled_compact_revision: Option<i64>,
-    pub consistent_index: u64,
-    pub term: u64,
-    pub conf_state: Option<ConfState>,
+    /// What every backup records too ([`Summary`]: revision, compaction, raft fields,
+    /// members, cluster version, alarms, auth, sizes): top-level fields in JSON.
+    #[serde(flatten)]
+    pub summary: Summary,
     /// Entries in all buckets (etcdutl 3.5's totalKey).
     pub total_entries: u64,
     /// User keys whose latest revision is a put.
@@ -82,24 +77,13 @@ pub struct Report {
     /// Why hashkv is null.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_error: Option<String>,
-    /// `pgid * page_size` (etcdutl's totalSize, no trailer).
-    pub db_size: u64,
     /// Reachable pages × page size.
     pub in_use_size: u64,
     /// Free pages × page size: what a defrag would give back.
     pub free_size: u64,
-    pub page_size: u32,
     pub pages: PageCounts,
-    pub txid: u64,
     pub current_meta: usize,
     pub why_current_meta: String,
-    pub members: Vec<Member>,
-    pub removed_members: Vec<String>,
-    pub cluster_version: Option<String>,
-    /// `meta/storageVersion` (etcd 3.6+: the `version` `etcdutl snapshot status` prints).
-    pub storage_version: Option<String>,
-    pub alarms: Vec<Alarm>,
-    pub auth_enabled: bool,
     pub buckets: Vec<BucketStats>,
     pub largest_keys: Vec<LargeKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -343,23 +327,11 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
             None
         }
     };
-    let s = summary.clone().unwrap_or(Summary {
+    let s = summary.clone().unwrap_or_else(|| Summary {
         page_size: db.page_size,
         db_size: db.db_size(),
         txid: db.meta.txid,
-        revision: 0,
-        compact_revision: None,
-        finished_compact_revision: None,
-        scheduled_compact_revision: None,
-        consistent_index: 0,
-        term: 0,
-        conf_state: None,
-        members: vec![],
-        removed_members: vec![],
-        cluster_version: None,
-        storage_version: None,
-        alarms: vec![],
-        auth_enabled: false,
+        ..Summary::default()
     });
     let (hashkv, hashkv_error) = match &summary {
         Some(s) => prepare_hashkv(db, opts.hashkv_rev, s, &mut problems),
@@ -424,13 +396,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
     let ps = u64::from(db.page_size);
     let ok = problems.is_empty() && dropped == 0;
     Report {
-        revision: s.revision,
-        compact_revision: s.compact_revision,
-        finished_compact_revision: s.finished_compact_revision,
-        scheduled_compact_revision: s.scheduled_compact_revision,
-        consistent_index: s.consistent_index,
-        term: s.term,
-        conf_state: s.conf_state,
+        summary: s,
         total_entries: chk.total_entries,
         live_keys,
         key_revisions: v.key_revisions,
@@ -440,24 +406,11 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         hashkv,
         hashkv_revision,
         hashkv_error,
-        db_size: db.db_size(),
         in_use_size: chk.pages.in_use.saturating_mul(ps),
         free_size: chk.pages.free.saturating_mul(ps),
-        page_size: db.page_size,
         pages: chk.pages,
-        txid: db.meta.txid,
         current_meta: db.current,
         why_current_meta: db.why_current.clone(),
-        members: s.members,
-        removed_members: s
-            .removed_members
-            .iter()
-            .map(|id| format!("{id:x}"))
-            .collect(),
-        cluster_version: s.cluster_version,
-        storage_version: s.storage_version,
-        alarms: s.alarms,
-        auth_enabled: s.auth_enabled,
         buckets: chk.buckets,
         largest_keys,
         k8s,
@@ -484,7 +437,7 @@ mod tests {
             },
         );
         assert!(r.ok, "{:?}", r.problems);
-        assert_eq!(r.revision, 301);
+        assert_eq!(r.summary.revision, 301);
         assert_eq!(r.live_keys, 300);
         assert_eq!(r.key_revisions, 300);
         assert_eq!(r.total_entries, 300 + 1 + 1 + 1 + 3);
@@ -505,5 +458,26 @@ mod tests {
         assert_ne!(slow, slow100);
         assert_eq!(r.largest_keys.len(), 10);
         assert_eq!(r.k8s.unwrap().other_keys, 300);
+    }
+
+    /// The embedded summary's fields are top-level JSON fields, as docs/json.md lists them;
+    /// removed member ids are hex strings, as member ids are everywhere else.
+    #[test]
+    fn json_has_the_summary_fields_at_the_top_level() {
+        let img = crate::format::bolt::build::etcd_like(4096, 3, 10);
+        let db = Db::open(&img[..]).unwrap();
+        let mut r = report(&db, &ReportOptions::default());
+        r.summary.removed_members = vec![0x8e9e05c52164694d, 0xff];
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("summary").is_none(), "{v}");
+        assert_eq!(v["revision"], 4);
+        assert_eq!(v["page_size"], 4096);
+        assert_eq!(v["db_size"], r.summary.db_size);
+        assert_eq!(v["members"][0]["id"], "ad3dd0882f6c4e00");
+        assert_eq!(
+            v["removed_members"],
+            serde_json::json!(["8e9e05c52164694d", "ff"])
+        );
+        assert_eq!(v["live_keys"], 3);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod decode;
 pub mod dump;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fuzzing;
 pub mod open;
 pub mod record;

@@ -43,8 +43,6 @@ use crate::store::{ObjectWriter, Store, StoreLock};
 
 pub use super::readback::{check_database, read_facts, DbFacts};
 
-/// How long a backup waits for another run's writer lock on a destination by default.
-pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 use crate::{Error, Result};
 
 mod finish;

@@ -20,7 +20,9 @@
 
 mod tree;
 
-pub(crate) use tree::leaf_image;
+// For the test-only builder (format::bolt::build).
+#[cfg(any(test, feature = "testkit"))]
+pub(crate) use tree::{branch_image, leaf_image};
 
 use super::{
     flags, le_u64, BucketRoot, Db, FormatError, Node, Result, BUCKET_LEAF_FLAG, MAX_DEPTH,
@@ -352,7 +354,8 @@ fn pack_branches_or_one(sink: &mut PageSink, elems: &[(Vec<u8>, u64)]) -> Vec<(V
 /// Fuzzing oracle (`fuzz/fuzz_targets/bolt_writer.rs`, and the unit tests): apply a
 /// restore-like transaction to `img`. Must never panic; and when `img` passes the strict
 /// check and the writer accepts it, the result must pass the strict check too and read
-/// back the edits. Panics (a finding) otherwise.
+/// back the edits. Panics (a finding) otherwise. Test-only (feature `testkit`).
+#[cfg(any(test, feature = "testkit"))]
 pub fn exercise(img: &[u8]) {
     use super::{check, CheckOptions, EntryVisitor};
     struct Nothing;
