@@ -31,7 +31,7 @@ use crate::format::etcd::buckets;
 use crate::store::Store;
 use crate::{Error, Result};
 
-pub struct TestOptions {
+pub struct TestOptions<'a> {
     /// The etcd server to boot (`--etcd`); `None`: the backup's own release, found on PATH
     /// or in the etcd cache ([`super::sandbox_etcd::choose`]).
     pub etcd: Option<PathBuf>,
@@ -39,6 +39,8 @@ pub struct TestOptions {
     pub etcdutl: Option<PathBuf>,
     /// How long etcd may take to answer after it starts.
     pub start_timeout: Duration,
+    /// The operator's identity, for an encrypted backup.
+    pub identity: &'a crate::pipeline::encrypt::Identity,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -289,7 +291,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Result<TestReport> {
+pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions<'_>) -> Result<TestReport> {
     let t0 = Instant::now();
     // A wrong or too old etcd is known before anything is fetched.
     let chosen = super::sandbox_etcd::choose(opts.etcd.as_deref(), &m.etcd_version)?;
@@ -304,7 +306,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
-    crate::jobs::fetch::fetch(store, m, &snap, true, &|_| {})?;
+    crate::jobs::fetch::fetch(store, m, &snap, true, &|_| {}, opts.identity)?;
     let (offline_hash, keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
     if let Some(cv) = &cluster_version {
         check_etcd_version(
