@@ -73,7 +73,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let live = if args.compare_live {
         let cfg = args.conn.to_config(&g.layers)?;
-        Some(offline::compare_live(&cfg, &input, &ins.report)?)
+        let rt = super::connection::runtime()?;
+        Some(rt.block_on(offline::compare_live(&cfg, &input, &ins.report))?)
     } else {
         None
     };

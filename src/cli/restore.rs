@@ -297,6 +297,7 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
     let store = g.access.open(dest, false)?;
     let m = catalog::resolve(store.as_ref(), id)?;
+    let rt = super::connection::runtime()?;
     let r = crate::restore::selftest::restore_test(
         store.as_ref(),
         &m,
@@ -305,6 +306,7 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
             etcdutl: a.etcdutl,
             start_timeout: std::time::Duration::from_secs(a.start_timeout),
             identity: g.access.identity(),
+            runtime: rt.handle(),
         },
     )?;
     match g.output {

@@ -41,6 +41,8 @@ pub struct TestOptions<'a> {
     pub start_timeout: Duration,
     /// The operator's identity, for an encrypted backup.
     pub identity: &'a crate::pipeline::encrypt::Identity,
+    /// The caller's runtime, for asking the sandbox etcd (called from a plain thread).
+    pub runtime: &'a tokio::runtime::Handle,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -369,7 +371,14 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions<'_>) -> 
             ))
         })?;
     let mut guard = Guard(child);
-    let answer = ask(&client, m.revision, opts.start_timeout, &mut guard.0, &log);
+    let answer = ask(
+        opts.runtime,
+        &client,
+        m.revision,
+        opts.start_timeout,
+        &mut guard.0,
+        &log,
+    );
     drop(guard);
     let (hash, keys) = match answer {
         Ok(x) => x,
@@ -462,6 +471,7 @@ enum Failure {
 /// that waiting can cure (nothing listening yet, no leader yet) are retried until
 /// `timeout`; any other answer ends the wait at once.
 fn ask(
+    rt: &tokio::runtime::Handle,
     client: &str,
     rev: i64,
     timeout: Duration,
@@ -472,14 +482,6 @@ fn ask(
         endpoints: vec![client.to_string()],
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Failure::Sandbox(Error::Failed(format!(
-                "cannot start the async runtime: {e}"
-            )))
-        })?;
     let start = Instant::now();
     loop {
         if let Ok(Some(st)) = child.try_wait() {
