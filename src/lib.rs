@@ -44,4 +44,7 @@ pub mod source;
 pub mod store;
 pub mod units;
 
+#[cfg(test)]
+mod layering;
+
 pub use error::{Error, ExitCode, Result};

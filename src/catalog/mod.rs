@@ -5,11 +5,13 @@
 //! its manifest exists**; a data object without a manifest is debris of a run that died
 //! and is removed by the next backup's clean-up (with the store lock held).
 
+pub mod access;
 pub mod id;
 pub mod manifest;
 pub mod retention;
 pub mod verified;
 
+pub use access::Access;
 pub use id::new_backup_id;
 pub use manifest::{Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
 
@@ -17,7 +19,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 use crate::io::ReadAt;
-use crate::pipeline::encrypt::{self, read::HashingReader, read::ReadDigest, Keyring};
+use crate::pipeline::encrypt::{self, read::HashingReader, read::ReadDigest, Identity, Keyring};
 use crate::pipeline::FramedReader;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -107,12 +109,13 @@ pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
 ///
 /// A manifest whose data object is missing or unreadable as a seekable object is an
 /// integrity problem (exit 3), whichever command finds it. An encrypted backup is opened
-/// with the configured identity ([`crate::pipeline::encrypt::configured_identity`]).
+/// with the operator's `identity`.
 pub fn open_backup_db(
     store: &dyn Store,
     manifest: &Manifest,
+    identity: &Identity,
 ) -> Result<FramedReader<Box<dyn ReadAt>>> {
-    let keys = keys_for(store, manifest, None)?;
+    let keys = keys_for(store, manifest, None, identity)?;
     open_backup_db_with(store, manifest, keys.as_deref())
 }
 
@@ -165,7 +168,9 @@ pub fn load_backup_object(
     let object = format!("{}/{}", store.location(), manifest.object);
     let configured = match keys {
         Some(_) => None,
-        None => keys_for(store, manifest, None)?,
+        // Callers with an identity pass its keys; without keys, an encrypted backup is
+        // refused as [`keys_for`] refuses it with no identity.
+        None => keys_for(store, manifest, None, &Identity::default())?,
     };
     let keys = keys.or(configured.as_deref());
     let raw = store.load(&manifest.object, 0, None)?;
@@ -185,13 +190,14 @@ pub fn load_backup_object(
     Ok((plain, digest))
 }
 
-/// The keys to open an encrypted backup with: `given`, else the configured identity. For
-/// an unencrypted backup, `None`. An encrypted backup and no identity is a usage error
+/// The keys to open an encrypted backup with: `given`, else the operator's `identity`.
+/// For an unencrypted backup, `None`. An encrypted backup and no identity is a usage error
 /// (exit 2) naming the recipients, so the operator knows which key to fetch.
 pub fn keys_for(
     store: &dyn Store,
     manifest: &Manifest,
     given: Option<Arc<Keyring>>,
+    identity: &Identity,
 ) -> Result<Option<Arc<Keyring>>> {
     let object = format!("{}/{}", store.location(), manifest.object);
     if manifest.encryption != encrypt::SCHEME {
@@ -201,7 +207,7 @@ pub fn keys_for(
     if let Some(k) = given {
         return Ok(Some(k));
     }
-    match encrypt::configured_identity()? {
+    match identity.keys()? {
         Some(k) => Ok(Some(k)),
         None => Err(Error::Usage(format!(
             "backup {} in {} is encrypted to {}; give --identity FILE (or LIFEBOAT_IDENTITY) holding one of their keys",

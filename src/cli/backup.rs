@@ -4,7 +4,6 @@ use super::connection::{runtime, ConnectionArgs};
 use super::{output, Global, OutputFormat};
 use crate::config::BackupSettings;
 use crate::jobs::backup::{backup, BackupOptions, Destination};
-use crate::store::open_destination;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
@@ -41,8 +40,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let conn = a.conn.to_config()?;
-    let layers = super::settings().with_backup_flags(&a.settings);
+    let conn = a.conn.to_config(&g.layers)?;
+    let layers = g.layers.with_backup_flags(&a.settings);
     let (b, _) = layers.backup()?;
     let (to, _) = layers.destinations(&a.to)?;
     let opts = BackupOptions {
@@ -63,11 +62,11 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         let encryption = layers.encryption_for(d, &a.encrypt_to, &a.encrypt_to_file)?;
         dests.push(Destination {
             name: d.clone(),
-            store: open_destination(d, true)?.into(),
+            store: g.access.open(d, true)?.into(),
             encryption: encryption.map(Arc::new),
         });
     }
-    let policy = super::settings().retention(&a.policy).policy();
+    let policy = g.layers.retention(&a.policy).policy();
     if a.prune && policy.is_empty() {
         return Err(Error::flag(
             "--prune",
@@ -79,14 +78,14 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         return Err(Error::flag("--keep-*", "retention flags need --prune").into());
     }
     let textfile = a.metrics_textfile.clone().or_else(|| {
-        super::settings()
+        g.layers
             .file
             .as_ref()
             .and_then(|(_, c)| c.metrics.as_ref()?.textfile.clone())
     });
     // Runs of one config file from cron/timers must not overlap on this host, even for S3
     // destinations (which have no writer lock).
-    let _host_lock = match super::settings().file.as_ref() {
+    let _host_lock = match g.layers.file.as_ref() {
         Some((path, _)) => Some(crate::jobs::hostlock::acquire(path, b.lock_timeout)?),
         None => None,
     };

@@ -6,7 +6,6 @@ use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::config::Dur;
 use crate::error::StoreErrorKind;
-use crate::store::open_destination;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
@@ -36,8 +35,8 @@ struct Report {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = open_destination(&a.from.from, false)?;
-    let (b, _) = super::settings().backup()?;
+    let store = g.access.open(&a.from.from, false)?;
+    let (b, _) = g.layers.backup()?;
     // With the writer lock held, partial objects belong to dead runs only.
     let lock = store.lock(b.lock_timeout)?;
     let removed_partials = if a.dry_run {

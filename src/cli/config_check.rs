@@ -38,7 +38,8 @@ struct Report<'a> {
 
 pub fn run(cmd: Command, g: &Global) -> anyhow::Result<ExitCode> {
     let Command::Check(a) = cmd;
-    let layers = super::settings()
+    let layers = g
+        .layers
         .with_etcd_flags(&a.conn)
         .with_backup_flags(&a.backup);
     let entries = layers.entries(&a.to)?;

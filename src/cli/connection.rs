@@ -2,6 +2,7 @@
 //! section of the config ([`crate::config::EtcdSettings`]); each also reads the etcdctl
 //! environment variable of the same meaning, so existing runbooks keep working.
 
+use crate::config::Layers;
 use crate::source::etcd::ConnectConfig;
 use crate::Result;
 
@@ -9,11 +10,8 @@ pub use crate::config::EtcdSettings as ConnectionArgs;
 
 impl ConnectionArgs {
     /// The connection after merging the config file, the environment and these flags.
-    pub fn to_config(&self) -> Result<ConnectConfig> {
-        super::settings()
-            .with_etcd_flags(self)
-            .connect()
-            .map(|(c, _)| c)
+    pub fn to_config(&self, layers: &Layers) -> Result<ConnectConfig> {
+        layers.with_etcd_flags(self).connect().map(|(c, _)| c)
     }
 }
 

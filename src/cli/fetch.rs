@@ -5,7 +5,6 @@ use super::{Global, OutputFormat};
 use crate::catalog;
 use crate::jobs::backup::Progress;
 use crate::jobs::fetch::fetch;
-use crate::store::open_destination;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -23,11 +22,18 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = open_destination(&a.from.from, false)?;
+    let store = g.access.open(&a.from.from, false)?;
     let m = catalog::resolve(store.as_ref(), &a.id)?;
     let bar = super::progress::Bar::new(g.quiet);
     bar.begin(&format!("fetch {}", m.id), Some(m.stored_size));
-    let r = fetch(store.as_ref(), &m, &a.out, a.force.force, &bar.setter());
+    let r = fetch(
+        store.as_ref(),
+        &m,
+        &a.out,
+        a.force.force,
+        &bar.setter(),
+        g.access.identity(),
+    );
     bar.end();
     let r = r?;
     match g.output {

@@ -89,6 +89,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         &args.snapshot,
         &OpenOptions {
             force: args.live.copy_live,
+            access: g.access.clone(),
         },
     )?;
     let (r, verification) = offline::read_verified(&[&input], !args.no_verify, || {

@@ -52,6 +52,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         &args.input,
         &OpenOptions {
             force: args.live.copy_live,
+            access: g.access.clone(),
         },
     )?;
     let opts = ReportOptions {
@@ -71,8 +72,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     let live = if args.compare_live {
-        let cfg = args.conn.to_config()?;
-        Some(offline::compare_live(&cfg, &input, &ins.report)?)
+        let cfg = args.conn.to_config(&g.layers)?;
+        let rt = super::connection::runtime()?;
+        Some(rt.block_on(offline::compare_live(&cfg, &input, &ins.report))?)
     } else {
         None
     };

@@ -1,7 +1,6 @@
 use super::output::{human_bytes, print_json};
 use super::{Global, OutputFormat};
 use crate::catalog::{self, Manifest};
-use crate::store::open_destination;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -88,7 +87,7 @@ fn is_encrypted(m: &Manifest) -> bool {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = open_destination(&a.from.from, false)?;
+    let store = g.access.open(&a.from.from, false)?;
     let (backups, bad) = catalog::list(store.as_ref())?;
     for b in &bad {
         eprintln!("lifeboat: warning: {} (not listed)", b.error);

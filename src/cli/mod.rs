@@ -4,10 +4,9 @@
 //! in the library ([`crate::jobs`], [`crate::format`], ...) so tests can call it without a
 //! process. Flag docs live on the flag definitions and become `--help`.
 
-use std::sync::OnceLock;
-
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::catalog::Access;
 use crate::config::Layers;
 use crate::ExitCode;
 
@@ -80,6 +79,13 @@ pub struct Global {
     pub config: flags::ConfigArgs,
     #[command(flatten)]
     pub s3: crate::config::s3::S3Options,
+    /// The config file and environment, loaded once by [`main`] before any command runs;
+    /// commands add their own flags on top ([`Layers::with_etcd_flags`]).
+    #[arg(skip)]
+    pub layers: Layers,
+    /// How destinations and encrypted backups are opened, from `layers` and `--identity`.
+    #[arg(skip)]
+    pub access: Access,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -181,15 +187,6 @@ fn fix_headings(c: clap::Command, headed: &[(String, Vec<String>)]) -> clap::Com
     })
 }
 
-static SETTINGS: OnceLock<Layers> = OnceLock::new();
-
-/// The config file and environment, loaded once per process by [`main`] before any command
-/// runs. Commands add their own flags on top ([`Layers::with_etcd_flags`]); reaching the
-/// layers from here spares every command's signature a parameter it only passes on.
-pub fn settings() -> &'static Layers {
-    SETTINGS.get_or_init(Layers::default)
-}
-
 /// Parse the command line, run the command, and return the process exit code.
 pub fn main() -> i32 {
     edge::quiet_broken_pipe();
@@ -198,7 +195,7 @@ pub fn main() -> i32 {
     let parsed = command()
         .try_get_matches_from(&args)
         .and_then(|m| Cli::from_arg_matches(&m));
-    let cli = match parsed {
+    let mut cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             if !e.use_stderr() {
@@ -215,7 +212,7 @@ pub fn main() -> i32 {
     };
     init_logging(&cli.global);
     let output = cli.global.output;
-    let result = load_settings(&cli.global).and_then(|()| run(cli));
+    let result = load_settings(&mut cli.global).and_then(|()| run(cli));
     match result {
         Ok(code) => code.code(),
         Err(e) if edge::is_broken_pipe(&e) => ExitCode::Ok.code(),
@@ -230,7 +227,9 @@ pub fn main() -> i32 {
     }
 }
 
-fn load_settings(g: &Global) -> anyhow::Result<()> {
+/// Load the config file and environment into `g` (with the `--s3-*` flags on top), and
+/// what opening destinations and backups needs from them.
+fn load_settings(g: &mut Global) -> anyhow::Result<()> {
     let mut layers = Layers::load(g.config.config.as_deref(), &|k| std::env::var(k).ok())?;
     layers.flags.s3 = g.s3.clone();
     if !g.quiet {
@@ -238,10 +237,8 @@ fn load_settings(g: &Global) -> anyhow::Result<()> {
             eprintln!("lifeboat: warning: {w}");
         }
     }
-    crate::pipeline::encrypt::configure_identity(layers.identity(g.config.identity.as_deref()));
-    let _ = SETTINGS.set(layers);
-    #[cfg(feature = "s3")]
-    crate::store::s3::configure(Box::new(|url| Ok(settings().s3(url)?.0)));
+    g.access = layers.access(g.config.identity.as_deref());
+    g.layers = layers;
     Ok(())
 }
 

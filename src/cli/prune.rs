@@ -3,7 +3,6 @@ use super::{Global, OutputFormat};
 use crate::config::resolve::DEFAULT_LOCK_TIMEOUT;
 use crate::config::RetentionConfig;
 use crate::jobs::prune::{prune, PruneReport};
-use crate::store::open_destination;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -39,12 +38,13 @@ fn print_text(r: &PruneReport) {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let policy = super::settings().retention(&a.policy).policy();
-    let lock_wait = super::settings()
+    let policy = g.layers.retention(&a.policy).policy();
+    let lock_wait = g
+        .layers
         .backup()
         .map(|(b, _)| b.lock_timeout)
         .unwrap_or(DEFAULT_LOCK_TIMEOUT);
-    let store = open_destination(&a.from.from, false)?;
+    let store = g.access.open(&a.from.from, false)?;
     let report = prune(store.as_ref(), &policy, a.dry_run, lock_wait)?;
     match g.output {
         OutputFormat::Json => print_json(&report)?,

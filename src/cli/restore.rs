@@ -13,7 +13,6 @@ use crate::restore::plan::{
 };
 use crate::restore::predict::predict_plan;
 use crate::restore::topology;
-use crate::store::open_destination;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Subcommand)]
@@ -132,7 +131,7 @@ pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
     match c {
         Command::Plan(a) => plan(*a, g),
         Command::Apply(a) => run_apply(a, g),
-        Command::Topology(a) => starting_topology(a),
+        Command::Topology(a) => starting_topology(a, g),
         Command::Test(a) => restore_test(a, g),
         Command::Check(a) => super::restore_check::run(a, g),
     }
@@ -146,7 +145,7 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let mut stored = None;
     let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
         (Some(dir), _) => {
-            let src = source_of_db(dir)?;
+            let src = source_of_db(dir, &g.access)?;
             let file = src.db_file.clone().unwrap_or_default();
             let r = crate::io::FileReader::open(std::path::Path::new(&file))
                 .map_err(|e| Error::io(&file, e))?;
@@ -155,9 +154,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
         (None, from) => {
             let (dest, id) = split_from(from.as_deref().unwrap_or_default());
-            let store = open_destination(dest, false)?;
+            let store = g.access.open(dest, false)?;
             let m = catalog::resolve(store.as_ref(), id)?;
-            let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {})?;
+            let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {}, g.access.identity())?;
             if !v.ok {
                 return Err(Error::integrity(
                     v.object,
@@ -169,7 +168,7 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let k = holds_kubernetes(store.as_ref(), &m)?;
+            let k = holds_kubernetes(store.as_ref(), &m, g.access.identity())?;
             let src = Source::of_manifest(&m);
             stored = Some((store, m));
             (src, dest.to_string(), k)
@@ -197,7 +196,7 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     // What `restore check` will compare the restored cluster with.
     match (&stored, &source.db_file) {
         (Some((store, m)), _) => {
-            let r = catalog::open_backup_db(store.as_ref(), m)?;
+            let r = catalog::open_backup_db(store.as_ref(), m, g.access.identity())?;
             let object = format!("{}/{}", store.location(), m.object);
             predict_plan(&mut p, &r, &object)?;
         }
@@ -249,6 +248,7 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         manage_systemd: a.manage_service.is_some(),
         plan_id: crate::restore::guard::PlanId::load(&a.plan, &p)?,
         force: a.force,
+        access: g.access.clone(),
     };
     let r = apply(&p, &a.node, &opts)?;
     match g.output {
@@ -276,9 +276,9 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-fn starting_topology(a: TopologyArgs) -> anyhow::Result<ExitCode> {
+fn starting_topology(a: TopologyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
-    let store = open_destination(dest, false)?;
+    let store = g.access.open(dest, false)?;
     let m = catalog::resolve(store.as_ref(), id)?;
     print!("{}", crate::restore::topology::starting_topology(&m));
     Ok(ExitCode::Ok)
@@ -295,8 +295,9 @@ fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
 
 fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
-    let store = open_destination(dest, false)?;
+    let store = g.access.open(dest, false)?;
     let m = catalog::resolve(store.as_ref(), id)?;
+    let rt = super::connection::runtime()?;
     let r = crate::restore::selftest::restore_test(
         store.as_ref(),
         &m,
@@ -304,6 +305,8 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
             etcd: a.etcd,
             etcdutl: a.etcdutl,
             start_timeout: std::time::Duration::from_secs(a.start_timeout),
+            identity: g.access.identity(),
+            runtime: rt.handle(),
         },
     )?;
     match g.output {
@@ -356,7 +359,7 @@ fn replace_member(a: &PlanArgs, t: &topology::Topology, g: &Global) -> anyhow::R
         flag: "--member".into(),
         message: "--mode replace-member needs --member NAME (the broken member)".into(),
     })?;
-    let cfg = a.conn.to_config()?;
+    let cfg = a.conn.to_config(&g.layers)?;
     let rt = super::connection::runtime()?;
     let view = rt.block_on(crate::live::gather::gather(&cfg, false))?;
     let p = crate::restore::replace::replace_plan(&view, t, name)?;

@@ -39,7 +39,7 @@ pub fn run(a: CheckArgs, g: &Global) -> anyhow::Result<ExitCode> {
         .into());
     }
     let p = Plan::load(&a.plan)?;
-    let cfg = a.conn.to_config()?;
+    let cfg = a.conn.to_config(&g.layers)?;
     let rt = runtime()?;
     let r = rt.block_on(check(&p, &cfg))?;
     match g.output {

@@ -1,7 +1,6 @@
 use super::Global;
 use crate::config::Layers;
 use crate::daemon::{self, DEFAULT_SHUTDOWN_GRACE};
-use crate::store::open_destination;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
@@ -17,7 +16,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         .config
         .config
         .clone()
-        .or_else(|| super::settings().file.as_ref().map(|(p, _)| p.clone()))
+        .or_else(|| g.layers.file.as_ref().map(|(p, _)| p.clone()))
     else {
         return Err(Error::flag(
             "--config",
@@ -25,10 +24,14 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         )
         .into());
     };
-    // Re-read on SIGHUP: the file, and the environment as it was at start.
+    // Re-read on SIGHUP: the file, and the environment as it was at start; the command
+    // line's --s3-* and --identity apply on top, as they did at start.
+    let (s3_flags, identity) = (g.s3.clone(), g.config.identity.clone());
     let load = move || {
-        let layers = Layers::load(Some(&path), &|k| std::env::var(k).ok())?;
-        daemon::plan(&layers, &|d| open_destination(d, true))
+        let mut layers = Layers::load(Some(&path), &|k| std::env::var(k).ok())?;
+        layers.flags.s3 = s3_flags.clone();
+        let access = layers.access(identity.as_deref());
+        daemon::plan(&layers, &access)
     };
     daemon::run(load, a.shutdown_grace.0)?;
     Ok(ExitCode::Ok)

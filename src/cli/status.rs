@@ -40,7 +40,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let cfg = args.conn.to_config()?;
+    let cfg = args.conn.to_config(&g.layers)?;
     let rt = runtime()?;
     let mut view = rt.block_on(gather(&cfg, args.endpoints_only))?;
     let quota_error = match args.quota_bytes {

@@ -3,7 +3,6 @@ use super::{Global, OutputFormat};
 use crate::catalog;
 use crate::jobs::scrub::{record, rotation};
 use crate::jobs::verify::{verify, VerifyReport};
-use crate::store::open_destination;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
@@ -40,7 +39,7 @@ fn print_text(r: &VerifyReport) {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = open_destination(&a.from.from, false)?;
+    let store = g.access.open(&a.from.from, false)?;
     // Rejected manifests are damaged backups: `--all` reports each and exits 3.
     let mut rejected = Vec::new();
     let manifests = if a.all {
@@ -71,7 +70,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     for m in &manifests {
         use crate::jobs::backup::Progress;
         bar.begin(&format!("verify {}", m.id), Some(m.stored_size));
-        let r = verify(store.as_ref(), m, &bar.setter());
+        let r = verify(store.as_ref(), m, &bar.setter(), g.access.identity());
         bar.end();
         let r = match r {
             Ok(r) => r,

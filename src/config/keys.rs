@@ -5,7 +5,8 @@ use std::path::Path;
 
 use super::env::env_var_of;
 use super::{Entry, Layers, Origin};
-use crate::pipeline::encrypt::{self, Encryption, IdentitySource, Recipient};
+use crate::catalog::Access;
+use crate::pipeline::encrypt::{self, Encryption, Identity, IdentitySource, Recipient};
 use crate::{Error, Result};
 
 impl Layers {
@@ -69,6 +70,17 @@ impl Layers {
             origin: format!("[encryption] identity in {}", file.display()),
             path: p.clone(),
         })
+    }
+
+    /// What opening destinations and backups needs from these settings: each
+    /// destination's S3 settings ([`Layers::s3_settings`]) and the identity file
+    /// ([`Layers::identity`], with `--identity` as `flag`), read on first use.
+    pub fn access(&self, flag: Option<&Path>) -> Access {
+        let layers = self.clone();
+        Access::new(
+            move |url| layers.s3_settings(url),
+            Identity::new(self.identity(flag)),
+        )
     }
 
     /// How `url`'s data objects are encrypted. `--encrypt-to` / `--encrypt-to-file`

@@ -14,78 +14,42 @@ use serde::{Deserialize, Deserializer};
 
 use super::resolve::Recorder;
 use super::{Config, Dur, Entry, Layers, Size};
+pub use crate::store::s3_settings::{
+    LockMode, S3Settings, Sse, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT,
+    DEFAULT_STALL_TIMEOUT, MIN_PART_SIZE,
+};
 use crate::{Error, Result};
 
-/// S3's smallest part (every part of a multipart upload but the last).
-pub const MIN_PART_SIZE: u64 = 5 << 20;
-
-/// Default deadline for a TCP (and TLS) connection to the server.
-pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Default deadline from sending a request (its body included: up to a part) to the first
-/// byte of the answer.
-pub const DEFAULT_FIRST_BYTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// Default time a body upload or download may make no progress before it is called stalled.
-pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// Server-side encryption asked of S3 for every object written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Sse {
-    /// SSE-S3: keys managed by S3.
-    #[value(name = "AES256")]
-    Aes256,
-    /// SSE-KMS: keys in AWS KMS (--s3-kms-key-id, or the account's default key).
-    #[value(name = "aws:kms")]
-    Kms,
-}
-
-impl Sse {
-    /// The header value (`x-amz-server-side-encryption`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sse::Aes256 => "AES256",
-            Sse::Kms => "aws:kms",
-        }
+/// The flags' spelling of the store's enums: what `#[derive(clap::ValueEnum)]` would make
+/// (doc comment as help, without its final period), written out because the types belong
+/// to the store, which knows nothing of the command line.
+impl clap::ValueEnum for Sse {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Sse::Aes256, Sse::Kms]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self {
+            Sse::Aes256 => {
+                clap::builder::PossibleValue::new("AES256").help("SSE-S3: keys managed by S3")
+            }
+            Sse::Kms => clap::builder::PossibleValue::new("aws:kms")
+                .help("SSE-KMS: keys in AWS KMS (--s3-kms-key-id, or the account's default key)"),
+        })
     }
 }
 
-impl FromStr for Sse {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.trim() {
-            "AES256" => Ok(Sse::Aes256),
-            "aws:kms" => Ok(Sse::Kms),
-            _ => Err(format!("{s:?}: use AES256 or aws:kms")),
-        }
+impl clap::ValueEnum for LockMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[LockMode::Governance, LockMode::Compliance]
     }
-}
-
-/// S3 object-lock retention mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LockMode {
-    /// Users with s3:BypassGovernanceRetention may still delete or shorten it.
-    Governance,
-    /// Nobody, not even the account's root user, can delete the object before the date.
-    Compliance,
-}
-
-impl LockMode {
-    /// The header value (`x-amz-object-lock-mode`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LockMode::Governance => "GOVERNANCE",
-            LockMode::Compliance => "COMPLIANCE",
-        }
-    }
-}
-
-impl FromStr for LockMode {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "governance" => Ok(LockMode::Governance),
-            "compliance" => Ok(LockMode::Compliance),
-            _ => Err(format!("{s:?}: use governance or compliance")),
-        }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self {
+            LockMode::Governance => clap::builder::PossibleValue::new("governance")
+                .help("Users with s3:BypassGovernanceRetention may still delete or shorten it"),
+            LockMode::Compliance => clap::builder::PossibleValue::new("compliance").help(
+                "Nobody, not even the account's root user, can delete the object before the date",
+            ),
+        })
     }
 }
 
@@ -267,7 +231,30 @@ fn in_file<'c, T>(
     })
 }
 
+impl From<&S3Options> for S3Settings {
+    fn from(o: &S3Options) -> S3Settings {
+        S3Settings {
+            endpoint: o.endpoint.clone(),
+            region: o.region.clone(),
+            path_style: o.path_style,
+            part_size: o.part_size.map(|s| s.0),
+            sse: o.sse,
+            kms_key_id: o.kms_key_id.clone(),
+            storage_class: o.storage_class.clone(),
+            object_lock: o.object_lock.zip(o.retain_for.map(|d| d.0)),
+            connect_timeout: o.connect_timeout.map(|d| d.0),
+            first_byte_timeout: o.first_byte_timeout.map(|d| d.0),
+            stall_timeout: o.stall_timeout.map(|d| d.0),
+        }
+    }
+}
+
 impl Layers {
+    /// What the store of destination `url` is given ([`Layers::s3`], checked).
+    pub fn s3_settings(&self, url: &str) -> Result<S3Settings> {
+        Ok(S3Settings::from(&self.s3(url)?.0))
+    }
+
     /// The S3 settings of destination `url`, checked, with where each came from.
     pub fn s3(&self, url: &str) -> Result<(S3Options, Vec<Entry>)> {
         let mut r = Recorder::new(self);

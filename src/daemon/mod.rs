@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::catalog::retention::Policy;
+use crate::catalog::Access;
 use crate::config::Layers;
 use crate::error::EtcdErrorKind;
 use crate::jobs::backup::{BackupOptions, Destination};
@@ -47,14 +48,13 @@ pub struct Plan {
     pub scrub: Option<scrubber::Scrub>,
     /// `[metrics] listen`: where `/metrics` and `/healthz` are served (none: no listener).
     pub listen: Option<std::net::SocketAddr>,
+    /// How the destinations were opened, and the identity the scrubber decrypts with.
+    pub access: Access,
 }
 
-/// Build the daemon's plan from the merged settings. `open` opens a destination (the CLI
-/// passes `store::open_destination`).
-pub fn plan(
-    layers: &Layers,
-    open: &dyn Fn(&str) -> Result<Box<dyn crate::store::Store>>,
-) -> Result<Plan> {
+/// Build the daemon's plan from the merged settings; `access` opens the destinations (the
+/// CLI builds it from the same settings, `Layers::access`).
+pub fn plan(layers: &Layers, access: &Access) -> Result<Plan> {
     let file = layers.file.as_ref().map(|(_, c)| c);
     let schedule = file.and_then(|c| c.schedule.clone()).ok_or_else(|| {
         Error::flag(
@@ -79,7 +79,7 @@ pub fn plan(
     for d in to {
         let encryption = layers.encryption_for(&d, &[], &[])?.map(Arc::new);
         dests.push(Destination {
-            store: open(&d)?.into(),
+            store: access.open(&d, true)?.into(),
             name: d,
             encryption,
         });
@@ -135,6 +135,7 @@ pub fn plan(
                 )
             })?),
         },
+        access: access.clone(),
     })
 }
 
@@ -300,6 +301,7 @@ fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
         leader,
         state.clone(),
         p.textfile.clone(),
+        p.access.clone(),
     ))))
 }
 

@@ -24,6 +24,7 @@ pub async fn rotate(
     leader_only: Option<crate::source::etcd::ConnectConfig>,
     state: http::State,
     textfile: Option<std::path::PathBuf>,
+    access: crate::catalog::Access,
 ) {
     let sched = schedule::Schedule::Every(s.every);
     loop {
@@ -47,9 +48,9 @@ pub async fn rotate(
             }
         }
         let dests: Vec<Destination> = dests.to_vec();
-        let (state, textfile) = (state.clone(), textfile.clone());
+        let (state, textfile, access) = (state.clone(), textfile.clone(), access.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            run_once(&dests, s.budget);
+            run_once(&dests, s.budget, access.identity());
             let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
             publish(&state, textfile.as_deref(), &rows, 0.0);
         })
@@ -58,9 +59,9 @@ pub async fn rotate(
 }
 
 /// One rotation over every destination, logging each verdict. Blocks.
-fn run_once(dests: &[Destination], budget: u64) {
+fn run_once(dests: &[Destination], budget: u64, identity: &crate::pipeline::encrypt::Identity) {
     for d in dests {
-        match crate::jobs::scrub::scrub(d.store.as_ref(), Some(budget)) {
+        match crate::jobs::scrub::scrub(d.store.as_ref(), Some(budget), identity) {
             Err(e) => tracing::error!(destination = %d.name, "scrub failed: {e}"),
             Ok(reports) => {
                 for r in &reports {

@@ -199,12 +199,13 @@ async fn record(
 
 /// The cluster's backend quota: etcd's own `etcd_server_quota_backend_bytes` from the
 /// first endpoint that serves it, else `[etcd] quota_bytes` (default etcd's 2 GiB), with a
-/// warning the first time. Blocks.
+/// warning the first time. Blocks: called on a blocking thread of the daemon's runtime.
 pub(super) fn cluster_quota(conn: &crate::source::etcd::ConnectConfig, fallback: u64) -> u64 {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let rt = tokio::runtime::Handle::current();
     let mut last = None;
     for ep in &conn.endpoints {
-        match crate::source::etcd::quota::quota_bytes(conn, ep) {
+        match rt.block_on(crate::source::etcd::quota::quota_bytes(conn, ep)) {
             Ok(q) => return q,
             Err(e) => last = Some(e),
         }

@@ -34,6 +34,7 @@ pub fn fetch(
     out: &Path,
     overwrite: bool,
     progress: super::verify::Progress<'_>,
+    identity: &crate::pipeline::encrypt::Identity,
 ) -> Result<FetchReport> {
     if out.exists() && !overwrite {
         return Err(Error::Failed(format!(
@@ -42,7 +43,7 @@ pub fn fetch(
         )));
     }
     let object = format!("{}/{}", store.location(), m.object);
-    let keys = crate::catalog::keys_for(store, m, None)?;
+    let keys = crate::catalog::keys_for(store, m, None, identity)?;
     let reader = crate::catalog::open_backup_db_with(store, m, keys.as_deref())?;
     let (mut stream, _) = crate::catalog::load_backup_object(store, m, keys.as_deref())?;
     // A partial file from an earlier fetch that was killed is ours to replace.

@@ -9,7 +9,10 @@ pub mod hostlock;
 pub mod prune;
 pub mod readback;
 pub mod scrub;
+pub mod stage;
 pub mod verify;
+
+pub use stage::Stage;
 
 /// Moved to the catalog (what a backup is belongs there); kept here for callers.
 pub use crate::catalog::open_backup_db;

@@ -283,7 +283,7 @@ pub fn after_backup(
                 prune_error: None,
             };
             if let Some((_, e)) = outcome.failed.iter().find(|(n, _)| *n == d.name) {
-                run.stage = Some(crate::metrics::stage_of(e));
+                run.stage = Some(super::Stage::of(e).as_str());
             } else if let (Some(p), true) =
                 (policy, outcome.stored.iter().any(|(n, _)| *n == d.name))
             {

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use super::verify::VerifyReport;
 use crate::catalog::verified::{self, VerifyRecord};
 use crate::catalog::Manifest;
+use crate::pipeline::encrypt::Identity;
 use crate::store::Store;
 use crate::{Error, Result};
 
@@ -119,11 +120,15 @@ pub fn summary(store: &dyn Store, manifests: &[Manifest]) -> Result<Summary> {
 /// record each verdict. Damaged manifests are not in the rotation (listing rejects them;
 /// `verify --all` reports them). Returns the reports, failures included; an `Err` is a
 /// store or listing failure, not a damaged backup.
-pub fn scrub(store: &dyn Store, budget: Option<u64>) -> Result<Vec<VerifyReport>> {
+pub fn scrub(
+    store: &dyn Store,
+    budget: Option<u64>,
+    identity: &Identity,
+) -> Result<Vec<VerifyReport>> {
     let (all, _rejected) = crate::catalog::list(store)?;
     let mut reports = Vec::new();
     for m in rotation(store, &all, budget)? {
-        let r = match super::verify::verify(store, &m, &|_| {}) {
+        let r = match super::verify::verify(store, &m, &|_| {}, identity) {
             Ok(r) => r,
             // Pruned while the rotation ran: nothing to scrub any more.
             Err(e) if is_gone(&e) => continue,

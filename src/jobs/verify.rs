@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::readback::{check_database, check_stream};
 use crate::catalog::{self, Manifest};
+use crate::pipeline::encrypt::Identity;
 use crate::store::Store;
 use crate::{ExitCode, Result};
 
@@ -30,7 +31,13 @@ pub struct VerifyReport {
 
 pub use super::readback::Progress;
 
-pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result<VerifyReport> {
+/// Check a stored backup; an encrypted one is opened with the operator's `identity`.
+pub fn verify(
+    store: &dyn Store,
+    m: &Manifest,
+    progress: Progress<'_>,
+    identity: &Identity,
+) -> Result<VerifyReport> {
     let mut problems = Vec::new();
     let object = format!("{}/{}", store.location(), m.object);
     let report = |problems: Vec<String>| VerifyReport {
@@ -44,7 +51,7 @@ pub fn verify(store: &dyn Store, m: &Manifest, progress: Progress<'_>) -> Result
     };
     // Without the key the contents cannot be checked: say so (exit 2), rather than
     // report a backup as good from its ciphertext digest alone.
-    let keys = catalog::keys_for(store, m, None)?;
+    let keys = catalog::keys_for(store, m, None, identity)?;
     match store.stat(&m.object)? {
         None => {
             problems.push(format!("data object {object} is missing"));

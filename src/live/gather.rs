@@ -62,7 +62,7 @@ pub async fn read_quotas(view: &mut ClusterView, cfg: &ConnectConfig) -> Option<
             continue;
         }
         let (cfg, ep) = (cfg.clone(), s.endpoint.clone());
-        set.spawn_blocking(move || (i, crate::source::etcd::quota::quota_bytes(&cfg, &ep)));
+        set.spawn(async move { (i, crate::source::etcd::quota::quota_bytes(&cfg, &ep).await) });
     }
     let mut failure = None;
     while let Some(r) = set.join_next().await {
@@ -95,15 +95,12 @@ pub struct PeerProbe {
 }
 
 /// The `X-Etcd-Cluster-ID` header of the peer URL's `/members`.
-fn peer_cluster_id(cfg: &crate::source::etcd::ConnectConfig, url: &str) -> Option<u64> {
-    let (head, _) = crate::source::etcd::quota::http_get(cfg, url, url, "/members").ok()?;
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        if !k.trim().eq_ignore_ascii_case("X-Etcd-Cluster-ID") {
-            return None;
-        }
-        u64::from_str_radix(v.trim(), 16).ok()
-    })
+async fn peer_cluster_id(cfg: &crate::source::etcd::ConnectConfig, url: &str) -> Option<u64> {
+    let (headers, _) = crate::source::etcd::quota::http_get(cfg, url, url, "/members")
+        .await
+        .ok()?;
+    let v = headers.get("x-etcd-cluster-id")?.to_str().ok()?;
+    u64::from_str_radix(v.trim(), 16).ok()
 }
 
 /// Probe the first peer URL of every member no endpoint speaks for (does its peer port
@@ -143,11 +140,7 @@ pub async fn probe_peers(view: &ClusterView, cfg: &ConnectConfig) -> Vec<PeerPro
                     ),
                 };
             let cluster_id = if error.is_none() {
-                let (cfg, u) = (cfg.clone(), url.clone());
-                tokio::task::spawn_blocking(move || peer_cluster_id(&cfg, &u))
-                    .await
-                    .ok()
-                    .flatten()
+                peer_cluster_id(&cfg, &url).await
             } else {
                 None
             };

@@ -13,33 +13,22 @@ use std::io::Write as _;
 use std::path::Path;
 
 use crate::catalog::Manifest;
-use crate::error::EtcdErrorKind;
+use crate::jobs::Stage;
 use crate::{Error, Result};
 
-/// Where a backup can fail, for `lifeboat_backup_failures_total{stage}`.
-pub const STAGES: [&str; 5] = ["connect", "stream", "verify", "store", "prune"];
+/// Where a backup can fail, for `lifeboat_backup_failures_total{stage}`: the labels of
+/// [`Stage`], which the jobs own.
+pub const STAGES: [&str; 5] = [
+    Stage::ALL[0].as_str(),
+    Stage::ALL[1].as_str(),
+    Stage::ALL[2].as_str(),
+    Stage::ALL[3].as_str(),
+    Stage::ALL[4].as_str(),
+];
 
-/// The stage an error belongs to.
+/// The stage an error belongs to, as its label ([`Stage::of`]).
 pub fn stage_of(e: &Error) -> &'static str {
-    match e {
-        Error::Etcd { kind, .. } => match kind {
-            EtcdErrorKind::Refused
-            | EtcdErrorKind::Timeout
-            | EtcdErrorKind::Tls
-            | EtcdErrorKind::Auth
-            | EtcdErrorKind::Permission
-            | EtcdErrorKind::Unavailable => "connect",
-            EtcdErrorKind::Stalled | EtcdErrorKind::Broken | EtcdErrorKind::Other => "stream",
-        },
-        Error::Integrity { .. } | Error::Corrupt { .. } => "verify",
-        // Connecting is `connect`, for S3 as for etcd.
-        Error::Store {
-            kind: crate::error::StoreErrorKind::Unreachable,
-            ..
-        } => "connect",
-        Error::Store { .. } | Error::Io { .. } => "store",
-        _ => "stream",
-    }
+    Stage::of(e).as_str()
 }
 
 /// What one run knows about one destination.
@@ -384,17 +373,6 @@ pub fn write_textfile(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_refused_store_connection_is_the_connect_stage() {
-        use crate::error::StoreErrorKind as K;
-        assert_eq!(
-            stage_of(&Error::store("s3://b", K::Unreachable, "x")),
-            "connect"
-        );
-        assert_eq!(stage_of(&Error::store("s3://b", K::Timeout, "x")), "store");
-        assert_eq!(stage_of(&Error::store("/d", K::Other, "x")), "store");
-    }
 
     #[test]
     fn verify_success_keeps_its_last_value() {

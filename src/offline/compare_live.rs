@@ -9,7 +9,7 @@ use crate::format::bolt::{Db, FormatError};
 use crate::format::etcd::hashkv::hashkv;
 use crate::format::etcd::report::Report;
 use crate::source::etcd::ConnectConfig;
-use crate::{Error, Result};
+use crate::Result;
 
 /// One endpoint's answer to `--compare-live`.
 #[derive(Debug, Serialize)]
@@ -26,14 +26,15 @@ pub struct LiveHash {
 
 /// Every endpoint's answer, one at a time (a few members; no need for concurrency). An
 /// endpoint that cannot answer is recorded with its error, not a failure of the whole.
-pub fn compare_live(cfg: &ConnectConfig, input: &Input, rep: &Report) -> Result<Vec<LiveHash>> {
+/// Runs on the caller's runtime; the offline part reads the input in place.
+pub async fn compare_live(
+    cfg: &ConnectConfig,
+    input: &Input,
+    rep: &Report,
+) -> Result<Vec<LiveHash>> {
     let rev = rep.hashkv_revision;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
     type Answer = (String, Result<(u32, i64), String>);
-    let answers: Vec<Answer> = rt.block_on(async {
+    let answers: Vec<Answer> = async {
         let mut out = Vec::new();
         for ep in &cfg.endpoints {
             let r = async {
@@ -51,7 +52,8 @@ pub fn compare_live(cfg: &ConnectConfig, input: &Input, rep: &Report) -> Result<
             out.push((ep.clone(), r));
         }
         out
-    });
+    }
+    .await;
     let fe = |e: FormatError| e.in_file(&input.name);
     let db = Db::open(input.db.as_ref()).map_err(fe)?;
     let mut out = Vec::new();

@@ -472,9 +472,13 @@ pub fn plan_json(plan: &Plan) -> Result<String> {
 /// Whether the backup's snapshot holds Kubernetes objects (`/registry/` keys): then the
 /// restore bumps the revision by default, because kube-apiserver watch caches hold revisions
 /// newer than any backup and would otherwise never see the restored state.
-pub fn holds_kubernetes(store: &dyn crate::store::Store, m: &Manifest) -> Result<bool> {
+pub fn holds_kubernetes(
+    store: &dyn crate::store::Store,
+    m: &Manifest,
+    identity: &crate::pipeline::encrypt::Identity,
+) -> Result<bool> {
     let object = format!("{}/{}", store.location(), m.object);
-    let reader = crate::catalog::open_backup_db(store, m)?;
+    let reader = crate::catalog::open_backup_db(store, m, identity)?;
     db_holds_kubernetes(&reader, &object)
 }
 
@@ -499,8 +503,8 @@ pub fn db_holds_kubernetes<R: crate::io::ReadAt>(reader: &R, object: &str) -> Re
 
 /// The source for `--from-data-dir PATH`: a data dir (its `member/snap/db`) or a db file,
 /// which must pass every page check (exit 3 otherwise): a restore from a damaged db would
-/// spread the damage to every member.
-pub fn source_of_db(path: &Path) -> Result<Source> {
+/// spread the damage to every member. `access` decrypts an age-encrypted db file.
+pub fn source_of_db(path: &Path, access: &crate::catalog::Access) -> Result<Source> {
     let file = if path.is_dir() {
         let dirs = crate::member::Dirs::resolve(path, None);
         if let Some(h) = crate::member::holder::holder(&dirs, false) {
@@ -514,7 +518,13 @@ pub fn source_of_db(path: &Path) -> Result<Source> {
         path.to_path_buf()
     };
     let name = file.display().to_string();
-    let input = crate::offline::open_input(&name, &crate::offline::OpenOptions::default())?;
+    let input = crate::offline::open_input(
+        &name,
+        &crate::offline::OpenOptions {
+            force: false,
+            access: access.clone(),
+        },
+    )?;
     let ins = crate::offline::inspect(
         &input,
         &crate::format::etcd::report::ReportOptions {

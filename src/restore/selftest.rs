@@ -31,7 +31,7 @@ use crate::format::etcd::buckets;
 use crate::store::Store;
 use crate::{Error, Result};
 
-pub struct TestOptions {
+pub struct TestOptions<'a> {
     /// The etcd server to boot (`--etcd`); `None`: the backup's own release, found on PATH
     /// or in the etcd cache ([`super::sandbox_etcd::choose`]).
     pub etcd: Option<PathBuf>,
@@ -39,6 +39,10 @@ pub struct TestOptions {
     pub etcdutl: Option<PathBuf>,
     /// How long etcd may take to answer after it starts.
     pub start_timeout: Duration,
+    /// The operator's identity, for an encrypted backup.
+    pub identity: &'a crate::pipeline::encrypt::Identity,
+    /// The caller's runtime, for asking the sandbox etcd (called from a plain thread).
+    pub runtime: &'a tokio::runtime::Handle,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -289,7 +293,7 @@ impl Drop for Guard {
     }
 }
 
-pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Result<TestReport> {
+pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions<'_>) -> Result<TestReport> {
     let t0 = Instant::now();
     // A wrong or too old etcd is known before anything is fetched.
     let chosen = super::sandbox_etcd::choose(opts.etcd.as_deref(), &m.etcd_version)?;
@@ -304,7 +308,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
-    crate::jobs::fetch::fetch(store, m, &snap, true, &|_| {})?;
+    crate::jobs::fetch::fetch(store, m, &snap, true, &|_| {}, opts.identity)?;
     let (offline_hash, keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
     if let Some(cv) = &cluster_version {
         check_etcd_version(
@@ -367,7 +371,14 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
             ))
         })?;
     let mut guard = Guard(child);
-    let answer = ask(&client, m.revision, opts.start_timeout, &mut guard.0, &log);
+    let answer = ask(
+        opts.runtime,
+        &client,
+        m.revision,
+        opts.start_timeout,
+        &mut guard.0,
+        &log,
+    );
     drop(guard);
     let (hash, keys) = match answer {
         Ok(x) => x,
@@ -460,6 +471,7 @@ enum Failure {
 /// that waiting can cure (nothing listening yet, no leader yet) are retried until
 /// `timeout`; any other answer ends the wait at once.
 fn ask(
+    rt: &tokio::runtime::Handle,
     client: &str,
     rev: i64,
     timeout: Duration,
@@ -470,14 +482,6 @@ fn ask(
         endpoints: vec![client.to_string()],
         ..Default::default()
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Failure::Sandbox(Error::Failed(format!(
-                "cannot start the async runtime: {e}"
-            )))
-        })?;
     let start = Instant::now();
     loop {
         if let Ok(Some(st)) = child.try_wait() {

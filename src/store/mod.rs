@@ -19,6 +19,7 @@ pub mod local;
 pub mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod s3_settings;
 pub mod tee;
 
 use std::io::{Read, Write};
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime};
 use crate::error::StoreErrorKind;
 use crate::io::ReadAt;
 use crate::{Error, Result};
+pub use s3_settings::{S3Resolver, S3Settings};
 
 /// A committed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,19 +234,22 @@ pub fn kind_of_io(e: &std::io::Error) -> StoreErrorKind {
 
 /// Open a destination given as a local path or `s3://bucket/prefix`.
 ///
-/// `create` makes a missing local directory (for `backup`); readers want it to exist. S3
-/// settings come from the config file and the environment
-/// ([`s3::S3Settings::for_destination`]), credentials from the AWS chain.
-pub fn open_destination(dest: &str, create: bool) -> Result<Box<dyn Store>> {
+/// `create` makes a missing local directory (for `backup`); readers want it to exist. An
+/// S3 destination's settings come from `s3` (the caller's configuration: the config file,
+/// the environment and the flags, `config::Layers::s3_settings`), credentials from the AWS
+/// chain.
+pub fn open_destination(dest: &str, create: bool, s3: S3Resolver<'_>) -> Result<Box<dyn Store>> {
     if dest.is_empty() {
         return Err(Error::Usage("empty destination".into()));
     }
     if dest.starts_with("s3://") {
         #[cfg(feature = "s3")]
         {
-            let settings = s3::S3Settings::for_destination(dest)?;
+            let settings = s3(dest)?;
             return Ok(Box::new(s3::S3Store::open(dest, &settings)?));
         }
+        #[cfg(not(feature = "s3"))]
+        let _ = s3;
         #[cfg(not(feature = "s3"))]
         return Err(Error::Usage(format!(
             "destination {dest}: this build has no S3 support (built with --no-default-features); build lifeboat with its default features"

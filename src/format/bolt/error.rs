@@ -70,12 +70,11 @@ impl FormatError {
     }
 }
 
-/// Whether a failed read means the data is damaged (rather than unreadable).
+/// Whether a failed read means the data is damaged (rather than unreadable). A reader
+/// under the image that finds damage of its own (a compressed frame that does not decode)
+/// says so with `InvalidData`.
 fn is_damage(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::UnexpectedEof
-        || e.kind() == io::ErrorKind::InvalidData
-        || e.get_ref()
-            .is_some_and(|inner| inner.is::<crate::pipeline::frames::FrameError>())
+    e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData
 }
 
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;

@@ -279,7 +279,11 @@ impl<R: ReadAt> ReadAt for FramedReader<R> {
                 .frame_index_of(pos)
                 .ok_or_else(|| crate::io::eof(pos, buf.len() - done, self.raw_size))?;
             let f = self.frames[idx];
-            let data = self.frame(idx).map_err(io::Error::other)?;
+            // InvalidData: a frame that does not decode is damage to whoever reads through
+            // this (format readers tell damage from failure by the kind alone).
+            let data = self
+                .frame(idx)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let in_frame = (pos - f.raw_offset) as usize;
             let avail = data.get(in_frame..).unwrap_or(&[]);
             let take = avail.len().min(buf.len() - done);

@@ -1,13 +1,14 @@
 //! etcd's backend quota, read from its Prometheus endpoint: the Status RPC reports the db
 //! size but not `--quota-backend-bytes`, while every etcd since 3.4 serves
 //! `etcd_server_quota_backend_bytes` on its client URL's `/metrics` (over TLS with the
-//! same client certificate as the gRPC API). A small blocking HTTP/1.0 GET: the daemon
-//! asks once per slot, and pulling in an HTTP client for it would cost more than it saves.
+//! same client certificate as the gRPC API). One GET with hyper's HTTP/1 client on one
+//! connection (TLS by tokio-rustls with the connection's CA and client certificate),
+//! closed after the answer.
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 
+use http_body_util::BodyExt as _;
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject as _;
 
 use super::connect::{pem_certs, read_flag_file};
@@ -16,13 +17,13 @@ use crate::error::EtcdErrorKind;
 use crate::{Error, Result};
 
 /// etcd's /metrics is a few hundred KiB; anything far larger is not etcd.
-const MAX_BODY: u64 = 16 << 20;
+const MAX_BODY: usize = 16 << 20;
 const METRIC: &str = "etcd_server_quota_backend_bytes";
 
 /// `etcd_server_quota_backend_bytes` as served by `endpoint`.
-pub fn quota_bytes(cfg: &ConnectConfig, endpoint: &str) -> Result<u64> {
+pub async fn quota_bytes(cfg: &ConnectConfig, endpoint: &str) -> Result<u64> {
     let url = cfg.normalize_endpoint(endpoint);
-    let (_, body) = http_get(cfg, endpoint, &url, "/metrics")?;
+    let (_, body) = http_get(cfg, endpoint, &url, "/metrics").await?;
     parse(&body).ok_or_else(|| {
         Error::etcd(
             endpoint,
@@ -33,17 +34,19 @@ pub fn quota_bytes(cfg: &ConnectConfig, endpoint: &str) -> Result<u64> {
 }
 
 /// `GET PATH` on `url` (http or https with the connection's CA and client certificate):
-/// the response head and body of a 200 answer. Errors name `endpoint` and PATH.
-pub fn http_get(
+/// the response headers and body of a 200 answer. Connecting is bounded by the dial
+/// timeout, the answer's head and its body each by the command timeout. Errors name
+/// `endpoint` and PATH.
+pub async fn http_get(
     cfg: &ConnectConfig,
     endpoint: &str,
     url: &str,
     path: &str,
-) -> Result<(String, String)> {
+) -> Result<(hyper::HeaderMap, String)> {
     let fail = |kind, message: String| Error::etcd(endpoint, kind, message);
     let hostport = strip_scheme(url).split('/').next().unwrap_or_default();
-    let addr = hostport
-        .to_socket_addrs()
+    let addr = tokio::net::lookup_host(hostport)
+        .await
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| {
@@ -52,59 +55,123 @@ pub fn http_get(
                 format!("{path}: cannot resolve {hostport}"),
             )
         })?;
-    let tcp = TcpStream::connect_timeout(&addr, cfg.dial_timeout).map_err(|e| {
+    let refused = |e: std::io::Error| {
         fail(
             EtcdErrorKind::Refused,
             format!("{path}: {}", crate::error::io_words(&e)),
         )
-    })?;
-    let io = |e: std::io::Error| {
+    };
+    let tcp =
+        match tokio::time::timeout(cfg.dial_timeout, tokio::net::TcpStream::connect(addr)).await {
+            Ok(r) => r.map_err(refused)?,
+            Err(_) => {
+                return Err(refused(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection timed out",
+                )))
+            }
+        };
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, hostport)
+        .header(hyper::header::ACCEPT, "*/*")
+        .header(hyper::header::CONNECTION, "close")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| fail(EtcdErrorKind::Other, format!("{path}: {e}")))?;
+    let timed = |what: &str| {
         fail(
-            EtcdErrorKind::Other,
-            format!("{path}: {}", crate::error::io_words(&e)),
+            EtcdErrorKind::Timeout,
+            format!("{path}: no {what} within {:?}", cfg.command_timeout),
         )
     };
-    tcp.set_read_timeout(Some(cfg.command_timeout))
-        .map_err(io)?;
-    tcp.set_write_timeout(Some(cfg.command_timeout))
-        .map_err(io)?;
-    // Connection: close, or etcd's peer listener keeps an HTTP/1.0 connection open.
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {hostport}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    let mut raw = Vec::new();
     if url.starts_with("https://") {
         let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let conn = tls_client(cfg, &host)?;
-        let mut s = rustls::StreamOwned::new(conn, tcp);
-        s.write_all(request.as_bytes()).map_err(io)?;
-        // etcd closes without close_notify sometimes; what was read is what counts.
-        let _ = (&mut s).take(MAX_BODY).read_to_end(&mut raw);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let (config, name) = tls_client(cfg, host)?;
+        let tls = tokio::time::timeout(
+            cfg.command_timeout,
+            tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| timed("TLS handshake"))?
+        .map_err(|e| {
+            fail(
+                EtcdErrorKind::Tls,
+                format!("{path}: {}", crate::error::io_words(&e)),
+            )
+        })?;
+        exchange(tls, request, cfg, endpoint, path).await
     } else {
-        let mut s = tcp;
-        s.write_all(request.as_bytes()).map_err(io)?;
-        // A server that answers and then holds the connection: what was read counts.
-        match (&mut s).take(MAX_BODY).read_to_end(&mut raw) {
-            Err(_) if !raw.is_empty() => {}
-            r => {
-                r.map_err(io)?;
-            }
-        }
+        exchange(tcp, request, cfg, endpoint, path).await
     }
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200") {
+}
+
+/// Send `request` on `stream` and read a 200 answer (its body up to [`MAX_BODY`]).
+async fn exchange<S>(
+    stream: S,
+    request: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+    cfg: &ConnectConfig,
+    endpoint: &str,
+    path: &str,
+) -> Result<(hyper::HeaderMap, String)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let fail = |kind, message: String| Error::etcd(endpoint, kind, message);
+    let timed = |what: &str| {
+        fail(
+            EtcdErrorKind::Timeout,
+            format!("{path}: no {what} within {:?}", cfg.command_timeout),
+        )
+    };
+    let hyper_err = |e: hyper::Error| fail(EtcdErrorKind::Other, format!("{path}: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(hyper_err)?;
+    // The connection's task ends with the answer (Connection: close) or when dropped.
+    let conn = tokio::spawn(conn);
+    let _stop = AbortOnDrop(conn);
+    let response = tokio::time::timeout(cfg.command_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| timed("answer"))?
+        .map_err(hyper_err)?;
+    let (head, mut body) = response.into_parts();
+    if head.status != hyper::StatusCode::OK {
+        let status = format!("{:?} {}", head.version, head.status);
         return Err(fail(
             EtcdErrorKind::Other,
             format!("{path}: answered {:?}", status.trim()),
         ));
     }
-    Ok((head.to_string(), body.to_string()))
+    let mut raw = Vec::new();
+    let read = async {
+        while raw.len() < MAX_BODY {
+            match body.frame().await {
+                None => break,
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        raw.extend_from_slice(&d);
+                    }
+                }
+                // etcd may close without TLS close_notify: what was read is what counts.
+                Some(Err(_)) if !raw.is_empty() => break,
+                Some(Err(e)) => return Err(fail(EtcdErrorKind::Other, format!("{path}: {e}"))),
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(cfg.command_timeout, read)
+        .await
+        .map_err(|_| timed("body"))??;
+    raw.truncate(MAX_BODY);
+    Ok((head.headers, String::from_utf8_lossy(&raw).into_owned()))
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The quota's value in a Prometheus text exposition.
@@ -120,7 +187,15 @@ pub fn parse(body: &str) -> Option<u64> {
     })
 }
 
-fn tls_client(cfg: &ConnectConfig, host: &str) -> Result<rustls::ClientConnection> {
+/// The TLS client setup of the etcd connection (its CA, and client certificate if any),
+/// and the name the server's certificate must hold.
+fn tls_client(
+    cfg: &ConnectConfig,
+    host: &str,
+) -> Result<(
+    Arc<rustls::ClientConfig>,
+    rustls_pki_types::ServerName<'static>,
+)> {
     let mut roots = rustls::RootCertStore::empty();
     let Some(ca) = &cfg.cacert else {
         return Err(Error::flag(
@@ -152,8 +227,7 @@ fn tls_client(cfg: &ConnectConfig, host: &str) -> Result<rustls::ClientConnectio
     };
     let name = rustls_pki_types::ServerName::try_from(host.to_string())
         .map_err(|_| Error::flag("--endpoints", format!("{host}: not a host name")))?;
-    rustls::ClientConnection::new(Arc::new(config), name)
-        .map_err(|e| Error::etcd(host, EtcdErrorKind::Tls, format!("/metrics: {e}")))
+    Ok((Arc::new(config), name))
 }
 
 #[cfg(test)]

@@ -36,11 +36,11 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
 
-use super::{ObjectInfo, ObjectWriter, Store, StoreLock};
-pub use crate::config::s3::{
-    LockMode, S3Options, Sse, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT,
+pub use super::s3_settings::{
+    LockMode, S3Settings, Sse, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT,
     DEFAULT_STALL_TIMEOUT, MIN_PART_SIZE,
 };
+use super::{ObjectInfo, ObjectWriter, Store, StoreLock};
 use crate::error::StoreErrorKind;
 use crate::io::ReadAt;
 use crate::{Error, Result};
@@ -55,81 +55,6 @@ pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 /// Tries of one request by the SDK itself (the store's retry wrapper and the per-part
 /// retries come on top, for errors another try can fix; never for a deadline passed).
 const SDK_ATTEMPTS: u32 = 2;
-
-/// How to reach S3 and what to ask of it for every object written. Credentials come from
-/// the standard AWS chain (environment, shared profile, web identity / IRSA, container and
-/// instance metadata), never from here.
-#[derive(Debug, Clone, Default)]
-pub struct S3Settings {
-    /// Endpoint URL of an S3-compatible server (`http://127.0.0.1:9000`); `None` is AWS
-    /// (or `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, which the SDK reads itself).
-    pub endpoint: Option<String>,
-    /// Region; `None` reads `AWS_REGION` / the profile, then falls back to `us-east-1`
-    /// (S3-compatible servers mostly ignore it).
-    pub region: Option<String>,
-    /// Path-style addressing (`endpoint/bucket/key`). `None`: on when an endpoint is given
-    /// (MinIO, Ceph, Garage and servers on an IP address need it), off for AWS.
-    pub path_style: Option<bool>,
-    /// Bytes per multipart part (at least 5 MiB). `None`: [`DEFAULT_PART_SIZE`].
-    pub part_size: Option<u64>,
-    /// Server-side encryption of every object written, and its KMS key.
-    pub sse: Option<Sse>,
-    pub kms_key_id: Option<String>,
-    /// Storage class of every object written (S3's spelling).
-    pub storage_class: Option<String>,
-    /// Object-lock retention of every object written: mode, and how long from its upload.
-    pub object_lock: Option<(LockMode, Duration)>,
-    /// Deadlines of every request (`None`: the defaults).
-    pub connect_timeout: Option<Duration>,
-    pub first_byte_timeout: Option<Duration>,
-    pub stall_timeout: Option<Duration>,
-}
-
-impl From<&S3Options> for S3Settings {
-    fn from(o: &S3Options) -> S3Settings {
-        S3Settings {
-            endpoint: o.endpoint.clone(),
-            region: o.region.clone(),
-            path_style: o.path_style,
-            part_size: o.part_size.map(|s| s.0),
-            sse: o.sse,
-            kms_key_id: o.kms_key_id.clone(),
-            storage_class: o.storage_class.clone(),
-            object_lock: o.object_lock.zip(o.retain_for.map(|d| d.0)),
-            connect_timeout: o.connect_timeout.map(|d| d.0),
-            first_byte_timeout: o.first_byte_timeout.map(|d| d.0),
-            stall_timeout: o.stall_timeout.map(|d| d.0),
-        }
-    }
-}
-
-/// How the CLI's merged configuration answers "the S3 settings of this destination".
-pub type Resolver = Box<dyn Fn(&str) -> Result<S3Options> + Send + Sync>;
-
-static CONFIGURED: std::sync::OnceLock<Resolver> = std::sync::OnceLock::new();
-
-/// Install the settings of the merged configuration (flags, environment, each
-/// `[[destination]]`'s keys): every command that names a destination (backup, list,
-/// verify, inspect DEST:ID, ...) then connects the same way. Set once per process.
-pub fn configure(resolver: Resolver) {
-    let _ = CONFIGURED.set(resolver);
-}
-
-impl S3Settings {
-    /// The settings for `dest`: from the installed configuration, else (library use, tests)
-    /// from the `LIFEBOAT_S3_*` variables alone.
-    pub fn for_destination(dest: &str) -> Result<S3Settings> {
-        let o = match CONFIGURED.get() {
-            Some(r) => r(dest)?,
-            None => {
-                crate::config::Layers::load(None, &|k| std::env::var(k).ok())?
-                    .s3(dest)?
-                    .0
-            }
-        };
-        Ok(S3Settings::from(&o))
-    }
-}
 
 /// The runtime every S3 request of the process runs on: built once, on first use, and
 /// kept for the life of the process (a store per reload or per command must not cost a

@@ -233,6 +233,12 @@ fn hostile_meta_numbers_fail_before_use() {
 #[test]
 fn the_fuzz_finding_fails_cleanly() {
     let data = include_bytes!("../../../../tests/fuzz-regressions/bolt_writer-crash-d40ad7bf.bin");
-    let img = crate::offline::fuzzing::prepare(data);
+    // As the fuzz target prepares its input (`offline::fuzzing::prepare`, which this module
+    // below it must not call): a control byte, whose low bit asks for fixed checksums.
+    let (&ctrl, rest) = data.split_first().unwrap();
+    let mut img = rest.to_vec();
+    if ctrl & 1 == 1 {
+        crate::format::bolt::fix_checksums(&mut img);
+    }
     exercise(&img);
 }

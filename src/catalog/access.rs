@@ -1,0 +1,60 @@
+//! What opening a stored backup needs besides its name: how to reach each destination's
+//! store (the S3 settings of the configuration) and the operator's identity file for
+//! encrypted backups. The edge (the CLI, the daemon) builds one from the merged
+//! configuration (`config::Layers::access`) and passes it to whatever opens destinations
+//! and backups; nothing below reads the configuration or a process global.
+
+use std::sync::Arc;
+
+use crate::pipeline::encrypt::Identity;
+use crate::store::{S3Settings, Store};
+use crate::Result;
+
+type S3Of = dyn Fn(&str) -> Result<S3Settings> + Send + Sync;
+
+/// How to open destinations and the backups in them. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// The S3 settings of a destination; `None`: the defaults (library use, tests).
+    s3: Option<Arc<S3Of>>,
+    identity: Arc<Identity>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("s3", &self.s3.as_ref().map(|_| "configured"))
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl Access {
+    pub fn new(
+        s3: impl Fn(&str) -> Result<S3Settings> + Send + Sync + 'static,
+        identity: Identity,
+    ) -> Access {
+        Access {
+            s3: Some(Arc::new(s3)),
+            identity: Arc::new(identity),
+        }
+    }
+
+    /// The S3 settings of destination `url`.
+    pub fn s3_settings(&self, url: &str) -> Result<S3Settings> {
+        match &self.s3 {
+            Some(f) => f(url),
+            None => Ok(S3Settings::default()),
+        }
+    }
+
+    /// Open a destination ([`crate::store::open_destination`]) with these settings.
+    pub fn open(&self, dest: &str, create: bool) -> Result<Box<dyn Store>> {
+        crate::store::open_destination(dest, create, &|url| self.s3_settings(url))
+    }
+
+    /// The keys for encrypted backups.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+}
