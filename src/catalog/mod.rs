@@ -7,11 +7,13 @@
 
 pub mod id;
 pub mod manifest;
+pub mod repository;
 pub mod retention;
 pub mod verified;
 
 pub use id::new_backup_id;
 pub use manifest::{Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
+pub use repository::{Keys, Repository};
 
 use std::io::Read;
 use std::sync::Arc;
@@ -103,20 +105,12 @@ pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
     }
 }
 
-/// Open the data object of a backup for random access to its database bytes.
+/// Open the data object of a backup for random access to its database bytes, with the
+/// keys given ([`Repository::open_db`] gives the repository's; a backup run gives its own
+/// read-back key).
 ///
 /// A manifest whose data object is missing or unreadable as a seekable object is an
-/// integrity problem (exit 3), whichever command finds it. An encrypted backup is opened
-/// with the configured identity ([`crate::pipeline::encrypt::configured_identity`]).
-pub fn open_backup_db(
-    store: &dyn Store,
-    manifest: &Manifest,
-) -> Result<FramedReader<Box<dyn ReadAt>>> {
-    let keys = keys_for(store, manifest, None)?;
-    open_backup_db_with(store, manifest, keys.as_deref())
-}
-
-/// [`open_backup_db`] with the keys given: the backup's own read-back key.
+/// integrity problem (exit 3), whichever command finds it.
 pub fn open_backup_db_with(
     store: &dyn Store,
     manifest: &Manifest,
@@ -163,11 +157,9 @@ pub fn load_backup_object(
     keys: Option<&Keyring>,
 ) -> Result<(Box<dyn Read + Send>, ReadDigest)> {
     let object = format!("{}/{}", store.location(), manifest.object);
-    let configured = match keys {
-        Some(_) => None,
-        None => keys_for(store, manifest, None)?,
-    };
-    let keys = keys.or(configured.as_deref());
+    if keys.is_none() {
+        check_encryption(&object, manifest)?;
+    }
     let raw = store.load(&manifest.object, 0, None)?;
     let (hashed, digest) = HashingReader::new(raw);
     let plain: Box<dyn Read + Send> = match keys {
@@ -185,8 +177,8 @@ pub fn load_backup_object(
     Ok((plain, digest))
 }
 
-/// The keys to open an encrypted backup with: `given`, else the configured identity. For
-/// an unencrypted backup, `None`. An encrypted backup and no identity is a usage error
+/// The keys to open an encrypted backup with: `given` (a [`Repository`]'s). For an
+/// unencrypted backup, `None`. An encrypted backup and no identity is a usage error
 /// (exit 2) naming the recipients, so the operator knows which key to fetch.
 pub fn keys_for(
     store: &dyn Store,
@@ -198,10 +190,7 @@ pub fn keys_for(
         check_encryption(&object, manifest)?;
         return Ok(None);
     }
-    if let Some(k) = given {
-        return Ok(Some(k));
-    }
-    match encrypt::configured_identity()? {
+    match given {
         Some(k) => Ok(Some(k)),
         None => Err(Error::Usage(format!(
             "backup {} in {} is encrypted to {}; give --identity FILE (or LIFEBOAT_IDENTITY) holding one of their keys",

@@ -65,6 +65,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
             name: d.clone(),
             store: open_destination(d, true)?.into(),
             encryption: encryption.map(Arc::new),
+            keys: super::keys(g),
         });
     }
     let policy = super::settings().retention(&a.policy).policy();

@@ -65,6 +65,7 @@ pub(super) fn note_unverified(v: &[Verification], no_verify: bool) {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let oo = OpenOptions {
         force: args.live.copy_live,
+        keys: super::keys(g),
     };
     let ia = offline::open_input(&args.a, &oo)?;
     let ib = offline::open_input(&args.b, &oo)?;

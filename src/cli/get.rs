@@ -89,6 +89,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         &args.snapshot,
         &OpenOptions {
             force: args.live.copy_live,
+            keys: super::keys(g),
         },
     )?;
     let (r, verification) = offline::read_verified(&[&input], !args.no_verify, || {

@@ -52,6 +52,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         &args.input,
         &OpenOptions {
             force: args.live.copy_live,
+            keys: super::keys(g),
         },
     )?;
     let opts = ReportOptions {

@@ -190,6 +190,18 @@ pub fn settings() -> &'static Layers {
     SETTINGS.get_or_init(Layers::default)
 }
 
+/// The keys for encrypted backups: the identity file of `--identity`, `LIFEBOAT_IDENTITY`
+/// or the config file, read the first time an encrypted backup is opened.
+pub fn keys(g: &Global) -> crate::catalog::Keys {
+    crate::catalog::Keys::new(settings().identity(g.config.identity.as_deref()))
+}
+
+/// A destination to read backups from (`--from DEST`), with the keys to open them.
+pub fn repository(dest: &str, g: &Global) -> crate::Result<crate::catalog::Repository> {
+    let store = crate::store::open_destination(dest, false)?;
+    Ok(crate::catalog::Repository::new(dest, store.into(), keys(g)))
+}
+
 /// Parse the command line, run the command, and return the process exit code.
 pub fn main() -> i32 {
     edge::quiet_broken_pipe();
@@ -238,7 +250,6 @@ fn load_settings(g: &Global) -> anyhow::Result<()> {
             eprintln!("lifeboat: warning: {w}");
         }
     }
-    crate::pipeline::encrypt::configure_identity(layers.identity(g.config.identity.as_deref()));
     let _ = SETTINGS.set(layers);
     #[cfg(feature = "s3")]
     crate::store::s3::configure(Box::new(|url| Ok(settings().s3(url)?.0)));

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use super::output::print_json;
 use super::{Global, OutputFormat};
-use crate::catalog;
 use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
 use crate::restore::plan::{
     db_holds_kubernetes, holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan,
@@ -13,7 +12,6 @@ use crate::restore::plan::{
 };
 use crate::restore::predict::predict_plan;
 use crate::restore::topology;
-use crate::store::open_destination;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Subcommand)]
@@ -132,7 +130,7 @@ pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
     match c {
         Command::Plan(a) => plan(*a, g),
         Command::Apply(a) => run_apply(a, g),
-        Command::Topology(a) => starting_topology(a),
+        Command::Topology(a) => starting_topology(a, g),
         Command::Test(a) => restore_test(a, g),
         Command::Check(a) => super::restore_check::run(a, g),
     }
@@ -155,9 +153,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
         (None, from) => {
             let (dest, id) = split_from(from.as_deref().unwrap_or_default());
-            let store = open_destination(dest, false)?;
-            let m = catalog::resolve(store.as_ref(), id)?;
-            let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {})?;
+            let repo = super::repository(dest, g)?;
+            let m = repo.resolve(id)?;
+            let v = repo.verify(&m, &|_| {})?;
             if !v.ok {
                 return Err(Error::integrity(
                     v.object,
@@ -169,9 +167,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let k = holds_kubernetes(store.as_ref(), &m)?;
+            let k = holds_kubernetes(&repo, &m)?;
             let src = Source::of_manifest(&m);
-            stored = Some((store, m));
+            stored = Some((repo, m));
             (src, dest.to_string(), k)
         }
     };
@@ -196,9 +194,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     )?;
     // What `restore check` will compare the restored cluster with.
     match (&stored, &source.db_file) {
-        (Some((store, m)), _) => {
-            let r = catalog::open_backup_db(store.as_ref(), m)?;
-            let object = format!("{}/{}", store.location(), m.object);
+        (Some((repo, m)), _) => {
+            let r = repo.open_db(m)?;
+            let object = repo.object_of(m);
             predict_plan(&mut p, &r, &object)?;
         }
         (None, Some(file)) => {
@@ -249,6 +247,7 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         manage_systemd: a.manage_service.is_some(),
         plan_id: crate::restore::guard::PlanId::load(&a.plan, &p)?,
         force: a.force,
+        keys: super::keys(g),
     };
     let r = apply(&p, &a.node, &opts)?;
     match g.output {
@@ -276,10 +275,9 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-fn starting_topology(a: TopologyArgs) -> anyhow::Result<ExitCode> {
+fn starting_topology(a: TopologyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
-    let store = open_destination(dest, false)?;
-    let m = catalog::resolve(store.as_ref(), id)?;
+    let m = super::repository(dest, g)?.resolve(id)?;
     print!("{}", crate::restore::topology::starting_topology(&m));
     Ok(ExitCode::Ok)
 }
@@ -295,10 +293,10 @@ fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
 
 fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
-    let store = open_destination(dest, false)?;
-    let m = catalog::resolve(store.as_ref(), id)?;
+    let repo = super::repository(dest, g)?;
+    let m = repo.resolve(id)?;
     let r = crate::restore::selftest::restore_test(
-        store.as_ref(),
+        &repo,
         &m,
         &crate::restore::selftest::TestOptions {
             etcd: a.etcd,

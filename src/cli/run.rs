@@ -25,10 +25,12 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         )
         .into());
     };
-    // Re-read on SIGHUP: the file, and the environment as it was at start.
+    // Re-read on SIGHUP: the file, and the environment as it was at start. The identity
+    // is the one named at start, read once (as the daemon has always done).
+    let keys = super::keys(g);
     let load = move || {
         let layers = Layers::load(Some(&path), &|k| std::env::var(k).ok())?;
-        daemon::plan(&layers, &|d| open_destination(d, true))
+        daemon::plan(&layers, &|d| open_destination(d, true), &keys)
     };
     daemon::run(load, a.shutdown_grace.0)?;
     Ok(ExitCode::Ok)

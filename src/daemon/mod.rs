@@ -54,6 +54,7 @@ pub struct Plan {
 pub fn plan(
     layers: &Layers,
     open: &dyn Fn(&str) -> Result<Box<dyn crate::store::Store>>,
+    keys: &crate::catalog::Keys,
 ) -> Result<Plan> {
     let file = layers.file.as_ref().map(|(_, c)| c);
     let schedule = file.and_then(|c| c.schedule.clone()).ok_or_else(|| {
@@ -82,6 +83,7 @@ pub fn plan(
             store: open(&d)?.into(),
             name: d,
             encryption,
+            keys: keys.clone(),
         });
     }
     let policy = layers.retention(&Default::default()).policy();

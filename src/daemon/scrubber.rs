@@ -57,12 +57,31 @@ pub async fn rotate(
     }
 }
 
+/// Logs what the scrub job leaves unverified as it goes.
+struct Logged;
+
+impl crate::jobs::scrub::Watch for Logged {
+    fn not_verified(&self, m: &crate::catalog::Manifest, e: &crate::Error) {
+        tracing::error!(
+            backup = %m.id,
+            "scrub: backup not verified, a configuration error (nothing recorded): {e}"
+        );
+    }
+}
+
 /// One rotation over every destination, logging each verdict. Blocks.
 fn run_once(dests: &[Destination], budget: u64) {
+    use crate::jobs::scrub::{scrub, ScrubOptions};
     for d in dests {
-        match crate::jobs::scrub::scrub(d.store.as_ref(), Some(budget)) {
+        let opts = ScrubOptions {
+            budget: Some(budget),
+            best_effort_record: false,
+            watch: &Logged,
+        };
+        match scrub(&d.repository(), &opts) {
             Err(e) => tracing::error!(destination = %d.name, "scrub failed: {e}"),
-            Ok(reports) => {
+            Ok(s) => {
+                let reports = s.reports;
                 for r in &reports {
                     if r.ok {
                         tracing::info!(destination = %d.name, backup = %r.id, "scrub: backup verified");

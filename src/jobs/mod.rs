@@ -10,6 +10,3 @@ pub mod prune;
 pub mod readback;
 pub mod scrub;
 pub mod verify;
-
-/// Moved to the catalog (what a backup is belongs there); kept here for callers.
-pub use crate::catalog::open_backup_db;

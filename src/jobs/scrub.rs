@@ -14,20 +14,20 @@ use time::OffsetDateTime;
 
 use super::verify::VerifyReport;
 use crate::catalog::verified::{self, VerifyRecord};
-use crate::catalog::Manifest;
+use crate::catalog::{BadManifest, Manifest, Repository};
 use crate::store::Store;
 use crate::{Error, Result};
 
 /// The backups to verify this run, in order: never scrubbed first (oldest first), then by
 /// when they were last verified, until `budget` stored bytes (`None`: all of them).
 pub fn rotation(
-    store: &dyn Store,
+    repo: &Repository,
     manifests: &[Manifest],
     budget: Option<u64>,
 ) -> Result<Vec<Manifest>> {
     let mut keyed = Vec::with_capacity(manifests.len());
     for m in manifests {
-        let (_, record) = verified::read_state(store, &m.id)?;
+        let (_, record) = repo.verdict(&m.id)?;
         // Never scrubbed (or an unreadable time) goes first. Parsed, not compared as text:
         // RFC 3339 fractions vary in length and would misorder as strings.
         let last = record
@@ -51,30 +51,22 @@ pub fn rotation(
 }
 
 /// Record a verification's verdict beside the backup.
-pub fn record(store: &dyn Store, r: &VerifyReport, at: OffsetDateTime) -> Result<()> {
+pub fn record(repo: &Repository, r: &VerifyReport, at: OffsetDateTime) -> Result<()> {
     let verified_at = at
         .format(&Rfc3339)
         .map_err(|e| Error::Failed(format!("format time: {e}")))?;
-    verified::write_record(
-        store,
-        &VerifyRecord {
+    repo.record_verdict(&VerifyRecord {
             id: r.id.clone(),
             verified_at,
             ok: r.ok,
-            problems: r.problems.clone(),
-        },
-    )
+        problems: r.problems.clone(),
+    })
 }
 
 /// How many backups of `manifests` are currently recorded as failing verification (for
 /// the `lifeboat_backups_failing_verify` metric and the one-shot's exit code).
 pub fn failing(store: &dyn Store, manifests: &[Manifest]) -> Result<usize> {
     Ok(summary(store, manifests)?.failing)
-}
-
-/// Whether backup `id` still exists (its manifest is what makes it exist).
-fn still_listed(store: &dyn Store, id: &str) -> Result<bool> {
-    Ok(store.stat(&crate::catalog::manifest_name(id))?.is_some())
 }
 
 fn is_gone(e: &Error) -> bool {
@@ -115,42 +107,111 @@ pub fn summary(store: &dyn Store, manifests: &[Manifest]) -> Result<Summary> {
     Ok(s)
 }
 
-/// One scrub run over a destination: list, take the rotation up to `budget`, verify each,
-/// record each verdict. Damaged manifests are not in the rotation (listing rejects them;
-/// `verify --all` reports them). Returns the reports, failures included; an `Err` is a
-/// store or listing failure, not a damaged backup.
-pub fn scrub(store: &dyn Store, budget: Option<u64>) -> Result<Vec<VerifyReport>> {
-    let (all, _rejected) = crate::catalog::list(store)?;
-    let mut reports = Vec::new();
-    for m in rotation(store, &all, budget)? {
-        let r = match super::verify::verify(store, &m, &|_| {}) {
+/// What a scrub run reports as it goes: the CLI draws a bar and prints each verdict, the
+/// daemon logs. Every method defaults to nothing.
+pub trait Watch: Sync {
+    /// A manifest the listing rejected (a damaged backup; it is not in the rotation).
+    fn rejected(&self, _b: &BadManifest) {}
+    /// Verification of `m` starts.
+    fn begin(&self, _m: &Manifest) {}
+    /// Stored bytes of the backup being verified read so far.
+    fn set(&self, _done: u64) {}
+    /// Verification of the current backup ended (whatever its outcome).
+    fn end(&self) {}
+    /// A verdict, after it was recorded (or failed to be, when recording is best effort).
+    fn verdict(&self, _r: &VerifyReport) {}
+    /// A backup left unverified for a configuration reason (no identity, or one that
+    /// opens none of its recipients): not damage, nothing recorded against it.
+    fn not_verified(&self, _m: &Manifest, _e: &Error) {}
+}
+
+/// A scrub run that reports nothing as it goes.
+pub struct Quiet;
+impl Watch for Quiet {}
+
+/// How a scrub run goes.
+pub struct ScrubOptions<'a> {
+    /// Stored bytes to verify at most (`None`: every backup); at least one is verified.
+    pub budget: Option<u64>,
+    /// `false`: a verdict that cannot be recorded fails the run (the daemon: its rotation
+    /// lives in the records). `true`: carry on, and report how many were not recorded
+    /// (`verify --all`: the verdicts still decide the exit code).
+    pub best_effort_record: bool,
+    pub watch: &'a dyn Watch,
+}
+
+/// What a scrub run found.
+#[derive(Debug, Default)]
+pub struct Scrubbed {
+    /// How many backups the rotation took (before any vanished under the run).
+    pub chosen: usize,
+    /// The verdicts, failures included, in rotation order.
+    pub reports: Vec<VerifyReport>,
+    /// Manifests the listing rejected.
+    pub rejected: Vec<BadManifest>,
+    /// Backups left unverified for a configuration reason (see [`Watch::not_verified`]).
+    pub not_verified: Vec<Error>,
+    /// With best-effort recording: the first error and how many verdicts were not recorded.
+    pub unrecorded: Option<(Error, usize)>,
+}
+
+/// One scrub run over a destination: list, take the rotation up to the budget, verify
+/// each, record each verdict. Damaged manifests are not in the rotation (they come back in
+/// [`Scrubbed::rejected`]). An `Err` is a store or listing failure, not a damaged backup.
+/// A backup that retention removes while the run reads it is no verdict: it is skipped.
+pub fn scrub(repo: &Repository, opts: &ScrubOptions<'_>) -> Result<Scrubbed> {
+    let (all, rejected) = repo.list()?;
+    for b in &rejected {
+        opts.watch.rejected(b);
+    }
+    let mut out = Scrubbed {
+        rejected,
+        ..Scrubbed::default()
+    };
+    if all.is_empty() {
+        return Ok(out);
+    }
+    let chosen = rotation(repo, &all, opts.budget)?;
+    out.chosen = chosen.len();
+    let watch = opts.watch;
+    for m in chosen {
+        watch.begin(&m);
+        let r = repo.verify(&m, &|done| watch.set(done));
+        watch.end();
+        let r = match r {
             Ok(r) => r,
             // Pruned while the rotation ran: nothing to scrub any more.
             Err(e) if is_gone(&e) => continue,
             // No identity, or one that opens none of its recipients: a configuration
             // error, not damage. Nothing is recorded against the backup.
             Err(e) if e.exit_code() == crate::ExitCode::Usage => {
-                tracing::error!(
-                    backup = %m.id,
-                    "scrub: backup not verified, a configuration error (nothing recorded): {e}"
-                );
+                watch.not_verified(&m, &e);
+                out.not_verified.push(e);
                 continue;
             }
             Err(e) => return Err(e),
         };
         // Retention may remove a backup while it is being read: its objects vanish under
         // the verification. A backup that is gone is not a failed backup.
-        if !r.ok && !still_listed(store, &m.id)? {
+        if !r.ok && !repo.contains(&m.id)? {
             continue;
         }
-        record(store, &r, OffsetDateTime::now_utc())?;
+        match record(repo, &r, OffsetDateTime::now_utc()) {
+            Ok(()) => {}
+            Err(e) if opts.best_effort_record => match &mut out.unrecorded {
+                None => out.unrecorded = Some((e, 1)),
+                Some((_, n)) => *n += 1,
+            },
+            Err(e) => return Err(e),
+        }
         // Removed between the verification and its record: take the record away again
         // (prune removes the record with the backup; this one came after it).
-        if !still_listed(store, &m.id)? {
-            let _ = store.remove(&verified::verified_name(&m.id));
+        if !repo.contains(&m.id)? {
+            let _ = repo.store().remove(&verified::verified_name(&m.id));
             continue;
         }
-        reports.push(r);
+        watch.verdict(&r);
+        out.reports.push(r);
     }
-    Ok(reports)
+    Ok(out)
 }

@@ -30,6 +30,9 @@ pub enum InputKind {
 pub struct OpenOptions {
     /// Read a db even when a running etcd holds its lock (through a point-in-time copy).
     pub force: bool,
+    /// The keys for an encrypted backup object or `DEST:ID` (none: such input is refused
+    /// with a usage error saying to give --identity).
+    pub keys: crate::catalog::Keys,
 }
 
 /// Where the database's own meta page says it ends, against what the file holds.
@@ -150,7 +153,7 @@ pub fn open_input(spec: &str, opts: &OpenOptions) -> Result<Input> {
     }
     if let Some((dest, id)) = spec.rsplit_once(':') {
         if !dest.is_empty() && !id.is_empty() && !id.contains('/') {
-            return open_backup(spec, dest, id);
+            return open_backup(spec, dest, id, &opts.keys);
         }
     }
     Err(Error::Io {
@@ -188,7 +191,7 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
     if head.starts_with(AGE_MAGIC) {
         // An encrypted backup object copied out of a destination: with an identity, read
         // it as the seekable object it encrypts.
-        let Some(keys) = crate::pipeline::encrypt::configured_identity()? else {
+        let Some(keys) = opts.keys.get()? else {
             return Err(Error::Usage(format!(
                 "{spec} is age-encrypted; give --identity FILE (or LIFEBOAT_IDENTITY), or decrypt it first (`age -d -i KEY {spec} > backup.db.zst`)"
             )));
@@ -271,12 +274,13 @@ fn live_copy(path: &Path) -> Result<tempfile::NamedTempFile> {
     Ok(copy)
 }
 
-fn open_backup(spec: &str, dest: &str, id: &str) -> Result<Input> {
+fn open_backup(spec: &str, dest: &str, id: &str, keys: &crate::catalog::Keys) -> Result<Input> {
     let store = crate::store::open_destination(dest, false)?;
-    let m = crate::catalog::resolve(store.as_ref(), id)?;
+    let repo = crate::catalog::Repository::new(dest, store.into(), keys.clone());
+    let m = repo.resolve(id)?;
     let object = m.object.clone();
-    let size = store.stat(&object)?.unwrap_or(0);
-    let fr = crate::jobs::open_backup_db(store.as_ref(), &m)?;
+    let size = repo.store().stat(&object)?.unwrap_or(0);
+    let fr = repo.open_db(&m)?;
     let layout = layout_of(&fr, true);
     // A manifest without a usable digest cannot vouch for the data: damage, not "unverified".
     let digest = hex::decode(&m.db_sha256)

@@ -52,6 +52,8 @@ pub struct ApplyOptions {
     pub plan_id: PlanId,
     /// Move a data dir that another plan restored aside like any other (`--force`).
     pub force: bool,
+    /// The keys for an encrypted backup (`--identity`).
+    pub keys: crate::catalog::Keys,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -211,7 +213,7 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         return Ok(report);
     }
     std::fs::create_dir_all(parent).at(parent)?;
-    get_snapshot(plan, &snapshot)?;
+    get_snapshot(plan, &snapshot, &opts.keys)?;
     for (from, to) in &moves {
         std::fs::rename(from, to).at(from)?;
         if report.moved_aside.is_none() {
@@ -270,7 +272,7 @@ fn check_tool_bumps(plan: &Plan, w: &DataDirWriter) -> Result<()> {
 
 /// The snapshot to restore, at `to`: fetched from the store and verified, or copied from
 /// the member db the plan names and checked against the plan's SHA-256.
-fn get_snapshot(plan: &Plan, to: &Path) -> Result<()> {
+fn get_snapshot(plan: &Plan, to: &Path, keys: &crate::catalog::Keys) -> Result<()> {
     if let Some(db) = &plan.source_db {
         std::fs::copy(db, to).at(db)?;
         let r = crate::io::FileReader::open(to).at(to)?;
@@ -288,17 +290,18 @@ fn get_snapshot(plan: &Plan, to: &Path) -> Result<()> {
         return Ok(());
     }
     let store = crate::store::open_destination(&plan.from, false)?;
-    let manifest = crate::catalog::resolve(store.as_ref(), &plan.backup_id)?;
+    let repo = crate::catalog::Repository::new(&plan.from, store.into(), keys.clone());
+    let manifest = repo.resolve(&plan.backup_id)?;
     if manifest.db_sha256 != plan.db_sha256 {
         return Err(Error::integrity(
-            format!("{}/{}", store.location(), manifest.object),
+            repo.object_of(&manifest),
             format!(
                 "backup {} has database SHA-256 {} but the plan was made for {}; make a new plan",
                 plan.backup_id, manifest.db_sha256, plan.db_sha256
             ),
         ));
     }
-    crate::jobs::fetch::fetch(store.as_ref(), &manifest, to, true, &|_| {})?;
+    crate::jobs::fetch::fetch(&repo, &manifest, to, true, &|_| {})?;
     Ok(())
 }
 

@@ -28,7 +28,6 @@ use crate::error::{EtcdErrorKind, IoContext};
 use crate::format::bolt::write::{cow_patch, Edit};
 use crate::format::bolt::Db;
 use crate::format::etcd::buckets;
-use crate::store::Store;
 use crate::{Error, Result};
 
 pub struct TestOptions {
@@ -289,7 +288,11 @@ impl Drop for Guard {
     }
 }
 
-pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Result<TestReport> {
+pub fn restore_test(
+    repo: &crate::catalog::Repository,
+    m: &Manifest,
+    opts: &TestOptions,
+) -> Result<TestReport> {
     let t0 = Instant::now();
     // A wrong or too old etcd is known before anything is fetched.
     let chosen = super::sandbox_etcd::choose(opts.etcd.as_deref(), &m.etcd_version)?;
@@ -304,7 +307,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
-    crate::jobs::fetch::fetch(store, m, &snap, true, &|_| {})?;
+    crate::jobs::fetch::fetch(repo, m, &snap, true, &|_| {})?;
     let (offline_hash, keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
     if let Some(cv) = &cluster_version {
         check_etcd_version(
@@ -333,7 +336,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions) -> Resu
     let client = format!("http://127.0.0.1:{cport}");
     match &opts.etcdutl {
         Some(tool) => {
-            let object = format!("{}/{}", store.location(), m.object);
+            let object = repo.object_of(m);
             restore_with_tool(tool, &snap, &peer, &data, &object)?
         }
         None => restore_native(

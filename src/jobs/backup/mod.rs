@@ -88,6 +88,15 @@ pub struct Destination {
     pub store: Arc<dyn Store>,
     /// Store the data object encrypted to these recipients (age), or plain.
     pub encryption: Option<Arc<Encryption>>,
+    /// The keys that open its encrypted backups (the daemon's scrub reads them back).
+    pub keys: catalog::Keys,
+}
+
+impl Destination {
+    /// The destination as a repository of backups, to read them back.
+    pub fn repository(&self) -> catalog::Repository {
+        catalog::Repository::new(&self.name, Arc::clone(&self.store), self.keys.clone())
+    }
 }
 
 /// Progress reporting, implemented by the CLI (a bar on a TTY) or nothing.

@@ -9,7 +9,7 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -130,33 +130,6 @@ fn parse_identities(file: &str, bytes: &[u8]) -> std::result::Result<Vec<Id>, St
         ));
     }
     Ok(ids)
-}
-
-static SOURCE: OnceLock<Option<IdentitySource>> = OnceLock::new();
-static LOADED: OnceLock<std::result::Result<Arc<Keyring>, (String, String)>> = OnceLock::new();
-
-/// Remember where the identity file is (set once by the CLI, from `--identity`,
-/// `LIFEBOAT_IDENTITY` or the config file). It is read on first use, so a command that
-/// reads no encrypted data never touches it.
-pub fn configure_identity(src: Option<IdentitySource>) {
-    let _ = SOURCE.set(src);
-}
-
-/// The configured identities, read once; `None` when no identity file was named.
-pub fn configured_identity() -> Result<Option<Arc<Keyring>>> {
-    let Some(Some(src)) = SOURCE.get() else {
-        return Ok(None);
-    };
-    let loaded = LOADED.get_or_init(|| {
-        Keyring::load(src).map(Arc::new).map_err(|e| match e {
-            Error::Flag { flag, message } => (flag, message),
-            other => (src.origin.clone(), other.to_string()),
-        })
-    });
-    match loaded {
-        Ok(k) => Ok(Some(Arc::clone(k))),
-        Err((flag, message)) => Err(Error::flag(flag, message)),
-    }
 }
 
 /// Why an age file did not open. Keys from the operator's identity file that open none of
