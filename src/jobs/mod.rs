@@ -8,5 +8,6 @@ pub mod fetch;
 pub mod hostlock;
 pub mod prune;
 pub mod readback;
+pub mod run;
 pub mod scrub;
 pub mod verify;
