@@ -108,3 +108,16 @@ pub async fn run_backup(
     .await;
     done.map_err(|e| Error::Failed(format!("prune and metrics thread: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_destination_given_twice_is_refused_with_the_cli_message() {
+        assert!(refuse_duplicates(&["/a", "s3://b/p"]).is_ok());
+        let e = refuse_duplicates(&["/a", "s3://b/p", "/a"]).unwrap_err();
+        assert_eq!(e.exit_code(), crate::ExitCode::Usage);
+        assert_eq!(e.to_string(), "--to: /a given twice");
+    }
+}

@@ -215,3 +215,128 @@ pub fn scrub(repo: &Repository, opts: &ScrubOptions<'_>) -> Result<Scrubbed> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::retention::VerifyState;
+    use crate::catalog::{self, Keys};
+    use crate::store::local::LocalStore;
+    use std::sync::{Arc, Mutex};
+
+    const GOLDEN: &str =
+        include_str!("../../tests/golden/v1/20261129T053645.864Z-650b5d21591bfd0.manifest.json");
+
+    /// A repository with `n` hourly backups whose data objects are not backups (damage),
+    /// the last one `encrypted` (to a key nobody here holds) if asked.
+    fn repo_with(n: i64, encrypted: bool) -> (tempfile::TempDir, Repository, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path(), false).unwrap();
+        let base = Manifest::from_json(GOLDEN.as_bytes(), "golden").unwrap();
+        let mut ids = Vec::new();
+        for h in 0..n {
+            let t = time::macros::datetime!(2026-11-01 00:00 UTC) + time::Duration::hours(h);
+            let mut m = base.clone();
+            m.id = catalog::new_backup_id(t, 0x650b5d21591bfd0);
+            m.object = catalog::data_name(&m.id);
+            m.format_version = catalog::FORMAT_VERSION;
+            m.stored_size = 4;
+            if encrypted && h == n - 1 {
+                m.encryption = crate::pipeline::encrypt::SCHEME.into();
+                m.recipients = vec!["age1nobodyhere".into()];
+            }
+            store.put_bytes(&m.object, b"data").unwrap();
+            store
+                .put_bytes(&catalog::manifest_name(&m.id), &m.seal().unwrap())
+                .unwrap();
+            ids.push(m.id);
+        }
+        let repo = Repository::new("d", Arc::new(store), Keys::none());
+        (dir, repo, ids)
+    }
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+    impl Watch for Seen {
+        fn rejected(&self, b: &BadManifest) {
+            self.0.lock().unwrap().push(format!("rejected {}", b.name));
+        }
+        fn begin(&self, m: &Manifest) {
+            self.0.lock().unwrap().push(format!("begin {}", m.id));
+        }
+        fn verdict(&self, r: &VerifyReport) {
+            self.0.lock().unwrap().push(format!("verdict {} {}", r.id, r.ok));
+        }
+        fn not_verified(&self, m: &Manifest, _e: &Error) {
+            self.0.lock().unwrap().push(format!("not verified {}", m.id));
+        }
+    }
+
+    #[test]
+    fn a_run_verifies_records_and_reports_each_backup() {
+        let (_dir, repo, ids) = repo_with(2, false);
+        repo.store().put_bytes("x.manifest.json", b"{").unwrap();
+        let seen = Seen::default();
+        let opts = ScrubOptions {
+            budget: None,
+            best_effort_record: false,
+            watch: &seen,
+        };
+        let s = scrub(&repo, &opts).unwrap();
+        assert_eq!(s.chosen, 2);
+        assert_eq!(s.rejected.len(), 1);
+        assert!(s.reports.iter().all(|r| !r.ok), "{:?}", s.reports);
+        for id in &ids {
+            assert_eq!(repo.verdict(id).unwrap().0, VerifyState::Failed);
+        }
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(seen[0], "rejected x.manifest.json");
+        assert_eq!(seen[1], format!("begin {}", ids[0]));
+        assert_eq!(seen[2], format!("verdict {} false", ids[0]));
+        // The next run takes the one verified longest ago first, within the budget.
+        let s = scrub(
+            &repo,
+            &ScrubOptions {
+                budget: Some(1),
+                ..opts
+            },
+        )
+        .unwrap();
+        assert_eq!(s.chosen, 1);
+        assert_eq!(s.reports[0].id, ids[0]);
+    }
+
+    #[test]
+    fn an_encrypted_backup_without_keys_is_not_verified_and_nothing_is_recorded() {
+        let (_dir, repo, ids) = repo_with(2, true);
+        let seen = Seen::default();
+        let opts = ScrubOptions {
+            budget: None,
+            best_effort_record: true,
+            watch: &seen,
+        };
+        let s = scrub(&repo, &opts).unwrap();
+        assert_eq!(s.reports.len(), 1);
+        assert_eq!(s.not_verified.len(), 1);
+        assert_eq!(s.not_verified[0].exit_code(), crate::ExitCode::Usage);
+        assert!(s.unrecorded.is_none());
+        assert_eq!(repo.verdict(&ids[1]).unwrap(), (VerifyState::Unchecked, None));
+        let seen = seen.0.lock().unwrap().clone();
+        assert!(seen.contains(&format!("not verified {}", ids[1])), "{seen:?}");
+    }
+
+    #[test]
+    fn an_empty_destination_chooses_nothing() {
+        let (_dir, repo, _) = repo_with(0, false);
+        let s = scrub(
+            &repo,
+            &ScrubOptions {
+                budget: None,
+                best_effort_record: false,
+                watch: &Quiet,
+            },
+        )
+        .unwrap();
+        assert_eq!((s.chosen, s.reports.len(), s.rejected.len()), (0, 0, 0));
+    }
+}

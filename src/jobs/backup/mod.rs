@@ -20,6 +20,10 @@
 //! fails is removed again; the others still get the backup, and [`BackupOutcome`] says
 //! which failed and why.
 //!
+//! Each destination is one [`Target`] through the run, and the run is three phases:
+//! [`prepare`] (retry wrapper, locks, clean-up), [`stream`] (survey, choose, create each
+//! target's object, stream, retry) and [`finish`] (commit, read back, manifest).
+//!
 //! Store methods block (see [`crate::store`]): every store call here (locks, clean-up,
 //! create, commit, read-back, manifest) runs on a blocking thread, never on a runtime
 //! worker.
