@@ -7,6 +7,7 @@
 
 pub mod id;
 pub mod manifest;
+pub mod readback;
 pub mod repository;
 pub mod retention;
 pub mod verified;

@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::readback::{check_database, check_stream};
+use crate::catalog::readback::{check_database, check_stream};
 use crate::catalog::{Manifest, Repository};
 use crate::{ExitCode, Result};
 
@@ -27,7 +27,7 @@ pub struct VerifyReport {
     pub revision: i64,
 }
 
-pub use super::readback::Progress;
+pub use crate::catalog::readback::Progress;
 
 impl Repository {
     /// Verify backup `m` of this repository (the module docs say what is checked).

@@ -11,7 +11,7 @@ use super::stream::Streamed;
 use super::{nothing_stored, now, rfc3339, BackupOptions, BackupOutcome, ReadBack, Target};
 use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
 use crate::catalog::{self, Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
-use crate::jobs::readback::read_facts;
+use crate::catalog::readback::read_facts;
 use crate::pipeline::encrypt::{Encryption, ReadBackKey, StoredDigest};
 use crate::pipeline::SinkResult;
 use crate::source::etcd::{Choice, ClusterView};
@@ -227,7 +227,7 @@ fn finish_destination(
     match run.opts.read_back {
         ReadBack::Facts => {}
         ReadBack::Digest => {
-            let (got, size) = crate::jobs::readback::digest_object(store, &m.object)?;
+            let (got, size) = crate::catalog::readback::digest_object(store, &m.object)?;
             if size != m.stored_size {
                 return Err(Error::integrity(
                     &where_,
@@ -246,7 +246,7 @@ fn finish_destination(
             }
         }
         ReadBack::Full => {
-            let problems = crate::jobs::readback::check_stream(
+            let problems = crate::catalog::readback::check_stream(
                 store,
                 &reader,
                 &m,

@@ -40,7 +40,7 @@ use crate::pipeline::FrameOptions;
 use crate::source::etcd::{ConnectConfig, SourcePolicy};
 use crate::store::Store;
 
-pub use super::readback::{check_database, read_facts, DbFacts};
+pub use crate::catalog::readback::{check_database, read_facts, DbFacts};
 
 /// How long a backup waits for another run's writer lock on a destination by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
