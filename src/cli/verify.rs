@@ -50,7 +50,8 @@ impl crate::jobs::scrub::Watch for Shown<'_> {
     }
     fn begin(&self, m: &catalog::Manifest) {
         use crate::jobs::backup::Progress;
-        self.bar.begin(&format!("verify {}", m.id), Some(m.stored_size));
+        self.bar
+            .begin(&format!("verify {}", m.id), Some(m.stored_size));
     }
     fn set(&self, done: u64) {
         use crate::jobs::backup::Progress;

@@ -181,7 +181,12 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<Listed>, Vec<String>)> {
 
 impl crate::catalog::Repository {
     /// Plan and (unless `dry_run`) apply `policy` to this repository (see [`prune`]).
-    pub fn prune(&self, policy: &Policy, dry_run: bool, lock_wait: Duration) -> Result<PruneReport> {
+    pub fn prune(
+        &self,
+        policy: &Policy,
+        dry_run: bool,
+        lock_wait: Duration,
+    ) -> Result<PruneReport> {
         prune(self.store(), policy, dry_run, lock_wait)
     }
 }

@@ -52,10 +52,7 @@ pub struct Ran {
 pub fn refuse_duplicates<S: AsRef<str>>(names: &[S]) -> Result<()> {
     for (i, d) in names.iter().enumerate() {
         if names[..i].iter().any(|x| x.as_ref() == d.as_ref()) {
-            return Err(Error::flag(
-                "--to",
-                format!("{} given twice", d.as_ref()),
-            ));
+            return Err(Error::flag("--to", format!("{} given twice", d.as_ref())));
         }
     }
     Ok(())
@@ -88,9 +85,7 @@ pub async fn run_backup(
                 .iter()
                 .map(|d| DestinationRun {
                     destination: d.name.clone(),
-                    stage: tried
-                        .contains(&d.name)
-                        .then(|| crate::metrics::stage_of(e)),
+                    stage: tried.contains(&d.name).then(|| crate::metrics::stage_of(e)),
                     pruned: 0,
                     prune_error: None,
                 })

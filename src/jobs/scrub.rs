@@ -56,9 +56,9 @@ pub fn record(repo: &Repository, r: &VerifyReport, at: OffsetDateTime) -> Result
         .format(&Rfc3339)
         .map_err(|e| Error::Failed(format!("format time: {e}")))?;
     repo.record_verdict(&VerifyRecord {
-            id: r.id.clone(),
-            verified_at,
-            ok: r.ok,
+        id: r.id.clone(),
+        verified_at,
+        ok: r.ok,
         problems: r.problems.clone(),
     })
 }
@@ -265,10 +265,16 @@ mod tests {
             self.0.lock().unwrap().push(format!("begin {}", m.id));
         }
         fn verdict(&self, r: &VerifyReport) {
-            self.0.lock().unwrap().push(format!("verdict {} {}", r.id, r.ok));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("verdict {} {}", r.id, r.ok));
         }
         fn not_verified(&self, m: &Manifest, _e: &Error) {
-            self.0.lock().unwrap().push(format!("not verified {}", m.id));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("not verified {}", m.id));
         }
     }
 
@@ -320,9 +326,15 @@ mod tests {
         assert_eq!(s.not_verified.len(), 1);
         assert_eq!(s.not_verified[0].exit_code(), crate::ExitCode::Usage);
         assert!(s.unrecorded.is_none());
-        assert_eq!(repo.verdict(&ids[1]).unwrap(), (VerifyState::Unchecked, None));
+        assert_eq!(
+            repo.verdict(&ids[1]).unwrap(),
+            (VerifyState::Unchecked, None)
+        );
         let seen = seen.0.lock().unwrap().clone();
-        assert!(seen.contains(&format!("not verified {}", ids[1])), "{seen:?}");
+        assert!(
+            seen.contains(&format!("not verified {}", ids[1])),
+            "{seen:?}"
+        );
     }
 
     #[test]

@@ -119,4 +119,3 @@ fn clean(name: &str, store: &dyn Store) -> Result<()> {
     }
     Ok(())
 }
-

@@ -157,7 +157,6 @@ async fn abort(tee: Tee) {
     let _ = tokio::task::spawn_blocking(move || tee.abort()).await;
 }
 
-
 /// What the stream phase hands to the finish: the snapshot in every destination still in
 /// the run, and what the manifests say about how it was taken.
 pub(super) struct Taken {
