@@ -174,6 +174,37 @@ fn encrypted_backups_round_trip_and_need_the_key() {
     assert!(r.ctl_ok(&["get", "/enc/needle"]).contains(NEEDLE));
     drop(r);
 
+    // restore plan verifies and reads the backup with the identity; without it, exit 2.
+    let work = TempDir::new().unwrap();
+    let topo = work.path().join("t.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "cluster_token = \"new\"\nold_cluster_token = \"{}\"\netcd_version = \"3.5.1\"\n\n[[member]]\nname = \"a\"\npeer_urls = [\"http://127.0.0.1:2380\"]\nclient_urls = [\"http://127.0.0.1:2379\"]\ndata_dir = \"{}\"\nhost = \"no-such-host.invalid\"\n",
+            c.token,
+            work.path().join("member-a").display()
+        ),
+    )
+    .unwrap();
+    let from = format!("{d}:{id}");
+    let plan = |extra: &[&str]| {
+        let mut a = args(&["restore", "plan", "--from", &from, "--topology"]);
+        a.push(topo.to_str().unwrap().to_string());
+        a.extend(args(&["--out", work.path().join("plan").to_str().unwrap()]));
+        a.extend(args(extra));
+        lifeboat_env(&a, &[])
+    };
+    let o = plan(&[]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("--identity"), "{}", stderr(&o));
+    assert!(
+        !work.path().join("plan").exists(),
+        "nothing written without the key"
+    );
+    let o = plan(&["--identity", identity]);
+    assert_exit(&o, 0);
+    assert!(work.path().join("plan/plan.json").is_file());
+
     // A recipients file with a bad line: exit 2 naming the file and line, nothing stored.
     let bad = keys.path().join("recipients.txt");
     std::fs::write(&bad, format!("# team\n{public}\nage1typo\n")).unwrap();

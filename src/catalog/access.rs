@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::pipeline::encrypt::Identity;
+use super::{Keys, Repository};
 use crate::store::{S3Settings, Store};
 use crate::Result;
 
@@ -17,14 +17,14 @@ type S3Of = dyn Fn(&str) -> Result<S3Settings> + Send + Sync;
 pub struct Access {
     /// The S3 settings of a destination; `None`: the defaults (library use, tests).
     s3: Option<Arc<S3Of>>,
-    identity: Arc<Identity>,
+    keys: Keys,
 }
 
 impl std::fmt::Debug for Access {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Access")
             .field("s3", &self.s3.as_ref().map(|_| "configured"))
-            .field("identity", &self.identity)
+            .field("keys", &self.keys)
             .finish()
     }
 }
@@ -32,11 +32,11 @@ impl std::fmt::Debug for Access {
 impl Access {
     pub fn new(
         s3: impl Fn(&str) -> Result<S3Settings> + Send + Sync + 'static,
-        identity: Identity,
+        keys: Keys,
     ) -> Access {
         Access {
             s3: Some(Arc::new(s3)),
-            identity: Arc::new(identity),
+            keys,
         }
     }
 
@@ -53,8 +53,14 @@ impl Access {
         crate::store::open_destination(dest, create, &|url| self.s3_settings(url))
     }
 
-    /// The keys for encrypted backups.
-    pub fn identity(&self) -> &Identity {
-        &self.identity
+    /// The keys for encrypted backups (the identity file, read on first use).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// Destination `dest` as a [`Repository`] with these keys.
+    pub fn repository(&self, dest: &str, create: bool) -> Result<Repository> {
+        let store = self.open(dest, create)?;
+        Ok(Repository::new(dest, Arc::from(store), self.keys.clone()))
     }
 }

@@ -8,18 +8,21 @@
 pub mod access;
 pub mod id;
 pub mod manifest;
+pub mod readback;
+pub mod repository;
 pub mod retention;
 pub mod verified;
 
 pub use access::Access;
 pub use id::new_backup_id;
 pub use manifest::{Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
+pub use repository::{Keys, Repository};
 
 use std::io::Read;
 use std::sync::Arc;
 
 use crate::io::ReadAt;
-use crate::pipeline::encrypt::{self, read::HashingReader, read::ReadDigest, Identity, Keyring};
+use crate::pipeline::encrypt::{self, read::HashingReader, read::ReadDigest, Keyring};
 use crate::pipeline::FramedReader;
 use crate::store::Store;
 use crate::{Error, Result};
@@ -105,21 +108,12 @@ pub fn resolve(store: &dyn Store, id: &str) -> Result<Manifest> {
     }
 }
 
-/// Open the data object of a backup for random access to its database bytes.
+/// Open the data object of a backup for random access to its database bytes, with the
+/// keys given ([`Repository::open_db`] gives the repository's; a backup run gives its own
+/// read-back key).
 ///
 /// A manifest whose data object is missing or unreadable as a seekable object is an
-/// integrity problem (exit 3), whichever command finds it. An encrypted backup is opened
-/// with the operator's `identity`.
-pub fn open_backup_db(
-    store: &dyn Store,
-    manifest: &Manifest,
-    identity: &Identity,
-) -> Result<FramedReader<Box<dyn ReadAt>>> {
-    let keys = keys_for(store, manifest, None, identity)?;
-    open_backup_db_with(store, manifest, keys.as_deref())
-}
-
-/// [`open_backup_db`] with the keys given: the backup's own read-back key.
+/// integrity problem (exit 3), whichever command finds it.
 pub fn open_backup_db_with(
     store: &dyn Store,
     manifest: &Manifest,
@@ -166,13 +160,9 @@ pub fn load_backup_object(
     keys: Option<&Keyring>,
 ) -> Result<(Box<dyn Read + Send>, ReadDigest)> {
     let object = format!("{}/{}", store.location(), manifest.object);
-    let configured = match keys {
-        Some(_) => None,
-        // Callers with an identity pass its keys; without keys, an encrypted backup is
-        // refused as [`keys_for`] refuses it with no identity.
-        None => keys_for(store, manifest, None, &Identity::default())?,
-    };
-    let keys = keys.or(configured.as_deref());
+    if keys.is_none() {
+        check_encryption(&object, manifest)?;
+    }
     let raw = store.load(&manifest.object, 0, None)?;
     let (hashed, digest) = HashingReader::new(raw);
     let plain: Box<dyn Read + Send> = match keys {
@@ -190,24 +180,20 @@ pub fn load_backup_object(
     Ok((plain, digest))
 }
 
-/// The keys to open an encrypted backup with: `given`, else the operator's `identity`.
-/// For an unencrypted backup, `None`. An encrypted backup and no identity is a usage error
+/// The keys to open an encrypted backup with: `given` (a [`Repository`]'s). For an
+/// unencrypted backup, `None`. An encrypted backup and no identity is a usage error
 /// (exit 2) naming the recipients, so the operator knows which key to fetch.
 pub fn keys_for(
     store: &dyn Store,
     manifest: &Manifest,
     given: Option<Arc<Keyring>>,
-    identity: &Identity,
 ) -> Result<Option<Arc<Keyring>>> {
     let object = format!("{}/{}", store.location(), manifest.object);
     if manifest.encryption != encrypt::SCHEME {
         check_encryption(&object, manifest)?;
         return Ok(None);
     }
-    if let Some(k) = given {
-        return Ok(Some(k));
-    }
-    match identity.keys()? {
+    match given {
         Some(k) => Ok(Some(k)),
         None => Err(Error::Usage(format!(
             "backup {} in {} is encrypted to {}; give --identity FILE (or LIFEBOAT_IDENTITY) holding one of their keys",

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use super::connection::{runtime, ConnectionArgs};
 use super::{output, Global, OutputFormat};
 use crate::config::BackupSettings;
-use crate::jobs::backup::{backup, BackupOptions, Destination};
+use crate::jobs::backup::{BackupOptions, Destination};
+use crate::jobs::run::{run_backup, Row, RunPlan, Watch};
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
@@ -54,16 +55,15 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         read_back: b.read_back,
         lock_timeout: b.lock_timeout,
     };
+    crate::jobs::run::refuse_duplicates(&to)?;
     let mut dests = Vec::new();
     for d in &to {
-        if dests.iter().any(|x: &Destination| x.name == *d) {
-            return Err(Error::flag("--to", format!("{d} given twice")).into());
-        }
         let encryption = layers.encryption_for(d, &a.encrypt_to, &a.encrypt_to_file)?;
         dests.push(Destination {
             name: d.clone(),
             store: g.access.open(d, true)?.into(),
             encryption: encryption.map(Arc::new),
+            keys: super::keys(g),
         });
     }
     let policy = g.layers.retention(&a.policy).policy();
@@ -89,38 +89,22 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Some((path, _)) => Some(crate::jobs::hostlock::acquire(path, b.lock_timeout)?),
         None => None,
     };
-    let attempt = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9;
     let bar = Arc::new(super::progress::Bar::new(g.quiet));
     let rt = runtime()?;
-    let mut outcome = match rt.block_on(backup(&opts, &dests, bar)) {
-        Ok(o) => o,
-        Err(e) => {
-            let stage = crate::metrics::stage_of(&e);
-            let stages: Vec<_> = dests.iter().map(|d| (d, Some(stage), 0)).collect();
-            write_metrics(textfile.as_deref(), &stages, attempt);
-            return Err(e.into());
-        }
+    let plan = RunPlan {
+        opts: &opts,
+        dests: &dests,
+        policy: a.prune.then_some(&policy),
+        lock_timeout: b.lock_timeout,
     };
-    let runs = crate::jobs::prune::after_backup(
-        &dests,
-        &outcome,
-        a.prune.then_some(&policy),
-        b.lock_timeout,
-    );
-    let prune_failed = runs.iter().any(|r| r.stage == Some("prune"));
-    for r in &runs {
-        if let Some(e) = &r.prune_error {
-            eprintln!("lifeboat: error: prune of {} failed: {e}", r.destination);
-        } else if a.prune && !g.quiet && r.stage.is_none() {
-            eprintln!("lifeboat: pruned {}: {} removed", r.destination, r.pruned);
-        }
-    }
-    let pruned: Vec<_> = dests
-        .iter()
-        .zip(&runs)
-        .map(|(d, r)| (d, r.stage, r.pruned))
-        .collect();
-    write_metrics(textfile.as_deref(), &pruned, attempt);
+    let shown = Arc::new(Shown {
+        textfile,
+        prune: a.prune,
+        quiet: g.quiet,
+    });
+    let ran = rt.block_on(run_backup(&plan, &dests, bar, shown))?;
+    let prune_failed = ran.runs.iter().any(|r| r.stage == Some("prune"));
+    let mut outcome = ran.backup?;
     if outcome.stored.is_empty() {
         return Err(every_destination_failed(std::mem::take(
             &mut outcome.failed,
@@ -181,16 +165,31 @@ fn with_destinations(
     Ok(doc)
 }
 
-/// The textfile, if asked for. A failure to write it is reported but does not turn a good
-/// backup into a failed one: the backup is stored either way.
-fn write_metrics(
-    path: Option<&std::path::Path>,
-    dests: &[(&Destination, Option<&'static str>, u64)],
-    attempt: f64,
-) {
-    let Some(path) = path else { return };
-    if let Err(e) = crate::metrics::write_run(path, dests, attempt) {
-        eprintln!("lifeboat: error: --metrics-textfile: {e}");
+/// What the CLI shows of a run: a line per prune, and the metrics textfile if asked for.
+struct Shown {
+    textfile: Option<std::path::PathBuf>,
+    prune: bool,
+    quiet: bool,
+}
+
+impl Watch for Shown {
+    fn pruned(&self, runs: &[crate::jobs::prune::DestinationRun]) {
+        for r in runs {
+            if let Some(e) = &r.prune_error {
+                eprintln!("lifeboat: error: prune of {} failed: {e}", r.destination);
+            } else if self.prune && !self.quiet && r.stage.is_none() {
+                eprintln!("lifeboat: pruned {}: {} removed", r.destination, r.pruned);
+            }
+        }
+    }
+
+    /// A failure to write the textfile is reported but does not turn a good backup into a
+    /// failed one: the backup is stored either way.
+    fn metrics(&self, rows: &[Row<'_>], attempt: f64) {
+        let Some(path) = &self.textfile else { return };
+        if let Err(e) = crate::metrics::write_run(path, rows, attempt) {
+            eprintln!("lifeboat: error: --metrics-textfile: {e}");
+        }
     }
 }
 

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use super::output::print_json;
 use super::{Global, OutputFormat};
-use crate::catalog;
 use crate::jobs::backup::Progress;
 use crate::jobs::fetch::fetch;
 use crate::ExitCode;
@@ -22,18 +21,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = g.access.open(&a.from.from, false)?;
-    let m = catalog::resolve(store.as_ref(), &a.id)?;
+    let repo = super::repository(&a.from.from, g)?;
+    let m = repo.resolve(&a.id)?;
     let bar = super::progress::Bar::new(g.quiet);
     bar.begin(&format!("fetch {}", m.id), Some(m.stored_size));
-    let r = fetch(
-        store.as_ref(),
-        &m,
-        &a.out,
-        a.force.force,
-        &bar.setter(),
-        g.access.identity(),
-    );
+    let r = fetch(&repo, &m, &a.out, a.force.force, &bar.setter());
     bar.end();
     let r = r?;
     match g.output {

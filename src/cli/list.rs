@@ -1,6 +1,6 @@
 use super::output::{human_bytes, print_json};
 use super::{Global, OutputFormat};
-use crate::catalog::{self, Manifest};
+use crate::catalog::Manifest;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -87,8 +87,8 @@ fn is_encrypted(m: &Manifest) -> bool {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = g.access.open(&a.from.from, false)?;
-    let (backups, bad) = catalog::list(store.as_ref())?;
+    let repo = super::repository(&a.from.from, g)?;
+    let (backups, bad) = repo.list()?;
     for b in &bad {
         eprintln!("lifeboat: warning: {} (not listed)", b.error);
     }
@@ -97,7 +97,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         OutputFormat::Text => {
             if backups.is_empty() {
                 if !g.quiet {
-                    eprintln!("no complete backups in {}", store.location());
+                    eprintln!("no complete backups in {}", repo.location());
                 }
                 return Ok(ExitCode::Ok);
             }

@@ -187,6 +187,18 @@ fn fix_headings(c: clap::Command, headed: &[(String, Vec<String>)]) -> clap::Com
     })
 }
 
+/// The keys for encrypted backups: the identity file of `--identity`, `LIFEBOAT_IDENTITY`
+/// or the config file, read the first time an encrypted backup is opened.
+pub fn keys(g: &Global) -> crate::catalog::Keys {
+    g.access.keys().clone()
+}
+
+/// A destination to read backups from (`--from DEST`), with its S3 settings and the keys
+/// to open its backups.
+pub fn repository(dest: &str, g: &Global) -> crate::Result<crate::catalog::Repository> {
+    g.access.repository(dest, false)
+}
+
 /// Parse the command line, run the command, and return the process exit code.
 pub fn main() -> i32 {
     edge::quiet_broken_pipe();

@@ -2,7 +2,7 @@ use super::output::{human_bytes, print_json};
 use super::{Global, OutputFormat};
 use crate::config::resolve::DEFAULT_LOCK_TIMEOUT;
 use crate::config::RetentionConfig;
-use crate::jobs::prune::{prune, PruneReport};
+use crate::jobs::prune::PruneReport;
 use crate::ExitCode;
 
 #[derive(Debug, clap::Args)]
@@ -44,8 +44,8 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         .backup()
         .map(|(b, _)| b.lock_timeout)
         .unwrap_or(DEFAULT_LOCK_TIMEOUT);
-    let store = g.access.open(&a.from.from, false)?;
-    let report = prune(store.as_ref(), &policy, a.dry_run, lock_wait)?;
+    let repo = super::repository(&a.from.from, g)?;
+    let report = repo.prune(&policy, a.dry_run, lock_wait)?;
     match g.output {
         OutputFormat::Json => print_json(&report)?,
         OutputFormat::Text => print_text(&report),

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use super::output::print_json;
 use super::{Global, OutputFormat};
-use crate::catalog;
 use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
 use crate::restore::plan::{
     db_holds_kubernetes, holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan,
@@ -154,9 +153,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
         (None, from) => {
             let (dest, id) = split_from(from.as_deref().unwrap_or_default());
-            let store = g.access.open(dest, false)?;
-            let m = catalog::resolve(store.as_ref(), id)?;
-            let v = crate::jobs::verify::verify(store.as_ref(), &m, &|_| {}, g.access.identity())?;
+            let repo = super::repository(dest, g)?;
+            let m = repo.resolve(id)?;
+            let v = repo.verify(&m, &|_| {})?;
             if !v.ok {
                 return Err(Error::integrity(
                     v.object,
@@ -168,9 +167,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let k = holds_kubernetes(store.as_ref(), &m, g.access.identity())?;
+            let k = holds_kubernetes(&repo, &m)?;
             let src = Source::of_manifest(&m);
-            stored = Some((store, m));
+            stored = Some((repo, m));
             (src, dest.to_string(), k)
         }
     };
@@ -195,9 +194,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     )?;
     // What `restore check` will compare the restored cluster with.
     match (&stored, &source.db_file) {
-        (Some((store, m)), _) => {
-            let r = catalog::open_backup_db(store.as_ref(), m, g.access.identity())?;
-            let object = format!("{}/{}", store.location(), m.object);
+        (Some((repo, m)), _) => {
+            let r = repo.open_db(m)?;
+            let object = repo.object_of(m);
             predict_plan(&mut p, &r, &object)?;
         }
         (None, Some(file)) => {
@@ -278,8 +277,7 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
 
 fn starting_topology(a: TopologyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
-    let store = g.access.open(dest, false)?;
-    let m = catalog::resolve(store.as_ref(), id)?;
+    let m = super::repository(dest, g)?.resolve(id)?;
     print!("{}", crate::restore::topology::starting_topology(&m));
     Ok(ExitCode::Ok)
 }
@@ -295,17 +293,16 @@ fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
 
 fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
-    let store = g.access.open(dest, false)?;
-    let m = catalog::resolve(store.as_ref(), id)?;
+    let repo = super::repository(dest, g)?;
+    let m = repo.resolve(id)?;
     let rt = super::connection::runtime()?;
     let r = crate::restore::selftest::restore_test(
-        store.as_ref(),
+        &repo,
         &m,
         &crate::restore::selftest::TestOptions {
             etcd: a.etcd,
             etcdutl: a.etcdutl,
             start_timeout: std::time::Duration::from_secs(a.start_timeout),
-            identity: g.access.identity(),
             runtime: rt.handle(),
         },
     )?;

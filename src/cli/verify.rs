@@ -1,8 +1,8 @@
 use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::catalog;
-use crate::jobs::scrub::{record, rotation};
-use crate::jobs::verify::{verify, VerifyReport};
+use crate::jobs::scrub::{scrub, ScrubOptions};
+use crate::jobs::verify::VerifyReport;
 use crate::{Error, ExitCode};
 
 #[derive(Debug, clap::Args)]
@@ -38,67 +38,76 @@ fn print_text(r: &VerifyReport) {
     }
 }
 
-pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let store = g.access.open(&a.from.from, false)?;
-    // Rejected manifests are damaged backups: `--all` reports each and exits 3.
-    let mut rejected = Vec::new();
-    let manifests = if a.all {
-        let (all, bad) = catalog::list(store.as_ref())?;
-        for b in &bad {
-            eprintln!("lifeboat: error: {}", b.error);
-        }
-        rejected = bad;
-        if all.is_empty() {
-            all
-        } else {
-            rotation(store.as_ref(), &all, a.budget.map(|b| b.0))?
-        }
-    } else {
-        vec![catalog::resolve(store.as_ref(), &a.id)?]
-    };
-    if manifests.is_empty() && rejected.is_empty() {
-        return Err(Error::NotFound(format!("no complete backup in {}", store.location())).into());
+/// The CLI's view of a scrub run: a bar per backup, each verdict printed as it comes.
+struct Shown<'a> {
+    bar: &'a super::progress::Bar,
+    text: bool,
+}
+
+impl crate::jobs::scrub::Watch for Shown<'_> {
+    fn rejected(&self, b: &catalog::BadManifest) {
+        eprintln!("lifeboat: error: {}", b.error);
     }
+    fn begin(&self, m: &catalog::Manifest) {
+        use crate::jobs::backup::Progress;
+        self.bar
+            .begin(&format!("verify {}", m.id), Some(m.stored_size));
+    }
+    fn set(&self, done: u64) {
+        use crate::jobs::backup::Progress;
+        self.bar.set(done);
+    }
+    fn end(&self) {
+        use crate::jobs::backup::Progress;
+        self.bar.end();
+    }
+    fn verdict(&self, r: &VerifyReport) {
+        if self.text {
+            print_text(r);
+        }
+    }
+}
+
+pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let repo = super::repository(&a.from.from, g)?;
     let bar = super::progress::Bar::new(g.quiet);
-    let mut reports = Vec::new();
-    // Backups that could not be verified for a configuration reason (no identity, or one
-    // that opens none of the recipients): not damage, so no verdict and nothing recorded.
-    let mut not_verified: Vec<crate::Error> = Vec::new();
-    // Recording verdicts is best effort: a read-only or full destination does not hide
-    // them. (first error, how many were not recorded)
-    let mut unrecorded: Option<(crate::Error, usize)> = None;
-    for m in &manifests {
+    let text = g.output == OutputFormat::Text;
+    // Rejected manifests are damaged backups: `--all` reports each and exits 3.
+    let (mut reports, rejected, mut not_verified) = if a.all {
+        // The scrub job: the rotation up to the budget, each verdict recorded in the
+        // destination (best effort: a read-only or full destination does not hide them).
+        let s = scrub(
+            &repo,
+            &ScrubOptions {
+                budget: a.budget.map(|b| b.0),
+                best_effort_record: true,
+                watch: &Shown { bar: &bar, text },
+            },
+        )?;
+        if s.chosen == 0 && s.rejected.is_empty() {
+            return Err(
+                Error::NotFound(format!("no complete backup in {}", repo.location())).into(),
+            );
+        }
+        if let Some((e, n)) = s.unrecorded {
+            eprintln!(
+                "lifeboat: warning: {n} verdict(s) not recorded in {} ({e}); prune and the next rotation do not see them, the verdicts shown stand",
+                repo.location()
+            );
+        }
+        (s.reports, s.rejected, s.not_verified)
+    } else {
+        let m = repo.resolve(&a.id)?;
         use crate::jobs::backup::Progress;
         bar.begin(&format!("verify {}", m.id), Some(m.stored_size));
-        let r = verify(store.as_ref(), m, &bar.setter(), g.access.identity());
+        let r = repo.verify(&m, &bar.setter());
         bar.end();
-        let r = match r {
-            Ok(r) => r,
-            Err(e) if a.all && e.exit_code() == ExitCode::Usage => {
-                not_verified.push(e);
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if a.all {
-            if let Err(e) = record(store.as_ref(), &r, time::OffsetDateTime::now_utc()) {
-                match &mut unrecorded {
-                    None => unrecorded = Some((e, 1)),
-                    Some((_, n)) => *n += 1,
-                }
-            }
-        }
-        if g.output == OutputFormat::Text {
+        let r = r?;
+        if text {
             print_text(&r);
         }
-        reports.push(r);
-    }
-    if let Some((e, n)) = unrecorded {
-        eprintln!(
-            "lifeboat: warning: {n} verdict(s) not recorded in {} ({e}); prune and the next rotation do not see them, the verdicts shown stand",
-            store.location()
-        );
-    }
+        (vec![r], Vec::new(), Vec::new())
+    };
     // One line per backup left unverified; when nothing was verified, the first of them
     // is the command's error (exit 2; the JSON error document).
     let first = if reports.is_empty() && rejected.is_empty() && !not_verified.is_empty() {
@@ -121,12 +130,12 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 .to_string(),
             ok: false,
             problems: vec![format!("manifest rejected: {}", b.error)],
-            object: format!("{}/{}", store.location(), b.name),
+            object: format!("{}/{}", repo.location(), b.name),
             db_size: 0,
             stored_size: 0,
             revision: 0,
         };
-        if g.output == OutputFormat::Text {
+        if text {
             print_text(&r);
         }
         reports.push(r);

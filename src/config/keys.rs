@@ -6,7 +6,7 @@ use std::path::Path;
 use super::env::env_var_of;
 use super::{Entry, Layers, Origin};
 use crate::catalog::Access;
-use crate::pipeline::encrypt::{self, Encryption, Identity, IdentitySource, Recipient};
+use crate::pipeline::encrypt::{self, Encryption, IdentitySource, Recipient};
 use crate::{Error, Result};
 
 impl Layers {
@@ -79,7 +79,7 @@ impl Layers {
         let layers = self.clone();
         Access::new(
             move |url| layers.s3_settings(url),
-            Identity::new(self.identity(flag)),
+            crate::catalog::Keys::new(self.identity(flag)),
         )
     }
 

@@ -82,6 +82,7 @@ pub fn plan(layers: &Layers, access: &Access) -> Result<Plan> {
             store: access.open(&d, true)?.into(),
             name: d,
             encryption,
+            keys: access.keys().clone(),
         });
     }
     let policy = layers.retention(&Default::default()).policy();
@@ -301,7 +302,6 @@ fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
         leader,
         state.clone(),
         p.textfile.clone(),
-        p.access.clone(),
     ))))
 }
 

@@ -24,7 +24,6 @@ pub async fn rotate(
     leader_only: Option<crate::source::etcd::ConnectConfig>,
     state: http::State,
     textfile: Option<std::path::PathBuf>,
-    access: crate::catalog::Access,
 ) {
     let sched = schedule::Schedule::Every(s.every);
     loop {
@@ -48,9 +47,9 @@ pub async fn rotate(
             }
         }
         let dests: Vec<Destination> = dests.to_vec();
-        let (state, textfile, access) = (state.clone(), textfile.clone(), access.clone());
+        let (state, textfile) = (state.clone(), textfile.clone());
         let _ = tokio::task::spawn_blocking(move || {
-            run_once(&dests, s.budget, access.identity());
+            run_once(&dests, s.budget);
             let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
             publish(&state, textfile.as_deref(), &rows, 0.0);
         })
@@ -58,12 +57,31 @@ pub async fn rotate(
     }
 }
 
+/// Logs what the scrub job leaves unverified as it goes.
+struct Logged;
+
+impl crate::jobs::scrub::Watch for Logged {
+    fn not_verified(&self, m: &crate::catalog::Manifest, e: &crate::Error) {
+        tracing::error!(
+            backup = %m.id,
+            "scrub: backup not verified, a configuration error (nothing recorded): {e}"
+        );
+    }
+}
+
 /// One rotation over every destination, logging each verdict. Blocks.
-fn run_once(dests: &[Destination], budget: u64, identity: &crate::pipeline::encrypt::Identity) {
+fn run_once(dests: &[Destination], budget: u64) {
+    use crate::jobs::scrub::{scrub, ScrubOptions};
     for d in dests {
-        match crate::jobs::scrub::scrub(d.store.as_ref(), Some(budget), identity) {
+        let opts = ScrubOptions {
+            budget: Some(budget),
+            best_effort_record: false,
+            watch: &Logged,
+        };
+        match scrub(&d.repository(), &opts) {
             Err(e) => tracing::error!(destination = %d.name, "scrub failed: {e}"),
-            Ok(reports) => {
+            Ok(s) => {
+                let reports = s.reports;
                 for r in &reports {
                     if r.ok {
                         tracing::info!(destination = %d.name, backup = %r.id, "scrub: backup verified");

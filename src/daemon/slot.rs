@@ -10,9 +10,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{http, local_is_leader, schedule, unix_now, Plan, Signals, Stop};
-use crate::jobs::backup::{backup, BackupOutcome, Destination, NoProgress};
-use crate::{Error, Result};
+use super::{http, local_is_leader, schedule, Plan, Signals, Stop};
+use crate::jobs::backup::{BackupOutcome, Destination, NoProgress};
+use crate::jobs::run::{run_backup, Ran, Row, RunPlan, Watch};
+use crate::Result;
 
 /// One slot: the leader check, then the backup with retries until the next slot starts.
 /// Returns `true` when a stop signal arrived.
@@ -46,10 +47,21 @@ pub(super) async fn slot(
     let mut backoff = Duration::from_secs(1);
     // The destinations still to back up in this slot: all of them, then those that failed.
     let mut pending: Vec<Destination> = p.dests.to_vec();
+    let plan = RunPlan {
+        opts: &p.opts,
+        dests: &p.dests,
+        policy: p.policy.as_ref(),
+        lock_timeout: p.opts.lock_timeout,
+    };
+    let watch: Arc<dyn Watch> = Arc::new(Logged {
+        state: state.clone(),
+        textfile: p.textfile.clone(),
+        conn: p.opts.conn.clone(),
+        quota_fallback: p.quota_fallback,
+    });
     loop {
-        let attempt = unix_now();
         let result = {
-            let run = backup(&p.opts, &pending, Arc::new(NoProgress));
+            let run = run_backup(&plan, &pending, Arc::new(NoProgress), Arc::clone(&watch));
             tokio::pin!(run);
             loop {
                 tokio::select! {
@@ -58,9 +70,8 @@ pub(super) async fn slot(
                         Stop::Hup => *reload = true,
                         Stop::Term => {
                             tracing::info!(grace = %humantime::format_duration(grace), "stopping: waiting for the backup in flight");
-                            match tokio::time::timeout(grace, &mut run).await {
-                                Ok(r) => { record(p, state, attempt, &r, &pending).await; }
-                                Err(_) => tracing::warn!("backup aborted at shutdown; nothing was listed"),
+                            if tokio::time::timeout(grace, &mut run).await.is_err() {
+                                tracing::warn!("backup aborted at shutdown; nothing was listed");
                             }
                             return true;
                         }
@@ -69,9 +80,15 @@ pub(super) async fn slot(
             }
         };
         let Some(r) = result else { return false };
-        record(p, state, attempt, &r, &pending).await;
-        if let Ok(o) = &r {
-            pending.retain(|d| o.failed.iter().any(|(n, _)| *n == d.name));
+        match r {
+            Ok(Ran { backup: Ok(o), .. }) => {
+                pending.retain(|d| o.failed.iter().any(|(n, _)| *n == d.name));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("backup failed: {e}");
+                return false;
+            }
         }
         if pending.is_empty() || tokio::time::Instant::now() + backoff >= deadline {
             return false;
@@ -108,93 +125,51 @@ pub(super) async fn refresh(p: &Plan, state: &http::State) {
     .await;
 }
 
-/// Log, prune, write metrics for one attempt at `tried` (the destinations of this
-/// attempt; the others of the plan keep their state and count no failure).
-async fn record(
-    p: &Plan,
-    state: &http::State,
-    attempt: f64,
-    r: &Result<BackupOutcome>,
-    tried: &[Destination],
-) {
-    let empty = BackupOutcome {
-        stored: vec![],
-        failed: vec![],
-    };
-    let (outcome, all_stage) = match r {
-        Ok(o) => (o, None),
-        Err(e) => {
-            tracing::error!("backup failed: {e}");
-            (&empty, Some(crate::metrics::stage_of(e)))
-        }
-    };
-    for (d, m) in &outcome.stored {
-        tracing::info!(backup = %m.id, destination = %d, revision = m.revision, "backup stored");
-    }
-    for (d, e) in &outcome.failed {
-        tracing::error!(destination = %d, "backup failed: {e}");
-    }
-    let dests: Vec<Destination> = p.dests.to_vec();
-    let policy = p.policy.clone();
-    let lock = p.opts.lock_timeout;
-    let textfile = p.textfile.clone();
-    let state = state.clone();
-    let (conn, quota_fallback) = (p.opts.conn.clone(), p.quota_fallback);
-    // The failed stage of each destination, from the typed errors (the copies handed to
-    // the blocking thread below only carry their text). A destination not in this attempt
-    // did not fail in it.
-    let failed_stages: Vec<Option<&'static str>> = p
-        .dests
-        .iter()
-        .map(|d| {
-            if !tried.iter().any(|t| t.name == d.name) {
-                return None;
+/// What the daemon makes of each step of a run ([`crate::jobs::run`]): log lines, then
+/// the cluster's quota and the metrics it serves and writes.
+struct Logged {
+    state: http::State,
+    textfile: Option<std::path::PathBuf>,
+    conn: crate::source::etcd::ConnectConfig,
+    quota_fallback: u64,
+}
+
+impl Watch for Logged {
+    fn backed_up(&self, r: &Result<BackupOutcome>) {
+        let outcome = match r {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("backup failed: {e}");
+                return;
             }
-            all_stage.or_else(|| {
-                outcome
-                    .failed
-                    .iter()
-                    .find(|(n, _)| *n == d.name)
-                    .map(|(_, e)| crate::metrics::stage_of(e))
-            })
-        })
-        .collect();
-    let outcome = match r {
-        Ok(o) => BackupOutcome {
-            stored: o.stored.clone(),
-            failed: o
-                .failed
-                .iter()
-                .map(|(n, e)| (n.clone(), Error::Failed(e.to_string())))
-                .collect(),
-        },
-        Err(_) => empty,
-    };
-    // Stores block: prune and metrics run on a blocking thread.
-    let _ = tokio::task::spawn_blocking(move || {
-        let runs = crate::jobs::prune::after_backup(&dests, &outcome, policy.as_ref(), lock);
-        for r in &runs {
+        };
+        for (d, m) in &outcome.stored {
+            tracing::info!(backup = %m.id, destination = %d, revision = m.revision, "backup stored");
+        }
+        for (d, e) in &outcome.failed {
+            tracing::error!(destination = %d, "backup failed: {e}");
+        }
+    }
+
+    fn pruned(&self, runs: &[crate::jobs::prune::DestinationRun]) {
+        for r in runs {
             if let Some(e) = &r.prune_error {
                 tracing::error!(destination = %r.destination, "prune failed: {e}");
             } else if r.pruned > 0 {
                 tracing::info!(destination = %r.destination, removed = r.pruned, "pruned");
             }
         }
-        let quota = cluster_quota(&conn, quota_fallback);
-        state
+    }
+
+    fn metrics(&self, rows: &[Row<'_>], attempt: f64) {
+        let quota = cluster_quota(&self.conn, self.quota_fallback);
+        self.state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .cluster
             .quota_bytes = Some(quota);
-        let rows: Vec<_> = dests
-            .iter()
-            .zip(&runs)
-            .zip(&failed_stages)
-            .map(|((d, r), f)| (d, f.or(r.prune_error.as_ref().map(|_| "prune")), r.pruned))
-            .collect();
-        publish(&state, textfile.as_deref(), &rows, attempt);
-    })
-    .await;
+        publish(&self.state, self.textfile.as_deref(), rows, attempt);
+    }
 }
 
 /// The cluster's backend quota: etcd's own `etcd_server_quota_backend_bytes` from the

@@ -13,10 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::catalog::Manifest;
+use crate::catalog::{Manifest, Repository};
 use crate::error::IoContext;
 use crate::store::local::AtomicFile;
-use crate::store::Store;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,12 +28,11 @@ pub struct FetchReport {
 }
 
 pub fn fetch(
-    store: &dyn Store,
+    repo: &Repository,
     m: &Manifest,
     out: &Path,
     overwrite: bool,
     progress: super::verify::Progress<'_>,
-    identity: &crate::pipeline::encrypt::Identity,
 ) -> Result<FetchReport> {
     if out.exists() && !overwrite {
         return Err(Error::Failed(format!(
@@ -42,10 +40,9 @@ pub fn fetch(
             out.display()
         )));
     }
-    let object = format!("{}/{}", store.location(), m.object);
-    let keys = crate::catalog::keys_for(store, m, None, identity)?;
-    let reader = crate::catalog::open_backup_db_with(store, m, keys.as_deref())?;
-    let (mut stream, _) = crate::catalog::load_backup_object(store, m, keys.as_deref())?;
+    let object = repo.object_of(m);
+    let reader = repo.open_db(m)?;
+    let (mut stream, _) = repo.load_object(m)?;
     // A partial file from an earlier fetch that was killed is ours to replace.
     let mut stale = out.as_os_str().to_owned();
     stale.push(crate::store::local::PARTIAL_SUFFIX);

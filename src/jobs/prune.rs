@@ -179,6 +179,18 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<Listed>, Vec<String>)> {
     Ok((out, rejected))
 }
 
+impl crate::catalog::Repository {
+    /// Plan and (unless `dry_run`) apply `policy` to this repository (see [`prune`]).
+    pub fn prune(
+        &self,
+        policy: &Policy,
+        dry_run: bool,
+        lock_wait: Duration,
+    ) -> Result<PruneReport> {
+        prune(self.store(), policy, dry_run, lock_wait)
+    }
+}
+
 /// Plan and (unless `dry_run`) apply `policy` to `store`, holding its lock (waiting up to
 /// `lock_wait`).
 pub fn prune(

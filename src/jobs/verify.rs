@@ -12,10 +12,8 @@
 
 use serde::Serialize;
 
-use super::readback::{check_database, check_stream};
-use crate::catalog::{self, Manifest};
-use crate::pipeline::encrypt::Identity;
-use crate::store::Store;
+use crate::catalog::readback::{check_database, check_stream};
+use crate::catalog::{Manifest, Repository};
 use crate::{ExitCode, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -29,17 +27,19 @@ pub struct VerifyReport {
     pub revision: i64,
 }
 
-pub use super::readback::Progress;
+pub use crate::catalog::readback::Progress;
 
-/// Check a stored backup; an encrypted one is opened with the operator's `identity`.
-pub fn verify(
-    store: &dyn Store,
-    m: &Manifest,
-    progress: Progress<'_>,
-    identity: &Identity,
-) -> Result<VerifyReport> {
+impl Repository {
+    /// Verify backup `m` of this repository (the module docs say what is checked).
+    pub fn verify(&self, m: &Manifest, progress: Progress<'_>) -> Result<VerifyReport> {
+        verify(self, m, progress)
+    }
+}
+
+fn verify(repo: &Repository, m: &Manifest, progress: Progress<'_>) -> Result<VerifyReport> {
+    let store = repo.store();
     let mut problems = Vec::new();
-    let object = format!("{}/{}", store.location(), m.object);
+    let object = repo.object_of(m);
     let report = |problems: Vec<String>| VerifyReport {
         id: m.id.clone(),
         ok: problems.is_empty(),
@@ -51,7 +51,7 @@ pub fn verify(
     };
     // Without the key the contents cannot be checked: say so (exit 2), rather than
     // report a backup as good from its ciphertext digest alone.
-    let keys = catalog::keys_for(store, m, None, identity)?;
+    let keys = repo.keys_for(m)?;
     match store.stat(&m.object)? {
         None => {
             problems.push(format!("data object {object} is missing"));
@@ -63,7 +63,7 @@ pub fn verify(
         )),
         Some(_) => {}
     }
-    let reader = match catalog::open_backup_db_with(store, m, keys.as_deref()) {
+    let reader = match crate::catalog::open_backup_db_with(store, m, keys.as_deref()) {
         Ok(r) => r,
         // An identity that opens none of the recipients (exit 2), or a store that cannot
         // be read (exit 1), says nothing about the backup: no verdict, an error.

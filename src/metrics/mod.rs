@@ -26,11 +26,6 @@ pub const STAGES: [&str; 5] = [
     Stage::ALL[4].as_str(),
 ];
 
-/// The stage an error belongs to, as its label ([`Stage::of`]).
-pub fn stage_of(e: &Error) -> &'static str {
-    Stage::of(e).as_str()
-}
-
 /// What one run knows about one destination.
 #[derive(Debug, Clone, Default)]
 pub struct DestinationMetrics {

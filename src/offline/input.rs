@@ -191,7 +191,7 @@ fn open_file(spec: &str, path: &Path, opts: &OpenOptions) -> Result<Input> {
     if head.starts_with(AGE_MAGIC) {
         // An encrypted backup object copied out of a destination: with an identity, read
         // it as the seekable object it encrypts.
-        let Some(keys) = opts.access.identity().keys()? else {
+        let Some(keys) = opts.access.keys().get()? else {
             return Err(Error::Usage(format!(
                 "{spec} is age-encrypted; give --identity FILE (or LIFEBOAT_IDENTITY), or decrypt it first (`age -d -i KEY {spec} > backup.db.zst`)"
             )));
@@ -275,11 +275,11 @@ fn live_copy(path: &Path) -> Result<tempfile::NamedTempFile> {
 }
 
 fn open_backup(spec: &str, dest: &str, id: &str, opts: &OpenOptions) -> Result<Input> {
-    let store = opts.access.open(dest, false)?;
-    let m = crate::catalog::resolve(store.as_ref(), id)?;
+    let repo = opts.access.repository(dest, false)?;
+    let m = repo.resolve(id)?;
     let object = m.object.clone();
-    let size = store.stat(&object)?.unwrap_or(0);
-    let fr = crate::jobs::open_backup_db(store.as_ref(), &m, opts.access.identity())?;
+    let size = repo.store().stat(&object)?.unwrap_or(0);
+    let fr = repo.open_db(&m)?;
     let layout = layout_of(&fr, true);
     // A manifest without a usable digest cannot vouch for the data: damage, not "unverified".
     let digest = hex::decode(&m.db_sha256)

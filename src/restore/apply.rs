@@ -289,25 +289,18 @@ fn get_snapshot(plan: &Plan, to: &Path, access: &crate::catalog::Access) -> Resu
         }
         return Ok(());
     }
-    let store = access.open(&plan.from, false)?;
-    let manifest = crate::catalog::resolve(store.as_ref(), &plan.backup_id)?;
+    let repo = access.repository(&plan.from, false)?;
+    let manifest = repo.resolve(&plan.backup_id)?;
     if manifest.db_sha256 != plan.db_sha256 {
         return Err(Error::integrity(
-            format!("{}/{}", store.location(), manifest.object),
+            repo.object_of(&manifest),
             format!(
                 "backup {} has database SHA-256 {} but the plan was made for {}; make a new plan",
                 plan.backup_id, manifest.db_sha256, plan.db_sha256
             ),
         ));
     }
-    crate::jobs::fetch::fetch(
-        store.as_ref(),
-        &manifest,
-        to,
-        true,
-        &|_| {},
-        access.identity(),
-    )?;
+    crate::jobs::fetch::fetch(&repo, &manifest, to, true, &|_| {})?;
     Ok(())
 }
 

@@ -472,13 +472,9 @@ pub fn plan_json(plan: &Plan) -> Result<String> {
 /// Whether the backup's snapshot holds Kubernetes objects (`/registry/` keys): then the
 /// restore bumps the revision by default, because kube-apiserver watch caches hold revisions
 /// newer than any backup and would otherwise never see the restored state.
-pub fn holds_kubernetes(
-    store: &dyn crate::store::Store,
-    m: &Manifest,
-    identity: &crate::pipeline::encrypt::Identity,
-) -> Result<bool> {
-    let object = format!("{}/{}", store.location(), m.object);
-    let reader = crate::catalog::open_backup_db(store, m, identity)?;
+pub fn holds_kubernetes(repo: &crate::catalog::Repository, m: &Manifest) -> Result<bool> {
+    let object = repo.object_of(m);
+    let reader = repo.open_db(m)?;
     db_holds_kubernetes(&reader, &object)
 }
 

@@ -28,7 +28,6 @@ use crate::error::{EtcdErrorKind, IoContext};
 use crate::format::bolt::write::{cow_patch, Edit};
 use crate::format::bolt::Db;
 use crate::format::etcd::buckets;
-use crate::store::Store;
 use crate::{Error, Result};
 
 pub struct TestOptions<'a> {
@@ -39,8 +38,6 @@ pub struct TestOptions<'a> {
     pub etcdutl: Option<PathBuf>,
     /// How long etcd may take to answer after it starts.
     pub start_timeout: Duration,
-    /// The operator's identity, for an encrypted backup.
-    pub identity: &'a crate::pipeline::encrypt::Identity,
     /// The caller's runtime, for asking the sandbox etcd (called from a plain thread).
     pub runtime: &'a tokio::runtime::Handle,
 }
@@ -293,7 +290,11 @@ impl Drop for Guard {
     }
 }
 
-pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions<'_>) -> Result<TestReport> {
+pub fn restore_test(
+    repo: &crate::catalog::Repository,
+    m: &Manifest,
+    opts: &TestOptions<'_>,
+) -> Result<TestReport> {
     let t0 = Instant::now();
     // A wrong or too old etcd is known before anything is fetched.
     let chosen = super::sandbox_etcd::choose(opts.etcd.as_deref(), &m.etcd_version)?;
@@ -308,7 +309,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions<'_>) -> 
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
-    crate::jobs::fetch::fetch(store, m, &snap, true, &|_| {}, opts.identity)?;
+    crate::jobs::fetch::fetch(repo, m, &snap, true, &|_| {})?;
     let (offline_hash, keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
     if let Some(cv) = &cluster_version {
         check_etcd_version(
@@ -337,7 +338,7 @@ pub fn restore_test(store: &dyn Store, m: &Manifest, opts: &TestOptions<'_>) -> 
     let client = format!("http://127.0.0.1:{cport}");
     match &opts.etcdutl {
         Some(tool) => {
-            let object = format!("{}/{}", store.location(), m.object);
+            let object = repo.object_of(m);
             restore_with_tool(tool, &snap, &peer, &data, &object)?
         }
         None => restore_native(

@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::{nothing_stored, now, rfc3339, BackupOptions, BackupOutcome, ReadBack, Streamed};
+use super::stream::Streamed;
+use super::{nothing_stored, now, rfc3339, BackupOptions, BackupOutcome, ReadBack, Target};
 use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
+use crate::catalog::readback::read_facts;
 use crate::catalog::{self, Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
-use crate::jobs::readback::read_facts;
 use crate::pipeline::encrypt::{Encryption, ReadBackKey, StoredDigest};
 use crate::pipeline::SinkResult;
 use crate::source::etcd::{Choice, ClusterView};
@@ -26,30 +27,23 @@ pub(super) struct Run {
     pub(super) attempts: u32,
     pub(super) warns: Vec<String>,
     pub(super) t0: Instant,
-    /// Per destination (by index): its encryption, and the digest of what its encrypting
-    /// writer stored.
-    pub(super) encryptions: Vec<Option<Arc<Encryption>>>,
+    /// The key of this run alone that every encrypted object is also sealed to.
     pub(super) read_back: Arc<ReadBackKey>,
-    pub(super) digests: Vec<Option<StoredDigest>>,
     /// The storage version the source member sent with the snapshot (etcd 3.6+).
     pub(super) storage_version: Option<String>,
 }
 
-/// Commit, read back and describe each destination's object (blocking).
-/// `failed` holds the destinations that dropped out before streaming.
-pub(super) fn finish_all(
-    run: &Run,
-    stores: &[(String, Arc<dyn Store>)],
-    streamed: Streamed,
-    failed: Vec<Option<Error>>,
-) -> BackupOutcome {
+/// Commit, read back and describe each target's object (blocking). Targets that dropped
+/// out before streaming are failures already.
+pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed) -> BackupOutcome {
     let Streamed {
         tee,
         result,
         started,
         ..
     } = streamed;
-    let mut outcome = nothing_stored(stores, failed);
+    let mut outcome = nothing_stored(&mut targets);
+    let targets = targets;
     // Each destination commits, reads back and writes its manifest on its own thread: a
     // hung server fails at its deadline while the others finish.
     let outs: Vec<_> = tee
@@ -57,9 +51,10 @@ pub(super) fn finish_all(
         .into_iter()
         .map(|o| std::sync::Mutex::new(Some(o)))
         .collect();
-    let done = super::each((0..outs.len()).collect(), |k| {
+    let done = super::prepare::each((0..outs.len()).collect(), |k| {
         let o = outs[k].lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        let (name, store) = &stores[o.index];
+        let target = targets.get(o.index)?;
+        let (name, store) = (&target.name, &target.store);
         let Some(w) = o.writer else {
             return Some(Err((
                 name.clone(),
@@ -74,8 +69,8 @@ pub(super) fn finish_all(
         if let Err(e) = w.commit() {
             return Some(Err((name.clone(), e)));
         }
-        let enc = run.encryptions.get(o.index).and_then(|e| e.as_deref());
-        let digest = run.digests.get(o.index).and_then(|d| d.as_ref());
+        let enc = target.encryption.as_deref();
+        let digest = target.digest.as_ref();
         Some(
             match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest)) {
                 Ok(m) => Ok((name.clone(), m)),
@@ -232,7 +227,7 @@ fn finish_destination(
     match run.opts.read_back {
         ReadBack::Facts => {}
         ReadBack::Digest => {
-            let (got, size) = crate::jobs::readback::digest_object(store, &m.object)?;
+            let (got, size) = crate::catalog::readback::digest_object(store, &m.object)?;
             if size != m.stored_size {
                 return Err(Error::integrity(
                     &where_,
@@ -251,7 +246,7 @@ fn finish_destination(
             }
         }
         ReadBack::Full => {
-            let problems = crate::jobs::readback::check_stream(
+            let problems = crate::catalog::readback::check_stream(
                 store,
                 &reader,
                 &m,

@@ -27,7 +27,7 @@ use super::frames::HashingWriter;
 use crate::store::ObjectWriter;
 use crate::{Error, Result};
 
-pub use read::{Identity, IdentitySource, Keyring};
+pub use read::{IdentitySource, Keyring};
 
 /// The `encryption` value a manifest records for an age-encrypted data object.
 pub const SCHEME: &str = "age";

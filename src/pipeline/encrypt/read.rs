@@ -9,7 +9,7 @@
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
@@ -130,52 +130,6 @@ fn parse_identities(file: &str, bytes: &[u8]) -> std::result::Result<Vec<Id>, St
         ));
     }
     Ok(ids)
-}
-
-/// The operator's identity file (`--identity`, `LIFEBOAT_IDENTITY` or the config file), as
-/// a value the edge builds and passes to whatever opens a backup. It is read on first use
-/// and then kept, so a command that reads no encrypted data never touches it.
-#[derive(Default)]
-pub struct Identity {
-    source: Option<IdentitySource>,
-    loaded: OnceLock<std::result::Result<Arc<Keyring>, (String, String)>>,
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, "Identity({} {})", s.origin, s.path.display()),
-            None => write!(f, "Identity(none)"),
-        }
-    }
-}
-
-impl Identity {
-    /// The identity file named by `src`; `None`: no identity (encrypted backups cannot
-    /// be opened).
-    pub fn new(src: Option<IdentitySource>) -> Identity {
-        Identity {
-            source: src,
-            loaded: OnceLock::new(),
-        }
-    }
-
-    /// The identities, read once; `None` when no identity file was named.
-    pub fn keys(&self) -> Result<Option<Arc<Keyring>>> {
-        let Some(src) = &self.source else {
-            return Ok(None);
-        };
-        let loaded = self.loaded.get_or_init(|| {
-            Keyring::load(src).map(Arc::new).map_err(|e| match e {
-                Error::Flag { flag, message } => (flag, message),
-                other => (src.origin.clone(), other.to_string()),
-            })
-        });
-        match loaded {
-            Ok(k) => Ok(Some(Arc::clone(k))),
-            Err((flag, message)) => Err(Error::flag(flag, message)),
-        }
-    }
 }
 
 /// Why an age file did not open. Keys from the operator's identity file that open none of

@@ -1,5 +1,6 @@
 //! Reading a stored backup back: what `backup` checks before it writes a manifest and
-//! what `verify` checks later, in one place so that neither job imports the other.
+//! what `verify` checks later, in one place beside the rest of what opens a stored backup
+//! (so that neither job imports the other).
 
 use sha2::{Digest, Sha256};
 
