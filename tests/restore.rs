@@ -639,3 +639,134 @@ fn drill_etcd37_plain_and_with_revision_bump() {
     drill(&b, "3.7.3", false, None, Writer::Native);
     drill(&b, "3.7.3", true, None, Writer::Native);
 }
+
+/// The commands RUNBOOK.md gives an operator without lifeboat on the node, run exactly as
+/// written for a member whose data dir has a space in its name (etcd 3.5.1): step 2's
+/// `mv` aside, step 3's `etcdutl snapshot restore` (on the fetched snapshot) and step 4's
+/// `etcd …` command line; then `restore check` finds the plan's cluster with the backup.
+#[test]
+fn runbook_commands_run_as_written_for_a_data_dir_with_a_space() {
+    let bins = etcd35();
+    let etcdutl = bins.etcdutl.clone().expect("etcd 3.5.1 ships etcdutl");
+    let src = Cluster::single(&bins, Opts::default());
+    for i in 0..50 {
+        src.put(&format!("/runbook/{i:03}"), "v");
+    }
+    let dest = TempDir::new().unwrap();
+    let m = backup_json(&src, dest.path(), &[]);
+    drop(src);
+
+    let work = TempDir::new().unwrap();
+    let data_dir = work.path().join("etcd data");
+    std::fs::create_dir_all(data_dir.join("member")).unwrap();
+    std::fs::write(data_dir.join("member/old"), "the old member's files").unwrap();
+    let topo = work.path().join("topology.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "cluster_token = \"runbook-space\"\netcd_version = \"3.5.1\"\n\n[[member]]\nname = \"r0\"\nhost = \"127.0.0.1\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\n",
+            free_port(),
+            free_port(),
+            data_dir.display()
+        ),
+    )
+    .unwrap();
+    let plan_dir = work.path().join("plan");
+    let plan = make_plan(dest.path(), &topo, &plan_dir, &["--no-bump-revision"]);
+    let runbook = std::fs::read_to_string(plan_dir.join("RUNBOOK.md")).unwrap();
+    let code = |line: &str, after: &str| -> String {
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        rest[..rest.find('`').unwrap()].to_string()
+    };
+    let bash = |cmd: &str, path: &str| {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(&plan_dir)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let sys_path = std::env::var("PATH").unwrap_or_default();
+
+    // Step 2: move the old data dir aside.
+    let mv = runbook
+        .lines()
+        .find(|l| l.starts_with("- on 127.0.0.1: `mv "))
+        .expect("step 2's mv line");
+    bash(&code(mv, "`"), &sys_path);
+    assert!(!data_dir.exists(), "{mv}");
+    let aside: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("etcd data.before-restore-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{mv}");
+    assert!(aside[0].path().join("member/old").is_file());
+
+    // Step 3, without lifeboat: the fetched snapshot and etcd's own tool.
+    let o = run_lifeboat([
+        "fetch",
+        "--from",
+        dest.path().to_str().unwrap(),
+        m["id"].as_str().unwrap(),
+        "--out",
+        plan_dir.join("snapshot.db").to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    let restore = runbook
+        .lines()
+        .find(|l| l.starts_with("- on 127.0.0.1: `./r0.sh`, or `"))
+        .expect("step 3's restore command");
+    let cmd = code(restore, ", or `");
+    assert!(cmd.starts_with("etcdutl snapshot restore "), "{cmd}");
+    let tools = format!("{}:{sys_path}", etcdutl.parent().unwrap().display());
+    bash(&cmd, &tools);
+    assert!(data_dir.join("member/wal").is_dir(), "{cmd}");
+
+    // Step 4: etcd with exactly the printed flags.
+    let start = runbook
+        .lines()
+        .find_map(|l| l.strip_prefix("  etcd "))
+        .expect("step 4's etcd command line");
+    let mut etcd = Command::new("bash")
+        .arg("-c")
+        .arg(format!("exec {} {start}", runbook_sh_word(&bins.etcd)))
+        .current_dir(work.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = plan["members"][0]["client_urls"][0].as_str().unwrap();
+    let t0 = std::time::Instant::now();
+    let ready = loop {
+        let o = Command::new(&bins.etcdctl)
+            .env("ETCDCTL_API", "3")
+            .args([&format!("--endpoints={client}"), "endpoint", "health"])
+            .output()
+            .unwrap();
+        if o.status.success() || t0.elapsed() > std::time::Duration::from_secs(30) {
+            break o.status.success();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let check = run_lifeboat(["restore", "check", "--plan", plan_dir.to_str().unwrap()]);
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    assert!(ready, "etcd {start} did not become healthy");
+    assert_exit(&check, 0);
+}
+
+/// A path as one bash word (single-quoted).
+fn runbook_sh_word(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}

@@ -16,6 +16,27 @@ pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `s` as one shell word: as is when it holds only characters the shell takes literally,
+/// single-quoted otherwise (a data dir with a space stays one argument when pasted).
+pub fn sh_word(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:=,@%+-".contains(c));
+    if plain {
+        s.to_string()
+    } else {
+        sh_quote(s)
+    }
+}
+
+/// A command line to paste: each argument one shell word.
+pub fn sh_line(args: &[String]) -> String {
+    args.iter()
+        .map(|a| sh_word(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// `--NAME=VALUE` for each of `names` the member's start flags set, in that order.
 fn flags_of<'a>(m: &'a PlanMember, names: &'a [&str]) -> impl Iterator<Item = (&'a str, &'a str)> {
     names.iter().filter_map(|n| Some((*n, m.flag(n)?)))
@@ -49,6 +70,7 @@ const SYSTEMD_FLAGS: &[&str] = &[
 const STATIC_POD_FLAGS: &[&str] = &[
     "name",
     "data-dir",
+    "wal-dir",
     "initial-cluster",
     "initial-cluster-token",
     "initial-cluster-state",
@@ -112,15 +134,20 @@ pub fn config_changes(m: &PlanMember) -> String {
             for (n, v) in flags_of(m, STATIC_POD_FLAGS) {
                 let _ = writeln!(s, "    - --{n}={v}");
             }
+            let wal = m
+                .wal_dir
+                .as_ref()
+                .map(|w| format!(" and a hostPath volume for the WAL dir {w}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "and keep the hostPath volume `etcd-data` pointing at {}. Then move it back to {} (the kubelet starts etcd).",
+                "and keep the hostPath volume `etcd-data` pointing at {}{wal}. Then move it back to {} (the kubelet starts etcd).",
                 m.data_dir, m.manifest
             );
         }
         RunsAs::Command => {
             let _ = writeln!(s, "Start etcd with exactly these flags:");
-            let _ = writeln!(s, "  etcd {}", m.etcd_flags.join(" "));
+            let _ = writeln!(s, "  etcd {}", sh_line(&m.etcd_flags));
         }
     }
     s
@@ -162,6 +189,15 @@ fn old_members_stopped_check(plan: &Plan) -> String {
         "Check (bash; exit 0 when no old member answers on its client URL, from the backup's manifest):\n\n    \
 up=0; for hp in {}; do if timeout 3 bash -c \"exec 3<>/dev/tcp/${{hp%:*}}/${{hp##*:}}\" 2>/dev/null; then echo \"$hp still answers: stop that member\"; up=1; fi; done; test $up = 0\n",
         hostports.join(" ")
+    )
+}
+
+/// `mv DIR DIR.before-restore-<now>`, each path one shell word.
+fn move_aside(dir: &str) -> String {
+    format!(
+        "mv {} {}.before-restore-$(date -u +%Y%m%dT%H%M%SZ)",
+        sh_word(dir),
+        sh_word(dir)
     )
 }
 
@@ -222,13 +258,12 @@ and the old one would keep serving stale data.\n"
     for m in &plan.members {
         let _ = writeln!(
             s,
-            "- on {}: `mv {} {}.before-restore-$(date -u +%Y%m%dT%H%M%SZ)`{}",
+            "- on {}: `{}`{}",
             m.host,
-            m.data_dir,
-            m.data_dir,
+            move_aside(&m.data_dir),
             m.wal_dir
                 .as_ref()
-                .map(|w| format!(" and `mv {w} {w}.before-restore-$(date -u +%Y%m%dT%H%M%SZ)`"))
+                .map(|w| format!(" and `{}`", move_aside(w)))
                 .unwrap_or_default()
         );
     }
@@ -252,7 +287,7 @@ and prints the configuration to change. Where lifeboat is not installed, copy th
                 m.etcd_version
             )
         } else {
-            format!("or `{}`", restore_command(plan, m, "snapshot.db").join(" "))
+            format!("or `{}`", sh_line(&restore_command(plan, m, "snapshot.db")))
         };
         let _ = writeln!(s, "- on {}: `./{}.sh`, {without}", m.host, m.name);
     }
@@ -373,7 +408,7 @@ elif [ -f "$MARK" ] && [ -d "$DATA_DIR/member" ]; then
 else
   lifeboat_refuse_running 0 "$STOP" "$DATA_DIR" ${{WAL_DIR:+"$WAL_DIR"}}
   if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
-    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv $DATA_DIR $DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)" >&2
+    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv '$DATA_DIR' '$DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)'" >&2
     exit 2
   elif command -v lifeboat >/dev/null 2>&1; then
     lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"

@@ -322,6 +322,13 @@ impl<'a> Validator<'a> {
         let wal_dir = m.wal_dir.as_ref().map(|w| {
             let s = w.get_ref().trim().to_string();
             self.check_absolute(k("wal_dir"), self.at(w), &s);
+            if nested(&s, &data_dir) || nested(&data_dir, &s) {
+                self.problem(
+                    k("wal_dir"),
+                    self.at(w),
+                    format!("{s} and data_dir {data_dir} overlap: a restore moves each aside on its own and writes each afresh; give a WAL dir outside the data dir (or leave wal_dir out: etcd keeps the WAL in the data dir)"),
+                );
+            }
             s
         });
         let runs_as = m.runs_as.as_ref().map_or(RunsAs::Command, |r| *r.get_ref());
@@ -449,6 +456,13 @@ impl<'a> Validator<'a> {
     }
 }
 
+/// Whether directory `inner` is `outer` or lies under it (lexically, as the topology
+/// spells them).
+fn nested(inner: &str, outer: &str) -> bool {
+    let (i, o) = (inner.trim_end_matches('/'), outer.trim_end_matches('/'));
+    i == o || i.strip_prefix(o).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// A starting topology from a backup's members, for the operator to edit: same names and
 /// URLs, a generated token, and the data dir etcd uses by default.
 pub fn starting_topology(m: &crate::catalog::Manifest) -> String {
@@ -557,6 +571,24 @@ runs_as = "systemd"
             p[2].message.contains("also a peer URL of \"a\" (line 6)"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_wal_dir_inside_the_data_dir_or_around_it_is_refused() {
+        for wal in ["/var/lib/etcd-a/wal", "/var/lib/etcd-a/", "/var/lib"] {
+            let bad = GOOD.replace(
+                "data_dir = \"/var/lib/etcd-a\"",
+                &format!("data_dir = \"/var/lib/etcd-a\"\nwal_dir = \"{wal}\""),
+            );
+            let p = parse(&bad).unwrap_err();
+            assert_eq!(p[0].key, "member[0].wal_dir", "{p:?}");
+            assert!(p[0].message.contains("overlap"), "{p:?}");
+        }
+        let ok = GOOD.replace(
+            "data_dir = \"/var/lib/etcd-a\"",
+            "data_dir = \"/var/lib/etcd-a\"\nwal_dir = \"/var/lib/etcd-a-wal\"",
+        );
+        assert!(parse(&ok).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Golden outputs of `restore plan`: plan.json, RUNBOOK.md and every node script, for a
 //! topology that uses each way of running etcd (systemd with a WAL dir and TLS, a static
-//! pod, a command line), from a backup with the revision bump and from a member's db.
+//! pod with a WAL dir, a command line with a space in its data dir), from a backup with the
+//! revision bump and from a member's db.
 //! Any change to the generated text shows up here as a diff against
 //! `tests/golden/restore-plan/`; `LIFEBOAT_BLESS=1 cargo test --lib golden_plan` rewrites
 //! the files after a deliberate change (review the diff before committing it).
@@ -37,6 +38,7 @@ name = "pod"
 peer_urls = ["https://10.0.0.2:2380"]
 client_urls = ["https://10.0.0.2:2379"]
 data_dir = "/var/lib/etcd"
+wal_dir = "/var/lib/etcd-wal"
 runs_as = "static-pod"
 manifest = "/etc/kubernetes/manifests/etcd.yaml"
 etcd_version = "3.4"
@@ -48,7 +50,7 @@ peer_trusted_ca_file = "/etc/kubernetes/pki/etcd/ca.crt"
 name = "cmd"
 peer_urls = ["http://10.0.0.3:2380", "http://10.0.0.33:2380"]
 client_urls = ["http://10.0.0.3:2379"]
-data_dir = "/srv/etcd"
+data_dir = "/srv/etcd data"
 runs_as = "command"
 cert_file = "/etc/etcd/server.crt"
 key_file = "/etc/etcd/server.key"

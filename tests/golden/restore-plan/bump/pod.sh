@@ -8,10 +8,10 @@ PLAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NAME='pod'
 HOST='10.0.0.2'
 DATA_DIR='/var/lib/etcd'
-WAL_DIR=''
+WAL_DIR='/var/lib/etcd-wal'
 MARK="$DATA_DIR.lifeboat-restored"
-PLAN='3ffae11561c81386'
-THIS_PLAN='plan 3ffae11561c81386 (token golden-restore, backup 20261121T031500.000Z-8e9e05c52164694d)'
+PLAN='b5c14da36de7a532'
+THIS_PLAN='plan b5c14da36de7a532 (token golden-restore, backup 20261121T031500.000Z-8e9e05c52164694d)'
 LEGACY_MARK='9e5f0047437beb18 fe3a7f8340190369 20261121T031500.000Z-8e9e05c52164694d'
 STOP='mkdir -p /etc/kubernetes/manifests-aside && mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/manifests-aside/   # the kubelet stops both pods'
 
@@ -67,7 +67,7 @@ elif [ -f "$MARK" ] && [ -d "$DATA_DIR/member" ]; then
 else
   lifeboat_refuse_running 0 "$STOP" "$DATA_DIR" ${WAL_DIR:+"$WAL_DIR"}
   if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
-    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv $DATA_DIR $DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)" >&2
+    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv '$DATA_DIR' '$DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)'" >&2
     exit 2
   elif command -v lifeboat >/dev/null 2>&1; then
     lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"
@@ -86,7 +86,7 @@ else
       echo "$NAME.sh: lifeboat is not installed here and $SNAPSHOT is missing: copy the output of \`lifeboat fetch\` there (see RUNBOOK.md)" >&2
       exit 2
     fi
-    ETCDCTL_API=3 'etcdctl' 'snapshot' 'restore' ''"$SNAPSHOT"'' '--name=pod' '--initial-cluster=sys=https://10.0.0.1:2380,pod=https://10.0.0.2:2380,cmd=http://10.0.0.3:2380,cmd=http://10.0.0.33:2380' '--initial-cluster-token=golden-restore' '--initial-advertise-peer-urls=https://10.0.0.2:2380' '--data-dir=/var/lib/etcd' '--bump-revision=1000000000' '--mark-compacted'
+    ETCDCTL_API=3 'etcdctl' 'snapshot' 'restore' ''"$SNAPSHOT"'' '--name=pod' '--initial-cluster=sys=https://10.0.0.1:2380,pod=https://10.0.0.2:2380,cmd=http://10.0.0.3:2380,cmd=http://10.0.0.33:2380' '--initial-cluster-token=golden-restore' '--initial-advertise-peer-urls=https://10.0.0.2:2380' '--data-dir=/var/lib/etcd' '--wal-dir=/var/lib/etcd-wal' '--bump-revision=1000000000' '--mark-compacted'
     printf 'plan=%s\ntoken=%s\nbackup=%s\nmember=%s\ncluster=%s\nwritten=%s\n' "$PLAN" 'golden-restore' '20261121T031500.000Z-8e9e05c52164694d' '9e5f0047437beb18' 'fe3a7f8340190369' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$MARK"
   fi
 fi
@@ -96,9 +96,10 @@ Configuration changes for pod:
 In /etc/kubernetes/manifests-aside/etcd.yaml (the etcd static pod, moved aside from /etc/kubernetes/manifests/etcd.yaml), under `command:` make these flags read:
     - --name=pod
     - --data-dir=/var/lib/etcd
+    - --wal-dir=/var/lib/etcd-wal
     - --initial-cluster=sys=https://10.0.0.1:2380,pod=https://10.0.0.2:2380,cmd=http://10.0.0.3:2380,cmd=http://10.0.0.33:2380
     - --initial-cluster-token=golden-restore
     - --initial-cluster-state=new
     - --initial-advertise-peer-urls=https://10.0.0.2:2380
-and keep the hostPath volume `etcd-data` pointing at /var/lib/etcd. Then move it back to /etc/kubernetes/manifests/etcd.yaml (the kubelet starts etcd).
+and keep the hostPath volume `etcd-data` pointing at /var/lib/etcd and a hostPath volume for the WAL dir /var/lib/etcd-wal. Then move it back to /etc/kubernetes/manifests/etcd.yaml (the kubelet starts etcd).
 LIFEBOAT_CONFIG

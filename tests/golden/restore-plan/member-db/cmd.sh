@@ -7,11 +7,11 @@ set -euo pipefail
 PLAN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NAME='cmd'
 HOST='10.0.0.3'
-DATA_DIR='/srv/etcd'
+DATA_DIR='/srv/etcd data'
 WAL_DIR=''
 MARK="$DATA_DIR.lifeboat-restored"
-PLAN='ede2af0949c7423b'
-THIS_PLAN='plan ede2af0949c7423b (token golden-restore, backup 20261121T031500.000Z-8e9e05c52164694d)'
+PLAN='d925ed4a7b66d667'
+THIS_PLAN='plan d925ed4a7b66d667 (token golden-restore, backup 20261121T031500.000Z-8e9e05c52164694d)'
 LEGACY_MARK='1329a3467e6662ba fe3a7f8340190369 20261121T031500.000Z-8e9e05c52164694d'
 STOP='stop the etcd process (SIGTERM), and anything that restarts it'
 
@@ -67,7 +67,7 @@ elif [ -f "$MARK" ] && [ -d "$DATA_DIR/member" ]; then
 else
   lifeboat_refuse_running 0 "$STOP" "$DATA_DIR" ${WAL_DIR:+"$WAL_DIR"}
   if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
-    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv $DATA_DIR $DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)" >&2
+    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv '$DATA_DIR' '$DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)'" >&2
     exit 2
   elif command -v lifeboat >/dev/null 2>&1; then
     lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"
@@ -81,7 +81,7 @@ else
       echo "$NAME.sh: lifeboat is not installed here and $SNAPSHOT is missing: copy the output of \`lifeboat fetch\` there (see RUNBOOK.md)" >&2
       exit 2
     fi
-    'etcdutl' 'snapshot' 'restore' ''"$SNAPSHOT"'' '--name=cmd' '--initial-cluster=sys=https://10.0.0.1:2380,pod=https://10.0.0.2:2380,cmd=http://10.0.0.3:2380,cmd=http://10.0.0.33:2380' '--initial-cluster-token=golden-restore' '--initial-advertise-peer-urls=http://10.0.0.3:2380,http://10.0.0.33:2380' '--data-dir=/srv/etcd' '--skip-hash-check'
+    'etcdutl' 'snapshot' 'restore' ''"$SNAPSHOT"'' '--name=cmd' '--initial-cluster=sys=https://10.0.0.1:2380,pod=https://10.0.0.2:2380,cmd=http://10.0.0.3:2380,cmd=http://10.0.0.33:2380' '--initial-cluster-token=golden-restore' '--initial-advertise-peer-urls=http://10.0.0.3:2380,http://10.0.0.33:2380' '--data-dir=/srv/etcd data' '--skip-hash-check'
     printf 'plan=%s\ntoken=%s\nbackup=%s\nmember=%s\ncluster=%s\nwritten=%s\n' "$PLAN" 'golden-restore' '20261121T031500.000Z-8e9e05c52164694d' '1329a3467e6662ba' 'fe3a7f8340190369' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$MARK"
   fi
 fi
@@ -89,5 +89,5 @@ fi
 cat <<'LIFEBOAT_CONFIG'
 Configuration changes for cmd:
 Start etcd with exactly these flags:
-  etcd --name=cmd --data-dir=/srv/etcd --listen-peer-urls=http://10.0.0.3:2380,http://10.0.0.33:2380 --initial-advertise-peer-urls=http://10.0.0.3:2380,http://10.0.0.33:2380 --listen-client-urls=http://10.0.0.3:2379 --advertise-client-urls=http://10.0.0.3:2379 --initial-cluster=sys=https://10.0.0.1:2380,pod=https://10.0.0.2:2380,cmd=http://10.0.0.3:2380,cmd=http://10.0.0.33:2380 --initial-cluster-token=golden-restore --initial-cluster-state=new --cert-file=/etc/etcd/server.crt --key-file=/etc/etcd/server.key
+  etcd --name=cmd '--data-dir=/srv/etcd data' --listen-peer-urls=http://10.0.0.3:2380,http://10.0.0.33:2380 --initial-advertise-peer-urls=http://10.0.0.3:2380,http://10.0.0.33:2380 --listen-client-urls=http://10.0.0.3:2379 --advertise-client-urls=http://10.0.0.3:2379 --initial-cluster=sys=https://10.0.0.1:2380,pod=https://10.0.0.2:2380,cmd=http://10.0.0.3:2380,cmd=http://10.0.0.33:2380 --initial-cluster-token=golden-restore --initial-cluster-state=new --cert-file=/etc/etcd/server.crt --key-file=/etc/etcd/server.key
 LIFEBOAT_CONFIG

@@ -10,8 +10,8 @@ HOST='node-a'
 DATA_DIR='/var/lib/etcd'
 WAL_DIR='/var/lib/etcd-wal'
 MARK="$DATA_DIR.lifeboat-restored"
-PLAN='ede2af0949c7423b'
-THIS_PLAN='plan ede2af0949c7423b (token golden-restore, backup 20261121T031500.000Z-8e9e05c52164694d)'
+PLAN='d925ed4a7b66d667'
+THIS_PLAN='plan d925ed4a7b66d667 (token golden-restore, backup 20261121T031500.000Z-8e9e05c52164694d)'
 LEGACY_MARK='3abc5592e02456f6 fe3a7f8340190369 20261121T031500.000Z-8e9e05c52164694d'
 STOP='systemctl stop etcd-main.service'
 
@@ -67,7 +67,7 @@ elif [ -f "$MARK" ] && [ -d "$DATA_DIR/member" ]; then
 else
   lifeboat_refuse_running 0 "$STOP" "$DATA_DIR" ${WAL_DIR:+"$WAL_DIR"}
   if [ -d "$DATA_DIR" ] && [ -n "$(ls -A "$DATA_DIR")" ]; then
-    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv $DATA_DIR $DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)" >&2
+    echo "$NAME.sh: $DATA_DIR is not empty; move it aside first (never delete it): mv '$DATA_DIR' '$DATA_DIR.before-restore-$(date -u +%Y%m%dT%H%M%SZ)'" >&2
     exit 2
   elif command -v lifeboat >/dev/null 2>&1; then
     lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"
