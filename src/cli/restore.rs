@@ -60,8 +60,8 @@ pub struct PlanArgs {
     pub from: Option<String>,
     /// `snapshot`: restore the whole cluster; `replace-member`: replace one broken member of
     /// a healthy cluster (no snapshot; live values from the cluster, --endpoints).
-    #[arg(long, value_parser = ["snapshot", "replace-member"], default_value = "snapshot")]
-    pub mode: String,
+    #[arg(long, value_enum, default_value_t = PlanMode::Snapshot)]
+    pub mode: PlanMode,
     /// With --mode replace-member: the member to replace.
     #[arg(long, value_name = "NAME")]
     pub member: Option<String>,
@@ -136,9 +136,18 @@ pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What `restore plan` plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanMode {
+    // The whole cluster from a backup (or a surviving member's db).
+    Snapshot,
+    // One broken member of a healthy cluster.
+    ReplaceMember,
+}
+
 fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let t = topology::load(&a.topology)?;
-    if a.mode == "replace-member" {
+    if a.mode == PlanMode::ReplaceMember {
         return replace_member(&a, &t, g);
     }
     let mut stored = None;

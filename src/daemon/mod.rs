@@ -152,10 +152,7 @@ pub(crate) fn unix_now() -> f64 {
 async fn sleep_until_slot(p: &Plan) {
     match schedule::until_next_slot(&p.schedule, p.jitter) {
         Some(d) => {
-            let at = time::OffsetDateTime::now_utc() + d;
-            let at = at
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
+            let at = crate::timestamp::Timestamp::from(time::OffsetDateTime::now_utc() + d);
             tracing::info!(at = %at, "next slot");
             tokio::time::sleep(d).await
         }

@@ -224,12 +224,8 @@ pub(crate) fn publish(
     let last_success = ms
         .iter()
         .filter_map(|m| {
-            let t = time::OffsetDateTime::parse(
-                &m.newest.as_ref()?.completed_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok()?;
-            Some(t.unix_timestamp_nanos() as f64 / 1e9)
+            let t = crate::timestamp::Timestamp::parse(&m.newest.as_ref()?.completed_at)?;
+            Some(t.unix_seconds())
         })
         .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
     let previous = {

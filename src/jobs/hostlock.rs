@@ -67,9 +67,7 @@ pub fn acquire(config: &Path, wait: Duration) -> Result<HostLock> {
         path: path.clone(),
         source: e,
     };
-    let since = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let since = crate::timestamp::Timestamp::now();
     let me = format!("pid {} since {since}", std::process::id());
     let on_wait = &mut |holder: &str| {
         tracing::warn!(

@@ -235,9 +235,7 @@ pub fn prune(
         if !keep {
             let manifest = catalog::manifest_name(&id);
             if let Some(t) = locked_until(store, &[&manifest, &l.object])? {
-                let until = time::OffsetDateTime::from(t)
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default();
+                let until = crate::timestamp::Timestamp::from(t).to_string();
                 reasons = vec![format!("object lock until {until}")];
                 keep = true;
                 report.locked.push(LockedBackup {

@@ -9,13 +9,13 @@
 //! A backup that fails is recorded as failed and nothing else: it is never deleted
 //! automatically, and retention keeps it and never counts it as the newest good backup.
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::verify::VerifyReport;
 use crate::catalog::verified::{self, VerifyRecord};
 use crate::catalog::{BadManifest, Manifest, Repository};
 use crate::store::Store;
+use crate::timestamp::Timestamp;
 use crate::{Error, Result};
 
 /// The backups to verify this run, in order: never scrubbed first (oldest first), then by
@@ -31,8 +31,8 @@ pub fn rotation(
         // Never scrubbed (or an unreadable time) goes first. Parsed, not compared as text:
         // RFC 3339 fractions vary in length and would misorder as strings.
         let last = record
-            .and_then(|r| OffsetDateTime::parse(&r.verified_at, &Rfc3339).ok())
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+            .and_then(|r| Timestamp::parse(&r.verified_at))
+            .unwrap_or(Timestamp::from(OffsetDateTime::UNIX_EPOCH));
         keyed.push((last, m));
     }
     keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
@@ -52,12 +52,9 @@ pub fn rotation(
 
 /// Record a verification's verdict beside the backup.
 pub fn record(repo: &Repository, r: &VerifyReport, at: OffsetDateTime) -> Result<()> {
-    let verified_at = at
-        .format(&Rfc3339)
-        .map_err(|e| Error::Failed(format!("format time: {e}")))?;
     repo.record_verdict(&VerifyRecord {
         id: r.id.clone(),
-        verified_at,
+        verified_at: Timestamp::from(at).to_string(),
         ok: r.ok,
         problems: r.problems.clone(),
     })
@@ -98,8 +95,8 @@ pub fn summary(store: &dyn Store, manifests: &[Manifest]) -> Result<Summary> {
         }
         let passed_at = record
             .filter(|r| r.ok)
-            .and_then(|r| OffsetDateTime::parse(&r.verified_at, &Rfc3339).ok())
-            .map(|t| t.unix_timestamp_nanos() as f64 / 1e9);
+            .and_then(|r| Timestamp::parse(&r.verified_at))
+            .map(|t| t.unix_seconds());
         if let Some(t) = passed_at {
             s.last_success = Some(s.last_success.map_or(t, |l: f64| l.max(t)));
         }

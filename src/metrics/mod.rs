@@ -96,9 +96,7 @@ pub fn write_run(
 }
 
 fn unix_of(rfc3339: &str) -> Option<f64> {
-    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
-        .ok()?;
-    Some(t.unix_timestamp_nanos() as f64 / 1e9)
+    Some(crate::timestamp::Timestamp::parse(rfc3339)?.unix_seconds())
 }
 
 fn esc(v: &str) -> String {

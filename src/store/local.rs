@@ -358,9 +358,7 @@ impl Store for LocalStore {
 
     fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>> {
         let path = self.dir.join(LOCK_FILE);
-        let started = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let started = crate::timestamp::Timestamp::now();
         let me = format!(
             "pid={}\nhost={}\nsince={started}\n",
             std::process::id(),

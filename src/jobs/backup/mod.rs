@@ -31,7 +31,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::catalog::{self, Manifest};
@@ -120,7 +119,7 @@ fn now() -> OffsetDateTime {
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
+    crate::timestamp::Timestamp::from(t).to_string()
 }
 
 /// One destination through a run: its store (behind the retry wrapper), its encryption,
