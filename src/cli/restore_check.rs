@@ -88,7 +88,7 @@ fn print_text(r: &CheckReport, quiet: bool) {
             m.name,
             state,
             m.member_id,
-            m.cluster_id.as_deref().unwrap_or("-"),
+            m.cluster_id.map_or("-".into(), |c| c.to_string()),
             m.endpoint,
             if m.is_leader { " (leader)" } else { "" },
             opt(m.revision),

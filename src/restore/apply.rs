@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::guard::{self, PlanId, Previous};
 use super::plan::{Plan, PlanMember};
 use crate::error::IoContext;
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::{Error, Result};
 
 /// What writes the member's data dir: lifeboat's own writer ([`crate::restore::native`],
@@ -64,8 +65,8 @@ pub struct ApplyReport {
     pub data_dir: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_aside: Option<String>,
-    pub member_id: String,
-    pub cluster_id: String,
+    pub member_id: MemberId,
+    pub cluster_id: ClusterId,
     /// The plan's id: `plan DIGEST (token T, backup B)`.
     pub plan: String,
     /// The data dir was already restored by this plan: nothing was done.
@@ -126,8 +127,8 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         backup_id: plan.backup_id.clone(),
         data_dir: m.data_dir.clone(),
         moved_aside: None,
-        member_id: m.member_id.clone(),
-        cluster_id: plan.cluster_id.clone(),
+        member_id: m.member_id,
+        cluster_id: plan.cluster_id,
         plan: opts.plan_id.to_string(),
         already_restored: false,
         steps: Vec::new(),
@@ -402,7 +403,7 @@ fn check_written(plan: &Plan, m: &PlanMember) -> Result<()> {
     let r = crate::member::check_dir(&dirs, crate::member::Options { db_walk: false });
     let got_member = r.member_id.clone().unwrap_or_default();
     let got_cluster = r.cluster_id.clone().unwrap_or_default();
-    if got_member != m.member_id || got_cluster != plan.cluster_id {
+    if m.member_id != *got_member || plan.cluster_id != *got_cluster {
         return Err(Error::integrity(
             &m.data_dir,
             format!(

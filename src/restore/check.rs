@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::plan::{Plan, PlanMember};
 use crate::error::EtcdErrorKind;
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::source::etcd::{errors::classify, strip_scheme, survey, ConnectConfig, EndpointStatus};
 use crate::{Error, Result};
 
@@ -27,11 +28,11 @@ use crate::{Error, Result};
 pub struct MemberCheck {
     pub name: String,
     /// The id it answered with (hex), or the plan's when it did not answer.
-    pub member_id: String,
+    pub member_id: MemberId,
     /// The plan's id for this member (hex).
-    pub member_id_expected: String,
+    pub member_id_expected: MemberId,
     /// The cluster id it answered with (hex); None when it did not answer.
-    pub cluster_id: Option<String>,
+    pub cluster_id: Option<ClusterId>,
     pub endpoint: String,
     pub ok: bool,
     pub problems: Vec<String>,
@@ -49,7 +50,7 @@ pub struct CheckReport {
     pub verdict: &'static str,
     pub backup_id: String,
     /// The plan's cluster id (hex).
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub members: Vec<MemberCheck>,
     /// The leader's name, when there is exactly one.
     pub leader: Option<String>,
@@ -74,10 +75,6 @@ struct Data {
     hashkv_revision: Option<i64>,
     keys: Option<u64>,
     error: Option<String>,
-}
-
-fn hex(v: u64) -> String {
-    format!("{v:x}")
 }
 
 /// The endpoint to ask for `m`: its first client URL.
@@ -192,8 +189,8 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         let st = status_of(&ep);
         let mut mc = MemberCheck {
             name: m.name.clone(),
-            member_id: m.member_id.clone(),
-            member_id_expected: m.member_id.clone(),
+            member_id: m.member_id,
+            member_id_expected: m.member_id,
             cluster_id: None,
             endpoint: ep.clone(),
             ok: true,
@@ -205,26 +202,27 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         };
         match st {
             Some(s) if s.reachable => {
-                mc.member_id = hex(s.member_id);
-                mc.cluster_id = Some(hex(s.cluster_id));
+                let (got_member, got_cluster) = (MemberId(s.member_id), ClusterId(s.cluster_id));
+                mc.member_id = got_member;
+                mc.cluster_id = Some(got_cluster);
                 mc.revision = Some(d.hashkv_revision.unwrap_or(s.revision));
                 mc.is_leader = s.leader != 0 && s.leader == s.member_id;
                 if s.leader != 0 && !leaders.contains(&s.leader) {
                     leaders.push(s.leader);
                 }
-                if hex(s.cluster_id) != plan.cluster_id {
+                if got_cluster != plan.cluster_id {
                     mc.problems.push(format!(
                         "answers as member {} of cluster {}, not of the plan's cluster {}: it was started from another plan or from an old data dir; stop it, move its data dir aside and run `lifeboat restore apply --plan DIR --node {}`",
-                        hex(s.member_id),
-                        hex(s.cluster_id),
+                        got_member,
+                        got_cluster,
                         plan.cluster_id,
                         m.name
                     ));
                     unhealthy = true;
-                } else if hex(s.member_id) != m.member_id {
+                } else if got_member != m.member_id {
                     mc.problems.push(format!(
                         "answers as member {}, the plan's {} is {}: a member of another restore answers at its client URL; stop it and start {} with the plan's flags",
-                        hex(s.member_id),
+                        got_member,
                         m.name,
                         m.member_id,
                         m.name
@@ -262,17 +260,17 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
     }
 
     // Exactly one leader, one of the plan's members.
-    let planned: Vec<&str> = plan.members.iter().map(|m| m.member_id.as_str()).collect();
+    let planned: Vec<MemberId> = plan.members.iter().map(|m| m.member_id).collect();
     let leader = match leaders.as_slice() {
-        [l] if planned.contains(&hex(*l).as_str()) => plan
+        [l] if planned.contains(&MemberId(*l)) => plan
             .members
             .iter()
-            .find(|m| m.member_id == hex(*l))
+            .find(|m| m.member_id == MemberId(*l))
             .map(|m| m.name.clone()),
         [l] => {
             problems.push(format!(
                 "the leader {} is not a member of the plan",
-                hex(*l)
+                MemberId(*l)
             ));
             unhealthy = true;
             None
@@ -288,7 +286,7 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
             problems.push(format!(
                 "the members name {} different leaders ({}): the cluster is split; see the members' problems",
                 many.len(),
-                many.iter().map(|l| hex(*l)).collect::<Vec<_>>().join(", ")
+                many.iter().map(|l| MemberId(*l).to_string()).collect::<Vec<_>>().join(", ")
             ));
             unhealthy = true;
             None
@@ -297,18 +295,16 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
 
     // The member list is the plan's.
     if let Some(v) = &view {
-        let mut got: Vec<String> = v.members.iter().map(|m| hex(m.id)).collect();
-        let mut want: Vec<String> = planned.iter().map(|s| s.to_string()).collect();
-        got.sort();
-        want.sort();
-        if !got.is_empty()
-            && got != want
-            && v.cluster_id.map(hex).as_deref() == Some(&plan.cluster_id)
-        {
+        let mut got: Vec<MemberId> = v.members.iter().map(|m| MemberId(m.id)).collect();
+        let mut want = planned.clone();
+        got.sort_by_key(|m| m.to_string());
+        want.sort_by_key(|m| m.to_string());
+        let list = |ids: &[MemberId]| ids.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        if !got.is_empty() && got != want && v.cluster_id.map(ClusterId) == Some(plan.cluster_id) {
             problems.push(format!(
                 "the member list holds {}, the plan {}",
-                got.join(", "),
-                want.join(", ")
+                list(&got).join(", "),
+                list(&want).join(", ")
             ));
             unhealthy = true;
         }
@@ -317,7 +313,7 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
     // The data: revision, hashkv and key count, equal everywhere and to the prediction.
     let answered: Vec<&MemberCheck> = members
         .iter()
-        .filter(|m| m.cluster_id.as_deref() == Some(plan.cluster_id.as_str()))
+        .filter(|m| m.cluster_id == Some(plan.cluster_id))
         .collect();
     let first = answered.first();
     let revision = first.and_then(|m| m.revision);
@@ -397,7 +393,7 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         ok,
         verdict,
         backup_id: plan.backup_id.clone(),
-        cluster_id: plan.cluster_id.clone(),
+        cluster_id: plan.cluster_id,
         members,
         leader,
         revision,

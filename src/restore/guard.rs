@@ -169,8 +169,8 @@ pub fn previous(plan: &Plan, m: &PlanMember, id: &PlanId) -> Previous {
     let same = match &mark.plan {
         Some(p) => p == id,
         None => {
-            mark.member_id == m.member_id
-                && mark.cluster_id == plan.cluster_id
+            m.member_id == *mark.member_id
+                && plan.cluster_id == *mark.cluster_id
                 && mark.backup_id == plan.backup_id
         }
     };

@@ -15,6 +15,7 @@ use super::ids;
 use super::topology::{problems_error, Member, Problem, Topology};
 use crate::catalog::Manifest;
 use crate::error::IoContext;
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::{Error, Result};
 
 pub const PLAN_FORMAT: &str = "lifeboat-restore-plan";
@@ -43,7 +44,7 @@ mod bump_or_zero {
 pub struct PlanMember {
     pub name: String,
     /// Lower-case hex without padding, as `etcdctl member list` prints it.
-    pub member_id: String,
+    pub member_id: MemberId,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub data_dir: String,
@@ -89,7 +90,7 @@ pub struct Plan {
     pub format_version: u32,
     pub cluster_token: String,
     /// Hex, as etcd prints it.
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     pub members: Vec<PlanMember>,
     /// `--initial-cluster` for every member: `name=url,...`.
     pub initial_cluster: String,
@@ -324,7 +325,7 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         ids_.push(id);
         members.push(PlanMember {
             name: mem.name.clone(),
-            member_id: format!("{id:x}"),
+            member_id: MemberId(id),
             peer_urls: mem.peer_urls.clone(),
             client_urls: mem.client_urls.clone(),
             data_dir: mem.data_dir.clone(),
@@ -360,7 +361,7 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         format: PLAN_FORMAT.into(),
         format_version: PLAN_VERSION,
         cluster_token: token,
-        cluster_id: format!("{:x}", ids::cluster_id(&ids_)),
+        cluster_id: ClusterId(ids::cluster_id(&ids_)),
         members,
         initial_cluster: initial,
         from: input.from.to_string(),

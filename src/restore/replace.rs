@@ -16,6 +16,7 @@ use serde::Serialize;
 use super::runbook::sh_quote as q;
 use super::topology::{RunsAs, Topology};
 use crate::error::IoContext;
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::source::etcd::{ClusterView, ConnectConfig};
 use crate::{Error, Result};
 
@@ -23,11 +24,11 @@ use crate::{Error, Result};
 pub struct ReplacePlan {
     pub mode: &'static str,
     pub member: String,
-    pub old_member_id: String,
+    pub old_member_id: MemberId,
     pub peer_urls: Vec<String>,
     pub data_dir: String,
     pub host: String,
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     /// A healthy member's client URL, where `member remove/add` run.
     pub healthy_endpoint: String,
     /// `--initial-cluster` for the replaced member: every member, itself included.
@@ -90,11 +91,11 @@ pub fn replace_plan(view: &ClusterView, t: &Topology, name: &str) -> Result<Repl
     Ok(ReplacePlan {
         mode: "replace-member",
         member: name.to_string(),
-        old_member_id: format!("{:x}", broken.id),
+        old_member_id: MemberId(broken.id),
         peer_urls: broken.peer_urls.clone(),
         data_dir: topo.data_dir.clone(),
         host: topo.host.clone(),
-        cluster_id: format!("{:x}", view.cluster_id.unwrap_or(0)),
+        cluster_id: ClusterId(view.cluster_id.unwrap_or(0)),
         healthy_endpoint: healthy.endpoint.clone(),
         initial_cluster: initial.join(","),
         scripts: Vec::new(),

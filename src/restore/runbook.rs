@@ -452,8 +452,8 @@ else
         "    printf 'plan=%s\\ntoken=%s\\nbackup=%s\\nmember=%s\\ncluster=%s\\nwritten=%s\\n' \"$PLAN\" {} {} {} {} \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > \"$MARK\"",
         q(&id.token),
         q(&id.backup_id),
-        q(&m.member_id),
-        q(&plan.cluster_id)
+        q(&m.member_id.to_string()),
+        q(&plan.cluster_id.to_string())
     );
     let _ = writeln!(s, "  fi");
     let _ = writeln!(s, "fi\n");

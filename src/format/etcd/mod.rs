@@ -6,6 +6,7 @@
 //! rightmost path of bucket `key`: a handful of pages, whatever the database size.
 
 pub mod hashkv;
+pub mod ids;
 mod k8s;
 pub mod proto;
 pub mod report;
@@ -15,6 +16,7 @@ use serde::{Serialize, Serializer};
 use crate::format::bolt::{Bucket, Db, FormatError, Problem};
 use crate::io::ReadAt;
 
+pub use ids::{ClusterId, MemberId};
 pub use proto::{AlarmMember, KeyValueRef, Lease};
 
 /// Bucket names of etcd 3.5.
