@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::{Error, Result};
 
 pub const FORMAT_NAME: &str = "lifeboat-backup";
@@ -28,7 +29,7 @@ pub struct Manifest {
     /// When the manifest was written.
     pub completed_at: String,
     /// Cluster id in hex, as etcd reports it.
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     /// Store revision of the snapshot: the newest revision in its `key` bucket.
     pub revision: i64,
     /// etcd's compaction revision in the snapshot: the larger of `meta/finishedCompactRev`
@@ -103,7 +104,7 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SourceMember {
     /// Member id in hex.
-    pub id: String,
+    pub id: MemberId,
     pub name: String,
     #[serde(default)]
     pub endpoint: String,
@@ -118,7 +119,7 @@ pub struct SourceMember {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ManifestMember {
     /// Member id in hex.
-    pub id: String,
+    pub id: MemberId,
     pub name: String,
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
@@ -127,7 +128,7 @@ pub struct ManifestMember {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct AlarmRecord {
-    pub member_id: String,
+    pub member_id: MemberId,
     pub alarm: String,
 }
 
@@ -138,7 +139,7 @@ pub struct EndpointRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub member_id: Option<String>,
+    pub member_id: Option<MemberId>,
     #[serde(default)]
     pub is_leader: bool,
     #[serde(default)]

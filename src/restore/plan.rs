@@ -149,7 +149,7 @@ impl Source {
             id: m.id.clone(),
             revision: m.revision,
             db_sha256: m.db_sha256.clone(),
-            cluster_id: m.cluster_id.clone(),
+            cluster_id: m.cluster_id.to_string(),
             etcd_version: m.etcd_version.clone(),
             db_file: None,
             client_urls: m

@@ -12,6 +12,7 @@ use super::{nothing_stored, now, rfc3339, BackupOptions, BackupOutcome, ReadBack
 use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
 use crate::catalog::readback::read_facts;
 use crate::catalog::{self, Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::pipeline::encrypt::{Encryption, ReadBackKey, StoredDigest};
 use crate::pipeline::SinkResult;
 use crate::source::etcd::{Choice, ClusterView};
@@ -111,13 +112,13 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
         id: run.id.clone(),
         created_at: rfc3339(started),
         completed_at: String::new(),
-        cluster_id: format!("{:x}", view.cluster_id.unwrap_or(0)),
+        cluster_id: ClusterId(view.cluster_id.unwrap_or(0)),
         revision: 0,
         compact_revision: None,
         raft_term: 0,
         raft_index: 0,
         source_member: SourceMember {
-            id: format!("{:x}", choice.member_id),
+            id: MemberId(choice.member_id),
             name: choice.name.clone(),
             endpoint: choice.endpoint.clone(),
             reason: choice.reason.clone(),
@@ -127,7 +128,7 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
             .members
             .iter()
             .map(|mm| ManifestMember {
-                id: format!("{:x}", mm.id),
+                id: MemberId(mm.id),
                 name: mm.name.clone(),
                 peer_urls: mm.peer_urls.clone(),
                 client_urls: mm.client_urls.clone(),
@@ -150,7 +151,7 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
             .alarms
             .iter()
             .map(|a| AlarmRecord {
-                member_id: format!("{:x}", a.member_id),
+                member_id: MemberId(a.member_id),
                 alarm: a.alarm.clone(),
             })
             .collect(),
@@ -161,7 +162,7 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
                 endpoint: s.endpoint.clone(),
                 reachable: s.reachable,
                 error: s.error.clone(),
-                member_id: s.reachable.then(|| format!("{:x}", s.member_id)),
+                member_id: s.reachable.then_some(MemberId(s.member_id)),
                 is_leader: s.reachable && s.member_id == s.leader,
                 raft_term: s.raft_term,
                 raft_index: s.raft_index,
