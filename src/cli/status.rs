@@ -95,7 +95,7 @@ fn print_text(r: &Report, quota_error: Option<&str>) {
 /// `cluster ID  leader ID  HEALTHY`; without a leader, what is known instead: the last
 /// leader the survivors followed, and the quorum arithmetic.
 fn header(r: &Report) -> String {
-    let cluster = r.cluster_id.clone().unwrap_or_else(|| "?".into());
+    let cluster = r.cluster_id.map_or_else(|| "?".into(), |c| c.to_string());
     let verdict = if r.healthy { "HEALTHY" } else { "UNHEALTHY" };
     let q = &r.quorum;
     let leader = match (&r.leader, &r.last_known_leader) {
@@ -143,7 +143,7 @@ fn member_line(m: &MemberRow) -> String {
             m.version
         );
     }
-    let mut id = m.id.clone();
+    let mut id = m.id.to_string();
     if m.is_leader {
         id.push('*');
     }

@@ -15,6 +15,7 @@ use super::membership::{
 use super::remedy::{doc_link, Cluster};
 use super::versions::check_versions;
 use super::PeerProbe;
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::source::etcd::{ClusterView, EndpointStatus, Quorum};
 
 /// Every check name: each has a section of that anchor in docs/cluster-health.md.
@@ -68,7 +69,7 @@ pub struct Finding {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberRow {
-    pub id: String,
+    pub id: MemberId,
     pub name: String,
     pub endpoint: Option<String>,
     pub reachable: bool,
@@ -89,7 +90,7 @@ pub struct MemberRow {
     /// Set when this endpoint answered for another cluster than the report's: its cluster
     /// id (hex). Such a member is no member of this cluster (see `cluster-id-mismatch`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub other_cluster_id: Option<String>,
+    pub other_cluster_id: Option<ClusterId>,
     pub version: String,
     /// What the member reports as its storage version (etcd 3.6+).
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -102,9 +103,9 @@ pub struct MemberRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub healthy: bool,
-    pub cluster_id: Option<String>,
+    pub cluster_id: Option<ClusterId>,
     /// The leader now (hex id); `None` when no leader answers or quorum is lost.
-    pub leader: Option<String>,
+    pub leader: Option<MemberId>,
     /// When there is no leader: the one the surviving members last followed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_known_leader: Option<LastLeaderRow>,
@@ -122,7 +123,7 @@ pub struct Report {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LastLeaderRow {
-    pub id: String,
+    pub id: MemberId,
     pub name: String,
     pub raft_term: u64,
 }
@@ -259,10 +260,10 @@ pub fn diagnose_with(view: &ClusterView, limits: Limits, probes: &[PeerProbe]) -
     findings.sort_by_key(|f| f.level);
     Report {
         healthy: !findings.iter().any(|f| f.level == Level::Error),
-        cluster_id: view.cluster_id.map(hex),
-        leader: view.leader.map(hex),
+        cluster_id: view.cluster_id.map(ClusterId),
+        leader: view.leader.map(MemberId),
         last_known_leader: view.last_known_leader.map(|l| LastLeaderRow {
-            id: hex(l.id),
+            id: MemberId(l.id),
             name: view.name_of(l.id),
             raft_term: l.raft_term,
         }),
@@ -406,8 +407,8 @@ mod tests {
         );
         assert!(r.leader.is_none());
         assert_eq!(
-            r.last_known_leader.as_ref().map(|l| l.id.as_str()),
-            Some("2")
+            r.last_known_leader.as_ref().map(|l| l.id),
+            Some(MemberId(2))
         );
         let q = r
             .findings
@@ -446,8 +447,8 @@ mod tests {
         );
         assert!(!f.remedy.contains("initial-cluster-state"), "{}", f.remedy);
         assert!(f.remedy.contains("--node m2"), "{}", f.remedy);
-        let row = r.members.iter().find(|m| m.id == "2").unwrap();
-        assert_eq!(row.other_cluster_id.as_deref(), Some("7"));
+        let row = r.members.iter().find(|m| m.id == MemberId(2)).unwrap();
+        assert_eq!(row.other_cluster_id, Some(ClusterId(7)));
         assert_eq!(r.quorum.down, 1);
     }
 

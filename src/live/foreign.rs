@@ -5,6 +5,7 @@
 //! only (such a member is neither "unreachable" nor "added but never started").
 
 use super::doctor::{hex, Exam, Level, MemberRow};
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::source::etcd::{strip_scheme, EndpointStatus, MemberInfo};
 
 /// The member of this cluster whose client URL `s` answers at, if any.
@@ -151,7 +152,7 @@ pub(super) fn foreign_rows(x: &Exam<'_>) -> Vec<MemberRow> {
     x.view
         .foreign()
         .map(|s| MemberRow {
-            id: hex(s.member_id),
+            id: MemberId(s.member_id),
             // Its own name is not this cluster's to tell; the finding names the member
             // expected at that URL.
             name: String::new(),
@@ -167,7 +168,7 @@ pub(super) fn foreign_rows(x: &Exam<'_>) -> Vec<MemberRow> {
             db_size_in_use: s.db_size_in_use.max(0) as u64,
             quota_used_pct: 0.0,
             quota_bytes: 0,
-            other_cluster_id: Some(hex(s.cluster_id)),
+            other_cluster_id: Some(ClusterId(s.cluster_id)),
             version: s.version.clone(),
             storage_version: s.storage_version.clone(),
             revision: s.revision,

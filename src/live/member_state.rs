@@ -2,7 +2,8 @@
 //! fragmentation, its own errors, learners; and across members: size drift, alarms
 //! (versions: [`super::versions`]).
 
-use super::doctor::{hex, Exam, Level, MemberRow};
+use super::doctor::{Exam, Level, MemberRow};
+use crate::format::etcd::MemberId;
 use crate::source::etcd::EndpointStatus;
 use crate::units::human_bytes;
 
@@ -95,7 +96,7 @@ pub(super) fn check_member_status(x: &mut Exam<'_>, s: &EndpointStatus) -> Membe
         );
     }
     MemberRow {
-        id: hex(s.member_id),
+        id: MemberId(s.member_id),
         name: x.view.name_of(s.member_id),
         endpoint: Some(s.endpoint.clone()),
         reachable: true,

@@ -4,6 +4,7 @@
 use super::doctor::{hex, Exam, Level, MemberRow};
 use super::PeerProbe;
 use crate::error::EtcdErrorKind;
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::source::etcd::{strip_scheme, EndpointStatus, MemberInfo};
 
 /// The endpoint's failure in words that tell refused, frozen, dial timeout and TLS apart.
@@ -275,7 +276,7 @@ pub(super) fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
         .iter()
         .filter(|m| x.view.status_of(m.id).is_none() && x.view.foreign_at(m.id).is_none())
         .map(|m| MemberRow {
-            id: hex(m.id),
+            id: MemberId(m.id),
             name: m.name.clone(),
             endpoint: m.client_urls.first().cloned(),
             reachable: false,
@@ -291,7 +292,7 @@ pub(super) fn unreachable_rows(x: &Exam<'_>) -> Vec<MemberRow> {
             quota_bytes: 0,
             other_cluster_id: super::foreign::other_at_peer(x, m.id)
                 .and_then(|p| p.cluster_id)
-                .map(hex),
+                .map(ClusterId),
             version: String::new(),
             storage_version: String::new(),
             revision: 0,

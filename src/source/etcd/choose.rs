@@ -3,6 +3,7 @@
 use std::str::FromStr;
 
 use super::ClusterView;
+use crate::format::etcd::MemberId;
 use crate::{Error, Result};
 
 /// `--source leader|freshest|NAME`.
@@ -55,7 +56,7 @@ pub fn choose(view: &ClusterView, policy: &SourcePolicy, exclude: &[u64]) -> Res
             let id = view
                 .members
                 .iter()
-                .find(|m| m.name == *want || format!("{:x}", m.id) == want.to_lowercase())
+                .find(|m| m.name == *want || MemberId(m.id) == **want)
                 .map(|m| m.id)
                 .ok_or_else(|| {
                     let names: Vec<&str> = view.members.iter().map(|m| m.name.as_str()).collect();
