@@ -161,7 +161,23 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
-    /// Anything else that made an operation fail.
+    /// lifeboat refused a step that would lose, overwrite or move data it must not touch
+    /// (an existing file, a live member's data dir, a retention that would remove every
+    /// backup). Nothing was changed; the message says what to do first.
+    #[error("{0}")]
+    Refused(String),
+
+    /// Another run holds what this one needs (a host lock) past the time it may wait.
+    /// Running again later can succeed.
+    #[error("{0}")]
+    Busy(String),
+
+    /// lifeboat's own fault (a worker thread that panicked, a value it cannot encode):
+    /// not the operator's, not the data's. Worth a bug report with the message.
+    #[error("{0}")]
+    Internal(String),
+
+    /// Anything else that made an operation fail (an outside program, the system).
     #[error("{0}")]
     Failed(String),
 }
@@ -215,6 +231,9 @@ impl Error {
             | Error::Store { .. }
             | Error::Etcd { .. }
             | Error::NotFound(_)
+            | Error::Refused(_)
+            | Error::Busy(_)
+            | Error::Internal(_)
             | Error::Failed(_) => ExitCode::Failed,
         }
     }
@@ -235,9 +254,33 @@ impl Error {
             Error::Io { path, .. } => l.file = Some(path.display().to_string()),
             Error::Store { location, .. } => l.destination = Some(location.clone()),
             Error::Etcd { endpoint, .. } => l.endpoint = Some(endpoint.clone()),
-            Error::Usage(_) | Error::NotFound(_) | Error::Failed(_) => {}
+            Error::Usage(_)
+            | Error::NotFound(_)
+            | Error::Refused(_)
+            | Error::Busy(_)
+            | Error::Internal(_)
+            | Error::Failed(_) => {}
         }
         l
+    }
+
+    /// The class of the error in one stable word, for the JSON error document's `kind`
+    /// (scripts and alerts tell failures apart by it, not by the message).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Error::Usage(_) => "usage",
+            Error::Flag { .. } => "flag",
+            Error::Integrity { .. } => "integrity",
+            Error::Corrupt { .. } => "corrupt",
+            Error::Io { .. } => "io",
+            Error::Store { .. } => "store",
+            Error::Etcd { .. } => "etcd",
+            Error::NotFound(_) => "not_found",
+            Error::Refused(_) => "refused",
+            Error::Busy(_) => "busy",
+            Error::Internal(_) => "internal",
+            Error::Failed(_) => "failed",
+        }
     }
 
     /// Whether another try (after a back-off) can succeed.

@@ -38,6 +38,7 @@ fn usage_error_as_json_document() {
     assert_exit(&o, 2);
     let j = json(&o);
     assert_eq!(j["exit_code"], 2);
+    assert_eq!(j["kind"], "usage");
     assert_eq!(j["flag"], "--from");
     assert!(j["error"].as_str().unwrap().contains("--from"), "{j}");
     let o = lb(&[
@@ -63,6 +64,7 @@ fn missing_file_names_the_file() {
     let j = json(&o);
     assert_eq!(j["file"], m);
     assert_eq!(j["exit_code"], 1);
+    assert_eq!(j["kind"], "io");
     assert!(
         o.stderr.is_empty() || !stderr(&o).contains("error"),
         "{}",
@@ -101,6 +103,7 @@ fn unreachable_endpoint_names_the_endpoint() {
     assert_exit(&o, 1);
     let j = json(&o);
     assert_eq!(j["exit_code"], 1);
+    assert_eq!(j["kind"], "etcd");
     assert!(j["endpoint"].as_str().unwrap().contains(&ep), "{j}");
 }
 

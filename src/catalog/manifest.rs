@@ -238,7 +238,7 @@ impl Manifest {
     pub fn seal(&mut self) -> Result<Vec<u8>> {
         let bytes = self.to_json()?;
         let v: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Failed(format!("manifest of backup {}: {e}", self.id)))?;
+            .map_err(|e| Error::Internal(format!("manifest of backup {}: {e}", self.id)))?;
         if let Some(d) = v.get(DIGEST_FIELD).and_then(|d| d.as_str()) {
             self.manifest_sha256 = d.to_string();
         }
@@ -251,14 +251,14 @@ impl Manifest {
     /// the backup, not make one that lists as good and says nothing.
     pub fn to_json(&self) -> Result<Vec<u8>> {
         let fail = |e: serde_json::Error| {
-            Error::Failed(format!(
+            Error::Internal(format!(
                 "manifest of backup {} cannot be written: {e}",
                 self.id
             ))
         };
         if !self.duration_seconds.is_finite() {
             // JSON has no NaN: it would be written as null, and the manifest would not read.
-            return Err(Error::Failed(format!(
+            return Err(Error::Internal(format!(
                 "manifest of backup {} cannot be written: duration_seconds is {}",
                 self.id, self.duration_seconds
             )));
@@ -267,7 +267,7 @@ impl Manifest {
         let digest = digest_of(&value);
         let obj = value
             .as_object_mut()
-            .ok_or_else(|| Error::Failed("manifest is not a JSON object".into()))?;
+            .ok_or_else(|| Error::Internal("manifest is not a JSON object".into()))?;
         obj.insert(DIGEST_FIELD.into(), serde_json::Value::String(digest));
         let mut v = serde_json::to_vec_pretty(&value).map_err(fail)?;
         v.push(b'\n');

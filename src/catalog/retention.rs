@@ -189,7 +189,7 @@ pub fn plan(policy: &Policy, backups: &[Candidate]) -> Result<Vec<Decision>> {
         .collect();
     if !decisions.is_empty() && decisions.iter().all(|d| !d.keep) {
         // Unreachable by construction (the newest good backup is kept); a guard, not a rule.
-        return Err(Error::Failed(
+        return Err(Error::Refused(
             "retention would remove every backup; nothing removed".into(),
         ));
     }

@@ -58,7 +58,7 @@ pub fn read_state(store: &dyn Store, id: &str) -> Result<(VerifyState, Option<Ve
 pub fn write_record(store: &dyn Store, r: &VerifyRecord) -> Result<()> {
     let name = verified_name(&r.id);
     let body =
-        serde_json::to_vec_pretty(r).map_err(|e| Error::Failed(format!("encode {name}: {e}")))?;
+        serde_json::to_vec_pretty(r).map_err(|e| Error::Internal(format!("encode {name}: {e}")))?;
     store.remove(&name)?;
     store.put_bytes(&name, &body)
 }

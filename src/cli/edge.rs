@@ -12,6 +12,10 @@ use crate::ExitCode;
 pub struct ErrorDocument {
     pub error: String,
     pub exit_code: i32,
+    /// The class of the outermost lifeboat error in the chain ([`crate::Error::kind_name`]);
+    /// `usage` for command-line errors clap finds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
     #[serde(flatten)]
     pub locator: Locator,
 }
@@ -61,6 +65,10 @@ pub fn document(e: &anyhow::Error, code: ExitCode) -> ErrorDocument {
     ErrorDocument {
         error: render(e),
         exit_code: code.code(),
+        kind: e
+            .chain()
+            .find_map(|c| c.downcast_ref::<crate::Error>())
+            .map(crate::Error::kind_name),
         locator: locate(e),
     }
 }
@@ -144,6 +152,7 @@ pub fn clap_document(e: &clap::Error) -> ErrorDocument {
     ErrorDocument {
         error: first,
         exit_code: ExitCode::Usage.code(),
+        kind: Some("usage"),
         locator: Locator {
             flag,
             ..Locator::default()
@@ -176,7 +185,28 @@ mod tests {
         assert_eq!(d.locator.flag.as_deref(), Some("--to"));
         let j = serde_json::to_value(&d).unwrap();
         assert_eq!(j["exit_code"], 2);
+        assert_eq!(j["kind"], "flag");
         assert!(j.get("file").is_none());
+    }
+
+    #[test]
+    fn the_kind_tells_failures_apart() {
+        let kind = |e: crate::Error| {
+            let code = e.exit_code();
+            document(&anyhow::Error::new(e).context("x"), code).kind
+        };
+        assert_eq!(
+            kind(crate::Error::Refused("out exists".into())),
+            Some("refused")
+        );
+        assert_eq!(kind(crate::Error::Busy("locked".into())), Some("busy"));
+        assert_eq!(
+            kind(crate::Error::Internal("thread".into())),
+            Some("internal")
+        );
+        assert_eq!(kind(crate::Error::integrity("o", "bad")), Some("integrity"));
+        let plain = document(&anyhow::anyhow!("no lifeboat error"), ExitCode::Failed);
+        assert_eq!(plain.kind, None);
     }
 
     #[test]

@@ -268,7 +268,7 @@ pub fn run(load: impl Fn() -> Result<Plan> + Send + Sync + 'static, grace: Durat
                 let l = Arc::clone(&load);
                 let loaded = tokio::task::spawn_blocking(move || l())
                     .await
-                    .unwrap_or_else(|e| Err(Error::Failed(format!("reload thread: {e}"))));
+                    .unwrap_or_else(|e| Err(Error::Internal(format!("reload thread: {e}"))));
                 match loaded {
                     Ok(n) => {
                         p = n;

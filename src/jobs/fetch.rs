@@ -35,7 +35,7 @@ pub fn fetch(
     progress: super::verify::Progress<'_>,
 ) -> Result<FetchReport> {
     if out.exists() && !overwrite {
-        return Err(Error::Failed(format!(
+        return Err(Error::Refused(format!(
             "{} exists; not overwriting it (remove it, or pass --force)",
             out.display()
         )));

@@ -80,7 +80,7 @@ pub fn acquire(config: &Path, wait: Duration) -> Result<HostLock> {
         Ok(file) => file,
         Err(FlockError::Open(e) | FlockError::Lock(e)) => return Err(io(e)),
         Err(FlockError::Busy(holder)) => {
-            return Err(Error::Failed(format!(
+            return Err(Error::Busy(format!(
                 "another `lifeboat backup --config {}` is running on this host ({holder}); gave up after {}s (--lock-timeout); lock {}",
                 config.display(),
                 wait.as_secs(),

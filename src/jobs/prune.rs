@@ -128,7 +128,10 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<Listed>, Vec<String>)> {
         };
         let m = match catalog::read_manifest(store, &obj.name) {
             Ok(m) => m,
-            Err(e @ (Error::Store { .. } | Error::Io { .. } | Error::Failed(_))) => {
+            Err(
+                e
+                @ (Error::Store { .. } | Error::Io { .. } | Error::Failed(_) | Error::Internal(_)),
+            ) => {
                 return Err(Error::Failed(format!(
                     "listing {} failed at {}, nothing removed: {e}",
                     store.location(),

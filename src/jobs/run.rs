@@ -103,7 +103,7 @@ pub async fn run_backup(
         Ran { backup: r, runs }
     })
     .await;
-    done.map_err(|e| Error::Failed(format!("prune and metrics thread: {e}")))
+    done.map_err(|e| Error::Internal(format!("prune and metrics thread: {e}")))
 }
 
 #[cfg(test)]

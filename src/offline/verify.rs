@@ -61,7 +61,7 @@ pub fn read_verified<T>(
             .map(|h| {
                 h.map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| Err(Error::Failed("digest thread failed".into())))
+                        .unwrap_or_else(|_| Err(Error::Internal("digest thread failed".into())))
                 })
             })
             .collect();

@@ -197,7 +197,7 @@ pub fn refuse_held(data_dir: &str, wal_dir: Option<&str>) -> Result<()> {
 
 /// The error for a dir in use.
 pub fn held_error(what: &str, h: &Holder) -> Error {
-    Error::Failed(format!(
+    Error::Refused(format!(
         "{what} is in use: {h} on {}; etcd is running on it and lifeboat never moves or writes a live member's files: {}, then run this again",
         h.path.display(),
         h.stop_hint()

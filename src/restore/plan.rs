@@ -465,7 +465,7 @@ pub fn write_plan(plan: &Plan, out: &Path, overwrite: bool) -> Result<Vec<PathBu
 
 pub fn plan_json(plan: &Plan) -> Result<String> {
     let mut s = serde_json::to_string_pretty(plan)
-        .map_err(|e| Error::Failed(format!("cannot encode the plan: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encode the plan: {e}")))?;
     s.push('\n');
     Ok(s)
 }
@@ -562,7 +562,7 @@ pub fn source_of_db(path: &Path, access: &crate::catalog::Access) -> Result<Sour
 /// A restore source a running etcd holds: its db changes while it is read, and the member
 /// is alive, so the cluster may not need a restore at all (exit 1).
 fn live_source(path: &Path, h: &crate::member::holder::Holder) -> Error {
-    Error::Failed(format!(
+    Error::Refused(format!(
         "{} is a live member's data: {h} on {}; {}, then plan again; or, if that member serves, take a backup from it instead (`lifeboat backup`, then `restore plan --from DEST`)",
         path.display(),
         h.path.display(),

@@ -240,7 +240,7 @@ LIFEBOAT_CONFIG
     );
     let mut files = Vec::new();
     let json = serde_json::to_string_pretty(p)
-        .map_err(|e| Error::Failed(format!("cannot encode the plan: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encode the plan: {e}")))?;
     for (name, text, exec) in [
         ("replace.json".to_string(), json + "\n", false),
         (p.scripts[0].clone(), s1, true),

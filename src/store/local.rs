@@ -143,7 +143,7 @@ impl AtomicFile {
     /// Make the file durable and visible under its name.
     pub fn commit(mut self) -> Result<()> {
         let Some(buf) = self.file.take() else {
-            return Err(Error::Failed("file already closed".into()));
+            return Err(Error::Internal("file already closed".into()));
         };
         let done = self.finish(buf);
         if done.is_err() {

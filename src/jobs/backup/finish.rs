@@ -196,7 +196,7 @@ fn finish_destination(
     let keys = match encrypted {
         Some((enc, digest)) => {
             let (size, sha) = digest.get().ok_or_else(|| {
-                Error::Failed(format!("{where_}: the encrypted object was not finished"))
+                Error::Internal(format!("{where_}: the encrypted object was not finished"))
             })?;
             m.encryption = crate::pipeline::encrypt::SCHEME.into();
             m.recipients = enc.recipients();

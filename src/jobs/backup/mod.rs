@@ -138,7 +138,7 @@ pub(super) struct Target {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Failed(format!("store thread: {e}")))?
+        .map_err(|e| Error::Internal(format!("store thread: {e}")))?
 }
 
 /// The outcome so far: nothing stored yet, and why each target that dropped out did.

@@ -94,7 +94,7 @@ async fn attempt(
     .await;
     let (sunk, expected) = sink
         .await
-        .map_err(|e| AttemptError::Fatal(Error::Failed(format!("pipeline thread: {e}"))))?;
+        .map_err(|e| AttemptError::Fatal(Error::Internal(format!("pipeline thread: {e}"))))?;
     progress.end();
     match (streamed, sunk) {
         // The tee's message names every destination and why it failed.

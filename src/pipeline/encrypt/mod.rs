@@ -269,10 +269,9 @@ impl Write for EncryptingWriter {
 
 impl ObjectWriter for EncryptingWriter {
     fn commit(mut self: Box<Self>) -> Result<()> {
-        let stream = self
-            .stream
-            .take()
-            .ok_or_else(|| Error::Failed(format!("encrypting {}: finished twice", self.object)))?;
+        let stream = self.stream.take().ok_or_else(|| {
+            Error::Internal(format!("encrypting {}: finished twice", self.object))
+        })?;
         // The last chunk goes out here; a failure drops the inner writer, which removes
         // what was written (the ObjectWriter contract).
         let hashed = stream.finish().map_err(|e| {

@@ -240,7 +240,7 @@ pub fn write_member_dir(
     )];
     let mut v = write_member_dirs(db, expected_sha256, spec, &targets)?;
     v.pop()
-        .ok_or_else(|| Error::Failed("restore wrote no member".into()))
+        .ok_or_else(|| Error::Internal("restore wrote no member".into()))
 }
 
 /// [`write_member_dir`] with the files of `style`'s etcdutl (the target etcd's release).
@@ -260,7 +260,7 @@ pub fn write_member_dir_styled(
     )];
     let mut v = write_member_dirs_styled(db, expected_sha256, spec, &targets, style)?;
     v.pop()
-        .ok_or_else(|| Error::Failed("restore wrote no member".into()))
+        .ok_or_else(|| Error::Internal("restore wrote no member".into()))
 }
 
 /// Writes several members' data dirs from ONE read of the snapshot.
