@@ -18,7 +18,7 @@ pub struct Args {
 
 fn print_text(r: &PruneReport) {
     for b in &r.backups {
-        if b.action == "keep" {
+        if b.action == crate::jobs::prune::Action::Keep {
             println!("keep    {}  ({})", b.id, b.reasons.join(", "));
         } else {
             println!("remove  {}", b.id);

@@ -111,8 +111,8 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub with_etcdutl: bool,
     /// Stop the member's service before and start it after.
-    #[arg(long, value_name = "KIND", value_parser = ["systemd"])]
-    pub manage_service: Option<String>,
+    #[arg(long, value_name = "KIND", value_enum)]
+    pub manage_service: Option<ServiceManager>,
     /// Replace a data dir that another plan restored (it is moved aside, never deleted).
     /// A data dir a running etcd holds is refused all the same.
     #[arg(long)]
@@ -134,6 +134,13 @@ pub fn run(c: Command, g: &Global) -> anyhow::Result<ExitCode> {
         Command::Test(a) => restore_test(a, g),
         Command::Check(a) => super::restore_check::run(a, g),
     }
+}
+
+/// What `restore apply --manage-service` stops and starts the member with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceManager {
+    // systemctl stop/start of the member's unit.
+    Systemd,
 }
 
 /// What `restore plan` plans.
@@ -253,7 +260,7 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let opts = ApplyOptions {
         dry_run: a.dry_run,
         writer,
-        manage_systemd: a.manage_service.is_some(),
+        manage_systemd: a.manage_service == Some(ServiceManager::Systemd),
         plan_id: crate::restore::guard::PlanId::load(&a.plan, &p)?,
         force: a.force,
         access: g.access.clone(),

@@ -19,12 +19,19 @@ use crate::catalog::{self, verified, MANIFEST_SUFFIX};
 use crate::store::Store;
 use crate::{Error, Result};
 
+/// What a prune does with one backup (`keep` or `remove` in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Remove,
+}
+
 /// One backup in a prune's plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneItem {
     pub id: String,
-    /// `keep` or `remove`.
-    pub action: &'static str,
+    pub action: Action,
     /// The rules that keep it (empty for removals).
     pub reasons: Vec<String>,
     pub verify: VerifyState,
@@ -259,7 +266,7 @@ pub fn prune(
         }
         report.backups.push(PruneItem {
             id: id.clone(),
-            action: if keep { "keep" } else { "remove" },
+            action: if keep { Action::Keep } else { Action::Remove },
             reasons,
             verify: l.candidate.verify,
             stored_size: l.stored_size,
@@ -409,7 +416,7 @@ mod tests {
         let kept: Vec<(&str, VerifyState)> = r
             .backups
             .iter()
-            .filter(|b| b.action == "keep")
+            .filter(|b| b.action == Action::Keep)
             .map(|b| (b.id.as_str(), b.verify))
             .collect();
         assert_eq!(
