@@ -33,6 +33,11 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         let access = layers.access(identity.as_deref());
         daemon::plan(&layers, &access)
     };
-    daemon::run(load, a.shutdown_grace.0)?;
+    daemon::prepare_process();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(daemon::run(load, a.shutdown_grace.0))?;
     Ok(ExitCode::Ok)
 }

@@ -217,72 +217,79 @@ impl Signals {
     }
 }
 
-/// Run until SIGTERM/SIGINT. `load` re-reads the config (initially and on SIGHUP) on a
-/// blocking thread (it opens stores); a reload that fails keeps the running plan and logs
-/// why.
-pub fn run(load: impl Fn() -> Result<Plan> + Send + Sync + 'static, grace: Duration) -> Result<()> {
+/// Set the allocator up for a long-running daemon ([`memory`]): call it first, before the
+/// edge builds the runtime (its threads take their arenas when they start).
+pub fn prepare_process() {
     memory::configure();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("runtime: {e}")))?;
+}
+
+/// Run until SIGTERM/SIGINT, on the caller's runtime (one worker thread is plenty: the
+/// work is I/O, and the blocking store calls go to `spawn_blocking`). `load` reads the
+/// config (initially and on SIGHUP) on a blocking thread (it opens stores); a reload that
+/// fails keeps the running plan and logs why.
+pub async fn run(
+    load: impl Fn() -> Result<Plan> + Send + Sync + 'static,
+    grace: Duration,
+) -> Result<()> {
     let load = Arc::new(load);
-    let mut p = load()?;
+    let first = Arc::clone(&load);
+    let mut p = tokio::task::spawn_blocking(move || first())
+        .await
+        .unwrap_or_else(|e| Err(Error::Internal(format!("configuration thread: {e}"))))?;
     let state: http::State = Default::default();
-    rt.block_on(async {
-        let mut sig = Signals::new()?;
-        // The state before the first slot: what the destinations hold now.
-        let max_age = |p: &Plan| 2.0 * p.schedule.interval().as_secs_f64() + grace.as_secs_f64();
-        state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
-        slot::refresh(&p, &state).await;
-        let _listener = match p.listen {
-            None => None,
-            Some(addr) => {
-                let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+    let mut sig = Signals::new()?;
+    // The state before the first slot: what the destinations hold now.
+    let max_age = |p: &Plan| 2.0 * p.schedule.interval().as_secs_f64() + grace.as_secs_f64();
+    state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
+    slot::refresh(&p, &state).await;
+    let _listener = match p.listen {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                     Error::flag("--config", format!("[metrics] listen = {addr}: {} (set [metrics] listen to a free address, or \"off\")", crate::error::io_words(&e)))
                 })?;
-                tracing::info!(%addr, "serving /metrics and /healthz");
-                Some(AbortOnDrop(tokio::spawn(http::serve(l, state.clone()))))
-            }
-        };
-        tracing::info!(schedule = %p.schedule.describe(), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
-        let mut _scrubber = start_scrubber(&p, &state);
-        loop {
-            let mut reload = false;
-            tokio::select! {
-                _ = sleep_until_slot(&p) => {
-                    let stop = slot::slot(&p, &state, &mut sig, grace, &mut reload).await;
-                    memory::release();
-                    if stop {
-                        break;
-                    }
+            tracing::info!(%addr, "serving /metrics and /healthz");
+            Some(AbortOnDrop(tokio::spawn(http::serve(l, state.clone()))))
+        }
+    };
+    tracing::info!(schedule = %p.schedule.describe(), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
+    let mut _scrubber = start_scrubber(&p, &state);
+    loop {
+        let mut reload = false;
+        tokio::select! {
+            _ = sleep_until_slot(&p) => {
+                let stop = slot::slot(&p, &state, &mut sig, grace, &mut reload).await;
+                memory::release();
+                if stop {
+                    break;
                 }
-                s = sig.next() => match s {
-                    Stop::Term => break,
-                    Stop::Hup => reload = true,
-                },
             }
-            if reload {
-                // Loading opens stores, which block: never on a runtime worker.
-                let l = Arc::clone(&load);
-                let loaded = tokio::task::spawn_blocking(move || l())
-                    .await
-                    .unwrap_or_else(|e| Err(Error::Internal(format!("reload thread: {e}"))));
-                match loaded {
-                    Ok(n) => {
-                        p = n;
-                        _scrubber = start_scrubber(&p, &state);
-                        state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
-                        tracing::info!(destinations = p.dests.len(), "configuration reloaded");
-                    }
-                    Err(e) => tracing::error!("reload failed, keeping the running configuration: {e}"),
+            s = sig.next() => match s {
+                Stop::Term => break,
+                Stop::Hup => reload = true,
+            },
+        }
+        if reload {
+            // Loading opens stores, which block: never on a runtime worker.
+            let l = Arc::clone(&load);
+            let loaded = tokio::task::spawn_blocking(move || l())
+                .await
+                .unwrap_or_else(|e| Err(Error::Internal(format!("reload thread: {e}"))));
+            match loaded {
+                Ok(n) => {
+                    p = n;
+                    _scrubber = start_scrubber(&p, &state);
+                    state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
+                    tracing::info!(destinations = p.dests.len(), "configuration reloaded");
+                }
+                Err(e) => {
+                    tracing::error!("reload failed, keeping the running configuration: {e}")
                 }
             }
         }
-        tracing::info!("scheduler stopped");
-        Ok(())
-    })
+    }
+    tracing::info!("scheduler stopped");
+    Ok(())
 }
 
 /// The scrubbing rotation's task, if `[verify] every` is set (restarted on reload).
