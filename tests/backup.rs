@@ -526,6 +526,20 @@ fn two_destinations_from_one_stream_and_one_fails() {
         assert_eq!(l[0]["id"], m["id"]);
         assert_eq!(l[0]["stored_sha256"], m["stored_sha256"]);
     }
+    // One destination walks the database for the hashkv, for both: the value every
+    // manifest records is etcd's own at the backup's revision.
+    let rev = m["revision"].as_i64().unwrap().to_string();
+    let live: serde_json::Value =
+        serde_json::from_str(&c.ctl_ok(&["endpoint", "hashkv", "--rev", &rev, "-w", "json"]))
+            .unwrap();
+    let want = live[0]["HashKV"]["hash"].as_u64().expect("etcd's hashkv");
+    for d in [good.path(), other.path()] {
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(d.join(format!("{}.manifest.json", m["id"].as_str().unwrap()))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(manifest["hashkv"].as_u64(), Some(want), "{}", d.display());
+    }
     // One destination fills up: the other still gets its backup; exit 1 says what failed.
     let Some(fs) = TinyFs::mount("256k") else {
         eprintln!("NOT RUN (second half): mounting a tmpfs needs root");

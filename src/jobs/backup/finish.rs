@@ -52,7 +52,31 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
         .into_iter()
         .map(|o| std::sync::Mutex::new(Some(o)))
         .collect();
+    // The manifest's hashkv is a walk of the whole database: one destination computes it
+    // for all (they hold the same frames, and each frame's zstd checksum ties what decodes
+    // to the bytes streamed), preferably a local one (S3 would be ranged GETs).
+    let designated = outs
+        .iter()
+        .enumerate()
+        .filter_map(|(k, o)| {
+            let o = o.lock().unwrap_or_else(|p| p.into_inner());
+            let o = o.as_ref().filter(|o| o.writer.is_some())?;
+            let remote = targets.get(o.index)?.store.location().starts_with("s3://");
+            Some((remote, k))
+        })
+        .min()
+        .map(|(_, k)| k);
+    let shared = SharedHashkv::default();
     let done = super::prepare::each((0..outs.len()).collect(), |k| {
+        // Whatever becomes of the designated destination, the others stop waiting for it.
+        let _publish = (Some(k) == designated).then(|| shared.publish_on_drop());
+        let role = if Some(k) == designated {
+            Role::Computes(&shared)
+        } else if designated.is_some() {
+            Role::Waits(&shared)
+        } else {
+            Role::Alone
+        };
         let o = outs[k].lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let target = targets.get(o.index)?;
         let (name, store) = (&target.name, &target.store);
@@ -73,7 +97,7 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
         let enc = target.encryption.as_deref();
         let digest = target.digest.as_ref();
         Some(
-            match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest)) {
+            match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest), role) {
                 Ok(m) => Ok((name.clone(), m)),
                 Err(e) => {
                     let _ = store.remove(&catalog::data_name(&run.id));
@@ -92,7 +116,82 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
     outcome
 }
 
+/// The run's hashkv, computed once by one destination's thread and waited for by the
+/// others. Unset until that thread has a value or has given up (then `None`: each other
+/// destination computes its own).
+#[derive(Default)]
+pub(super) struct SharedHashkv {
+    cell: std::sync::OnceLock<Option<u32>>,
+}
+
+impl SharedHashkv {
+    /// Publishes `None` when dropped if nothing was published (an early error, a panic),
+    /// so no waiting thread waits forever.
+    fn publish_on_drop(&self) -> impl Drop + '_ {
+        struct Guard<'a>(&'a SharedHashkv);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.cell.set(None);
+            }
+        }
+        Guard(self)
+    }
+}
+
+/// What a destination's thread does about the hashkv.
+#[derive(Clone, Copy)]
+pub(super) enum Role<'a> {
+    /// Compute it (alongside the read-back) and publish it.
+    Computes(&'a SharedHashkv),
+    /// Take the published one; compute its own only if none was.
+    Waits(&'a SharedHashkv),
+    /// The only destination.
+    Alone,
+}
+
 /// The manifest before the facts read back from the stored database are filled in.
+/// The read-back `run.opts.read_back` asks for: the stored object's digest and size, or
+/// a full decode of it.
+fn read_back<R: crate::io::ReadAt>(
+    run: &Run,
+    store: &dyn Store,
+    reader: &crate::pipeline::FramedReader<R>,
+    m: &Manifest,
+    keys: Option<&crate::pipeline::encrypt::Keyring>,
+    where_: &str,
+) -> Result<()> {
+    match run.opts.read_back {
+        ReadBack::Facts => {}
+        ReadBack::Digest => {
+            let (got, size) = crate::catalog::readback::digest_object(store, &m.object)?;
+            if size != m.stored_size {
+                return Err(Error::integrity(
+                    where_,
+                    format!("reads back as {size} bytes, {} were written", m.stored_size),
+                ));
+            }
+            if hex::encode(got) != m.stored_sha256 {
+                return Err(Error::integrity(
+                    where_,
+                    format!(
+                        "reads back with SHA-256 {}, {} was written",
+                        hex::encode(got),
+                        m.stored_sha256
+                    ),
+                ));
+            }
+        }
+        ReadBack::Full => {
+            let problems =
+                crate::catalog::readback::check_stream(store, reader, m, keys, &|_| {}, false);
+            if !problems.is_empty() {
+                return Err(Error::integrity(where_, problems.join("; ")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The hashkv of the stored snapshot at its revision (None if it cannot be computed: the
 /// database was already checked above, so this only records a fact for `restore test`).
 fn stored_hashkv<R: crate::io::ReadAt>(reader: &R, revision: i64) -> Option<u32> {
@@ -190,6 +289,7 @@ fn finish_destination(
     result: &SinkResult,
     started: OffsetDateTime,
     encrypted: Option<(&Encryption, &StoredDigest)>,
+    role: Role<'_>,
 ) -> Result<Manifest> {
     let mut m = draft_manifest(run, result, started);
     let where_ = format!("{}/{}", store.location(), m.object);
@@ -225,43 +325,35 @@ fn finish_destination(
     m.raft_term = facts.term;
     m.raft_index = facts.consistent_index;
     m.page_size = facts.page_size;
-    match run.opts.read_back {
-        ReadBack::Facts => {}
-        ReadBack::Digest => {
-            let (got, size) = crate::catalog::readback::digest_object(store, &m.object)?;
-            if size != m.stored_size {
-                return Err(Error::integrity(
-                    &where_,
-                    format!("reads back as {size} bytes, {} were written", m.stored_size),
-                ));
-            }
-            if hex::encode(got) != m.stored_sha256 {
-                return Err(Error::integrity(
-                    &where_,
-                    format!(
-                        "reads back with SHA-256 {}, {} was written",
-                        hex::encode(got),
-                        m.stored_sha256
-                    ),
-                ));
-            }
+    // The read-back and the hashkv walk both read the whole stored object: side by side.
+    let hashkv_of = || stored_hashkv(&reader, m.revision);
+    let (checked, hashkv) = match role {
+        Role::Computes(shared) => {
+            let (checked, h) = std::thread::scope(|sc| {
+                let walk = sc.spawn(hashkv_of);
+                let checked = read_back(run, store, &reader, &m, keys.as_ref(), &where_);
+                (checked, walk.join().ok().flatten())
+            });
+            let _ = shared.cell.set(h);
+            (checked, h)
         }
-        ReadBack::Full => {
-            let problems = crate::catalog::readback::check_stream(
-                store,
-                &reader,
-                &m,
-                keys.as_ref(),
-                &|_| {},
-                false,
-            );
-            if !problems.is_empty() {
-                return Err(Error::integrity(&where_, problems.join("; ")));
-            }
+        Role::Waits(shared) => {
+            let checked = read_back(run, store, &reader, &m, keys.as_ref(), &where_);
+            let h = match checked {
+                Ok(()) => shared.cell.wait().or_else(hashkv_of),
+                Err(_) => None,
+            };
+            (checked, h)
         }
-    }
+        Role::Alone => std::thread::scope(|sc| {
+            let walk = sc.spawn(hashkv_of);
+            let checked = read_back(run, store, &reader, &m, keys.as_ref(), &where_);
+            (checked, walk.join().ok().flatten())
+        }),
+    };
+    checked?;
     tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
-    m.hashkv = stored_hashkv(&reader, m.revision);
+    m.hashkv = hashkv;
     m.retain_until = store.retained_until(&m.object)?.map(|t| rfc3339(t.into()));
     m.completed_at = rfc3339(now());
     m.duration_seconds = (run.t0.elapsed().as_secs_f64() * 1000.0).round() / 1000.0;
