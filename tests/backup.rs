@@ -526,6 +526,22 @@ fn two_destinations_from_one_stream_and_one_fails() {
         assert_eq!(l[0]["id"], m["id"]);
         assert_eq!(l[0]["stored_sha256"], m["stored_sha256"]);
     }
+    // The default level adapts: the manifest counts the frames of each level used.
+    let levels = m["compression_levels"]
+        .as_object()
+        .expect("compression_levels");
+    assert!(!levels.is_empty(), "{m}");
+    assert!(
+        levels
+            .keys()
+            .all(|l| (1..=3).contains(&l.parse::<i32>().unwrap())),
+        "{m}"
+    );
+    // A level given is kept for every frame: no count.
+    let fixed_dir = TempDir::new().unwrap();
+    let fixed = backup_json(&c, fixed_dir.path(), &["--zstd-level", "5"]);
+    assert_eq!(fixed["compression_level"], 5);
+    assert!(fixed.get("compression_levels").is_none(), "{fixed}");
     // One destination walks the database for the hashkv, for both: the value every
     // manifest records is etcd's own at the backup's revision.
     let rev = m["revision"].as_i64().unwrap().to_string();

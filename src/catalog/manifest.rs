@@ -58,6 +58,10 @@ pub struct Manifest {
     pub compression: String,
     #[serde(default)]
     pub compression_level: i32,
+    /// Frames per zstd level actually used (`{"3": 120, "1": 40}`), when the level adapted
+    /// to the machine (`compression_level` is then the highest allowed). Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub compression_levels: std::collections::BTreeMap<String, u64>,
     #[serde(default)]
     pub frame_size: u64,
     /// `none`, or the encryption scheme of the data object (`age`: see DESIGN.md).

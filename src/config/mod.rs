@@ -105,8 +105,9 @@ pub struct BackupSettings {
     /// Env: LIFEBOAT_RETRIES. Default: 3.
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// zstd compression level, 1-19 (3 is fast and compresses etcd data well).
-    /// Env: LIFEBOAT_ZSTD_LEVEL. Default: 3.
+    /// zstd compression level, 1-19, kept for every frame. Env: LIFEBOAT_ZSTD_LEVEL.
+    /// Default: adaptive, 3 at most, stepped down (to 1) while compression holds the
+    /// stream up and back up when it keeps up; the manifest counts the frames per level.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: Option<i32>,
     /// Compression threads. Env: LIFEBOAT_ZSTD_THREADS. Default: one per CPU.

@@ -220,6 +220,11 @@ impl Layers {
             Some(frames.level),
             i32::to_string,
         );
+        // A level the operator chose stays fixed; the default adapts to the machine.
+        let level_chosen = r
+            .entries
+            .last()
+            .is_some_and(|e| e.key == "backup.zstd_level" && e.source != Origin::Default);
         let threads = r.take(
             "backup.zstd_threads",
             |c| c.backup.zstd_threads.as_ref(),
@@ -259,6 +264,7 @@ impl Layers {
             retries: retries.unwrap_or(DEFAULT_RETRIES),
             frames: FrameOptions {
                 level: level.unwrap_or(frames.level),
+                adaptive: !level_chosen,
                 threads: threads.unwrap_or(frames.threads).max(1),
                 ..frames
             },

@@ -242,6 +242,16 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
         stored_sha256: hex::encode(result.stored.stored_sha256),
         compression: "zstd".into(),
         compression_level: opts.frames.level,
+        compression_levels: if opts.frames.adaptive {
+            result
+                .stored
+                .levels
+                .iter()
+                .map(|(l, n)| (l.to_string(), *n))
+                .collect()
+        } else {
+            Default::default()
+        },
         frame_size: opts.frames.frame_size as u64,
         encryption: "none".into(),
         recipients: Vec::new(),

@@ -35,7 +35,12 @@ pub fn cpu_count() -> usize {
 /// Compression settings.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameOptions {
+    /// The zstd level; with `adaptive`, the highest one used.
     pub level: i32,
+    /// Step the level down (to 1 at the lowest) while the compression workers hold the
+    /// stream up, and back up while they wait for data ([`writer::LevelPolicy`]). Every
+    /// frame stays an independent zstd frame: readers never care which level made it.
+    pub adaptive: bool,
     /// Decompressed bytes per frame.
     pub frame_size: usize,
     /// Compression threads; 0 or 1 compresses on the caller's thread.
@@ -46,6 +51,7 @@ impl Default for FrameOptions {
     fn default() -> Self {
         FrameOptions {
             level: 3,
+            adaptive: false,
             frame_size: DEFAULT_FRAME_SIZE,
             threads: cpu_count(),
         }

@@ -14,6 +14,7 @@ fn compress(data: &[u8], threads: usize, frame_size: usize) -> (Vec<u8>, FramedS
         Vec::new(),
         FrameOptions {
             level: 3,
+            adaptive: false,
             frame_size,
             threads,
         },
@@ -122,4 +123,65 @@ fn oversized_frame_claims_are_refused() {
     let d = obj.len() - 5;
     bad[d] = 0x01;
     assert!(FramedReader::open(bad).is_err());
+}
+
+#[test]
+fn level_policy_steps_down_when_workers_hold_the_stream_and_back_up_when_idle() {
+    let mut p = writer::LevelPolicy::new(3);
+    // Waiting for a worker twice in a row: one step down; never below 1.
+    let down: Vec<i32> = (0..8).map(|_| p.next(true, false)).collect();
+    assert_eq!(down, [3, 2, 2, 1, 1, 1, 1, 1]);
+    // A frame that neither waited nor found a worker idle changes nothing.
+    assert_eq!(p.next(false, false), 1);
+    // Eight idle frames in a row: one step up; never above the configured level.
+    let up: Vec<i32> = (0..24).map(|_| p.next(false, true)).collect();
+    assert_eq!(up[6], 1);
+    assert_eq!(up[7], 2);
+    assert_eq!(up[15], 3);
+    assert_eq!(up[23], 3);
+    // A wait interrupts an idle streak (and the reverse).
+    let mut p = writer::LevelPolicy::new(3);
+    p.next(true, false);
+    assert_eq!(p.next(true, false), 2);
+    for _ in 0..7 {
+        p.next(false, true);
+    }
+    assert_eq!(p.next(true, false), 2, "one wait: no step down");
+    for _ in 0..7 {
+        assert_eq!(p.next(false, true), 2, "the idle streak started again");
+    }
+    assert_eq!(p.next(false, true), 3);
+    // A configured level of 1 (or below) stays where it is.
+    let mut p = writer::LevelPolicy::new(1);
+    assert_eq!(p.next(true, false), 1);
+    assert_eq!(p.next(true, false), 1);
+}
+
+#[test]
+fn adaptive_frames_of_mixed_levels_read_back_and_are_counted() {
+    let data = sample(3_000_000);
+    let mut w = FrameWriter::new(
+        Vec::new(),
+        FrameOptions {
+            level: 19,
+            adaptive: true,
+            frame_size: 64 * 1024,
+            threads: 2,
+        },
+    )
+    .unwrap();
+    // Large writes: the producer keeps finding both workers busy at level 19.
+    for chunk in data.chunks(1 << 20) {
+        w.write_all(chunk).unwrap();
+    }
+    let (obj, stats) = w.finish().unwrap();
+    assert_eq!(stats.levels.values().sum::<u64>(), stats.frames as u64);
+    assert!(
+        stats.levels.keys().all(|l| (1..=19).contains(l)),
+        "{:?}",
+        stats.levels
+    );
+    assert_eq!(zstd::decode_all(&obj[..]).unwrap(), data);
+    let r = FramedReader::open(obj).unwrap();
+    assert_eq!(r.read_vec_at(2_999_000, 1000).unwrap(), data[2_999_000..]);
 }

@@ -50,15 +50,69 @@ pub struct FramedStats {
     pub stored_len: u64,
     pub stored_sha256: [u8; 32],
     pub frames: usize,
+    /// How many frames each zstd level compressed, by level.
+    pub levels: BTreeMap<i32, u64>,
+}
+
+/// The adaptive level: one step down after the producer had to wait for a compression
+/// worker on `DOWN_AFTER` frames in a row (compression is the bottleneck: a lower level
+/// keeps up with the stream), one step up after `UP_AFTER` frames in a row found a worker
+/// idle (the stream is the bottleneck: spend the spare time on a better ratio). Never
+/// above the configured level, never below 1. Decided per frame from queue depth alone
+/// (no clock), so the same sequence of waits gives the same levels.
+#[derive(Debug, Clone)]
+pub struct LevelPolicy {
+    max: i32,
+    now: i32,
+    busy: u32,
+    idle: u32,
+}
+
+impl LevelPolicy {
+    const DOWN_AFTER: u32 = 2;
+    const UP_AFTER: u32 = 8;
+
+    pub fn new(max: i32) -> LevelPolicy {
+        LevelPolicy {
+            max,
+            now: max,
+            busy: 0,
+            idle: 0,
+        }
+    }
+
+    /// The level for the next frame, given whether submitting it had to wait for a worker
+    /// (`waited`) or found one idle (`idle`).
+    pub fn next(&mut self, waited: bool, idle: bool) -> i32 {
+        let floor = self.max.min(1);
+        if waited {
+            self.idle = 0;
+            self.busy += 1;
+            if self.busy >= Self::DOWN_AFTER && self.now > floor {
+                self.now -= 1;
+                self.busy = 0;
+            }
+        } else if idle {
+            self.busy = 0;
+            self.idle += 1;
+            if self.idle >= Self::UP_AFTER && self.now < self.max {
+                self.now += 1;
+                self.idle = 0;
+            }
+        }
+        self.now
+    }
 }
 
 struct Job {
     seq: u64,
+    level: i32,
     raw: Vec<u8>,
 }
 
 struct Done {
     seq: u64,
+    level: i32,
     raw: Vec<u8>,
     compressed: io::Result<Vec<u8>>,
 }
@@ -89,6 +143,7 @@ impl Pool {
                     .name(format!("zstd-{i}"))
                     .spawn(move || {
                         let mut comp = new_compressor(level);
+                        let mut comp_level = level;
                         loop {
                             let job = match job_rx.lock() {
                                 Ok(rx) => rx.recv(),
@@ -96,11 +151,21 @@ impl Pool {
                             };
                             let Ok(job) = job else { return };
                             let compressed = match &mut comp {
-                                Ok(c) => c.compress(&job.raw),
+                                Ok(c) => {
+                                    if job.level != comp_level {
+                                        // A failed change keeps the old level: still a
+                                        // valid frame, recorded as the level it used.
+                                        if c.set_compression_level(job.level).is_ok() {
+                                            comp_level = job.level;
+                                        }
+                                    }
+                                    c.compress(&job.raw)
+                                }
                                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                             };
                             let done = Done {
                                 seq: job.seq,
+                                level: comp_level,
                                 raw: job.raw,
                                 compressed,
                             };
@@ -142,6 +207,8 @@ pub struct FrameWriter<W: Write> {
     next_write: u64,
     pending: BTreeMap<u64, Done>,
     spare: Vec<Vec<u8>>,
+    policy: Option<LevelPolicy>,
+    levels: BTreeMap<i32, u64>,
 }
 
 impl<W: Write> FrameWriter<W> {
@@ -165,6 +232,8 @@ impl<W: Write> FrameWriter<W> {
             next_write: 0,
             pending: BTreeMap::new(),
             spare: Vec::new(),
+            policy: (opts.adaptive && opts.threads > 1).then(|| LevelPolicy::new(opts.level)),
+            levels: BTreeMap::new(),
         })
     }
 
@@ -189,22 +258,29 @@ impl<W: Write> FrameWriter<W> {
         if let Some(c) = &mut self.inline {
             let compressed = c.compress(&raw)?;
             let raw_len = raw.len();
+            *self.levels.entry(self.opts.level).or_default() += 1;
             self.write_frame(&compressed, raw_len)?;
             let mut raw = raw;
             raw.clear();
             self.spare.push(raw);
             return Ok(());
         }
+        let waited = self.in_flight() >= self.max_in_flight();
+        let idle = self.in_flight() < self.opts.threads as u64;
         while self.in_flight() >= self.max_in_flight() {
             self.receive_one()?;
         }
+        let level = match &mut self.policy {
+            Some(p) => p.next(waited, idle),
+            None => self.opts.level,
+        };
         let seq = self.next_submit;
         let jobs = self
             .pool
             .as_ref()
             .and_then(|p| p.jobs.as_ref())
             .ok_or_else(|| io::Error::other("compression pool is gone"))?;
-        jobs.send(Job { seq, raw })
+        jobs.send(Job { seq, level, raw })
             .map_err(|_| io::Error::other("compression thread died"))?;
         self.next_submit += 1;
         Ok(())
@@ -222,6 +298,7 @@ impl<W: Write> FrameWriter<W> {
         self.pending.insert(done.seq, done);
         while let Some(done) = self.pending.remove(&self.next_write) {
             let compressed = done.compressed?;
+            *self.levels.entry(done.level).or_default() += 1;
             self.write_frame(&compressed, done.raw.len())?;
             self.next_write += 1;
             let mut raw = done.raw;
@@ -264,6 +341,7 @@ impl<W: Write> FrameWriter<W> {
                 stored_len,
                 stored_sha256,
                 frames,
+                levels: std::mem::take(&mut self.levels),
             },
         ))
     }
