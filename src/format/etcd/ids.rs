@@ -100,6 +100,15 @@ mod tests {
         assert!(m == *"8e9e05c52164694d");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_id_round_trips_and_any_text_parses_or_errs(v: u64, s in "\\PC{0,24}") {
+            proptest::prop_assert_eq!(MemberId(v).to_string().parse::<MemberId>(), Ok(MemberId(v)));
+            proptest::prop_assert_eq!(format!("0x{v:X}").parse::<ClusterId>(), Ok(ClusterId(v)));
+            let _ = s.parse::<MemberId>();
+        }
+    }
+
     #[test]
     fn not_an_id_is_an_error_naming_it() {
         for s in ["", "xyz", "12345678901234567", "-1", "+1"] {
