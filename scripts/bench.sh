@@ -8,7 +8,8 @@
 #                                    # only the backup rows (local, S3, etcdctl), table elsewhere
 #
 # What is measured (wall time and peak RSS from GNU time -v, median of BENCH_ROUNDS):
-#   backup:  lifeboat backup (zstd -3, local dir)  vs  etcdctl snapshot save
+#   backup:  lifeboat backup (adaptive zstd level, local dir; and --zstd-level 3)
+#                                                  vs  etcdctl snapshot save
 #                                                  vs  etcdctl snapshot save && zstd -3
 #            lifeboat backup to S3 (s3s-fs on 127.0.0.1)  vs  the local-dir backup
 #            lifeboat backup --encrypt-to (age, one X25519 recipient)  vs  the same, plain
@@ -137,12 +138,13 @@ bench_db() { # name keys
   echo "$tag" >&2
   for r in $(seq "$ROUNDS"); do
     rm -rf "$WORK/out"; mkdir -p "$WORK/out"
-    measure "lifeboat backup" "$tag" "$LB" backup -q --to "$WORK/out/lb" --endpoints "$EP" --zstd-level 3
+    measure "lifeboat backup" "$tag" "$LB" backup -q --to "$WORK/out/lb" --endpoints "$EP"
+    measure "lifeboat backup --zstd-level 3" "$tag" "$LB" backup -q --to "$WORK/out/lb3" --endpoints "$EP" --zstd-level 3
     measure "lifeboat backup encrypted (age, 1 recipient)" "$tag" "$LB" backup -q --to "$WORK/out/lb-age" \
-      --endpoints "$EP" --zstd-level 3 --encrypt-to "$AGE_RECIPIENT"
+      --endpoints "$EP" --encrypt-to "$AGE_RECIPIENT"
     measure "lifeboat backup to S3" "$tag" env LIFEBOAT_S3_ENDPOINT="$S3_EP" AWS_ACCESS_KEY_ID=bench \
       AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
-      "$LB" backup -q --to "s3://bench/$name-$r" --endpoints "$EP" --zstd-level 3
+      "$LB" backup -q --to "s3://bench/$name-$r" --endpoints "$EP"
     measure "etcdctl snapshot save" "$tag" "$E/etcdctl" --endpoints "$EP" snapshot save "$WORK/out/snap.db"
     rm -f "$WORK/out/snap.db"
     measure "etcdctl snapshot save && zstd -3" "$tag" bash -c "'$E/etcdctl' --endpoints '$EP' snapshot save '$WORK/out/snap.db' && zstd -q -3 -f '$WORK/out/snap.db'"
@@ -216,6 +218,9 @@ for s in sizes:
     lb, ctl, ctlz = g("lifeboat backup"), g("etcdctl snapshot save"), g("etcdctl snapshot save && zstd -3")
     if lb and ctl:
         L.append(f"| {s} | backup wall / etcdctl snapshot save | {lb[0]/ctl[0]:.2f} | ≤ 0.9 |")
+    lb3 = g("lifeboat backup --zstd-level 3")
+    if lb3 and ctl:
+        L.append(f"| {s} | backup --zstd-level 3 wall / etcdctl snapshot save | {lb3[0]/ctl[0]:.2f} | (fixed level, for comparison) |")
     if lb and ctlz:
         L.append(f"| {s} | backup wall / (etcdctl snapshot save && zstd -3) | {lb[0]/ctlz[0]:.2f} | ≤ 0.5 |")
     if lb:
@@ -241,8 +246,14 @@ for s in sizes:
             mib = float(label.split("(")[1].split()[0])
             L.append(f"| {s} | WAL verification throughput (MiB/s) | {mib / w:.0f} | ≥ 1000 (warm cache) |")
     dr = g("restore drill: plan + apply x3 + start -> healthy")
+    gib = float(s.split("(")[1].split()[0]) / 1024 if "(" in s else 0
     if dr:
         L.append(f"| {s} | restore drill RTO, 3 members (s) | {dr[0]:.1f} | < 60 |")
+        if gib > 0:
+            L.append(f"| {s} | restore drill, s per GiB | {dr[0]/gib:.1f} | ≤ 20 |")
+    rt = g("lifeboat restore test")
+    if rt and gib > 0:
+        L.append(f"| {s} | restore test, s per GiB | {rt[0]/gib:.1f} | ≤ 12 |")
 open(out, "w").write("\n".join(L) + "\n")
 print("\n".join(L))
 PY
