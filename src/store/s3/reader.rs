@@ -203,6 +203,7 @@ impl S3ReadAt {
         };
         let start = index * BLOCK;
         let len = (BLOCK * window).min(self.size - start);
+        tracing::trace!(object = %self.name, start, len, "ranged GET");
         let mut r = load(&self.inner, &self.name, start, Some(len))
             .map_err(|e| io::Error::other(e.to_string()))?;
         let mut data = Vec::with_capacity(len as usize);
