@@ -85,7 +85,9 @@ pub async fn run_backup(
                 .iter()
                 .map(|d| DestinationRun {
                     destination: d.name.clone(),
-                    stage: tried.contains(&d.name).then(|| super::Stage::of(e).as_str()),
+                    stage: tried
+                        .contains(&d.name)
+                        .then(|| super::Stage::of(e).as_str()),
                     pruned: 0,
                     prune_error: None,
                 })
