@@ -13,7 +13,7 @@ command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 [ -x /usr/bin/etcdctl ] || need_apt+=(etcd-client)
 command -v zstd >/dev/null 2>&1 || need_apt+=(zstd)
 [ -x /usr/bin/time ] || need_apt+=(time)
-command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)  # SSH-recipient test (tests/encryption.rs)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)  # SSH-recipient test (tests/it/encryption.rs)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: apt-get install ${need_apt[*]}" >&2

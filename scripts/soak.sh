@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Soak `lifeboat run` for as long as asked (issue 17): a 3-member etcd 3.5.1 cluster with a
 # writer, a 1 s schedule, a local and an S3 destination (s3s-fs on 127.0.0.1), retention and
-# scrubbing, and the faults of the CI soak (tests/soak.rs), each every N slots (0: never):
+# scrubbing, and the faults of the CI soak (tests/it/soak.rs), each every N slots (0: never):
 # the S3 server killed and restarted (SOAK_RESTART_EVERY, 50), stopped (SIGSTOP) for 10 s
 # and continued (SOAK_PAUSE_EVERY, 0), a SIGHUP with a valid config (SOAK_HUP_EVERY, 100),
 # the local destination read-only for 5 slots (SOAK_RO_EVERY, 0; a read-only bind mount as

@@ -104,7 +104,7 @@ pub fn predict(
         .max(r.summary.compact_revision.unwrap_or(0));
     // The bump's entry (the empty key at the bumped revision, the last entry of bucket
     // `key`) is indexed by etcd like a put when it loads the db, so its keep set holds it
-    // and hashkv hashes it (measured on 3.4.23, 3.5.1 and 3.5.16: tests/restore_check.rs);
+    // and hashkv hashes it (measured on 3.4.23, 3.5.1 and 3.5.16: tests/it/restore_check.rs);
     // the offline hashkv leaves empty keys out. Its value is empty: only the key counts.
     let hashkv = if spec.bump_revision.unwrap_or(0) > 0 {
         let mut k = revision.to_be_bytes().to_vec();

@@ -1,5 +1,5 @@
 //! Entry points shared by the cargo-fuzz targets (`fuzz/fuzz_targets/wal.rs`) and the
-//! property tests (`tests/wal_robustness.rs`): feed arbitrary bytes through every WAL and
+//! property tests (`tests/it/wal_robustness.rs`): feed arbitrary bytes through every WAL and
 //! snap decoding path. They must return, never panic, whatever the input.
 
 use super::{dump, open, scan, Decoder, Segment, Start};

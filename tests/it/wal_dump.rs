@@ -1,7 +1,6 @@
 //! `lifeboat wal dump` on a real etcd 3.5.1 and 3.4.23 WAL: every kind of request it should
 //! describe, filters, JSON, and a damaged record.
-mod common;
-use common::*;
+use crate::common::*;
 
 fn dump(dir: &str, extra: &[&str]) -> std::process::Output {
     let mut a = vec!["wal".to_string(), "dump".to_string(), dir.to_string()];

@@ -1,13 +1,12 @@
 //! Backups of real etcd clusters (3.5.1 and 3.4.23, plain and TLS), verified, fetched and
 //! restored with etcd's own tools; broken streams, killed runs and damaged objects.
-mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::store::*;
-use common::*;
+use crate::common::store::*;
+use crate::common::*;
 
 fn revision_of(c: &Cluster) -> i64 {
     let out = c.ctl_ok(&["get", "/", "--prefix", "--limit=1", "-w", "json"]);

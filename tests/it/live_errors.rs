@@ -1,9 +1,8 @@
 //! Errors an operator can act on, against real etcd servers: TLS and certificate mistakes,
 //! auth, bad endpoints, unreadable files, a frozen member (SIGSTOP), quorum loss. Each
 //! failure is one line naming the flag, file or endpoint to fix, with the right exit code.
-mod common;
-use common::live::{open_to_nobody, Frozen, TlsNoIpSan};
-use common::*;
+use crate::common::live::{open_to_nobody, Frozen, TlsNoIpSan};
+use crate::common::*;
 
 /// The error line: the last line on stderr. Asserts it says nothing twice-wrapped, no
 /// Debug output, and that it is the only line that mentions the error.

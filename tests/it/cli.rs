@@ -1,11 +1,10 @@
 //! The process edge: JSON error documents, one-line errors, broken pipes, exit codes in
 //! --help, completions and the man page.
-mod common;
 
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 /// Run lifeboat with no lifeboat or etcdctl variables from the caller's environment.
 fn lb(args: &[&str]) -> Output {

@@ -1,10 +1,9 @@
 //! The one-shot for cron/systemd against a real etcd: `backup --prune --metrics-textfile`
 //! prunes after each success and writes a textfile node_exporter can read.
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::*;
+use crate::common::*;
 
 /// `name{labels} value` lines of a Prometheus/OpenMetrics textfile; panics on anything else,
 /// so a malformed line fails the test.

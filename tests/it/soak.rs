@@ -3,14 +3,13 @@
 //! daemon must stay up, every listed backup must verify, no scrub may report a backup
 //! that retention removed, and memory must stay flat (a generous bound here; the strict
 //! ratio is a benchmark: scripts/soak.sh, BENCHMARKS.md).
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::s3::{signal, S3Server};
-use common::*;
+use crate::common::s3::{signal, S3Server};
+use crate::common::*;
 
 fn read(log: &Path) -> String {
     std::fs::read_to_string(log).unwrap_or_default()

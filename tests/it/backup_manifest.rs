@@ -1,9 +1,8 @@
 //! Manifests checked as strictly as data, and destinations that cannot work, with a real
 //! etcd: the exit codes every command gives for the same fact.
-mod common;
 
-use common::store::*;
-use common::*;
+use crate::common::store::*;
+use crate::common::*;
 
 /// Issue 8 §2: a manifest that `list` rejects is exit 3 for every command that names it,
 /// any changed field is caught by the manifest's own digest, and a missing data object is

@@ -2,7 +2,7 @@
 //! files, db buckets equal entry by entry, and etcd 3.4.23, 3.5.1 and 3.5.16 booting on
 //! natively restored member dirs with every key, revision and `endpoint hashkv` intact.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,8 +10,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::native::{etcd3516, BootMember, Booted};
-use common::{etcd34, etcd35, free_port, Cluster, Opts};
+use crate::common::native::{etcd3516, BootMember, Booted};
+use crate::common::{etcd34, etcd35, free_port, Cluster, Opts};
 use lifeboat::format::bolt::Db;
 use lifeboat::restore::native::{write_member_dirs, MemberSpec, RestoreSpec, WrittenMember};
 

@@ -2,8 +2,7 @@
 //! segments per version (built once, kept under target/tmp), copied and damaged per test.
 //! Every test also starts the real etcd on the damaged copy and requires that lifeboat's
 //! prediction (`etcd_starts`) is what etcd did.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};

@@ -1,8 +1,7 @@
 //! Retention and scrubbing through the CLI, on copies of the committed golden backup (no
 //! etcd needed: the stored format is what these commands read).
-mod common;
 
-use common::*;
+use crate::common::*;
 use std::path::Path;
 
 const GOLDEN: &str = "20261129T053645.864Z-650b5d21591bfd0";

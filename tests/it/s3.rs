@@ -3,10 +3,8 @@
 //! meets first (missing bucket, wrong credentials).
 #![cfg(feature = "s3")]
 
-mod common;
-
-use common::s3::*;
-use common::*;
+use crate::common::s3::*;
+use crate::common::*;
 
 /// One cluster, one server: a multipart backup of ≥ 3 parts (5 MiB parts, > 10 MiB stored),
 /// then every read path from S3, and fan-out to a local directory and S3 from one stream.

@@ -1,11 +1,10 @@
 //! `lifeboat run` against a real etcd on a 1 s schedule: backs up every slot, prunes to
 //! keep_last = 2, writes the textfile, and stops cleanly on SIGTERM.
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Start `lifeboat run` with a config; stderr goes to `log`.
 fn start_daemon(

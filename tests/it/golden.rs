@@ -1,8 +1,7 @@
 //! A backup written by lifeboat's first format (format_version 1, no manifest digest),
 //! committed under tests/golden/v1: today's reader must still list, verify and fetch it.
-mod common;
 
-use common::*;
+use crate::common::*;
 
 const ID: &str = "20261129T053645.864Z-650b5d21591bfd0";
 

@@ -5,8 +5,7 @@
 //! Each etcd version's fixture is built once per test process (a `OnceLock`): a history
 //! with puts, deletes, txns, a lease, values larger than a page, Kubernetes-like keys, bulk
 //! keys (so the key bucket has branch pages), a compaction and writes after it.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

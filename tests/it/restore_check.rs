@@ -6,13 +6,12 @@
 //! --user root:PW` exits 0. The 3.5.16 drill also runs the RUNBOOK's checking steps and
 //! the check's failures: a stopped member (4), another plan's cluster (4), a write after
 //! the restore (3), no credentials (2).
-mod common;
 
 use std::path::Path;
 
-use common::restore::*;
-use common::versions::{etcd36, etcd37};
-use common::*;
+use crate::common::restore::*;
+use crate::common::versions::{etcd36, etcd37};
+use crate::common::*;
 
 /// Plan, apply and start the restored cluster from `src`'s backup. `topology_version`: the
 /// etcd version the topology names.

@@ -1,6 +1,5 @@
 //! Smoke test of the test harness itself: real etcd 3.5 and 3.4 start, serve and stop.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn etcd_35_and_34_start_and_serve() {

@@ -3,13 +3,11 @@
 //! `inspect`/`get DEST:ID` with the identity, and refuses clearly without it or with the
 //! wrong one (exit 2: a configuration error, never damage). One cluster for the local cases; S3 on s3s-fs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::common::*;
 use age::secrecy::ExposeSecret;
-use common::*;
 
 const NEEDLE: &str = "PLAINTEXT-NEEDLE-d41d8cd98f00b204";
 
@@ -413,7 +411,7 @@ fn wrong_key_is_a_configuration_error(
 #[cfg(feature = "s3")]
 #[test]
 fn an_encrypted_backup_to_s3_verifies_and_inspects() {
-    use common::s3::S3Server;
+    use crate::common::s3::S3Server;
     let c = Cluster::single(&etcd35(), Opts::default());
     c.put("/s3/needle", NEEDLE);
     let keys = TempDir::new().unwrap();

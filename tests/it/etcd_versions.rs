@@ -10,18 +10,18 @@
 //! backup onto 3.6.16 and a 3.6.16 backup onto 3.7.3. One 3-member cluster is upgraded
 //! member by member 3.5.16 → 3.6.16 → 3.7.3 under `lifeboat status`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::native::{BootMember, Booted};
-use common::restore::{apply_all, make_plan, restore_check, start_from_plan};
-use common::store::backup_json;
-use common::versions::{etcd36, etcd37};
-use common::*;
+use crate::common::native::{BootMember, Booted};
+use crate::common::restore::{apply_all, make_plan, restore_check, start_from_plan};
+use crate::common::store::backup_json;
+use crate::common::versions::{etcd36, etcd37};
+use crate::common::*;
 use lifeboat::format::bolt::Db;
 use lifeboat::restore::native::{
     write_member_dirs_styled, MemberSpec, RestoreSpec, RestoreStyle, WrittenMember,

@@ -2,10 +2,10 @@
 //! enabled restores in the sandbox without credentials and reports its users and roles;
 //! the etcd version booted is printed; an etcd that cannot be the sandbox (missing, not
 //! etcd, older than the backup) is refused at once with exit 2.
-mod common;
+use crate::common;
 
-use common::store::*;
-use common::*;
+use crate::common::store::*;
+use crate::common::*;
 
 /// A single-member cluster with keys, two users, two roles and auth enabled, backed up
 /// with `--user root:pw`. Returns the cluster, the destination and the manifest.

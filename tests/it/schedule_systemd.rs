@@ -1,8 +1,7 @@
 //! `lifeboat systemd`: the unit pair it writes is hardened, names the config's paths, and
 //! passes `systemd-analyze verify` where systemd is installed. No etcd needed.
-mod common;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn systemd_writes_a_hardened_service_and_timer() {

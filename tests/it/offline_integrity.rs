@@ -1,8 +1,7 @@
 //! Offline readers (`get`, `diff`, `inspect`) never answer from damaged data: real
 //! snapshots from etcd 3.5, damaged on disk, must give exit 3 naming the file (for `diff`,
 //! which of the two), the page when there is one, and print nothing on stdout.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

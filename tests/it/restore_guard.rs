@@ -4,14 +4,13 @@
 //! script); one plan per cluster (the same plan again is a no-op, another plan is refused
 //! unless `--force`); and plans that say what will happen (the bump on old nodes, the
 //! topology's version, `bump_revision` always in plan.json).
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::restore::*;
-use common::store::*;
-use common::*;
+use crate::common::restore::*;
+use crate::common::store::*;
+use crate::common::*;
 
 /// A topology of `n` members on fresh ports; member r0's data dir is `first_dir`.
 fn topology(version: &str, token: &str, first_dir: &Path, work: &Path, n: usize) -> String {

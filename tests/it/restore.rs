@@ -2,14 +2,14 @@
 //! leases, deletes and a compaction is backed up and SIGKILLed; `restore plan` and `restore
 //! apply` for every node; the members start with the plan's flags alone. Plus the plan's
 //! validation failures and the scripts' refusals.
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::restore::*;
-use common::store::*;
-use common::*;
+use crate::common::restore::*;
+use crate::common::store::*;
+use crate::common::*;
 
 fn revision_of(c: &Cluster) -> i64 {
     let out = c.ctl_ok(&["get", "/", "--prefix", "--limit=1", "-w", "json"]);

@@ -1,7 +1,6 @@
 //! `lifeboat status` (the doctor) against real clusters: healthy, one member down, NOSPACE.
-mod common;
-use common::native::etcd3516;
-use common::*;
+use crate::common::native::etcd3516;
+use crate::common::*;
 
 fn status(c: &Cluster, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
     let mut args: Vec<String> = vec!["status".into(), "-o".into(), "json".into()];

@@ -1,8 +1,7 @@
 //! The WAL and snap decoders on hostile input, starting from a small real WAL written by etcd
 //! 3.5.1: exhaustive single-byte flips and zeroed tails checked against etcd's own rule
 //! (formats §5.7), and random mutations that must never panic.
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::sync::OnceLock;
 

@@ -1,12 +1,11 @@
 //! One configuration: file < environment < flags, `config check`, secrets, and a backup
 //! that takes its destinations and connection from the file.
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn lb(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(lifeboat());
