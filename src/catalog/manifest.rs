@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::id::BackupId;
 use crate::format::etcd::{ClusterId, MemberId};
 use crate::{Error, Result};
 
@@ -23,7 +24,7 @@ pub const DIGEST_FIELD: &str = "manifest_sha256";
 pub struct Manifest {
     pub format: String,
     pub format_version: u32,
-    pub id: String,
+    pub id: BackupId,
     /// When the snapshot stream started (RFC 3339, UTC).
     pub created_at: String,
     /// When the manifest was written.

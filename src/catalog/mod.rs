@@ -14,7 +14,7 @@ pub mod retention;
 pub mod verified;
 
 pub use access::Access;
-pub use id::new_backup_id;
+pub use id::{new_backup_id, BackupId};
 pub use manifest::{Manifest, ManifestMember, SourceMember, FORMAT_NAME, FORMAT_VERSION};
 pub use repository::{Keys, Repository};
 

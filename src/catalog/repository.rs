@@ -220,7 +220,7 @@ mod tests {
         for h in 0..2 {
             let t = time::macros::datetime!(2026-11-01 00:00 UTC) + time::Duration::hours(h);
             let mut m = base.clone();
-            m.id = super::super::new_backup_id(t, 0x650b5d21591bfd0);
+            m.id = super::super::BackupId::new(t, 0x650b5d21591bfd0);
             m.object = super::super::data_name(&m.id);
             m.format_version = super::super::FORMAT_VERSION;
             if h == 0 {
@@ -231,7 +231,7 @@ mod tests {
                 .unwrap();
             ids.push(m.id);
         }
-        (ids[0].clone(), ids[1].clone())
+        (ids[0].to_string(), ids[1].to_string())
     }
 
     #[test]

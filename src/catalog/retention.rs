@@ -66,29 +66,7 @@ pub struct Decision {
 /// Parse the time out of a backup id (`YYYYMMDDTHHMMSS.mmmZ-<cluster>`), which is when its
 /// snapshot started, in UTC. Ids are what listing yields without reading manifests' bodies.
 pub fn time_of_id(id: &str) -> Option<OffsetDateTime> {
-    let b = id.as_bytes();
-    if b.len() < 20 || b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        let s = id.get(r)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
-    let month = time::Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?;
-    let date =
-        time::Date::from_calendar_date(num(0..4)? as i32, month, u8::try_from(num(6..8)?).ok()?)
-            .ok()?;
-    let t = time::Time::from_hms_milli(
-        u8::try_from(num(9..11)?).ok()?,
-        u8::try_from(num(11..13)?).ok()?,
-        u8::try_from(num(13..15)?).ok()?,
-        u16::try_from(num(16..19)?).ok()?,
-    )
-    .ok()?;
-    Some(date.with_time(t).assume_utc())
+    super::id::time_of(id)
 }
 
 type Bucket = fn(OffsetDateTime) -> String;

@@ -90,7 +90,7 @@ pub fn fetch(
     w.write_all(&digest).at(out)?;
     w.commit()?;
     Ok(FetchReport {
-        id: m.id.clone(),
+        id: m.id.to_string(),
         out: out.to_path_buf(),
         db_size: db_len,
         file_size: db_len + 32,

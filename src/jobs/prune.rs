@@ -342,14 +342,14 @@ mod tests {
             let t =
                 time::macros::datetime!(2026-11-01 00:00 UTC) + time::Duration::hours(i64::from(h));
             let mut m = base.clone();
-            m.id = catalog::new_backup_id(t, 0x650b5d21591bfd0);
+            m.id = catalog::BackupId::new(t, 0x650b5d21591bfd0);
             m.object = catalog::data_name(&m.id);
             m.format_version = catalog::FORMAT_VERSION;
             store.put_bytes(&m.object, b"data").unwrap();
             store
                 .put_bytes(&catalog::manifest_name(&m.id), &m.seal().unwrap())
                 .unwrap();
-            ids.push(m.id);
+            ids.push(m.id.to_string());
         }
         (dir, store, ids)
     }

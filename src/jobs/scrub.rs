@@ -234,7 +234,7 @@ mod tests {
         for h in 0..n {
             let t = time::macros::datetime!(2026-11-01 00:00 UTC) + time::Duration::hours(h);
             let mut m = base.clone();
-            m.id = catalog::new_backup_id(t, 0x650b5d21591bfd0);
+            m.id = catalog::BackupId::new(t, 0x650b5d21591bfd0);
             m.object = catalog::data_name(&m.id);
             m.format_version = catalog::FORMAT_VERSION;
             m.stored_size = 4;
@@ -246,7 +246,7 @@ mod tests {
             store
                 .put_bytes(&catalog::manifest_name(&m.id), &m.seal().unwrap())
                 .unwrap();
-            ids.push(m.id);
+            ids.push(m.id.to_string());
         }
         let repo = Repository::new("d", Arc::new(store), Keys::none());
         (dir, repo, ids)

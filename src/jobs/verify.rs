@@ -41,7 +41,7 @@ fn verify(repo: &Repository, m: &Manifest, progress: Progress<'_>) -> Result<Ver
     let mut problems = Vec::new();
     let object = repo.object_of(m);
     let report = |problems: Vec<String>| VerifyReport {
-        id: m.id.clone(),
+        id: m.id.to_string(),
         ok: problems.is_empty(),
         problems,
         object: object.clone(),

@@ -146,7 +146,7 @@ pub struct Source {
 impl Source {
     pub fn of_manifest(m: &Manifest) -> Source {
         Source {
-            id: m.id.clone(),
+            id: m.id.to_string(),
             revision: m.revision,
             db_sha256: m.db_sha256.clone(),
             cluster_id: m.cluster_id.to_string(),

@@ -228,7 +228,7 @@ fn restore_native(
     let db = file.with_size(size.saturating_sub(crate::pipeline::trailer::TRAILER_LEN as u64));
     let mut want = [0u8; 32];
     hex::decode_to_slice(&m.db_sha256, &mut want)
-        .map_err(|_| Error::integrity(&m.id, "manifest db_sha256 is not a hex SHA-256"))?;
+        .map_err(|_| Error::integrity(m.id.as_str(), "manifest db_sha256 is not a hex SHA-256"))?;
     let spec = super::native::RestoreSpec {
         members: vec![super::native::MemberSpec {
             name: NAME.into(),
@@ -405,7 +405,7 @@ pub fn restore_test(
         }
     }
     Ok(TestReport {
-        id: m.id.clone(),
+        id: m.id.to_string(),
         ok: problems.is_empty(),
         etcd_version,
         etcd_path: etcd.display().to_string(),

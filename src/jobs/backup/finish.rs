@@ -22,7 +22,7 @@ use crate::{Error, Result};
 /// What every destination's manifest shares.
 pub(super) struct Run {
     pub(super) opts: BackupOptions,
-    pub(super) id: String,
+    pub(super) id: crate::catalog::BackupId,
     pub(super) view: ClusterView,
     pub(super) choice: Choice,
     pub(super) attempts: u32,

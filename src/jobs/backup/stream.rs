@@ -160,7 +160,7 @@ async fn abort(tee: Tee) {
 /// What the stream phase hands to the finish: the snapshot in every destination still in
 /// the run, and what the manifests say about how it was taken.
 pub(super) struct Taken {
-    pub(super) id: String,
+    pub(super) id: catalog::BackupId,
     pub(super) view: ClusterView,
     pub(super) choice: Choice,
     pub(super) streamed: Streamed,
@@ -179,7 +179,7 @@ pub(super) async fn stream(
 ) -> Result<Option<Taken>> {
     let mut failed_members: Vec<u64> = Vec::new();
     let mut attempt_no = 0u32;
-    let mut id: Option<String> = None;
+    let mut id: Option<catalog::BackupId> = None;
     let (view, choice, streamed) = loop {
         attempt_no += 1;
         let view = match survey(&opts.conn).await {
@@ -205,7 +205,7 @@ pub(super) async fn stream(
         );
         let cluster_id = view.cluster_id.unwrap_or(0);
         let id = id
-            .get_or_insert_with(|| catalog::new_backup_id(now(), cluster_id))
+            .get_or_insert_with(|| catalog::BackupId::new(now(), cluster_id))
             .clone();
         let size_hint = view
             .endpoints
@@ -250,8 +250,11 @@ pub(super) async fn stream(
                 .join(", ")
         ));
     }
+    // Every attempt names the backup before it streams.
+    let id =
+        id.ok_or_else(|| Error::Internal("a stream ended before its backup had an id".into()))?;
     Ok(Some(Taken {
-        id: id.unwrap_or_default(),
+        id,
         view,
         choice,
         streamed,
