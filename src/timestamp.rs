@@ -53,8 +53,8 @@ impl fmt::Display for Timestamp {
         // Formatting RFC 3339 fails only for years outside 0..=9999 or a non-whole-minute
         // offset; show such a time in time's own words rather than fail.
         match self.0.format(&Rfc3339) {
-            Ok(s) => f.write_str(&s),
-            Err(_) => write!(f, "{}", self.0),
+            Ok(s) => f.pad(&s),
+            Err(_) => f.pad(&self.0.to_string()),
         }
     }
 }
@@ -69,6 +69,7 @@ mod tests {
         let b = Timestamp::parse("2026-11-02T00:00:00.25Z").unwrap();
         assert!(b < a, "parsed, not compared as text");
         assert_eq!(Timestamp::parse(&a.to_string()), Some(a));
+        assert_eq!(format!("{a:<26}|"), "2026-11-02T00:00:00.5Z    |");
         assert_eq!(a.unix_seconds(), 1_793_577_600.5);
         assert_eq!(
             Timestamp::parse("2026-11-02T01:00:00+01:00"),

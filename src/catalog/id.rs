@@ -44,8 +44,9 @@ impl BackupId {
 }
 
 impl fmt::Display for BackupId {
+    /// Honours width and alignment (`{:<42}` in `list`'s table).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -155,6 +156,7 @@ mod tests {
         ] {
             assert_eq!(BackupId::parse(bad), None, "{bad}");
         }
+        assert_eq!(format!("[{:<40}]", id), format!("[{:<40}]", id.as_str()));
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, "\"20261121T070554.123Z-1648f861f2b6c31c\"");
         assert!(serde_json::from_str::<BackupId>("\"../x\"").is_err());

@@ -17,8 +17,9 @@ macro_rules! hex_id {
         pub struct $name(pub u64);
 
         impl fmt::Display for $name {
+            /// Honours width and alignment, as a string would (tables pad ids).
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{:x}", self.0)
+                f.pad(&format!("{:x}", self.0))
             }
         }
 
@@ -98,6 +99,12 @@ mod tests {
         let back: MemberId = serde_json::from_str("\"8e9e05c52164694d\"").unwrap();
         assert_eq!(back, m);
         assert!(m == *"8e9e05c52164694d");
+        assert_eq!(
+            format!("[{:<18}]", m),
+            "[8e9e05c52164694d  ]",
+            "padded as a string"
+        );
+        assert_eq!(format!("[{:>4}]", ClusterId(0xab)), "[  ab]");
     }
 
     proptest::proptest! {
