@@ -740,7 +740,10 @@ fn runbook_commands_run_as_written_for_a_data_dir_with_a_space() {
         .expect("step 4's etcd command line");
     let mut etcd = Command::new("bash")
         .arg("-c")
-        .arg(format!("exec {} {start}", runbook_sh_word(&bins.etcd)))
+        .arg(format!(
+            "exec {} {start}",
+            lifeboat::restore::runbook::sh_quote(&bins.etcd.display().to_string())
+        ))
         .current_dir(work.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -764,9 +767,4 @@ fn runbook_commands_run_as_written_for_a_data_dir_with_a_space() {
     let _ = etcd.wait();
     assert!(ready, "etcd {start} did not become healthy");
     assert_exit(&check, 0);
-}
-
-/// A path as one bash word (single-quoted).
-fn runbook_sh_word(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }

@@ -68,14 +68,12 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
         .map(|(_, k)| k);
     let shared = SharedHashkv::default();
     let done = super::prepare::each((0..outs.len()).collect(), |k| {
+        let computes = Some(k) == designated;
         // Whatever becomes of the designated destination, the others stop waiting for it.
-        let _publish = (Some(k) == designated).then(|| shared.publish_on_drop());
-        let role = if Some(k) == designated {
-            Role::Computes(&shared)
-        } else if designated.is_some() {
-            Role::Waits(&shared)
-        } else {
-            Role::Alone
+        let _publish = computes.then(|| shared.publish_on_drop());
+        let hashkv = HashkvRole {
+            shared: &shared,
+            computes,
         };
         let o = outs[k].lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let target = targets.get(o.index)?;
@@ -97,7 +95,14 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
         let enc = target.encryption.as_deref();
         let digest = target.digest.as_ref();
         Some(
-            match finish_destination(run, store.as_ref(), &result, started, enc.zip(digest), role) {
+            match finish_destination(
+                run,
+                store.as_ref(),
+                &result,
+                started,
+                enc.zip(digest),
+                hashkv,
+            ) {
                 Ok(m) => Ok((name.clone(), m)),
                 Err(e) => {
                     let _ = store.remove(&catalog::data_name(&run.id));
@@ -138,18 +143,41 @@ impl SharedHashkv {
     }
 }
 
-/// What a destination's thread does about the hashkv.
+/// What a destination's thread does about the hashkv: the designated one computes it
+/// beside its read-back and publishes it; the others take the published value after their
+/// own read-back, and compute their own only if none was published. (A destination's
+/// thread only gets here when some destination has a stream, so one is designated.)
 #[derive(Clone, Copy)]
-pub(super) enum Role<'a> {
-    /// Compute it (alongside the read-back) and publish it.
-    Computes(&'a SharedHashkv),
-    /// Take the published one; compute its own only if none was.
-    Waits(&'a SharedHashkv),
-    /// The only destination.
-    Alone,
+pub(super) struct HashkvRole<'a> {
+    shared: &'a SharedHashkv,
+    computes: bool,
 }
 
-/// The manifest before the facts read back from the stored database are filled in.
+impl HashkvRole<'_> {
+    /// Run `read_back`, and give the hashkv `walk` computes, as the role says.
+    fn run(
+        self,
+        read_back: impl FnOnce() -> Result<()>,
+        walk: impl FnOnce() -> Option<u32> + Send,
+    ) -> (Result<()>, Option<u32>) {
+        if self.computes {
+            let (checked, h) = std::thread::scope(|sc| {
+                let walking = sc.spawn(walk);
+                let checked = read_back();
+                (checked, walking.join().ok().flatten())
+            });
+            let _ = self.shared.cell.set(h);
+            return (checked, h);
+        }
+        let checked = read_back();
+        let h = match checked {
+            Ok(()) => self.shared.cell.wait().or_else(walk),
+            Err(_) => None,
+        };
+        (checked, h)
+    }
+}
+
 /// The read-back `run.opts.read_back` asks for: the stored object's digest and size, or
 /// a full decode of it.
 fn read_back<R: crate::io::ReadAt>(
@@ -202,6 +230,7 @@ fn stored_hashkv<R: crate::io::ReadAt>(reader: &R, revision: i64) -> Option<u32>
     }
 }
 
+/// The manifest before the facts read back from the stored database are filled in.
 fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Manifest {
     let (opts, view, choice) = (&run.opts, &run.view, &run.choice);
     let source_status = view.status_of(choice.member_id);
@@ -299,7 +328,7 @@ fn finish_destination(
     result: &SinkResult,
     started: OffsetDateTime,
     encrypted: Option<(&Encryption, &StoredDigest)>,
-    role: Role<'_>,
+    hashkv: HashkvRole<'_>,
 ) -> Result<Manifest> {
     let mut m = draft_manifest(run, result, started);
     let where_ = format!("{}/{}", store.location(), m.object);
@@ -336,31 +365,10 @@ fn finish_destination(
     m.raft_index = facts.consistent_index;
     m.page_size = facts.page_size;
     // The read-back and the hashkv walk both read the whole stored object: side by side.
-    let hashkv_of = || stored_hashkv(&reader, m.revision);
-    let (checked, hashkv) = match role {
-        Role::Computes(shared) => {
-            let (checked, h) = std::thread::scope(|sc| {
-                let walk = sc.spawn(hashkv_of);
-                let checked = read_back(run, store, &reader, &m, keys.as_ref(), &where_);
-                (checked, walk.join().ok().flatten())
-            });
-            let _ = shared.cell.set(h);
-            (checked, h)
-        }
-        Role::Waits(shared) => {
-            let checked = read_back(run, store, &reader, &m, keys.as_ref(), &where_);
-            let h = match checked {
-                Ok(()) => shared.cell.wait().or_else(hashkv_of),
-                Err(_) => None,
-            };
-            (checked, h)
-        }
-        Role::Alone => std::thread::scope(|sc| {
-            let walk = sc.spawn(hashkv_of);
-            let checked = read_back(run, store, &reader, &m, keys.as_ref(), &where_);
-            (checked, walk.join().ok().flatten())
-        }),
-    };
+    let (checked, hashkv) = hashkv.run(
+        || read_back(run, store, &reader, &m, keys.as_ref(), &where_),
+        || stored_hashkv(&reader, m.revision),
+    );
     checked?;
     tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
     m.hashkv = hashkv;

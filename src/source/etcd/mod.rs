@@ -11,6 +11,7 @@ mod connect;
 pub(crate) mod errors;
 pub mod quota;
 mod survey;
+mod tls_probe;
 
 pub use choose::{choose, Choice, SourcePolicy};
 pub use connect::{strip_scheme, ConnectConfig};

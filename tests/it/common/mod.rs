@@ -547,10 +547,15 @@ impl Cluster {
 
     /// `etcdctl endpoint status -w json` for one member, parsed.
     pub fn status_of(&self, i: usize) -> Option<serde_json::Value> {
-        let o = self.ctl_at(
-            &self.members[i].client_url,
-            &["endpoint", "status", "-w", "json"],
-        );
+        self.status_as(i, &[])
+    }
+
+    /// [`Cluster::status_of`] with more etcdctl flags (`--user=…` once auth is on: etcd
+    /// 3.6+ wants credentials for `endpoint status`).
+    pub fn status_as(&self, i: usize, extra: &[&str]) -> Option<serde_json::Value> {
+        let mut args = extra.to_vec();
+        args.extend(["endpoint", "status", "-w", "json"]);
+        let o = self.ctl_at(&self.members[i].client_url, &args);
         if !o.status.success() {
             return None;
         }
@@ -560,11 +565,16 @@ impl Cluster {
 
     /// Index of the current leader among running members.
     pub fn leader(&self) -> Option<usize> {
+        self.leader_as(&[])
+    }
+
+    /// [`Cluster::leader`], asking with more etcdctl flags ([`Cluster::status_as`]).
+    pub fn leader_as(&self, extra: &[&str]) -> Option<usize> {
         for (i, m) in self.members.iter().enumerate() {
             if m.child.is_none() {
                 continue;
             }
-            if let Some(s) = self.status_of(i) {
+            if let Some(s) = self.status_as(i, extra) {
                 let st = &s["Status"];
                 let me = st["header"]["member_id"].as_u64();
                 if me.is_some() && me == st["leader"].as_u64() {

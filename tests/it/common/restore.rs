@@ -77,7 +77,8 @@ pub fn start_from_plan_with(bins: &Bins, plan: &serde_json::Value, auth: bool) -
         // `endpoint health` needs credentials once auth is on, and so does `endpoint status`
         // from etcd 3.6: wait for a leader, asking as root.
         let start = std::time::Instant::now();
-        while !has_leader_as_root(&c) {
+        let user = format!("--user=root:{ROOT_PW}");
+        while c.leader_as(&[&user]).is_none() {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "no leader after 60s"
@@ -88,21 +89,6 @@ pub fn start_from_plan_with(bins: &Bins, plan: &serde_json::Value, auth: bool) -
         c.wait_healthy(Duration::from_secs(60));
     }
     c
-}
-
-/// Whether a running member answers `endpoint status` (as root) naming itself leader.
-pub fn has_leader_as_root(c: &Cluster) -> bool {
-    let user = format!("--user=root:{ROOT_PW}");
-    c.members.iter().any(|m| {
-        let o = c.ctl_at(&m.client_url, &[&user, "endpoint", "status", "-w", "json"]);
-        let v: serde_json::Value = match serde_json::from_slice(&o.stdout) {
-            Ok(v) if o.status.success() => v,
-            _ => return false,
-        };
-        let st = &v[0]["Status"];
-        let me = st["header"]["member_id"].as_u64();
-        me.is_some() && me == st["leader"].as_u64()
-    })
 }
 
 /// root's password in the auth-enabled drills.
