@@ -7,6 +7,7 @@
 //! bucket values), with gogo-protobuf 1.3.2's notion of what fails to unmarshal.
 
 pub mod bolt;
+pub mod capture;
 pub mod etcd;
 pub mod snap;
 pub mod wal;
