@@ -6,6 +6,7 @@
 //! and is removed by the next backup's clean-up (with the store lock held).
 
 pub mod access;
+pub mod capture;
 pub mod id;
 pub mod manifest;
 pub mod readback;

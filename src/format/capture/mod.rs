@@ -33,6 +33,10 @@ pub enum Record {
     LeaseRevoke { id: i64, revision: i64 },
     /// The cluster was compacted at `compact_revision`; seen by `revision`.
     Compact { compact_revision: i64, revision: i64 },
+    /// Wall-clock mark: by `unix_ms` (capture's clock, UTC milliseconds) the cluster had
+    /// reached `revision` and capture had received every change up to it. `--to-time T`
+    /// restores to the revision of the newest mark at or before T.
+    Clock { revision: i64, unix_ms: i64 },
     /// The live cluster's `HashKV` at `revision`, with the compaction revision it answered
     /// with: what a restore to `revision` must reproduce.
     LiveHash {
@@ -51,6 +55,7 @@ impl Record {
             | Record::LeaseGrant { revision, .. }
             | Record::LeaseRevoke { revision, .. }
             | Record::Compact { revision, .. }
+            | Record::Clock { revision, .. }
             | Record::LiveHash { revision, .. } => *revision,
         }
     }
