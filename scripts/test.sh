@@ -8,14 +8,14 @@ scripts/setup.sh
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h . "${TMPDIR:-/tmp}" | sed 's/^/disk before tests: /'
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # Integration tests start several etcd processes each; two at a time suits a 2-core machine.
 # Unit, integration and doc tests; the summary line at the end adds up every binary's counts.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --locked --all-targets --no-fail-fast -- --test-threads="${LIFEBOAT_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
-cargo test --locked --doc 2>&1 | tee -a "$log" || status=$?
+cargo test --workspace --locked --all-targets --no-fail-fast -- --test-threads="${LIFEBOAT_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --doc 2>&1 | tee -a "$log" || status=$?
 df -h . "${TMPDIR:-/tmp}" | sed 's/^/disk after tests: /'
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

@@ -14,6 +14,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::format::bolt::{is_damage, FormatError};
+use crate::io::PathError;
+
 /// Process exit codes promised in the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ExitCode {
@@ -339,6 +342,43 @@ impl Error {
 }
 
 /// Extension to attach a path to `std::io::Result`s.
+/// A format reader's error as the library's, naming the `file` it came from (an operator
+/// reading two files must learn which one is damaged). Damage is an integrity problem: so
+/// is a read that failed because the data is shorter than it claims or a compressed frame
+/// under it does not decode. Other read failures are the operation failing.
+pub trait InFile {
+    fn in_file(self, file: &str) -> Error;
+}
+
+impl InFile for FormatError {
+    fn in_file(self, file: &str) -> Error {
+        match self {
+            FormatError::Corrupt(p) => Error::Corrupt {
+                file: file.to_string(),
+                page: p.page,
+                offset: p.offset,
+                what: p.message,
+            },
+            FormatError::Io { offset, source, .. } if is_damage(&source) => Error::Corrupt {
+                file: file.to_string(),
+                page: None,
+                offset: Some(offset),
+                what: io_words(&source),
+            },
+            FormatError::Io { source, .. } => Error::Io {
+                path: file.into(),
+                source,
+            },
+        }
+    }
+}
+
+impl From<PathError> for Error {
+    fn from(e: PathError) -> Error {
+        Error::io(e.path, e.source)
+    }
+}
+
 pub trait IoContext<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T>;
 }

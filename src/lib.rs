@@ -9,7 +9,8 @@
 //!   small trait, with fan-out and retry as wrappers.
 //! * [`catalog`]: what is recorded about them (backup ids, manifests, retention).
 //! * [`format`]: offline readers of etcd's on-disk formats (bbolt, etcd buckets, WAL,
-//!   snap files). They take bytes, know nothing of networks, and never trust a length.
+//!   snap files, capture segments): the `lifeboat-format` crate. They take bytes, know
+//!   nothing of networks, and never trust a length.
 //! * [`offline`]: `inspect`, `get` and `diff` over snapshots and backups, never answering from
 //!   a page or file that failed a check.
 //! * [`member`]: verdicts on a member's data dir, built on the readers.
@@ -31,8 +32,6 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod error;
-pub mod format;
-pub mod io;
 pub mod jobs;
 pub mod live;
 pub mod member;
@@ -49,3 +48,7 @@ pub mod units;
 mod layering;
 
 pub use error::{Error, ExitCode, Result};
+/// The offline format readers and writers, and the positional-read seam under them, live in
+/// their own crate (crates/lifeboat-format); these paths keep their place in lifeboat's tree.
+pub use lifeboat_format as format;
+pub use lifeboat_format::io;

@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    lifeboat::format::wal::fuzzing::exercise_snap(data);
+    lifeboat::format::snap::exercise(data);
 });

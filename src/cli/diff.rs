@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::output::print_json;
 use super::{Global, OutputFormat};
+use crate::error::InFile;
 use crate::format::bolt::Db;
 use crate::offline::diff::{diff, Change, DiffOptions, DiffResult, Named};
 use crate::offline::{self, DigestStatus, OpenOptions, Verification};

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::output::print_json;
 use super::{Global, OutputFormat};
+use crate::error::InFile;
 use crate::format::bolt::Db;
 use crate::offline::get::{get, GetOptions, JsonResult};
 use crate::offline::{self, OpenOptions, Verification};

@@ -51,7 +51,7 @@ pub(crate) fn open_dir(dirs: &Dirs, refuse_running: bool) -> Result<(Listing, Sn
             ))
         }
     }
-    let listing = wal::list_dir(&dirs.wal_dir).map_err(|e| lib_report(dirs, &e))?;
+    let listing = wal::list_dir(&dirs.wal_dir).map_err(|e| lib_report(dirs, &e.into()))?;
     if listing.segments.is_empty() {
         return Err(missing(
             dirs,
@@ -61,10 +61,8 @@ pub(crate) fn open_dir(dirs: &Dirs, refuse_running: bool) -> Result<(Listing, Sn
     }
     let snapdir = match snap::read_dir(&dirs.snap_dir) {
         Ok(s) => s,
-        Err(crate::Error::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
-            SnapDir::default()
-        }
-        Err(e) => return Err(lib_report(dirs, &e)),
+        Err(e) if e.source.kind() == ErrorKind::NotFound => SnapDir::default(),
+        Err(e) => return Err(lib_report(dirs, &e.into())),
     };
     Ok((listing, snapdir))
 }

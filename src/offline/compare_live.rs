@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use super::Input;
+use crate::error::InFile;
 use crate::format::bolt::{Db, FormatError};
 use crate::format::etcd::hashkv::hashkv;
 use crate::format::etcd::report::Report;

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Serialize;
 
 use super::get::decode_entry;
+use crate::error::InFile;
 use crate::format::bolt::{Bucket, Cursor, Db, Entry, FormatError};
 use crate::format::etcd::{buckets, last_revision};
 use crate::io::ReadAt;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::error::InFile;
 use crate::format::bolt::{Db, Entry, FormatError, Problem};
 use crate::format::etcd::{buckets, last_revision, meta_fields, KeyValueRef, RevKey, Revision};
 use crate::io::ReadAt;

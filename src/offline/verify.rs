@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::{sha256_of, Input};
+use crate::error::InFile;
 use crate::{Error, Result};
 
 /// Whether the full-file digest was compared.

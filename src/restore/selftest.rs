@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::catalog::Manifest;
+use crate::error::InFile;
 use crate::error::{EtcdErrorKind, IoContext};
 use crate::format::bolt::write::{cow_patch, Edit};
 use crate::format::bolt::Db;

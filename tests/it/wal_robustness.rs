@@ -240,7 +240,7 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(b in prop::collection::vec(any::<u8>(), 0..4096)) {
         check_never_panics(b.clone());
-        wal::fuzzing::exercise_snap(&b);
+        lifeboat::format::snap::exercise(&b);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::error::InFile;
 use crate::format::bolt::write::Patch;
 use crate::format::bolt::FormatError;
 use crate::format::wal::write::{FIRST_SEGMENT, SEGMENT_SIZE};

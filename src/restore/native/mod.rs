@@ -15,6 +15,7 @@ mod dirs;
 
 use std::path::{Path, PathBuf};
 
+use crate::error::InFile;
 use crate::format::bolt::write::{cow_patch, Edit, Patch};
 use crate::format::bolt::Db;
 use crate::format::snap::write::{member_json, restore_snap_styled, V2Member};

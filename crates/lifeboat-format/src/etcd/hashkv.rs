@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hash::Hasher;
 
 use super::{buckets, KeyValueRef, RevKey, Revision};
-use crate::format::bolt::{Db, FormatError};
+use crate::bolt::{Db, FormatError};
 use crate::io::ReadAt;
 
 /// A 128-bit fingerprint of a user key.

@@ -43,37 +43,10 @@ impl FormatError {
     }
 }
 
-impl FormatError {
-    /// The library error for this, naming the `file` it came from (an operator reading two
-    /// files must learn which one is damaged). Damage is an integrity problem: so is a read
-    /// that failed because the data is shorter than it claims or a compressed frame under
-    /// it does not decode. Other read failures are the operation failing.
-    pub fn in_file(self, file: &str) -> crate::Error {
-        match self {
-            FormatError::Corrupt(p) => crate::Error::Corrupt {
-                file: file.to_string(),
-                page: p.page,
-                offset: p.offset,
-                what: p.message,
-            },
-            FormatError::Io { offset, source, .. } if is_damage(&source) => crate::Error::Corrupt {
-                file: file.to_string(),
-                page: None,
-                offset: Some(offset),
-                what: crate::error::io_words(&source),
-            },
-            FormatError::Io { source, .. } => crate::Error::Io {
-                path: file.into(),
-                source,
-            },
-        }
-    }
-}
-
 /// Whether a failed read means the data is damaged (rather than unreadable). A reader
 /// under the image that finds damage of its own (a compressed frame that does not decode)
 /// says so with `InvalidData`.
-fn is_damage(e: &io::Error) -> bool {
+pub fn is_damage(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::UnexpectedEof || e.kind() == io::ErrorKind::InvalidData
 }
 

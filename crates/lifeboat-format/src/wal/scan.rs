@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::decode::{Decoder, Failure, FileEnd, Segment};
 use super::record::{self, ConfChange, ConfState, Entry, HardState, Metadata, Record, WalSnapshot};
-use crate::format::wire::WireError;
+use crate::wire::WireError;
 
 /// Index discontinuities kept for the gap check (a real WAL has a handful: one per file and
 /// per leader change that overwrote entries); bounds memory on hostile input.

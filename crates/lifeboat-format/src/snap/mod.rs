@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::format::wal::record::ConfState;
-use crate::format::wire::{bytes, varint, Reader, WireError};
+use crate::wal::record::ConfState;
+use crate::wire::{bytes, varint, Reader, WireError};
 
 /// Why etcd would refuse a snap file (and rename it to `<name>.broken`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,8 +150,8 @@ pub struct SnapDir {
 
 /// Read every snap file of a `member/snap` directory. A file that cannot be read (permission,
 /// I/O error) fails the whole read with its path.
-pub fn read_dir(dir: &Path) -> crate::Result<SnapDir> {
-    use crate::error::IoContext;
+pub fn read_dir(dir: &Path) -> Result<SnapDir, crate::io::PathError> {
+    use crate::io::AtPath;
     let mut out = SnapDir::default();
     let mut names = Vec::new();
     for ent in std::fs::read_dir(dir).at(dir)? {
@@ -194,7 +194,7 @@ pub fn read_dir(dir: &Path) -> crate::Result<SnapDir> {
 
 /// Encode a snap file (tests).
 pub fn encode(index: u64, term: u64, voters: &[u64], store_json: &[u8]) -> Vec<u8> {
-    use crate::format::wal::record::encode as e;
+    use crate::wal::record::encode as e;
     let mut cs = Vec::new();
     for v in voters {
         e::field_varint(&mut cs, 1, *v);
@@ -211,6 +211,13 @@ pub fn encode(index: u64, term: u64, voters: &[u64], store_json: &[u8]) -> Vec<u
     e::field_varint(&mut out, 1, u64::from(crc32c::crc32c(&snap)));
     e::field_bytes(&mut out, 2, &snap);
     out
+}
+
+/// The fuzz entry point for `*.snap` files (`fuzz/fuzz_targets/snap.rs`, the property
+/// tests): decode arbitrary bytes; must return, never panic.
+#[cfg(any(test, feature = "testkit"))]
+pub fn exercise(bytes: &[u8]) {
+    let _ = decode(bytes);
 }
 
 #[cfg(test)]

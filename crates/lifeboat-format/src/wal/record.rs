@@ -1,7 +1,7 @@
 //! `walpb.Record` and the small raft messages the WAL carries (formats §5.3, §5.5), decoded
-//! without copying and with gogo's error behaviour (see [`crate::format::wire`]).
+//! without copying and with gogo's error behaviour (see [`crate::wire`]).
 
-use crate::format::wire::{bytes, varint, Reader, Value, WireError};
+use crate::wire::{bytes, varint, Reader, Value, WireError};
 
 /// Record types (formats §5.3).
 pub const METADATA: i64 = 1;
@@ -387,16 +387,16 @@ pub mod encode {
 
 /// Builds WAL segment bytes the way etcd's encoder does, with the running CRC: for the
 /// unit tests of the WAL model and of the member verdicts.
-#[cfg(test)]
-pub(crate) struct TestLog {
-    pub(crate) b: Vec<u8>,
-    pub(crate) crc: u32,
+#[cfg(any(test, feature = "testkit"))]
+pub struct TestLog {
+    pub b: Vec<u8>,
+    pub crc: u32,
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testkit"))]
 impl TestLog {
     /// A segment that starts with a crc record carrying `seed`.
-    pub(crate) fn new(seed: u32) -> TestLog {
+    pub fn new(seed: u32) -> TestLog {
         let mut w = TestLog {
             b: Vec::new(),
             crc: seed,
@@ -404,29 +404,29 @@ impl TestLog {
         w.b.extend(encode::frame(&encode::record(CRC, seed, None)));
         w
     }
-    pub(crate) fn rec(&mut self, t: i64, data: &[u8]) -> &mut Self {
+    pub fn rec(&mut self, t: i64, data: &[u8]) -> &mut Self {
         self.crc = crc32c::crc32c_append(self.crc, data);
         self.b
             .extend(encode::frame(&encode::record(t, self.crc, Some(data))));
         self
     }
-    pub(crate) fn head(&mut self) -> &mut Self {
+    pub fn head(&mut self) -> &mut Self {
         self.rec(METADATA, &encode::metadata(7, 9))
     }
-    pub(crate) fn entry(&mut self, term: u64, index: u64) -> &mut Self {
+    pub fn entry(&mut self, term: u64, index: u64) -> &mut Self {
         self.rec(
             ENTRY,
             &encode::entry(0, term, index, Some(b"payload-bytes")),
         )
     }
-    pub(crate) fn state(&mut self, term: u64, commit: u64) -> &mut Self {
+    pub fn state(&mut self, term: u64, commit: u64) -> &mut Self {
         self.rec(STATE, &encode::hard_state(term, 7, commit))
     }
-    pub(crate) fn snap(&mut self, index: u64, term: u64) -> &mut Self {
+    pub fn snap(&mut self, index: u64, term: u64) -> &mut Self {
         self.rec(SNAPSHOT, &encode::snapshot(index, term, &[7]))
     }
     /// The bytes with a 4 KiB zero tail, as a preallocated segment has.
-    pub(crate) fn bytes(&self) -> Vec<u8> {
+    pub fn bytes(&self) -> Vec<u8> {
         let mut b = self.b.clone();
         b.resize(b.len() + 4096, 0);
         b

@@ -1,6 +1,6 @@
 //! etcd's write-ahead log (`member/wal/*.wal`, formats §5), read the way etcd 3.5.1 reads it.
 //!
-//! * [`crate::format::wire`]: gogo-protobuf-exact wire decoding (what counts as "does not
+//! * [`crate::wire`]: gogo-protobuf-exact wire decoding (what counts as "does not
 //!   unmarshal"), shared with the snap and bucket readers.
 //! * [`record`]: `walpb.Record` and the raft messages inside it, zero-copy.
 //! * [`decode`]: segment files and the frame decoder with etcd's torn-write test; bounded
@@ -21,7 +21,7 @@ pub mod scan;
 pub mod segment;
 pub mod write;
 /// The wire reader moved to `format::wire` (shared by every reader); kept here for old paths.
-pub use crate::format::wire;
+pub use crate::wire;
 
 pub use decode::{list_dir, Decoder, Failure, FailureKind, Segment};
 pub use open::{open, valid_snapshots, Opened, Outcome, Start};

@@ -6,8 +6,8 @@
 //! order of the Go structs, map keys sorted, HTML-safe string escaping, 1000 event slots),
 //! because the equivalence test demands etcdutl's bytes.
 
-use crate::format::wal::record::encode;
-use crate::format::wal::write::{conf_state, RestoreStyle};
+use crate::wal::record::encode;
+use crate::wal::write::{conf_state, RestoreStyle};
 
 /// Capacity of the v2 store's event history (`EventHistory`'s queue).
 pub const EVENT_CAPACITY: usize = 1000;

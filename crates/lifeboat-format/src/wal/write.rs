@@ -181,7 +181,7 @@ mod tests {
             &[m(0xc700564f4028b56b, "s")],
         );
         assert_eq!(one.len() % 8, 0);
-        let scan = crate::format::wal::record::Record::decode(&one[8..12]);
+        let scan = crate::wal::record::Record::decode(&one[8..12]);
         assert!(scan.is_ok());
     }
 }

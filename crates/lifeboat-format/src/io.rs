@@ -5,6 +5,31 @@
 //! frames are decoded on demand. [`ReadAt`] is the one seam between them.
 
 use std::io;
+use std::path::PathBuf;
+
+/// An I/O failure on a named path (listing a directory, opening a file in it): what the
+/// directory readers ([`crate::wal::list_dir`], [`crate::snap::read_dir`]) fail with.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct PathError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+/// Names the path an `io::Result` was about.
+pub trait AtPath<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, PathError>;
+}
+
+impl<T> AtPath<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T, PathError> {
+        self.map_err(|source| PathError {
+            path: path.into(),
+            source,
+        })
+    }
+}
 
 /// Random-access, read-only byte source of a known size.
 ///
@@ -28,7 +53,7 @@ pub trait ReadAt: Send + Sync {
     }
 }
 
-pub(crate) fn eof(offset: u64, len: usize, size: u64) -> io::Error {
+pub fn eof(offset: u64, len: usize, size: u64) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
         format!("read of {len} bytes at offset {offset} runs past the end ({size} bytes)"),

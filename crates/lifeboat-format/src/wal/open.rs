@@ -347,10 +347,10 @@ fn tail_outcome(segs: &[Segment], scan: &Scan) -> Option<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::wal::record::{encode as e, ENTRY, METADATA};
-    use crate::format::wal::{scan, Segment};
+    use crate::wal::record::{encode as e, ENTRY, METADATA};
+    use crate::wal::{scan, Segment};
 
-    use crate::format::wal::record::TestLog as W;
+    use crate::wal::record::TestLog as W;
 
     fn run(segs: Vec<Segment>, start: Start) -> Opened {
         let s = scan(&segs);

@@ -13,7 +13,7 @@ pub mod report;
 
 use serde::{Serialize, Serializer};
 
-use crate::format::bolt::{Bucket, Db, FormatError, Problem};
+use crate::bolt::{Bucket, Db, FormatError, Problem};
 use crate::io::ReadAt;
 
 pub use ids::{ClusterId, MemberId};
@@ -405,7 +405,7 @@ mod tests {
 
     #[test]
     fn summary_of_built_db() {
-        let img = crate::format::bolt::build::etcd_like(4096, 500, 30);
+        let img = crate::bolt::build::etcd_like(4096, 500, 30);
         let s = summary(&img[..]).unwrap();
         assert_eq!(s.revision, 501);
         assert_eq!(s.consistent_index, 9);

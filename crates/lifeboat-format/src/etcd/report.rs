@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::hashkv::{fingerprint, HashKv};
 use super::{buckets, summary_of, KeyValueRef, Lease, RevKey, Summary};
-use crate::format::bolt::{
+use crate::bolt::{
     check_db, BucketStats, CheckOptions, Db, EntryVisitor, PageCounts, Problem, VisitEntry,
 };
 use crate::io::ReadAt;
@@ -209,7 +209,7 @@ impl Visitor {
                 e,
                 format!(
                     "bucket key: key {} is not a revision",
-                    crate::format::bolt::check::show(e.key)
+                    crate::bolt::check::show(e.key)
                 ),
             );
             return;
@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn report_of_built_db() {
-        let img = crate::format::bolt::build::etcd_like(4096, 300, 100);
+        let img = crate::bolt::build::etcd_like(4096, 300, 100);
         let db = Db::open(&img[..]).unwrap();
         let r = report(
             &db,
@@ -443,15 +443,13 @@ mod tests {
         assert_eq!(r.total_entries, 300 + 1 + 1 + 1 + 3);
         // The shortcut (no compaction: hashkv from the bucket's content CRC) agrees with
         // the entry-by-entry computation.
-        let (slow, _) = crate::format::etcd::hashkv::hashkv(&db, 0, None)
-            .unwrap()
-            .unwrap();
+        let (slow, _) = crate::etcd::hashkv::hashkv(&db, 0, None).unwrap().unwrap();
         assert_eq!(r.hashkv, Some(slow));
         let at = ReportOptions {
             hashkv_rev: 100,
             ..ReportOptions::default()
         };
-        let (slow100, _) = crate::format::etcd::hashkv::hashkv(&db, 100, None)
+        let (slow100, _) = crate::etcd::hashkv::hashkv(&db, 100, None)
             .unwrap()
             .unwrap();
         assert_eq!(report(&db, &at).hashkv, Some(slow100));
@@ -464,7 +462,7 @@ mod tests {
     /// removed member ids are hex strings, as member ids are everywhere else.
     #[test]
     fn json_has_the_summary_fields_at_the_top_level() {
-        let img = crate::format::bolt::build::etcd_like(4096, 3, 10);
+        let img = crate::bolt::build::etcd_like(4096, 3, 10);
         let db = Db::open(&img[..]).unwrap();
         let mut r = report(&db, &ReportOptions::default());
         r.summary.removed_members = vec![0x8e9e05c52164694d, 0xff];

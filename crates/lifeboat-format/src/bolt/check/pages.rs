@@ -37,7 +37,7 @@ impl<R: ReadAt> Walker<'_, R> {
                         ),
                     );
                 }
-                for p in crate::format::bolt::meta::meta_sanity(i, &m, slot.offset, size) {
+                for p in crate::bolt::meta::meta_sanity(i, &m, slot.offset, size) {
                     self.problem(p.page, p.offset, p.message);
                 }
             }

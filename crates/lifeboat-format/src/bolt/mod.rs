@@ -36,7 +36,7 @@ pub use check::{
     check, check_db, BucketStats, CheckOptions, CheckReport, EntryVisitor, PageCounts, VisitEntry,
 };
 pub use cursor::{Bucket, BucketRoot, Cursor, Entry};
-pub use error::{FormatError, Problem, Result};
+pub use error::{is_damage, FormatError, Problem, Result};
 pub use meta::{
     check_meta, fix_checksums, meta_checksum, Meta, MetaFault, MetaSlot, MAGIC, META_SIZE,
     PGID_NO_FREELIST, VERSION,

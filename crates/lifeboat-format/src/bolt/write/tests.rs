@@ -1,5 +1,5 @@
 use super::*;
-use crate::format::bolt::{build::etcd_like, check, CheckOptions, EntryVisitor};
+use crate::bolt::{build::etcd_like, check, CheckOptions, EntryVisitor};
 
 struct Nothing;
 impl EntryVisitor for Nothing {}
@@ -148,7 +148,7 @@ fn fuzz_oracle_on_good_and_damaged_images() {
         for at in (0..img.len()).step_by(img.len() / 97 + 1) {
             let mut bad = img.clone();
             bad[at] ^= 0x5a;
-            crate::format::bolt::fix_checksums(&mut bad);
+            crate::bolt::fix_checksums(&mut bad);
             exercise(&bad);
         }
     }
@@ -156,7 +156,7 @@ fn fuzz_oracle_on_good_and_damaged_images() {
 
 #[test]
 fn a_persisted_freelist_is_dropped_and_its_pages_become_free() {
-    use crate::format::bolt::build::DbBuilder;
+    use crate::bolt::build::DbBuilder;
     let mut b = DbBuilder::new(4096);
     b.freelist = Some(vec![]);
     let buckets = vec![
@@ -190,7 +190,7 @@ fn set_meta_u64(img: &mut [u8], at: usize, v: u64) {
     let off = db.metas[db.current].offset as usize + PAGE_HEADER_SIZE;
     drop(db);
     img[off + at..off + at + 8].copy_from_slice(&v.to_le_bytes());
-    crate::format::bolt::fix_checksums(img);
+    crate::bolt::fix_checksums(img);
 }
 
 /// Every number the writer takes from the meta is checked before it becomes an offset:
@@ -232,13 +232,14 @@ fn hostile_meta_numbers_fail_before_use() {
 
 #[test]
 fn the_fuzz_finding_fails_cleanly() {
-    let data = include_bytes!("../../../../tests/fuzz-regressions/bolt_writer-crash-d40ad7bf.bin");
+    let data =
+        include_bytes!("../../../../../tests/fuzz-regressions/bolt_writer-crash-d40ad7bf.bin");
     // As the fuzz target prepares its input (`offline::fuzzing::prepare`, which this module
     // below it must not call): a control byte, whose low bit asks for fixed checksums.
     let (&ctrl, rest) = data.split_first().unwrap();
     let mut img = rest.to_vec();
     if ctrl & 1 == 1 {
-        crate::format::bolt::fix_checksums(&mut img);
+        crate::bolt::fix_checksums(&mut img);
     }
     exercise(&img);
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::format::wire::{Reader, Value, WireError, WireErrorKind};
+use crate::wire::{Reader, Value, WireError, WireErrorKind};
 
 /// A protobuf decoding error, with the byte offset inside the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum Wire<'a> {
 }
 
 /// Iterates the (field number, value) pairs of a message, over the one wire reader of
-/// `format/` ([`crate::format::wire`]): gogo 1.3.2's rules, as etcd decodes these values.
+/// `format/` ([`crate::wire`]): gogo 1.3.2's rules, as etcd decodes these values.
 /// Unknown groups are skipped like any unknown field.
 pub struct Fields<'a> {
     reader: Reader<'a>,

@@ -67,8 +67,8 @@ pub struct Listing {
 }
 
 /// List a WAL directory. Files are opened but not read.
-pub fn list_dir(dir: &Path) -> crate::Result<Listing> {
-    use crate::error::IoContext;
+pub fn list_dir(dir: &Path) -> Result<Listing, crate::io::PathError> {
+    use crate::io::AtPath;
     let mut names = Vec::new();
     for ent in std::fs::read_dir(dir).at(dir)? {
         let ent = ent.at(dir)?;

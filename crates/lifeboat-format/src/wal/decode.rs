@@ -9,8 +9,8 @@ use std::fmt;
 
 use super::record::Record;
 pub use super::segment::{list_dir, parse_segment_name, segment_name, Listing, Segment};
-use crate::format::wire::WireError;
 use crate::io::ReadAt;
+use crate::wire::WireError;
 
 /// Read size of the segment window.
 pub const CHUNK: usize = 1 << 20;
