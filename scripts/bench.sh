@@ -38,6 +38,7 @@ TIME=/usr/bin/time
 
 rm -rf "$WORK"; mkdir -p "$WORK"
 RESULTS=$WORK/results.tsv
+export DRILL_PHASES=$WORK/drill-phases.tsv
 : > "$RESULTS"
 PIDS=()
 cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
@@ -94,17 +95,21 @@ PY
 # One restore drill from backup dir $3: plan 3 members on loopback, apply all three in
 # parallel (one per node in a real restore), start them with the plan's flags, wait until
 # the cluster is healthy, stop them. Timed as a whole by `measure`.
-drill_once() { # LB E DEST WORKDIR
-  local lb=$1 e=$2 dest=$3 w=$4 i
+# Each phase's wall time goes to $DRILL_PHASES (tag, plan, apply, start): where the time goes.
+drill_once() { # LB E DEST WORKDIR [TAG]
+  local lb=$1 e=$2 dest=$3 w=$4 tag=${5:-} i t0 t1 t2 t3
   rm -rf "$w"; mkdir -p "$w"
   { echo 'cluster_token = "generate"'; echo 'etcd_version = "3.5.1"'
     for i in 0 1 2; do
       printf '[[member]]\nname = "r%s"\npeer_urls = ["http://127.0.0.1:%s"]\nclient_urls = ["http://127.0.0.1:%s"]\ndata_dir = "%s/r%s"\n' \
         "$i" "$(free_port)" "$(free_port)" "$w" "$i"
     done; } > "$w/topology.toml"
+  t0=$(date +%s.%N)
   "$lb" restore plan -q --from "$dest" --topology "$w/topology.toml" --out "$w/plan" --no-bump-revision
+  t1=$(date +%s.%N)
   for i in 0 1 2; do "$lb" restore apply -q --plan "$w/plan" --node "r$i" & done
   wait
+  t2=$(date +%s.%N)
   local pids=() eps
   for i in 0 1 2; do
     mapfile -t flags < <(python3 -c "import json,sys;[print(f) for f in json.load(open(sys.argv[1]))['members'][$i]['etcd_flags']]" "$w/plan/plan.json")
@@ -113,6 +118,9 @@ drill_once() { # LB E DEST WORKDIR
   done
   eps=$(python3 -c "import json,sys;print(','.join(m['client_urls'][0] for m in json.load(open(sys.argv[1]))['members']))" "$w/plan/plan.json")
   until "$e/etcdctl" --endpoints "$eps" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do sleep 0.1; done
+  t3=$(date +%s.%N)
+  [ -z "${DRILL_PHASES:-}" ] || printf '%s\t%s\t%s\t%s\n' "$tag" "$(awk "BEGIN{print $t1 - $t0}")" \
+    "$(awk "BEGIN{print $t2 - $t1}")" "$(awk "BEGIN{print $t3 - $t2}")" >> "$DRILL_PHASES"
   kill -9 "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true   # healthy is the end point; no graceful stop timed
 }
 
@@ -122,7 +130,7 @@ bench_restore() { # tag
   for r in $(seq "$ROUNDS"); do
     measure "lifeboat restore test" "$tag" "$LB" restore test -q --from "$dest" --etcd "$E/etcd"
     measure "restore drill: plan + apply x3 + start -> healthy" "$tag" \
-      bash -c "$(declare -f drill_once free_port); drill_once '$LB' '$E' '$dest' '$WORK/drill'"
+      bash -c "$(declare -f drill_once free_port); drill_once '$LB' '$E' '$dest' '$WORK/drill' '$tag'"
   done
   rm -rf "$WORK/drill"
 }
@@ -190,9 +198,9 @@ start_s3
 bench_db big "$KEYS"
 bench_db small "$SMALL_KEYS"
 
-python3 - "$RESULTS" "${BENCH_OUT:-$ROOT/BENCHMARKS.md}" "$KEYS" "$VALUE" "$SMALL_KEYS" "$ROUNDS" <<'PY'
-import sys, statistics, collections, platform, subprocess, datetime
-res, out, keys, value, small, rounds = sys.argv[1:]
+python3 - "$RESULTS" "${BENCH_OUT:-$ROOT/BENCHMARKS.md}" "$KEYS" "$VALUE" "$SMALL_KEYS" "$ROUNDS" "$DRILL_PHASES" <<'PY'
+import sys, os, statistics, collections, platform, subprocess, datetime
+res, out, keys, value, small, rounds, phases_file = sys.argv[1:]
 rows = collections.OrderedDict()
 for line in open(res):
     size, label, wall, rss = line.rstrip("\n").split("\t")
@@ -251,6 +259,11 @@ for s in sizes:
         L.append(f"| {s} | restore drill RTO, 3 members (s) | {dr[0]:.1f} | < 60 |")
         if gib > 0:
             L.append(f"| {s} | restore drill, s per GiB | {dr[0]/gib:.1f} | ≤ 20 |")
+        ph = [l.split("\t") for l in open(phases_file).read().splitlines()] if os.path.exists(phases_file) else []
+        ph = [[float(x) for x in p[1:4]] for p in ph if p[0] == s and len(p) == 4]
+        if ph:
+            m = [statistics.median(p[i] for p in ph) for i in range(3)]
+            L.append(f"| {s} | drill phases (s): plan / apply x3 in parallel / etcd start -> healthy | {m[0]:.1f} / {m[1]:.1f} / {m[2]:.1f} | (where the time goes) |")
     rt = g("lifeboat restore test")
     if rt and gib > 0:
         L.append(f"| {s} | restore test, s per GiB | {rt[0]/gib:.1f} | ≤ 12 |")
