@@ -7,14 +7,17 @@
 //! retention) is the catalog's business.
 //!
 //! **Every method blocks.** A backend may sleep (lock waits, retry back-off), fsync, or
-//! bridge to an async client with `block_on` (S3), which panics on a tokio runtime worker.
-//! Async callers (the backup job) therefore call stores only from blocking threads
-//! (`tokio::task::spawn_blocking`), never from a task on a runtime worker.
+//! wait on an async client (S3). Async code (the backup job, the daemon) reaches stores
+//! only through [`blocking::offload`], the crate's one door to the blocking pool (clippy
+//! disallows `spawn_blocking` elsewhere); a store call made on an async task anyway fails
+//! with an [`Error::Internal`] naming it ([`blocking::check`], made by the S3 store before
+//! every request) instead of stalling or panicking the runtime.
 //!
 //! **Errors carry a kind** ([`StoreErrorKind`]): wrappers decide from it, never from a
 //! message. [`retry::RetryStore`] retries transient errors; [`tee::Tee`] writes one
 //! stream into several stores' objects and drops the ones that fail.
 
+pub mod blocking;
 pub mod local;
 pub mod retry;
 #[cfg(feature = "s3")]

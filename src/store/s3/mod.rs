@@ -2,12 +2,11 @@
 //!
 //! The [`Store`] contract blocks; the AWS SDK is async. Every S3 store of the process runs
 //! its requests on one shared runtime ([`io_runtime`], two workers, built on first use and
-//! never per store or per request) and bridges with [`bridge`], which never panics
-//! whatever thread calls it: a plain thread or a `spawn_blocking` thread blocks on the
-//! request; a worker of a multi-threaded runtime hands its other tasks off first
-//! (`block_in_place`); a current-thread runtime's thread waits on a scoped helper thread.
-//! Callers in async code still belong on blocking threads (see [`crate::store`]); this only
-//! keeps a slip from killing the process.
+//! never per store or per request; only the SDK's futures run on it, never lifeboat's) and
+//! waits for each with [`bridge`], on the caller's thread. That thread must be one that may
+//! block ([`crate::store::blocking`]: outside any runtime, or inside
+//! [`offload`](crate::store::blocking::offload)); a request from an async task is refused
+//! with an [`Error::Internal`] naming the store, never a panic or a stalled worker.
 //!
 //! Every request has deadlines ([`Deadlines`]): connecting, the first byte of the answer,
 //! and a stall between bytes of a body; a hung server (stopped, black-holed) fails the
@@ -74,25 +73,19 @@ fn io_runtime() -> Result<&'static tokio::runtime::Runtime> {
     .map_err(|e| Error::Failed(format!("cannot start the S3 client's runtime: {e}")))
 }
 
-/// Run `f` on `handle`'s runtime and wait for it, from any thread, without the
-/// `Cannot start a runtime from within a runtime` panic (see the module docs).
-pub(crate) fn bridge<F>(handle: &tokio::runtime::Handle, f: F) -> F::Output
+/// Run `f` on `handle`'s runtime and wait for it: only on a thread that may block
+/// ([`crate::store::blocking`]); on an async task, the [`Error::Internal`] naming `what`
+/// instead of the `Cannot start a runtime from within a runtime` panic.
+pub(crate) fn bridge<F>(
+    handle: &tokio::runtime::Handle,
+    what: impl std::fmt::Display,
+    f: F,
+) -> Result<F::Output>
 where
-    F: std::future::Future + Send,
-    F::Output: Send,
+    F: std::future::Future,
 {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Err(_) => handle.block_on(f),
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| handle.block_on(f))
-        }
-        Ok(_) => std::thread::scope(|s| {
-            s.spawn(|| handle.block_on(f))
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        }),
-    }
+    super::blocking::check(what)?;
+    Ok(handle.block_on(f))
 }
 
 /// What every request needs: shared by the store, its writers and readers.
@@ -132,12 +125,16 @@ impl Inner {
         ))
     }
 
-    fn block_on<F>(&self, f: F) -> F::Output
+    /// Wait for a request of this store (see [`bridge`]).
+    fn block_on<F>(&self, f: F) -> Result<F::Output>
     where
-        F: std::future::Future + Send,
-        F::Output: Send,
+        F: std::future::Future,
     {
-        bridge(&self.handle, f)
+        bridge(
+            &self.handle,
+            format_args!("an S3 request to {}", self.location),
+            f,
+        )
     }
 
     /// An error of this store: `store s3://b/p: <what> (endpoint E, bucket B)`.
@@ -195,7 +192,7 @@ impl S3Store {
                 .bucket(&i.bucket)
                 .key(i.key(name))
                 .send(),
-        );
+        )?;
         match r {
             Ok(o) => Ok(Some(o)),
             Err(e) => {
@@ -214,7 +211,11 @@ impl S3Store {
     pub fn open(dest: &str, settings: &S3Settings) -> Result<S3Store> {
         let (bucket, prefix) = parse_url(dest)?;
         let rt = io_runtime()?;
-        let (client, endpoint) = bridge(rt.handle(), client(settings));
+        let (client, endpoint) = bridge(
+            rt.handle(),
+            format_args!("opening {dest}"),
+            client(settings),
+        )?;
         let endpoint = endpoint.unwrap_or_else(|| {
             let region = client.config().region().map(|r| r.to_string());
             format!("AWS S3 ({})", region.as_deref().unwrap_or("us-east-1"))
@@ -377,7 +378,7 @@ impl Store for S3Store {
                         .prefix(i.key(prefix))
                         .set_continuation_token(token.take())
                         .send(),
-                )
+                )?
                 .map_err(|e| {
                     let f = classify(&e);
                     i.error(f.kind, format!("list: {f}"))
@@ -416,7 +417,7 @@ impl Store for S3Store {
                 .bucket(&i.bucket)
                 .key(i.key(name))
                 .send(),
-        ) {
+        )? {
             Ok(_) => Ok(()),
             Err(e) => {
                 let f = classify(&e);
