@@ -44,7 +44,7 @@ pub struct TestOptions<'a> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TestReport {
-    pub id: String,
+    pub id: crate::catalog::BackupId,
     pub ok: bool,
     /// The version of the etcd server the sandbox booted (`etcd --version`).
     pub etcd_version: String,
@@ -405,7 +405,7 @@ pub fn restore_test(
         }
     }
     Ok(TestReport {
-        id: m.id.to_string(),
+        id: m.id.clone(),
         ok: problems.is_empty(),
         etcd_version,
         etcd_path: etcd.display().to_string(),
