@@ -210,6 +210,9 @@ fn every_destination_failed(failed: Vec<(String, Error)>) -> anyhow::Error {
             "backup failed in every destination ({})",
             names.join(", ")
         )),
-        None => anyhow::Error::new(Error::Failed("backup stored nothing".into())),
+        // Nothing stored and no destination failed: cannot happen unless lifeboat is wrong.
+        None => anyhow::Error::new(Error::Internal(
+            "backup stored nothing and no destination failed".into(),
+        )),
     }
 }

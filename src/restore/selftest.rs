@@ -494,7 +494,8 @@ fn ask(
                 .unwrap_or("")
                 .trim();
             if text.contains("address already in use") {
-                return Err(Failure::Sandbox(Error::Failed(format!(
+                // Another process took the port: running again can succeed.
+                return Err(Failure::Sandbox(Error::Busy(format!(
                     "the sandbox etcd could not listen on {client} (a port taken meanwhile): run restore test again; its log: {last}"
                 ))));
             }
