@@ -463,6 +463,35 @@ impl Store for S3Store {
 mod tests {
     use super::*;
 
+    /// The bridge waits on a thread that may block and refuses an async task with one
+    /// `internal` line, whatever the caller's runtime: never a panic.
+    #[test]
+    fn the_bridge_refuses_async_tasks_without_panicking() {
+        let io = io_runtime().unwrap().handle().clone();
+        assert_eq!(bridge(&io, "t", async { 7 }).unwrap(), 7);
+        for rt in [
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .unwrap(),
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        ] {
+            let io2 = io.clone();
+            let e = rt
+                .block_on(async move { bridge(&io2, "an S3 request to s3://b", async { 7 }) })
+                .unwrap_err();
+            assert_eq!(e.kind_name(), "internal");
+            assert!(e.to_string().contains("s3://b"), "{e}");
+            let io3 = io.clone();
+            let ok = rt.block_on(async move {
+                crate::store::blocking::offload(move || bridge(&io3, "t", async { 7 })).await
+            });
+            assert_eq!(ok.unwrap().unwrap(), 7);
+        }
+    }
+
     #[test]
     fn urls() {
         assert_eq!(
