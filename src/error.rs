@@ -184,7 +184,7 @@ pub enum Error {
     ///   restore` (restore/apply.rs), the sandbox etcd refusing its own check
     ///   (restore/selftest.rs);
     /// - the system: no writable directory for the host lock, no free loopback port, a
-    ///   signal handler or the S3 client's runtime that cannot be set up, the path of
+    ///   signal handler that cannot be set up, the path of
     ///   the running binary, unit files or man pages that cannot be written (their
     ///   messages carry the remedy, which an `Io` error would drop);
     /// - summaries over several causes: a `wal dump` of a dir check-member judges bad

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::connection::{runtime, ConnectionArgs};
+use super::connection::ConnectionArgs;
 use super::{output, Global, OutputFormat};
 use crate::config::BackupSettings;
 use crate::jobs::backup::{BackupOptions, Destination};
@@ -90,7 +90,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let bar = Arc::new(super::progress::Bar::new(g.quiet));
-    let rt = runtime()?;
+    let rt = g.runtime()?;
     let plan = RunPlan {
         opts: &opts,
         dests: &dests,

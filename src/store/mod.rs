@@ -240,8 +240,14 @@ pub fn kind_of_io(e: &std::io::Error) -> StoreErrorKind {
 /// `create` makes a missing local directory (for `backup`); readers want it to exist. An
 /// S3 destination's settings come from `s3` (the caller's configuration: the config file,
 /// the environment and the flags, `config::Layers::s3_settings`), credentials from the AWS
-/// chain.
-pub fn open_destination(dest: &str, create: bool, s3: S3Resolver<'_>) -> Result<Box<dyn Store>> {
+/// chain; its requests run on `runtime`, the edge's (an S3 destination without one is
+/// lifeboat's bug, an `Internal` error).
+pub fn open_destination(
+    dest: &str,
+    create: bool,
+    s3: S3Resolver<'_>,
+    runtime: Option<&tokio::runtime::Handle>,
+) -> Result<Box<dyn Store>> {
     if dest.is_empty() {
         return Err(Error::Usage("empty destination".into()));
     }
@@ -249,10 +255,15 @@ pub fn open_destination(dest: &str, create: bool, s3: S3Resolver<'_>) -> Result<
         #[cfg(feature = "s3")]
         {
             let settings = s3(dest)?;
-            return Ok(Box::new(s3::S3Store::open(dest, &settings)?));
+            let Some(runtime) = runtime else {
+                return Err(Error::Internal(format!(
+                    "{dest}: opened without a runtime for the S3 client (catalog::Access::with_runtime)"
+                )));
+            };
+            return Ok(Box::new(s3::S3Store::open(dest, &settings, runtime)?));
         }
         #[cfg(not(feature = "s3"))]
-        let _ = s3;
+        let _ = (s3, runtime);
         #[cfg(not(feature = "s3"))]
         return Err(Error::Usage(format!(
             "destination {dest}: this build has no S3 support (built with --no-default-features); build lifeboat with its default features"

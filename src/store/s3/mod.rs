@@ -1,9 +1,9 @@
 //! An S3 bucket (AWS or any S3-compatible server) as a store: `s3://bucket/prefix`.
 //!
-//! The [`Store`] contract blocks; the AWS SDK is async. Every S3 store of the process runs
-//! its requests on one shared runtime ([`io_runtime`], two workers, built on first use and
-//! never per store or per request; only the SDK's futures run on it, never lifeboat's) and
-//! waits for each with [`bridge`], on the caller's thread. That thread must be one that may
+//! The [`Store`] contract blocks; the AWS SDK is async. An S3 store runs its requests on
+//! the edge's runtime, whose handle it is opened with (`catalog::Access::with_runtime`:
+//! the CLI's, or the daemon's; never one of its own, per store or per request), and waits
+//! for each with [`bridge`], on the caller's thread. That thread must be one that may
 //! block ([`crate::store::blocking`]: outside any runtime, or inside
 //! [`offload`](crate::store::blocking::offload)); a request from an async task is refused
 //! with an [`Error::Internal`] naming the store, never a panic or a stalled worker.
@@ -54,24 +54,6 @@ pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 /// Tries of one request by the SDK itself (the store's retry wrapper and the per-part
 /// retries come on top, for errors another try can fix; never for a deadline passed).
 const SDK_ATTEMPTS: u32 = 2;
-
-/// The runtime every S3 request of the process runs on: built once, on first use, and
-/// kept for the life of the process (a store per reload or per command must not cost a
-/// runtime and its threads each).
-fn io_runtime() -> Result<&'static tokio::runtime::Runtime> {
-    static RT: std::sync::OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
-        std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("lifeboat-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| Error::Failed(format!("cannot start the S3 client's runtime: {e}")))
-}
 
 /// Run `f` on `handle`'s runtime and wait for it: only on a thread that may block
 /// ([`crate::store::blocking`]); on an async task, the [`Error::Internal`] naming `what`
@@ -208,14 +190,14 @@ impl S3Store {
 
     /// Connect lazily: nothing is sent until the first request, whose error names the
     /// endpoint and bucket.
-    pub fn open(dest: &str, settings: &S3Settings) -> Result<S3Store> {
+    /// Requests run on `runtime`, the edge's (see the module docs).
+    pub fn open(
+        dest: &str,
+        settings: &S3Settings,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<S3Store> {
         let (bucket, prefix) = parse_url(dest)?;
-        let rt = io_runtime()?;
-        let (client, endpoint) = bridge(
-            rt.handle(),
-            format_args!("opening {dest}"),
-            client(settings),
-        )?;
+        let (client, endpoint) = bridge(runtime, format_args!("opening {dest}"), client(settings))?;
         let endpoint = endpoint.unwrap_or_else(|| {
             let region = client.config().region().map(|r| r.to_string());
             format!("AWS S3 ({})", region.as_deref().unwrap_or("us-east-1"))
@@ -227,7 +209,7 @@ impl S3Store {
         };
         let inner = Inner {
             client,
-            handle: rt.handle().clone(),
+            handle: runtime.clone(),
             prefix: if prefix.is_empty() {
                 String::new()
             } else {
@@ -467,7 +449,12 @@ mod tests {
     /// `internal` line, whatever the caller's runtime: never a panic.
     #[test]
     fn the_bridge_refuses_async_tasks_without_panicking() {
-        let io = io_runtime().unwrap().handle().clone();
+        let edge = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let io = edge.handle().clone();
         assert_eq!(bridge(&io, "t", async { 7 }).unwrap(), 7);
         for rt in [
             tokio::runtime::Builder::new_multi_thread()
