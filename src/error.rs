@@ -180,7 +180,26 @@ pub enum Error {
     #[error("{0}")]
     Internal(String),
 
-    /// Anything else that made an operation fail (an outside program, the system).
+    /// Anything else that made an operation fail: an outside program or the system, where
+    /// no kind above says more and an operator acts on the message, not the class.
+    /// What stays here, and why:
+    /// - programs lifeboat runs and reports on: `systemctl`, `etcdutl`/`etcdctl snapshot
+    ///   restore` (restore/apply.rs), the sandbox etcd refusing its own check
+    ///   (restore/selftest.rs);
+    /// - the system: no writable directory for the host lock, no free loopback port, a
+    ///   signal handler that cannot be set up, the path of
+    ///   the running binary, unit files or man pages that cannot be written (their
+    ///   messages carry the remedy, which an `Io` error would drop);
+    /// - summaries over several causes: a `wal dump` of a dir check-member judges bad
+    ///   (exit 1 as documented, the verdict in the message), the tee's failure naming every
+    ///   destination and the last of a backup's attempts (jobs/backup), a wrapped error
+    ///   that is not a store's in prune;
+    /// - the pipeline's encryption and read-back failures (pipeline/encrypt), and the
+    ///   snapshot stream's consumer that stopped (its own error is the one reported).
+    ///
+    /// Not here: lifeboat's own faults (`Internal`), another run or process holding what
+    /// this one needs (`Busy`), a store's or etcd's failure (`Store`/`Etcd`, which keep
+    /// their kind when prune adds context).
     #[error("{0}")]
     Failed(String),
 }

@@ -18,6 +18,8 @@ pub struct Access {
     /// The S3 settings of a destination; `None`: the defaults (library use, tests).
     s3: Option<Arc<S3Of>>,
     keys: Keys,
+    /// The edge's runtime, which S3 clients run their requests on (`None`: no S3).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl std::fmt::Debug for Access {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for Access {
         f.debug_struct("Access")
             .field("s3", &self.s3.as_ref().map(|_| "configured"))
             .field("keys", &self.keys)
+            .field("runtime", &self.runtime.is_some())
             .finish()
     }
 }
@@ -37,7 +40,15 @@ impl Access {
         Access {
             s3: Some(Arc::new(s3)),
             keys,
+            runtime: None,
         }
+    }
+
+    /// S3 stores opened through this run their requests on `runtime` (the edge's: the
+    /// CLI's or the daemon's; a handle, so the edge keeps owning it).
+    pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Access {
+        self.runtime = Some(runtime);
+        self
     }
 
     /// The S3 settings of destination `url`.
@@ -50,7 +61,12 @@ impl Access {
 
     /// Open a destination ([`crate::store::open_destination`]) with these settings.
     pub fn open(&self, dest: &str, create: bool) -> Result<Box<dyn Store>> {
-        crate::store::open_destination(dest, create, &|url| self.s3_settings(url))
+        crate::store::open_destination(
+            dest,
+            create,
+            &|url| self.s3_settings(url),
+            self.runtime.as_ref(),
+        )
     }
 
     /// The keys for encrypted backups (the identity file, read on first use).

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use super::connection::{runtime, ConnectionArgs};
+use super::connection::ConnectionArgs;
 use super::{output, Global, OutputFormat};
 use crate::config::BackupSettings;
 use crate::jobs::backup::{BackupOptions, Destination};
@@ -90,7 +90,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let bar = Arc::new(super::progress::Bar::new(g.quiet));
-    let rt = runtime()?;
+    let rt = g.runtime()?;
     let plan = RunPlan {
         opts: &opts,
         dests: &dests,
@@ -210,6 +210,9 @@ fn every_destination_failed(failed: Vec<(String, Error)>) -> anyhow::Error {
             "backup failed in every destination ({})",
             names.join(", ")
         )),
-        None => anyhow::Error::new(Error::Failed("backup stored nothing".into())),
+        // Nothing stored and no destination failed: cannot happen unless lifeboat is wrong.
+        None => anyhow::Error::new(Error::Internal(
+            "backup stored nothing and no destination failed".into(),
+        )),
     }
 }

@@ -137,7 +137,14 @@ fn print_facts(r: &MemberReport) {
         }
     );
     if !r.voters.is_empty() {
-        println!("  voters: {}", r.voters.join(", "));
+        println!(
+            "  voters: {}",
+            r.voters
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     if let Some(db) = &r.db {
         println!(

@@ -15,10 +15,11 @@ impl ConnectionArgs {
     }
 }
 
-/// A multi-threaded runtime for commands that talk to etcd.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// The process's one runtime, built by [`super::main`] before any command runs
+/// ([`super::Global::runtime`]): etcd clients, the daemon and S3 clients all run on it.
+pub(super) fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .enable_all()
         .build()?)
 }

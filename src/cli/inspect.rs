@@ -73,7 +73,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let live = if args.compare_live {
         let cfg = args.conn.to_config(&g.layers)?;
-        let rt = super::connection::runtime()?;
+        let rt = g.runtime()?;
         Some(rt.block_on(offline::compare_live(&cfg, &input, &ins.report))?)
     } else {
         None

@@ -86,6 +86,22 @@ pub struct Global {
     /// How destinations and encrypted backups are opened, from `layers` and `--identity`.
     #[arg(skip)]
     pub access: Access,
+    /// The one tokio runtime of the process (built by [`main`]; [`Global::runtime`]).
+    #[arg(skip)]
+    pub runtime: Option<std::sync::Arc<tokio::runtime::Runtime>>,
+}
+
+impl Global {
+    /// The runtime the edge built: commands block on it (from the main thread, outside
+    /// any task), and S3 stores opened through [`Global::access`] run their requests on it.
+    pub fn runtime(&self) -> anyhow::Result<&tokio::runtime::Runtime> {
+        match &self.runtime {
+            Some(rt) => Ok(rt),
+            None => Err(
+                crate::Error::Internal("no runtime: lifeboat::cli::main builds it".into()).into(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -224,7 +240,8 @@ pub fn main() -> i32 {
     };
     init_logging(&cli.global);
     let output = cli.global.output;
-    let result = load_settings(&mut cli.global).and_then(|()| run(cli));
+    let daemon = matches!(cli.command, Command::Run(_));
+    let result = load_settings(&mut cli.global, daemon).and_then(|()| run(cli));
     match result {
         Ok(code) => code.code(),
         Err(e) if edge::is_broken_pipe(&e) => ExitCode::Ok.code(),
@@ -239,9 +256,10 @@ pub fn main() -> i32 {
     }
 }
 
-/// Load the config file and environment into `g` (with the `--s3-*` flags on top), and
-/// what opening destinations and backups needs from them.
-fn load_settings(g: &mut Global) -> anyhow::Result<()> {
+/// Load the config file and environment into `g` (with the `--s3-*` flags on top), build
+/// the process's runtime, and what opening destinations and backups needs from them. The
+/// daemon (`lifeboat run`) sets the allocator up first and runs on one worker.
+fn load_settings(g: &mut Global, daemon: bool) -> anyhow::Result<()> {
     let mut layers = Layers::load(g.config.config.as_deref(), &|k| std::env::var(k).ok())?;
     layers.flags.s3 = g.s3.clone();
     if !g.quiet {
@@ -249,7 +267,14 @@ fn load_settings(g: &mut Global) -> anyhow::Result<()> {
             eprintln!("lifeboat: warning: {w}");
         }
     }
-    g.access = layers.access(g.config.identity.as_deref());
+    if daemon {
+        crate::daemon::prepare_process();
+    }
+    let rt = std::sync::Arc::new(connection::runtime(if daemon { 1 } else { 2 })?);
+    g.access = layers
+        .access(g.config.identity.as_deref())
+        .with_runtime(rt.handle().clone());
+    g.runtime = Some(rt);
     g.layers = layers;
     Ok(())
 }

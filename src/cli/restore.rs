@@ -311,7 +311,7 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
     let repo = super::repository(dest, g)?;
     let m = repo.resolve(id)?;
-    let rt = super::connection::runtime()?;
+    let rt = g.runtime()?;
     let r = crate::restore::selftest::restore_test(
         &repo,
         &m,
@@ -373,7 +373,7 @@ fn replace_member(a: &PlanArgs, t: &topology::Topology, g: &Global) -> anyhow::R
         message: "--mode replace-member needs --member NAME (the broken member)".into(),
     })?;
     let cfg = a.conn.to_config(&g.layers)?;
-    let rt = super::connection::runtime()?;
+    let rt = g.runtime()?;
     let view = rt.block_on(crate::live::gather::gather(&cfg, false))?;
     let p = crate::restore::replace::replace_plan(&view, t, name)?;
     let files = crate::restore::replace::write_replace(&p, t, &cfg, &a.out)?;

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::connection::{runtime, ConnectionArgs};
+use super::connection::ConnectionArgs;
 use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::restore::check::{check, CheckReport};
@@ -40,7 +40,7 @@ pub fn run(a: CheckArgs, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let p = Plan::load(&a.plan)?;
     let cfg = a.conn.to_config(&g.layers)?;
-    let rt = runtime()?;
+    let rt = g.runtime()?;
     let r = rt.block_on(check(&p, &cfg))?;
     match g.output {
         OutputFormat::Json => print_json(&r)?,

@@ -26,18 +26,19 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     // Re-read on SIGHUP: the file, and the environment as it was at start; the command
     // line's --s3-* and --identity apply on top, as they did at start.
-    let (s3_flags, identity) = (g.s3.clone(), g.config.identity.clone());
+    // The edge built the runtime (one worker, after `daemon::prepare_process`); every
+    // reload's S3 stores run on it too.
+    let rt = g.runtime()?;
+    let (s3_flags, identity, handle) =
+        (g.s3.clone(), g.config.identity.clone(), rt.handle().clone());
     let load = move || {
         let mut layers = Layers::load(Some(&path), &|k| std::env::var(k).ok())?;
         layers.flags.s3 = s3_flags.clone();
-        let access = layers.access(identity.as_deref());
+        let access = layers
+            .access(identity.as_deref())
+            .with_runtime(handle.clone());
         daemon::plan(&layers, &access)
     };
-    daemon::prepare_process();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
     rt.block_on(daemon::run(load, a.shutdown_grace.0))?;
     Ok(ExitCode::Ok)
 }

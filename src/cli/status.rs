@@ -1,4 +1,4 @@
-use super::connection::{runtime, ConnectionArgs};
+use super::connection::ConnectionArgs;
 use super::{Global, OutputFormat};
 use crate::live::doctor::{self, Level, Limits, MemberRow, Report};
 use crate::live::{gather, probe_peers, read_quotas};
@@ -41,7 +41,7 @@ pub struct Args {
 
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let cfg = args.conn.to_config(&g.layers)?;
-    let rt = runtime()?;
+    let rt = g.runtime()?;
     let mut view = rt.block_on(gather(&cfg, args.endpoints_only))?;
     let quota_error = match args.quota_bytes {
         Some(_) => None,

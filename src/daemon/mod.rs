@@ -224,7 +224,7 @@ pub fn prepare_process() {
 }
 
 /// Run until SIGTERM/SIGINT, on the caller's runtime (one worker thread is plenty: the
-/// work is I/O, and the blocking store calls go to `spawn_blocking`). `load` reads the
+/// work is I/O, and the blocking store calls go to `store::blocking::offload`). `load` reads the
 /// config (initially and on SIGHUP) on a blocking thread (it opens stores); a reload that
 /// fails keeps the running plan and logs why.
 pub async fn run(
@@ -233,9 +233,9 @@ pub async fn run(
 ) -> Result<()> {
     let load = Arc::new(load);
     let first = Arc::clone(&load);
-    let mut p = tokio::task::spawn_blocking(move || first())
+    let mut p = crate::store::blocking::offload(move || first())
         .await
-        .unwrap_or_else(|e| Err(Error::Internal(format!("configuration thread: {e}"))))?;
+        .and_then(|r| r)?;
     let state: http::State = Default::default();
     let mut sig = Signals::new()?;
     // The state before the first slot: what the destinations hold now.
@@ -272,9 +272,9 @@ pub async fn run(
         if reload {
             // Loading opens stores, which block: never on a runtime worker.
             let l = Arc::clone(&load);
-            let loaded = tokio::task::spawn_blocking(move || l())
+            let loaded = crate::store::blocking::offload(move || l())
                 .await
-                .unwrap_or_else(|e| Err(Error::Internal(format!("reload thread: {e}"))));
+                .and_then(|r| r);
             match loaded {
                 Ok(n) => {
                     p = n;

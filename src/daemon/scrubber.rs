@@ -48,7 +48,7 @@ pub async fn rotate(
         }
         let dests: Vec<Destination> = dests.to_vec();
         let (state, textfile) = (state.clone(), textfile.clone());
-        let _ = tokio::task::spawn_blocking(move || {
+        let _ = crate::store::blocking::offload(move || {
             run_once(&dests, s.budget);
             let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
             publish(&state, textfile.as_deref(), &rows, 0.0);

@@ -113,7 +113,7 @@ pub(super) async fn refresh(p: &Plan, state: &http::State) {
     let dests: Vec<Destination> = p.dests.to_vec();
     let (st, tf) = (state.clone(), p.textfile.clone());
     let (conn, fallback) = (p.opts.conn.clone(), p.quota_fallback);
-    let _ = tokio::task::spawn_blocking(move || {
+    let _ = crate::store::blocking::offload(move || {
         let quota = cluster_quota(&conn, fallback);
         st.lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -111,6 +111,26 @@ fn remove_backup(store: &dyn Store, id: &str, object: &str) -> Result<()> {
     })
 }
 
+/// Why prune stops with nothing removed: reading `at` failed. A store error keeps its kind
+/// (the retry wrapper, the metrics and `-o json` tell a timeout from a denied request).
+fn partial_listing(store: &dyn Store, at: &str, e: Error) -> Error {
+    match e {
+        Error::Store {
+            location,
+            kind,
+            message,
+        } => Error::store(
+            location,
+            kind,
+            format!("listing failed at {at}, nothing removed: {message}"),
+        ),
+        e => Error::Failed(format!(
+            "listing {} failed at {at}, nothing removed: {e}",
+            store.location()
+        )),
+    }
+}
+
 /// One listed backup: what the policy sees, and what removing it takes.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -138,13 +158,7 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<Listed>, Vec<String>)> {
             Err(
                 e
                 @ (Error::Store { .. } | Error::Io { .. } | Error::Failed(_) | Error::Internal(_)),
-            ) => {
-                return Err(Error::Failed(format!(
-                    "listing {} failed at {}, nothing removed: {e}",
-                    store.location(),
-                    obj.name
-                )))
-            }
+            ) => return Err(partial_listing(store, &obj.name, e)),
             Err(e) => {
                 rejected.push(format!("{}: {e}", obj.name));
                 continue;
@@ -168,13 +182,7 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<Listed>, Vec<String>)> {
         let (verify, _) = if !names.contains(record.as_str()) {
             (VerifyState::Unchecked, None)
         } else {
-            verified::read_state(store, id).map_err(|e| {
-                Error::Failed(format!(
-                    "listing {} failed at {}, nothing removed: {e}",
-                    store.location(),
-                    record
-                ))
-            })?
+            verified::read_state(store, id).map_err(|e| partial_listing(store, &record, e))?
         };
         out.push(Listed {
             candidate: Candidate {
@@ -483,6 +491,15 @@ mod tests {
         let e = prune(&store, &keep_last(1), false, WAIT).unwrap_err();
         assert!(e.to_string().contains("nothing removed"), "{e}");
         assert_eq!(e.exit_code(), crate::ExitCode::Failed);
+        // The store's error keeps its kind (a transient one can be retried, and the
+        // metrics and `-o json` say `store`), and names the object it failed at.
+        assert!(e.is_transient(), "{e:?}");
+        assert_eq!(e.kind_name(), "store");
+        assert!(
+            e.to_string()
+                .contains(&catalog::manifest_name(&ids[1]).to_string()),
+            "{e}"
+        );
         assert_eq!(store.inner.list("").unwrap().len(), before);
     }
 

@@ -77,7 +77,7 @@ pub async fn run_backup(
     let tried: Vec<String> = tried.iter().map(|d| d.name.clone()).collect();
     let (policy, lock) = (plan.policy.cloned(), plan.lock_timeout);
     // Stores block: prune and metrics run on a blocking thread.
-    let done = tokio::task::spawn_blocking(move || {
+    let done = crate::store::blocking::offload(move || {
         let runs = match &r {
             Ok(outcome) => after_backup(&dests, outcome, policy.as_ref(), lock),
             // Nothing stored: every destination tried failed at the run's stage.
@@ -103,7 +103,7 @@ pub async fn run_backup(
         Ran { backup: r, runs }
     })
     .await;
-    done.map_err(|e| Error::Internal(format!("prune and metrics thread: {e}")))
+    done
 }
 
 #[cfg(test)]

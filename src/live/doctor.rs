@@ -149,10 +149,6 @@ impl Default for Limits {
     }
 }
 
-pub(super) fn hex(id: u64) -> String {
-    format!("{id:x}")
-}
-
 /// What the checks share: the view, the members that answered, and the findings so far.
 pub(super) struct Exam<'a> {
     pub(super) view: &'a ClusterView,
@@ -197,9 +193,9 @@ impl<'a> Exam<'a> {
     pub(super) fn name(&self, id: u64) -> String {
         let n = self.view.name_of(id);
         if n.is_empty() {
-            hex(id)
+            MemberId(id).to_string()
         } else {
-            format!("{} ({n})", hex(id))
+            format!("{} ({n})", MemberId(id))
         }
     }
 

@@ -4,7 +4,7 @@
 //! the member of this cluster expected at that URL; the other checks judge this cluster
 //! only (such a member is neither "unreachable" nor "added but never started").
 
-use super::doctor::{hex, Exam, Level, MemberRow};
+use super::doctor::{Exam, Level, MemberRow};
 use crate::format::etcd::{ClusterId, MemberId};
 use crate::source::etcd::{strip_scheme, EndpointStatus, MemberInfo};
 
@@ -60,7 +60,7 @@ pub(super) fn check_foreign(x: &mut Exam<'_>) {
     if foreign.is_empty() && by_peer.is_empty() {
         return;
     }
-    let ours = hex(x.view.cluster_id.unwrap_or(0));
+    let ours = ClusterId(x.view.cluster_id.unwrap_or(0));
     let answering = x.reachable.len();
     let tie = answering <= foreign.len();
     let mut whats = Vec::new();
@@ -69,8 +69,8 @@ pub(super) fn check_foreign(x: &mut Exam<'_>) {
         let here = format!(
             "{} answers as member {} of cluster {}",
             s.endpoint,
-            hex(s.member_id),
-            hex(s.cluster_id)
+            MemberId(s.member_id),
+            ClusterId(s.cluster_id)
         );
         let host = host_of(&s.endpoint).to_string();
         if let Some(m) = unstarted_at(x, s).filter(|_| expected_at(x, s).is_none()) {
@@ -81,7 +81,7 @@ pub(super) fn check_foreign(x: &mut Exam<'_>) {
                 .unwrap_or("PEER_URL");
             whats.push(format!(
                 "{here}, on the host where this cluster has member {} added but never started (peer URL {peer}): the etcd there was started from another cluster's data, not as that member",
-                hex(m.id)
+                MemberId(m.id)
             ));
             fixes.push(format!(
                 "on {host}: stop that etcd and move its data dir aside (keep it: it may hold writes made to it); then start etcd there on an empty data dir as the added member, with the name, peer URL and initial cluster that `member add` printed (or remove the added member: `{}`)",
@@ -122,7 +122,7 @@ pub(super) fn check_foreign(x: &mut Exam<'_>) {
             "member {}: its peer URL {} answers for cluster {}, and its client URL does not answer: the etcd there was started from another cluster's data and has no leader in that cluster",
             x.name(m.id),
             p.url,
-            hex(p.cluster_id.unwrap_or(0))
+            ClusterId(p.cluster_id.unwrap_or(0))
         ));
         fixes.push(format!(
             "on {}: stop that etcd and move its data dir aside (keep it: it may hold writes made to it); then give {name} this cluster's data: mid-restore, re-apply the plan the other members run (`lifeboat restore apply --plan DIR --node {name} --force`, then start it as the RUNBOOK says); otherwise replace the member: `lifeboat restore plan --mode replace-member --member {name} --topology FILE --out DIR` writes the steps",

@@ -1,7 +1,7 @@
 //! Who answers and whether they agree: unreachable endpoints and members (and how they
 //! fail), the quorum, the leader and raft terms, the member list and the cluster id.
 
-use super::doctor::{hex, Exam, Level, MemberRow};
+use super::doctor::{Exam, Level, MemberRow};
 use super::PeerProbe;
 use crate::error::EtcdErrorKind;
 use crate::format::etcd::{ClusterId, MemberId};
@@ -96,7 +96,7 @@ pub(super) fn check_members(x: &mut Exam<'_>) {
             x.push(
                 Level::Error,
                 "member-unstarted",
-                format!("member {} was added but has never started", hex(m.id)),
+                format!("member {} was added but has never started", MemberId(m.id)),
                 format!(
                     "Start etcd on {} with --initial-cluster-state=existing and --initial-cluster={initial},NAME={}; or remove it: `{}`.",
                     x.cluster.host_of(m),
@@ -248,7 +248,10 @@ pub(super) fn check_agreement(x: &mut Exam<'_>) {
             .map(|l| {
                 format!(
                     "[{}]",
-                    l.iter().map(|&i| hex(i)).collect::<Vec<_>>().join(",")
+                    l.iter()
+                        .map(|&i| MemberId(i).to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 )
             })
             .collect();

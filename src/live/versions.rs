@@ -66,7 +66,7 @@ pub(super) fn check_versions(x: &mut Exam<'_>) {
                 .map(|s| {
                     let n = x.view.name_of(s.member_id);
                     if n.is_empty() {
-                        super::doctor::hex(s.member_id)
+                        crate::format::etcd::MemberId(s.member_id).to_string()
                     } else {
                         n
                     }

@@ -30,7 +30,9 @@ fn lost_words(r: &MemberReport) -> String {
 
 /// This member's id, name and first peer URL, from the log or the db's members bucket.
 fn identity(r: &MemberReport) -> (String, String, String) {
-    let id = r.member_id.clone().unwrap_or_else(|| "<member-id>".into());
+    let id = r
+        .member_id
+        .map_or_else(|| "<member-id>".into(), |m| m.to_string());
     let me = r
         .members
         .iter()

@@ -26,7 +26,7 @@ pub struct DbCheck {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<i64>,
     /// Member ids (hex) in bucket `members`.
-    pub members: Vec<String>,
+    pub members: Vec<crate::format::etcd::MemberId>,
     /// Raised alarms, e.g. `NOSPACE`.
     pub alarms: Vec<String>,
     /// Problems that stop bbolt or etcd from using the file.
@@ -105,7 +105,11 @@ pub fn check(src: &dyn ReadAt, walk: bool) -> DbCheck {
                 .iter()
                 .map(|m| (m.id, m.name.clone(), m.peer_urls.clone()))
                 .collect();
-            out.members = s.members.iter().map(|m| format!("{:x}", m.id)).collect();
+            out.members = s
+                .members
+                .iter()
+                .map(|m| crate::format::etcd::MemberId(m.id))
+                .collect();
             out.alarms = s
                 .alarms
                 .iter()

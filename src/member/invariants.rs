@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use super::access::{self, NotJudged};
-use super::report::{fatal_db, hex, warning};
+use super::report::{fatal_db, warning};
 use super::{db, Dirs, MemberInfo, MemberReport, Problem, Severity, Verdict};
+use crate::format::etcd::MemberId;
 use crate::format::snap::SnapDir;
 
 /// Check the db and its agreement with the WAL; `walk`: every page, not only the metas and
@@ -42,9 +43,9 @@ pub(crate) fn check_db(
                 // Names and peer URLs for the next steps when the WAL no longer holds the
                 // conf changes (older segments purged).
                 for (id, name, urls) in &c.member_infos {
-                    if !r.members.iter().any(|m| m.id == hex(*id)) {
+                    if !r.members.iter().any(|m| m.id == MemberId(*id)) {
                         r.members.push(MemberInfo {
-                            id: hex(*id),
+                            id: MemberId(*id),
                             name: (!name.is_empty()).then(|| name.clone()),
                             peer_urls: urls.clone(),
                         });
@@ -122,11 +123,7 @@ fn db_invariants(r: &mut MemberReport, c: &db::DbCheck, snapdir: &SnapDir, p: &P
             ));
         }
     }
-    if let Some(me) = r
-        .member_id
-        .as_ref()
-        .and_then(|m| u64::from_str_radix(m, 16).ok())
-    {
+    if let Some(me) = r.member_id.map(|m| m.0) {
         if !c.member_ids.is_empty() && !c.member_ids.contains(&me) {
             r.problems.push(warning(
                 &file,

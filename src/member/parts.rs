@@ -3,10 +3,11 @@
 //! ends with, and the outcome (clean, repaired, refused). No file system access beyond the
 //! segments' readers and the snap files already read.
 
-use super::report::{empty_report, hex, sort_problems, warning};
+use super::report::{empty_report, sort_problems, warning};
 use super::{
     Dirs, Lost, MemberInfo, MemberReport, Problem, SegmentReport, Severity, SnapReport, Verdict,
 };
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::format::snap::SnapDir;
 use crate::format::wal::{self, open::Start, Opened, Outcome, Scan};
 
@@ -78,8 +79,8 @@ fn segment_names(r: &mut MemberReport, segs: &[wal::Segment], wal_dir: &str) {
 
 /// Who wrote the log, its size, and each segment as read.
 fn wal_facts(r: &mut MemberReport, segs: &[wal::Segment], scan: &Scan, wal_dir: &str) {
-    r.member_id = scan.metadata.map(|m| hex(m.node_id));
-    r.cluster_id = scan.metadata.map(|m| hex(m.cluster_id));
+    r.member_id = scan.metadata.map(|m| MemberId(m.node_id));
+    r.cluster_id = scan.metadata.map(|m| ClusterId(m.cluster_id));
     r.wal_records = scan.records;
     r.wal_entries = scan.entries;
     r.wal_bytes = scan.bytes;
@@ -299,8 +300,8 @@ fn membership(
     }
     voters.sort_unstable();
     learners.sort_unstable();
-    r.voters = voters.iter().map(|&v| hex(v)).collect();
-    r.learners = learners.iter().map(|&v| hex(v)).collect();
+    r.voters = voters.iter().map(|&v| MemberId(v)).collect();
+    r.learners = learners.iter().map(|&v| MemberId(v)).collect();
     for c in scan.conf_changes.iter().filter(|c| c.member.is_some()) {
         if let Some(m) = c.member.as_deref().and_then(parse_member_json) {
             r.members.retain(|x| x.id != m.id);
@@ -314,7 +315,7 @@ fn membership(
                 wal_dir,
                 format!(
                     "this member ({}) is not in the membership the log ends with: it was removed from the cluster; etcd starts but the cluster rejects it (\"the member has been permanently removed from the cluster\")",
-                    hex(me)
+                    MemberId(me)
                 ),
             ));
         }
@@ -428,7 +429,7 @@ fn parse_member_json(s: &str) -> Option<MemberInfo> {
         })
         .unwrap_or_default();
     Some(MemberInfo {
-        id: hex(id),
+        id: MemberId(id),
         name: v.get("name").and_then(|n| n.as_str()).map(str::to_owned),
         peer_urls,
     })

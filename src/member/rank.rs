@@ -9,7 +9,7 @@ use super::{MemberReport, Verdict};
 pub struct Ranked {
     pub rank: usize,
     pub data_dir: String,
-    pub member_id: Option<String>,
+    pub member_id: Option<crate::format::etcd::MemberId>,
     pub verdict: Verdict,
     /// The db's consistent index (last applied raft index), when the db opens.
     pub db_consistent_index: Option<u64>,
@@ -52,7 +52,7 @@ pub fn rank(reports: &[MemberReport]) -> Vec<Ranked> {
             Ranked {
                 rank: i + 1,
                 data_dir: r.data_dir.clone(),
-                member_id: r.member_id.clone(),
+                member_id: r.member_id,
                 verdict: r.verdict,
                 db_consistent_index: r.db.as_ref().and_then(|d| d.consistent_index),
                 commit: r.commit,

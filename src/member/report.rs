@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{db, Dirs};
+use crate::format::etcd::{ClusterId, MemberId};
 use crate::format::wal::{self, open::Start};
 
 /// The verdict on one data dir (docs/json.md, docs/member-recovery.md).
@@ -133,7 +134,7 @@ pub struct SnapReport {
 /// A member as named in the log (conf change context).
 #[derive(Debug, Clone, Serialize)]
 pub struct MemberInfo {
-    pub id: String,
+    pub id: MemberId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     pub peer_urls: Vec<String>,
@@ -150,9 +151,9 @@ pub struct MemberReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etcd_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub member_id: Option<String>,
+    pub member_id: Option<MemberId>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster_id: Option<String>,
+    pub cluster_id: Option<ClusterId>,
     /// Last raft index etcd will have (after any repair).
     pub last_index: u64,
     pub last_term: u64,
@@ -173,8 +174,8 @@ pub struct MemberReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub db: Option<db::DbCheck>,
     /// Voters (and learners) after the chosen snapshot and committed conf changes.
-    pub voters: Vec<String>,
-    pub learners: Vec<String>,
+    pub voters: Vec<MemberId>,
+    pub learners: Vec<MemberId>,
     pub members: Vec<MemberInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<Lost>,
@@ -183,10 +184,6 @@ pub struct MemberReport {
     pub db_ahead_by: Option<u64>,
     pub problems: Vec<Problem>,
     pub next_steps: Vec<String>,
-}
-
-pub(crate) fn hex(id: u64) -> String {
-    format!("{id:x}")
 }
 
 pub(crate) fn empty_report(dirs: &Dirs, verdict: Verdict) -> MemberReport {
@@ -284,4 +281,32 @@ pub(crate) fn sort_problems(problems: &mut [Problem]) {
         Severity::Repaired => 1,
         Severity::Warning => 2,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ids are typed but the document is the one docs/json.md shows: lower-case hex
+    /// strings without padding, as the `format!("{:x}")` they replace wrote them.
+    #[test]
+    fn ids_serialize_as_the_hex_strings_they_were() {
+        let dirs = Dirs::resolve(Path::new("/d"), None);
+        let mut r = empty_report(&dirs, Verdict::Healthy);
+        r.member_id = Some(MemberId(0x8e9e05c52164694d));
+        r.cluster_id = Some(ClusterId(0xcdf818194e3a8c32));
+        r.voters = vec![MemberId(0xab), MemberId(0x8e9e05c52164694d)];
+        r.learners = vec![MemberId(1)];
+        r.members = vec![MemberInfo {
+            id: MemberId(0xab),
+            name: None,
+            peer_urls: vec![],
+        }];
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["member_id"], "8e9e05c52164694d");
+        assert_eq!(v["cluster_id"], "cdf818194e3a8c32");
+        assert_eq!(v["voters"], serde_json::json!(["ab", "8e9e05c52164694d"]));
+        assert_eq!(v["learners"], serde_json::json!(["1"]));
+        assert_eq!(v["members"][0]["id"], "ab");
+    }
 }

@@ -401,8 +401,8 @@ fn check_written(plan: &Plan, m: &PlanMember) -> Result<()> {
     let dirs =
         crate::member::Dirs::resolve(Path::new(&m.data_dir), m.wal_dir.as_deref().map(Path::new));
     let r = crate::member::check_dir(&dirs, crate::member::Options { db_walk: false });
-    let got_member = r.member_id.clone().unwrap_or_default();
-    let got_cluster = r.cluster_id.clone().unwrap_or_default();
+    let got_member = r.member_id.map(|m| m.to_string()).unwrap_or_default();
+    let got_cluster = r.cluster_id.map(|c| c.to_string()).unwrap_or_default();
     if m.member_id != *got_member || plan.cluster_id != *got_cluster {
         return Err(Error::integrity(
             &m.data_dir,

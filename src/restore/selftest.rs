@@ -45,7 +45,7 @@ pub struct TestOptions<'a> {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TestReport {
-    pub id: String,
+    pub id: crate::catalog::BackupId,
     pub ok: bool,
     /// The version of the etcd server the sandbox booted (`etcd --version`).
     pub etcd_version: String,
@@ -406,7 +406,7 @@ pub fn restore_test(
         }
     }
     Ok(TestReport {
-        id: m.id.to_string(),
+        id: m.id.clone(),
         ok: problems.is_empty(),
         etcd_version,
         etcd_path: etcd.display().to_string(),
@@ -495,7 +495,8 @@ fn ask(
                 .unwrap_or("")
                 .trim();
             if text.contains("address already in use") {
-                return Err(Failure::Sandbox(Error::Failed(format!(
+                // Another process took the port: running again can succeed.
+                return Err(Failure::Sandbox(Error::Busy(format!(
                     "the sandbox etcd could not listen on {client} (a port taken meanwhile): run restore test again; its log: {last}"
                 ))));
             }

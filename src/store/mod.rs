@@ -7,14 +7,17 @@
 //! retention) is the catalog's business.
 //!
 //! **Every method blocks.** A backend may sleep (lock waits, retry back-off), fsync, or
-//! bridge to an async client with `block_on` (S3), which panics on a tokio runtime worker.
-//! Async callers (the backup job) therefore call stores only from blocking threads
-//! (`tokio::task::spawn_blocking`), never from a task on a runtime worker.
+//! wait on an async client (S3). Async code (the backup job, the daemon) reaches stores
+//! only through [`blocking::offload`], the crate's one door to the blocking pool (clippy
+//! disallows `spawn_blocking` elsewhere); a store call made on an async task anyway fails
+//! with an [`Error::Internal`] naming it ([`blocking::check`], made by the S3 store before
+//! every request) instead of stalling or panicking the runtime.
 //!
 //! **Errors carry a kind** ([`StoreErrorKind`]): wrappers decide from it, never from a
 //! message. [`retry::RetryStore`] retries transient errors; [`tee::Tee`] writes one
 //! stream into several stores' objects and drops the ones that fail.
 
+pub mod blocking;
 pub mod local;
 pub mod retry;
 #[cfg(feature = "s3")]
@@ -237,8 +240,14 @@ pub fn kind_of_io(e: &std::io::Error) -> StoreErrorKind {
 /// `create` makes a missing local directory (for `backup`); readers want it to exist. An
 /// S3 destination's settings come from `s3` (the caller's configuration: the config file,
 /// the environment and the flags, `config::Layers::s3_settings`), credentials from the AWS
-/// chain.
-pub fn open_destination(dest: &str, create: bool, s3: S3Resolver<'_>) -> Result<Box<dyn Store>> {
+/// chain; its requests run on `runtime`, the edge's (an S3 destination without one is
+/// lifeboat's bug, an `Internal` error).
+pub fn open_destination(
+    dest: &str,
+    create: bool,
+    s3: S3Resolver<'_>,
+    runtime: Option<&tokio::runtime::Handle>,
+) -> Result<Box<dyn Store>> {
     if dest.is_empty() {
         return Err(Error::Usage("empty destination".into()));
     }
@@ -246,10 +255,15 @@ pub fn open_destination(dest: &str, create: bool, s3: S3Resolver<'_>) -> Result<
         #[cfg(feature = "s3")]
         {
             let settings = s3(dest)?;
-            return Ok(Box::new(s3::S3Store::open(dest, &settings)?));
+            let Some(runtime) = runtime else {
+                return Err(Error::Internal(format!(
+                    "{dest}: opened without a runtime for the S3 client (catalog::Access::with_runtime)"
+                )));
+            };
+            return Ok(Box::new(s3::S3Store::open(dest, &settings, runtime)?));
         }
         #[cfg(not(feature = "s3"))]
-        let _ = s3;
+        let _ = (s3, runtime);
         #[cfg(not(feature = "s3"))]
         return Err(Error::Usage(format!(
             "destination {dest}: this build has no S3 support (built with --no-default-features); build lifeboat with its default features"

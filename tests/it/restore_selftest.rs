@@ -51,6 +51,8 @@ fn auth_backup_restores(bins: &Bins, version: &str) {
     assert_exit(&o, 0);
     let r = json(&o);
     assert_eq!(r["ok"], true, "{r}");
+    // The backup's id, as the string the manifest holds (a typed id in the report).
+    assert!(r["id"].is_string() && r["id"] == m["id"], "{r}\n{m}");
     assert_eq!(r["etcd_version"], version, "{r}");
     assert_eq!(r["hashkv"], m["hashkv"], "{r}");
     assert_eq!(r["hashkv_expected"], m["hashkv"], "{r}");

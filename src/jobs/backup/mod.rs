@@ -136,9 +136,7 @@ pub(super) struct Target {
 
 /// Run blocking store work off the runtime's workers (see the module docs).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Internal(format!("store thread: {e}")))?
+    crate::store::blocking::offload(f).await?
 }
 
 /// The outcome so far: nothing stored yet, and why each target that dropped out did.

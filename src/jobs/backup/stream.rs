@@ -53,7 +53,7 @@ async fn attempt(
     let what = format!("snapshot from {}", choice.name);
     let storage_version = Arc::new(std::sync::Mutex::new(String::new()));
     let reported = Arc::clone(&storage_version);
-    let sink = tokio::task::spawn_blocking(move || -> (io::Result<(Tee, SinkResult)>, u64) {
+    let sink = crate::store::blocking::offload(move || -> (io::Result<(Tee, SinkResult)>, u64) {
         let mut expected = 0;
         let mut sink = match SnapshotSink::new(tee, frames) {
             Ok(s) => s,
@@ -92,9 +92,7 @@ async fn attempt(
         tx,
     )
     .await;
-    let (sunk, expected) = sink
-        .await
-        .map_err(|e| AttemptError::Fatal(Error::Internal(format!("pipeline thread: {e}"))))?;
+    let (sunk, expected) = sink.await.map_err(AttemptError::Fatal)?;
     progress.end();
     match (streamed, sunk) {
         // The tee's message names every destination and why it failed.
@@ -154,7 +152,7 @@ async fn attempt(
 
 /// Abort every output of a tee on a blocking thread (it removes partial objects).
 async fn abort(tee: Tee) {
-    let _ = tokio::task::spawn_blocking(move || tee.abort()).await;
+    let _ = crate::store::blocking::offload(move || tee.abort()).await;
 }
 
 /// What the stream phase hands to the finish: the snapshot in every destination still in

@@ -211,7 +211,8 @@ fn tls_client(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Failed(format!("TLS: {e}")))?
+        // ring supports every default protocol version: failing here is lifeboat's bug.
+        .map_err(|e| Error::Internal(format!("TLS client setup: {e}")))?
         .with_root_certificates(roots);
     let config = match (&cfg.cert, &cfg.key) {
         (Some(cert), Some(key)) => {

@@ -1,13 +1,12 @@
 //! An S3 bucket (AWS or any S3-compatible server) as a store: `s3://bucket/prefix`.
 //!
-//! The [`Store`] contract blocks; the AWS SDK is async. Every S3 store of the process runs
-//! its requests on one shared runtime ([`io_runtime`], two workers, built on first use and
-//! never per store or per request) and bridges with [`bridge`], which never panics
-//! whatever thread calls it: a plain thread or a `spawn_blocking` thread blocks on the
-//! request; a worker of a multi-threaded runtime hands its other tasks off first
-//! (`block_in_place`); a current-thread runtime's thread waits on a scoped helper thread.
-//! Callers in async code still belong on blocking threads (see [`crate::store`]); this only
-//! keeps a slip from killing the process.
+//! The [`Store`] contract blocks; the AWS SDK is async. An S3 store runs its requests on
+//! the edge's runtime, whose handle it is opened with (`catalog::Access::with_runtime`:
+//! the CLI's, or the daemon's; never one of its own, per store or per request), and waits
+//! for each with [`bridge`], on the caller's thread. That thread must be one that may
+//! block ([`crate::store::blocking`]: outside any runtime, or inside
+//! [`offload`](crate::store::blocking::offload)); a request from an async task is refused
+//! with an [`Error::Internal`] naming the store, never a panic or a stalled worker.
 //!
 //! Every request has deadlines ([`Deadlines`]): connecting, the first byte of the answer,
 //! and a stall between bytes of a body; a hung server (stopped, black-holed) fails the
@@ -56,43 +55,19 @@ pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 /// retries come on top, for errors another try can fix; never for a deadline passed).
 const SDK_ATTEMPTS: u32 = 2;
 
-/// The runtime every S3 request of the process runs on: built once, on first use, and
-/// kept for the life of the process (a store per reload or per command must not cost a
-/// runtime and its threads each).
-fn io_runtime() -> Result<&'static tokio::runtime::Runtime> {
-    static RT: std::sync::OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
-        std::sync::OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("lifeboat-s3")
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| Error::Failed(format!("cannot start the S3 client's runtime: {e}")))
-}
-
-/// Run `f` on `handle`'s runtime and wait for it, from any thread, without the
-/// `Cannot start a runtime from within a runtime` panic (see the module docs).
-pub(crate) fn bridge<F>(handle: &tokio::runtime::Handle, f: F) -> F::Output
+/// Run `f` on `handle`'s runtime and wait for it: only on a thread that may block
+/// ([`crate::store::blocking`]); on an async task, the [`Error::Internal`] naming `what`
+/// instead of the `Cannot start a runtime from within a runtime` panic.
+pub(crate) fn bridge<F>(
+    handle: &tokio::runtime::Handle,
+    what: impl std::fmt::Display,
+    f: F,
+) -> Result<F::Output>
 where
-    F: std::future::Future + Send,
-    F::Output: Send,
+    F: std::future::Future,
 {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Err(_) => handle.block_on(f),
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| handle.block_on(f))
-        }
-        Ok(_) => std::thread::scope(|s| {
-            s.spawn(|| handle.block_on(f))
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        }),
-    }
+    super::blocking::check(what)?;
+    Ok(handle.block_on(f))
 }
 
 /// What every request needs: shared by the store, its writers and readers.
@@ -132,12 +107,16 @@ impl Inner {
         ))
     }
 
-    fn block_on<F>(&self, f: F) -> F::Output
+    /// Wait for a request of this store (see [`bridge`]).
+    fn block_on<F>(&self, f: F) -> Result<F::Output>
     where
-        F: std::future::Future + Send,
-        F::Output: Send,
+        F: std::future::Future,
     {
-        bridge(&self.handle, f)
+        bridge(
+            &self.handle,
+            format_args!("an S3 request to {}", self.location),
+            f,
+        )
     }
 
     /// An error of this store: `store s3://b/p: <what> (endpoint E, bucket B)`.
@@ -195,7 +174,7 @@ impl S3Store {
                 .bucket(&i.bucket)
                 .key(i.key(name))
                 .send(),
-        );
+        )?;
         match r {
             Ok(o) => Ok(Some(o)),
             Err(e) => {
@@ -211,10 +190,14 @@ impl S3Store {
 
     /// Connect lazily: nothing is sent until the first request, whose error names the
     /// endpoint and bucket.
-    pub fn open(dest: &str, settings: &S3Settings) -> Result<S3Store> {
+    /// Requests run on `runtime`, the edge's (see the module docs).
+    pub fn open(
+        dest: &str,
+        settings: &S3Settings,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<S3Store> {
         let (bucket, prefix) = parse_url(dest)?;
-        let rt = io_runtime()?;
-        let (client, endpoint) = bridge(rt.handle(), client(settings));
+        let (client, endpoint) = bridge(runtime, format_args!("opening {dest}"), client(settings))?;
         let endpoint = endpoint.unwrap_or_else(|| {
             let region = client.config().region().map(|r| r.to_string());
             format!("AWS S3 ({})", region.as_deref().unwrap_or("us-east-1"))
@@ -226,7 +209,7 @@ impl S3Store {
         };
         let inner = Inner {
             client,
-            handle: rt.handle().clone(),
+            handle: runtime.clone(),
             prefix: if prefix.is_empty() {
                 String::new()
             } else {
@@ -377,7 +360,7 @@ impl Store for S3Store {
                         .prefix(i.key(prefix))
                         .set_continuation_token(token.take())
                         .send(),
-                )
+                )?
                 .map_err(|e| {
                     let f = classify(&e);
                     i.error(f.kind, format!("list: {f}"))
@@ -416,7 +399,7 @@ impl Store for S3Store {
                 .bucket(&i.bucket)
                 .key(i.key(name))
                 .send(),
-        ) {
+        )? {
             Ok(_) => Ok(()),
             Err(e) => {
                 let f = classify(&e);
@@ -461,6 +444,40 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bridge waits on a thread that may block and refuses an async task with one
+    /// `internal` line, whatever the caller's runtime: never a panic.
+    #[test]
+    fn the_bridge_refuses_async_tasks_without_panicking() {
+        let edge = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let io = edge.handle().clone();
+        assert_eq!(bridge(&io, "t", async { 7 }).unwrap(), 7);
+        for rt in [
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .unwrap(),
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap(),
+        ] {
+            let io2 = io.clone();
+            let e = rt
+                .block_on(async move { bridge(&io2, "an S3 request to s3://b", async { 7 }) })
+                .unwrap_err();
+            assert_eq!(e.kind_name(), "internal");
+            assert!(e.to_string().contains("s3://b"), "{e}");
+            let io3 = io.clone();
+            let ok = rt.block_on(async move {
+                crate::store::blocking::offload(move || bridge(&io3, "t", async { 7 })).await
+            });
+            assert_eq!(ok.unwrap().unwrap(), 7);
+        }
+    }
 
     #[test]
     fn urls() {

@@ -51,7 +51,7 @@ pub(super) fn load(
                 .key(i.key(name))
                 .set_range(range_header(offset, len))
                 .send(),
-        )
+        )?
         .map_err(|e| {
             let f = classify(&e);
             let what = if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
@@ -97,6 +97,9 @@ struct ChannelReader {
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.cur.is_empty() {
+            // `blocking_recv` panics on an async task: refuse with one line instead.
+            crate::store::blocking::check("reading an S3 object")
+                .map_err(|e| io::Error::other(e.to_string()))?;
             match self.rx.blocking_recv() {
                 Some(Ok(b)) => self.cur = b,
                 Some(Err(e)) => return Err(e),

@@ -104,7 +104,7 @@ impl S3Writer {
                 .bucket(&i.bucket)
                 .key(i.key(&self.name))
         );
-        let r = i.block_on(req.send()).map_err(|e| {
+        let r = i.block_on(req.send())?.map_err(|e| {
             let f = classify(&e);
             i.error(f.kind, format!("start upload of {}: {f}", self.name))
         })?;
@@ -157,7 +157,7 @@ impl S3Writer {
         let Some(task) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let part = self.inner.block_on(task).map_err(|e| {
+        let part = self.inner.block_on(task)?.map_err(|e| {
             self.inner.error(
                 StoreErrorKind::Other,
                 format!("part upload task failed: {e}"),
@@ -183,7 +183,7 @@ impl S3Writer {
                     .if_none_match("*")
                     .body(body)
             );
-            i.block_on(req.send()).map_err(|e| {
+            i.block_on(req.send())?.map_err(|e| {
                 let f = classify(&e);
                 i.error(f.kind, format!("PUT {}: {f}", self.name))
             })?;
@@ -211,7 +211,7 @@ impl S3Writer {
                         .build(),
                 )
                 .send(),
-        )
+        )?
         .map(|_| ())
         .map_err(|e| {
             let f = classify(&e);
@@ -239,14 +239,16 @@ impl S3Writer {
                 .upload_id(id)
                 .send(),
         );
-        if let Err(e) = r {
-            tracing::warn!(
-                "{}: could not abort the upload of {}: {}; `lifeboat cleanup` removes it",
-                i.location,
-                self.name,
-                classify(&e)
-            );
-        }
+        let failed = match r {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => classify(&e).to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(
+            "{}: could not abort the upload of {}: {failed}; `lifeboat cleanup` removes it",
+            i.location,
+            self.name,
+        );
     }
 }
 
@@ -267,7 +269,7 @@ fn check_applied(i: &Inner, name: &str) -> Result<()> {
                 .bucket(&i.bucket)
                 .key(i.key(name))
                 .send(),
-        )
+        )?
         .map_err(|e| {
             let f = classify(&e);
             i.error(
@@ -315,7 +317,7 @@ fn check_applied(i: &Inner, name: &str) -> Result<()> {
                     .then_some(true),
             )
             .send(),
-    );
+    )?;
     let removed = match removed {
         Ok(_) => format!("{name} was removed"),
         Err(e) => format!("{name} could not be removed ({})", classify(&e)),
@@ -385,7 +387,7 @@ pub(super) fn abort_stale_uploads(i: &Inner, older_than: Duration) -> Result<Vec
                 .key(&key)
                 .upload_id(&id)
                 .send(),
-        )
+        )?
         .map(|_| ())
         .or_else(|e| {
             let f = classify(&e);
@@ -422,7 +424,7 @@ pub(super) fn stale_uploads(
                     .set_key_marker(key_marker.take())
                     .set_upload_id_marker(id_marker.take())
                     .send(),
-            )
+            )?
             .map_err(|e| {
                 let f = classify(&e);
                 i.error(f.kind, format!("list multipart uploads: {f}"))

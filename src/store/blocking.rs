@@ -1,0 +1,116 @@
+//! Store calls block; async code reaches them only through [`offload`].
+//!
+//! A thread may make a blocking store call when it is outside any tokio runtime (the
+//! CLI's main thread before or after `block_on`, a plain `std::thread`, the scoped
+//! per-destination threads of a backup) or when it runs a closure given to [`offload`]
+//! (a thread of the runtime's blocking pool, marked for the closure's length). A call
+//! from anywhere else (a task on a runtime worker, or the future a `block_on` drives)
+//! would stall or panic the runtime; [`check`] turns it into an [`Error::Internal`]
+//! naming the call instead, and the S3 store checks before every request.
+//!
+//! `offload` is the crate's one door to the blocking pool: `clippy.toml` disallows
+//! `tokio::task::spawn_blocking` and `block_in_place` everywhere else, so a new async
+//! caller cannot take a blocking thread that `check` does not know about, and a store
+//! call made on an async task fails the first test that makes it, with one line.
+
+use std::cell::Cell;
+
+use crate::{Error, Result};
+
+thread_local! {
+    /// Set while this thread runs a closure given to [`offload`].
+    static OFFLOADED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread for as long as it lives (restoring what was there, also when
+/// the closure panics).
+struct Mark(bool);
+
+impl Mark {
+    fn set() -> Mark {
+        Mark(OFFLOADED.with(|m| m.replace(true)))
+    }
+}
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        let was = self.0;
+        let _ = OFFLOADED.try_with(|m| m.set(was));
+    }
+}
+
+/// Whether the current thread may block on a store call (see the module docs).
+pub fn may_block() -> bool {
+    tokio::runtime::Handle::try_current().is_err() || OFFLOADED.try_with(Cell::get).unwrap_or(false)
+}
+
+/// `Ok` if the current thread may block; else the [`Error::Internal`] that names `what`
+/// (`S3 GET backup.db`): a store call on an async task is a bug in lifeboat, reported as
+/// one line rather than a stalled runtime or a panic.
+pub fn check(what: impl std::fmt::Display) -> Result<()> {
+    if may_block() {
+        return Ok(());
+    }
+    Err(Error::Internal(format!(
+        "{what} was called on an async task; store calls belong on a blocking thread \
+         (store::blocking::offload)"
+    )))
+}
+
+/// Run blocking work (store calls, file I/O) on the runtime's blocking pool; the future
+/// waits for it without holding a worker. `f` starts at once, as `spawn_blocking` does
+/// (it may run alongside the caller's async work), so this must be called inside a
+/// runtime. A panic in `f` comes back as an [`Error::Internal`].
+#[allow(clippy::disallowed_methods)] // the one sanctioned `spawn_blocking`
+pub fn offload<T, F>(f: F) -> impl std::future::Future<Output = Result<T>> + Send + 'static
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let task = tokio::task::spawn_blocking(move || {
+        let _mark = Mark::set();
+        f()
+    });
+    async move {
+        task.await
+            .map_err(|e| Error::Internal(format!("blocking thread: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_a_runtime_a_thread_may_block() {
+        assert!(may_block());
+        assert!(check("S3 GET x").is_ok());
+    }
+
+    #[test]
+    fn an_async_task_may_not_and_an_offloaded_closure_may() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        // The future `block_on` drives, a task on a worker: refused with one line.
+        let e = rt.block_on(async { check("S3 GET x") }).unwrap_err();
+        assert!(matches!(e, Error::Internal(_)), "{e:?}");
+        assert!(e.to_string().contains("S3 GET x"), "{e}");
+        let on_task = rt.block_on(async { tokio::spawn(async { may_block() }).await.unwrap() });
+        assert!(!on_task);
+        // Offloaded: allowed, and the mark goes with the closure.
+        let (inside, after) = rt.block_on(async {
+            let inside = offload(may_block).await.unwrap();
+            (inside, may_block())
+        });
+        assert!(inside && !after);
+        // A plain thread started from an offloaded closure is outside the runtime.
+        let nested =
+            rt.block_on(async { offload(|| std::thread::spawn(may_block).join().unwrap()).await });
+        assert!(nested.unwrap());
+        // A panic comes back as an error, not an abort.
+        let p = rt.block_on(async { offload(|| -> u8 { panic!("boom") }).await });
+        assert!(matches!(p, Err(Error::Internal(_))));
+    }
+}
