@@ -13,6 +13,7 @@
 //! * [`predict`]: what the restored cluster will answer (revision, hashkv, key count),
 //!   computed offline for `plan.json`; [`check`]: `restore check`, the running restored
 //!   cluster compared with it.
+//! * [`replay`]: a restore to a revision: captured changes replayed onto a full backup's db.
 //! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked;
 //!   [`sandbox_etcd`]: which etcd it boots (the backup's own release unless told).
 pub mod apply;
@@ -23,6 +24,7 @@ pub mod native;
 pub mod plan;
 pub mod predict;
 pub mod replace;
+pub mod replay;
 pub mod runbook;
 pub mod sandbox_etcd;
 pub mod selftest;

@@ -26,10 +26,20 @@ pub struct Prediction {
 }
 
 /// A database image with a patch laid over it: reads see the patched bytes.
-struct Patched<'a, R: ReadAt + ?Sized> {
+pub(crate) struct Patched<'a, R: ReadAt + ?Sized> {
     base: &'a R,
     patch: &'a Patch,
     size: u64,
+}
+
+impl<'a, R: ReadAt + ?Sized> Patched<'a, R> {
+    pub(crate) fn new(base: &'a R, patch: &'a Patch) -> Self {
+        Patched {
+            base,
+            patch,
+            size: patch.len_after(base.size()),
+        }
+    }
 }
 
 impl<R: ReadAt + ?Sized> ReadAt for Patched<'_, R> {
@@ -72,7 +82,18 @@ pub fn predict(
     spec: &super::native::RestoreSpec,
     object: &str,
 ) -> Result<Prediction> {
-    let patch = super::native::restore_patch(db, spec)?;
+    predict_replayed(db, spec, &[], object)
+}
+
+/// [`predict`] for a restore to a revision: `replay` are the replay's edits
+/// ([`super::replay::Replay::edits`]) merged into the restore's transaction.
+pub fn predict_replayed(
+    db: &dyn ReadAt,
+    spec: &super::native::RestoreSpec,
+    replay: &[crate::format::bolt::write::Edit],
+    object: &str,
+) -> Result<Prediction> {
+    let patch = super::native::restore_patch_replayed(db, spec, replay)?;
     let image = Patched {
         base: db,
         patch: &patch,
