@@ -178,6 +178,22 @@ impl ReadAt for Prefix<'_> {
     }
 }
 
+/// The database image of a snapshot: without etcd's 32-byte SHA-256 trailer when it has
+/// one (a database is a whole number of pages, a multiple of 512 bytes; a snapshot file
+/// adds the trailer, a backup object's reader may not).
+pub(crate) fn database_of(snapshot: &dyn ReadAt) -> impl ReadAt + '_ {
+    let trailer = crate::pipeline::trailer::TRAILER_LEN as u64;
+    let size = snapshot.size();
+    Prefix {
+        inner: snapshot,
+        size: if size % 512 == trailer && size >= trailer {
+            size - trailer
+        } else {
+            size
+        },
+    }
+}
+
 /// Fill `plan`'s `expected_revision`, `expected_hashkv` and `expected_keys` from the
 /// snapshot it restores: a backup's snapshot (with or without etcd's SHA-256 trailer) or,
 /// when the plan restores a member's db, that db.
@@ -186,18 +202,7 @@ pub fn predict_plan(
     snapshot: &dyn ReadAt,
     object: &str,
 ) -> Result<()> {
-    let trailer = crate::pipeline::trailer::TRAILER_LEN as u64;
-    let size = snapshot.size();
-    let db = Prefix {
-        inner: snapshot,
-        // A database is a whole number of pages (a multiple of 512 bytes); a snapshot
-        // file adds etcd's 32-byte trailer, a backup object's reader may not.
-        size: if size % 512 == trailer && size >= trailer {
-            size - trailer
-        } else {
-            size
-        },
-    };
+    let db = database_of(snapshot);
     let p = predict(&db, &spec_of(plan), object)?;
     plan.expected_revision = Some(p.revision);
     plan.expected_hashkv = Some(p.hashkv);
