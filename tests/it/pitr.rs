@@ -13,13 +13,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::common::native::{BootMember, Booted};
+use crate::common::restore::{restore_check, start_from_plan};
 use crate::common::versions::etcd36;
-use crate::common::{etcd35, free_port, Bins, Cluster, Opts};
+use crate::common::{assert_exit, etcd35, free_port, json, run_lifeboat, Bins, Cluster, Opts};
 use etcd_client::{Client, EventType, PutOptions, Txn, TxnOp, WatchOptions};
+use lifeboat::catalog::Access;
 use lifeboat::format::capture::{KeyValue, Record};
+use lifeboat::restore::apply::{apply, ApplyOptions, DataDirWriter};
 use lifeboat::restore::native::{
     write_member_dirs_replayed, MemberSpec, RestoreSpec, RestoreStyle,
 };
+use lifeboat::restore::pitr::{self, RecordSource, SharedSource, Target};
+use lifeboat::restore::plan::{make_plan, write_plan, PlanInput, Source};
 use lifeboat::restore::replay::replay;
 
 /// What the live cluster answered at one revision.
@@ -33,7 +38,9 @@ struct Measured {
 /// One version's run: the snapshot, the records, the measurements; the cluster is gone.
 struct Run {
     _dir: tempfile::TempDir,
-    /// The snapshot's database image (etcd's SHA-256 trailer cut off) and that trailer.
+    /// The local destination holding the base backup.
+    dest: PathBuf,
+    /// The backup's database image and its SHA-256.
     db: Vec<u8>,
     sha: [u8; 32],
     base: i64,
@@ -78,12 +85,31 @@ fn run(bins: &Bins) -> Run {
     let c = Cluster::single(bins, Opts::default());
     // Enough keys that bucket `key` spans pages: the replay appends along its rightmost path.
     c.fill("/fill/", 300, 100);
-    let snap = dir.path().join("snap.db");
-    c.ctl_ok(&["snapshot", "save", snap.to_str().unwrap()]);
-    let bytes = std::fs::read(&snap).unwrap();
-    std::fs::remove_file(&snap).unwrap();
-    let (db, trailer) = bytes.split_at(bytes.len() - 32);
-    let base = lifeboat::format::etcd::summary(db).unwrap().revision;
+    // The base: a lifeboat backup in a local destination.
+    let dest = dir.path().join("dest");
+    let o = run_lifeboat([
+        "backup",
+        "--to",
+        dest.to_str().unwrap(),
+        "--endpoints",
+        &c.endpoints(),
+    ]);
+    assert_exit(&o, 0);
+    let repo = Access::default()
+        .repository(dest.to_str().unwrap(), false)
+        .unwrap();
+    let m = repo.resolve("latest").unwrap();
+    let r = repo.open_db(&m).unwrap();
+    let size = lifeboat::io::ReadAt::size(&r);
+    let mut db = lifeboat::io::ReadAt::read_vec_at(&r, 0, size as usize).unwrap();
+    if size % 512 == 32 {
+        db.truncate(db.len() - 32);
+    }
+    let base = m.revision;
+    assert_eq!(
+        lifeboat::format::etcd::summary(&db[..]).unwrap().revision,
+        base
+    );
     let mut extra: Vec<Record> = Vec::new();
     let mut measured: Vec<Measured> = Vec::new();
     let rt = rt();
@@ -180,9 +206,12 @@ fn run(bins: &Bins) -> Run {
     let mut records = events;
     records.extend(extra);
     records.sort_by_key(Record::revision);
+    let mut sha = [0u8; 32];
+    hex::decode_to_slice(&m.db_sha256, &mut sha).unwrap();
     Run {
-        db: db.to_vec(),
-        sha: trailer.try_into().unwrap(),
+        db,
+        sha,
+        dest,
         _dir: dir,
         base,
         records,
@@ -359,12 +388,97 @@ fn restore_and_boot(bins: &Bins, run: &Run, m: &Measured) {
     );
 }
 
+/// The records the test collected, as capture's reader would hand them over.
+struct Collected(Vec<Record>);
+
+impl RecordSource for Collected {
+    fn load(&self, after: i64, upto: i64) -> lifeboat::Result<Vec<Record>> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|r| r.revision() > after && r.revision() <= upto)
+            .cloned()
+            .collect())
+    }
+    fn last_revision(&self) -> lifeboat::Result<Option<i64>> {
+        Ok(self.0.iter().map(Record::revision).max())
+    }
+}
+
+/// `restore plan --to-revision R` with the collected records as its source, `restore
+/// apply` of the plan, the restored member started with the plan's own flags, and `lifeboat
+/// restore check` (unchanged) passing against the plan's expectation.
+fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let topology = format!(
+        "cluster_token = \"generate\"\netcd_version = \"{}\"\n\n[[member]]\nname = \"r0\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\nhost = \"127.0.0.1\"\n",
+        bins.version,
+        free_port(),
+        free_port(),
+        dir.path().join("r0").display()
+    );
+    let t = lifeboat::restore::topology::parse(&topology).unwrap();
+    let dest = run.dest.to_str().unwrap();
+    let repo = Access::default().repository(dest, false).unwrap();
+    let src = Collected(run.records.clone());
+    let chosen = pitr::choose_in(&repo, "latest", Target::Revision(m.revision), &src).unwrap();
+    assert_eq!(chosen.manifest.revision, run.base);
+    let mut p = make_plan(
+        &t,
+        &PlanInput {
+            from: dest,
+            manifest: &Source::of_manifest(&chosen.manifest),
+            bump_revision: None,
+            kubernetes: false,
+            topology_file: "topology.toml",
+        },
+    )
+    .unwrap();
+    let r = repo.open_db(&chosen.manifest).unwrap();
+    pitr::plan_replay(&mut p, &r, "backup", &chosen).unwrap();
+    assert_eq!(p.to_revision, Some(m.revision));
+    assert_eq!(p.expected_revision, Some(m.revision));
+    assert_eq!(p.expected_hashkv, Some(m.hash));
+    let out = dir.path().join("plan");
+    write_plan(&p, &out, false).unwrap();
+    let runbook = std::fs::read_to_string(out.join("RUNBOOK.md")).unwrap();
+    assert!(
+        runbook.contains(&format!("Point-in-time restore to revision {}", m.revision)),
+        "{runbook}"
+    );
+    let opts = |records: Vec<Record>| ApplyOptions {
+        dry_run: false,
+        writer: DataDirWriter::Native,
+        manage_systemd: false,
+        plan_id: lifeboat::restore::guard::PlanId::load(&out, &p).unwrap(),
+        force: false,
+        access: Access::default(),
+        records: Some(SharedSource(std::sync::Arc::new(Collected(records)))),
+    };
+    // Records other than the plan's are refused before anything is written.
+    let mut other = run.records.clone();
+    other.retain(|r| !matches!(r, Record::LiveHash { .. }));
+    let e = apply(&p, "r0", &opts(other)).unwrap_err();
+    assert_eq!(e.exit_code() as i32, 3, "{e}");
+    assert!(!dir.path().join("r0").join("member").exists());
+    apply(&p, "r0", &opts(run.records.clone())).unwrap();
+    let plan_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan_json["to_revision"].as_i64(), Some(m.revision));
+    let c = start_from_plan(bins, &plan_json);
+    let o = restore_check(&out, &[]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["ok"], true);
+    drop(c);
+}
+
 fn prove(bins: Bins) {
     let run = run(&bins);
     assert_eq!(run.measured.len(), 4);
     for m in &run.measured {
         restore_and_boot(&bins, &run, m);
     }
+    plan_apply_check(&bins, &run, &run.measured[2]);
     // The newest replay checked every live hash recorded up to it.
     let last = run.measured.last().unwrap().revision;
     let r = replay(&run.db, &run.records, last).unwrap();
