@@ -47,6 +47,10 @@ pub struct TestArgs {
     /// Seconds the restored etcd may take to answer.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub start_timeout: u64,
+    /// Point-in-time: test the restore to revision R (the newest backup at or below it plus
+    /// the captured changes up to R) and compare its hashkv at R.
+    #[arg(long, value_name = "R", conflicts_with = "etcdutl")]
+    pub to_revision: Option<i64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -344,7 +348,20 @@ fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
 fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
     let repo = super::repository(dest, g)?;
-    let m = repo.resolve(id)?;
+    let chosen = match crate::restore::pitr::Target::from_flags(a.to_revision, None)? {
+        Some(t) => {
+            let src = crate::restore::pitr::CatalogRecords {
+                repo: &repo,
+                cluster_id: repo.resolve(id)?.cluster_id.to_string(),
+            };
+            Some(crate::restore::pitr::choose_in(&repo, id, t, &src)?)
+        }
+        None => None,
+    };
+    let m = match &chosen {
+        Some(c) => c.manifest.clone(),
+        None => repo.resolve(id)?,
+    };
     let rt = super::connection::runtime()?;
     let r = crate::restore::selftest::restore_test(
         &repo,
@@ -354,6 +371,7 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
             etcdutl: a.etcdutl,
             start_timeout: std::time::Duration::from_secs(a.start_timeout),
             runtime: rt.handle(),
+            replay: chosen.as_ref(),
         },
     )?;
     match g.output {

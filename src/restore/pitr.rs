@@ -401,6 +401,31 @@ pub fn plan_replay(
     Ok(())
 }
 
+/// What `restore test --to-revision R` expects from a booted restore of `snapshot` (a
+/// backup file with or without etcd's trailer) with `chosen`'s records replayed: the
+/// replay's edits, the hashkv at R (live hashes in the window checked on the way) and the
+/// key count.
+pub fn test_expectations(
+    snapshot: &dyn crate::io::ReadAt,
+    object: &str,
+    chosen: &Chosen,
+) -> Result<(Vec<crate::format::bolt::write::Edit>, u32, u64)> {
+    let db = super::predict::database_of(snapshot);
+    let r = super::replay::replay(&db, &chosen.records, chosen.to_revision)?;
+    // Any one-member spec: membership changes neither hashkv nor keys.
+    let spec = super::native::RestoreSpec {
+        members: vec![super::native::MemberSpec {
+            name: "pitr".into(),
+            peer_urls: vec!["http://127.0.0.1:2380".into()],
+        }],
+        token: "pitr".into(),
+        bump_revision: None,
+        mark_compacted: false,
+    };
+    let p = super::predict::predict_replayed(&db, &spec, &r.replay.edits, object)?;
+    Ok((r.replay.edits, p.hashkv, p.keys))
+}
+
 /// The replay's edits for `restore apply`: the plan's records loaded again from `src`,
 /// refused unless they are the ones the plan was made with (same digest).
 pub fn apply_edits<R: crate::io::ReadAt>(

@@ -436,6 +436,26 @@ fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
     .unwrap();
     let r = repo.open_db(&chosen.manifest).unwrap();
     pitr::plan_replay(&mut p, &r, "backup", &chosen).unwrap();
+    // `restore test --to-revision R`: the sandbox etcd answers the live hashkv at R.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = lifeboat::restore::selftest::restore_test(
+        &repo,
+        &chosen.manifest,
+        &lifeboat::restore::selftest::TestOptions {
+            etcd: Some(bins.etcd.clone()),
+            etcdutl: None,
+            start_timeout: Duration::from_secs(60),
+            runtime: rt.handle(),
+            replay: Some(&chosen),
+        },
+    )
+    .unwrap();
+    assert!(report.ok, "{:?}", report.problems);
+    assert_eq!(
+        (report.revision, report.to_revision, report.hashkv),
+        (m.revision, Some(m.revision), Some(m.hash))
+    );
+    drop(rt);
     assert_eq!(p.to_revision, Some(m.revision));
     assert_eq!(p.expected_revision, Some(m.revision));
     assert_eq!(p.expected_hashkv, Some(m.hash));
