@@ -426,5 +426,8 @@ fn hashes<R: ReadAt>(db: &Db<R>, replay: &Replay) -> Result<(Option<u32>, Vec<i6
     Ok((at_to, checked))
 }
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests;
