@@ -466,6 +466,25 @@ fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
         runbook.contains(&format!("Point-in-time restore to revision {}", m.revision)),
         "{runbook}"
     );
+    // The node script without lifeboat on PATH refuses etcd's tool fallback.
+    let o = std::process::Command::new("bash")
+        .arg(out.join("r0.sh"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("LIFEBOAT_SKIP_HOST_CHECK", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("point-in-time"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let opts = |records: Vec<Record>| ApplyOptions {
         dry_run: false,
         writer: DataDirWriter::Native,
