@@ -276,3 +276,26 @@ fn pages_written_do_not_grow_with_the_base() {
     }
     assert!(pages(50_000, 10) <= 6);
 }
+
+/// With a revision bump, the bump starts from the replayed revision, not the backup's.
+#[test]
+fn a_bump_counts_from_the_replayed_revision() {
+    use crate::restore::native::{restore_patch_replayed, MemberSpec, RestoreSpec};
+    let img = base(300);
+    let r = replay(&img, &stream(), 306).unwrap();
+    let spec = RestoreSpec {
+        members: vec![MemberSpec {
+            name: "a".into(),
+            peer_urls: vec!["http://127.0.0.1:2380".into()],
+        }],
+        token: "t".into(),
+        bump_revision: Some(1000),
+        mark_compacted: true,
+    };
+    let p = restore_patch_replayed(&img, &spec, &r.replay.edits).unwrap();
+    let out = applied(&img, &p);
+    let db = Db::open(&out[..]).unwrap();
+    assert_eq!(last_revision(&db).unwrap(), 1306);
+    // The bump's compaction mark wins over the replayed one (it is newer).
+    assert_eq!(meta_fields(&db).unwrap().scheduled_compact, Some(1306));
+}
