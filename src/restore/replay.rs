@@ -115,8 +115,16 @@ fn rev_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
     k
 }
 
+/// A capture that cannot be what etcd did: an integrity error naming the revision, with
+/// the way out (every revision before it replays).
 fn bad(rev: i64, what: impl std::fmt::Display) -> Error {
-    Error::integrity(RECORDS, format!("revision {rev}: {what}"))
+    let what = what.to_string();
+    let advice = if what.contains("restore to revision") {
+        String::new()
+    } else {
+        format!(" (the capture is damaged there: restore to revision {} at most, or from another backup)", rev - 1)
+    };
+    Error::integrity(RECORDS, format!("revision {rev}: {what}{advice}"))
 }
 
 /// A put as a watch delivered it must be one etcd could have written at its revision.
