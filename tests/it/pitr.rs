@@ -511,6 +511,56 @@ fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
     drop(c);
 }
 
+/// The CLI's `restore plan --to-revision` on the destination: the target refusals that need
+/// no captured records, and a plan to the backup's own revision (nothing to replay).
+fn cli_plan(bins: &Bins, run: &Run) {
+    let dir = tempfile::TempDir::new().unwrap();
+    let topo = dir.path().join("topology.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "cluster_token = \"generate\"\netcd_version = \"{}\"\n\n[[member]]\nname = \"r0\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\nhost = \"127.0.0.1\"\n",
+            bins.version,
+            free_port(),
+            free_port(),
+            dir.path().join("r0").display()
+        ),
+    )
+    .unwrap();
+    let plan = |rev: i64, out: &str| {
+        run_lifeboat([
+            "restore",
+            "plan",
+            "--from",
+            run.dest.to_str().unwrap(),
+            "--topology",
+            topo.to_str().unwrap(),
+            "--out",
+            dir.path().join(out).to_str().unwrap(),
+            "--to-revision",
+            &rev.to_string(),
+            "-o",
+            "json",
+        ])
+    };
+    let o = plan(2, "early");
+    assert_exit(&o, 2);
+    let err = format!("{}{}", crate::common::stderr(&o), crate::common::stdout(&o));
+    assert!(
+        err.contains(&format!(
+            "oldest revision that can be restored is {}",
+            run.base
+        )),
+        "{err}"
+    );
+    let o = plan(run.base, "same");
+    assert_exit(&o, 0);
+    let p = json(&o);
+    assert_eq!(p["to_revision"].as_i64(), Some(run.base));
+    assert_eq!(p["expected_revision"].as_i64(), Some(run.base));
+    assert_eq!(p["replay"]["records"].as_u64(), Some(0));
+}
+
 fn prove(bins: Bins) {
     let run = run(&bins);
     assert_eq!(run.measured.len(), 4);
@@ -518,6 +568,7 @@ fn prove(bins: Bins) {
         restore_and_boot(&bins, &run, m);
     }
     plan_apply_check(&bins, &run, &run.measured[2]);
+    cli_plan(&bins, &run);
     // The newest replay checked every live hash recorded up to it.
     let last = run.measured.last().unwrap().revision;
     let r = replay(&run.db, &run.records, last).unwrap();
