@@ -47,6 +47,10 @@ pub struct TestArgs {
     /// Seconds the restored etcd may take to answer.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub start_timeout: u64,
+    /// Point-in-time: test the restore to revision R (the newest backup at or below it plus
+    /// the captured changes up to R) and compare its hashkv at R.
+    #[arg(long, value_name = "R", conflicts_with = "etcdutl")]
+    pub to_revision: Option<i64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +91,15 @@ pub struct PlanArgs {
     /// Replace a plan that exists in DIR.
     #[arg(long)]
     pub force: bool,
+    /// Point-in-time recovery: restore to revision R, the newest full backup at or below it
+    /// plus the changes `lifeboat capture` recorded up to R (with --from DEST: any backup of
+    /// the newest backup's cluster; with DEST:ID, that backup).
+    #[arg(long, value_name = "R", conflicts_with_all = ["to_time", "from_data_dir"])]
+    pub to_revision: Option<i64>,
+    /// Point-in-time recovery: restore to the newest captured revision at or before T
+    /// (RFC 3339, e.g. 2026-12-06T01:30:00Z).
+    #[arg(long, value_name = "T", conflicts_with = "from_data_dir")]
+    pub to_time: Option<String>,
     #[command(flatten)]
     pub conn: super::connection::ConnectionArgs,
 }
@@ -157,7 +170,9 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     if a.mode == PlanMode::ReplaceMember {
         return replace_member(&a, &t, g);
     }
+    let target = crate::restore::pitr::Target::from_flags(a.to_revision, a.to_time.as_deref())?;
     let mut stored = None;
+    let mut chosen = None;
     let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
         (Some(dir), _) => {
             let src = source_of_db(dir, &g.access)?;
@@ -170,7 +185,19 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         (None, from) => {
             let (dest, id) = split_from(from.as_deref().unwrap_or_default());
             let repo = super::repository(dest, g)?;
-            let m = repo.resolve(id)?;
+            let m = match target {
+                Some(t) => {
+                    let src = crate::restore::pitr::CatalogRecords {
+                        repo: &repo,
+                        cluster_id: repo.resolve(id)?.cluster_id.to_string(),
+                    };
+                    let c = crate::restore::pitr::choose_in(&repo, id, t, &src)?;
+                    let m = c.manifest.clone();
+                    chosen = Some(c);
+                    m
+                }
+                None => repo.resolve(id)?,
+            };
             let v = repo.verify(&m, &|_| {})?;
             if !v.ok {
                 return Err(Error::integrity(
@@ -213,7 +240,10 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         (Some((repo, m)), _) => {
             let r = repo.open_db(m)?;
             let object = repo.object_of(m);
-            predict_plan(&mut p, &r, &object)?;
+            match &chosen {
+                Some(c) => crate::restore::pitr::plan_replay(&mut p, &r, &object, c)?,
+                None => predict_plan(&mut p, &r, &object)?,
+            }
         }
         (None, Some(file)) => {
             let r = crate::io::FileReader::open(std::path::Path::new(file))
@@ -234,6 +264,13 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                     "plan for backup {} (revision {}): new cluster {} with token {}",
                     p.backup_id, p.revision, p.cluster_id, p.cluster_token
                 );
+                if let (Some(r), Some(rp)) = (p.to_revision, &p.replay) {
+                    println!(
+                        "  point-in-time: {} captured records replayed up to revision {r} ({} live hashes matched)",
+                        rp.records,
+                        rp.live_hashes_checked.len()
+                    );
+                }
                 if let Ok(id) = crate::restore::guard::PlanId::load(&a.out, &p) {
                     println!("{id}");
                 }
@@ -264,6 +301,7 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         plan_id: crate::restore::guard::PlanId::load(&a.plan, &p)?,
         force: a.force,
         access: g.access.clone(),
+        records: None,
     };
     let r = apply(&p, &a.node, &opts)?;
     match g.output {
@@ -310,7 +348,20 @@ fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
 fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
     let repo = super::repository(dest, g)?;
-    let m = repo.resolve(id)?;
+    let chosen = match crate::restore::pitr::Target::from_flags(a.to_revision, None)? {
+        Some(t) => {
+            let src = crate::restore::pitr::CatalogRecords {
+                repo: &repo,
+                cluster_id: repo.resolve(id)?.cluster_id.to_string(),
+            };
+            Some(crate::restore::pitr::choose_in(&repo, id, t, &src)?)
+        }
+        None => None,
+    };
+    let m = match &chosen {
+        Some(c) => c.manifest.clone(),
+        None => repo.resolve(id)?,
+    };
     let rt = g.runtime()?;
     let r = crate::restore::selftest::restore_test(
         &repo,
@@ -320,6 +371,7 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
             etcdutl: a.etcdutl,
             start_timeout: std::time::Duration::from_secs(a.start_timeout),
             runtime: rt.handle(),
+            replay: chosen.as_ref(),
         },
     )?;
     match g.output {

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::guard::{self, PlanId, Previous};
 use super::plan::{Plan, PlanMember};
+use crate::error::InFile;
 use crate::error::IoContext;
 use crate::format::etcd::{ClusterId, MemberId};
 use crate::{Error, Result};
@@ -55,6 +56,9 @@ pub struct ApplyOptions {
     pub force: bool,
     /// How to open the plan's destination and decrypt its backup.
     pub access: crate::catalog::Access,
+    /// Where a point-in-time plan's records come from; None: the capture segments in the
+    /// plan's destination ([`super::pitr::CatalogRecords`]).
+    pub records: Option<super::pitr::SharedSource>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,10 +201,16 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
-        None => format!(
-            "write {} with lifeboat's native writer (db, WAL and snap file as etcdutl writes them)",
-            m.data_dir
-        ),
+        None => match (plan.to_revision, &plan.replay) {
+            (Some(r), Some(rp)) => format!(
+                "write {} with lifeboat's native writer, replaying the {} captured records after revision {} up to revision {r} (checked against the plan's digest)",
+                m.data_dir, rp.records, rp.after
+            ),
+            _ => format!(
+                "write {} with lifeboat's native writer (db, WAL and snap file as etcdutl writes them)",
+                m.data_dir
+            ),
+        },
     });
     report.steps.push(format!(
         "check that {} holds member {} of cluster {}",
@@ -229,7 +239,7 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
     }
     let run = match &cmd {
         Some(cmd) => run_writer(cmd, &opts.writer),
-        None => write_native(plan, m, &snapshot),
+        None => write_native(plan, m, &snapshot, opts),
     };
     let _ = std::fs::remove_file(&snapshot);
     run?;
@@ -245,6 +255,12 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
 /// the bump written by an older tool is refused before anything changes (exit 2); lifeboat's
 /// own writer bumps on any version.
 fn check_tool_bumps(plan: &Plan, w: &DataDirWriter) -> Result<()> {
+    if let (Some(r), false) = (plan.to_revision, matches!(w, DataDirWriter::Native)) {
+        return Err(Error::flag(
+            "--with-etcdutl",
+            format!("this plan restores to revision {r} (point-in-time): only lifeboat's own writer replays the captured changes; leave out --with-etcdutl/--etcdutl"),
+        ));
+    }
     let tool = match w {
         _ if plan.bump_revision.is_none() => return Ok(()),
         DataDirWriter::Native => return Ok(()),
@@ -325,7 +341,7 @@ fn writer_command(
 /// Write `m`'s data dir with lifeboat's own writer from the fetched snapshot (a backup's
 /// file carries etcd's 32-byte SHA-256 trailer; a member's db, none). The plan's SHA-256 is
 /// checked again while the db is copied.
-fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path) -> Result<()> {
+fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path, opts: &ApplyOptions) -> Result<()> {
     let file = crate::io::FileReader::open(snapshot).at(snapshot)?;
     let size = crate::io::ReadAt::size(&file);
     let trailer = crate::pipeline::trailer::TRAILER_LEN as u64;
@@ -354,16 +370,38 @@ fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path) -> Result<()> {
         bump_revision: plan.bump_revision,
         mark_compacted: plan.mark_compacted,
     };
+    // A point-in-time plan: the captured changes up to its revision, in the same one
+    // transaction.
+    let replay = if plan.to_revision.is_some() {
+        let bolt = crate::format::bolt::Db::open(&db).map_err(|e| e.in_file("snapshot"))?;
+        match &opts.records {
+            Some(src) => super::pitr::apply_edits(plan, &bolt, src.0.as_ref())?,
+            None => {
+                let repo = opts.access.repository(&plan.from, false)?;
+                let src = super::pitr::CatalogRecords {
+                    repo: &repo,
+                    cluster_id: plan.old_cluster_id.clone(),
+                };
+                super::pitr::apply_edits(plan, &bolt, &src)?
+            }
+        }
+    } else {
+        Vec::new()
+    };
     // The files the node's etcd release's own etcdutl would write (every style boots on
     // every release; this keeps them byte-comparable with that etcdutl).
-    super::native::write_member_dir_styled(
+    let targets = [(
+        m.name.clone(),
+        PathBuf::from(&m.data_dir),
+        m.wal_dir.as_deref().map(PathBuf::from),
+    )];
+    super::native::write_member_dirs_replayed(
         &db,
         Some(want),
         &spec,
-        &m.name,
-        Path::new(&m.data_dir),
-        m.wal_dir.as_deref().map(Path::new),
+        &targets,
         super::native::RestoreStyle::for_version(&m.etcd_version),
+        &replay,
     )?;
     Ok(())
 }

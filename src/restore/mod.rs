@@ -13,6 +13,8 @@
 //! * [`predict`]: what the restored cluster will answer (revision, hashkv, key count),
 //!   computed offline for `plan.json`; [`check`]: `restore check`, the running restored
 //!   cluster compared with it.
+//! * [`pitr`]: `restore plan --to-revision/--to-time`: base backup, records, expectations;
+//! * [`replay`]: a restore to a revision: captured changes replayed onto a full backup's db.
 //! * [`selftest`]: `restore test`, a backup booted in a throwaway etcd and checked;
 //!   [`sandbox_etcd`]: which etcd it boots (the backup's own release unless told).
 pub mod apply;
@@ -20,9 +22,11 @@ pub mod check;
 pub mod guard;
 pub mod ids;
 pub mod native;
+pub mod pitr;
 pub mod plan;
 pub mod predict;
 pub mod replace;
+pub mod replay;
 pub mod runbook;
 pub mod sandbox_etcd;
 pub mod selftest;

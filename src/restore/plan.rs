@@ -126,6 +126,16 @@ pub struct Plan {
     /// member is stopped before the restore.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub old_client_urls: Vec<String>,
+    /// Point-in-time recovery (`--to-revision`/`--to-time`): the revision the restore
+    /// replays the captured changes to; absent for a plain restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<i64>,
+    /// `--to-time` as given, when the revision was found by time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_time: Option<String>,
+    /// What the replay writes and the digest of its records ([`super::pitr`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay: Option<super::pitr::ReplayPlan>,
 }
 
 /// The snapshot a plan restores: a stored backup, or a surviving member's db.
@@ -379,6 +389,9 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         expected_hashkv: None,
         expected_keys: None,
         old_client_urls: m.client_urls.clone(),
+        to_revision: None,
+        to_time: None,
+        replay: None,
     })
 }
 

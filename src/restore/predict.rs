@@ -26,10 +26,20 @@ pub struct Prediction {
 }
 
 /// A database image with a patch laid over it: reads see the patched bytes.
-struct Patched<'a, R: ReadAt + ?Sized> {
+pub(crate) struct Patched<'a, R: ReadAt + ?Sized> {
     base: &'a R,
     patch: &'a Patch,
     size: u64,
+}
+
+impl<'a, R: ReadAt + ?Sized> Patched<'a, R> {
+    pub(crate) fn new(base: &'a R, patch: &'a Patch) -> Self {
+        Patched {
+            base,
+            patch,
+            size: patch.len_after(base.size()),
+        }
+    }
 }
 
 impl<R: ReadAt + ?Sized> ReadAt for Patched<'_, R> {
@@ -72,7 +82,18 @@ pub fn predict(
     spec: &super::native::RestoreSpec,
     object: &str,
 ) -> Result<Prediction> {
-    let patch = super::native::restore_patch(db, spec)?;
+    predict_replayed(db, spec, &[], object)
+}
+
+/// [`predict`] for a restore to a revision: `replay` are the replay's edits
+/// ([`super::replay::Replay::edits`]) merged into the restore's transaction.
+pub fn predict_replayed(
+    db: &dyn ReadAt,
+    spec: &super::native::RestoreSpec,
+    replay: &[crate::format::bolt::write::Edit],
+    object: &str,
+) -> Result<Prediction> {
+    let patch = super::native::restore_patch_replayed(db, spec, replay)?;
     let image = Patched {
         base: db,
         patch: &patch,
@@ -157,6 +178,22 @@ impl ReadAt for Prefix<'_> {
     }
 }
 
+/// The database image of a snapshot: without etcd's 32-byte SHA-256 trailer when it has
+/// one (a database is a whole number of pages, a multiple of 512 bytes; a snapshot file
+/// adds the trailer, a backup object's reader may not).
+pub(crate) fn database_of(snapshot: &dyn ReadAt) -> impl ReadAt + '_ {
+    let trailer = crate::pipeline::trailer::TRAILER_LEN as u64;
+    let size = snapshot.size();
+    Prefix {
+        inner: snapshot,
+        size: if size % 512 == trailer && size >= trailer {
+            size - trailer
+        } else {
+            size
+        },
+    }
+}
+
 /// Fill `plan`'s `expected_revision`, `expected_hashkv` and `expected_keys` from the
 /// snapshot it restores: a backup's snapshot (with or without etcd's SHA-256 trailer) or,
 /// when the plan restores a member's db, that db.
@@ -165,18 +202,7 @@ pub fn predict_plan(
     snapshot: &dyn ReadAt,
     object: &str,
 ) -> Result<()> {
-    let trailer = crate::pipeline::trailer::TRAILER_LEN as u64;
-    let size = snapshot.size();
-    let db = Prefix {
-        inner: snapshot,
-        // A database is a whole number of pages (a multiple of 512 bytes); a snapshot
-        // file adds etcd's 32-byte trailer, a backup object's reader may not.
-        size: if size % 512 == trailer && size >= trailer {
-            size - trailer
-        } else {
-            size
-        },
-    };
+    let db = database_of(snapshot);
     let p = predict(&db, &spec_of(plan), object)?;
     plan.expected_revision = Some(p.revision);
     plan.expected_hashkv = Some(p.hashkv);

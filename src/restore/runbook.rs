@@ -224,6 +224,18 @@ plan.json holds the same values for scripts.\n",
         plan.cluster_token,
         plan.cluster_id
     );
+    if let Some(r) = plan.to_revision {
+        let _ = writeln!(
+            s,
+            "Point-in-time restore to revision {r}{}: the changes captured after the backup up to revision {r} \
+are replayed onto it with their original revisions, leases and compactions, so the restored cluster starts at \
+revision {r}. Only lifeboat's own writer replays them: lifeboat must be installed on every node.\n",
+            plan.to_time
+                .as_deref()
+                .map(|t| format!(" (the newest captured revision at {t})"))
+                .unwrap_or_default()
+        );
+    }
     for w in &plan.warnings {
         let _ = writeln!(s, "> Warning: {w}\n");
     }
@@ -279,7 +291,9 @@ and prints the configuration to change. Where lifeboat is not installed, copy th
         plan.from, plan.backup_id
     );
     for m in &plan.members {
-        let without = if plan.bump_revision.is_some()
+        let without = if let Some(r) = plan.to_revision {
+            format!("lifeboat is needed there: etcd's tools cannot replay the captured changes up to revision {r}")
+        } else if plan.bump_revision.is_some()
             && super::plan::supports_bump(&m.etcd_version) == Some(false)
         {
             format!(
@@ -414,6 +428,21 @@ else
     lifeboat restore apply --plan "$PLAN_DIR" --node "$NAME"
   else"#
     );
+    if let Some(r) = plan.to_revision {
+        let _ = writeln!(
+            s,
+            r#"    echo "$NAME.sh: this plan restores to revision {r} (point-in-time), which only lifeboat's own writer can (etcd's tools cannot replay captured changes): install lifeboat on this node" >&2
+    exit 2
+  fi
+fi
+"#
+        );
+        let _ = writeln!(s, "cat <<'LIFEBOAT_CONFIG'");
+        let _ = writeln!(s, "Configuration changes for {}:", m.name);
+        s.push_str(&config_changes(m));
+        let _ = writeln!(s, "LIFEBOAT_CONFIG");
+        return s;
+    }
     let v34 = m.etcd_version.starts_with("3.4");
     let tool = if v34 { "etcdctl" } else { "etcdutl" };
     let env = if v34 { "ETCDCTL_API=3 " } else { "" };

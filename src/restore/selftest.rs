@@ -41,6 +41,8 @@ pub struct TestOptions<'a> {
     pub start_timeout: Duration,
     /// The caller's runtime, for asking the sandbox etcd (called from a plain thread).
     pub runtime: &'a tokio::runtime::Handle,
+    /// `--to-revision R`: the backup (the base) with these captured records replayed.
+    pub replay: Option<&'a super::pitr::Chosen>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,6 +56,9 @@ pub struct TestReport {
     /// The etcd release the backup was taken from (the manifest's `etcd_version`).
     pub backup_etcd_version: String,
     pub revision: i64,
+    /// `--to-revision R` (point-in-time): `revision` is then R, not the backup's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_expected: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,6 +228,7 @@ fn restore_native(
     peer: &str,
     data: &Path,
     style: super::native::RestoreStyle,
+    replay: &[Edit],
 ) -> Result<()> {
     let file = crate::io::FileReader::open(snap).at(snap)?;
     let size = crate::io::ReadAt::size(&file);
@@ -239,7 +245,8 @@ fn restore_native(
         bump_revision: None,
         mark_compacted: false,
     };
-    super::native::write_member_dir_styled(&db, Some(want), &spec, NAME, data, None, style)?;
+    let targets = [(NAME.to_string(), data.to_path_buf(), None)];
+    super::native::write_member_dirs_replayed(&db, Some(want), &spec, &targets, style, replay)?;
     Ok(())
 }
 
@@ -311,7 +318,7 @@ pub fn restore_test(
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
     crate::jobs::fetch::fetch(repo, m, &snap, true, &|_| {})?;
-    let (offline_hash, keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
+    let (offline_hash, mut keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
     if let Some(cv) = &cluster_version {
         check_etcd_version(
             &etcd,
@@ -333,6 +340,16 @@ pub fn restore_test(
         (Some(h), _) => Some(h),
         (None, o) => o,
     };
+    // A point-in-time test expects the replayed data's hash and keys at R instead.
+    let (replay, expected, revision) = match opts.replay {
+        Some(c) => {
+            let file = crate::io::FileReader::open(&snap).at(&snap)?;
+            let (edits, h, k) = super::pitr::test_expectations(&file, &repo.object_of(m), c)?;
+            keys_expected = k;
+            (edits, Some(h), c.to_revision)
+        }
+        None => (Vec::new(), expected, m.revision),
+    };
     let data = tmp.path().join("data");
     let (cport, pport) = (free_port()?, free_port()?);
     let peer = format!("http://127.0.0.1:{pport}");
@@ -348,6 +365,7 @@ pub fn restore_test(
             &peer,
             &data,
             super::native::RestoreStyle::for_version(&etcd_version),
+            &replay,
         )?,
     }
     let auth = sandbox_auth_off(&data.join("member/snap/db"))?;
@@ -376,7 +394,7 @@ pub fn restore_test(
     let answer = ask(
         opts.runtime,
         &client,
-        m.revision,
+        revision,
         opts.start_timeout,
         &mut guard.0,
         &log,
@@ -393,8 +411,7 @@ pub fn restore_test(
     if let (Some(want), Some(got)) = (expected, hash) {
         if want != got {
             problems.push(format!(
-                "restored etcd answers hashkv {got} at revision {}, the backup's is {want}",
-                m.revision
+                "restored etcd answers hashkv {got} at revision {revision}, the backup's is {want}"
             ));
         }
     }
@@ -411,7 +428,8 @@ pub fn restore_test(
         etcd_version,
         etcd_path: etcd.display().to_string(),
         backup_etcd_version: m.etcd_version.clone(),
-        revision: m.revision,
+        revision,
+        to_revision: opts.replay.map(|c| c.to_revision),
         hashkv_expected: expected,
         hashkv: hash,
         keys_expected,

@@ -16,6 +16,7 @@ mod inspect;
 mod live_errors;
 mod native_restore;
 mod offline_integrity;
+mod pitr;
 mod restore;
 mod restore_check;
 mod restore_guard;

@@ -144,9 +144,38 @@ fn rev_key(main: i64, sub: i64) -> Vec<u8> {
     k
 }
 
-/// The one transaction every member's db gets: etcdutl's restore edits (§7 steps 3–5),
-/// and with a bump, 3.5.16's `--bump-revision`/`--mark-compacted` entries.
-fn db_edits<R: ReadAt>(db: &Db<R>, spec: &RestoreSpec, cluster: &Cluster) -> Result<Vec<Edit>> {
+/// The one transaction every member's db gets: a point-in-time restore's replayed
+/// changes (`replay`, see [`crate::restore::replay`]), etcdutl's restore edits (§7 steps
+/// 3–5), and with a bump, 3.5.16's `--bump-revision`/`--mark-compacted` entries.
+fn db_edits<R: ReadAt>(
+    db: &Db<R>,
+    spec: &RestoreSpec,
+    cluster: &Cluster,
+    replay: &[Edit],
+) -> Result<Vec<Edit>> {
+    let mut edits = restore_edits(db, spec, cluster, replay)?;
+    // Merge: a bucket both edit gets the replay's puts first, the restore's last (the
+    // restore's win on a shared key).
+    for r in replay.iter().rev() {
+        match edits.iter_mut().find(|e| e.bucket == r.bucket) {
+            Some(e) => {
+                let mut puts = r.puts.clone();
+                puts.append(&mut e.puts);
+                e.puts = puts;
+                e.clear |= r.clear;
+            }
+            None => edits.insert(0, r.clone()),
+        }
+    }
+    Ok(edits)
+}
+
+fn restore_edits<R: ReadAt>(
+    db: &Db<R>,
+    spec: &RestoreSpec,
+    cluster: &Cluster,
+    replay: &[Edit],
+) -> Result<Vec<Edit>> {
     let n = cluster.members.len() as u64;
     let members = cluster
         .members
@@ -201,6 +230,16 @@ fn db_edits<R: ReadAt>(db: &Db<R>, spec: &RestoreSpec, cluster: &Cluster) -> Res
             }
             None => 0,
         };
+        // A replay's last revision is the restored store's latest.
+        let replayed = replay
+            .iter()
+            .filter(|e| e.bucket == b"key")
+            .flat_map(|e| e.puts.iter())
+            .filter_map(|(k, _)| crate::format::etcd::RevKey::parse(k))
+            .map(|r| r.rev.main)
+            .max()
+            .unwrap_or(0);
+        let latest = latest.max(replayed);
         let bumped = i64::try_from(bump)
             .ok()
             .and_then(|b| latest.checked_add(b))
@@ -288,6 +327,20 @@ pub fn write_member_dirs_styled(
     targets: &[(String, PathBuf, Option<PathBuf>)],
     style: RestoreStyle,
 ) -> Result<Vec<WrittenMember>> {
+    write_member_dirs_replayed(db, expected_sha256, spec, targets, style, &[])
+}
+
+/// [`write_member_dirs_styled`] for a restore to a revision: `replay` (the edits of
+/// [`crate::restore::replay::replay_edits`]) go into the same one transaction, so the
+/// snapshot is still read once and the replayed changes cost only their own pages.
+pub fn write_member_dirs_replayed(
+    db: &dyn ReadAt,
+    expected_sha256: Option<[u8; 32]>,
+    spec: &RestoreSpec,
+    targets: &[(String, PathBuf, Option<PathBuf>)],
+    style: RestoreStyle,
+    replay: &[Edit],
+) -> Result<Vec<WrittenMember>> {
     let cluster = resolve(spec)?;
     let mut plan = Vec::with_capacity(targets.len());
     for (name, data_dir, wal_dir) in targets {
@@ -308,7 +361,7 @@ pub fn write_member_dirs_styled(
     dirs::check_targets(&plan)?;
     let patch = {
         let bolt = Db::open(db).map_err(|e| e.in_file("snapshot"))?;
-        let edits = db_edits(&bolt, spec, &cluster)?;
+        let edits = db_edits(&bolt, spec, &cluster, replay)?;
         cow_patch(&bolt, &edits).map_err(|e| e.in_file("snapshot"))?
     };
     let members_json: Vec<(u64, Vec<u8>)> = cluster
@@ -343,9 +396,18 @@ pub fn write_member_dirs_styled(
 
 /// The copy-on-write transaction a spec applies to `db` (for tests and `restore plan`).
 pub fn restore_patch(db: &dyn ReadAt, spec: &RestoreSpec) -> Result<Patch> {
+    restore_patch_replayed(db, spec, &[])
+}
+
+/// [`restore_patch`] with a replay's edits in the same transaction.
+pub fn restore_patch_replayed(
+    db: &dyn ReadAt,
+    spec: &RestoreSpec,
+    replay: &[Edit],
+) -> Result<Patch> {
     let cluster = resolve(spec)?;
     let bolt = Db::open(db).map_err(|e| e.in_file("snapshot"))?;
-    let edits = db_edits(&bolt, spec, &cluster)?;
+    let edits = db_edits(&bolt, spec, &cluster, replay)?;
     cow_patch(&bolt, &edits).map_err(|e| e.in_file("snapshot"))
 }
 

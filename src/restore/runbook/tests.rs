@@ -73,6 +73,16 @@ fn source(db_file: Option<&str>) -> Source {
 }
 
 fn golden(case: &str, src: Source, bump: Option<u64>, expected: bool) {
+    golden_with(case, src, bump, expected, |_| {});
+}
+
+fn golden_with(
+    case: &str,
+    src: Source,
+    bump: Option<u64>,
+    expected: bool,
+    tweak: impl FnOnce(&mut crate::restore::plan::Plan),
+) {
     let t = parse(TOPOLOGY).expect("golden topology parses");
     let mut plan = make_plan(
         &t,
@@ -90,6 +100,7 @@ fn golden(case: &str, src: Source, bump: Option<u64>, expected: bool) {
         plan.expected_hashkv = Some(3_735_928_559);
         plan.expected_keys = Some(17);
     }
+    tweak(&mut plan);
     let dir = tempfile::TempDir::new().unwrap();
     let written = write_plan(&plan, dir.path(), false).expect("plan written");
     let want_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -156,4 +167,27 @@ fn golden_plan_from_a_member_db_without_the_bump() {
         None,
         false,
     );
+}
+
+/// A point-in-time plan: RUNBOOK.md names the target revision, and the node scripts refuse
+/// the etcdutl fallback (only lifeboat replays captured changes).
+#[test]
+fn golden_plan_point_in_time() {
+    golden_with("pitr", source(None), None, true, |p| {
+        p.to_revision = Some(4300);
+        p.to_time = Some("2026-11-21T03:20:00Z".into());
+        p.expected_revision = Some(4300);
+        p.replay = Some(crate::restore::pitr::ReplayPlan {
+            after: 4242,
+            records: 80,
+            records_sha256: "cd".repeat(32),
+            revisions: 58,
+            puts: 70,
+            deletes: 6,
+            lease_grants: 2,
+            lease_revokes: 1,
+            compact_revision: Some(4250),
+            live_hashes_checked: vec![4290],
+        });
+    });
 }
