@@ -45,6 +45,7 @@ use crate::{Error, Result};
 
 mod finish;
 mod prepare;
+mod spool;
 mod stream;
 use finish::{finish_all, Run};
 
