@@ -444,7 +444,8 @@ fn server_killed_mid_upload_fails_cleanly_and_lists_nothing() {
 /// for a spool), plain and encrypted; the spool leaves nothing behind.
 #[test]
 fn s3_read_back_spools_once_and_the_hashkv_stays_etcds() {
-    let c = Cluster::single(&etcd35(), Opts::default());
+    let bins = etcd35();
+    let c = Cluster::single(&bins, Opts::default());
     // Several frames of 1 MiB, and a tree deep enough to jump around the file.
     c.fill_random("/spool/", 600, 8 * 1024);
     let s3 = S3Server::start(&["backups"]);
@@ -453,7 +454,17 @@ fn s3_read_back_spools_once_and_the_hashkv_stays_etcds() {
     std::fs::create_dir(&spool_dir).unwrap();
     let spool_env = spool_dir.to_str().unwrap();
     let missing = tmp.path().join("missing");
-    let key = age::x25519::Identity::generate().to_public().to_string();
+    let age_id = age::x25519::Identity::generate();
+    let key = age_id.to_public().to_string();
+    let identity = tmp.path().join("ops.key");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            &identity,
+            format!("{}\n", age_id.to_string().expose_secret()),
+        )
+        .unwrap();
+    }
     let backup = |to: &str, extra: &[&str], tmpdir: &str| {
         let mut args = vec!["backup".to_string(), "--to".into(), to.into(), "-v".into()];
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -496,4 +507,21 @@ fn s3_read_back_spools_once_and_the_hashkv_stays_etcds() {
     let id = m_spool["id"].as_str().unwrap();
     let o = s3.lifeboat(["verify", "--from", "s3://backups/spool", id]);
     assert_exit(&o, 0);
+    // The encrypted one boots in `restore test` with the recorded hashkv.
+    let o = s3.lifeboat([
+        "restore",
+        "test",
+        "--from",
+        "s3://backups/enc",
+        "--etcd",
+        bins.etcd.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["hashkv"].as_u64(), Some(want), "{r}");
+    assert_eq!(r["hashkv_expected"].as_u64(), Some(want), "{r}");
 }

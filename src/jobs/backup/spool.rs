@@ -314,7 +314,11 @@ mod tests {
 
     /// A stored object of `data` in a local store, and its manifest (as far as the
     /// read-back looks), with one byte of the stored object's frame 1 changed if `damage`.
-    fn stored(dir: &Path, data: &[u8], damage: bool) -> (crate::store::local::LocalStore, Manifest) {
+    fn stored(
+        dir: &Path,
+        data: &[u8],
+        damage: bool,
+    ) -> (crate::store::local::LocalStore, Manifest) {
         use std::io::Write;
         let opts = crate::pipeline::FrameOptions {
             frame_size: 64 << 10,
