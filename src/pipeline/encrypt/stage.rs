@@ -146,9 +146,12 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// What a [`Sink`] got, and how it ended.
+    type Got = Arc<Mutex<(Vec<u8>, &'static str)>>;
+
     /// Records what it got; fails after `limit` bytes, like a disk filling up.
     struct Sink {
-        got: Arc<Mutex<(Vec<u8>, &'static str)>>,
+        got: Got,
         limit: usize,
     }
     impl Write for Sink {
@@ -174,7 +177,7 @@ mod tests {
         }
     }
 
-    fn staged(limit: usize) -> (Box<Staged>, Arc<Mutex<(Vec<u8>, &'static str)>>) {
+    fn staged(limit: usize) -> (Box<Staged>, Got) {
         let got = Arc::new(Mutex::new((Vec::new(), "")));
         let sink = Sink {
             got: Arc::clone(&got),
