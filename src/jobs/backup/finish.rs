@@ -332,6 +332,35 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
     }
 }
 
+/// Fill in the facts read from the stored database itself (a few pages).
+fn fill_facts<R: crate::io::ReadAt>(
+    run: &Run,
+    m: &mut Manifest,
+    reader: &R,
+    result: &SinkResult,
+    where_: &str,
+) -> Result<()> {
+    let facts = read_facts(reader).map_err(|e| {
+        Error::integrity(where_, format!("the streamed database does not open: {e}"))
+    })?;
+    if facts.db_size != result.split.db_len {
+        return Err(Error::integrity(
+            where_,
+            format!(
+                "database meta says {} bytes (high-water mark × page size), {} were streamed",
+                facts.db_size, result.split.db_len
+            ),
+        ));
+    }
+    tracing::debug!("committed and read back after {:?}", run.t0.elapsed());
+    m.revision = facts.revision;
+    m.compact_revision = facts.compact_revision;
+    m.raft_term = facts.term;
+    m.raft_index = facts.consistent_index;
+    m.page_size = facts.page_size;
+    Ok(())
+}
+
 /// Read back what was stored, fill in the facts from the database itself, and write the
 /// manifest: from that moment the backup exists.
 fn finish_destination(
@@ -358,41 +387,35 @@ fn finish_destination(
         None => None,
     };
     let reader = catalog::open_backup_db_with(store, &m, keys.as_ref())?;
-    let facts = read_facts(&reader).map_err(|e| {
-        Error::integrity(&where_, format!("the streamed database does not open: {e}"))
-    })?;
-    if facts.db_size != result.split.db_len {
-        return Err(Error::integrity(
-            &where_,
-            format!(
-                "database meta says {} bytes (high-water mark × page size), {} were streamed",
-                facts.db_size, result.split.db_len
-            ),
-        ));
-    }
-    tracing::debug!("committed and read back after {:?}", run.t0.elapsed());
-    m.revision = facts.revision;
-    m.compact_revision = facts.compact_revision;
-    m.raft_term = facts.term;
-    m.raft_index = facts.consistent_index;
-    m.page_size = facts.page_size;
     // The read-back and the hashkv walk both read the whole stored object: side by side.
     // A remote one is read once: the read-back spools the database the walk reads.
     let spool = (hashkv.spools && run.opts.read_back != ReadBack::Facts)
         .then(|| Spool::create(&std::env::temp_dir(), result.split.db_len))
         .flatten();
-    let (checked, hashkv) = hashkv.run(
-        || match &spool {
-            Some(s) => super::spool::read_back(store, &reader, &m, keys.as_ref(), &where_, s),
-            None => read_back(run, store, &reader, &m, keys.as_ref(), &where_),
-        },
-        || match &spool {
-            Some(s) => super::spool::hashkv(s, &reader, m.revision),
-            None => stored_hashkv(&reader, m.revision),
-        },
-    );
+    let h = std::thread::scope(|sc| -> Result<Option<u32>> {
+        // A spooling read-back needs none of the facts: it starts at once, beside them.
+        let early = spool.as_ref().map(|s| {
+            let (m, reader, keys, where_) = (m.clone(), &reader, keys.as_ref(), &where_);
+            sc.spawn(move || super::spool::read_back(store, reader, &m, keys, where_, s))
+        });
+        fill_facts(run, &mut m, &reader, result, &where_)?;
+        let (checked, h) = hashkv.run(
+            || match early {
+                Some(t) => t.join().unwrap_or_else(|_| {
+                    Err(Error::Internal(format!("{where_}: the read-back panicked")))
+                }),
+                None => read_back(run, store, &reader, &m, keys.as_ref(), &where_),
+            },
+            || match &spool {
+                Some(s) => super::spool::hashkv(s, &reader, m.revision),
+                None => stored_hashkv(&reader, m.revision),
+            },
+        );
+        checked?;
+        Ok(h)
+    });
     drop(spool);
-    checked?;
+    let hashkv = h?;
     tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
     m.hashkv = hashkv;
     m.retain_until = store.retained_until(&m.object)?.map(|t| rfc3339(t.into()));
