@@ -54,6 +54,9 @@ pub(super) struct Spool {
     filled: Condvar,
 }
 
+/// Frame decoders of the spooling read-back, at most (each holds up to 4 frames).
+const DECODERS: usize = 4;
+
 /// Bytes kept free beside the spool, at least: the file must not be what fills a disk.
 const MARGIN: u64 = 64 << 20;
 
@@ -218,7 +221,9 @@ pub(super) fn read_back<R: ReadAt>(
     };
     let (mut object, digest) = catalog::load_backup_object(store, m, keys)?;
     let mut problems = Vec::new();
-    let walked = reader.walk_stream(cpu_count(), &mut object, |_, _, raw| {
+    // A few decoders outrun any download; more would only hold more frames in memory.
+    let threads = cpu_count().min(DECODERS);
+    let walked = reader.walk_stream(threads, &mut object, |_, _, raw| {
         match raw {
             Ok(raw) => spool.append(&raw),
             Err(e) => problems.push(e.to_string()),
