@@ -12,6 +12,8 @@
 #                                                  vs  etcdctl snapshot save
 #                                                  vs  etcdctl snapshot save && zstd -3
 #            lifeboat backup to S3 (s3s-fs on 127.0.0.1)  vs  the local-dir backup
+#                (its read-back spools the db to $TMPDIR for the hashkv walk: room for
+#                the db there, or it falls back to ranged GETs, the slower path)
 #            lifeboat backup --encrypt-to (age, one X25519 recipient)  vs  the same, plain
 #   inspect: lifeboat inspect (check + both hashes) vs etcdutl snapshot status
 #   wal:     lifeboat check-member on the member's data dir (WAL throughput)

@@ -111,7 +111,9 @@ pub fn check_stream<R: ReadAt>(
         progress(plain_len);
         match raw {
             Ok(raw) => {
-                db_sha.update(&raw);
+                if db_digest {
+                    db_sha.update(&raw);
+                }
                 db_len += raw.len() as u64;
             }
             Err(e) => problems.push(e.to_string()),

@@ -1,8 +1,9 @@
 //! What happens to snapshot bytes in flight, between the source and the store:
 //! trailer split and SHA-256 check, framed zstd compression, hashing of what is stored,
 //! Everything here is synchronous and runs on one blocking thread
-//! (plus the compression workers), fed by the source's async stream through a bounded
-//! channel, so memory does not grow with the database.
+//! (plus the compression workers, and one thread per encrypting destination:
+//! [`encrypt`]), fed by the source's async stream through a bounded channel, so memory
+//! does not grow with the database.
 
 pub mod encrypt;
 pub mod frames;

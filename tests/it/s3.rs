@@ -437,3 +437,91 @@ fn server_killed_mid_upload_fails_cleanly_and_lists_nothing() {
         .unwrap_or_default();
     assert!(stored.is_empty(), "{stored:?}");
 }
+
+/// An S3-only backup reads its object once: the read-back spools the database to the temp
+/// dir and the hashkv walk reads the spool. The manifest's hashkv is etcd's own at the
+/// backup's revision, and the same as a local backup's and as the ranged walk's (no room
+/// for a spool), plain and encrypted; the spool leaves nothing behind.
+#[test]
+fn s3_read_back_spools_once_and_the_hashkv_stays_etcds() {
+    let bins = etcd35();
+    let c = Cluster::single(&bins, Opts::default());
+    // Several frames of 1 MiB, and a tree deep enough to jump around the file.
+    c.fill_random("/spool/", 600, 8 * 1024);
+    let s3 = S3Server::start(&["backups"]);
+    let tmp = TempDir::new().unwrap();
+    let spool_dir = tmp.path().join("spool");
+    std::fs::create_dir(&spool_dir).unwrap();
+    let spool_env = spool_dir.to_str().unwrap();
+    let missing = tmp.path().join("missing");
+    let age_id = age::x25519::Identity::generate();
+    let key = age_id.to_public().to_string();
+    let identity = tmp.path().join("ops.key");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(
+            &identity,
+            format!("{}\n", age_id.to_string().expose_secret()),
+        )
+        .unwrap();
+    }
+    let backup = |to: &str, extra: &[&str], tmpdir: &str| {
+        let mut args = vec!["backup".to_string(), "--to".into(), to.into(), "-v".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(c.conn_args());
+        args.extend(["-o".into(), "json".into()]);
+        let o = s3.lifeboat_with(&args, &[("TMPDIR", tmpdir)]);
+        assert_exit(&o, 0);
+        (json(&o), stderr(&o))
+    };
+    let local = TempDir::new().unwrap();
+    let (m_local, _) = backup(local.path().to_str().unwrap(), &[], spool_env);
+    let (m_spool, log) = backup("s3://backups/spool", &[], spool_env);
+    assert!(log.contains("spools the database"), "{log}");
+    let (m_ranged, log) = backup("s3://backups/ranged", &[], missing.to_str().unwrap());
+    assert!(log.contains("ranged reads instead"), "{log}");
+    assert!(!log.contains("spools the database"), "{log}");
+    let (m_enc, log) = backup("s3://backups/enc", &["--encrypt-to", &key], spool_env);
+    assert!(log.contains("spools the database"), "{log}");
+    let (m_full, log) = backup("s3://backups/full", &["--read-back", "full"], spool_env);
+    assert!(log.contains("spools the database"), "{log}");
+    // The unlinked spool never shows in the directory, and nothing is left.
+    assert_eq!(std::fs::read_dir(&spool_dir).unwrap().count(), 0);
+
+    let rev = m_spool["revision"].as_i64().unwrap();
+    let live: serde_json::Value = serde_json::from_str(&c.ctl_ok(&[
+        "endpoint",
+        "hashkv",
+        "--rev",
+        &rev.to_string(),
+        "-w",
+        "json",
+    ]))
+    .unwrap();
+    let want = live[0]["HashKV"]["hash"].as_u64().expect("etcd's hashkv");
+    for m in [&m_local, &m_spool, &m_ranged, &m_enc, &m_full] {
+        assert_eq!(m["revision"].as_i64(), Some(rev), "{m}");
+        assert_eq!(m["hashkv"].as_u64(), Some(want), "{m}");
+    }
+    // What was spooled was stored whole: verify reads it from S3 again.
+    let id = m_spool["id"].as_str().unwrap();
+    let o = s3.lifeboat(["verify", "--from", "s3://backups/spool", id]);
+    assert_exit(&o, 0);
+    // The encrypted one boots in `restore test` with the recorded hashkv.
+    let o = s3.lifeboat([
+        "restore",
+        "test",
+        "--from",
+        "s3://backups/enc",
+        "--etcd",
+        bins.etcd.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_exit(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["hashkv"].as_u64(), Some(want), "{r}");
+    assert_eq!(r["hashkv_expected"].as_u64(), Some(want), "{r}");
+}

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
+use super::spool::Spool;
 use super::stream::Streamed;
 use super::{nothing_stored, now, rfc3339, BackupOptions, BackupOutcome, ReadBack, Target};
 use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
@@ -54,7 +55,8 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
         .collect();
     // The manifest's hashkv is a walk of the whole database: one destination computes it
     // for all (they hold the same frames, and each frame's zstd checksum ties what decodes
-    // to the bytes streamed), preferably a local one (S3 would be ranged GETs).
+    // to the bytes streamed), preferably a local one (S3 would be ranged GETs, or a spool:
+    // see [`super::spool`]).
     let designated = outs
         .iter()
         .enumerate()
@@ -65,15 +67,16 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
             Some((remote, k))
         })
         .min()
-        .map(|(_, k)| k);
+        .map(|(remote, k)| (k, remote));
     let shared = SharedHashkv::default();
     let done = super::prepare::each((0..outs.len()).collect(), |k| {
-        let computes = Some(k) == designated;
+        let computes = designated.is_some_and(|(d, _)| d == k);
         // Whatever becomes of the designated destination, the others stop waiting for it.
         let _publish = computes.then(|| shared.publish_on_drop());
         let hashkv = HashkvRole {
             shared: &shared,
             computes,
+            spools: computes && designated.is_some_and(|(_, remote)| remote),
         };
         let o = outs[k].lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let target = targets.get(o.index)?;
@@ -151,6 +154,9 @@ impl SharedHashkv {
 pub(super) struct HashkvRole<'a> {
     shared: &'a SharedHashkv,
     computes: bool,
+    /// The designated destination is remote: its read-back spools the database for the
+    /// walk, so the object is read once ([`super::spool`]).
+    spools: bool,
 }
 
 impl HashkvRole<'_> {
@@ -192,22 +198,7 @@ fn read_back<R: crate::io::ReadAt>(
         ReadBack::Facts => {}
         ReadBack::Digest => {
             let (got, size) = crate::catalog::readback::digest_object(store, &m.object)?;
-            if size != m.stored_size {
-                return Err(Error::integrity(
-                    where_,
-                    format!("reads back as {size} bytes, {} were written", m.stored_size),
-                ));
-            }
-            if hex::encode(got) != m.stored_sha256 {
-                return Err(Error::integrity(
-                    where_,
-                    format!(
-                        "reads back with SHA-256 {}, {} was written",
-                        hex::encode(got),
-                        m.stored_sha256
-                    ),
-                ));
-            }
+            check_digest(m, got, size, where_)?;
         }
         ReadBack::Full => {
             let problems =
@@ -220,9 +211,30 @@ fn read_back<R: crate::io::ReadAt>(
     Ok(())
 }
 
+/// The stored object read back as `size` bytes with SHA-256 `got`: what was written?
+pub(super) fn check_digest(m: &Manifest, got: [u8; 32], size: u64, where_: &str) -> Result<()> {
+    if size != m.stored_size {
+        return Err(Error::integrity(
+            where_,
+            format!("reads back as {size} bytes, {} were written", m.stored_size),
+        ));
+    }
+    if hex::encode(got) != m.stored_sha256 {
+        return Err(Error::integrity(
+            where_,
+            format!(
+                "reads back with SHA-256 {}, {} was written",
+                hex::encode(got),
+                m.stored_sha256
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The hashkv of the stored snapshot at its revision (None if it cannot be computed: the
 /// database was already checked above, so this only records a fact for `restore test`).
-fn stored_hashkv<R: crate::io::ReadAt>(reader: &R, revision: i64) -> Option<u32> {
+pub(super) fn stored_hashkv<R: crate::io::ReadAt>(reader: &R, revision: i64) -> Option<u32> {
     let db = crate::format::bolt::Db::open(reader).ok()?;
     match crate::format::etcd::hashkv::hashkv(&db, revision, None) {
         Ok(Ok((h, _))) => Some(h),
@@ -320,6 +332,35 @@ fn draft_manifest(run: &Run, result: &SinkResult, started: OffsetDateTime) -> Ma
     }
 }
 
+/// Fill in the facts read from the stored database itself (a few pages).
+fn fill_facts<R: crate::io::ReadAt>(
+    run: &Run,
+    m: &mut Manifest,
+    reader: &R,
+    result: &SinkResult,
+    where_: &str,
+) -> Result<()> {
+    let facts = read_facts(reader).map_err(|e| {
+        Error::integrity(where_, format!("the streamed database does not open: {e}"))
+    })?;
+    if facts.db_size != result.split.db_len {
+        return Err(Error::integrity(
+            where_,
+            format!(
+                "database meta says {} bytes (high-water mark × page size), {} were streamed",
+                facts.db_size, result.split.db_len
+            ),
+        ));
+    }
+    tracing::debug!("committed and read back after {:?}", run.t0.elapsed());
+    m.revision = facts.revision;
+    m.compact_revision = facts.compact_revision;
+    m.raft_term = facts.term;
+    m.raft_index = facts.consistent_index;
+    m.page_size = facts.page_size;
+    Ok(())
+}
+
 /// Read back what was stored, fill in the facts from the database itself, and write the
 /// manifest: from that moment the backup exists.
 fn finish_destination(
@@ -346,30 +387,35 @@ fn finish_destination(
         None => None,
     };
     let reader = catalog::open_backup_db_with(store, &m, keys.as_ref())?;
-    let facts = read_facts(&reader).map_err(|e| {
-        Error::integrity(&where_, format!("the streamed database does not open: {e}"))
-    })?;
-    if facts.db_size != result.split.db_len {
-        return Err(Error::integrity(
-            &where_,
-            format!(
-                "database meta says {} bytes (high-water mark × page size), {} were streamed",
-                facts.db_size, result.split.db_len
-            ),
-        ));
-    }
-    tracing::debug!("committed and read back after {:?}", run.t0.elapsed());
-    m.revision = facts.revision;
-    m.compact_revision = facts.compact_revision;
-    m.raft_term = facts.term;
-    m.raft_index = facts.consistent_index;
-    m.page_size = facts.page_size;
     // The read-back and the hashkv walk both read the whole stored object: side by side.
-    let (checked, hashkv) = hashkv.run(
-        || read_back(run, store, &reader, &m, keys.as_ref(), &where_),
-        || stored_hashkv(&reader, m.revision),
-    );
-    checked?;
+    // A remote one is read once: the read-back spools the database the walk reads.
+    let spool = (hashkv.spools && run.opts.read_back != ReadBack::Facts)
+        .then(|| Spool::create(&std::env::temp_dir(), result.split.db_len))
+        .flatten();
+    let h = std::thread::scope(|sc| -> Result<Option<u32>> {
+        // A spooling read-back needs none of the facts: it starts at once, beside them.
+        let early = spool.as_ref().map(|s| {
+            let (m, reader, keys, where_) = (m.clone(), &reader, keys.as_ref(), &where_);
+            sc.spawn(move || super::spool::read_back(store, reader, &m, keys, where_, s))
+        });
+        fill_facts(run, &mut m, &reader, result, &where_)?;
+        let (checked, h) = hashkv.run(
+            || match early {
+                Some(t) => t.join().unwrap_or_else(|_| {
+                    Err(Error::Internal(format!("{where_}: the read-back panicked")))
+                }),
+                None => read_back(run, store, &reader, &m, keys.as_ref(), &where_),
+            },
+            || match &spool {
+                Some(s) => super::spool::hashkv(s, &reader, m.revision),
+                None => stored_hashkv(&reader, m.revision),
+            },
+        );
+        checked?;
+        Ok(h)
+    });
+    drop(spool);
+    let hashkv = h?;
     tracing::debug!("stored object checked after {:?}", run.t0.elapsed());
     m.hashkv = hashkv;
     m.retain_until = store.retained_until(&m.object)?.map(|t| rfc3339(t.into()));

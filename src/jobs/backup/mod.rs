@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! survey endpoints ─▶ choose member ─▶ Maintenance.Snapshot ─(bounded channel)─▶
-//!   trailer split + SHA-256 ─▶ framed zstd (worker threads) ─▶ tee ─▶ store writers
-//! ─▶ commit objects ─▶ read revision/term/index from the stored object ─▶ re-verify
-//! ─▶ write manifest (the backup now exists)
+//!   trailer split + SHA-256 ─▶ framed zstd (worker threads) ─▶ tee ─▶ [age, own thread]
+//!   ─▶ store writers ─▶ commit objects ─▶ read revision/term/index from the stored object
+//! ─▶ re-verify (+ hashkv, once per run) ─▶ write manifest (the backup now exists)
 //! ```
 //!
 //! A stream that breaks (member killed, leader change, stall) is retried from scratch on
@@ -45,6 +45,7 @@ use crate::{Error, Result};
 
 mod finish;
 mod prepare;
+mod spool;
 mod stream;
 use finish::{finish_all, Run};
 

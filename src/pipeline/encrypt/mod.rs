@@ -7,6 +7,8 @@
 //! place and an encrypted one in another. age's payload is a STREAM of 64 KiB chunks, each
 //! sealed on its own: memory stays bounded while writing, and a reader can seek to any
 //! chunk, which keeps `inspect DEST:ID` reading only the frames it needs ([`read`]).
+//! Each encrypting writer runs on a thread of its own behind a bounded channel
+//! ([`stage`]), so encryption overlaps with compression.
 //!
 //! The manifest stays plaintext and names the recipients' public keys, so `list`, `prune`
 //! and retention work without any secret, and an operator can tell which key a backup needs.
@@ -18,6 +20,7 @@
 //! exists afterwards can open it.
 
 pub mod read;
+mod stage;
 
 use std::io::{self, Write};
 use std::str::FromStr;
@@ -188,7 +191,9 @@ impl Encryption {
             digest: digest.clone(),
             object: object.to_string(),
         };
-        Ok((Box::new(w), digest))
+        // Its own stage: encryption overlaps with compression (see [`stage`]).
+        let staged = stage::Staged::spawn(Box::new(w), object)?;
+        Ok((Box::new(staged), digest))
     }
 }
 
