@@ -139,7 +139,11 @@ async fn gardener_size(args: &[String]) -> Result<(), Box<dyn std::error::Error>
     let mut stream = client
         .watch(
             "",
-            Some(WatchOptions::new().with_from_key().with_start_revision(from)),
+            Some(
+                WatchOptions::new()
+                    .with_from_key()
+                    .with_start_revision(from),
+            ),
         )
         .await?;
     let mut json = String::from("[");
