@@ -260,7 +260,7 @@ pub fn decode_header(b: &[u8]) -> Result<(Header, u32, u64), SegmentError> {
 pub fn decode(b: &[u8]) -> Result<Segment, SegmentError> {
     let (header, count, body_len) = decode_header(b)?;
     let avail = (b.len() - HEADER_LEN) as u64;
-    if body_len > avail.saturating_sub(TRAILER_LEN as u64) {
+    if avail < TRAILER_LEN as u64 || body_len > avail - TRAILER_LEN as u64 {
         return Err(SegmentError::Truncated {
             offset: b.len(),
             what: "body and trailer are shorter than the header's body length says",

@@ -51,6 +51,14 @@ fn errors_name_the_offset() {
     assert!(decode(&v).unwrap_err().to_string().contains("version 9"));
 }
 
+/// Found by the fuzzer: a header with an empty body and a trailer cut short.
+#[test]
+fn a_short_trailer_is_truncated() {
+    let b = encode(&header(1, 1), &[]).unwrap();
+    let e = decode(&b[..b.len() - 6]).unwrap_err();
+    assert!(matches!(e, SegmentError::Truncated { .. }), "{e}");
+}
+
 #[test]
 fn encode_refuses_records_out_of_order_or_range() {
     let r = |rev| Record::Clock {
