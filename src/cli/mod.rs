@@ -17,6 +17,7 @@ mod config_check;
 pub mod connection;
 mod diff;
 pub mod edge;
+mod capture;
 mod fetch;
 pub mod flags;
 mod get;
@@ -106,6 +107,8 @@ pub enum Command {
     Backup(Box<backup::Args>),
     /// List the complete backups in a destination, newest first.
     List(list::Args),
+    /// Record every change between full backups (point-in-time recovery) until SIGTERM.
+    Capture(Box<capture::Args>),
     /// Re-read a stored backup and check everything: digests, compression, database pages.
     Verify(verify::Args),
     /// Remove what killed backups left in a destination: partial files, stale S3 uploads.
@@ -259,6 +262,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Backup(a) => backup::run(*a, g),
         Command::List(a) => list::run(a, g),
+        Command::Capture(a) => capture::run(*a, g),
         Command::Verify(a) => verify::run(a, g),
         Command::Cleanup(a) => cleanup::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),

@@ -194,6 +194,16 @@ pub fn encode(header: &Header, records: &[Record]) -> Result<Vec<u8>, SegmentErr
     Ok(out)
 }
 
+/// The digest of an encoded segment: the SHA-256 its trailer carries (the caller encoded
+/// it, so it is whole).
+pub fn digest_of(encoded: &[u8]) -> [u8; 32] {
+    let mut d = [0u8; 32];
+    if encoded.len() >= 32 {
+        d.copy_from_slice(&encoded[encoded.len() - 32..]);
+    }
+    d
+}
+
 /// Read only the header (the first [`HEADER_LEN`] bytes), checking magic, version, flags
 /// and the range.
 pub fn decode_header(b: &[u8]) -> Result<(Header, u32, u64), SegmentError> {

@@ -28,6 +28,53 @@ pub enum WatchAnswer {
     Cancelled(String),
 }
 
+/// A running watch.
+pub struct Watch {
+    stream: WatchStream,
+    cfg: ConnectConfig,
+    endpoint: String,
+}
+
+impl Watch {
+    /// The next answer; `None` when the stream ended.
+    pub async fn next(&mut self) -> Result<Option<WatchAnswer>> {
+        let m = self
+            .stream
+            .message()
+            .await
+            .map_err(|e| classify_mid_stream(&self.cfg, &self.endpoint, "watch", &e))?;
+        let Some(m) = m else { return Ok(None) };
+        if m.compact_revision() > 0 {
+            return Ok(Some(WatchAnswer::Compacted {
+                compact_revision: m.compact_revision(),
+            }));
+        }
+        if m.canceled() {
+            return Ok(Some(WatchAnswer::Cancelled(m.cancel_reason().to_string())));
+        }
+        let header = m.header().map_or(0, |h| h.revision());
+        let mut records = Vec::with_capacity(m.events().len());
+        for ev in m.events() {
+            let Some(kv) = ev.kv() else { continue };
+            records.push(match ev.event_type() {
+                EventType::Put => Record::Put(KeyValue {
+                    key: kv.key().to_vec(),
+                    create_revision: kv.create_revision(),
+                    mod_revision: kv.mod_revision(),
+                    version: kv.version(),
+                    value: kv.value().to_vec(),
+                    lease: kv.lease(),
+                }),
+                EventType::Delete => Record::Delete {
+                    key: kv.key().to_vec(),
+                    revision: kv.mod_revision(),
+                },
+            });
+        }
+        Ok(Some(WatchAnswer::Events { records, header }))
+    }
+}
+
 impl Source {
     /// Connect to the first endpoint that answers, starting after the last one used.
     pub async fn connect(cfg: &ConnectConfig) -> Result<Source> {
@@ -84,50 +131,18 @@ impl Source {
     }
 
     /// Watch every key from `from` (inclusive), with progress notifications.
-    pub async fn watch(&mut self, from: i64) -> Result<WatchStream> {
+    pub async fn watch(&mut self, from: i64) -> Result<Watch> {
         let opts = WatchOptions::new()
             .with_all_keys()
             .with_start_revision(from)
             .with_progress_notify();
         let mut c = self.client.clone();
-        self.timed("watch", c.watch(vec![0u8], Some(opts))).await
-    }
-
-    /// The next answer of a watch; `None` when the stream ended.
-    pub async fn next(&self, w: &mut WatchStream) -> Result<Option<WatchAnswer>> {
-        let m = w
-            .message()
-            .await
-            .map_err(|e| classify_mid_stream(&self.cfg, &self.endpoint, "watch", &e))?;
-        let Some(m) = m else { return Ok(None) };
-        if m.compact_revision() > 0 {
-            return Ok(Some(WatchAnswer::Compacted {
-                compact_revision: m.compact_revision(),
-            }));
-        }
-        if m.canceled() {
-            return Ok(Some(WatchAnswer::Cancelled(m.cancel_reason().to_string())));
-        }
-        let header = m.header().map_or(0, |h| h.revision());
-        let mut records = Vec::with_capacity(m.events().len());
-        for ev in m.events() {
-            let Some(kv) = ev.kv() else { continue };
-            records.push(match ev.event_type() {
-                EventType::Put => Record::Put(KeyValue {
-                    key: kv.key().to_vec(),
-                    create_revision: kv.create_revision(),
-                    mod_revision: kv.mod_revision(),
-                    version: kv.version(),
-                    value: kv.value().to_vec(),
-                    lease: kv.lease(),
-                }),
-                EventType::Delete => Record::Delete {
-                    key: kv.key().to_vec(),
-                    revision: kv.mod_revision(),
-                },
-            });
-        }
-        Ok(Some(WatchAnswer::Events { records, header }))
+        let stream = self.timed("watch", c.watch(vec![0u8], Some(opts))).await?;
+        Ok(Watch {
+            stream,
+            cfg: self.cfg.clone(),
+            endpoint: self.endpoint.clone(),
+        })
     }
 
     /// The ids of the leases that exist now.

@@ -1,0 +1,120 @@
+//! One writer thread per destination: takes sealed batches from a bounded queue, encodes
+//! the destination's segment (its own chain link) and stores it, retrying until it is
+//! stored. A slow destination (S3) never holds the watch up until its queue is full.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::catalog::capture::{self, Sealing};
+use crate::format::capture::segment::{self, Header};
+use crate::format::capture::Record;
+use crate::jobs::backup::Destination;
+use crate::pipeline::encrypt::ReadBackKey;
+
+/// Sealed segments a destination may have waiting before capture waits for it.
+pub const QUEUE: usize = 64;
+
+/// Records sealed together: revisions `[first, last]` (`gap`: revisions before `first`
+/// were compacted before capture saw them).
+pub struct Batch {
+    pub first: i64,
+    pub last: i64,
+    pub records: Arc<Vec<Record>>,
+    pub sealed_ms: i64,
+    pub gap: bool,
+}
+
+/// Where a destination's chain stands.
+pub struct ChainState {
+    /// The next revision the destination needs.
+    pub next_first: i64,
+    /// Digest of its last segment (zeros: a new chain).
+    pub prev: [u8; 32],
+}
+
+/// What every writer shares with the capture loop.
+#[derive(Default)]
+pub struct Progress {
+    /// Last revision stored in this destination.
+    pub durable: AtomicI64,
+    /// Bytes of segments stored.
+    pub bytes: AtomicU64,
+    /// Segments stored.
+    pub segments: AtomicU64,
+}
+
+/// Start the writer of `dest`; dropping the sender drains the queue and ends the thread.
+pub fn spawn(
+    dest: &Destination,
+    cluster_id: u64,
+    mut chain: ChainState,
+    read_back: Arc<ReadBackKey>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+) -> (mpsc::Sender<Batch>, Arc<Progress>, std::thread::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
+    let progress = Arc::new(Progress::default());
+    progress.durable.store(chain.next_first - 1, Ordering::Relaxed);
+    let p = Arc::clone(&progress);
+    let store = Arc::clone(&dest.store);
+    let encryption = dest.encryption.clone();
+    let name = dest.name.clone();
+    let h = std::thread::spawn(move || {
+        while let Some(b) = rx.blocking_recv() {
+            if b.last < chain.next_first {
+                continue;
+            }
+            let first = b.first.max(chain.next_first);
+            let header = Header {
+                cluster_id,
+                first,
+                last: b.last,
+                prev: chain.prev,
+                gap: b.gap || first > chain.next_first,
+            };
+            let recs: Vec<Record> = b
+                .records
+                .iter()
+                .filter(|r| r.revision() >= first)
+                .cloned()
+                .collect();
+            let encoded = match segment::encode(&header, &recs) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("lifeboat: error: capture to {name}: revisions {first}..{}: cannot encode the segment ({e}); this is a bug, please report it", b.last);
+                    continue;
+                }
+            };
+            let digest = segment::digest_of(&encoded);
+            let sealing = encryption.as_ref().map(|e| Sealing {
+                encryption: e,
+                read_back: &read_back,
+            });
+            let mut attempt = 0u32;
+            loop {
+                match capture::store_segment(store.as_ref(), &encoded, &header, b.sealed_ms, sealing.as_ref()) {
+                    Ok(_) => break,
+                    Err(e) if stopping.load(Ordering::Relaxed) && attempt >= 3 => {
+                        eprintln!("lifeboat: error: capture to {name}: revisions {first}..{} not stored at shutdown: {e}; the next capture resumes from revision {}", b.last, chain.next_first);
+                        return;
+                    }
+                    Err(e) => {
+                        attempt += 1;
+                        if attempt == 1 || attempt % 10 == 0 {
+                            eprintln!("lifeboat: warning: capture to {name}: storing revisions {first}..{} failed (attempt {attempt}, retrying; capture goes on while the queue of {QUEUE} segments has room): {e}", b.last);
+                        }
+                        std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
+                    }
+                }
+            }
+            chain.prev = digest;
+            chain.next_first = b.last + 1;
+            p.durable.store(b.last, Ordering::Relaxed);
+            p.bytes.fetch_add(encoded.len() as u64, Ordering::Relaxed);
+            p.segments.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (tx, progress, h)
+}
