@@ -22,11 +22,28 @@ pub struct Shared {
     pub last_attempt: f64,
     /// How old the last success may be before /healthz says 503, in seconds.
     pub max_age: f64,
+    /// `[capture]` running in this daemon (the leader's, with `when = "leader"`).
+    pub capture: Option<std::sync::Arc<crate::jobs::capture::CaptureMetrics>>,
+    /// `[capture] max_lag`, seconds: /healthz says 503 beyond it.
+    pub capture_max_lag: f64,
 }
 
 pub type State = Arc<Mutex<Shared>>;
 
 fn health(s: &Shared, now: f64) -> (StatusCode, String) {
+    if let Some(m) = &s.capture {
+        let lag = m.lag_seconds();
+        if lag > s.capture_max_lag {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "unhealthy: capture lags {lag:.0}s behind etcd ({} revisions; limit {:.0}s: [capture] max_lag)\n",
+                    m.lag_revisions(),
+                    s.capture_max_lag
+                ),
+            );
+        }
+    }
     match s.last_success {
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -54,7 +71,7 @@ fn respond(path: &str, state: &State) -> Response<Full<Bytes>> {
         match path {
             "/metrics" => (
                 StatusCode::OK,
-                s.metrics.clone(),
+                with_capture(&s),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             ),
             "/healthz" => {
@@ -74,6 +91,16 @@ fn respond(path: &str, state: &State) -> Response<Full<Bytes>> {
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     r
+}
+
+/// The metrics text, with the capture families before the closing `# EOF` when capture
+/// runs here.
+fn with_capture(s: &Shared) -> String {
+    let Some(m) = &s.capture else {
+        return s.metrics.clone();
+    };
+    let base = s.metrics.strip_suffix("# EOF\n").unwrap_or(&s.metrics);
+    format!("{base}{}# EOF\n", super::capture::metrics_text(m))
 }
 
 /// Serve until the task is dropped.

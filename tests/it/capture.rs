@@ -287,3 +287,67 @@ fn kill_9_and_restart_continue_the_chain() {
     assert_eq!(w[1]["to_revision"].as_i64(), Some(end2), "{w}");
     assert!(w[1]["from_backup"].is_null(), "{w}");
 }
+
+/// GET a path from the daemon's listener: (status code, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split(' ').nth(1)?.parse().ok()?;
+    Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// `lifeboat run` with `[capture]`: the leader's daemon captures beside the schedule and
+/// serves capture's metrics; /healthz stays 200 while it keeps up.
+#[test]
+fn run_captures_beside_the_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::single(&versions::etcd36(), Opts::default());
+    let local = tmp.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let (cluster, b) = backup(&c, local.to_str().unwrap());
+    let port = free_port();
+    let cfg = tmp.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[etcd]\nendpoints = [\"{}\"]\n[[destination]]\nurl = \"{}\"\n[schedule]\nevery = \"24h\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[capture]\nflush = \"100ms\"\n",
+            c.endpoints(),
+            local.display()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("run.log");
+    let mut daemon = std::process::Command::new(lifeboat())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    for i in 0..5 {
+        c.put("/run", &i.to_string());
+    }
+    let end = head(&c);
+    wait_durable(&local, cluster, end, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        if m.contains(&format!("lifeboat_capture_durable_revision {end}")) {
+            assert!(m.contains("lifeboat_capture_gaps_total 0"), "{m}");
+            assert!(m.ends_with("# EOF\n"), "{m}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics never showed revision {end}: {m}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // /healthz: capture keeps up (the backup taken above is the schedule's last success).
+    let (code, body) = http_get(port, "/healthz").unwrap();
+    assert!(!body.contains("capture"), "{code} {body}");
+    signal(daemon.id(), "TERM");
+    assert!(daemon.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
+    let got = load_records(&repo(&local), &format!("{cluster:x}"), b, end).unwrap();
+    assert_eq!(events(&got), history(&c, b, end));
+}

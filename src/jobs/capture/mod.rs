@@ -22,7 +22,7 @@ use crate::Result;
 use upload::{Batch, Progress};
 
 /// What capture reports while it runs (metrics) and when it ends.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct CaptureMetrics {
     /// The newest revision received from the watch.
     pub captured_revision: AtomicI64,
