@@ -59,8 +59,7 @@ pub fn parse_name(name: &str) -> Option<SegmentName> {
     };
     let mut parts = rest.split('-');
     let (c, f, l, t) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || c.len() != 16 || f.len() != 20 || l.len() != 20 || t.len() != 13
-    {
+    if parts.next().is_some() || c.len() != 16 || f.len() != 20 || l.len() != 20 || t.len() != 13 {
         return None;
     }
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
@@ -356,7 +355,9 @@ pub fn capture_windows(store: &dyn Store, backups: &[Manifest]) -> Result<Vec<Ca
         let start = f.first - 1;
         let mut base: Vec<&Manifest> = backups
             .iter()
-            .filter(|m| m.cluster_id.0 == f.cluster_id && m.revision >= start && m.revision <= l.last)
+            .filter(|m| {
+                m.cluster_id.0 == f.cluster_id && m.revision >= start && m.revision <= l.last
+            })
             .collect();
         base.sort_by_key(|m| m.revision);
         let from = base.first();

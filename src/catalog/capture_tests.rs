@@ -24,7 +24,11 @@ fn put(rev: i64) -> Record {
 }
 
 /// Stores segments covering the given ranges as one chain; returns their names.
-fn chain(r: &Repository, ranges: &[(i64, i64, bool)], sealing: Option<&Sealing<'_>>) -> Vec<String> {
+fn chain(
+    r: &Repository,
+    ranges: &[(i64, i64, bool)],
+    sealing: Option<&Sealing<'_>>,
+) -> Vec<String> {
     let mut prev = [0u8; 32];
     let mut names = Vec::new();
     for &(first, last, gap) in ranges {
@@ -62,7 +66,10 @@ fn names_round_trip_and_others_are_ignored() {
         "capture-cdf818b31d2a5e11-00000000000000000005-00000000000000000009-1796000000123.seg.age"
     );
     let p = parse_name(&n).unwrap();
-    assert_eq!((p.first, p.last, p.sealed_ms, p.encrypted), (5, 9, 1_796_000_000_123, true));
+    assert_eq!(
+        (p.first, p.last, p.sealed_ms, p.encrypted),
+        (5, 9, 1_796_000_000_123, true)
+    );
     for bad in [
         "capture-x.seg",
         "capture-cdf818b31d2a5e11-00000000000000000009-00000000000000000005-1796000000123.seg",
@@ -77,21 +84,40 @@ fn names_round_trip_and_others_are_ignored() {
 fn load_records_returns_the_range_across_segments() {
     let d = tempfile::tempdir().unwrap();
     let r = repo(d.path(), Keys::none());
-    let names = chain(&r, &[(11, 20, false), (21, 25, false), (26, 40, false)], None);
+    let names = chain(
+        &r,
+        &[(11, 20, false), (21, 25, false), (26, 40, false)],
+        None,
+    );
     let c = format!("{CLUSTER:x}");
-    assert_eq!(revs(&load_records(&r, &c, 10, 40).unwrap()), (11..=40).collect::<Vec<_>>());
-    assert_eq!(revs(&load_records(&r, &c, 15, 22).unwrap()), (16..=22).collect::<Vec<_>>());
+    assert_eq!(
+        revs(&load_records(&r, &c, 10, 40).unwrap()),
+        (11..=40).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        revs(&load_records(&r, &c, 15, 22).unwrap()),
+        (16..=22).collect::<Vec<_>>()
+    );
     assert!(load_records(&r, &c, 30, 30).unwrap().is_empty());
     // Beyond the last durable revision: refused, naming it and the last segment.
     let e = load_records(&r, &c, 10, 41).unwrap_err().to_string();
-    assert!(e.contains("beyond the last durable captured revision 40"), "{e}");
+    assert!(
+        e.contains("beyond the last durable captured revision 40"),
+        "{e}"
+    );
     assert!(e.contains(&names[2]), "{e}");
     // Before the first segment: the gap and the nearest restorable revisions.
     let e = load_records(&r, &c, 5, 12).unwrap_err().to_string();
-    assert!(e.contains("revisions 6..10") && e.contains("up to 5"), "{e}");
+    assert!(
+        e.contains("revisions 6..10") && e.contains("up to 5"),
+        "{e}"
+    );
     let w = capture_windows(r.store(), &[]).unwrap();
     assert_eq!(w.len(), 1);
-    assert_eq!((w[0].from_revision, w[0].to_revision, w[0].segments), (10, 40, 3));
+    assert_eq!(
+        (w[0].from_revision, w[0].to_revision, w[0].segments),
+        (10, 40, 3)
+    );
 }
 
 #[test]
@@ -103,7 +129,10 @@ fn gaps_and_broken_links_are_refused_naming_the_segment() {
     let e = load_records(&r, &c, 10, 35).unwrap_err();
     assert_eq!(e.exit_code(), crate::ExitCode::Failed);
     let e = e.to_string();
-    assert!(e.contains("revisions 21..30") && e.contains(&names[1]), "{e}");
+    assert!(
+        e.contains("revisions 21..30") && e.contains(&names[1]),
+        "{e}"
+    );
     assert!(e.contains("up to 20") && e.contains("from 31 on"), "{e}");
     // Past the gap, from a backup at 30, it restores.
     assert_eq!(revs(&load_records(&r, &c, 30, 40).unwrap()).len(), 10);
@@ -126,7 +155,10 @@ fn gaps_and_broken_links_are_refused_naming_the_segment() {
     let n = store_segment(r2.store(), &b, &h, 1, None).unwrap();
     let e = load_records(&r2, &c, 10, 22).unwrap_err();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
-    assert!(e.to_string().contains(&n) && e.to_string().contains("chain broken"), "{e}");
+    assert!(
+        e.to_string().contains(&n) && e.to_string().contains("chain broken"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -31,13 +31,22 @@ struct Summary {
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let conn = a.conn.to_config(&g.layers)?;
-    let settings = match g.layers.file.as_ref().and_then(|(p, c)| Some((p, c.capture.as_ref()?))) {
+    let settings = match g
+        .layers
+        .file
+        .as_ref()
+        .and_then(|(p, c)| Some((p, c.capture.as_ref()?)))
+    {
         Some((p, c)) => c.resolve(&p.display().to_string())?,
         None => crate::config::CaptureSettings::default(),
     };
     let (to, _) = g.layers.destinations(&a.to)?;
     if to.is_empty() {
-        return Err(Error::flag("--to", "no destination: give --to DEST or [[destination]] in --config FILE").into());
+        return Err(Error::flag(
+            "--to",
+            "no destination: give --to DEST or [[destination]] in --config FILE",
+        )
+        .into());
     }
     crate::jobs::run::refuse_duplicates(&to)?;
     let mut dests = Vec::new();

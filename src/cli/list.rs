@@ -183,7 +183,10 @@ fn print_windows(windows: &[crate::catalog::capture::CaptureWindow]) {
             w.segments
         );
         if let Some([a, b]) = w.gap_after {
-            println!("{:<16} gap: revisions {a}..{b} were not captured", w.cluster_id);
+            println!(
+                "{:<16} gap: revisions {a}..{b} were not captured",
+                w.cluster_id
+            );
         }
     }
 }

@@ -11,13 +11,13 @@ use crate::config::Layers;
 use crate::ExitCode;
 
 mod backup;
+mod capture;
 mod check_member;
 mod cleanup;
 mod config_check;
 pub mod connection;
 mod diff;
 pub mod edge;
-mod capture;
 mod fetch;
 pub mod flags;
 mod get;

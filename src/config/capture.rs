@@ -61,7 +61,10 @@ impl CaptureConfig {
             max_lag: self.max_lag.map_or(d.max_lag, |v| v.0),
         };
         let bad = |key: &str, what: &str| {
-            Error::flag(format!("capture.{key}"), format!("{file}: [capture] {key} {what}"))
+            Error::flag(
+                format!("capture.{key}"),
+                format!("{file}: [capture] {key} {what}"),
+            )
         };
         if s.flush < Duration::from_millis(10) || s.flush > Duration::from_secs(3600) {
             return Err(bad("flush", "must be between 10ms and 1h"));
@@ -89,10 +92,16 @@ mod tests {
         assert_eq!(c.resolve("f").unwrap(), CaptureSettings::default());
         let c: CaptureConfig = toml::from_str("flush = \"200ms\"\nsegment_bytes = \"1M\"").unwrap();
         let r = c.resolve("f").unwrap();
-        assert_eq!((r.flush, r.segment_bytes), (Duration::from_millis(200), 1 << 20));
+        assert_eq!(
+            (r.flush, r.segment_bytes),
+            (Duration::from_millis(200), 1 << 20)
+        );
         let c: CaptureConfig = toml::from_str("segment_bytes = \"1G\"").unwrap();
         let e = c.resolve("/etc/lifeboat.toml").unwrap_err().to_string();
-        assert!(e.contains("capture.segment_bytes") && e.contains("/etc/lifeboat.toml"), "{e}");
+        assert!(
+            e.contains("capture.segment_bytes") && e.contains("/etc/lifeboat.toml"),
+            "{e}"
+        );
         assert!(toml::from_str::<CaptureConfig>("flsh = \"1s\"").is_err());
     }
 }

@@ -71,14 +71,48 @@ pub fn metrics_text(m: &CaptureMetrics) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, v: String| {
         out.push_str(&format!("# TYPE {name} {kind}\n# HELP {name} {help}\n"));
-        let sample = if kind == "counter" { format!("{name}_total") } else { name.to_string() };
+        let sample = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        };
         out.push_str(&format!("{sample} {v}\n"));
     };
-    family("lifeboat_capture_lag_seconds", "gauge", "Seconds since every destination last held the cluster's newest revision (0 when they do).", format!("{:.3}", m.lag_seconds()));
-    family("lifeboat_capture_lag_revisions", "gauge", "Revisions etcd is ahead of what every destination holds.", m.lag_revisions().to_string());
-    family("lifeboat_capture_durable_revision", "gauge", "The newest revision stored in every destination.", m.durable_revision.load(Relaxed).to_string());
-    family("lifeboat_capture_gaps", "counter", "Gaps recorded: revisions compacted before capture saw them.", m.gaps.load(Relaxed).to_string());
-    family("lifeboat_capture_bytes", "counter", "Segment bytes stored, all destinations (rate() gives bytes per second).", m.bytes.load(Relaxed).to_string());
-    family("lifeboat_capture_segments", "counter", "Segments stored, all destinations.", m.segments.load(Relaxed).to_string());
+    family(
+        "lifeboat_capture_lag_seconds",
+        "gauge",
+        "Seconds since every destination last held the cluster's newest revision (0 when they do).",
+        format!("{:.3}", m.lag_seconds()),
+    );
+    family(
+        "lifeboat_capture_lag_revisions",
+        "gauge",
+        "Revisions etcd is ahead of what every destination holds.",
+        m.lag_revisions().to_string(),
+    );
+    family(
+        "lifeboat_capture_durable_revision",
+        "gauge",
+        "The newest revision stored in every destination.",
+        m.durable_revision.load(Relaxed).to_string(),
+    );
+    family(
+        "lifeboat_capture_gaps",
+        "counter",
+        "Gaps recorded: revisions compacted before capture saw them.",
+        m.gaps.load(Relaxed).to_string(),
+    );
+    family(
+        "lifeboat_capture_bytes",
+        "counter",
+        "Segment bytes stored, all destinations (rate() gives bytes per second).",
+        m.bytes.load(Relaxed).to_string(),
+    );
+    family(
+        "lifeboat_capture_segments",
+        "counter",
+        "Segments stored, all destinations.",
+        m.segments.load(Relaxed).to_string(),
+    );
     out
 }

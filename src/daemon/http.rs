@@ -142,4 +142,38 @@ mod tests {
             "{body}"
         );
     }
+
+    #[test]
+    fn health_fails_when_capture_lags() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = std::sync::Arc::new(crate::jobs::capture::CaptureMetrics::default());
+        let mut s = Shared {
+            max_age: 10.0,
+            last_success: Some(95.0),
+            capture: Some(m.clone()),
+            capture_max_lag: 30.0,
+            ..Shared::default()
+        };
+        m.head_revision.store(10, Relaxed);
+        m.durable_revision.store(10, Relaxed);
+        assert_eq!(health(&s, 100.0).0, StatusCode::OK);
+        m.durable_revision.store(7, Relaxed);
+        m.caught_up_ms.store(1, Relaxed);
+        let (c, body) = health(&s, 100.0);
+        assert_eq!(c, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("capture lags") && body.contains("3 revisions"),
+            "{body}"
+        );
+        s.metrics = "a 1\n# EOF\n".into();
+        let text = with_capture(&s);
+        assert!(
+            text.starts_with("a 1\n# TYPE lifeboat_capture_lag_seconds gauge"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("lifeboat_capture_segments_total 0\n# EOF\n"),
+            "{text}"
+        );
+    }
 }

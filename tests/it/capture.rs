@@ -24,10 +24,15 @@ fn repo(dir: &Path) -> Repository {
 /// The watch history `(after, upto]` of the cluster, as capture should record it.
 fn history(c: &Cluster, after: i64, upto: i64) -> Vec<Record> {
     let ep = c.members[0].client_url.clone();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut client = etcd_client::Client::connect([ep], None).await.unwrap();
-        let opts = etcd_client::WatchOptions::new().with_all_keys().with_start_revision(after + 1);
+        let opts = etcd_client::WatchOptions::new()
+            .with_all_keys()
+            .with_start_revision(after + 1);
         let mut w = client.watch(vec![0u8], Some(opts)).await.unwrap();
         let mut out = Vec::new();
         let mut last = after;
@@ -60,7 +65,8 @@ fn history(c: &Cluster, after: i64, upto: i64) -> Vec<Record> {
 }
 
 fn head(c: &Cluster) -> i64 {
-    let v: serde_json::Value = serde_json::from_str(&c.ctl_ok(&["get", "x", "-w", "json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&c.ctl_ok(&["get", "x", "-w", "json"])).unwrap();
     v["header"]["revision"].as_i64().unwrap()
 }
 
@@ -78,7 +84,11 @@ fn config(dir: &Path) -> std::path::PathBuf {
 }
 
 fn spawn_capture(s3: &S3Server, cfg: &Path, c: &Cluster, to: &[&str], log: &Path) -> Child {
-    let mut args = vec!["--config".to_string(), cfg.display().to_string(), "capture".into()];
+    let mut args = vec![
+        "--config".to_string(),
+        cfg.display().to_string(),
+        "capture".into(),
+    ];
     for t in to {
         args.push("--to".into());
         args.push(t.to_string());
@@ -91,7 +101,10 @@ fn spawn_capture(s3: &S3Server, cfg: &Path, c: &Cluster, to: &[&str], log: &Path
 fn wait_durable(dir: &Path, cluster: u64, rev: i64, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let last = list_segments(repo(dir).store(), cluster).unwrap().last().map_or(0, |s| s.last);
+        let last = list_segments(repo(dir).store(), cluster)
+            .unwrap()
+            .last()
+            .map_or(0, |s| s.last);
         if last >= rev {
             return;
         }
@@ -107,11 +120,21 @@ fn wait_durable(dir: &Path, cluster: u64, rev: i64, log: &Path) {
 fn stop(mut child: Child, log: &Path) {
     signal(child.id(), "TERM");
     let st = child.wait().unwrap();
-    assert!(st.success(), "capture exited {st}: {}", std::fs::read_to_string(log).unwrap_or_default());
+    assert!(
+        st.success(),
+        "capture exited {st}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 fn backup(c: &Cluster, to: &str) -> (u64, i64) {
-    let mut args = vec!["-o".to_string(), "json".into(), "backup".into(), "--to".into(), to.into()];
+    let mut args = vec![
+        "-o".to_string(),
+        "json".into(),
+        "backup".into(),
+        "--to".into(),
+        to.into(),
+    ];
     args.extend(c.conn_args());
     let o = run_lifeboat(&args);
     assert_exit(&o, 0);
@@ -129,7 +152,13 @@ fn records_match(bins: Bins) {
     let l = local.to_str().unwrap();
     c.put("/before/a", "1");
     let (cluster, b) = backup(&c, l);
-    let o = s3.lifeboat(["backup", "--to", "s3://cap/etcd", "--endpoints", &c.endpoints()]);
+    let o = s3.lifeboat([
+        "backup",
+        "--to",
+        "s3://cap/etcd",
+        "--endpoints",
+        &c.endpoints(),
+    ]);
     assert_exit(&o, 0);
     let log = tmp.path().join("capture.log");
     let cfg = config(tmp.path());
@@ -152,7 +181,8 @@ fn records_match(bins: Bins) {
     {
         use std::io::Write;
         let mut si = child.stdin.take().unwrap();
-        si.write_all(b"\nput /t/1 one\nput /t/2 two\ndel /b\nput /t/3 three\n\n\n").unwrap();
+        si.write_all(b"\nput /t/1 one\nput /t/2 two\ndel /b\nput /t/3 three\n\n\n")
+            .unwrap();
     }
     assert!(child.wait_with_output().unwrap().status.success());
     let granted = c.ctl_ok(&["lease", "grant", "600"]);
@@ -187,16 +217,28 @@ fn records_match(bins: Bins) {
         assert_eq!(events(&got), expected, "{}", dir.display());
         // The lease: granted before its first put, revoked after.
         let id = i64::from_str_radix(&lease, 16).unwrap();
-        let grant = got.iter().position(|r| matches!(r, Record::LeaseGrant { id: g, ttl: 600, .. } if *g == id));
-        let first_put = got.iter().position(|r| matches!(r, Record::Put(kv) if kv.lease == id));
+        let grant = got
+            .iter()
+            .position(|r| matches!(r, Record::LeaseGrant { id: g, ttl: 600, .. } if *g == id));
+        let first_put = got
+            .iter()
+            .position(|r| matches!(r, Record::Put(kv) if kv.lease == id));
         assert!(grant.is_some() && grant < first_put, "{got:?}");
-        assert!(got.iter().any(|r| matches!(r, Record::LeaseRevoke { id: g, .. } if *g == id)), "{got:?}");
+        assert!(
+            got.iter()
+                .any(|r| matches!(r, Record::LeaseRevoke { id: g, .. } if *g == id)),
+            "{got:?}"
+        );
         assert!(got.iter().any(|r| matches!(r, Record::Compact { compact_revision, .. } if *compact_revision == mid)), "{got:?}");
         assert!(got.iter().any(|r| matches!(r, Record::LiveHash { .. })));
         assert!(got.iter().any(|r| matches!(r, Record::Clock { .. })));
         // Beyond the last durable revision: refused naming it.
         let e = load_records(&r, &format!("{cluster:x}"), b, end + 5).unwrap_err();
-        assert!(e.to_string().contains(&format!("last durable captured revision {end}")), "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("last durable captured revision {end}")),
+            "{e}"
+        );
     }
     let o = run_lifeboat(["-o", "json", "list", "--capture", "--from", l]);
     assert_exit(&o, 0);
@@ -277,13 +319,22 @@ fn kill_9_and_restart_continue_the_chain() {
     stop(cap, &log);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert_eq!(logged.matches("a gap in the chain").count(), 1, "{logged}");
-    let e = load_records(&repo(&local), &format!("{cluster:x}"), b, end2).unwrap_err().to_string();
-    assert!(e.contains(&format!("revisions {}..{}", end + 1, compacted - 1)), "{e}");
+    let e = load_records(&repo(&local), &format!("{cluster:x}"), b, end2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("revisions {}..{}", end + 1, compacted - 1)),
+        "{e}"
+    );
     assert!(e.contains(&format!("up to {end}")), "{e}");
     let o = run_lifeboat(["-o", "json", "list", "--capture", "--from", &l]);
     let w = json(&o);
     assert_eq!(w.as_array().unwrap().len(), 2, "{w}");
-    assert_eq!(w[0]["gap_after"], serde_json::json!([end + 1, compacted - 1]), "{w}");
+    assert_eq!(
+        w[0]["gap_after"],
+        serde_json::json!([end + 1, compacted - 1]),
+        "{w}"
+    );
     assert_eq!(w[1]["to_revision"].as_i64(), Some(end2), "{w}");
     assert!(w[1]["from_backup"].is_null(), "{w}");
 }
@@ -293,7 +344,11 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let code = out.split(' ').nth(1)?.parse().ok()?;
@@ -334,20 +389,29 @@ fn run_captures_beside_the_schedule() {
     wait_durable(&local, cluster, end, &log);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let m = http_get(port, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        let m = http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
         if m.contains(&format!("lifeboat_capture_durable_revision {end}")) {
             assert!(m.contains("lifeboat_capture_gaps_total 0"), "{m}");
             assert!(m.ends_with("# EOF\n"), "{m}");
             break;
         }
-        assert!(Instant::now() < deadline, "metrics never showed revision {end}: {m}");
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed revision {end}: {m}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // /healthz: capture keeps up (the backup taken above is the schedule's last success).
     let (code, body) = http_get(port, "/healthz").unwrap();
     assert!(!body.contains("capture"), "{code} {body}");
     signal(daemon.id(), "TERM");
-    assert!(daemon.wait().unwrap().success(), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        daemon.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     let got = load_records(&repo(&local), &format!("{cluster:x}"), b, end).unwrap();
     assert_eq!(events(&got), history(&c, b, end));
 }

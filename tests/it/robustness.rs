@@ -127,7 +127,10 @@ fn write_fuzz_seeds() {
     }
     let capture = root.join("capture");
     std::fs::create_dir_all(&capture).unwrap();
-    for (i, s) in lifeboat::format::capture::fuzzing::seeds().iter().enumerate() {
+    for (i, s) in lifeboat::format::capture::fuzzing::seeds()
+        .iter()
+        .enumerate()
+    {
         std::fs::write(capture.join(format!("seed-{i}")), s).unwrap();
     }
     let proto = root.join("proto");

@@ -36,7 +36,10 @@ pub enum Record {
     /// at the revision etcd revoked it).
     LeaseRevoke { id: i64, revision: i64 },
     /// The cluster was compacted at `compact_revision`; seen by `revision`.
-    Compact { compact_revision: i64, revision: i64 },
+    Compact {
+        compact_revision: i64,
+        revision: i64,
+    },
     /// Wall-clock mark: by `unix_ms` (capture's clock, UTC milliseconds) the cluster had
     /// reached `revision` and capture had received every change up to it. `--to-time T`
     /// restores to the revision of the newest mark at or before T.

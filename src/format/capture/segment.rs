@@ -77,7 +77,9 @@ pub enum SegmentError {
     Version(u16),
     #[error("offset {offset}: {what}")]
     Invalid { offset: usize, what: String },
-    #[error("offset {offset}: digest mismatch (trailer {stored}, header and body hash to {computed})")]
+    #[error(
+        "offset {offset}: digest mismatch (trailer {stored}, header and body hash to {computed})"
+    )]
     Digest {
         offset: usize,
         stored: String,

@@ -39,13 +39,16 @@ fn every_truncation_and_flip_is_an_error_never_a_panic() {
 fn errors_name_the_offset() {
     let mut s = seeds()[0].clone();
     let e = decode(&s[..50]).unwrap_err();
-    assert_eq!(e.to_string(), "offset 50: segment ends early (header is 80 bytes)");
+    assert_eq!(
+        e.to_string(),
+        "offset 50: segment ends early (header is 80 bytes)"
+    );
     let n = s.len();
     s[n - 1] ^= 1;
-    assert!(decode(&s).unwrap_err().to_string().starts_with(&format!(
-        "offset {}: digest mismatch",
-        n - 32
-    )));
+    assert!(decode(&s)
+        .unwrap_err()
+        .to_string()
+        .starts_with(&format!("offset {}: digest mismatch", n - 32)));
     let mut v = seeds()[0].clone();
     v[8] = 9;
     assert!(decode(&v).unwrap_err().to_string().contains("version 9"));
@@ -107,9 +110,22 @@ fn gardener_json_len(records: &[Record]) -> usize {
 /// random uid, resource version and timestamp (xorshift, deterministic).
 fn k8s_like_value(seed: &mut u64, len: usize) -> Vec<u8> {
     const WORDS: [&str; 16] = [
-        "\"metadata\":{", "\"name\":\"", "\"namespace\":\"", "\"labels\":{", "app", "kube-system",
-        "\"resourceVersion\":\"", "\"creationTimestamp\":\"", "\"}", "\"data\":{", "nginx",
-        "\"uid\":\"", "frontend", "\"managedFields\":[", "v1", "\"ownerReferences\":[",
+        "\"metadata\":{",
+        "\"name\":\"",
+        "\"namespace\":\"",
+        "\"labels\":{",
+        "app",
+        "kube-system",
+        "\"resourceVersion\":\"",
+        "\"creationTimestamp\":\"",
+        "\"}",
+        "\"data\":{",
+        "nginx",
+        "\"uid\":\"",
+        "frontend",
+        "\"managedFields\":[",
+        "v1",
+        "\"ownerReferences\":[",
     ];
     let mut next = || {
         *seed ^= *seed << 13;
@@ -173,15 +189,59 @@ fn arb_record() -> impl Strategy<Value = (i64, Record)> {
     let key = proptest::collection::vec(prop_oneof![Just(b'/'), Just(b'a'), any::<u8>()], 0..12);
     let val = proptest::collection::vec(any::<u8>(), 0..40);
     prop_oneof![
-        (key.clone(), val, any::<i64>(), any::<i64>(), any::<i64>()).prop_map(|(k, v, c, ver, l)| {
-            (0, Record::Put(KeyValue { key: k, create_revision: c, mod_revision: 0, version: ver, value: v, lease: l }))
-        }),
-        key.prop_map(|k| (0, Record::Delete { key: k, revision: 0 })),
-        (any::<i64>(), any::<i64>()).prop_map(|(id, ttl)| (0, Record::LeaseGrant { id, ttl, revision: 0 })),
+        (key.clone(), val, any::<i64>(), any::<i64>(), any::<i64>()).prop_map(
+            |(k, v, c, ver, l)| {
+                (
+                    0,
+                    Record::Put(KeyValue {
+                        key: k,
+                        create_revision: c,
+                        mod_revision: 0,
+                        version: ver,
+                        value: v,
+                        lease: l,
+                    }),
+                )
+            }
+        ),
+        key.prop_map(|k| (
+            0,
+            Record::Delete {
+                key: k,
+                revision: 0
+            }
+        )),
+        (any::<i64>(), any::<i64>()).prop_map(|(id, ttl)| (
+            0,
+            Record::LeaseGrant {
+                id,
+                ttl,
+                revision: 0
+            }
+        )),
         any::<i64>().prop_map(|id| (0, Record::LeaseRevoke { id, revision: 0 })),
-        any::<i64>().prop_map(|c| (0, Record::Compact { compact_revision: c, revision: 0 })),
-        any::<i64>().prop_map(|t| (0, Record::Clock { unix_ms: t, revision: 0 })),
-        (any::<u32>(), any::<i64>()).prop_map(|(h, c)| (0, Record::LiveHash { hash: h, compact_revision: c, revision: 0 })),
+        any::<i64>().prop_map(|c| (
+            0,
+            Record::Compact {
+                compact_revision: c,
+                revision: 0
+            }
+        )),
+        any::<i64>().prop_map(|t| (
+            0,
+            Record::Clock {
+                unix_ms: t,
+                revision: 0
+            }
+        )),
+        (any::<u32>(), any::<i64>()).prop_map(|(h, c)| (
+            0,
+            Record::LiveHash {
+                hash: h,
+                compact_revision: c,
+                revision: 0
+            }
+        )),
     ]
 }
 

@@ -101,20 +101,32 @@ pub async fn run(
     let mut src = Source::connect(&opts.conn).await?;
     let (cluster_id, head) = src.head().await?;
     let chains = start::chains(dests, cluster_id).await?;
-    let start = chains.iter().map(|c| c.next_first).min().unwrap_or(head + 1);
+    let start = chains
+        .iter()
+        .map(|c| c.next_first)
+        .min()
+        .unwrap_or(head + 1);
     let read_back = Arc::new(ReadBackKey::generate());
     let stopping = Arc::new(AtomicBool::new(false));
     let mut senders = Vec::new();
     let mut progress = Vec::new();
     let mut threads = Vec::new();
     for (d, chain) in dests.iter().zip(chains) {
-        let (tx, p, h) = upload::spawn(d, cluster_id, chain, Arc::clone(&read_back), Arc::clone(&stopping));
+        let (tx, p, h) = upload::spawn(
+            d,
+            cluster_id,
+            chain,
+            Arc::clone(&read_back),
+            Arc::clone(&stopping),
+        );
         senders.push(tx);
         progress.push(p);
         threads.push(h);
     }
     metrics.head_revision.store(head, Ordering::Relaxed);
-    metrics.captured_revision.store(start - 1, Ordering::Relaxed);
+    metrics
+        .captured_revision
+        .store(start - 1, Ordering::Relaxed);
     metrics.caught_up_ms.store(now_ms(), Ordering::Relaxed);
     eprintln!(
         "lifeboat: capture of cluster {cluster_id:x} from revision {start} (etcd at {head}) via {} to {}",
@@ -124,7 +136,12 @@ pub async fn run(
     let mut c = Capture {
         src,
         opts: opts.settings.clone(),
-        pending: Pending { first: start, gap: false, records: Vec::new(), bytes: 0 },
+        pending: Pending {
+            first: start,
+            gap: false,
+            records: Vec::new(),
+            bytes: 0,
+        },
         last_rev: start - 1,
         known_leases: HashSet::new(),
         last_hash: None,
@@ -179,7 +196,10 @@ impl Capture {
                     watch = self.rewatch(1).await;
                 }
                 Err(e) => {
-                    eprintln!("lifeboat: warning: capture: {e}; reconnecting from revision {}", self.last_rev + 1);
+                    eprintln!(
+                        "lifeboat: warning: capture: {e}; reconnecting from revision {}",
+                        self.last_rev + 1
+                    );
                     watch = self.rewatch(1).await;
                 }
             }
@@ -221,7 +241,9 @@ impl Capture {
             self.pending.records.push(r);
         }
         self.last_rev = newest;
-        self.metrics.captured_revision.store(newest, Ordering::Relaxed);
+        self.metrics
+            .captured_revision
+            .store(newest, Ordering::Relaxed);
         self.metrics
             .head_revision
             .fetch_max(header.max(newest), Ordering::Relaxed);
@@ -260,21 +282,36 @@ impl Capture {
         let last = self.last_rev;
         let mut records = std::mem::take(&mut self.pending.records);
         self.poll_leases(&mut records, last).await;
-        if self.last_hash.is_none_or(|t| t.elapsed() >= self.opts.hash_every) {
+        if self
+            .last_hash
+            .is_none_or(|t| t.elapsed() >= self.opts.hash_every)
+        {
             match self.src.hash_kv(last).await {
                 Ok((hash, compact)) => {
                     if compact > self.compact_seen {
-                        records.push(Record::Compact { compact_revision: compact, revision: last });
+                        records.push(Record::Compact {
+                            compact_revision: compact,
+                            revision: last,
+                        });
                         self.compact_seen = compact;
                     }
-                    records.push(Record::LiveHash { revision: last, hash, compact_revision: compact });
+                    records.push(Record::LiveHash {
+                        revision: last,
+                        hash,
+                        compact_revision: compact,
+                    });
                     self.last_hash = Some(Instant::now());
                 }
-                Err(e) => eprintln!("lifeboat: warning: capture: no HashKV mark at revision {last}: {e}"),
+                Err(e) => {
+                    eprintln!("lifeboat: warning: capture: no HashKV mark at revision {last}: {e}")
+                }
             }
         }
         let sealed_ms = now_ms();
-        records.push(Record::Clock { revision: last, unix_ms: sealed_ms });
+        records.push(Record::Clock {
+            revision: last,
+            unix_ms: sealed_ms,
+        });
         let records = Arc::new(records);
         for tx in &self.senders {
             let b = Batch {
@@ -287,7 +324,12 @@ impl Capture {
             // A full queue waits here (etcd buffers the watch meanwhile).
             let _ = tx.send(b).await;
         }
-        self.pending = Pending { first: last + 1, gap: false, records: Vec::new(), bytes: 0 };
+        self.pending = Pending {
+            first: last + 1,
+            gap: false,
+            records: Vec::new(),
+            bytes: 0,
+        };
     }
 
     /// Leases granted or revoked since the last poll. A grant goes right before the first
@@ -310,7 +352,11 @@ impl Capture {
         // between two polls.
         for r in records.iter() {
             if let Record::Put(kv) = r {
-                if kv.lease != 0 && !now.contains(&kv.lease) && !self.known_leases.contains(&kv.lease) && !grants.iter().any(|g| g.0 == kv.lease) {
+                if kv.lease != 0
+                    && !now.contains(&kv.lease)
+                    && !self.known_leases.contains(&kv.lease)
+                    && !grants.iter().any(|g| g.0 == kv.lease)
+                {
                     grants.push((kv.lease, 0));
                 }
             }
@@ -322,7 +368,11 @@ impl Capture {
             if let Record::Put(kv) = &r {
                 if let Some(i) = grants.iter().position(|g| g.0 == kv.lease) {
                     let (id, ttl) = grants.swap_remove(i);
-                    out.push(Record::LeaseGrant { id, ttl, revision: kv.mod_revision });
+                    out.push(Record::LeaseGrant {
+                        id,
+                        ttl,
+                        revision: kv.mod_revision,
+                    });
                     if !now.contains(&id) {
                         revokes.push(id);
                     }
@@ -331,7 +381,11 @@ impl Capture {
             out.push(r);
         }
         for (id, ttl) in grants {
-            out.push(Record::LeaseGrant { id, ttl, revision: last });
+            out.push(Record::LeaseGrant {
+                id,
+                ttl,
+                revision: last,
+            });
         }
         for id in revokes {
             out.push(Record::LeaseRevoke { id, revision: last });
@@ -341,11 +395,28 @@ impl Capture {
     }
 
     fn update_metrics(&self) {
-        let durable = self.progress.iter().map(|p| p.durable.load(Ordering::Relaxed)).min().unwrap_or(0);
+        let durable = self
+            .progress
+            .iter()
+            .map(|p| p.durable.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
         let m = &self.metrics;
         m.durable_revision.store(durable, Ordering::Relaxed);
-        m.bytes.store(self.progress.iter().map(|p| p.bytes.load(Ordering::Relaxed)).sum(), Ordering::Relaxed);
-        m.segments.store(self.progress.iter().map(|p| p.segments.load(Ordering::Relaxed)).sum(), Ordering::Relaxed);
+        m.bytes.store(
+            self.progress
+                .iter()
+                .map(|p| p.bytes.load(Ordering::Relaxed))
+                .sum(),
+            Ordering::Relaxed,
+        );
+        m.segments.store(
+            self.progress
+                .iter()
+                .map(|p| p.segments.load(Ordering::Relaxed))
+                .sum(),
+            Ordering::Relaxed,
+        );
         if durable >= m.head_revision.load(Ordering::Relaxed) {
             m.caught_up_ms.store(now_ms(), Ordering::Relaxed);
         }

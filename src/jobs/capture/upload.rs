@@ -53,10 +53,16 @@ pub fn spawn(
     mut chain: ChainState,
     read_back: Arc<ReadBackKey>,
     stopping: Arc<std::sync::atomic::AtomicBool>,
-) -> (mpsc::Sender<Batch>, Arc<Progress>, std::thread::JoinHandle<()>) {
+) -> (
+    mpsc::Sender<Batch>,
+    Arc<Progress>,
+    std::thread::JoinHandle<()>,
+) {
     let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE);
     let progress = Arc::new(Progress::default());
-    progress.durable.store(chain.next_first - 1, Ordering::Relaxed);
+    progress
+        .durable
+        .store(chain.next_first - 1, Ordering::Relaxed);
     let p = Arc::clone(&progress);
     let store = Arc::clone(&dest.store);
     let encryption = dest.encryption.clone();
@@ -94,7 +100,13 @@ pub fn spawn(
             });
             let mut attempt = 0u32;
             loop {
-                match capture::store_segment(store.as_ref(), &encoded, &header, b.sealed_ms, sealing.as_ref()) {
+                match capture::store_segment(
+                    store.as_ref(),
+                    &encoded,
+                    &header,
+                    b.sealed_ms,
+                    sealing.as_ref(),
+                ) {
                     Ok(_) => break,
                     Err(e) if stopping.load(Ordering::Relaxed) && attempt >= 3 => {
                         eprintln!("lifeboat: error: capture to {name}: revisions {first}..{} not stored at shutdown: {e}; the next capture resumes from revision {}", b.last, chain.next_first);

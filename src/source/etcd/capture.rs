@@ -124,9 +124,16 @@ impl Source {
     /// The cluster id and the current revision.
     pub async fn head(&mut self) -> Result<(u64, i64)> {
         let r = self
-            .timed("get", self.client.clone().get(vec![0u8], Some(GetOptions::new().with_count_only())))
+            .timed(
+                "get",
+                self.client
+                    .clone()
+                    .get(vec![0u8], Some(GetOptions::new().with_count_only())),
+            )
             .await?;
-        let h = r.header().ok_or_else(|| self.broken("get: answer without a header"))?;
+        let h = r
+            .header()
+            .ok_or_else(|| self.broken("get: answer without a header"))?;
         Ok((h.cluster_id(), h.revision()))
     }
 
@@ -155,7 +162,9 @@ impl Source {
     /// A lease's granted TTL (seconds); `None` when it is gone already.
     pub async fn granted_ttl(&mut self, id: i64) -> Result<Option<i64>> {
         let mut c = self.client.clone();
-        let r = self.timed("lease timetolive", c.lease_time_to_live(id, None)).await?;
+        let r = self
+            .timed("lease timetolive", c.lease_time_to_live(id, None))
+            .await?;
         Ok((r.ttl() >= 0).then(|| r.granted_ttl()))
     }
 
