@@ -114,7 +114,7 @@ pub fn spawn(
                     }
                     Err(e) => {
                         attempt += 1;
-                        if attempt == 1 || attempt % 10 == 0 {
+                        if attempt == 1 || attempt.is_multiple_of(10) {
                             eprintln!("lifeboat: warning: capture to {name}: storing revisions {first}..{} failed (attempt {attempt}, retrying; capture goes on while the queue of {QUEUE} segments has room): {e}", b.last);
                         }
                         std::thread::sleep(Duration::from_millis(200 * u64::from(attempt.min(25))));
