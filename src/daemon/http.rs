@@ -158,7 +158,7 @@ mod tests {
         m.durable_revision.store(10, Relaxed);
         assert_eq!(health(&s, 100.0).0, StatusCode::OK);
         m.durable_revision.store(7, Relaxed);
-        m.caught_up_ms.store(1, Relaxed);
+        m.oldest_unstored_ms.store(1, Relaxed);
         let (c, body) = health(&s, 100.0);
         assert_eq!(c, StatusCode::SERVICE_UNAVAILABLE);
         assert!(

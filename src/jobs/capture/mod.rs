@@ -36,20 +36,21 @@ pub struct CaptureMetrics {
     pub bytes: AtomicU64,
     /// Segments stored, all destinations.
     pub segments: AtomicU64,
-    /// When the durable revision last caught up with the head (unix ms).
-    pub caught_up_ms: AtomicI64,
+    /// When capture received the oldest change not yet stored in every destination (unix
+    /// ms; 0: none).
+    pub oldest_unstored_ms: AtomicI64,
 }
 
 impl CaptureMetrics {
-    /// Seconds capture lags behind etcd: 0 when every destination holds the head revision,
-    /// else the time since they last did.
+    /// Seconds capture lags behind etcd: how long ago it received the oldest change that
+    /// is not yet stored in every destination (0 when every destination holds them all).
     pub fn lag_seconds(&self) -> f64 {
         let d = self.durable_revision.load(Ordering::Relaxed);
         let h = self.head_revision.load(Ordering::Relaxed);
-        if d >= h {
+        let since = self.oldest_unstored_ms.load(Ordering::Relaxed);
+        if d >= h || since == 0 {
             return 0.0;
         }
-        let since = self.caught_up_ms.load(Ordering::Relaxed);
         ((now_ms() - since).max(0) as f64) / 1000.0
     }
 
@@ -88,6 +89,11 @@ struct Capture {
     senders: Vec<mpsc::Sender<Batch>>,
     progress: Vec<Arc<Progress>>,
     metrics: Arc<CaptureMetrics>,
+    /// Sealed batches not yet stored everywhere: (last revision, when their first change
+    /// arrived).
+    unstored: std::sync::Mutex<std::collections::VecDeque<(i64, i64)>>,
+    /// When the first pending (unsealed) change arrived.
+    pending_since_ms: Option<i64>,
 }
 
 /// Run capture until `stop` resolves: seal what was received, let every destination store
@@ -127,7 +133,6 @@ pub async fn run(
     metrics
         .captured_revision
         .store(start - 1, Ordering::Relaxed);
-    metrics.caught_up_ms.store(now_ms(), Ordering::Relaxed);
     eprintln!(
         "lifeboat: capture of cluster {cluster_id:x} from revision {start} (etcd at {head}) via {} to {}",
         src.endpoint(),
@@ -149,6 +154,8 @@ pub async fn run(
         senders,
         progress,
         metrics: Arc::clone(&metrics),
+        unstored: Default::default(),
+        pending_since_ms: None,
     };
     c.watch_loop(stop).await;
     c.seal().await;
@@ -237,6 +244,7 @@ impl Capture {
                 continue;
             }
             newest = newest.max(rev);
+            self.pending_since_ms.get_or_insert_with(now_ms);
             self.pending.bytes += record_bytes(&r);
             self.pending.records.push(r);
         }
@@ -308,6 +316,11 @@ impl Capture {
             }
         }
         let sealed_ms = now_ms();
+        let since = self.pending_since_ms.take().unwrap_or(sealed_ms);
+        self.unstored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((last, since));
         records.push(Record::Clock {
             revision: last,
             unix_ms: sealed_ms,
@@ -417,9 +430,17 @@ impl Capture {
                 .sum(),
             Ordering::Relaxed,
         );
-        if durable >= m.head_revision.load(Ordering::Relaxed) {
-            m.caught_up_ms.store(now_ms(), Ordering::Relaxed);
+        // Sealed batches are stored in order: drop those every destination holds.
+        let mut unstored = self.unstored.lock().unwrap_or_else(|p| p.into_inner());
+        while unstored.front().is_some_and(|(last, _)| *last <= durable) {
+            unstored.pop_front();
         }
+        let oldest = unstored
+            .front()
+            .map(|(_, since)| *since)
+            .or(self.pending_since_ms)
+            .unwrap_or(0);
+        m.oldest_unstored_ms.store(oldest, Ordering::Relaxed);
     }
 }
 
