@@ -72,7 +72,6 @@ fn now_ms() -> i64 {
 /// The records since the last seal.
 struct Pending {
     first: i64,
-    gap: bool,
     records: Vec<Record>,
     bytes: u64,
 }
@@ -143,7 +142,6 @@ pub async fn run(
         opts: opts.settings.clone(),
         pending: Pending {
             first: start,
-            gap: false,
             records: Vec::new(),
             bytes: 0,
         },
@@ -274,7 +272,6 @@ impl Capture {
         self.last_rev = compact_revision - 1;
         self.pending = Pending {
             first: compact_revision,
-            gap: true,
             records: Vec::new(),
             bytes: 0,
         };
@@ -332,14 +329,12 @@ impl Capture {
                 last,
                 records: Arc::clone(&records),
                 sealed_ms,
-                gap: self.pending.gap,
             };
             // A full queue waits here (etcd buffers the watch meanwhile).
             let _ = tx.send(b).await;
         }
         self.pending = Pending {
             first: last + 1,
-            gap: false,
             records: Vec::new(),
             bytes: 0,
         };

@@ -17,14 +17,14 @@ use crate::pipeline::encrypt::ReadBackKey;
 /// Sealed segments a destination may have waiting before capture waits for it.
 pub const QUEUE: usize = 64;
 
-/// Records sealed together: revisions `[first, last]` (`gap`: revisions before `first`
-/// were compacted before capture saw them).
+/// Records sealed together: revisions `[first, last]`. A destination whose chain needs an
+/// earlier revision than `first` gets a segment flagged as a gap (those revisions were
+/// compacted before capture saw them); one that is ahead gets only what it lacks.
 pub struct Batch {
     pub first: i64,
     pub last: i64,
     pub records: Arc<Vec<Record>>,
     pub sealed_ms: i64,
-    pub gap: bool,
 }
 
 /// Where a destination's chain stands.
@@ -78,7 +78,7 @@ pub fn spawn(
                 first,
                 last: b.last,
                 prev: chain.prev,
-                gap: b.gap || first > chain.next_first,
+                gap: first > chain.next_first,
             };
             let recs: Vec<Record> = b
                 .records
@@ -129,4 +129,86 @@ pub fn spawn(
         }
     });
     (tx, progress, h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{capture::list_segments, Keys};
+    use crate::format::capture::KeyValue;
+    use crate::store::local::LocalStore;
+    use crate::store::Store;
+
+    fn put(rev: i64) -> Record {
+        Record::Put(KeyValue {
+            key: b"k".to_vec(),
+            create_revision: 1,
+            mod_revision: rev,
+            version: rev,
+            value: vec![],
+            lease: 0,
+        })
+    }
+
+    /// A destination behind gets every revision, one ahead only what it lacks; a batch
+    /// past a compaction is a gap for both, and their links hold.
+    #[test]
+    fn each_destination_gets_what_its_chain_needs() {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let mut senders = Vec::new();
+        let mut threads = Vec::new();
+        for (d, next_first) in dirs.iter().zip([1, 6]) {
+            let dest = Destination {
+                name: d.path().display().to_string(),
+                store: Arc::new(LocalStore::open(d.path(), false).unwrap()),
+                encryption: None,
+                keys: Keys::none(),
+            };
+            let chain = ChainState {
+                next_first,
+                prev: [0; 32],
+            };
+            let (tx, _, h) = spawn(
+                &dest,
+                7,
+                chain,
+                Arc::new(ReadBackKey::generate()),
+                Default::default(),
+            );
+            senders.push(tx);
+            threads.push(h);
+        }
+        for (first, last) in [(1, 10), (20, 25)] {
+            let records = Arc::new((first..=last).map(put).collect::<Vec<_>>());
+            for tx in &senders {
+                tx.blocking_send(Batch {
+                    first,
+                    last,
+                    records: Arc::clone(&records),
+                    sealed_ms: 1,
+                })
+                .unwrap();
+            }
+        }
+        drop(senders);
+        for t in threads {
+            t.join().unwrap();
+        }
+        for (d, first) in dirs.iter().zip([1, 6]) {
+            let store = LocalStore::open(d.path(), false).unwrap();
+            let segs = list_segments(&store, 7).unwrap();
+            assert_eq!(
+                segs.iter().map(|s| (s.first, s.last)).collect::<Vec<_>>(),
+                vec![(first, 10), (20, 25)]
+            );
+            let read = |i: usize| {
+                let b = zstd::decode_all(&store.get_bytes(&segs[i].name).unwrap()[..]).unwrap();
+                segment::decode(&b).unwrap()
+            };
+            let (a, b) = (read(0), read(1));
+            assert!(!a.header.gap && b.header.gap);
+            assert_eq!(a.records.len() as i64, 11 - first);
+            assert_eq!(b.header.prev, a.digest);
+        }
+    }
 }
