@@ -415,3 +415,45 @@ fn run_captures_beside_the_schedule() {
     let got = load_records(&repo(&local), &format!("{cluster:x}"), b, end).unwrap();
     assert_eq!(events(&got), history(&c, b, end));
 }
+
+/// A stalled S3 destination does not hold capture up: the local destination keeps storing
+/// segments while S3 is stopped, and S3 catches up (the same chain) once it answers again.
+#[test]
+fn a_stalled_s3_destination_does_not_block_capture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::single(&native::etcd3516(), Opts::default());
+    let s3 = S3Server::start(&["cap"]);
+    let local = tmp.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let l = local.to_str().unwrap();
+    let (cluster, b) = backup(&c, l);
+    assert_exit(
+        &s3.lifeboat([
+            "backup",
+            "--to",
+            "s3://cap/etcd",
+            "--endpoints",
+            &c.endpoints(),
+        ]),
+        0,
+    );
+    let log = tmp.path().join("capture.log");
+    let cap = spawn_capture(&s3, &config(tmp.path()), &c, &[l, "s3://cap/etcd"], &log);
+    c.put("/s", "0");
+    wait_durable(&local, cluster, head(&c), &log);
+    s3.pause();
+    for i in 1..6 {
+        c.put("/s", &i.to_string());
+    }
+    let end = head(&c);
+    wait_durable(&local, cluster, end, &log);
+    s3.resume();
+    let s3_dir = s3.root.path().join("cap/etcd");
+    wait_durable(&s3_dir, cluster, end, &log);
+    stop(cap, &log);
+    let expected = history(&c, b, end);
+    for dir in [&local, &s3_dir] {
+        let got = load_records(&repo(dir), &format!("{cluster:x}"), b, end).unwrap();
+        assert_eq!(events(&got), expected, "{}", dir.display());
+    }
+}

@@ -93,6 +93,8 @@ struct Capture {
     unstored: std::sync::Mutex<std::collections::VecDeque<(i64, i64)>>,
     /// When the first pending (unsealed) change arrived.
     pending_since_ms: Option<i64>,
+    /// Whether the lag beyond `max_lag` was logged (once per episode).
+    lagging: bool,
 }
 
 /// Run capture until `stop` resolves: seal what was received, let every destination store
@@ -154,6 +156,7 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         unstored: Default::default(),
         pending_since_ms: None,
+        lagging: false,
     };
     c.watch_loop(stop).await;
     c.seal().await;
@@ -281,6 +284,18 @@ impl Capture {
     /// is due, a clock mark, then hand the batch to every destination.
     async fn seal(&mut self) {
         self.update_metrics();
+        let lag = self.metrics.lag_seconds();
+        if lag > self.opts.max_lag.as_secs_f64() && !self.lagging {
+            self.lagging = true;
+            eprintln!(
+                "lifeboat: warning: capture lags {lag:.0}s behind etcd ({} revisions; [capture] max_lag is {}): a destination is slow or unreachable",
+                self.metrics.lag_revisions(),
+                humantime::format_duration(self.opts.max_lag)
+            );
+        } else if lag <= self.opts.max_lag.as_secs_f64() && self.lagging {
+            self.lagging = false;
+            eprintln!("lifeboat: capture caught up (lag {lag:.0}s)");
+        }
         if self.last_rev < self.pending.first {
             return;
         }
