@@ -5,12 +5,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{Dur, Size};
+pub use crate::jobs::capture::CaptureSettings;
 use crate::{Error, Result};
 
-pub const DEFAULT_FLUSH: Duration = Duration::from_secs(1);
-pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
-pub const DEFAULT_HASH_EVERY: Duration = Duration::from_secs(60);
-pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(30);
 /// A segment must decompress within what readers accept
 /// ([`crate::catalog::capture::MAX_SEGMENT_BYTES`]), with room for the last event.
 pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
@@ -27,26 +24,6 @@ pub struct CaptureConfig {
     pub hash_every: Option<Dur>,
     /// `/healthz` fails (and `capture` logs) when capture lags more than this (default 30s).
     pub max_lag: Option<Dur>,
-}
-
-/// `[capture]` with defaults filled in and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaptureSettings {
-    pub flush: Duration,
-    pub segment_bytes: u64,
-    pub hash_every: Duration,
-    pub max_lag: Duration,
-}
-
-impl Default for CaptureSettings {
-    fn default() -> Self {
-        CaptureSettings {
-            flush: DEFAULT_FLUSH,
-            segment_bytes: DEFAULT_SEGMENT_BYTES,
-            hash_every: DEFAULT_HASH_EVERY,
-            max_lag: DEFAULT_MAX_LAG,
-        }
-    }
 }
 
 impl CaptureConfig {

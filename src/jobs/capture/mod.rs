@@ -8,11 +8,10 @@ pub mod upload;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::CaptureSettings;
 use crate::format::capture::Record;
 use crate::jobs::backup::Destination;
 use crate::pipeline::encrypt::ReadBackKey;
@@ -57,6 +56,30 @@ impl CaptureMetrics {
     pub fn lag_revisions(&self) -> i64 {
         (self.head_revision.load(Ordering::Relaxed) - self.durable_revision.load(Ordering::Relaxed))
             .max(0)
+    }
+}
+
+pub const DEFAULT_FLUSH: Duration = Duration::from_secs(1);
+pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
+pub const DEFAULT_HASH_EVERY: Duration = Duration::from_secs(60);
+pub const DEFAULT_MAX_LAG: Duration = Duration::from_secs(30);
+/// `[capture]` with defaults filled in and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureSettings {
+    pub flush: Duration,
+    pub segment_bytes: u64,
+    pub hash_every: Duration,
+    pub max_lag: Duration,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings {
+            flush: DEFAULT_FLUSH,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+            hash_every: DEFAULT_HASH_EVERY,
+            max_lag: DEFAULT_MAX_LAG,
+        }
     }
 }
 
