@@ -11,8 +11,9 @@ use crate::jobs::capture::{CaptureMetrics, CaptureOptions};
 /// How often leadership is checked, and how long a failed capture waits to start again.
 const RECHECK: Duration = Duration::from_secs(5);
 
-/// Run capture for as long as the task lives.
-pub async fn supervise(p: &Plan, state: http::State) {
+/// Run capture for as long as the task lives; `gap` is notified when capture records a gap
+/// (the scheduler then takes a full backup at once).
+pub async fn supervise(p: &Plan, state: http::State, gap: Arc<tokio::sync::Notify>) {
     let Some(settings) = p.capture.clone() else {
         return;
     };
@@ -41,11 +42,22 @@ pub async fn supervise(p: &Plan, state: http::State) {
         let metrics = Arc::new(CaptureMetrics::default());
         set(&state, Some(Arc::clone(&metrics)), settings.max_lag);
         let conn = opts.conn.clone();
-        // Stop when the local member no longer leads (another daemon takes over).
+        let (m, gap) = (Arc::clone(&metrics), Arc::clone(&gap));
+        // Stop when the local member no longer leads (another daemon takes over); say when
+        // a gap was recorded.
         let lost = async move {
-            loop {
-                tokio::time::sleep(RECHECK).await;
-                if leader_only && matches!(super::local_is_leader(&conn).await, Ok((false, _))) {
+            let mut gaps = 0;
+            for tick in 1u64.. {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = m.gaps.load(std::sync::atomic::Ordering::Relaxed);
+                if now > gaps {
+                    gaps = now;
+                    gap.notify_one();
+                }
+                if tick % RECHECK.as_secs() != 0 || !leader_only {
+                    continue;
+                }
+                if matches!(super::local_is_leader(&conn).await, Ok((false, _))) {
                     tracing::info!("capture: the local member no longer leads; capture stops here");
                     return;
                 }

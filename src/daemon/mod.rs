@@ -261,11 +261,20 @@ pub async fn run(
     };
     tracing::info!(schedule = %p.schedule.describe(), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
     let mut _scrubber = start_scrubber(&p, &state);
-    let mut _capture = start_capture(&p, &state);
+    let gap = Arc::new(tokio::sync::Notify::new());
+    let mut _capture = start_capture(&p, &state, &gap);
     loop {
         let mut reload = false;
         tokio::select! {
             _ = sleep_until_slot(&p) => {
+                let stop = slot::slot(&p, &state, &mut sig, grace, &mut reload).await;
+                memory::release();
+                if stop {
+                    break;
+                }
+            }
+            _ = gap.notified() => {
+                tracing::warn!("capture recorded a gap: taking a full backup now, so that restores can start after it");
                 let stop = slot::slot(&p, &state, &mut sig, grace, &mut reload).await;
                 memory::release();
                 if stop {
@@ -287,7 +296,7 @@ pub async fn run(
                 Ok(n) => {
                     p = n;
                     _scrubber = start_scrubber(&p, &state);
-                    _capture = start_capture(&p, &state);
+                    _capture = start_capture(&p, &state, &gap);
                     state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
                     tracing::info!(destinations = p.dests.len(), "configuration reloaded");
                 }
@@ -319,7 +328,11 @@ fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
 }
 
 /// Capture's supervisor, if `[capture]` is set (restarted on reload).
-fn start_capture(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
+fn start_capture(
+    p: &Plan,
+    state: &http::State,
+    gap: &Arc<tokio::sync::Notify>,
+) -> Option<AbortOnDrop> {
     let settings = p.capture.clone()?;
     tracing::info!(flush = %humantime::format_duration(settings.flush), leader_only = p.leader_only, "capture beside the schedule");
     let plan = Plan {
@@ -336,9 +349,9 @@ fn start_capture(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
         access: p.access.clone(),
         capture: Some(settings),
     };
-    let state = state.clone();
+    let (state, gap) = (state.clone(), Arc::clone(gap));
     Some(AbortOnDrop(tokio::spawn(async move {
-        capture::supervise(&plan, state).await
+        capture::supervise(&plan, state, gap).await
     })))
 }
 

@@ -414,6 +414,45 @@ fn run_captures_beside_the_schedule() {
     );
     let got = load_records(&repo(&local), &format!("{cluster:x}"), b, end).unwrap();
     assert_eq!(events(&got), history(&c, b, end));
+
+    // Down while etcd compacts what it did not see: the restarted daemon records the gap
+    // and takes a full backup at once (restores can start after the gap).
+    for i in 0..3 {
+        c.put("/run", &format!("down {i}"));
+    }
+    let compacted = head(&c);
+    c.ctl_ok(&["compact", &compacted.to_string()]);
+    c.put("/run", "back");
+    let end2 = head(&c);
+    let log2 = tmp.path().join("run2.log");
+    let mut daemon = std::process::Command::new(lifeboat())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log2).unwrap())
+        .spawn()
+        .unwrap();
+    wait_durable(&local, cluster, end2, &log2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = run_lifeboat(["-o", "json", "list", "--from", local.to_str().unwrap()]);
+        let n = json(&o).as_array().map_or(0, Vec::len);
+        if n == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no backup after the gap: {}",
+            std::fs::read_to_string(&log2).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(daemon.id(), "TERM");
+    assert!(daemon.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log2).unwrap();
+    assert!(
+        text.contains("a gap in the chain") && text.contains("taking a full backup now"),
+        "{text}"
+    );
 }
 
 /// A stalled S3 destination does not hold capture up: the local destination keeps storing
