@@ -2,7 +2,8 @@
 # Runs one cargo-fuzz target for a while:  scripts/fuzz.sh TARGET SECONDS [JOBS]
 #   targets: bolt_reader (page reader, cursors, get/diff), bolt_writer (the copy-on-write
 #   writer), checker (strict check + etcd report + hashkv), proto (protobuf/JSON decoders of
-#   bucket values), wal (WAL framing, records, etcd's read model, wal dump), snap (*.snap files)
+#   bucket values), wal (WAL framing, records, etcd's read model, wal dump), snap (*.snap files),
+#   capture (capture segments: decoder with a round-trip oracle)
 # FUZZ_RUNS=N stops after N executions (libFuzzer's -runs) or SECONDS, whichever comes first.
 # Each run's libFuzzer output is kept in fuzz/artifacts/logs/, and one line is appended to
 # fuzz/artifacts/runs.tsv: start (UTC), commit, target, seconds, executions, exec/s, outcome
@@ -13,7 +14,7 @@
 # RUSTC_BOOTSTRAP=1 lets stable rustc accept the -Z flags cargo-fuzz passes. The sanitizer
 # defaults to none (lifeboat has no unsafe code; panics and hangs are what we look for);
 # FUZZ_SANITIZER=address to use ASan. Crashes land in fuzz/artifacts/TARGET/: copy them to
-# tests/fuzz-regressions/ so `cargo test --test robustness` replays them forever.
+# tests/fuzz-regressions/ so `cargo test --test it robustness::` replays them forever.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS_FILE=fuzz/artifacts/runs.tsv
@@ -34,8 +35,8 @@ fi
 if [ ! -d "fuzz/corpus/$TARGET" ] || [ -z "$(ls -A "fuzz/corpus/$TARGET" 2>/dev/null)" ]; then
   case "$TARGET" in
     # A small WAL and snap file written by a real etcd 3.5.
-    wal | snap) cargo test --quiet --test wal_robustness write_fuzz_seeds -- --ignored >/dev/null ;;
-    *) cargo test --quiet --test robustness write_fuzz_seeds -- --ignored >/dev/null ;;
+    wal | snap) cargo test --quiet --test it wal_robustness::write_fuzz_seeds -- --ignored --exact >/dev/null ;;
+    *) cargo test --quiet --test it robustness::write_fuzz_seeds -- --ignored --exact >/dev/null ;;
   esac
 fi
 mkdir -p "fuzz/corpus/$TARGET" fuzz/artifacts/logs

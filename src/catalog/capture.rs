@@ -1,11 +1,198 @@
 //! Capture segments in a destination: the records point-in-time recovery replays.
 //!
-//! Stub: `lifeboat capture` (branch `pcap`) fills this in; restore (branch `prep`) codes
-//! against this signature.
+//! One object per segment, named `capture-<cluster id, 16 hex>-<first:020>-<last:020>-<sealed
+//! unix ms:013>.seg` (`.seg.age` when encrypted), so a listing alone tells the revisions and
+//! time a destination covers without reading (or decrypting) anything. The object is the
+//! segment's bytes ([`crate::format::capture::segment`]) compressed with zstd, then
+//! age-encrypted when the destination has recipients. Objects are written through the store's
+//! atomic create/commit: a segment that lists is whole (a torn one never lists).
 
-use crate::catalog::Repository;
-use crate::error::{Error, Result};
+use std::io::{Read, Write};
+
+use serde::Serialize;
+
+use crate::catalog::{Manifest, Repository};
+use crate::error::{Error, Result, StoreErrorKind};
+use crate::format::capture::segment::{self, Header, Segment};
 use crate::format::capture::Record;
+use crate::pipeline::encrypt::{self, Encryption, ReadBackKey};
+use crate::store::Store;
+
+/// Segment objects start with this.
+pub const PREFIX: &str = "capture-";
+const SUFFIX: &str = ".seg";
+const AGE_SUFFIX: &str = ".seg.age";
+/// A stored segment decompresses to at most this many bytes (a hostile frame cannot make a
+/// reader allocate more).
+pub const MAX_SEGMENT_BYTES: u64 = 256 << 20;
+
+/// A segment object's name, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentName {
+    pub name: String,
+    pub cluster_id: u64,
+    pub first: i64,
+    pub last: i64,
+    /// When capture sealed it (UTC ms): every change up to `last` was captured by then.
+    pub sealed_ms: i64,
+    pub encrypted: bool,
+}
+
+/// The object name of a segment.
+pub fn segment_name(h: &Header, sealed_ms: i64, encrypted: bool) -> String {
+    format!(
+        "{PREFIX}{:016x}-{:020}-{:020}-{:013}{}",
+        h.cluster_id,
+        h.first,
+        h.last,
+        sealed_ms.max(0),
+        if encrypted { AGE_SUFFIX } else { SUFFIX }
+    )
+}
+
+/// Parse a segment object's name; `None` for anything else.
+pub fn parse_name(name: &str) -> Option<SegmentName> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let (rest, encrypted) = match rest.strip_suffix(AGE_SUFFIX) {
+        Some(r) => (r, true),
+        None => (rest.strip_suffix(SUFFIX)?, false),
+    };
+    let mut parts = rest.split('-');
+    let (c, f, l, t) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || c.len() != 16 || f.len() != 20 || l.len() != 20 || t.len() != 13 {
+        return None;
+    }
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(f) || !digits(l) || !digits(t) {
+        return None;
+    }
+    let (first, last) = (f.parse::<i64>().ok()?, l.parse::<i64>().ok()?);
+    if first < 1 || last < first {
+        return None;
+    }
+    Some(SegmentName {
+        name: name.to_string(),
+        cluster_id: u64::from_str_radix(c, 16).ok()?,
+        first,
+        last,
+        sealed_ms: t.parse().ok()?,
+        encrypted,
+    })
+}
+
+/// The segments of `cluster_id` in a store, by first revision (then last).
+pub fn list_segments(store: &dyn Store, cluster_id: u64) -> Result<Vec<SegmentName>> {
+    let mut out: Vec<SegmentName> = store
+        .list(&format!("{PREFIX}{cluster_id:016x}-"))?
+        .iter()
+        .filter_map(|o| parse_name(&o.name))
+        .filter(|s| s.cluster_id == cluster_id)
+        .collect();
+    out.sort_by_key(|s| (s.first, s.last, s.sealed_ms));
+    Ok(out)
+}
+
+/// Where segments are encrypted to: the destination's recipients and the capture run's
+/// read-back key (the pipeline's age encryption, as for backups).
+pub struct Sealing<'a> {
+    pub encryption: &'a Encryption,
+    pub read_back: &'a ReadBackKey,
+}
+
+/// Store one encoded segment: zstd, then age when `sealing` is given, committed atomically.
+/// Storing the same segment again (a retried upload) finds it there and succeeds.
+pub fn store_segment(
+    store: &dyn Store,
+    encoded: &[u8],
+    header: &Header,
+    sealed_ms: i64,
+    sealing: Option<&Sealing<'_>>,
+) -> Result<String> {
+    let name = segment_name(header, sealed_ms, sealing.is_some());
+    let compressed = zstd::encode_all(encoded, 3)
+        .map_err(|e| Error::Internal(format!("compressing capture segment {name}: {e}")))?;
+    let w = match store.create(&name) {
+        Ok(w) => w,
+        Err(Error::Store {
+            kind: StoreErrorKind::AlreadyExists,
+            ..
+        }) => return Ok(name),
+        Err(e) => return Err(e),
+    };
+    let mut w = match sealing {
+        Some(s) => s.encryption.wrap(w, s.read_back, &name)?.0,
+        None => w,
+    };
+    if let Err(e) = w.write_all(&compressed) {
+        w.abort();
+        return Err(Error::store(
+            store.location(),
+            crate::store::kind_of_io(&e),
+            format!("write {name}: {}", crate::error::io_words(&e)),
+        ));
+    }
+    match w.commit() {
+        Err(Error::Store {
+            kind: StoreErrorKind::AlreadyExists,
+            ..
+        }) => Ok(name),
+        other => other.map(|()| name),
+    }
+}
+
+/// Read, decrypt, decompress and decode one segment, checking its digest and that its header
+/// says what its name says. Damage is an integrity error (exit 3) naming the object.
+pub fn read_segment(repo: &Repository, seg: &SegmentName) -> Result<Segment> {
+    let store = repo.store();
+    let object = format!("{}/{}", store.location(), seg.name);
+    let raw = store.load(&seg.name, 0, None)?;
+    let plain: Box<dyn Read + Send> = if seg.encrypted {
+        let Some(keys) = repo.keys().get()? else {
+            return Err(Error::Usage(format!(
+                "capture segment {object} is encrypted; give --identity FILE (or LIFEBOAT_IDENTITY) holding one of the destination's keys"
+            )));
+        };
+        let sealed = encrypt::read::Sealed {
+            object: &object,
+            what: "capture segment",
+            recipients: &[],
+        };
+        encrypt::read::decrypt_stream(raw, &keys, &sealed)?
+    } else {
+        raw
+    };
+    let mut bytes = Vec::new();
+    zstd::stream::read::Decoder::new(plain)
+        .and_then(|d| {
+            d.take(MAX_SEGMENT_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map(|_| ())
+        })
+        .map_err(|e| Error::integrity(&object, format!("zstd: {}", crate::error::io_words(&e))))?;
+    if bytes.len() as u64 > MAX_SEGMENT_BYTES {
+        return Err(Error::integrity(
+            &object,
+            format!("decompresses to more than {MAX_SEGMENT_BYTES} bytes"),
+        ));
+    }
+    let s = segment::decode(&bytes).map_err(|e| Error::Corrupt {
+        file: object.clone(),
+        page: None,
+        offset: None,
+        what: format!("segment (decompressed) {e}"),
+    })?;
+    let h = &s.header;
+    if (h.cluster_id, h.first, h.last) != (seg.cluster_id, seg.first, seg.last) {
+        return Err(Error::integrity(
+            &object,
+            format!(
+                "header says cluster {:016x} revisions {}..{}, the name says otherwise: renamed or swapped objects",
+                h.cluster_id, h.first, h.last
+            ),
+        ));
+    }
+    Ok(s)
+}
 
 /// The captured records of `cluster_id` (hex, as in manifests) with revision in
 /// `(after, upto]`, in stream order, after checking every segment's digest and the chain
@@ -17,8 +204,205 @@ pub fn load_records(
     after: i64,
     upto: i64,
 ) -> Result<Vec<Record>> {
-    let _ = (repo, cluster_id, after, upto);
-    Err(Error::Usage(
-        "point-in-time recovery: this build has no capture reader yet".into(),
+    let id = parse_cluster(cluster_id)?;
+    if upto <= after {
+        return Ok(Vec::new());
+    }
+    let all = list_segments(repo.store(), id)?;
+    let loc = repo.location();
+    let Some(newest) = all.last() else {
+        return Err(Error::Refused(format!(
+            "{loc} holds no capture segments of cluster {id:016x}: revision {upto} cannot be restored, only backup revisions (run `lifeboat capture` to record changes between backups)"
+        )));
+    };
+    // The segments that hold (after, upto], and the one before them (for the link).
+    let needed: Vec<&SegmentName> = all
+        .iter()
+        .filter(|s| s.last > after && s.first <= upto)
+        .collect();
+    let durable = newest.last;
+    if upto > durable {
+        return Err(Error::Refused(format!(
+            "revision {upto} is beyond the last durable captured revision {durable} of cluster {id:016x} in {loc} (segment {}); the newest restorable revision is {durable}",
+            newest.name
+        )));
+    }
+    // Coverage of after+1 ..= upto with no hole.
+    let mut next = after + 1;
+    for s in &needed {
+        if s.first > next {
+            return Err(gap_error(&loc, id, next, s, after));
+        }
+        next = next.max(s.last + 1);
+    }
+    if next <= upto {
+        return Err(Error::Refused(format!(
+            "revisions {next}..{upto} of cluster {id:016x} are not captured in {loc}; the newest restorable revision from revision {after} is {}",
+            next - 1
+        )));
+    }
+    let mut out = Vec::new();
+    let mut prev: Option<(&SegmentName, [u8; 32])> = None;
+    for s in needed {
+        let seg = read_segment(repo, s)?;
+        if let Some((p, digest)) = prev {
+            check_link(&loc, p, digest, s, &seg)?;
+        }
+        out.extend(
+            seg.records
+                .iter()
+                .filter(|r| r.revision() > after && r.revision() <= upto)
+                .cloned(),
+        );
+        prev = Some((s, seg.digest));
+    }
+    Ok(out)
+}
+
+fn gap_error(loc: &str, id: u64, from: i64, s: &SegmentName, after: i64) -> Error {
+    Error::Refused(format!(
+        "revisions {from}..{} of cluster {id:016x} are not captured in {loc} (gap before segment {}); restorable: up to {} from revision {after}, or from {} on with a backup taken at or after revision {}",
+        s.first - 1,
+        s.name,
+        from - 1,
+        s.first,
+        s.first - 1
     ))
 }
+
+/// Segment `s` must follow `p` (digest `pd`): same chain, no overlap, a hole only when `s`
+/// says so (gap flag).
+fn check_link(
+    loc: &str,
+    p: &SegmentName,
+    pd: [u8; 32],
+    s: &SegmentName,
+    seg: &Segment,
+) -> Result<()> {
+    let object = format!("{loc}/{}", s.name);
+    if s.first <= p.last {
+        return Err(Error::integrity(
+            object,
+            format!(
+                "overlaps segment {} (revisions {}..{}): two captures wrote to this destination at once; remove the one that is not in the chain",
+                p.name, p.first, p.last
+            ),
+        ));
+    }
+    if seg.header.prev != pd && seg.header.prev != [0; 32] {
+        return Err(Error::integrity(
+            object,
+            format!(
+                "chain broken: it follows a segment with digest {}, but the segment before it, {}, has digest {}",
+                hex::encode(seg.header.prev),
+                p.name,
+                hex::encode(pd)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_cluster(cluster_id: &str) -> Result<u64> {
+    u64::from_str_radix(cluster_id.trim_start_matches("0x"), 16)
+        .map_err(|_| Error::Usage(format!("cluster id {cluster_id:?} is not hex")))
+}
+
+/// The last captured revision a destination holds for `cluster_id` (hex), from the segment
+/// names alone (nothing is read): what `restore plan --to-time` bounds its search with.
+pub fn last_revision(repo: &Repository, cluster_id: &str) -> Result<Option<i64>> {
+    let id = parse_cluster(cluster_id)?;
+    Ok(list_segments(repo.store(), id)?.last().map(|s| s.last))
+}
+
+/// The last segment a destination holds for `cluster_id`, read and checked: where capture
+/// resumes (its last revision + 1) and what the next segment links to (its digest).
+pub fn last_durable(repo: &Repository, cluster_id: u64) -> Result<Option<(SegmentName, Segment)>> {
+    let Some(last) = list_segments(repo.store(), cluster_id)?.pop() else {
+        return Ok(None);
+    };
+    let seg = read_segment(repo, &last)?;
+    Ok(Some((last, seg)))
+}
+
+/// A stretch of revisions a destination can restore to exactly: a backup, then captured
+/// segments with no hole up to `to_revision`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaptureWindow {
+    pub cluster_id: String,
+    /// The oldest backup the window starts from (None: segments without a backup under them).
+    pub from_backup: Option<String>,
+    /// The revision restores start from: that backup's revision (or the revision before the
+    /// first segment when there is no backup).
+    pub from_revision: i64,
+    /// The last captured revision of the window.
+    pub to_revision: i64,
+    /// When that revision was captured (RFC 3339, UTC).
+    pub to_time: String,
+    pub segments: usize,
+    /// Revisions missing right after the window (`[first, last]`), when another window follows.
+    pub gap_after: Option<[i64; 2]>,
+}
+
+/// The recoverable windows of every cluster with segments in the store, from names alone (no
+/// object is read). `backups` are the destination's backups (any order).
+pub fn capture_windows(store: &dyn Store, backups: &[Manifest]) -> Result<Vec<CaptureWindow>> {
+    let mut segs: Vec<SegmentName> = store
+        .list(PREFIX)?
+        .iter()
+        .filter_map(|o| parse_name(&o.name))
+        .collect();
+    segs.sort_by_key(|s| (s.cluster_id, s.first, s.last));
+    let mut out: Vec<CaptureWindow> = Vec::new();
+    let mut run: Vec<&SegmentName> = Vec::new();
+    let flush = |run: &mut Vec<&SegmentName>, out: &mut Vec<CaptureWindow>, next: Option<i64>| {
+        let (Some(f), Some(l)) = (run.first(), run.last()) else {
+            return;
+        };
+        let start = f.first - 1;
+        let mut base: Vec<&Manifest> = backups
+            .iter()
+            .filter(|m| {
+                m.cluster_id.0 == f.cluster_id && m.revision >= start && m.revision <= l.last
+            })
+            .collect();
+        base.sort_by_key(|m| m.revision);
+        let from = base.first();
+        out.push(CaptureWindow {
+            cluster_id: format!("{:x}", f.cluster_id),
+            from_backup: from.map(|m| m.id.to_string()),
+            from_revision: from.map_or(start, |m| m.revision),
+            to_revision: l.last,
+            to_time: rfc3339_ms(l.sealed_ms),
+            segments: run.len(),
+            gap_after: next.map(|n| [l.last + 1, n - 1]),
+        });
+        run.clear();
+    };
+    for s in &segs {
+        if let Some(p) = run.last() {
+            if p.cluster_id != s.cluster_id {
+                flush(&mut run, &mut out, None);
+            } else if s.first > p.last + 1 {
+                flush(&mut run, &mut out, Some(s.first));
+            }
+        }
+        run.push(s);
+    }
+    flush(&mut run, &mut out, None);
+    Ok(out)
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+#[cfg(test)]
+#[path = "capture_tests.rs"]
+mod tests;

@@ -7,6 +7,10 @@ use crate::ExitCode;
 pub struct Args {
     #[command(flatten)]
     pub from: super::flags::FromArgs,
+    /// List the point-in-time recovery windows `lifeboat capture` recorded instead of the
+    /// backups (with -o json: an array of windows).
+    #[arg(long)]
+    pub capture: bool,
 }
 
 /// A few lines about one backup, for people.
@@ -92,6 +96,19 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     for b in &bad {
         eprintln!("lifeboat: warning: {} (not listed)", b.error);
     }
+    if a.capture {
+        let windows = crate::catalog::capture::capture_windows(repo.store(), &backups)?;
+        match g.output {
+            OutputFormat::Json => print_json(&windows)?,
+            OutputFormat::Text if windows.is_empty() => {
+                if !g.quiet {
+                    eprintln!("no capture segments in {}", repo.location());
+                }
+            }
+            OutputFormat::Text => print_windows(&windows),
+        }
+        return Ok(ExitCode::Ok);
+    }
     match g.output {
         OutputFormat::Json => print_json(&backups)?,
         OutputFormat::Text => {
@@ -147,4 +164,29 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::Ok)
+}
+
+/// The capture windows as a table, a gap line after a window that has one.
+fn print_windows(windows: &[crate::catalog::capture::CaptureWindow]) {
+    println!(
+        "{:<16} {:<42} {:>14} {:>14}  {:<30} {:>8}",
+        "CLUSTER", "FROM-BACKUP", "FROM-REVISION", "TO-REVISION", "TO-TIME", "SEGMENTS"
+    );
+    for w in windows {
+        println!(
+            "{:<16} {:<42} {:>14} {:>14}  {:<30} {:>8}",
+            w.cluster_id,
+            w.from_backup.as_deref().unwrap_or("(no backup)"),
+            w.from_revision,
+            w.to_revision,
+            w.to_time,
+            w.segments
+        );
+        if let Some([a, b]) = w.gap_after {
+            println!(
+                "{:<16} gap: revisions {a}..{b} were not captured",
+                w.cluster_id
+            );
+        }
+    }
 }

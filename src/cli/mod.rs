@@ -11,6 +11,7 @@ use crate::config::Layers;
 use crate::ExitCode;
 
 mod backup;
+mod capture;
 mod check_member;
 mod cleanup;
 mod config_check;
@@ -122,6 +123,8 @@ pub enum Command {
     Backup(Box<backup::Args>),
     /// List the complete backups in a destination, newest first.
     List(list::Args),
+    /// Record every change between full backups (point-in-time recovery) until SIGTERM.
+    Capture(Box<capture::Args>),
     /// Re-read a stored backup and check everything: digests, compression, database pages.
     Verify(verify::Args),
     /// Remove what killed backups left in a destination: partial files, stale S3 uploads.
@@ -284,6 +287,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Backup(a) => backup::run(*a, g),
         Command::List(a) => list::run(a, g),
+        Command::Capture(a) => capture::run(*a, g),
         Command::Verify(a) => verify::run(a, g),
         Command::Cleanup(a) => cleanup::run(a, g),
         Command::Fetch(a) => fetch::run(a, g),

@@ -11,12 +11,14 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub mod capture;
 mod env;
 mod keys;
 pub mod resolve;
 pub mod s3;
 pub mod values;
 
+pub use capture::{CaptureConfig, CaptureSettings};
 pub use env::{CONFIG_ENV, ENV_VARS};
 pub use resolve::{Entry, Layers, Origin, ResolvedBackup};
 pub use values::{parse_cron, parse_size, Dur, Secret, Size, UserSpec};
@@ -36,6 +38,9 @@ pub struct Config {
     pub retention: Option<RetentionConfig>,
     pub verify: Option<VerifyConfig>,
     pub metrics: Option<MetricsConfig>,
+    /// `[capture]`: point-in-time recovery (`lifeboat capture`, and `lifeboat run` beside
+    /// the schedule).
+    pub capture: Option<capture::CaptureConfig>,
     /// The `--s3-*` flags and `LIFEBOAT_S3_*` variables (every S3 destination); in the file
     /// these keys live in each `[[destination]]`.
     #[serde(skip)]

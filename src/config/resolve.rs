@@ -371,6 +371,16 @@ impl Layers {
                 add("verify.every", dur(&v.every));
                 add("verify.budget", v.budget.map(|b| b.to_string()));
             }
+            if let Some(cap) = &c.capture {
+                let r = cap.resolve(&from)?;
+                add("capture.flush", Some(Dur(r.flush).to_string()));
+                add(
+                    "capture.segment_bytes",
+                    Some(Size(r.segment_bytes).to_string()),
+                );
+                add("capture.hash_every", Some(Dur(r.hash_every).to_string()));
+                add("capture.max_lag", Some(Dur(r.max_lag).to_string()));
+            }
             if let Some(m) = &c.metrics {
                 add("metrics.listen", m.listen.clone());
                 add(

@@ -22,11 +22,28 @@ pub struct Shared {
     pub last_attempt: f64,
     /// How old the last success may be before /healthz says 503, in seconds.
     pub max_age: f64,
+    /// `[capture]` running in this daemon (the leader's, with `when = "leader"`).
+    pub capture: Option<std::sync::Arc<crate::jobs::capture::CaptureMetrics>>,
+    /// `[capture] max_lag`, seconds: /healthz says 503 beyond it.
+    pub capture_max_lag: f64,
 }
 
 pub type State = Arc<Mutex<Shared>>;
 
 fn health(s: &Shared, now: f64) -> (StatusCode, String) {
+    if let Some(m) = &s.capture {
+        let lag = m.lag_seconds();
+        if lag > s.capture_max_lag {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "unhealthy: capture lags {lag:.0}s behind etcd ({} revisions; limit {:.0}s: [capture] max_lag)\n",
+                    m.lag_revisions(),
+                    s.capture_max_lag
+                ),
+            );
+        }
+    }
     match s.last_success {
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -54,7 +71,7 @@ fn respond(path: &str, state: &State) -> Response<Full<Bytes>> {
         match path {
             "/metrics" => (
                 StatusCode::OK,
-                s.metrics.clone(),
+                with_capture(&s),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             ),
             "/healthz" => {
@@ -74,6 +91,16 @@ fn respond(path: &str, state: &State) -> Response<Full<Bytes>> {
         r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     r
+}
+
+/// The metrics text, with the capture families before the closing `# EOF` when capture
+/// runs here.
+fn with_capture(s: &Shared) -> String {
+    let Some(m) = &s.capture else {
+        return s.metrics.clone();
+    };
+    let base = s.metrics.strip_suffix("# EOF\n").unwrap_or(&s.metrics);
+    format!("{base}{}# EOF\n", super::capture::metrics_text(m))
 }
 
 /// Serve until the task is dropped.
@@ -113,6 +140,40 @@ mod tests {
         assert!(
             body.starts_with("unhealthy: last successful backup 105s ago"),
             "{body}"
+        );
+    }
+
+    #[test]
+    fn health_fails_when_capture_lags() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = std::sync::Arc::new(crate::jobs::capture::CaptureMetrics::default());
+        let mut s = Shared {
+            max_age: 10.0,
+            last_success: Some(95.0),
+            capture: Some(m.clone()),
+            capture_max_lag: 30.0,
+            ..Shared::default()
+        };
+        m.head_revision.store(10, Relaxed);
+        m.durable_revision.store(10, Relaxed);
+        assert_eq!(health(&s, 100.0).0, StatusCode::OK);
+        m.durable_revision.store(7, Relaxed);
+        m.oldest_unstored_ms.store(1, Relaxed);
+        let (c, body) = health(&s, 100.0);
+        assert_eq!(c, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("capture lags") && body.contains("3 revisions"),
+            "{body}"
+        );
+        s.metrics = "a 1\n# EOF\n".into();
+        let text = with_capture(&s);
+        assert!(
+            text.starts_with("a 1\n# TYPE lifeboat_capture_lag_seconds gauge"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("lifeboat_capture_segments_total 0\n# EOF\n"),
+            "{text}"
         );
     }
 }

@@ -9,6 +9,7 @@
 //! the next backup cleans it up.
 
 pub mod calendar;
+mod capture;
 pub mod http;
 mod memory;
 pub mod schedule;
@@ -50,6 +51,8 @@ pub struct Plan {
     pub listen: Option<std::net::SocketAddr>,
     /// How the destinations were opened, and the identity the scrubber decrypts with.
     pub access: Access,
+    /// `[capture]`: point-in-time capture beside the schedule (none: no capture).
+    pub capture: Option<crate::config::CaptureSettings>,
 }
 
 /// Build the daemon's plan from the merged settings; `access` opens the destinations (the
@@ -137,6 +140,10 @@ pub fn plan(layers: &Layers, access: &Access) -> Result<Plan> {
             })?),
         },
         access: access.clone(),
+        capture: match (layers.file.as_ref(), file.and_then(|c| c.capture.as_ref())) {
+            (Some((path, _)), Some(c)) => Some(c.resolve(&path.display().to_string())?),
+            _ => None,
+        },
     })
 }
 
@@ -254,10 +261,20 @@ pub async fn run(
     };
     tracing::info!(schedule = %p.schedule.describe(), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
     let mut _scrubber = start_scrubber(&p, &state);
+    let gap = Arc::new(tokio::sync::Notify::new());
+    let mut _capture = start_capture(&p, &state, &gap);
     loop {
         let mut reload = false;
         tokio::select! {
             _ = sleep_until_slot(&p) => {
+                let stop = slot::slot(&p, &state, &mut sig, grace, &mut reload).await;
+                memory::release();
+                if stop {
+                    break;
+                }
+            }
+            _ = gap.notified() => {
+                tracing::warn!("capture recorded a gap: taking a full backup now, so that restores can start after it");
                 let stop = slot::slot(&p, &state, &mut sig, grace, &mut reload).await;
                 memory::release();
                 if stop {
@@ -279,6 +296,7 @@ pub async fn run(
                 Ok(n) => {
                     p = n;
                     _scrubber = start_scrubber(&p, &state);
+                    _capture = start_capture(&p, &state, &gap);
                     state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
                     tracing::info!(destinations = p.dests.len(), "configuration reloaded");
                 }
@@ -307,6 +325,34 @@ fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
         state.clone(),
         p.textfile.clone(),
     ))))
+}
+
+/// Capture's supervisor, if `[capture]` is set (restarted on reload).
+fn start_capture(
+    p: &Plan,
+    state: &http::State,
+    gap: &Arc<tokio::sync::Notify>,
+) -> Option<AbortOnDrop> {
+    let settings = p.capture.clone()?;
+    tracing::info!(flush = %humantime::format_duration(settings.flush), leader_only = p.leader_only, "capture beside the schedule");
+    let plan = Plan {
+        schedule: p.schedule.clone(),
+        jitter: p.jitter,
+        leader_only: p.leader_only,
+        opts: p.opts.clone(),
+        dests: p.dests.to_vec(),
+        policy: None,
+        textfile: None,
+        quota_fallback: p.quota_fallback,
+        scrub: None,
+        listen: None,
+        access: p.access.clone(),
+        capture: Some(settings),
+    };
+    let (state, gap) = (state.clone(), Arc::clone(gap));
+    Some(AbortOnDrop(tokio::spawn(async move {
+        capture::supervise(&plan, state, gap).await
+    })))
 }
 
 /// Stops a task (the listener, the scrubber) when the scheduler stops.

@@ -6,6 +6,7 @@
 //! [`prune`] add their methods to [`crate::catalog::Repository`].
 
 pub mod backup;
+pub mod capture;
 pub mod fetch;
 pub mod hostlock;
 pub mod prune;

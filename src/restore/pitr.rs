@@ -51,10 +51,7 @@ impl RecordSource for CatalogRecords<'_> {
     }
 
     fn last_revision(&self) -> Result<Option<i64>> {
-        Err(Error::Flag {
-            flag: "--to-time".into(),
-            message: "this build's capture reader does not tell the last captured revision: give the revision with --to-revision R".into(),
-        })
+        crate::catalog::capture::last_revision(self.repo, &self.cluster_id)
     }
 }
 

@@ -5,6 +5,7 @@ mod common;
 
 mod backup;
 mod backup_manifest;
+mod capture;
 mod check_member;
 mod cli;
 mod config;

@@ -101,6 +101,7 @@ fn regressions() {
         let data = std::fs::read(&p).unwrap();
         let img = prepare(&data);
         exercise_decoders(&data);
+        lifeboat::format::capture::fuzzing::exercise_segment(&data);
         exercise_reader(&img);
         exercise_checker(&img);
         lifeboat::format::bolt::write::exercise(&img);
@@ -123,6 +124,14 @@ fn write_fuzz_seeds() {
             with_ctrl.extend_from_slice(s);
             std::fs::write(dir.join(format!("seed-{i}")), &with_ctrl).unwrap();
         }
+    }
+    let capture = root.join("capture");
+    std::fs::create_dir_all(&capture).unwrap();
+    for (i, s) in lifeboat::format::capture::fuzzing::seeds()
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(capture.join(format!("seed-{i}")), s).unwrap();
     }
     let proto = root.join("proto");
     for (i, v) in [

@@ -6,6 +6,7 @@
 //! * [`choose`]: which member to stream from, and why.
 //! * [`stream_snapshot`]: `Maintenance.Snapshot` from one member, chunk by chunk.
 
+pub mod capture;
 mod choose;
 mod connect;
 pub(crate) mod errors;

@@ -6,6 +6,10 @@
 //! inside one revision in sub-revision order (a transaction's changes keep their order; the
 //! n-th `Put`/`Delete` of a revision has sub-revision n, counting from 0).
 
+#[cfg(any(test, feature = "testkit"))]
+pub mod fuzzing;
+pub mod segment;
+
 /// `mvccpb.KeyValue`, owned: a key's state after a put, as a watch delivers it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyValue {

@@ -1,0 +1,215 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::catalog::Keys;
+use crate::format::capture::KeyValue;
+use crate::store::local::LocalStore;
+
+const CLUSTER: u64 = 0xcdf8_18b3_1d2a_5e11;
+
+fn repo(dir: &std::path::Path, keys: Keys) -> Repository {
+    let store = LocalStore::open(dir, false).unwrap();
+    Repository::new(dir.display().to_string(), Arc::new(store), keys)
+}
+
+fn put(rev: i64) -> Record {
+    Record::Put(KeyValue {
+        key: format!("k{rev}").into_bytes(),
+        create_revision: rev,
+        mod_revision: rev,
+        version: 1,
+        value: b"v".to_vec(),
+        lease: 0,
+    })
+}
+
+/// Stores segments covering the given ranges as one chain; returns their names.
+fn chain(
+    r: &Repository,
+    ranges: &[(i64, i64, bool)],
+    sealing: Option<&Sealing<'_>>,
+) -> Vec<String> {
+    let mut prev = [0u8; 32];
+    let mut names = Vec::new();
+    for &(first, last, gap) in ranges {
+        let h = Header {
+            cluster_id: CLUSTER,
+            first,
+            last,
+            prev,
+            gap,
+        };
+        let recs: Vec<Record> = (first..=last).map(put).collect();
+        let b = segment::encode(&h, &recs).unwrap();
+        prev = segment::decode(&b).unwrap().digest;
+        names.push(store_segment(r.store(), &b, &h, 1_796_000_000_000 + last, sealing).unwrap());
+    }
+    names
+}
+
+fn revs(recs: &[Record]) -> Vec<i64> {
+    recs.iter().map(Record::revision).collect()
+}
+
+#[test]
+fn names_round_trip_and_others_are_ignored() {
+    let h = Header {
+        cluster_id: CLUSTER,
+        first: 5,
+        last: 9,
+        prev: [0; 32],
+        gap: false,
+    };
+    let n = segment_name(&h, 1_796_000_000_123, true);
+    assert_eq!(
+        n,
+        "capture-cdf818b31d2a5e11-00000000000000000005-00000000000000000009-1796000000123.seg.age"
+    );
+    let p = parse_name(&n).unwrap();
+    assert_eq!(
+        (p.first, p.last, p.sealed_ms, p.encrypted),
+        (5, 9, 1_796_000_000_123, true)
+    );
+    for bad in [
+        "capture-x.seg",
+        "capture-cdf818b31d2a5e11-00000000000000000009-00000000000000000005-1796000000123.seg",
+        "capture-cdf818b31d2a5e11-00000000000000000005-00000000000000000009-1796000000123.seg.partial",
+        "20261129T053645.864Z-650b5d21591bfd0.manifest.json",
+    ] {
+        assert!(parse_name(bad).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn load_records_returns_the_range_across_segments() {
+    let d = tempfile::tempdir().unwrap();
+    let r = repo(d.path(), Keys::none());
+    let names = chain(
+        &r,
+        &[(11, 20, false), (21, 25, false), (26, 40, false)],
+        None,
+    );
+    let c = format!("{CLUSTER:x}");
+    assert_eq!(
+        revs(&load_records(&r, &c, 10, 40).unwrap()),
+        (11..=40).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        revs(&load_records(&r, &c, 15, 22).unwrap()),
+        (16..=22).collect::<Vec<_>>()
+    );
+    assert!(load_records(&r, &c, 30, 30).unwrap().is_empty());
+    // Beyond the last durable revision: refused, naming it and the last segment.
+    let e = load_records(&r, &c, 10, 41).unwrap_err().to_string();
+    assert!(
+        e.contains("beyond the last durable captured revision 40"),
+        "{e}"
+    );
+    assert!(e.contains(&names[2]), "{e}");
+    // Before the first segment: the gap and the nearest restorable revisions.
+    let e = load_records(&r, &c, 5, 12).unwrap_err().to_string();
+    assert!(
+        e.contains("revisions 6..10") && e.contains("up to 5"),
+        "{e}"
+    );
+    let w = capture_windows(r.store(), &[]).unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        (w[0].from_revision, w[0].to_revision, w[0].segments),
+        (10, 40, 3)
+    );
+}
+
+#[test]
+fn gaps_and_broken_links_are_refused_naming_the_segment() {
+    let d = tempfile::tempdir().unwrap();
+    let r = repo(d.path(), Keys::none());
+    let names = chain(&r, &[(11, 20, false), (31, 40, true)], None);
+    let c = format!("{CLUSTER:x}");
+    let e = load_records(&r, &c, 10, 35).unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Failed);
+    let e = e.to_string();
+    assert!(
+        e.contains("revisions 21..30") && e.contains(&names[1]),
+        "{e}"
+    );
+    assert!(e.contains("up to 20") && e.contains("from 31 on"), "{e}");
+    // Past the gap, from a backup at 30, it restores.
+    assert_eq!(revs(&load_records(&r, &c, 30, 40).unwrap()).len(), 10);
+    let w = capture_windows(r.store(), &[]).unwrap();
+    assert_eq!(w.len(), 2);
+    assert_eq!(w[0].gap_after, Some([21, 30]));
+
+    // A link to the wrong digest: an integrity error naming the segment.
+    let d2 = tempfile::tempdir().unwrap();
+    let r2 = repo(d2.path(), Keys::none());
+    chain(&r2, &[(11, 20, false)], None);
+    let h = Header {
+        cluster_id: CLUSTER,
+        first: 21,
+        last: 22,
+        prev: [9; 32],
+        gap: false,
+    };
+    let b = segment::encode(&h, &[put(21)]).unwrap();
+    let n = store_segment(r2.store(), &b, &h, 1, None).unwrap();
+    let e = load_records(&r2, &c, 10, 22).unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
+    assert!(
+        e.to_string().contains(&n) && e.to_string().contains("chain broken"),
+        "{e}"
+    );
+}
+
+#[test]
+fn damaged_objects_are_integrity_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let r = repo(d.path(), Keys::none());
+    let names = chain(&r, &[(11, 20, false)], None);
+    let path = d.path().join(&names[0]);
+    let mut b = std::fs::read(&path).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0xff;
+    std::fs::write(&path, &b).unwrap();
+    let e = load_records(&r, &format!("{CLUSTER:x}"), 10, 20).unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Integrity, "{e}");
+    assert!(e.to_string().contains(&names[0]), "{e}");
+}
+
+#[test]
+fn storing_twice_is_idempotent_and_encrypted_segments_need_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let id = age::x25519::Identity::generate();
+    let key_file = d.path().join("id.key");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key_file, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    }
+    let store_dir = d.path().join("dest");
+    std::fs::create_dir(&store_dir).unwrap();
+    let recipient = encrypt::parse_recipient(&id.to_public().to_string()).unwrap();
+    let enc = Encryption::new(vec![recipient]).unwrap();
+    let rb = ReadBackKey::generate();
+    let sealing = Sealing {
+        encryption: &enc,
+        read_back: &rb,
+    };
+    let r = repo(&store_dir, Keys::none());
+    let names = chain(&r, &[(11, 20, false)], Some(&sealing));
+    assert!(names[0].ends_with(".seg.age"));
+    let c = format!("{CLUSTER:x}");
+    let e = load_records(&r, &c, 10, 20).unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{e}");
+    let keys = Keys::new(Some(crate::pipeline::encrypt::IdentitySource {
+        origin: "--identity".into(),
+        path: key_file,
+    }));
+    let r = repo(&store_dir, keys);
+    assert_eq!(load_records(&r, &c, 10, 20).unwrap().len(), 10);
+    // Storing the same segment again succeeds and changes nothing.
+    let again = chain(&r, &[(11, 20, false)], Some(&sealing));
+    assert_eq!(again, names);
+    assert_eq!(list_segments(r.store(), CLUSTER).unwrap().len(), 1);
+    let (last, seg) = last_durable(&r, CLUSTER).unwrap().unwrap();
+    assert_eq!((last.last, seg.records.len()), (20, 10));
+}

@@ -1,0 +1,498 @@
+//! `lifeboat capture` on real etcd (3.5.16 and 3.6): what it stores is exactly the watch
+//! history, in a local directory and in S3 (s3s-fs); kill -9 at random points never leaves
+//! a torn segment listed, and a restart continues the chain without a duplicate revision.
+#![cfg(feature = "s3")]
+
+use std::path::Path;
+use std::process::Child;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lifeboat::catalog::capture::{list_segments, load_records};
+use lifeboat::catalog::{Keys, Repository};
+use lifeboat::format::capture::{KeyValue, Record};
+use lifeboat::store::local::LocalStore;
+
+use crate::common::s3::{signal, S3Server};
+use crate::common::*;
+
+fn repo(dir: &Path) -> Repository {
+    let store = LocalStore::open(dir, false).unwrap();
+    Repository::new(dir.display().to_string(), Arc::new(store), Keys::none())
+}
+
+/// The watch history `(after, upto]` of the cluster, as capture should record it.
+fn history(c: &Cluster, after: i64, upto: i64) -> Vec<Record> {
+    let ep = c.members[0].client_url.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut client = etcd_client::Client::connect([ep], None).await.unwrap();
+        let opts = etcd_client::WatchOptions::new()
+            .with_all_keys()
+            .with_start_revision(after + 1);
+        let mut w = client.watch(vec![0u8], Some(opts)).await.unwrap();
+        let mut out = Vec::new();
+        let mut last = after;
+        while last < upto {
+            let m = w.message().await.unwrap().unwrap();
+            for ev in m.events() {
+                let kv = ev.kv().unwrap();
+                last = kv.mod_revision();
+                if last > upto {
+                    break;
+                }
+                out.push(match ev.event_type() {
+                    etcd_client::EventType::Put => Record::Put(KeyValue {
+                        key: kv.key().to_vec(),
+                        create_revision: kv.create_revision(),
+                        mod_revision: kv.mod_revision(),
+                        version: kv.version(),
+                        value: kv.value().to_vec(),
+                        lease: kv.lease(),
+                    }),
+                    etcd_client::EventType::Delete => Record::Delete {
+                        key: kv.key().to_vec(),
+                        revision: kv.mod_revision(),
+                    },
+                });
+            }
+        }
+        out
+    })
+}
+
+fn head(c: &Cluster) -> i64 {
+    let v: serde_json::Value =
+        serde_json::from_str(&c.ctl_ok(&["get", "x", "-w", "json"])).unwrap();
+    v["header"]["revision"].as_i64().unwrap()
+}
+
+fn events(recs: &[Record]) -> Vec<Record> {
+    recs.iter()
+        .filter(|r| matches!(r, Record::Put(_) | Record::Delete { .. }))
+        .cloned()
+        .collect()
+}
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let p = dir.join("capture.toml");
+    std::fs::write(&p, "[capture]\nflush = \"100ms\"\nhash_every = \"100ms\"\n").unwrap();
+    p
+}
+
+fn spawn_capture(s3: &S3Server, cfg: &Path, c: &Cluster, to: &[&str], log: &Path) -> Child {
+    let mut args = vec![
+        "--config".to_string(),
+        cfg.display().to_string(),
+        "capture".into(),
+    ];
+    for t in to {
+        args.push("--to".into());
+        args.push(t.to_string());
+    }
+    args.extend(c.conn_args());
+    s3.spawn_lifeboat_logged(args, &[], log)
+}
+
+/// Wait until `dir` holds every revision up to `rev` (a bound, not a timing assertion).
+fn wait_durable(dir: &Path, cluster: u64, rev: i64, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = list_segments(repo(dir).store(), cluster)
+            .unwrap()
+            .last()
+            .map_or(0, |s| s.last);
+        if last >= rev {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "capture never stored revision {rev} (at {last}): {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn stop(mut child: Child, log: &Path) {
+    signal(child.id(), "TERM");
+    let st = child.wait().unwrap();
+    assert!(
+        st.success(),
+        "capture exited {st}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+fn backup(c: &Cluster, to: &str) -> (u64, i64) {
+    let mut args = vec![
+        "-o".to_string(),
+        "json".into(),
+        "backup".into(),
+        "--to".into(),
+        to.into(),
+    ];
+    args.extend(c.conn_args());
+    let o = run_lifeboat(&args);
+    assert_exit(&o, 0);
+    let m = json(&o);
+    let id = u64::from_str_radix(m["cluster_id"].as_str().unwrap(), 16).unwrap();
+    (id, m["revision"].as_i64().unwrap())
+}
+
+fn records_match(bins: Bins) {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::single(&bins, Opts::default());
+    let s3 = S3Server::start(&["cap"]);
+    let local = tmp.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let l = local.to_str().unwrap();
+    c.put("/before/a", "1");
+    let (cluster, b) = backup(&c, l);
+    let o = s3.lifeboat([
+        "backup",
+        "--to",
+        "s3://cap/etcd",
+        "--endpoints",
+        &c.endpoints(),
+    ]);
+    assert_exit(&o, 0);
+    let log = tmp.path().join("capture.log");
+    let cfg = config(tmp.path());
+    let cap = spawn_capture(&s3, &cfg, &c, &[l, "s3://cap/etcd"], &log);
+
+    // The workload: puts, an overwrite, deletes, a transaction of several operations in
+    // one revision, a lease with two keys that is revoked.
+    c.put("/a", "1");
+    c.put("/a", "2");
+    c.put("/b", "x");
+    c.ctl_ok(&["del", "/before/a"]);
+    let mut cmd = std::process::Command::new(&c.bins.etcdctl);
+    cmd.env_clear()
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", c.endpoints()))
+        .args(["txn"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut si = child.stdin.take().unwrap();
+        si.write_all(b"\nput /t/1 one\nput /t/2 two\ndel /b\nput /t/3 three\n\n\n")
+            .unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+    let granted = c.ctl_ok(&["lease", "grant", "600"]);
+    let lease = granted.split_whitespace().nth(1).unwrap().to_string();
+    c.ctl_ok(&["put", "/l/1", "v", &format!("--lease={lease}")]);
+    c.ctl_ok(&["put", "/l/2", "v", &format!("--lease={lease}")]);
+    c.put("/a", "3");
+    c.ctl_ok(&["lease", "revoke", &lease]);
+    let mid = head(&c);
+    let expected_before = history(&c, b, mid);
+    wait_durable(&local, cluster, mid, &log);
+    // A compaction, then more writes: capture records it with the next HashKV mark.
+    c.ctl_ok(&["compact", &mid.to_string()]);
+    c.put("/after", "1");
+    c.put("/after", "2");
+    let end = head(&c);
+    let expected_after = history(&c, mid, end);
+    wait_durable(&local, cluster, end, &log);
+    std::thread::sleep(Duration::from_millis(300));
+    c.put("/after", "3");
+    let end = head(&c);
+    wait_durable(&local, cluster, end, &log);
+    stop(cap, &log);
+
+    let mut expected = expected_before;
+    expected.extend(expected_after);
+    expected.extend(history(&c, end - 1, end));
+    let s3_dir = s3.root.path().join("cap/etcd");
+    for dir in [&local, &s3_dir] {
+        let r = repo(dir);
+        let got = load_records(&r, &format!("{cluster:x}"), b, end).unwrap();
+        assert_eq!(events(&got), expected, "{}", dir.display());
+        // The lease: granted before its first put, revoked after.
+        let id = i64::from_str_radix(&lease, 16).unwrap();
+        let grant = got
+            .iter()
+            .position(|r| matches!(r, Record::LeaseGrant { id: g, ttl: 600, .. } if *g == id));
+        let first_put = got
+            .iter()
+            .position(|r| matches!(r, Record::Put(kv) if kv.lease == id));
+        assert!(grant.is_some() && grant < first_put, "{got:?}");
+        assert!(
+            got.iter()
+                .any(|r| matches!(r, Record::LeaseRevoke { id: g, .. } if *g == id)),
+            "{got:?}"
+        );
+        assert!(got.iter().any(|r| matches!(r, Record::Compact { compact_revision, .. } if *compact_revision == mid)), "{got:?}");
+        assert!(got.iter().any(|r| matches!(r, Record::LiveHash { .. })));
+        assert!(got.iter().any(|r| matches!(r, Record::Clock { .. })));
+        // Beyond the last durable revision: refused naming it.
+        let e = load_records(&r, &format!("{cluster:x}"), b, end + 5).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("last durable captured revision {end}")),
+            "{e}"
+        );
+    }
+    let o = run_lifeboat(["-o", "json", "list", "--capture", "--from", l]);
+    assert_exit(&o, 0);
+    let w = json(&o);
+    assert_eq!(w[0]["from_revision"].as_i64(), Some(b), "{w}");
+    assert_eq!(w[0]["to_revision"].as_i64(), Some(end), "{w}");
+}
+
+#[test]
+fn records_equal_the_watch_history_3516() {
+    records_match(native::etcd3516());
+}
+
+#[test]
+fn records_equal_the_watch_history_36() {
+    records_match(versions::etcd36());
+}
+
+/// kill -9 at random points while writes go on; each restart continues the chain.
+#[test]
+fn kill_9_and_restart_continue_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Arc::new(Cluster::single(&native::etcd3516(), Opts::default()));
+    let s3 = S3Server::start(&["cap"]);
+    let local = tmp.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let l = local.to_str().unwrap().to_string();
+    let (cluster, b) = backup(&c, &l);
+    let log = tmp.path().join("capture.log");
+    let cfg = config(tmp.path());
+    let writer = {
+        let c = Arc::clone(&c);
+        std::thread::spawn(move || {
+            for i in 0..150 {
+                c.put(&format!("/load/{}", i % 40), &format!("value {i}"));
+            }
+        })
+    };
+    let mut seed = std::process::id() as u64 | 1;
+    for _ in 0..4 {
+        let cap = spawn_capture(&s3, &cfg, &c, &[&l], &log);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(300 + seed % 900));
+        signal(cap.id(), "KILL");
+        let mut cap = cap;
+        let _ = cap.wait();
+        // Whatever lists is whole and chained.
+        if let Some(last) = list_segments(repo(&local).store(), cluster).unwrap().last() {
+            load_records(&repo(&local), &format!("{cluster:x}"), b, last.last).unwrap();
+        }
+    }
+    writer.join().unwrap();
+    let end = head(&c);
+    let cap = spawn_capture(&s3, &cfg, &c, &[&l], &log);
+    wait_durable(&local, cluster, end, &log);
+    stop(cap, &log);
+    let got = load_records(&repo(&local), &format!("{cluster:x}"), b, end).unwrap();
+    let got = events(&got);
+    // Equal to the watch history: every revision once, none doubled by a restart.
+    assert_eq!(got, history(&c, b, end));
+    let mut revs: Vec<i64> = got.iter().map(Record::revision).collect();
+    revs.dedup();
+    assert_eq!(revs.len(), 150, "one revision per put");
+
+    // Writes while capture is down, then a compaction past them: the restart records a gap,
+    // logs it once, and restores across it are refused naming the nearest revisions.
+    for i in 0..3 {
+        c.put("/gap", &i.to_string());
+    }
+    let compacted = head(&c);
+    c.ctl_ok(&["compact", &compacted.to_string()]);
+    c.put("/gap", "after");
+    let end2 = head(&c);
+    let cap = spawn_capture(&s3, &cfg, &c, &[&l], &log);
+    wait_durable(&local, cluster, end2, &log);
+    stop(cap, &log);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(logged.matches("a gap in the chain").count(), 1, "{logged}");
+    let e = load_records(&repo(&local), &format!("{cluster:x}"), b, end2)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!("revisions {}..{}", end + 1, compacted - 1)),
+        "{e}"
+    );
+    assert!(e.contains(&format!("up to {end}")), "{e}");
+    let o = run_lifeboat(["-o", "json", "list", "--capture", "--from", &l]);
+    let w = json(&o);
+    assert_eq!(w.as_array().unwrap().len(), 2, "{w}");
+    assert_eq!(
+        w[0]["gap_after"],
+        serde_json::json!([end + 1, compacted - 1]),
+        "{w}"
+    );
+    assert_eq!(w[1]["to_revision"].as_i64(), Some(end2), "{w}");
+    assert!(w[1]["from_backup"].is_null(), "{w}");
+}
+
+/// GET a path from the daemon's listener: (status code, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split(' ').nth(1)?.parse().ok()?;
+    Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+/// `lifeboat run` with `[capture]`: the leader's daemon captures beside the schedule and
+/// serves capture's metrics; /healthz stays 200 while it keeps up.
+#[test]
+fn run_captures_beside_the_schedule() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::single(&versions::etcd36(), Opts::default());
+    let local = tmp.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let (cluster, b) = backup(&c, local.to_str().unwrap());
+    let port = free_port();
+    let cfg = tmp.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[etcd]\nendpoints = [\"{}\"]\n[[destination]]\nurl = \"{}\"\n[schedule]\nevery = \"24h\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n[capture]\nflush = \"100ms\"\n",
+            c.endpoints(),
+            local.display()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("run.log");
+    let mut daemon = std::process::Command::new(lifeboat())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    for i in 0..5 {
+        c.put("/run", &i.to_string());
+    }
+    let end = head(&c);
+    wait_durable(&local, cluster, end, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        if m.contains(&format!("lifeboat_capture_durable_revision {end}")) {
+            assert!(m.contains("lifeboat_capture_gaps_total 0"), "{m}");
+            assert!(m.ends_with("# EOF\n"), "{m}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed revision {end}: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // /healthz: capture keeps up (the backup taken above is the schedule's last success).
+    let (code, body) = http_get(port, "/healthz").unwrap();
+    assert!(!body.contains("capture"), "{code} {body}");
+    signal(daemon.id(), "TERM");
+    assert!(
+        daemon.wait().unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let got = load_records(&repo(&local), &format!("{cluster:x}"), b, end).unwrap();
+    assert_eq!(events(&got), history(&c, b, end));
+
+    // Down while etcd compacts what it did not see: the restarted daemon records the gap
+    // and takes a full backup at once (restores can start after the gap).
+    for i in 0..3 {
+        c.put("/run", &format!("down {i}"));
+    }
+    let compacted = head(&c);
+    c.ctl_ok(&["compact", &compacted.to_string()]);
+    c.put("/run", "back");
+    let end2 = head(&c);
+    let log2 = tmp.path().join("run2.log");
+    let mut daemon = std::process::Command::new(lifeboat())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log2).unwrap())
+        .spawn()
+        .unwrap();
+    wait_durable(&local, cluster, end2, &log2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = run_lifeboat(["-o", "json", "list", "--from", local.to_str().unwrap()]);
+        let n = json(&o).as_array().map_or(0, Vec::len);
+        if n == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no backup after the gap: {}",
+            std::fs::read_to_string(&log2).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(daemon.id(), "TERM");
+    assert!(daemon.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log2).unwrap();
+    assert!(
+        text.contains("a gap in the chain") && text.contains("taking a full backup now"),
+        "{text}"
+    );
+}
+
+/// A stalled S3 destination does not hold capture up: the local destination keeps storing
+/// segments while S3 is stopped, and S3 catches up (the same chain) once it answers again.
+#[test]
+fn a_stalled_s3_destination_does_not_block_capture() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::single(&native::etcd3516(), Opts::default());
+    let s3 = S3Server::start(&["cap"]);
+    let local = tmp.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let l = local.to_str().unwrap();
+    let (cluster, b) = backup(&c, l);
+    assert_exit(
+        &s3.lifeboat([
+            "backup",
+            "--to",
+            "s3://cap/etcd",
+            "--endpoints",
+            &c.endpoints(),
+        ]),
+        0,
+    );
+    let log = tmp.path().join("capture.log");
+    let cap = spawn_capture(&s3, &config(tmp.path()), &c, &[l, "s3://cap/etcd"], &log);
+    c.put("/s", "0");
+    wait_durable(&local, cluster, head(&c), &log);
+    s3.pause();
+    for i in 1..6 {
+        c.put("/s", &i.to_string());
+    }
+    let end = head(&c);
+    wait_durable(&local, cluster, end, &log);
+    s3.resume();
+    let s3_dir = s3.root.path().join("cap/etcd");
+    wait_durable(&s3_dir, cluster, end, &log);
+    stop(cap, &log);
+    let expected = history(&c, b, end);
+    for dir in [&local, &s3_dir] {
+        let got = load_records(&repo(dir), &format!("{cluster:x}"), b, end).unwrap();
+        assert_eq!(events(&got), expected, "{}", dir.display());
+    }
+}
