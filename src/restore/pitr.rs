@@ -289,6 +289,27 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
             ),
         ));
     };
+    if to > base.revision {
+        // Beyond what was captured: a usage error at plan time (exit 2) naming the newest
+        // revision that can be restored, before any segment is read.
+        let last = src
+            .last_revision()?
+            .unwrap_or(base.revision)
+            .max(base.revision);
+        if to > last {
+            return Err(Error::flag(
+                "--to-revision",
+                format!(
+                    "revision {to} is beyond the last captured change (revision {last}): restore to revision {last} at most{}",
+                    if last == base.revision {
+                        format!(" (backup {}; run `lifeboat capture` to record changes after it)", base.id)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+    }
     let records = if to > base.revision {
         src.load(base.revision, to)?
     } else {
