@@ -30,6 +30,17 @@ struct Summary {
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    // SIGTERM/SIGINT are ours from the start: a stop that arrives while the destinations
+    // open still ends with a summary and exit 0, never the default death by signal.
+    let rt = g.runtime()?;
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in_rt = rt.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
     let conn = a.conn.to_config(&g.layers)?;
     let settings = match g
         .layers
@@ -61,11 +72,7 @@ pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let opts = CaptureOptions { conn, settings };
     let metrics = Arc::new(CaptureMetrics::default());
-    let rt = g.runtime()?;
     rt.block_on(async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
         let stop = async move {
             tokio::select! {
                 _ = term.recv() => {}

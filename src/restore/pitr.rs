@@ -311,7 +311,12 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
         }
     }
     let records = if to > base.revision {
-        src.load(base.revision, to)?
+        // The capture reader refuses a gap in the range naming the nearest restorable
+        // revisions: at plan time that is the target's fault (exit 2), like the checks here.
+        src.load(base.revision, to).map_err(|e| match e {
+            Error::Refused(m) => Error::flag("--to-revision", m),
+            e => e,
+        })?
     } else {
         Vec::new()
     };

@@ -430,6 +430,29 @@ fn kill_9_and_restart_continue_the_chain() {
         "{e}"
     );
     assert!(e.contains(&format!("up to {end}")), "{e}");
+    // Through the CLI, a target across the gap is the flag's fault: exit 2, nothing booted.
+    let o = run_lifeboat([
+        "-o",
+        "json",
+        "restore",
+        "test",
+        "--from",
+        &l,
+        "--etcd",
+        c.bins.etcd.to_str().unwrap(),
+        "--to-revision",
+        &end2.to_string(),
+    ]);
+    assert_exit(&o, 2);
+    let j = json(&o);
+    assert_eq!(j["flag"].as_str(), Some("--to-revision"), "{j}");
+    assert!(
+        j["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("up to {end}")),
+        "{j}"
+    );
     let o = run_lifeboat(["-o", "json", "list", "--capture", "--from", &l]);
     let w = json(&o);
     assert_eq!(w.as_array().unwrap().len(), 2, "{w}");
