@@ -484,3 +484,4 @@ pub fn apply_edits<R: crate::io::ReadAt>(
 
 #[cfg(test)]
 mod tests;
+pub mod verify;

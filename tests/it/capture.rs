@@ -94,7 +94,28 @@ fn spawn_capture(s3: &S3Server, cfg: &Path, c: &Cluster, to: &[&str], log: &Path
         args.push(t.to_string());
     }
     args.extend(c.conn_args());
-    s3.spawn_lifeboat_logged(args, &[], log)
+    let started = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("lifeboat: capture of cluster")
+            .count()
+    };
+    let before = started(log);
+    let mut child = s3.spawn_lifeboat_logged(args, &[], log);
+    // Until capture says it runs: a stop sent before then could meet a process that has
+    // not reached its signal handling yet (a bound, not a timing assertion).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started(log) == before {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "capture exited {st} before starting: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "capture did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }
 
 /// Wait until `dir` holds every revision up to `rev` (a bound, not a timing assertion).
@@ -249,6 +270,38 @@ fn records_match(bins: Bins) {
     assert_eq!(w[0]["from_revision"].as_i64(), Some(b), "{w}");
     assert_eq!(w[0]["to_revision"].as_i64(), Some(end), "{w}");
     restore_from_what_capture_stored(&c, &s3, l, (mid, mid_hash), end, &tmp);
+    verify_the_chain(&s3, l, end);
+}
+
+/// `verify --capture`: the chain and the live hashes hold, local and S3; a flipped byte in
+/// a stored segment is damage (exit 3) naming it.
+fn verify_the_chain(s3: &S3Server, local: &str, end: i64) {
+    for from in [local, "s3://cap/etcd"] {
+        let o = s3.lifeboat(["-o", "json", "verify", "--capture", "--from", from]);
+        assert_exit(&o, 0);
+        let v = json(&o);
+        assert_eq!(v[0]["ok"].as_bool(), Some(true), "{v}");
+        assert_eq!(v[0]["to_revision"].as_i64(), Some(end), "{v}");
+        let checked = v[0]["live_hashes_checked"].as_array().unwrap();
+        assert!(checked.len() >= 2, "{v}");
+    }
+    let mut segs: Vec<_> = std::fs::read_dir(local)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segs.sort();
+    let victim = &segs[segs.len() / 2];
+    let mut b = std::fs::read(victim).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0x20;
+    std::fs::write(victim, b).unwrap();
+    let o = run_lifeboat(["-o", "json", "verify", "--capture", "--from", local]);
+    assert_exit(&o, 3);
+    let v = json(&o);
+    let problems = v[0]["problems"].to_string();
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(problems.contains(name), "{v}");
 }
 
 /// The live cluster's `HashKV` at `rev`.
