@@ -107,7 +107,7 @@ pub fn store_segment(
     header: &Header,
     sealed_ms: i64,
     sealing: Option<&Sealing<'_>>,
-) -> Result<String> {
+) -> Result<Stored> {
     let name = segment_name(header, sealed_ms, sealing.is_some());
     let compressed = zstd::encode_all(encoded, 3)
         .map_err(|e| Error::Internal(format!("compressing capture segment {name}: {e}")))?;
@@ -116,7 +116,12 @@ pub fn store_segment(
         Err(Error::Store {
             kind: StoreErrorKind::AlreadyExists,
             ..
-        }) => return Ok(name),
+        }) => {
+            return Ok(Stored {
+                name,
+                bytes: compressed.len() as u64,
+            })
+        }
         Err(e) => return Err(e),
     };
     let mut w = match sealing {
@@ -131,13 +136,25 @@ pub fn store_segment(
             format!("write {name}: {}", crate::error::io_words(&e)),
         ));
     }
+    let stored = Stored {
+        name,
+        bytes: compressed.len() as u64,
+    };
     match w.commit() {
         Err(Error::Store {
             kind: StoreErrorKind::AlreadyExists,
             ..
-        }) => Ok(name),
-        other => other.map(|()| name),
+        }) => Ok(stored),
+        other => other.map(|()| stored),
     }
+}
+
+/// A segment object as stored: its name and its size compressed (before any encryption,
+/// which adds a few dozen bytes per object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub name: String,
+    pub bytes: u64,
 }
 
 /// Read, decrypt, decompress and decode one segment, checking its digest and that its header

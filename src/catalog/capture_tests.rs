@@ -42,7 +42,11 @@ fn chain(
         let recs: Vec<Record> = (first..=last).map(put).collect();
         let b = segment::encode(&h, &recs).unwrap();
         prev = segment::decode(&b).unwrap().digest;
-        names.push(store_segment(r.store(), &b, &h, 1_796_000_000_000 + last, sealing).unwrap());
+        names.push(
+            store_segment(r.store(), &b, &h, 1_796_000_000_000 + last, sealing)
+                .unwrap()
+                .name,
+        );
     }
     names
 }
@@ -152,7 +156,7 @@ fn gaps_and_broken_links_are_refused_naming_the_segment() {
         gap: false,
     };
     let b = segment::encode(&h, &[put(21)]).unwrap();
-    let n = store_segment(r2.store(), &b, &h, 1, None).unwrap();
+    let n = store_segment(r2.store(), &b, &h, 1, None).unwrap().name;
     let e = load_records(&r2, &c, 10, 22).unwrap_err();
     assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
     assert!(

@@ -107,7 +107,10 @@ pub fn spawn(
                     b.sealed_ms,
                     sealing.as_ref(),
                 ) {
-                    Ok(_) => break,
+                    Ok(stored) => {
+                        p.bytes.fetch_add(stored.bytes, Ordering::Relaxed);
+                        break;
+                    }
                     Err(e) if stopping.load(Ordering::Relaxed) && attempt >= 3 => {
                         eprintln!("lifeboat: error: capture to {name}: revisions {first}..{} not stored at shutdown: {e}; the next capture resumes from revision {}", b.last, chain.next_first);
                         return;
@@ -124,7 +127,6 @@ pub fn spawn(
             chain.prev = digest;
             chain.next_first = b.last + 1;
             p.durable.store(b.last, Ordering::Relaxed);
-            p.bytes.fetch_add(encoded.len() as u64, Ordering::Relaxed);
             p.segments.fetch_add(1, Ordering::Relaxed);
         }
     });
