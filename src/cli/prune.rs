@@ -35,6 +35,14 @@ fn print_text(r: &PruneReport) {
         r.removed,
         human_bytes(r.removed_bytes)
     );
+    if r.segments_removed > 0 {
+        println!(
+            "{}: {verb} {} capture segment(s) ({}) that only the removed backups could start from",
+            r.destination,
+            r.segments_removed,
+            human_bytes(r.segments_removed_bytes)
+        );
+    }
 }
 
 pub fn run(a: Args, g: &Global) -> anyhow::Result<ExitCode> {

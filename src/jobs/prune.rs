@@ -52,6 +52,16 @@ pub struct PruneReport {
     /// Backups the policy would remove that S3 object lock still protects: kept whole.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locked: Vec<LockedBackup>,
+    /// Capture segments no kept backup can use any more (see [`unreachable_segments`]),
+    /// removed with the backups (or that would be, with `dry_run`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub segments_removed: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub segments_removed_bytes: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 /// A backup kept because object lock forbids deleting it yet.
@@ -136,6 +146,9 @@ fn partial_listing(store: &dyn Store, at: &str, e: Error) -> Error {
 pub struct Listed {
     pub candidate: Candidate,
     pub stored_size: u64,
+    /// The backup's cluster and revision: which capture segments it can start from.
+    pub cluster_id: u64,
+    pub revision: i64,
     /// Its data object (checked to be the backup's own).
     pub object: String,
 }
@@ -191,6 +204,8 @@ pub fn candidates(store: &dyn Store) -> Result<(Vec<Listed>, Vec<String>)> {
                 verify,
             },
             stored_size: m.stored_size,
+            cluster_id: m.cluster_id.0,
+            revision: m.revision,
             object: m.object,
         });
     }
@@ -238,6 +253,8 @@ pub fn prune(
         removed_bytes: 0,
         rejected,
         locked: Vec::new(),
+        segments_removed: 0,
+        segments_removed_bytes: 0,
     };
     let by_id: std::collections::HashMap<&str, &Listed> =
         found.iter().map(|l| (l.candidate.id.as_str(), l)).collect();
@@ -280,7 +297,47 @@ pub fn prune(
             stored_size: l.stored_size,
         });
     }
+    let kept: Vec<&Listed> = report
+        .backups
+        .iter()
+        .filter(|b| b.action == Action::Keep)
+        .filter_map(|b| by_id.get(b.id.as_str()).copied())
+        .collect();
+    for seg in unreachable_segments(store, &kept)? {
+        if !dry_run {
+            store.remove(&seg.name)?;
+        }
+        report.segments_removed += 1;
+        report.segments_removed_bytes += seg.size;
+    }
     Ok(report)
+}
+
+/// The capture segments of a cluster that end at or before the revision of its oldest kept
+/// backup: a restore to a revision in them would start from a backup that is gone (a
+/// restore to the backup's own revision needs no segment), and the chain check of a
+/// restore starts at the first segment after its backup, so nothing still restorable
+/// depends on them. Clusters with no kept backup keep every segment.
+pub fn unreachable_segments(
+    store: &dyn Store,
+    kept: &[&Listed],
+) -> Result<Vec<crate::store::ObjectInfo>> {
+    let mut oldest: std::collections::HashMap<u64, i64> = std::collections::HashMap::new();
+    for l in kept {
+        let r = oldest.entry(l.cluster_id).or_insert(l.revision);
+        *r = (*r).min(l.revision);
+    }
+    if oldest.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(store
+        .list(catalog::capture::PREFIX)?
+        .into_iter()
+        .filter(|o| {
+            catalog::capture::parse_name(&o.name)
+                .is_some_and(|s| oldest.get(&s.cluster_id).is_some_and(|r| s.last <= *r))
+        })
+        .collect())
 }
 
 /// How one destination fared in a run: the failed stage (if any) and how many backups
@@ -353,6 +410,7 @@ mod tests {
             m.id = catalog::BackupId::new(t, 0x650b5d21591bfd0);
             m.object = catalog::data_name(&m.id);
             m.format_version = catalog::FORMAT_VERSION;
+            m.revision = 100 * (i64::from(h) + 1);
             store.put_bytes(&m.object, b"data").unwrap();
             store
                 .put_bytes(&catalog::manifest_name(&m.id), &m.seal().unwrap())
@@ -360,6 +418,41 @@ mod tests {
             ids.push(m.id.to_string());
         }
         (dir, store, ids)
+    }
+
+    #[test]
+    fn segments_only_removed_backups_could_start_from_go_with_them() {
+        let (dir, store, _) = store_with(4); // revisions 100, 200, 300, 400
+        let cluster = Manifest::from_json(GOLDEN.as_bytes(), GOLDEN_NAME)
+            .unwrap()
+            .cluster_id
+            .0;
+        let seg = |c: u64, first: i64, last: i64| {
+            format!(
+                "capture-{c:016x}-{first:020}-{last:020}-{:013}.seg",
+                1_796_000_000_000i64
+            )
+        };
+        let names = [
+            seg(cluster, 101, 200),
+            seg(cluster, 201, 300),
+            seg(cluster, 301, 350),
+            seg(cluster, 351, 400),
+            seg(cluster ^ 1, 1, 10), // another cluster: no kept backup of it, kept
+        ];
+        for n in &names {
+            store.put_bytes(n, b"segment").unwrap();
+        }
+        // keep_last(2) keeps 300 and 400: segments ending at or before 300 are unreachable.
+        let r = prune(&store, &keep_last(2), true, WAIT).unwrap();
+        assert_eq!((r.segments_removed, r.segments_removed_bytes), (2, 14));
+        assert!(names.iter().all(|n| dir.path().join(n).exists()), "dry run");
+        let r = prune(&store, &keep_last(2), false, WAIT).unwrap();
+        assert_eq!(r.segments_removed, 2);
+        let left: Vec<bool> = names.iter().map(|n| dir.path().join(n).exists()).collect();
+        assert_eq!(left, [false, false, true, true, true]);
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["segments_removed"], 2);
     }
 
     fn keep_last(n: u32) -> Policy {
