@@ -413,6 +413,11 @@ fn records_equal_the_watch_history_36() {
     records_match(versions::etcd36());
 }
 
+#[test]
+fn records_equal_the_watch_history_37() {
+    records_match(versions::etcd37());
+}
+
 /// kill -9 at random points while writes go on; each restart continues the chain.
 #[test]
 fn kill_9_and_restart_continue_the_chain() {
