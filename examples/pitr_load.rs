@@ -18,23 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use etcd_client::{Client, EventType, WatchOptions};
 use lifeboat::offline::get::base64;
 
-fn value(i: u64, size: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(size);
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    while v.len() < size / 2 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(alphabet[(x % alphabet.len() as u64) as usize]);
-    }
-    let filler = br#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"namespace":"default"}}"#;
-    while v.len() < size {
-        let take = (size - v.len()).min(filler.len());
-        v.extend_from_slice(&filler[..take]);
-    }
-    v
-}
+#[path = "common/value.rs"]
+mod common_value;
+use common_value::value;
 
 fn unix_ms() -> i64 {
     SystemTime::now()

@@ -523,22 +523,6 @@ fn kill_9_and_restart_continue_the_chain() {
     assert!(w[1]["from_backup"].is_null(), "{w}");
 }
 
-/// GET a path from the daemon's listener: (status code, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split(' ').nth(1)?.parse().ok()?;
-    Some((code, out.split_once("\r\n\r\n")?.1.to_string()))
-}
-
 /// `lifeboat run` with `[capture]`: the leader's daemon captures beside the schedule and
 /// serves capture's metrics; /healthz stays 200 while it keeps up.
 #[test]

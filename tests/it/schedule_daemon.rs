@@ -38,23 +38,6 @@ fn stop_daemon(child: &mut std::process::Child) -> std::process::ExitStatus {
     }
 }
 
-/// GET a path from the daemon's listener: (status code, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.split(' ').nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n")?.1.to_string();
-    Some((code, body))
-}
-
 fn textfile_value(path: &std::path::Path, key: &str) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
