@@ -276,9 +276,13 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
             "no full backup to restore from: a point-in-time restore starts from one".into(),
         ));
     };
-    let (to, to_time) = match target {
-        Target::Revision(r) => (r, None),
-        Target::Time(t) => (revision_at(backups, t, src)?, Some(t.to_string())),
+    // `--to-time` reads the records to find its revision: kept, so they are read once.
+    let (to, to_time, read) = match target {
+        Target::Revision(r) => (r, None, None),
+        Target::Time(t) => {
+            let (to, read) = revision_at(backups, t, src)?;
+            (to, Some(t.to_string()), read)
+        }
     };
     let Some(base) = newest_at_or_below(backups, to) else {
         return Err(Error::flag(
@@ -310,15 +314,17 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
             ));
         }
     }
-    let records = if to > base.revision {
+    let records = if to <= base.revision {
+        Vec::new()
+    } else if let Some((_, read)) = read.filter(|(after, _)| *after == base.revision) {
+        read
+    } else {
         // The capture reader refuses a gap in the range naming the nearest restorable
         // revisions: at plan time that is the target's fault (exit 2), like the checks here.
         src.load(base.revision, to).map_err(|e| match e {
             Error::Refused(m) => Error::flag("--to-revision", m),
             e => e,
         })?
-    } else {
-        Vec::new()
     };
     let records: Vec<Record> = records
         .into_iter()
@@ -354,9 +360,17 @@ pub fn choose_in(
     choose(&backups, target, src)
 }
 
+/// Records already read for `--to-time`, with the revision they follow.
+type ReadRecords = Option<(i64, Vec<Record>)>;
+
 /// `--to-time T`: the revision of the newest `Clock` mark at or before T, or the revision
-/// of the newest backup taken by T when no mark after it is that old.
-fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Result<i64> {
+/// of the newest backup taken by T when no mark after it is that old; with the records it
+/// read to find it, so that [`choose`] does not read them again.
+fn revision_at(
+    backups: &[Manifest],
+    t: Timestamp,
+    src: &dyn RecordSource,
+) -> Result<(i64, ReadRecords)> {
     let taken_by = |m: &&Manifest| Timestamp::parse(&m.created_at).is_some_and(|c| c <= t);
     let Some(base) = backups.iter().filter(taken_by).max_by_key(|m| m.revision) else {
         let first = backups
@@ -375,11 +389,11 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
         ));
     };
     let Some(last) = src.last_revision()?.filter(|l| *l > base.revision) else {
-        return Ok(base.revision);
+        return Ok((base.revision, None));
     };
     let t_ms = i64::try_from(t.as_offset().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
     let marks = src.load(base.revision, last)?;
-    Ok(marks
+    let to = marks
         .iter()
         .filter_map(|r| match r {
             Record::Clock { revision, unix_ms } if *unix_ms <= t_ms => Some(*revision),
@@ -387,7 +401,8 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
         })
         .max()
         .unwrap_or(base.revision)
-        .max(base.revision))
+        .max(base.revision);
+    Ok((to, Some((base.revision, marks))))
 }
 
 /// Make `plan` a point-in-time plan: replay the chosen records onto the base backup's
