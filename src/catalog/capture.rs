@@ -221,9 +221,27 @@ pub fn load_records(
     after: i64,
     upto: i64,
 ) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    stream_records(repo, cluster_id, after, upto, &mut |r| {
+        out.push(r);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// [`load_records`] one segment at a time: each record goes to `f` as its segment is read
+/// and checked (a segment's records after its digest and link are), so memory holds one
+/// segment. An error from `f` stops the reading and is returned.
+pub fn stream_records(
+    repo: &Repository,
+    cluster_id: &str,
+    after: i64,
+    upto: i64,
+    f: &mut dyn FnMut(Record) -> Result<()>,
+) -> Result<()> {
     let id = parse_cluster(cluster_id)?;
     if upto <= after {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let all = list_segments(repo.store(), id)?;
     let loc = repo.location();
@@ -258,22 +276,20 @@ pub fn load_records(
             next - 1
         )));
     }
-    let mut out = Vec::new();
     let mut prev: Option<(&SegmentName, [u8; 32])> = None;
     for s in needed {
         let seg = read_segment(repo, s)?;
         if let Some((p, digest)) = prev {
             check_link(&loc, p, digest, s, &seg)?;
         }
-        out.extend(
-            seg.records
-                .iter()
-                .filter(|r| r.revision() > after && r.revision() <= upto)
-                .cloned(),
-        );
         prev = Some((s, seg.digest));
+        for r in seg.records {
+            if r.revision() > after && r.revision() <= upto {
+                f(r)?;
+            }
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn gap_error(loc: &str, id: u64, from: i64, s: &SegmentName, after: i64) -> Error {

@@ -241,7 +241,14 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
             let r = repo.open_db(m)?;
             let object = repo.object_of(m);
             match &chosen {
-                Some(c) => crate::restore::pitr::plan_replay(&mut p, &r, &object, c)?,
+                Some(c) => {
+                    let src = crate::restore::pitr::CatalogRecords {
+                        repo,
+                        cluster_id: m.cluster_id.to_string(),
+                    };
+                    let work = work_dir(&a.out);
+                    crate::restore::pitr::plan_replay(&mut p, &r, &object, c, &src, &work)?
+                }
                 None => predict_plan(&mut p, &r, &object)?,
             }
         }
@@ -337,6 +344,17 @@ fn starting_topology(a: TopologyArgs, g: &Global) -> anyhow::Result<ExitCode> {
 }
 
 /// `, backed up from etcd 3.6.16` when the booted release is another than the backup's.
+/// Where `restore plan` builds a point-in-time plan's replayed copy of the database: the
+/// plan's directory if it exists, else the nearest existing directory above it (the
+/// operator chose that filesystem for the restore's files).
+fn work_dir(out: &std::path::Path) -> std::path::PathBuf {
+    let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+    abs.ancestors()
+        .find(|d| d.is_dir())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
     if r.backup_etcd_version.is_empty() || r.backup_etcd_version == r.etcd_version {
         String::new()
@@ -372,6 +390,7 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
             start_timeout: std::time::Duration::from_secs(a.start_timeout),
             runtime: rt.handle(),
             replay: chosen.as_ref(),
+            records: None,
         },
     )?;
     match g.output {

@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use super::guard::{self, PlanId, Previous};
 use super::plan::{Plan, PlanMember};
-use crate::error::InFile;
 use crate::error::IoContext;
 use crate::format::etcd::{ClusterId, MemberId};
 use crate::{Error, Result};
@@ -370,23 +369,24 @@ fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path, opts: &ApplyOption
         bump_revision: plan.bump_revision,
         mark_compacted: plan.mark_compacted,
     };
-    // A point-in-time plan: the captured changes up to its revision, in the same one
-    // transaction.
-    let replay = if plan.to_revision.is_some() {
-        let bolt = crate::format::bolt::Db::open(&db).map_err(|e| e.in_file("snapshot"))?;
-        match &opts.records {
-            Some(src) => super::pitr::apply_edits(plan, &bolt, src.0.as_ref())?,
-            None => {
-                let repo = opts.access.repository(&plan.from, false)?;
-                let src = super::pitr::CatalogRecords {
-                    repo: &repo,
-                    cluster_id: plan.old_cluster_id.clone(),
-                };
-                super::pitr::apply_edits(plan, &bolt, &src)?
-            }
+    // A point-in-time plan: the captured changes up to its revision replayed onto a copy of
+    // the snapshot next to it (the plan's SHA-256 checked while copying), restored instead.
+    let work = snapshot.parent().unwrap_or(Path::new("."));
+    let replayed = match (&opts.records, plan.to_revision) {
+        (_, None) => None,
+        (Some(src), Some(_)) => super::pitr::apply_image(plan, &db, want, src.0.as_ref(), work)?,
+        (None, Some(_)) => {
+            let repo = opts.access.repository(&plan.from, false)?;
+            let src = super::pitr::CatalogRecords {
+                repo: &repo,
+                cluster_id: plan.old_cluster_id.clone(),
+            };
+            super::pitr::apply_image(plan, &db, want, &src, work)?
         }
-    } else {
-        Vec::new()
+    };
+    let (db, want): (&dyn crate::io::ReadAt, _) = match &replayed {
+        Some(img) => (img, None),
+        None => (&db, Some(want)),
     };
     // The files the node's etcd release's own etcdutl would write (every style boots on
     // every release; this keeps them byte-comparable with that etcdutl).
@@ -396,12 +396,12 @@ fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path, opts: &ApplyOption
         m.wal_dir.as_deref().map(PathBuf::from),
     )];
     super::native::write_member_dirs_replayed(
-        &db,
-        Some(want),
+        db,
+        want,
         &spec,
         &targets,
         super::native::RestoreStyle::for_version(&m.etcd_version),
-        &replay,
+        &[],
     )?;
     Ok(())
 }

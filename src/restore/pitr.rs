@@ -23,6 +23,14 @@ pub trait RecordSource {
     /// The records with revision in `(after, upto]`, in stream order, every segment's
     /// digest and the chain checked (see [`crate::catalog::capture::load_records`]).
     fn load(&self, after: i64, upto: i64) -> Result<Vec<Record>>;
+    /// [`RecordSource::load`] one record at a time, so that a long window is never held in
+    /// memory whole.
+    fn stream(&self, after: i64, upto: i64, f: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+        for r in self.load(after, upto)? {
+            f(r)?;
+        }
+        Ok(())
+    }
     /// The last durable captured revision (None: nothing captured). Only `--to-time`
     /// needs it.
     fn last_revision(&self) -> Result<Option<i64>>;
@@ -48,6 +56,10 @@ pub struct CatalogRecords<'a> {
 impl RecordSource for CatalogRecords<'_> {
     fn load(&self, after: i64, upto: i64) -> Result<Vec<Record>> {
         crate::catalog::capture::load_records(self.repo, &self.cluster_id, after, upto)
+    }
+
+    fn stream(&self, after: i64, upto: i64, f: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
+        crate::catalog::capture::stream_records(self.repo, &self.cluster_id, after, upto, f)
     }
 
     fn last_revision(&self) -> Result<Option<i64>> {
@@ -84,13 +96,14 @@ impl Target {
     }
 }
 
-/// The base backup and the records to replay on it.
+/// The base backup and the revision to replay it to (the records in
+/// `(manifest.revision, to_revision]` are read when replayed: [`replay_chosen`]).
 #[derive(Debug, Clone)]
 pub struct Chosen {
     pub manifest: Manifest,
     pub to_revision: i64,
-    /// Records in `(manifest.revision, to_revision]`.
-    pub records: Vec<Record>,
+    /// The cluster's backups, for naming the nearest restorable revisions.
+    pub backups: Vec<Manifest>,
     /// `--to-time` as given (RFC 3339), when the revision was found by time.
     pub to_time: Option<String>,
 }
@@ -116,11 +129,11 @@ pub struct ReplayPlan {
 }
 
 impl ReplayPlan {
-    pub fn new(after: i64, records: &[Record], stats: ReplayStats, checked: Vec<i64>) -> Self {
+    pub fn new(after: i64, scanned: &Scanned, stats: ReplayStats, checked: Vec<i64>) -> Self {
         ReplayPlan {
             after,
-            records: records.len() as u64,
-            records_sha256: records_digest(records),
+            records: scanned.records,
+            records_sha256: scanned.sha256.clone(),
             revisions: stats.revisions,
             puts: stats.puts,
             deletes: stats.deletes,
@@ -134,45 +147,55 @@ impl ReplayPlan {
 
 /// A digest of records that changes with any field of any record.
 pub fn records_digest(records: &[Record]) -> String {
-    let mut h = Sha256::new();
-    let num = |h: &mut Sha256, v: i64| h.update(v.to_be_bytes());
-    for r in records {
+    let mut d = RecordsDigest::default();
+    records.iter().for_each(|r| d.update(r));
+    d.finish()
+}
+
+/// [`records_digest`], one record at a time.
+#[derive(Default)]
+pub struct RecordsDigest(Sha256);
+
+impl RecordsDigest {
+    pub fn update(&mut self, r: &Record) {
+        let h = &mut self.0;
+        let num = |h: &mut Sha256, v: i64| h.update(v.to_be_bytes());
         match r {
             Record::Put(kv) => {
                 let v = encode_kv(kv);
                 h.update(b"P");
-                num(&mut h, v.len() as i64);
+                num(h, v.len() as i64);
                 h.update(&v);
             }
             Record::Delete { key, revision } => {
                 h.update(b"D");
-                num(&mut h, *revision);
-                num(&mut h, key.len() as i64);
+                num(h, *revision);
+                num(h, key.len() as i64);
                 h.update(key);
             }
             Record::LeaseGrant { id, ttl, revision } => {
                 h.update(b"G");
                 for v in [*id, *ttl, *revision] {
-                    num(&mut h, v);
+                    num(h, v);
                 }
             }
             Record::LeaseRevoke { id, revision } => {
                 h.update(b"R");
-                num(&mut h, *id);
-                num(&mut h, *revision);
+                num(h, *id);
+                num(h, *revision);
             }
             Record::Compact {
                 compact_revision,
                 revision,
             } => {
                 h.update(b"C");
-                num(&mut h, *compact_revision);
-                num(&mut h, *revision);
+                num(h, *compact_revision);
+                num(h, *revision);
             }
             Record::Clock { revision, unix_ms } => {
                 h.update(b"T");
-                num(&mut h, *revision);
-                num(&mut h, *unix_ms);
+                num(h, *revision);
+                num(h, *unix_ms);
             }
             Record::LiveHash {
                 revision,
@@ -180,13 +203,16 @@ pub fn records_digest(records: &[Record]) -> String {
                 compact_revision,
             } => {
                 h.update(b"H");
-                num(&mut h, *revision);
-                num(&mut h, i64::from(*hash));
-                num(&mut h, *compact_revision);
+                num(h, *revision);
+                num(h, i64::from(*hash));
+                num(h, *compact_revision);
             }
         }
     }
-    hex::encode(h.finalize())
+
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
 }
 
 fn newest_at_or_below(backups: &[Manifest], rev: i64) -> Option<&Manifest> {
@@ -200,72 +226,139 @@ fn oldest(backups: &[Manifest]) -> Option<&Manifest> {
     backups.iter().min_by_key(|m| m.revision)
 }
 
-/// Refuse a revision in a gap of the records: the change revisions must be every one of
-/// `(after, to]`. The error names the last revision before the gap, the first captured one
-/// after it (asked of `src` on this error path only) and the first backup after it: the
-/// nearest revisions that can be restored.
-fn check_dense(
-    backups: &[Manifest],
-    records: &[Record],
+/// The records of a chosen window, read once: their count and digest, and that their
+/// change revisions are every one of `(after, to]` ([`Scan::finish`] refuses a gap naming
+/// the nearest revisions that can be restored).
+pub struct Scan {
     after: i64,
     to: i64,
-    src: &dyn RecordSource,
-) -> Result<()> {
-    let mut next = after + 1;
-    for r in records {
+    /// The next change revision expected, and the first one after a gap.
+    next: i64,
+    resumes: Option<i64>,
+    records: u64,
+    digest: RecordsDigest,
+}
+
+/// What [`Scan`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    pub records: u64,
+    /// [`records_digest`] of the records.
+    pub sha256: String,
+}
+
+impl Scan {
+    /// The window `(after, to]`.
+    pub fn new(after: i64, to: i64) -> Scan {
+        Scan {
+            after,
+            to,
+            next: after + 1,
+            resumes: None,
+            records: 0,
+            digest: RecordsDigest::default(),
+        }
+    }
+
+    /// Whether `r` is in the window (records outside it are skipped).
+    pub fn feed(&mut self, r: &Record) -> bool {
         let rev = r.revision();
-        if !matches!(r, Record::Put(_) | Record::Delete { .. }) || rev < next {
-            continue;
+        if rev <= self.after || rev > self.to {
+            return false;
         }
-        if rev > next || rev > to {
-            break;
-        }
-        next = rev + 1;
-    }
-    if next > to {
-        return Ok(());
-    }
-    let change = |r: &&Record| matches!(r, Record::Put(_) | Record::Delete { .. });
-    let mut resumes = records
-        .iter()
-        .filter(change)
-        .map(Record::revision)
-        .find(|r| *r > next);
-    if resumes.is_none() {
-        if let Ok(Some(last)) = src.last_revision() {
-            if last > to {
-                resumes = src
-                    .load(to, last)
-                    .ok()
-                    .and_then(|v| v.iter().filter(change).map(Record::revision).next());
+        self.records += 1;
+        self.digest.update(r);
+        if matches!(r, Record::Put(_) | Record::Delete { .. }) && self.resumes.is_none() {
+            if rev == self.next {
+                self.next = rev + 1;
+            } else if rev > self.next {
+                self.resumes = Some(rev);
             }
         }
+        true
     }
-    let mut nearest = vec![format!("revision {} at most", next - 1)];
-    if let Some(r) = resumes {
-        nearest.push(format!("revisions {r} and later"));
+
+    /// Refuse a revision in a gap: the error names the last revision before the gap, the
+    /// first captured one after it (asked of `src` on this error path only when the
+    /// window does not show it) and the first backup after it.
+    pub fn finish(self, backups: &[Manifest], src: &dyn RecordSource) -> Result<Scanned> {
+        let (next, to) = (self.next, self.to);
+        if next > to {
+            return Ok(Scanned {
+                records: self.records,
+                sha256: self.digest.finish(),
+            });
+        }
+        let mut resumes = self.resumes;
+        if resumes.is_none() {
+            if let Ok(Some(last)) = src.last_revision() {
+                if last > to {
+                    let mut first = None;
+                    let _ = stopped(src.stream(to, last, &mut |r| {
+                        if matches!(r, Record::Put(_) | Record::Delete { .. }) {
+                            first = Some(r.revision());
+                            return Err(stop());
+                        }
+                        Ok(())
+                    }));
+                    resumes = first;
+                }
+            }
+        }
+        let mut nearest = vec![format!("revision {} at most", next - 1)];
+        if let Some(r) = resumes {
+            nearest.push(format!("revisions {r} and later"));
+        }
+        if let Some(m) = backups
+            .iter()
+            .filter(|m| m.revision >= next)
+            .min_by_key(|m| m.revision)
+        {
+            nearest.push(format!("revision {} (backup {})", m.revision, m.id));
+        }
+        let what = match resumes {
+            Some(r) => format!(
+                "revision {to} falls in a gap of the capture (revisions {next} to {} were not captured)",
+                r - 1
+            ),
+            None => format!(
+                "revision {to} is beyond the last captured change (revision {})",
+                next - 1
+            ),
+        };
+        Err(Error::flag(
+            "--to-revision",
+            format!("{what}: restore to {}", nearest.join(", or ")),
+        ))
     }
-    if let Some(m) = backups
-        .iter()
-        .filter(|m| m.revision >= next)
-        .min_by_key(|m| m.revision)
-    {
-        nearest.push(format!("revision {} (backup {})", m.revision, m.id));
+}
+
+/// Read the records of the window `(after, to]` from `src` once: every record goes through
+/// `f` (after the scan), and the scan's verdict comes last. The capture reader refuses a
+/// gap between segments naming the nearest restorable revisions: at plan time that is the
+/// target's fault (exit 2), like the scan's own refusals. `backups` are named as the
+/// nearest restorable revisions after a gap.
+pub fn read_window(
+    (after, to): (i64, i64),
+    backups: &[Manifest],
+    src: &dyn RecordSource,
+    f: &mut dyn FnMut(&Record) -> Result<()>,
+) -> Result<Scanned> {
+    let mut scan = Scan::new(after, to);
+    if to > after {
+        src.stream(after, to, &mut |r| {
+            // After a gap nothing more is replayed: the scan refuses the target.
+            if scan.feed(&r) && scan.resumes.is_none() {
+                f(&r)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            Error::Refused(m) => Error::flag("--to-revision", m),
+            e => e,
+        })?;
     }
-    let what = match resumes {
-        Some(r) => format!(
-            "revision {to} falls in a gap of the capture (revisions {next} to {} were not captured)",
-            r - 1
-        ),
-        None => format!(
-            "revision {to} is beyond the last captured change (revision {})",
-            next - 1
-        ),
-    };
-    Err(Error::flag(
-        "--to-revision",
-        format!("{what}: restore to {}", nearest.join(", or ")),
-    ))
+    scan.finish(backups, src)
 }
 
 /// Pick the base backup and load the records for `target`. `backups` are the cluster's
@@ -276,13 +369,9 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
             "no full backup to restore from: a point-in-time restore starts from one".into(),
         ));
     };
-    // `--to-time` reads the records to find its revision: kept, so they are read once.
-    let (to, to_time, read) = match target {
-        Target::Revision(r) => (r, None, None),
-        Target::Time(t) => {
-            let (to, read) = revision_at(backups, t, src)?;
-            (to, Some(t.to_string()), read)
-        }
+    let (to, to_time) = match target {
+        Target::Revision(r) => (r, None),
+        Target::Time(t) => (revision_at(backups, t, src)?, Some(t.to_string())),
     };
     let Some(base) = newest_at_or_below(backups, to) else {
         return Err(Error::flag(
@@ -314,27 +403,10 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
             ));
         }
     }
-    let records = if to <= base.revision {
-        Vec::new()
-    } else if let Some((_, read)) = read.filter(|(after, _)| *after == base.revision) {
-        read
-    } else {
-        // The capture reader refuses a gap in the range naming the nearest restorable
-        // revisions: at plan time that is the target's fault (exit 2), like the checks here.
-        src.load(base.revision, to).map_err(|e| match e {
-            Error::Refused(m) => Error::flag("--to-revision", m),
-            e => e,
-        })?
-    };
-    let records: Vec<Record> = records
-        .into_iter()
-        .filter(|r| r.revision() > base.revision && r.revision() <= to)
-        .collect();
-    check_dense(backups, &records, base.revision, to, src)?;
     Ok(Chosen {
         manifest: base.clone(),
         to_revision: to,
-        records,
+        backups: backups.to_vec(),
         to_time,
     })
 }
@@ -360,17 +432,24 @@ pub fn choose_in(
     choose(&backups, target, src)
 }
 
-/// Records already read for `--to-time`, with the revision they follow.
-type ReadRecords = Option<(i64, Vec<Record>)>;
+/// A record source's reader stops early when its callback returns this (found what it
+/// looked for); [`stopped`] turns it back into success.
+fn stop() -> Error {
+    Error::Usage(STOP.into())
+}
+const STOP: &str = "\u{0}stop reading";
+
+fn stopped(r: Result<()>) -> Result<()> {
+    match r {
+        Err(Error::Usage(m)) if m == STOP => Ok(()),
+        r => r,
+    }
+}
 
 /// `--to-time T`: the revision of the newest `Clock` mark at or before T, or the revision
-/// of the newest backup taken by T when no mark after it is that old; with the records it
-/// read to find it, so that [`choose`] does not read them again.
-fn revision_at(
-    backups: &[Manifest],
-    t: Timestamp,
-    src: &dyn RecordSource,
-) -> Result<(i64, ReadRecords)> {
+/// of the newest backup taken by T when no mark after it is that old. Every mark is read
+/// (clocks of capture processes on different hosts need not agree on order).
+fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Result<i64> {
     let taken_by = |m: &&Manifest| Timestamp::parse(&m.created_at).is_some_and(|c| c <= t);
     let Some(base) = backups.iter().filter(taken_by).max_by_key(|m| m.revision) else {
         let first = backups
@@ -389,113 +468,23 @@ fn revision_at(
         ));
     };
     let Some(last) = src.last_revision()?.filter(|l| *l > base.revision) else {
-        return Ok((base.revision, None));
+        return Ok(base.revision);
     };
     let t_ms = i64::try_from(t.as_offset().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    let marks = src.load(base.revision, last)?;
-    let to = marks
-        .iter()
-        .filter_map(|r| match r {
-            Record::Clock { revision, unix_ms } if *unix_ms <= t_ms => Some(*revision),
-            _ => None,
-        })
-        .max()
-        .unwrap_or(base.revision)
-        .max(base.revision);
-    Ok((to, Some((base.revision, marks))))
+    let mut to = base.revision;
+    src.stream(base.revision, last, &mut |r| {
+        if let Record::Clock { revision, unix_ms } = r {
+            if unix_ms <= t_ms {
+                to = to.max(revision);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(to)
 }
 
-/// Make `plan` a point-in-time plan: replay the chosen records onto the base backup's
-/// snapshot offline (every live hash recorded in the window is checked: a mismatch is an
-/// integrity error, exit 3) and record the target, the replay and what `restore check`
-/// must then find (revision, hashkv and key count of the replayed data).
-pub fn plan_replay(
-    plan: &mut super::plan::Plan,
-    snapshot: &dyn crate::io::ReadAt,
-    object: &str,
-    chosen: &Chosen,
-) -> Result<()> {
-    let db = super::predict::database_of(snapshot);
-    let r = super::replay::replay(&db, &chosen.records, chosen.to_revision)?;
-    let spec = super::predict::spec_of(plan);
-    let p = super::predict::predict_replayed(&db, &spec, &r.replay.edits, object)?;
-    plan.to_revision = Some(chosen.to_revision);
-    plan.to_time = chosen.to_time.clone();
-    plan.replay = Some(ReplayPlan::new(
-        r.replay.base_revision,
-        &chosen.records,
-        r.replay.stats,
-        r.checked,
-    ));
-    plan.expected_revision = Some(p.revision);
-    plan.expected_hashkv = Some(p.hashkv);
-    plan.expected_keys = Some(p.keys);
-    if chosen.to_revision > r.replay.base_revision {
-        plan.warnings.push(format!(
-            "users, roles and auth settings are those of backup {} (revision {}): capture records key changes and leases only, so auth changes made after it are not restored",
-            plan.backup_id, r.replay.base_revision
-        ));
-    }
-    Ok(())
-}
-
-/// What `restore test --to-revision R` expects from a booted restore of `snapshot` (a
-/// backup file with or without etcd's trailer) with `chosen`'s records replayed: the
-/// replay's edits, the hashkv at R (live hashes in the window checked on the way) and the
-/// key count.
-pub fn test_expectations(
-    snapshot: &dyn crate::io::ReadAt,
-    object: &str,
-    chosen: &Chosen,
-) -> Result<(Vec<crate::format::bolt::write::Edit>, u32, u64)> {
-    let db = super::predict::database_of(snapshot);
-    let r = super::replay::replay(&db, &chosen.records, chosen.to_revision)?;
-    // Any one-member spec: membership changes neither hashkv nor keys.
-    let spec = super::native::RestoreSpec {
-        members: vec![super::native::MemberSpec {
-            name: "pitr".into(),
-            peer_urls: vec!["http://127.0.0.1:2380".into()],
-        }],
-        token: "pitr".into(),
-        bump_revision: None,
-        mark_compacted: false,
-    };
-    let p = super::predict::predict_replayed(&db, &spec, &r.replay.edits, object)?;
-    Ok((r.replay.edits, p.hashkv, p.keys))
-}
-
-/// The replay's edits for `restore apply`: the plan's records loaded again from `src`,
-/// refused unless they are the ones the plan was made with (same digest).
-pub fn apply_edits<R: crate::io::ReadAt>(
-    plan: &super::plan::Plan,
-    db: &crate::format::bolt::Db<R>,
-    src: &dyn RecordSource,
-) -> Result<Vec<crate::format::bolt::write::Edit>> {
-    let (Some(to), Some(rp)) = (plan.to_revision, &plan.replay) else {
-        return Ok(Vec::new());
-    };
-    let records: Vec<Record> = if to > rp.after {
-        src.load(rp.after, to)?
-            .into_iter()
-            .filter(|r| r.revision() > rp.after && r.revision() <= to)
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let sha = records_digest(&records);
-    if sha != rp.records_sha256 {
-        return Err(Error::integrity(
-            format!("capture records ({}, {to}]", rp.after),
-            format!(
-                "{} records with SHA-256 {sha}, the plan was made with {} records with SHA-256 {}; make a new plan",
-                records.len(),
-                rp.records,
-                rp.records_sha256
-            ),
-        ));
-    }
-    Ok(super::replay::replay_edits(db, &records, to)?.edits)
-}
+mod replayed;
+pub use replayed::{apply_image, plan_replay, replay_chosen, test_image};
 
 #[cfg(test)]
 mod tests;

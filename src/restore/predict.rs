@@ -32,16 +32,6 @@ pub(crate) struct Patched<'a, R: ReadAt + ?Sized> {
     size: u64,
 }
 
-impl<'a, R: ReadAt + ?Sized> Patched<'a, R> {
-    pub(crate) fn new(base: &'a R, patch: &'a Patch) -> Self {
-        Patched {
-            base,
-            patch,
-            size: patch.len_after(base.size()),
-        }
-    }
-}
-
 impl<R: ReadAt + ?Sized> ReadAt for Patched<'_, R> {
     fn size(&self) -> u64 {
         self.size

@@ -41,8 +41,11 @@ pub struct TestOptions<'a> {
     pub start_timeout: Duration,
     /// The caller's runtime, for asking the sandbox etcd (called from a plain thread).
     pub runtime: &'a tokio::runtime::Handle,
-    /// `--to-revision R`: the backup (the base) with these captured records replayed.
+    /// `--to-revision R`: the backup (the base) with the captured records up to R replayed.
     pub replay: Option<&'a super::pitr::Chosen>,
+    /// Where those records come from; `None`: the capture segments in the backup's own
+    /// destination.
+    pub records: Option<&'a dyn super::pitr::RecordSource>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,7 +231,7 @@ fn restore_native(
     peer: &str,
     data: &Path,
     style: super::native::RestoreStyle,
-    replay: &[Edit],
+    replayed: Option<&super::replay::FileImage>,
 ) -> Result<()> {
     let file = crate::io::FileReader::open(snap).at(snap)?;
     let size = crate::io::ReadAt::size(&file);
@@ -246,7 +249,12 @@ fn restore_native(
         mark_compacted: false,
     };
     let targets = [(NAME.to_string(), data.to_path_buf(), None)];
-    super::native::write_member_dirs_replayed(&db, Some(want), &spec, &targets, style, replay)?;
+    // A replayed copy was made from the checked snapshot: it is restored as it is.
+    let (db, want): (&dyn crate::io::ReadAt, _) = match replayed {
+        Some(img) => (img, None),
+        None => (&db, Some(want)),
+    };
+    super::native::write_member_dirs_replayed(db, want, &spec, &targets, style, &[])?;
     Ok(())
 }
 
@@ -341,14 +349,20 @@ pub fn restore_test(
         (None, o) => o,
     };
     // A point-in-time test expects the replayed data's hash and keys at R instead.
-    let (replay, expected, revision) = match opts.replay {
+    let (replayed, expected, revision) = match opts.replay {
         Some(c) => {
             let file = crate::io::FileReader::open(&snap).at(&snap)?;
-            let (edits, h, k) = super::pitr::test_expectations(&file, &repo.object_of(m), c)?;
+            let catalog = super::pitr::CatalogRecords {
+                repo,
+                cluster_id: m.cluster_id.to_string(),
+            };
+            let src = opts.records.unwrap_or(&catalog);
+            let (img, h, k) =
+                super::pitr::test_image(&file, &repo.object_of(m), c, src, tmp.path())?;
             keys_expected = k;
-            (edits, Some(h), c.to_revision)
+            (Some(img), Some(h), c.to_revision)
         }
-        None => (Vec::new(), expected, m.revision),
+        None => (None, expected, m.revision),
     };
     let data = tmp.path().join("data");
     let (cport, pport) = (free_port()?, free_port()?);
@@ -365,7 +379,7 @@ pub fn restore_test(
             &peer,
             &data,
             super::native::RestoreStyle::for_version(&etcd_version),
-            &replay,
+            replayed.as_ref(),
         )?,
     }
     let auth = sandbox_auth_off(&data.join("member/snap/db"))?;

@@ -18,10 +18,8 @@ use crate::common::{assert_exit, etcd35, free_port, run_lifeboat, Bins, Cluster,
 use etcd_client::{Client, EventType, PutOptions, Txn, TxnOp, WatchOptions};
 use lifeboat::catalog::Access;
 use lifeboat::format::capture::{KeyValue, Record};
-use lifeboat::restore::native::{
-    write_member_dirs_replayed, MemberSpec, RestoreSpec, RestoreStyle,
-};
-use lifeboat::restore::replay::replay;
+use lifeboat::restore::native::{write_member_dirs_styled, MemberSpec, RestoreSpec, RestoreStyle};
+use lifeboat::restore::replay::{replay, FileImage, Replaying};
 
 mod plan;
 
@@ -243,7 +241,20 @@ fn same_kvs(got: &serde_json::Value, want: &serde_json::Value, what: &str) {
 }
 
 fn restore_and_boot(bins: &Bins, run: &Run, m: &Measured) {
-    let r = replay(&run.db, &run.records, m.revision).unwrap();
+    // The path a restore takes: a checked copy in a temporary file, the records committed
+    // in small transactions (several here, to cross their seams).
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut img = FileImage::copy_of(dir.path(), &run.db, Some((run.sha, "backup"))).unwrap();
+    let mut rep = Replaying::new(&mut img, m.revision, 256).unwrap();
+    for rec in &run.records {
+        rep.feed(rec).unwrap();
+    }
+    let r = rep.finish().unwrap();
+    let whole = replay(&run.db, &run.records, m.revision).unwrap().1;
+    assert_eq!(
+        (r.hashkv, &r.checked, r.replay.stats),
+        (whole.hashkv, &whole.checked, whole.replay.stats)
+    );
     assert_eq!(
         r.hashkv,
         Some(m.hash),
@@ -251,7 +262,6 @@ fn restore_and_boot(bins: &Bins, run: &Run, m: &Measured) {
         bins.version,
         m.revision
     );
-    let dir = tempfile::TempDir::new().unwrap();
     let peer = format!("http://127.0.0.1:{}", free_port());
     let spec = RestoreSpec {
         members: vec![MemberSpec {
@@ -263,13 +273,12 @@ fn restore_and_boot(bins: &Bins, run: &Run, m: &Measured) {
         mark_compacted: false,
     };
     let data = dir.path().join("r0");
-    write_member_dirs_replayed(
-        &run.db,
-        Some(run.sha),
+    write_member_dirs_styled(
+        &img,
+        None,
         &spec,
         &[("r0".into(), data.clone(), None::<PathBuf>)],
         RestoreStyle::for_version(bins.version),
-        &r.replay.edits,
     )
     .unwrap();
     let b = Booted::start(
@@ -396,7 +405,7 @@ fn prove(bins: Bins) {
     plan::cli_plan(&bins, &run);
     // The newest replay checked every live hash recorded up to it.
     let last = run.measured.last().unwrap().revision;
-    let r = replay(&run.db, &run.records, last).unwrap();
+    let (_, r) = replay(&run.db, &run.records, last).unwrap();
     let all: Vec<i64> = run.measured.iter().map(|m| m.revision).collect();
     assert_eq!(r.checked, all);
     // A live hash that does not match is refused, naming its revision.

@@ -68,23 +68,44 @@ fn two() -> Vec<Manifest> {
     backups(&[(10, "2026-12-06T00:00:10Z"), (25, "2026-12-06T00:00:25Z")])
 }
 
+/// The chosen window's records, read once through the scan.
+fn window(c: &Chosen, src: &dyn RecordSource) -> Result<(Vec<Record>, Scanned)> {
+    let mut v = Vec::new();
+    let s = read_window(
+        (c.manifest.revision, c.to_revision),
+        &c.backups,
+        src,
+        &mut |r| {
+            v.push(r.clone());
+            Ok(())
+        },
+    )?;
+    Ok((v, s))
+}
+
 #[test]
 fn picks_the_newest_backup_at_or_below() {
     let c = choose(&two(), Target::Revision(18), &Fake::new()).unwrap();
     assert_eq!((c.manifest.revision, c.to_revision), (10, 18));
+    let (records, scanned) = window(&c, &Fake::new()).unwrap();
     assert_eq!(
-        c.records
+        records
             .iter()
             .filter(|r| matches!(r, Record::Put(_)))
             .count(),
         8
     );
+    assert_eq!(
+        (scanned.records, scanned.sha256.clone()),
+        (records.len() as u64, records_digest(&records))
+    );
     let c = choose(&two(), Target::Revision(28), &Fake::new()).unwrap();
     assert_eq!(c.manifest.revision, 25);
-    assert!(c.records.iter().all(|r| r.revision() > 25));
+    let (records, _) = window(&c, &Fake::new()).unwrap();
+    assert!(records.iter().all(|r| r.revision() > 25));
     // Exactly a backup: nothing to replay.
     let c = choose(&two(), Target::Revision(25), &Fake::new()).unwrap();
-    assert!(c.records.is_empty());
+    assert!(window(&c, &Fake::new()).unwrap().0.is_empty());
 }
 
 #[test]
@@ -96,7 +117,9 @@ fn refusals_name_the_nearest_revisions() {
             .contains("oldest revision that can be restored is 10"),
         "{e}"
     );
-    let e = choose(&two(), Target::Revision(22), &Fake::new()).unwrap_err();
+    // A gap is found when the window is read (plan time, before anything is written).
+    let c = choose(&two(), Target::Revision(22), &Fake::new()).unwrap();
+    let e = window(&c, &Fake::new()).unwrap_err();
     assert_eq!(e.exit_code() as i32, 2);
     let s = e.to_string();
     assert!(s.contains("gap") && s.contains("21 to 24"), "{s}");
@@ -104,6 +127,10 @@ fn refusals_name_the_nearest_revisions() {
         s.contains("revision 20 at most") && s.contains("revisions 25 and later"),
         "{s}"
     );
+    // Past the window's end, the first later change is asked of the source.
+    let c = choose(&two(), Target::Revision(21), &Fake::new()).unwrap();
+    let s = window(&c, &Fake::new()).unwrap_err().to_string();
+    assert!(s.contains("revisions 25 and later"), "{s}");
     let e = choose(&two(), Target::Revision(31), &Fake::new()).unwrap_err();
     assert_eq!(e.exit_code() as i32, 2);
     assert!(e.to_string().contains("revision 30 at most"), "{e}");

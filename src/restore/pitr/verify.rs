@@ -1,16 +1,16 @@
 //! `lifeboat verify --from DEST --capture`: the capture chain checked offline, window by
 //! window. Every segment's digest and its link to the one before are checked while the
-//! records load ([`crate::catalog::capture::load_records`]); where a full backup starts the
+//! records are read ([`crate::catalog::capture::stream_records`]); where a full backup starts the
 //! window, the records are replayed onto it and every live `HashKV` capture recorded is
 //! compared with the hash recomputed from the rebuilt data at its revision.
 
 use serde::Serialize;
 
-use super::{choose, CatalogRecords, Target};
-use crate::catalog::capture::{capture_windows, load_records, CaptureWindow};
+use super::{choose, replay_chosen, CatalogRecords, Target};
+use crate::catalog::capture::{capture_windows, stream_records, CaptureWindow};
 use crate::catalog::{Manifest, Repository};
 use crate::error::ExitCode;
-use crate::Result;
+use crate::{Error, Result};
 
 /// The verdict on one window.
 #[derive(Debug, Clone, Serialize)]
@@ -67,13 +67,25 @@ fn verify_window(
         choose(&cluster, Target::Revision(w.to_revision), &src).and_then(|chosen| {
             let db = repo.open_db(&chosen.manifest)?;
             let snapshot = super::super::predict::database_of(&db);
-            let r = super::super::replay::replay(&snapshot, &chosen.records, chosen.to_revision)?;
-            Ok((chosen.records.len(), r.checked))
+            let work = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+            let object = repo.object_of(&chosen.manifest);
+            let (_, r, scanned) = replay_chosen(&snapshot, &object, &chosen, &src, work.path())?;
+            Ok((scanned.records as usize, r.checked))
         })
     } else {
         // No backup starts this window (it follows a gap): digests and links only.
-        load_records(repo, &w.cluster_id, w.from_revision, w.to_revision)
-            .map(|r| (r.len(), Vec::new()))
+        let mut n = 0usize;
+        stream_records(
+            repo,
+            &w.cluster_id,
+            w.from_revision,
+            w.to_revision,
+            &mut |_| {
+                n += 1;
+                Ok(())
+            },
+        )
+        .map(|()| (n, Vec::new()))
     };
     match outcome {
         Ok((records, checked)) => {

@@ -8,7 +8,7 @@
 
 use std::sync::OnceLock;
 
-use super::{replay, KeyValue, Record};
+use super::{replay, KeyValue, Record, Replayed, Replaying};
 use crate::format::bolt::build::etcd_like;
 use crate::format::bolt::{check, CheckOptions, Db, EntryVisitor};
 use crate::format::etcd::last_revision;
@@ -96,22 +96,73 @@ fn decode(data: &[u8]) -> (&'static [u8], Vec<Record>, i64) {
     (img, records, to)
 }
 
-/// See the module docs. Returns whether the replay was accepted.
+/// Replay onto a copy of `img` in transactions of `chunk` bytes.
+fn replay_chunked(
+    img: &[u8],
+    records: &[Record],
+    to: i64,
+    chunk: usize,
+) -> Option<(Vec<u8>, Replayed)> {
+    let mut out = img.to_vec();
+    let mut rep = Replaying::new(&mut out, to, chunk).ok()?;
+    for r in records {
+        rep.feed(r).ok()?;
+    }
+    let done = rep.finish().ok()?;
+    Some((out, done))
+}
+
+/// Every entry of buckets `key`, `lease` and `meta`.
+fn contents(img: &[u8]) -> Vec<(u8, Vec<u8>, Vec<u8>)> {
+    let db = Db::open(img).expect("replayed database opens");
+    let mut out = Vec::new();
+    for (i, name) in [&b"key"[..], b"lease", b"meta"].into_iter().enumerate() {
+        if let Some(b) = db.bucket(name).expect("bucket reads") {
+            let mut c = b.cursor();
+            while let Some(e) = c.next().expect("entry reads") {
+                out.push((i as u8, e.key.to_vec(), e.value.to_vec()));
+            }
+        }
+    }
+    out
+}
+
+/// See the module docs. The replay is also made in small transactions (a chunk size from
+/// the input): accepted or refused alike, and the same data when accepted. Returns whether
+/// the replay was accepted.
 pub fn exercise(data: &[u8]) -> bool {
     let (img, records, to) = decode(data);
-    let Ok(r) = replay(&img, &records, to) else {
+    let whole = replay(&img, &records, to);
+    let chunk = 1 + usize::from(data.get(1).copied().unwrap_or(0) % 64) * 16;
+    let chunked = replay_chunked(img, &records, to, chunk);
+    let Ok((out, r)) = whole else {
+        assert!(
+            chunked.is_none(),
+            "refused whole, accepted in chunks of {chunk}"
+        );
         return false;
     };
-    let mut out = img.to_vec();
-    r.patch.apply_to(&mut out);
     let c = check(&out, &CheckOptions::default(), &mut Nothing);
     assert!(c.ok(), "replay broke a good database: {:?}", c.problems);
+    let (small, rc) = chunked.expect("accepted whole, refused in chunks");
+    let c = check(&small, &CheckOptions::default(), &mut Nothing);
+    assert!(
+        c.ok(),
+        "chunked replay broke a good database: {:?}",
+        c.problems
+    );
+    assert_eq!(
+        contents(&out),
+        contents(&small),
+        "chunks of {chunk} wrote other data"
+    );
+    assert_eq!((r.hashkv, &r.checked), (rc.hashkv, &rc.checked));
     let db = Db::open(&out[..]).expect("replayed database opens");
     let last = last_revision(&db).expect("replayed database has a revision");
     assert_eq!(last, to, "replayed database ends at {last}, not {to}");
     match replay(&out, &records, to) {
-        Ok(again) => assert!(
-            again.replay.edits.iter().all(|e| e.bucket != b"key"),
+        Ok((_, again)) => assert!(
+            again.replay.stats.puts + again.replay.stats.deletes == 0,
             "a second replay of the same changes was accepted"
         ),
         Err(e) => assert_ne!(e.exit_code() as i32, 1, "{e}"),

@@ -61,10 +61,23 @@ fn stream() -> Vec<Record> {
     ]
 }
 
-fn applied(img: &[u8], patch: &Patch) -> Vec<u8> {
+fn applied(img: &[u8], patch: &crate::format::bolt::write::Patch) -> Vec<u8> {
     let mut out = img.to_vec();
     patch.apply_to(&mut out);
     out
+}
+
+fn spec(bump: Option<u64>) -> crate::restore::native::RestoreSpec {
+    use crate::restore::native::{MemberSpec, RestoreSpec};
+    RestoreSpec {
+        members: vec![MemberSpec {
+            name: "a".into(),
+            peer_urls: vec!["http://127.0.0.1:2380".into()],
+        }],
+        token: "t".into(),
+        bump_revision: bump,
+        mark_compacted: bump.is_some(),
+    }
 }
 
 #[test]
@@ -97,7 +110,7 @@ fn encodings_are_etcds() {
 #[test]
 fn replay_writes_what_etcd_writes() {
     let img = base(300);
-    let r = replay(&img, &stream(), 306).unwrap();
+    let (out, r) = replay(&img, &stream(), 306).unwrap();
     assert_eq!(r.replay.base_revision, 301);
     assert_eq!(
         r.replay.stats,
@@ -111,9 +124,9 @@ fn replay_writes_what_etcd_writes() {
         }
     );
     // Appended along the rightmost path: a few pages, not the 300 keys' pages.
-    let pages = r.patch.pages.1.len() / 4096;
+    let pages = (out.len() - img.len()) / 4096;
     assert!(pages <= 8, "{pages} new pages");
-    let out = applied(&img, &r.patch);
+    assert_eq!(r.commits, 1);
     let c = check(&out, &CheckOptions::default(), &mut Nothing);
     assert!(c.ok(), "{:?}", c.problems);
     let db = Db::open(&out[..]).unwrap();
@@ -143,9 +156,8 @@ fn replay_writes_what_etcd_writes() {
 #[test]
 fn stops_at_the_revision_and_keeps_the_lease_granted_by_then() {
     let img = base(300);
-    let r = replay(&img, &stream(), 304).unwrap();
+    let (out, r) = replay(&img, &stream(), 304).unwrap();
     assert_eq!(r.replay.stats.compact_revision, None);
-    let out = applied(&img, &r.patch);
     let db = Db::open(&out[..]).unwrap();
     assert_eq!(last_revision(&db).unwrap(), 304);
     let lease = db.bucket(b"lease").unwrap().unwrap();
@@ -154,14 +166,14 @@ fn stops_at_the_revision_and_keeps_the_lease_granted_by_then() {
         Some(encode_lease(0x55, 60))
     );
     // No change: the backup itself.
-    let r = replay(&img, &stream(), 301).unwrap();
-    assert!(r.replay.edits.is_empty());
+    let (out, r) = replay(&img, &stream(), 301).unwrap();
+    assert_eq!((r.commits, out == img), (0, true));
 }
 
 #[test]
 fn live_hashes_are_checked() {
     let img = base(300);
-    let r = replay(&img, &stream(), 304).unwrap();
+    let (_, r) = replay(&img, &stream(), 304).unwrap();
     let good = r.hashkv.unwrap();
     let mut recs = stream();
     recs.insert(
@@ -172,7 +184,7 @@ fn live_hashes_are_checked() {
             compact_revision: -1,
         },
     );
-    let r = replay(&img, &recs, 306).unwrap();
+    let (_, r) = replay(&img, &recs, 306).unwrap();
     assert_eq!(r.checked, vec![304]);
     recs[6] = Record::LiveHash {
         revision: 304,
@@ -215,8 +227,7 @@ fn refusals_name_the_revision() {
 #[test]
 fn a_second_replay_of_the_same_stream_is_refused() {
     let img = base(300);
-    let r = replay(&img, &stream(), 306).unwrap();
-    let out = applied(&img, &r.patch);
+    let (out, _) = replay(&img, &stream(), 306).unwrap();
     let e = replay(&out, &stream(), 306).unwrap_err();
     assert!(
         e.to_string()
@@ -226,31 +237,74 @@ fn a_second_replay_of_the_same_stream_is_refused() {
 }
 
 #[test]
-fn native_restore_takes_the_replay_in_its_transaction() {
-    use crate::restore::native::{restore_patch_replayed, MemberSpec, RestoreSpec};
+fn native_restore_of_the_replayed_image() {
+    use crate::restore::native::restore_patch;
     let img = base(300);
-    let r = replay(&img, &stream(), 306).unwrap();
-    let spec = RestoreSpec {
-        members: vec![MemberSpec {
-            name: "a".into(),
-            peer_urls: vec!["http://127.0.0.1:2380".into()],
-        }],
-        token: "t".into(),
-        bump_revision: None,
-        mark_compacted: false,
-    };
-    let p = restore_patch_replayed(&img, &spec, &r.replay.edits).unwrap();
-    let out = applied(&img, &p);
-    let db = Db::open(&out[..]).unwrap();
+    let (out, r) = replay(&img, &stream(), 306).unwrap();
+    let p = restore_patch(&out, &spec(None)).unwrap();
+    let restored = applied(&out, &p);
+    let db = Db::open(&restored[..]).unwrap();
     let m = meta_fields(&db).unwrap();
     assert_eq!(
         (m.scheduled_compact, m.consistent_index, m.term),
         (Some(303), 1, 1)
     );
     assert_eq!(last_revision(&db).unwrap(), 306);
-    let pred =
-        crate::restore::predict::predict_replayed(&img, &spec, &r.replay.edits, "t").unwrap();
+    let pred = crate::restore::predict::predict(&out, &spec(None), "t").unwrap();
     assert_eq!((pred.revision, Some(pred.hashkv)), (306, r.hashkv));
+}
+
+/// A window committed one record at a time (a lease granted in one transaction and used in
+/// the next, a compaction, a revision split across transactions) writes the same data as
+/// one transaction, and the same into a temporary file as in memory.
+#[test]
+fn transactions_of_any_size_write_the_same_data() {
+    let img = base(300);
+    let (whole, r) = replay(&img, &stream(), 306).unwrap();
+    for chunk in [1, 40, 200] {
+        let mut out = img.clone();
+        let mut rep = Replaying::new(&mut out, 306, chunk).unwrap();
+        for rec in stream() {
+            rep.feed(&rec).unwrap();
+        }
+        let done = rep.finish().unwrap();
+        assert!(done.commits > 1, "chunk {chunk}: {} commits", done.commits);
+        assert_eq!((done.hashkv, done.replay.stats), (r.hashkv, r.replay.stats));
+        let c = check(&out, &CheckOptions::default(), &mut Nothing);
+        assert!(c.ok(), "{:?}", c.problems);
+        let entries = |img: &[u8]| {
+            let db = Db::open(img).unwrap();
+            let mut v = Vec::new();
+            for b in [&b"key"[..], b"lease", b"meta"] {
+                let mut c = db.bucket(b).unwrap().unwrap().cursor();
+                while let Some(e) = c.next().unwrap() {
+                    v.push((e.key.to_vec(), e.value.to_vec()));
+                }
+            }
+            v
+        };
+        assert_eq!(entries(&out), entries(&whole), "chunk {chunk}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = FileImage::copy_of(dir.path(), &img, None).unwrap();
+    let mut rep = Replaying::new(&mut file, 306, 100).unwrap();
+    for rec in stream() {
+        rep.feed(&rec).unwrap();
+    }
+    assert_eq!(rep.finish().unwrap().hashkv, r.hashkv);
+    let mut read = vec![0u8; file.size() as usize];
+    file.read_exact_at(0, &mut read).unwrap();
+    let db = Db::open(&read[..]).unwrap();
+    assert_eq!(last_revision(&db).unwrap(), 306);
+    // A copy that is not the database the plan names is refused, naming the object.
+    let e = FileImage::copy_of(dir.path(), &img, Some(([7u8; 32], "backup b1")))
+        .err()
+        .unwrap();
+    assert_eq!(e.exit_code() as i32, 3);
+    assert!(e.to_string().contains("backup b1"), "{e}");
+    // Nothing left behind: the copies are unlinked files.
+    drop(file);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 /// The replay's cost is the events, not the database: the same events add the same pages
@@ -280,21 +334,12 @@ fn pages_written_do_not_grow_with_the_base() {
 /// With a revision bump, the bump starts from the replayed revision, not the backup's.
 #[test]
 fn a_bump_counts_from_the_replayed_revision() {
-    use crate::restore::native::{restore_patch_replayed, MemberSpec, RestoreSpec};
+    use crate::restore::native::restore_patch;
     let img = base(300);
-    let r = replay(&img, &stream(), 306).unwrap();
-    let spec = RestoreSpec {
-        members: vec![MemberSpec {
-            name: "a".into(),
-            peer_urls: vec!["http://127.0.0.1:2380".into()],
-        }],
-        token: "t".into(),
-        bump_revision: Some(1000),
-        mark_compacted: true,
-    };
-    let p = restore_patch_replayed(&img, &spec, &r.replay.edits).unwrap();
-    let out = applied(&img, &p);
-    let db = Db::open(&out[..]).unwrap();
+    let (out, _) = replay(&img, &stream(), 306).unwrap();
+    let p = restore_patch(&out, &spec(Some(1000))).unwrap();
+    let restored = applied(&out, &p);
+    let db = Db::open(&restored[..]).unwrap();
     assert_eq!(last_revision(&db).unwrap(), 1306);
     // The bump's compaction mark wins over the replayed one (it is newer).
     assert_eq!(meta_fields(&db).unwrap().scheduled_compact, Some(1306));

@@ -60,7 +60,7 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
     )
     .unwrap();
     let r = repo.open_db(&chosen.manifest).unwrap();
-    pitr::plan_replay(&mut p, &r, "backup", &chosen).unwrap();
+    pitr::plan_replay(&mut p, &r, "backup", &chosen, &src, dir.path()).unwrap();
     // `restore test --to-revision R`: the sandbox etcd answers the live hashkv at R.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = lifeboat::restore::selftest::restore_test(
@@ -72,6 +72,7 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
             start_timeout: Duration::from_secs(60),
             runtime: rt.handle(),
             replay: Some(&chosen),
+            records: Some(&src),
         },
     )
     .unwrap();

@@ -1,0 +1,142 @@
+//! The chosen records replayed onto a copy of the base backup's database: for `restore
+//! plan` (the proof and what `restore check` must find), `restore test` (the database it
+//! boots) and `restore apply` (the database a member is written from).
+//!
+//! The copy is an unlinked temporary file in a directory the restore already writes to
+//! ([`FileImage`]), and the records are read from their source once, one at a time,
+//! committed in transactions of [`CHUNK_BYTES`]: memory stays bounded whatever the
+//! window's length, and the restore then reads the copy as its snapshot.
+
+use std::path::Path;
+
+use super::{read_window, Chosen, RecordSource, ReplayPlan, Scanned};
+use crate::io::ReadAt;
+use crate::restore::replay::{FileImage, Replayed, Replaying, CHUNK_BYTES};
+use crate::{Error, Result};
+
+/// Replay `chosen` onto a copy of `db` (a database, no trailer) made in `work`; the copy
+/// must have the SHA-256 of the chosen backup's manifest (see [`FileImage::copy_of`]), so
+/// what is replayed onto is what was verified.
+pub fn replay_chosen(
+    db: &dyn ReadAt,
+    object: &str,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+    work: &Path,
+) -> Result<(FileImage, Replayed, Scanned)> {
+    let mut want = [0u8; 32];
+    hex::decode_to_slice(&chosen.manifest.db_sha256, &mut want)
+        .map_err(|_| Error::integrity(object, "the manifest's db_sha256 is not a hex SHA-256"))?;
+    let mut img = FileImage::copy_of(work, db, Some((want, object)))?;
+    let mut rep = Replaying::new(&mut img, chosen.to_revision, CHUNK_BYTES)?;
+    let window = (chosen.manifest.revision, chosen.to_revision);
+    let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
+    let done = rep.finish()?;
+    Ok((img, done, scanned))
+}
+
+/// Make `plan` a point-in-time plan: replay the chosen records onto the base backup's
+/// snapshot offline (every live hash recorded in the window is checked: a mismatch is an
+/// integrity error, exit 3) and record the target, the replay and what `restore check`
+/// must then find (revision, hashkv and key count of the replayed data). The replayed
+/// copy is made in `work`.
+pub fn plan_replay(
+    plan: &mut crate::restore::plan::Plan,
+    snapshot: &dyn ReadAt,
+    object: &str,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+    work: &Path,
+) -> Result<()> {
+    let db = crate::restore::predict::database_of(snapshot);
+    let (img, r, scanned) = replay_chosen(&db, object, chosen, src, work)?;
+    let spec = crate::restore::predict::spec_of(plan);
+    let p = crate::restore::predict::predict(&img, &spec, object)?;
+    plan.to_revision = Some(chosen.to_revision);
+    plan.to_time = chosen.to_time.clone();
+    plan.replay = Some(ReplayPlan::new(
+        r.replay.base_revision,
+        &scanned,
+        r.replay.stats,
+        r.checked,
+    ));
+    plan.expected_revision = Some(p.revision);
+    plan.expected_hashkv = Some(p.hashkv);
+    plan.expected_keys = Some(p.keys);
+    if chosen.to_revision > r.replay.base_revision {
+        plan.warnings.push(format!(
+            "users, roles and auth settings are those of backup {} (revision {}): capture records key changes and leases only, so auth changes made after it are not restored",
+            plan.backup_id, r.replay.base_revision
+        ));
+    }
+    Ok(())
+}
+
+/// What `restore test --to-revision R` boots and expects: the replayed copy of `snapshot`
+/// (a backup file with or without etcd's trailer; made in `work`), and the hashkv at R
+/// (live hashes in the window checked on the way) and key count a restore of it has.
+pub fn test_image(
+    snapshot: &dyn ReadAt,
+    object: &str,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+    work: &Path,
+) -> Result<(FileImage, u32, u64)> {
+    let db = crate::restore::predict::database_of(snapshot);
+    let (img, _, _) = replay_chosen(&db, object, chosen, src, work)?;
+    // Any one-member spec: membership changes neither hashkv nor keys.
+    let spec = crate::restore::native::RestoreSpec {
+        members: vec![crate::restore::native::MemberSpec {
+            name: "pitr".into(),
+            peer_urls: vec!["http://127.0.0.1:2380".into()],
+        }],
+        token: "pitr".into(),
+        bump_revision: None,
+        mark_compacted: false,
+    };
+    let p = crate::restore::predict::predict(&img, &spec, object)?;
+    Ok((img, p.hashkv, p.keys))
+}
+
+/// For `restore apply` of a point-in-time plan: the plan's records read again from `src`
+/// and replayed onto a copy of `db` made in `work` (the copy checked against the plan's
+/// database SHA-256 `want`), refused unless they are the records the plan was made with
+/// (same count and digest). None for a plan without a target revision.
+pub fn apply_image(
+    plan: &crate::restore::plan::Plan,
+    db: &dyn ReadAt,
+    want: [u8; 32],
+    src: &dyn RecordSource,
+    work: &Path,
+) -> Result<Option<FileImage>> {
+    let (Some(to), Some(rp)) = (plan.to_revision, &plan.replay) else {
+        return Ok(None);
+    };
+    let what = format!("capture records ({}, {to}]", rp.after);
+    let changed = |detail: String| {
+        Error::integrity(
+            &what,
+            format!(
+                "{detail}; the plan was made with {} records with SHA-256 {}; make a new plan",
+                rp.records, rp.records_sha256
+            ),
+        )
+    };
+    let mut img = FileImage::copy_of(work, db, Some((want, "snapshot")))?;
+    let mut rep = Replaying::new(&mut img, to, CHUNK_BYTES)?;
+    let scanned = read_window((rp.after, to), &[], src, &mut |r| rep.feed(r)).map_err(|e| {
+        if e.exit_code() == crate::ExitCode::Usage {
+            changed(e.to_string())
+        } else {
+            e
+        }
+    })?;
+    if scanned.sha256 != rp.records_sha256 || scanned.records != rp.records {
+        return Err(changed(format!(
+            "{} records with SHA-256 {}",
+            scanned.records, scanned.sha256
+        )));
+    }
+    rep.finish()?;
+    Ok(Some(img))
+}

@@ -1,0 +1,129 @@
+//! Where a replay writes: a database image it commits transactions to one after another.
+//!
+//! A long capture window is replayed in chunks, each committed as its own copy-on-write
+//! transaction ([`crate::format::bolt::write::cow_patch`]), so what is held in memory is one
+//! chunk of records and its pages, whatever the window's length. The image is a copy of the
+//! backup's database: in memory for small images (tests, fuzzing), or an unlinked temporary
+//! file next to where the restore works ([`FileImage`]), which the restore then reads as
+//! its snapshot.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::format::bolt::write::Patch;
+use crate::io::ReadAt;
+use crate::{Error, Result};
+
+/// A database image a replay commits transactions to.
+pub trait Image: ReadAt {
+    /// Write `patch` (computed on this image as it is now): its pages, then its meta.
+    fn commit(&mut self, patch: &Patch) -> Result<()>;
+}
+
+impl Image for Vec<u8> {
+    fn commit(&mut self, patch: &Patch) -> Result<()> {
+        patch.apply_to(self);
+        Ok(())
+    }
+}
+
+/// A copy of a database in an unlinked temporary file: gone when dropped or when the
+/// process dies, so a failed restore leaves nothing behind. Not synced: it is read back
+/// at once, and the member dbs written from it are synced by the restore.
+pub struct FileImage {
+    file: std::fs::File,
+    size: u64,
+    dir: PathBuf,
+}
+
+/// Copy buffer: large enough for sequential throughput, small next to a chunk.
+const COPY_BUF: usize = 1 << 20;
+
+impl FileImage {
+    /// Copy `db` into a new temporary file in `dir`. With `expect` (SHA-256, object), the
+    /// bytes copied must have that digest: an integrity error (exit 3) naming the object
+    /// otherwise, so the copy is also the check that the restore reads what the plan was
+    /// made for.
+    pub fn copy_of(dir: &Path, db: &dyn ReadAt, expect: Option<([u8; 32], &str)>) -> Result<Self> {
+        let here = |e: io::Error| {
+            Error::io(
+                dir,
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} (the replayed database is built here, as large as the backup's database plus the replayed changes: free space or restore elsewhere)",
+                        crate::error::io_words(&e)
+                    ),
+                ),
+            )
+        };
+        let file = tempfile::tempfile_in(dir).map_err(here)?;
+        let size = db.size();
+        let mut buf = vec![0u8; COPY_BUF];
+        let mut sha = Sha256::new();
+        let mut off = 0u64;
+        while off < size {
+            let n = (size - off).min(COPY_BUF as u64) as usize;
+            db.read_exact_at(off, &mut buf[..n])
+                .map_err(|e| Error::io("snapshot", e))?;
+            sha.update(&buf[..n]);
+            file.write_all_at(&buf[..n], off).map_err(here)?;
+            off += n as u64;
+        }
+        if let Some((want, object)) = expect {
+            let got: [u8; 32] = sha.finalize().into();
+            if got != want {
+                return Err(Error::integrity(
+                    object,
+                    format!(
+                        "database SHA-256 is {}, the plan was made for {}: the backup changed since; make a new plan",
+                        hex::encode(got),
+                        hex::encode(want)
+                    ),
+                ));
+            }
+        }
+        Ok(FileImage {
+            file,
+            size,
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl ReadAt for FileImage {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.size) {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "read of {} bytes at offset {offset} past the end ({} bytes)",
+                    buf.len(),
+                    self.size
+                ),
+            ));
+        }
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+impl Image for FileImage {
+    fn commit(&mut self, patch: &Patch) -> Result<()> {
+        let len = patch.len_after(self.size);
+        for (off, bytes) in [&patch.pages, &patch.meta] {
+            self.file
+                .write_all_at(bytes, *off)
+                .map_err(|e| Error::io(&self.dir, e))?;
+        }
+        self.size = len;
+        Ok(())
+    }
+}
