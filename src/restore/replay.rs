@@ -353,7 +353,7 @@ pub struct Replayed {
 
 /// Bytes of bucket `key` entries per committed transaction: what a replay holds in memory
 /// (the entries, then their pages), whatever the length of the window.
-pub const CHUNK_BYTES: usize = 64 << 20;
+pub const CHUNK_BYTES: usize = 16 << 20;
 
 /// A replay onto `img` in transactions of about `chunk_bytes` each: feed the records in
 /// stream order, then [`Replaying::finish`] commits the rest and checks the hashes.
