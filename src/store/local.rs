@@ -250,6 +250,37 @@ impl LocalStore {
         )
     }
 
+    /// The committed objects named `prefix…` that sort after `after`, by name; names before
+    /// it cost no `stat`.
+    fn list_from(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err("list", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !name.starts_with(prefix) || name.as_str() <= after || check_name(&name).is_err() {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed between readdir and stat: not there any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err(&format!("stat {name}"), e)),
+            };
+            if meta.is_file() {
+                out.push(ObjectInfo {
+                    name,
+                    size: meta.len(),
+                    modified: meta.modified().ok(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     fn missing(&self, name: &str) -> Error {
         Error::NotFound(format!("{}: object {name} does not exist", self.location()))
     }
@@ -318,32 +349,11 @@ impl Store for LocalStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let mut out = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| self.err("list", e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if !name.starts_with(prefix) || check_name(&name).is_err() {
-                continue;
-            }
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                // Removed between readdir and stat: not there any more.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.err(&format!("stat {name}"), e)),
-            };
-            if meta.is_file() {
-                out.push(ObjectInfo {
-                    name,
-                    size: meta.len(),
-                    modified: meta.modified().ok(),
-                });
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.list_from(prefix, "")
+    }
+
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        self.list_from(prefix, after)
     }
 
     fn remove(&self, name: &str) -> Result<()> {

@@ -88,6 +88,9 @@ impl<S: Store> Store for RetryStore<S> {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.run("list", || self.inner.list(prefix))
     }
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        self.run("list", || self.inner.list_after(prefix, after))
+    }
     fn remove(&self, name: &str) -> Result<()> {
         self.run("remove", || self.inner.remove(name))
     }

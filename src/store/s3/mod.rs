@@ -226,6 +226,52 @@ impl S3Store {
             inner: Arc::new(inner),
         })
     }
+
+    /// The committed objects named `prefix…`, only those after `after` when given (sent as
+    /// ListObjectsV2 `start-after`: the names before it are never listed), by name.
+    fn list_from(&self, prefix: &str, after: Option<&str>) -> Result<Vec<ObjectInfo>> {
+        let i = &self.inner;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = i
+                .block_on(
+                    i.client
+                        .list_objects_v2()
+                        .bucket(&i.bucket)
+                        .prefix(i.key(prefix))
+                        .set_start_after(after.map(|a| i.key(a)))
+                        .set_continuation_token(token.take())
+                        .send(),
+                )?
+                .map_err(|e| {
+                    let f = classify(&e);
+                    i.error(f.kind, format!("list: {f}"))
+                })?;
+            for o in r.contents() {
+                let Some(key) = o.key() else { continue };
+                let Some(name) = key.strip_prefix(&i.prefix) else {
+                    continue;
+                };
+                if name.is_empty() || name.contains('/') {
+                    continue;
+                }
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified: o
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                });
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
 }
 
 /// The SDK client: rustls with ring (the TLS stack etcd-client already brings, so the
@@ -348,46 +394,11 @@ impl Store for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let i = &self.inner;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let r = i
-                .block_on(
-                    i.client
-                        .list_objects_v2()
-                        .bucket(&i.bucket)
-                        .prefix(i.key(prefix))
-                        .set_continuation_token(token.take())
-                        .send(),
-                )?
-                .map_err(|e| {
-                    let f = classify(&e);
-                    i.error(f.kind, format!("list: {f}"))
-                })?;
-            for o in r.contents() {
-                let Some(key) = o.key() else { continue };
-                let Some(name) = key.strip_prefix(&i.prefix) else {
-                    continue;
-                };
-                if name.is_empty() || name.contains('/') {
-                    continue;
-                }
-                out.push(ObjectInfo {
-                    name: name.to_string(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    modified: o
-                        .last_modified()
-                        .and_then(|t| SystemTime::try_from(*t).ok()),
-                });
-            }
-            match r.next_continuation_token() {
-                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.list_from(prefix, None)
+    }
+
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        self.list_from(prefix, Some(after))
     }
 
     fn remove(&self, name: &str) -> Result<()> {
