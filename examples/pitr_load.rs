@@ -91,7 +91,10 @@ async fn write(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     }
     if let Some(path) = acks_file {
         let mut a = acks.lock().map_err(|_| "acks lock poisoned")?.clone();
-        a.push((last.load(Ordering::Relaxed), last_ack.load(Ordering::Relaxed)));
+        a.push((
+            last.load(Ordering::Relaxed),
+            last_ack.load(Ordering::Relaxed),
+        ));
         a.sort_unstable();
         let lines: String = a.iter().map(|(r, t)| format!("{r} {t}\n")).collect();
         std::fs::write(path, lines)?;
