@@ -262,6 +262,9 @@ impl Store for Counting {
     fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<crate::store::ObjectInfo>> {
         self.count(self.inner.list_after(prefix, after))
     }
+    fn list_skipping(&self, skip: &str) -> Result<Vec<crate::store::ObjectInfo>> {
+        self.count(self.inner.list_skipping(skip))
+    }
     fn remove(&self, name: &str) -> Result<()> {
         self.inner.remove(name)
     }
@@ -322,6 +325,10 @@ fn a_lookup_from_a_revision_lists_only_the_segments_from_there() {
     };
     let all = list_segments(&store, CLUSTER).unwrap();
     assert_eq!(store.take(), ranges.len());
+    // The backup catalog beside them lists none of them.
+    let (backups, bad) = crate::catalog::list(&store).unwrap();
+    assert!(backups.is_empty() && bad.is_empty());
+    assert_eq!(store.take(), 1, "only manifest-x.json");
     let newest = all.last().unwrap().last;
     let mut probes = vec![1, 2, newest, newest + 1, newest + 1_000_000];
     for &(f, l) in ranges.iter().step_by(3_001) {

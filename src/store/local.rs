@@ -250,9 +250,9 @@ impl LocalStore {
         )
     }
 
-    /// The committed objects named `prefix…` that sort after `after`, by name; names before
-    /// it cost no `stat`.
-    fn list_from(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+    /// The committed objects whose names `wanted` accepts, by name; the others cost no
+    /// `stat`.
+    fn list_where(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<ObjectInfo>> {
         let mut out = Vec::new();
         let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
         for entry in entries {
@@ -260,7 +260,7 @@ impl LocalStore {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if !name.starts_with(prefix) || name.as_str() <= after || check_name(&name).is_err() {
+            if !wanted(&name) || check_name(&name).is_err() {
                 continue;
             }
             let meta = match entry.metadata() {
@@ -349,11 +349,15 @@ impl Store for LocalStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        self.list_from(prefix, "")
+        self.list_where(|n| n.starts_with(prefix))
     }
 
     fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
-        self.list_from(prefix, after)
+        self.list_where(|n| n.starts_with(prefix) && n > after)
+    }
+
+    fn list_skipping(&self, skip: &str) -> Result<Vec<ObjectInfo>> {
+        self.list_where(|n| !n.starts_with(skip))
     }
 
     fn remove(&self, name: &str) -> Result<()> {

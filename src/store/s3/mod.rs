@@ -228,11 +228,18 @@ impl S3Store {
     }
 
     /// The committed objects named `prefix…`, only those after `after` when given (sent as
-    /// ListObjectsV2 `start-after`: the names before it are never listed), by name.
-    fn list_from(&self, prefix: &str, after: Option<&str>) -> Result<Vec<ObjectInfo>> {
+    /// ListObjectsV2 `start-after`: the names before it are never listed), and, with
+    /// `until`, only those before it (no page is asked for past it), by name.
+    fn list_from(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Vec<ObjectInfo>> {
         let i = &self.inner;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
+        let mut past = false;
         loop {
             let r = i
                 .block_on(
@@ -256,6 +263,10 @@ impl S3Store {
                 if name.is_empty() || name.contains('/') {
                     continue;
                 }
+                if until.is_some_and(|u| name >= u) {
+                    past = true;
+                    continue;
+                }
                 out.push(ObjectInfo {
                     name: name.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
@@ -265,7 +276,7 @@ impl S3Store {
                 });
             }
             match r.next_continuation_token() {
-                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
+                Some(t) if r.is_truncated() == Some(true) && !past => token = Some(t.to_string()),
                 _ => break,
             }
         }
@@ -394,11 +405,22 @@ impl Store for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        self.list_from(prefix, None)
+        self.list_from(prefix, None, None)
     }
 
     fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
-        self.list_from(prefix, Some(after))
+        self.list_from(prefix, Some(after), None)
+    }
+
+    fn list_skipping(&self, skip: &str) -> Result<Vec<ObjectInfo>> {
+        // Up to the skipped names, then from after the last name they can have (keys
+        // compare as UTF-8 bytes; U+10FFFF is the highest).
+        let mut out = self.list_from("", None, Some(skip))?;
+        out.extend(self.list_from("", Some(&format!("{skip}\u{10FFFF}")), None)?);
+        out.retain(|o| !o.name.starts_with(skip));
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
+        Ok(out)
     }
 
     fn remove(&self, name: &str) -> Result<()> {
