@@ -160,6 +160,9 @@ pub fn parse_url(dest: &str) -> Result<(String, String)> {
     Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
+/// Keys per page of a listing that stops at a name ([`S3Store::list_skipping`]).
+const UNTIL_PAGE: i32 = 100;
+
 impl S3Store {
     /// HEAD an object: `None` if it does not exist (a missing bucket is an error).
     fn head(
@@ -248,6 +251,9 @@ impl S3Store {
                         .bucket(&i.bucket)
                         .prefix(i.key(prefix))
                         .set_start_after(after.map(|a| i.key(a)))
+                        // Short pages when stopping early: the page that crosses `until`
+                        // is mostly names nobody wants.
+                        .set_max_keys(until.map(|_| UNTIL_PAGE))
                         .set_continuation_token(token.take())
                         .send(),
                 )?

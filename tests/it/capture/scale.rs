@@ -47,7 +47,7 @@ fn counting_proxy(port: u16) -> (u16, Arc<AtomicU64>) {
     (me, down)
 }
 
-/// 20,000 segment objects before the backup (a long capture history), a few captured after
+/// 10,000 segment objects before the backup (a long capture history), a few captured after
 /// it: `restore plan --to-revision` of the newest revision reads about as many bytes of S3
 /// listings as the segments it needs, a small fraction of what a full listing (`list
 /// --capture`) reads, and plans the right revision and hash.
@@ -82,7 +82,7 @@ fn restore_lists_only_the_segments_after_its_backup_in_s3() {
     wait_durable(&dir, cluster, end, &log);
     stop(cap, &log);
     // The history before the backup: names only (never read by a restore after it).
-    for i in 0..20_000i64 {
+    for i in 0..10_000i64 {
         let r = 1 + i % (b - 1);
         let name = format!(
             "capture-{cluster:016x}-{r:020}-{r:020}-{:013}.seg",
@@ -134,9 +134,10 @@ fn restore_lists_only_the_segments_after_its_backup_in_s3() {
     let o = s3.lifeboat_with(["list", "--capture", "--from", "s3://cap/etcd"], &via);
     assert_exit(&o, 0);
     let list_bytes = down.swap(0, Ordering::Relaxed);
-    // 20,000 names are megabytes of listing XML; the plan reads its backup and a few
+    // 10,000 names are about 2 MB of listing XML; the plan reads its backup and a few
     // segments and lists a few names.
-    assert!(list_bytes > 2_000_000, "{list_bytes}");
+    eprintln!("S3 bytes read: restore plan {plan_bytes}, list --capture {list_bytes}");
+    assert!(list_bytes > 1_000_000, "{list_bytes}");
     assert!(
         plan_bytes * 10 < list_bytes,
         "restore plan read {plan_bytes} bytes from S3, a full listing {list_bytes}"
