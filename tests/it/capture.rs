@@ -16,6 +16,7 @@ use lifeboat::store::local::LocalStore;
 use crate::common::s3::{signal, S3Server};
 use crate::common::*;
 
+mod compact_edge;
 mod scale;
 
 fn repo(dir: &Path) -> Repository {
