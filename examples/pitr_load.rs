@@ -77,7 +77,7 @@ async fn write(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                 if last.fetch_max(rev, Ordering::Relaxed) < rev {
                     last_ack.fetch_max(acked, Ordering::Relaxed);
                 }
-                if i % sample_every == 0 {
+                if i.is_multiple_of(sample_every) {
                     if let Ok(mut a) = acks.lock() {
                         a.push((rev, acked));
                     }
