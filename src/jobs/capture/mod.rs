@@ -233,7 +233,9 @@ impl Capture {
                     }
                 }
                 None => {
-                    let deadline = self.timer.deadline(self.hash_due());
+                    // Budgeted for a HashKV seal when one falls due before the seal can.
+                    let hash_soon = self.hash_due_by(Instant::now() + self.opts.flush);
+                    let deadline = self.timer.deadline(hash_soon);
                     tokio::select! {
                         _ = &mut stop => return,
                         _ = sleep_until(deadline) => {
@@ -275,10 +277,15 @@ impl Capture {
         }
     }
 
-    /// Whether the next seal asks etcd for `HashKV`.
+    /// Whether a seal now asks etcd for `HashKV`.
     fn hash_due(&self) -> bool {
+        self.hash_due_by(Instant::now())
+    }
+
+    /// Whether a seal at `at` would ask etcd for `HashKV`.
+    fn hash_due_by(&self, at: Instant) -> bool {
         self.last_hash
-            .is_none_or(|t| t.elapsed() >= self.opts.hash_every)
+            .is_none_or(|t| at.saturating_duration_since(t) >= self.opts.hash_every)
     }
 
     /// What the destinations measured storing segments, for the seal deadline's budget.
