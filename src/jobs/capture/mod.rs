@@ -1,6 +1,7 @@
-//! `lifeboat capture`: one watch over the whole keyspace, sealed into segments every `flush`
-//! (or `segment_bytes`), with lease polls, `HashKV` marks and clock marks, written to every
-//! destination (DESIGN.md "Capture segments").
+//! `lifeboat capture`: one watch over the whole keyspace, sealed into segments so that every
+//! change is stored within `flush` of its arrival (deadline.rs; or at `segment_bytes`), with
+//! lease polls, `HashKV` marks and clock marks, written to every destination (DESIGN.md
+//! "Capture segments").
 
 mod deadline;
 mod start;
