@@ -1,9 +1,11 @@
 //! Benchmark helper for point-in-time recovery (scripts/bench-pitr.sh).
 //!
-//! `pitr_load write ENDPOINT RATE SECONDS VALUE_SIZE KEYS`
+//! `pitr_load write ENDPOINT RATE SECONDS VALUE_SIZE KEYS [ACKS_FILE]`
 //!   puts RATE values per second for SECONDS (keys `/pitr/<n % KEYS>`, so most puts update
 //!   a key, as Kubernetes objects are updated), paced per 10 ms tick with up to 64 in
 //!   flight; prints `writes=N seconds=S first_revision=A last_revision=B last_ack_unix_ms=T`.
+//!   With ACKS_FILE, about 4 puts a second (and the last) are written to it as
+//!   `REVISION ACK_UNIX_MS` lines: the RPO samples.
 //!
 //! `pitr_load gardener-size ENDPOINT FROM_REV TO_REV`
 //!   watches revisions FROM_REV..=TO_REV and sizes them as the Gardener sidecar stores
@@ -29,8 +31,14 @@ fn unix_ms() -> i64 {
 }
 
 async fn write(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
-    let [endpoint, rate, seconds, size, keys] = args else {
-        return Err("usage: pitr_load write ENDPOINT RATE SECONDS VALUE_SIZE KEYS".into());
+    let (endpoint, rate, seconds, size, keys, acks_file) = match args {
+        [e, r, s, v, k] => (e, r, s, v, k, None),
+        [e, r, s, v, k, a] => (e, r, s, v, k, Some(a)),
+        _ => {
+            return Err(
+                "usage: pitr_load write ENDPOINT RATE SECONDS VALUE_SIZE KEYS [ACKS_FILE]".into(),
+            )
+        }
     };
     let rate: u64 = rate.parse()?;
     let seconds: u64 = seconds.parse()?;
@@ -42,6 +50,8 @@ async fn write(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let first = Arc::new(AtomicI64::new(i64::MAX));
     let last = Arc::new(AtomicI64::new(0));
     let last_ack = Arc::new(AtomicI64::new(0));
+    let acks = Arc::new(std::sync::Mutex::new(Vec::<(i64, i64)>::new()));
+    let sample_every = (rate / 4).max(1);
     let inflight = Arc::new(tokio::sync::Semaphore::new(64));
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
@@ -55,15 +65,22 @@ async fn write(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             let permit = Arc::clone(&inflight).acquire_owned().await?;
             let mut c = client.clone();
             let (first, last, last_ack) = (first.clone(), last.clone(), last_ack.clone());
+            let acks = Arc::clone(&acks);
             tasks.push(tokio::spawn(async move {
                 let r = c
                     .put(format!("/pitr/{:08}", i % keys), value(i, size), None)
                     .await;
                 drop(permit);
                 let rev = r?.header().map_or(0, |h| h.revision());
+                let acked = unix_ms();
                 first.fetch_min(rev, Ordering::Relaxed);
                 if last.fetch_max(rev, Ordering::Relaxed) < rev {
-                    last_ack.fetch_max(unix_ms(), Ordering::Relaxed);
+                    last_ack.fetch_max(acked, Ordering::Relaxed);
+                }
+                if i.is_multiple_of(sample_every) {
+                    if let Ok(mut a) = acks.lock() {
+                        a.push((rev, acked));
+                    }
                 }
                 Ok::<(), etcd_client::Error>(())
             }));
@@ -71,6 +88,16 @@ async fn write(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     }
     for t in tasks {
         t.await??;
+    }
+    if let Some(path) = acks_file {
+        let mut a = acks.lock().map_err(|_| "acks lock poisoned")?.clone();
+        a.push((
+            last.load(Ordering::Relaxed),
+            last_ack.load(Ordering::Relaxed),
+        ));
+        a.sort_unstable();
+        let lines: String = a.iter().map(|(r, t)| format!("{r} {t}\n")).collect();
+        std::fs::write(path, lines)?;
     }
     println!(
         "writes={total} seconds={:.2} first_revision={} last_revision={} last_ack_unix_ms={}",

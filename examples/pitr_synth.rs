@@ -26,7 +26,9 @@ use common_value::value;
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     if a.len() != 8 {
-        eprintln!("usage: pitr_synth DEST CLUSTER_ID_HEX AFTER_REVISION SECONDS RATE VALUE_BYTES KEYS");
+        eprintln!(
+            "usage: pitr_synth DEST CLUSTER_ID_HEX AFTER_REVISION SECONDS RATE VALUE_BYTES KEYS"
+        );
         std::process::exit(2);
     }
     let num = |i: usize| -> u64 {
@@ -39,8 +41,13 @@ fn main() {
         eprintln!("{:?} is not a hex cluster id", a[2]);
         std::process::exit(2)
     });
-    let (after, seconds, rate, size, keys) =
-        (num(3) as i64, num(4), num(5), num(6) as usize, num(7) as usize);
+    let (after, seconds, rate, size, keys) = (
+        num(3) as i64,
+        num(4),
+        num(5),
+        num(6) as usize,
+        num(7) as usize,
+    );
     let store = LocalStore::open(&a[1], false).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(1)
@@ -89,10 +96,11 @@ fn main() {
             std::process::exit(1)
         });
         prev = digest_of(&encoded);
-        let stored = store_segment(&store, &encoded, &header, sealed_ms, None).unwrap_or_else(|e| {
-            eprintln!("{e}");
-            std::process::exit(1)
-        });
+        let stored =
+            store_segment(&store, &encoded, &header, sealed_ms, None).unwrap_or_else(|e| {
+                eprintln!("{e}");
+                std::process::exit(1)
+            });
         bytes += stored.bytes;
     }
     println!("last_revision={rev} segments={seconds} events={events} bytes={bytes}");

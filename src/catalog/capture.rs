@@ -92,6 +92,52 @@ pub fn list_segments(store: &dyn Store, cluster_id: u64) -> Result<Vec<SegmentNa
     Ok(out)
 }
 
+/// The segments of `cluster_id` a reader of revisions `rev` and later needs, in
+/// [`list_segments`] order: every segment that begins at `rev` or later, preceded (unless one
+/// begins exactly at `rev`) by the last segment that begins before `rev`, whether or not it
+/// reaches `rev`. The last element is the newest segment whatever `rev` is.
+///
+/// Names sort by revision (fixed-width, zero-padded fields), so this lists only the names
+/// from `rev` on (`Store::list_after`: S3 `start-after`) and finds the segment before them by
+/// listing the names whose first revision shares all but the last 3, 4, 5 … digits with
+/// `rev - 1` until one begins at or before it: a restore from a backup taken mid-segment
+/// finds it in the first block of 1,000 revisions.
+pub fn segments_from(store: &dyn Store, cluster_id: u64, rev: i64) -> Result<Vec<SegmentName>> {
+    if rev <= 1 {
+        return list_segments(store, cluster_id);
+    }
+    let prefix = format!("{PREFIX}{cluster_id:016x}-");
+    let parse = |objects: Vec<crate::store::ObjectInfo>| -> Vec<SegmentName> {
+        objects
+            .iter()
+            .filter_map(|o| parse_name(&o.name))
+            .filter(|s| s.cluster_id == cluster_id)
+            .collect()
+    };
+    let key = |s: &SegmentName| (s.first, s.last, s.sealed_ms);
+    let mut tail = parse(store.list_after(&prefix, &format!("{prefix}{rev:020}"))?);
+    tail.sort_by_key(key);
+    if tail.first().is_some_and(|s| s.first == rev) {
+        return Ok(tail);
+    }
+    let before = rev - 1;
+    let digits = format!("{before:020}");
+    let mut found = None;
+    for k in 3..=20 {
+        let block = &digits[..20 - k];
+        found = parse(store.list(&format!("{prefix}{block}"))?)
+            .into_iter()
+            .filter(|s| s.first <= before)
+            .max_by_key(key);
+        if found.is_some() || block.bytes().all(|b| b == b'0') {
+            break;
+        }
+    }
+    let mut out: Vec<SegmentName> = found.into_iter().collect();
+    out.extend(tail);
+    Ok(out)
+}
+
 /// Where segments are encrypted to: the destination's recipients and the capture run's
 /// read-back key (the pipeline's age encryption, as for backups).
 pub struct Sealing<'a> {
@@ -243,7 +289,8 @@ pub fn stream_records(
     if upto <= after {
         return Ok(());
     }
-    let all = list_segments(repo.store(), id)?;
+    // Only the segments from the one holding `after + 1` on are listed (not the history).
+    let all = segments_from(repo.store(), id, after + 1)?;
     let loc = repo.location();
     let Some(newest) = all.last() else {
         return Err(Error::Refused(format!(
@@ -344,8 +391,16 @@ fn parse_cluster(cluster_id: &str) -> Result<u64> {
 /// The last captured revision a destination holds for `cluster_id` (hex), from the segment
 /// names alone (nothing is read): what `restore plan --to-time` bounds its search with.
 pub fn last_revision(repo: &Repository, cluster_id: &str) -> Result<Option<i64>> {
+    last_revision_from(repo, cluster_id, 1)
+}
+
+/// [`last_revision`], listing only the segment names from revision `hint` on (any revision
+/// gives the same answer; one near the newest lists fewer names).
+pub fn last_revision_from(repo: &Repository, cluster_id: &str, hint: i64) -> Result<Option<i64>> {
     let id = parse_cluster(cluster_id)?;
-    Ok(list_segments(repo.store(), id)?.last().map(|s| s.last))
+    Ok(segments_from(repo.store(), id, hint)?
+        .last()
+        .map(|s| s.last))
 }
 
 /// The last segment a destination holds for `cluster_id`, read and checked: where capture

@@ -217,3 +217,167 @@ fn storing_twice_is_idempotent_and_encrypted_segments_need_keys() {
     let (last, seg) = last_durable(&r, CLUSTER).unwrap().unwrap();
     assert_eq!((last.last, seg.records.len()), (20, 10));
 }
+
+/// A store that counts the objects its listings return.
+struct Counting {
+    inner: LocalStore,
+    listed: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn take(&self) -> usize {
+        self.listed.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+    fn count(
+        &self,
+        r: Result<Vec<crate::store::ObjectInfo>>,
+    ) -> Result<Vec<crate::store::ObjectInfo>> {
+        if let Ok(v) = &r {
+            self.listed
+                .fetch_add(v.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl Store for Counting {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self, name: &str) -> Result<Box<dyn crate::store::ObjectWriter>> {
+        self.inner.create(name)
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn crate::io::ReadAt>> {
+        self.inner.open(name)
+    }
+    fn load(&self, name: &str, offset: u64, len: Option<u64>) -> Result<Box<dyn Read + Send>> {
+        self.inner.load(name, offset, len)
+    }
+    fn stat(&self, name: &str) -> Result<Option<u64>> {
+        self.inner.stat(name)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<crate::store::ObjectInfo>> {
+        self.count(self.inner.list(prefix))
+    }
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<crate::store::ObjectInfo>> {
+        self.count(self.inner.list_after(prefix, after))
+    }
+    fn list_skipping(&self, skip: &str) -> Result<Vec<crate::store::ObjectInfo>> {
+        self.count(self.inner.list_skipping(skip))
+    }
+    fn remove(&self, name: &str) -> Result<()> {
+        self.inner.remove(name)
+    }
+    fn lock(&self, wait: std::time::Duration) -> Result<Box<dyn crate::store::StoreLock>> {
+        self.inner.lock(wait)
+    }
+    fn clean_partials(&self) -> Result<Vec<String>> {
+        self.inner.clean_partials()
+    }
+}
+
+/// 20,000 segment names (a busy cluster's 5.5 hours at flush 1s; lengths 1 to 17
+/// revisions, a gap now and then, overlapping runs of a second capture, another cluster,
+/// other objects): a lookup from revision R returns exactly the segments a full listing
+/// gives from the one before R on, and lists only those names (plus the block of names the
+/// segment before R begins in), never the history before it.
+#[test]
+fn a_lookup_from_a_revision_lists_only_the_segments_from_there() {
+    let d = tempfile::tempdir().unwrap();
+    let mut first = 1i64;
+    let mut ranges = Vec::new();
+    for i in 0..20_000i64 {
+        let len = 1 + (i * 7919) % 17;
+        if i % 1_500 == 999 {
+            first += 40; // a gap
+        }
+        ranges.push((first, first + len - 1));
+        first += len;
+    }
+    // A second capture wrote the same revisions twice for a while (names differ by time).
+    let twice = ranges[5_000..5_010].to_vec();
+    ranges.extend(twice);
+    let name = |(f, l): (i64, i64), ms: i64| {
+        let h = Header {
+            cluster_id: CLUSTER,
+            first: f,
+            last: l,
+            prev: [0; 32],
+            gap: false,
+        };
+        segment_name(&h, ms, false)
+    };
+    for (i, r) in ranges.iter().enumerate() {
+        std::fs::write(d.path().join(name(*r, 1_796_000_000_000 + i as i64)), b"").unwrap();
+    }
+    let other = Header {
+        cluster_id: CLUSTER + 1,
+        first: 5,
+        last: 9,
+        prev: [0; 32],
+        gap: false,
+    };
+    std::fs::write(d.path().join(segment_name(&other, 1, false)), b"").unwrap();
+    std::fs::write(d.path().join("manifest-x.json"), b"{}").unwrap();
+    let store = Counting {
+        inner: LocalStore::open(d.path(), false).unwrap(),
+        listed: Default::default(),
+    };
+    let all = list_segments(&store, CLUSTER).unwrap();
+    assert_eq!(store.take(), ranges.len());
+    // The backup catalog beside them lists none of them.
+    let (backups, bad) = crate::catalog::list(&store).unwrap();
+    assert!(backups.is_empty() && bad.is_empty());
+    assert_eq!(store.take(), 1, "only manifest-x.json");
+    let newest = all.last().unwrap().last;
+    let mut probes = vec![1, 2, newest, newest + 1, newest + 1_000_000];
+    for &(f, l) in ranges.iter().step_by(3_001) {
+        probes.extend([f, f + 1, l, l + 1, (f + l) / 2]);
+    }
+    for (i, &(f, _)) in ranges.iter().enumerate() {
+        if i % 4_500 == 999 {
+            probes.extend([f - 1, f - 20, f - 40]); // in a gap
+        }
+    }
+    probes.extend([ranges[5_003].0, ranges[5_003].0 + 1]); // overlapping runs
+    for rev in probes {
+        let got = segments_from(&store, CLUSTER, rev).unwrap();
+        let listed = store.take();
+        let before = all.iter().rposition(|s| s.first < rev);
+        let start = match before {
+            Some(b) if !all.iter().any(|s| s.first == rev) => b,
+            _ => all.iter().position(|s| s.first >= rev).unwrap_or(all.len()),
+        };
+        assert_eq!(got, all[start..], "from revision {rev}");
+        assert_eq!(got.last(), all.last(), "from revision {rev}");
+        // What was listed: the names from R on, and the block of names (1,000 revisions,
+        // 10,000 when R is early in one) that the segment before R begins in, when it
+        // begins at most 100 revisions before R (the farther, the bigger the block).
+        let from_r = all.iter().filter(|s| s.first >= rev).count();
+        let near = before.is_some_and(|b| rev - all[b].first <= 100);
+        if rev > 20_000 && near {
+            assert!(
+                listed <= from_r + 1_500,
+                "from revision {rev}: listed {listed} names for {} segments",
+                got.len()
+            );
+        }
+    }
+    // Near the newest revision (what a restore from today's backup asks): a few names.
+    let got = segments_from(&store, CLUSTER, newest - 5).unwrap();
+    assert!(got.len() <= 7, "{got:?}");
+    assert!(store.take() < 200);
+    assert_eq!(
+        last_revision_from(
+            &Repository::new(
+                d.path().display().to_string(),
+                Arc::new(LocalStore::open(d.path(), false).unwrap()),
+                Keys::none()
+            ),
+            &format!("{CLUSTER:x}"),
+            newest / 2
+        )
+        .unwrap(),
+        Some(newest)
+    );
+}

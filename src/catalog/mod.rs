@@ -57,7 +57,8 @@ pub fn read_manifest(store: &dyn Store, name: &str) -> Result<Manifest> {
 pub fn list(store: &dyn Store) -> Result<(Vec<Manifest>, Vec<BadManifest>)> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    for obj in store.list("")? {
+    // Not the capture segments (86,400 a day at flush 1s): never a backup's.
+    for obj in store.list_skipping(capture::PREFIX)? {
         if !obj.name.ends_with(MANIFEST_SUFFIX) {
             continue;
         }
@@ -228,7 +229,7 @@ fn check_encryption(object: &str, manifest: &Manifest) -> Result<()> {
 /// Data objects whose manifest is missing: debris of killed runs. Only meaningful with
 /// the store lock held (a running backup has a data object and no manifest yet).
 pub fn orphans(store: &dyn Store) -> Result<Vec<String>> {
-    let objects = store.list("")?;
+    let objects = store.list_skipping(capture::PREFIX)?;
     let names: std::collections::HashSet<&str> = objects.iter().map(|o| o.name.as_str()).collect();
     Ok(objects
         .iter()

@@ -34,6 +34,12 @@ pub trait RecordSource {
     /// The last durable captured revision (None: nothing captured). Only `--to-time`
     /// needs it.
     fn last_revision(&self) -> Result<Option<i64>>;
+    /// [`last_revision`](Self::last_revision), told a revision the caller reads from
+    /// (a segment listing then starts there instead of at the oldest segment).
+    fn last_revision_from(&self, hint: i64) -> Result<Option<i64>> {
+        let _ = hint;
+        self.last_revision()
+    }
 }
 
 /// A record source shared with `restore apply` ([`super::apply::ApplyOptions::records`]).
@@ -64,6 +70,10 @@ impl RecordSource for CatalogRecords<'_> {
 
     fn last_revision(&self) -> Result<Option<i64>> {
         crate::catalog::capture::last_revision(self.repo, &self.cluster_id)
+    }
+
+    fn last_revision_from(&self, hint: i64) -> Result<Option<i64>> {
+        crate::catalog::capture::last_revision_from(self.repo, &self.cluster_id, hint)
     }
 }
 
@@ -291,7 +301,7 @@ impl Scan {
         }
         let mut resumes = self.resumes;
         if resumes.is_none() {
-            if let Ok(Some(last)) = src.last_revision() {
+            if let Ok(Some(last)) = src.last_revision_from(to) {
                 if last > to {
                     let mut first = None;
                     let _ = stopped(src.stream(to, last, &mut |r| {
@@ -386,7 +396,7 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
         // Beyond what was captured: a usage error at plan time (exit 2) naming the newest
         // revision that can be restored, before any segment is read.
         let last = src
-            .last_revision()?
+            .last_revision_from(base.revision + 1)?
             .unwrap_or(base.revision)
             .max(base.revision);
         if to > last {
@@ -467,7 +477,10 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
             },
         ));
     };
-    let Some(last) = src.last_revision()?.filter(|l| *l > base.revision) else {
+    let Some(last) = src
+        .last_revision_from(base.revision + 1)?
+        .filter(|l| *l > base.revision)
+    else {
         return Ok(base.revision);
     };
     let t_ms = i64::try_from(t.as_offset().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);

@@ -250,6 +250,37 @@ impl LocalStore {
         )
     }
 
+    /// The committed objects whose names `wanted` accepts, by name; the others cost no
+    /// `stat`.
+    fn list_where(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.err("list", e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !wanted(&name) || check_name(&name).is_err() {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Removed between readdir and stat: not there any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err(&format!("stat {name}"), e)),
+            };
+            if meta.is_file() {
+                out.push(ObjectInfo {
+                    name,
+                    size: meta.len(),
+                    modified: meta.modified().ok(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     fn missing(&self, name: &str) -> Error {
         Error::NotFound(format!("{}: object {name} does not exist", self.location()))
     }
@@ -318,32 +349,15 @@ impl Store for LocalStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let mut out = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(|e| self.err("list", e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| self.err("list", e))?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if !name.starts_with(prefix) || check_name(&name).is_err() {
-                continue;
-            }
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                // Removed between readdir and stat: not there any more.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(self.err(&format!("stat {name}"), e)),
-            };
-            if meta.is_file() {
-                out.push(ObjectInfo {
-                    name,
-                    size: meta.len(),
-                    modified: meta.modified().ok(),
-                });
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.list_where(|n| n.starts_with(prefix))
+    }
+
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        self.list_where(|n| n.starts_with(prefix) && n > after)
+    }
+
+    fn list_skipping(&self, skip: &str) -> Result<Vec<ObjectInfo>> {
+        self.list_where(|n| !n.starts_with(skip))
     }
 
     fn remove(&self, name: &str) -> Result<()> {

@@ -86,6 +86,23 @@ pub trait Store: Send + Sync {
     fn stat(&self, name: &str) -> Result<Option<u64>>;
     /// Committed objects whose names start with `prefix` (never partial ones), by name.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// [`list`](Self::list), only the names that sort after `after` (byte order, exclusive):
+    /// what a reader that needs the tail of a sorted series asks for (S3: `start-after`, so
+    /// the names before it are never sent; a local directory skips them before any `stat`).
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        let mut all = self.list(prefix)?;
+        all.retain(|o| o.name.as_str() > after);
+        Ok(all)
+    }
+    /// Every committed object but those whose names start with `skip`, by name: what the
+    /// backup catalog lists beside the capture segments (`capture-…`, 86,400 a day at flush
+    /// 1s) without listing them (S3: up to them, then from after them; a local directory
+    /// skips them before any `stat`).
+    fn list_skipping(&self, skip: &str) -> Result<Vec<ObjectInfo>> {
+        let mut all = self.list("")?;
+        all.retain(|o| !o.name.starts_with(skip));
+        Ok(all)
+    }
     /// Remove a committed object. Idempotent: a missing object is not an error, so a
     /// retried or repeated clean-up does not fail.
     fn remove(&self, name: &str) -> Result<()>;
@@ -186,6 +203,12 @@ macro_rules! forward_store {
             }
             fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
                 (**self).list(prefix)
+            }
+            fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+                (**self).list_after(prefix, after)
+            }
+            fn list_skipping(&self, skip: &str) -> Result<Vec<ObjectInfo>> {
+                (**self).list_skipping(skip)
             }
             fn remove(&self, name: &str) -> Result<()> {
                 (**self).remove(name)

@@ -88,6 +88,12 @@ impl<S: Store> Store for RetryStore<S> {
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         self.run("list", || self.inner.list(prefix))
     }
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        self.run("list", || self.inner.list_after(prefix, after))
+    }
+    fn list_skipping(&self, skip: &str) -> Result<Vec<ObjectInfo>> {
+        self.run("list", || self.inner.list_skipping(skip))
+    }
     fn remove(&self, name: &str) -> Result<()> {
         self.run("remove", || self.inner.remove(name))
     }

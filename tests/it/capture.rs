@@ -16,6 +16,9 @@ use lifeboat::store::local::LocalStore;
 use crate::common::s3::{signal, S3Server};
 use crate::common::*;
 
+mod compact_edge;
+mod scale;
+
 fn repo(dir: &Path) -> Repository {
     let store = LocalStore::open(dir, false).unwrap();
     Repository::new(dir.display().to_string(), Arc::new(store), Keys::none())

@@ -1,7 +1,9 @@
-//! `lifeboat capture`: one watch over the whole keyspace, sealed into segments every `flush`
-//! (or `segment_bytes`), with lease polls, `HashKV` marks and clock marks, written to every
-//! destination (DESIGN.md "Capture segments").
+//! `lifeboat capture`: one watch over the whole keyspace, sealed into segments so that every
+//! change is stored within `flush` of its arrival (deadline.rs; or at `segment_bytes`), with
+//! lease polls, `HashKV` marks and clock marks, written to every destination (DESIGN.md
+//! "Capture segments").
 
+mod deadline;
 mod start;
 pub mod upload;
 
@@ -118,6 +120,19 @@ struct Capture {
     pending_since_ms: Option<i64>,
     /// Whether the lag beyond `max_lag` was logged (once per episode).
     lagging: bool,
+    /// When the pending records must be sealed.
+    timer: deadline::SealTimer,
+}
+
+/// Watch answers read at once after a seal, counted as waiting since it started.
+const READY_AFTER_SEAL: u32 = 64;
+
+/// Sleep until `deadline`; forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Run capture until `stop` resolves: seal what was received, let every destination store
@@ -180,6 +195,7 @@ pub async fn run(
         unstored: Default::default(),
         pending_since_ms: None,
         lagging: false,
+        timer: deadline::SealTimer::new(opts.settings.flush),
     };
     c.watch_loop(stop).await;
     c.seal().await;
@@ -198,20 +214,45 @@ pub async fn run(
 impl Capture {
     async fn watch_loop(&mut self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
+        // Only the lag check runs on a tick; seals run at their deadline (deadline.rs).
         let mut tick = tokio::time::interval(self.opts.flush);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch = self.rewatch(0).await;
+        // After a seal: answers the watch has ready at once were waiting since the seal
+        // started (up to this many are read so).
+        let mut waiting: Option<(Instant, u32)> = None;
         loop {
-            let answer = tokio::select! {
-                _ = &mut stop => return,
-                _ = tick.tick() => { self.seal().await; continue; }
-                a = watch.next() => a,
+            self.take_store_times();
+            let (answer, at) = match waiting.take() {
+                Some((since, left)) => {
+                    match tokio::time::timeout(Duration::ZERO, watch.next()).await {
+                        Ok(a) => {
+                            waiting = (left > 1).then_some((since, left - 1));
+                            (a, since)
+                        }
+                        Err(_) => continue,
+                    }
+                }
+                None => {
+                    // Budgeted for a HashKV seal when one falls due before the seal can.
+                    let hash_soon = self.hash_due_by(Instant::now() + self.opts.flush);
+                    let deadline = self.timer.deadline(hash_soon);
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = sleep_until(deadline) => {
+                            waiting = Some((self.seal().await, READY_AFTER_SEAL));
+                            continue;
+                        }
+                        _ = tick.tick() => { self.check_lag(); continue; }
+                        a = watch.next() => (a, Instant::now()),
+                    }
+                }
             };
             match answer {
                 Ok(Some(WatchAnswer::Events { records, header })) => {
-                    self.accept(records, header);
+                    self.accept(records, header, at);
                     if self.pending.bytes >= self.opts.segment_bytes {
-                        self.seal().await;
+                        waiting = Some((self.seal().await, READY_AFTER_SEAL));
                     }
                 }
                 Ok(Some(WatchAnswer::Compacted { compact_revision })) => {
@@ -233,6 +274,26 @@ impl Capture {
                     );
                     watch = self.rewatch(1).await;
                 }
+            }
+        }
+    }
+
+    /// Whether a seal now asks etcd for `HashKV`.
+    fn hash_due(&self) -> bool {
+        self.hash_due_by(Instant::now())
+    }
+
+    /// Whether a seal at `at` would ask etcd for `HashKV`.
+    fn hash_due_by(&self, at: Instant) -> bool {
+        self.last_hash
+            .is_none_or(|t| at.saturating_duration_since(t) >= self.opts.hash_every)
+    }
+
+    /// What the destinations measured storing segments, for the seal deadline's budget.
+    fn take_store_times(&mut self) {
+        for p in &self.progress {
+            for (took, with_hash) in p.take_took() {
+                self.timer.stored(took, with_hash);
             }
         }
     }
@@ -260,7 +321,7 @@ impl Capture {
     }
 
     /// New events: duplicates (a revision already received, after a reconnect) are dropped.
-    fn accept(&mut self, records: Vec<Record>, header: i64) {
+    fn accept(&mut self, records: Vec<Record>, header: i64, at: Instant) {
         let mut newest = self.last_rev;
         for r in records {
             let rev = r.revision();
@@ -269,6 +330,7 @@ impl Capture {
             }
             newest = newest.max(rev);
             self.pending_since_ms.get_or_insert_with(now_ms);
+            self.timer.arrived(at);
             self.pending.bytes += record_bytes(&r);
             self.pending.records.push(r);
         }
@@ -303,9 +365,8 @@ impl Capture {
         };
     }
 
-    /// Seal the pending records (when there are any): lease changes, a HashKV mark when one
-    /// is due, a clock mark, then hand the batch to every destination.
-    async fn seal(&mut self) {
+    /// Log when the lag crosses `max_lag` (once per episode) and when it is back under.
+    fn check_lag(&mut self) {
         self.update_metrics();
         let lag = self.metrics.lag_seconds();
         if lag > self.opts.max_lag.as_secs_f64() && !self.lagging {
@@ -319,16 +380,23 @@ impl Capture {
             self.lagging = false;
             eprintln!("lifeboat: capture caught up (lag {lag:.0}s)");
         }
+    }
+
+    /// Seal the pending records (when there are any): lease changes, a HashKV mark when one
+    /// is due, a clock mark, then hand the batch to every destination. Returns when it
+    /// started.
+    async fn seal(&mut self) -> Instant {
+        let started = Instant::now();
+        self.check_lag();
         if self.last_rev < self.pending.first {
-            return;
+            self.timer.sealed();
+            return started;
         }
         let last = self.last_rev;
         let mut records = std::mem::take(&mut self.pending.records);
         self.poll_leases(&mut records, last).await;
-        if self
-            .last_hash
-            .is_none_or(|t| t.elapsed() >= self.opts.hash_every)
-        {
+        let with_hash = self.hash_due();
+        if with_hash {
             match self.src.hash_kv(last).await {
                 Ok((hash, compact)) => {
                     if compact > self.compact_seen {
@@ -367,6 +435,8 @@ impl Capture {
                 last,
                 records: Arc::clone(&records),
                 sealed_ms,
+                started,
+                with_hash,
             };
             // A full queue waits here (etcd buffers the watch meanwhile).
             let _ = tx.send(b).await;
@@ -376,6 +446,8 @@ impl Capture {
             records: Vec::new(),
             bytes: 0,
         };
+        self.timer.sealed();
+        started
     }
 
     /// Leases granted or revoked since the last poll. A grant goes right before the first

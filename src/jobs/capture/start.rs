@@ -15,7 +15,17 @@ pub async fn chains(dests: &[Destination], cluster_id: u64) -> Result<Vec<ChainS
 }
 
 fn chain_of(repo: &crate::catalog::Repository, cluster_id: u64) -> Result<ChainState> {
-    let segs = capture::list_segments(repo.store(), cluster_id)?;
+    let (backups, _) = repo.list()?;
+    let newest = backups
+        .iter()
+        .filter(|m| m.cluster_id.0 == cluster_id)
+        .max_by_key(|m| m.revision);
+    // The newest segment, listing only the names from the newest backup on.
+    let segs = capture::segments_from(
+        repo.store(),
+        cluster_id,
+        newest.map_or(1, |m| m.revision + 1),
+    )?;
     if let Some(last) = segs.last() {
         if last.encrypted && repo.keys().get().ok().flatten().is_none() {
             eprintln!(
@@ -35,11 +45,6 @@ fn chain_of(repo: &crate::catalog::Repository, cluster_id: u64) -> Result<ChainS
             prev: seg.digest,
         });
     }
-    let (backups, _) = repo.list()?;
-    let newest = backups
-        .iter()
-        .filter(|m| m.cluster_id.0 == cluster_id)
-        .max_by_key(|m| m.revision);
     match newest {
         Some(m) => Ok(ChainState {
             next_first: m.revision + 1,

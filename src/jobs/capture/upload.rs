@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -25,6 +25,10 @@ pub struct Batch {
     pub last: i64,
     pub records: Arc<Vec<Record>>,
     pub sealed_ms: i64,
+    /// When its seal started (the seal deadline's budget measures from here to the commit).
+    pub started: Instant,
+    /// Whether its seal asked etcd for `HashKV`.
+    pub with_hash: bool,
 }
 
 /// Where a destination's chain stands.
@@ -44,6 +48,16 @@ pub struct Progress {
     pub bytes: AtomicU64,
     /// Segments stored.
     pub segments: AtomicU64,
+    /// How long stored segments took from their seal's start, with whether the seal asked
+    /// for `HashKV`; the capture loop takes them for its seal deadline.
+    pub took: std::sync::Mutex<Vec<(Duration, bool)>>,
+}
+
+impl Progress {
+    /// The durations recorded since the last call.
+    pub fn take_took(&self) -> Vec<(Duration, bool)> {
+        std::mem::take(&mut *self.took.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// Start the writer of `dest`; dropping the sender drains the queue and ends the thread.
@@ -124,6 +138,12 @@ pub fn spawn(
                     }
                 }
             }
+            {
+                let mut took = p.took.lock().unwrap_or_else(|e| e.into_inner());
+                if took.len() < 1024 {
+                    took.push((b.started.elapsed(), b.with_hash));
+                }
+            }
             chain.prev = digest;
             chain.next_first = b.last + 1;
             p.durable.store(b.last, Ordering::Relaxed);
@@ -188,6 +208,8 @@ mod tests {
                     last,
                     records: Arc::clone(&records),
                     sealed_ms: 1,
+                    started: Instant::now(),
+                    with_hash: false,
                 })
                 .unwrap();
             }

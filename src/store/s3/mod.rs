@@ -160,6 +160,9 @@ pub fn parse_url(dest: &str) -> Result<(String, String)> {
     Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
 }
 
+/// Keys per page of a listing that stops at a name ([`S3Store::list_skipping`]).
+const UNTIL_PAGE: i32 = 100;
+
 impl S3Store {
     /// HEAD an object: `None` if it does not exist (a missing bucket is an error).
     fn head(
@@ -225,6 +228,66 @@ impl S3Store {
         Ok(S3Store {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The committed objects named `prefix…`, only those after `after` when given (sent as
+    /// ListObjectsV2 `start-after`: the names before it are never listed), and, with
+    /// `until`, only those before it (no page is asked for past it), by name.
+    fn list_from(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<Vec<ObjectInfo>> {
+        let i = &self.inner;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        let mut past = false;
+        loop {
+            let r = i
+                .block_on(
+                    i.client
+                        .list_objects_v2()
+                        .bucket(&i.bucket)
+                        .prefix(i.key(prefix))
+                        .set_start_after(after.map(|a| i.key(a)))
+                        // Short pages when stopping early: the page that crosses `until`
+                        // is mostly names nobody wants.
+                        .set_max_keys(until.map(|_| UNTIL_PAGE))
+                        .set_continuation_token(token.take())
+                        .send(),
+                )?
+                .map_err(|e| {
+                    let f = classify(&e);
+                    i.error(f.kind, format!("list: {f}"))
+                })?;
+            for o in r.contents() {
+                let Some(key) = o.key() else { continue };
+                let Some(name) = key.strip_prefix(&i.prefix) else {
+                    continue;
+                };
+                if name.is_empty() || name.contains('/') {
+                    continue;
+                }
+                if until.is_some_and(|u| name >= u) {
+                    past = true;
+                    continue;
+                }
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    modified: o
+                        .last_modified()
+                        .and_then(|t| SystemTime::try_from(*t).ok()),
+                });
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) && !past => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 }
 
@@ -348,45 +411,21 @@ impl Store for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        let i = &self.inner;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let r = i
-                .block_on(
-                    i.client
-                        .list_objects_v2()
-                        .bucket(&i.bucket)
-                        .prefix(i.key(prefix))
-                        .set_continuation_token(token.take())
-                        .send(),
-                )?
-                .map_err(|e| {
-                    let f = classify(&e);
-                    i.error(f.kind, format!("list: {f}"))
-                })?;
-            for o in r.contents() {
-                let Some(key) = o.key() else { continue };
-                let Some(name) = key.strip_prefix(&i.prefix) else {
-                    continue;
-                };
-                if name.is_empty() || name.contains('/') {
-                    continue;
-                }
-                out.push(ObjectInfo {
-                    name: name.to_string(),
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    modified: o
-                        .last_modified()
-                        .and_then(|t| SystemTime::try_from(*t).ok()),
-                });
-            }
-            match r.next_continuation_token() {
-                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
+        self.list_from(prefix, None, None)
+    }
+
+    fn list_after(&self, prefix: &str, after: &str) -> Result<Vec<ObjectInfo>> {
+        self.list_from(prefix, Some(after), None)
+    }
+
+    fn list_skipping(&self, skip: &str) -> Result<Vec<ObjectInfo>> {
+        // Up to the skipped names, then from after the last name they can have (keys
+        // compare as UTF-8 bytes; U+10FFFF is the highest).
+        let mut out = self.list_from("", None, Some(skip))?;
+        out.extend(self.list_from("", Some(&format!("{skip}\u{10FFFF}")), None)?);
+        out.retain(|o| !o.name.starts_with(skip));
         out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.dedup_by(|a, b| a.name == b.name);
         Ok(out)
     }
 
