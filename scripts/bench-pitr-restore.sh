@@ -4,6 +4,8 @@
 #
 #   scripts/bench-pitr-restore.sh                      # 1.6 M keys x 500 B (~1 GiB db), 1 h at 1000 puts/s of 1 KiB
 #   PITR_BASE_KEYS=20000 PITR_SECONDS=60 scripts/bench-pitr-restore.sh   # a quick run
+#   PITR_BASE_SNAPSHOT=bench-work/big.snap.db PITR_BASE_KEYS=0 scripts/bench-pitr-restore.sh
+#                     # the base restored from an etcd snapshot (plus PITR_BASE_KEYS more keys)
 #
 # The base is filled and backed up; the capture window is then written straight into the
 # destination by examples/pitr_synth (the segments `lifeboat capture` writes, without
@@ -38,6 +40,11 @@ free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0)
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 cp=$(free_port); pp=$(free_port)
+if [ -n "${PITR_BASE_SNAPSHOT:-}" ]; then
+  "$E/etcdutl" snapshot restore "$PITR_BASE_SNAPSHOT" --name p --data-dir "$WORK/etcd" \
+    --initial-cluster "p=http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+    >"$WORK/etcdutl.log" 2>&1
+fi
 "$E/etcd" --name p --data-dir "$WORK/etcd" \
   --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
   --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
@@ -47,8 +54,10 @@ ETCD=$!
 PIDS+=($ETCD)
 EP="http://127.0.0.1:$cp"
 for _ in $(seq 100); do "$E/etcdctl" --endpoints "$EP" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
-echo "filling the base: $BASE_KEYS keys x 500 B" >&2
-"$FILL" "$EP" "$BASE_KEYS" 500
+if [ "$BASE_KEYS" -gt 0 ]; then
+  echo "filling the base: $BASE_KEYS keys x 500 B" >&2
+  "$FILL" "$EP" "$BASE_KEYS" 500
+fi
 "$LB" backup -q --to "$WORK/dest" --endpoints "$EP"
 kill "$ETCD"; wait "$ETCD" 2>/dev/null || true
 rm -rf "$WORK/etcd"
@@ -98,7 +107,7 @@ restored=$(stat -c %s "$WORK/pitr/r0/member/snap/db")
 rm -rf "$WORK/pitr" "$WORK/pitr.plan"
 
 {
-  echo "PITR restore benchmark on $(date -u +%F), $(nproc) cores, etcd 3.5.1: base db $((DB_BYTES / 1048576)) MiB ($BASE_KEYS keys x 500 B, revision $BASE_REV); window $SECONDS_ s x $RATE puts/s of $VALUE B over $KEYS keys ($(( LAST - BASE_REV )) events, $((SEG_BYTES / 1048576)) MiB of segments); restored db $((restored / 1048576)) MiB. Cold page cache before each command where permitted."
+  echo "PITR restore benchmark on $(date -u +%F), $(nproc) cores, etcd 3.5.1: base db $((DB_BYTES / 1048576)) MiB (${PITR_BASE_SNAPSHOT:+$PITR_BASE_SNAPSHOT plus }$BASE_KEYS keys x 500 B, revision $BASE_REV); window $SECONDS_ s x $RATE puts/s of $VALUE B over $KEYS keys ($(( LAST - BASE_REV )) events, $((SEG_BYTES / 1048576)) MiB of segments); restored db $((restored / 1048576)) MiB. Cold page cache before each command where permitted."
   echo
   echo "| command | wall (s) | peak RSS (MiB) |"
   echo "|---|---:|---:|"

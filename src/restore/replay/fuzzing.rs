@@ -127,36 +127,41 @@ fn contents(img: &[u8]) -> Vec<(u8, Vec<u8>, Vec<u8>)> {
     out
 }
 
-/// See the module docs. The replay is also made in small transactions (a chunk size from
-/// the input): accepted or refused alike, and the same data when accepted. Returns whether
-/// the replay was accepted.
+/// See the module docs. One input in four is also replayed in small transactions (a chunk
+/// size from the input): accepted or refused alike, and the same data when accepted.
+/// Returns whether the replay was accepted.
 pub fn exercise(data: &[u8]) -> bool {
     let (img, records, to) = decode(data);
     let whole = replay(&img, &records, to);
-    let chunk = 1 + usize::from(data.get(1).copied().unwrap_or(0) % 64) * 16;
-    let chunked = replay_chunked(img, &records, to, chunk);
+    // One input in four is also replayed in small transactions (their commits are most of
+    // the cost, so not every input pays for them).
+    let b = data.get(1).copied().unwrap_or(0);
+    let chunk = (b % 4 == 0).then(|| 1 + usize::from(b / 4 % 64) * 16);
+    let chunked = chunk.map(|c| replay_chunked(img, &records, to, c));
     let Ok((out, r)) = whole else {
         assert!(
-            chunked.is_none(),
-            "refused whole, accepted in chunks of {chunk}"
+            chunked.flatten().is_none(),
+            "refused whole, accepted in chunks of {chunk:?}"
         );
         return false;
     };
     let c = check(&out, &CheckOptions::default(), &mut Nothing);
     assert!(c.ok(), "replay broke a good database: {:?}", c.problems);
-    let (small, rc) = chunked.expect("accepted whole, refused in chunks");
-    let c = check(&small, &CheckOptions::default(), &mut Nothing);
-    assert!(
-        c.ok(),
-        "chunked replay broke a good database: {:?}",
-        c.problems
-    );
-    assert_eq!(
-        contents(&out),
-        contents(&small),
-        "chunks of {chunk} wrote other data"
-    );
-    assert_eq!((r.hashkv, &r.checked), (rc.hashkv, &rc.checked));
+    if let Some(chunked) = chunked {
+        let (small, rc) = chunked.expect("accepted whole, refused in chunks");
+        let c = check(&small, &CheckOptions::default(), &mut Nothing);
+        assert!(
+            c.ok(),
+            "chunked replay broke a good database: {:?}",
+            c.problems
+        );
+        assert_eq!(
+            contents(&out),
+            contents(&small),
+            "chunks of {chunk:?} wrote other data"
+        );
+        assert_eq!((r.hashkv, &r.checked), (rc.hashkv, &rc.checked));
+    }
     let db = Db::open(&out[..]).expect("replayed database opens");
     let last = last_revision(&db).expect("replayed database has a revision");
     assert_eq!(last, to, "replayed database ends at {last}, not {to}");
