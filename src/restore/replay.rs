@@ -400,6 +400,14 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         Ok(())
     }
 
+    /// Commit what is left, without the proof: for a replay of records already proven
+    /// (`restore apply` of a plan whose records it has checked are the plan's).
+    pub fn commit_rest(mut self) -> Result<Replay> {
+        let edits = self.rp.take_edits();
+        self.commit(&edits)?;
+        self.rp.finish()
+    }
+
     /// Commit what is left, then compute the `hashkv` at `to_revision` offline and compare
     /// every live hash recorded after the backup up to `to_revision` with the replayed
     /// data's hash at its revision (one pass over bucket `key` for all of them). A mismatch
