@@ -30,12 +30,14 @@ impl Image for Vec<u8> {
     }
 }
 
-/// A copy of a database in an unlinked temporary file: gone when dropped or when the
-/// process dies, so a failed restore leaves nothing behind. Not synced: it is read back
-/// at once, and the member dbs written from it are synced by the restore.
+/// A database image in a file: a copy in an unlinked temporary file ([`FileImage::copy_of`]:
+/// gone when dropped or when the process dies, so a failed restore leaves nothing behind),
+/// or a private file the caller made, replayed in place ([`FileImage::in_place`]). Not
+/// synced here: the restore that writes a member from it syncs what it keeps.
 pub struct FileImage {
     file: std::fs::File,
     size: u64,
+    /// Named in errors: the temporary file's directory, or the file replayed in place.
     dir: PathBuf,
 }
 
@@ -90,6 +92,24 @@ impl FileImage {
             file,
             size,
             dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl FileImage {
+    /// Replay onto the database file at `path` itself (a private copy the caller made, such
+    /// as a snapshot fetched for this restore): no second copy. The file's first `size`
+    /// bytes are the database.
+    pub fn in_place(path: &Path, size: u64) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(FileImage {
+            file,
+            size,
+            dir: path.to_path_buf(),
         })
     }
 }
