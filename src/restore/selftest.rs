@@ -220,7 +220,8 @@ fn free_port() -> Result<u16> {
 const NAME: &str = "lifeboat-restore-test";
 
 /// Write the throwaway member's data dir with lifeboat's own writer, from the fetched
-/// snapshot (database + etcd's 32-byte trailer), checking the manifest's digest again.
+/// snapshot (database + etcd's 32-byte trailer, its digest checked against the manifest's
+/// while it was fetched), which is moved into the data dir and patched there, not copied.
 /// The files are those `style`'s etcdutl writes (the booted release's).
 fn restore_native(
     snap: &Path,
@@ -230,12 +231,6 @@ fn restore_native(
     style: super::native::RestoreStyle,
     replay: &[Edit],
 ) -> Result<()> {
-    let file = crate::io::FileReader::open(snap).at(snap)?;
-    let size = crate::io::ReadAt::size(&file);
-    let db = file.with_size(size.saturating_sub(crate::pipeline::trailer::TRAILER_LEN as u64));
-    let mut want = [0u8; 32];
-    hex::decode_to_slice(&m.db_sha256, &mut want)
-        .map_err(|_| Error::integrity(m.id.as_str(), "manifest db_sha256 is not a hex SHA-256"))?;
     let spec = super::native::RestoreSpec {
         members: vec![super::native::MemberSpec {
             name: NAME.into(),
@@ -245,8 +240,8 @@ fn restore_native(
         bump_revision: None,
         mark_compacted: false,
     };
-    let targets = [(NAME.to_string(), data.to_path_buf(), None)];
-    super::native::write_member_dirs_replayed(&db, Some(want), &spec, &targets, style, replay)?;
+    let target = (NAME.to_string(), data.to_path_buf(), None);
+    super::native::write_member_dir_adopting(snap, m.db_size, &spec, target, style, replay)?;
     Ok(())
 }
 
@@ -317,7 +312,7 @@ pub fn restore_test(
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
-    crate::jobs::fetch::fetch(repo, m, &snap, true, &|_| {})?;
+    fetch_throwaway(repo, m, &snap)?;
     let (offline_hash, mut keys_expected, cluster_version) = offline_facts(&snap, m.revision)?;
     if let Some(cv) = &cluster_version {
         check_etcd_version(
@@ -440,6 +435,17 @@ pub fn restore_test(
         users: auth.users,
         roles: auth.roles,
     })
+}
+
+/// The backup as etcd's snapshot file (database + SHA-256 trailer) in the test's temporary
+/// dir, its digest checked against the manifest's while decoded. Not fsynced: nothing
+/// outlives the test, and the native writer syncs the db it makes of it.
+fn fetch_throwaway(repo: &crate::catalog::Repository, m: &Manifest, snap: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(snap).at(snap)?;
+    let (_, digest) = crate::jobs::fetch::decode_into(repo, m, &mut f, snap, &|_| {})?;
+    f.write_all(&digest).at(snap)?;
+    Ok(())
 }
 
 /// hashkv at `rev`, the live key count and the cluster version, read offline from the
