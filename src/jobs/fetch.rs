@@ -70,7 +70,9 @@ pub fn decode_into(
 ) -> Result<(u64, [u8; 32])> {
     let object = repo.object_of(m);
     let reader = repo.open_db(m)?;
-    let (mut stream, _) = repo.load_object(m)?;
+    // The decoded database's size and SHA-256 are checked below: no digest of the
+    // stored bytes is needed on top.
+    let mut stream = repo.load_stream(m)?;
     let mut sha = Sha256::new();
     let mut db_len = 0u64;
     let mut stored_len = 0u64;
