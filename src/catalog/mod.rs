@@ -167,19 +167,48 @@ pub fn load_backup_object(
     }
     let raw = store.load(&manifest.object, 0, None)?;
     let (hashed, digest) = HashingReader::new(raw);
-    let plain: Box<dyn Read + Send> = match keys {
+    Ok((
+        plain_stream(Box::new(hashed), &object, manifest, keys)?,
+        digest,
+    ))
+}
+
+/// [`load_backup_object`] without the SHA-256 of the stored bytes, for a reader that checks
+/// the decoded database's size and SHA-256 against the manifest instead (`fetch`, `restore
+/// apply`, `restore test`): those prove the content, and a second digest over the stored
+/// bytes would be computed only to be thrown away.
+pub fn load_backup_stream(
+    store: &dyn Store,
+    manifest: &Manifest,
+    keys: Option<&Keyring>,
+) -> Result<Box<dyn Read + Send>> {
+    let object = format!("{}/{}", store.location(), manifest.object);
+    if keys.is_none() {
+        check_encryption(&object, manifest)?;
+    }
+    let raw = store.load(&manifest.object, 0, None)?;
+    plain_stream(raw, &object, manifest, keys)
+}
+
+/// `stored`, decrypted when the backup is encrypted.
+fn plain_stream(
+    stored: Box<dyn Read + Send>,
+    object: &str,
+    manifest: &Manifest,
+    keys: Option<&Keyring>,
+) -> Result<Box<dyn Read + Send>> {
+    Ok(match keys {
         Some(k) if manifest.encryption == encrypt::SCHEME => encrypt::read::decrypt_stream(
-            Box::new(hashed),
+            stored,
             k,
             &encrypt::read::Sealed {
-                object: &object,
+                object,
                 what: &format!("backup {}", manifest.id),
                 recipients: &manifest.recipients,
             },
         )?,
-        _ => Box::new(hashed),
-    };
-    Ok((plain, digest))
+        _ => stored,
+    })
 }
 
 /// The keys to open an encrypted backup with: `given` (a [`Repository`]'s). For an

@@ -162,6 +162,13 @@ impl Repository {
         super::load_backup_object(self.store(), m, keys.as_deref())
     }
 
+    /// [`Repository::load_object`] without the stored bytes' digest (see
+    /// [`super::load_backup_stream`]).
+    pub fn load_stream(&self, m: &Manifest) -> Result<Box<dyn Read + Send>> {
+        let keys = self.keys_for(m)?;
+        super::load_backup_stream(self.store(), m, keys.as_deref())
+    }
+
     /// The last recorded verification of backup `id` (see [`verified::read_state`]).
     pub fn verdict(
         &self,

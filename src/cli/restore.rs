@@ -7,8 +7,8 @@ use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
 use crate::restore::plan::{
-    db_holds_kubernetes, holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan,
-    PlanInput, Source, DEFAULT_BUMP,
+    db_holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan, PlanInput, Source,
+    DEFAULT_BUMP,
 };
 use crate::restore::predict::predict_plan;
 use crate::restore::topology;
@@ -198,7 +198,10 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 }
                 None => repo.resolve(id)?,
             };
-            let v = repo.verify(&m, &|_| {})?;
+            // The page check of verify sees every key: it answers the Kubernetes
+            // question too, without a second decode of the backup.
+            let mut k8s = crate::restore::plan::KubernetesKeys::default();
+            let v = repo.verify_visiting(&m, &|_| {}, &mut k8s)?;
             if !v.ok {
                 return Err(Error::integrity(
                     v.object,
@@ -210,7 +213,7 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let k = holds_kubernetes(&repo, &m)?;
+            let k = k8s.0;
             let src = Source::of_manifest(&m);
             stored = Some((repo, m));
             (src, dest.to_string(), k)

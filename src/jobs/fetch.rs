@@ -40,14 +40,39 @@ pub fn fetch(
             out.display()
         )));
     }
-    let object = repo.object_of(m);
-    let reader = repo.open_db(m)?;
-    let (mut stream, _) = repo.load_object(m)?;
     // A partial file from an earlier fetch that was killed is ours to replace.
     let mut stale = out.as_os_str().to_owned();
     stale.push(crate::store::local::PARTIAL_SUFFIX);
     let _ = fs::remove_file(PathBuf::from(stale));
     let mut w = AtomicFile::create(out.to_path_buf(), overwrite)?;
+    let (db_len, digest) = decode_into(repo, m, &mut w, out, progress)?;
+    let db_hex = hex::encode(digest);
+    w.write_all(&digest).at(out)?;
+    w.commit()?;
+    Ok(FetchReport {
+        id: m.id.to_string(),
+        out: out.to_path_buf(),
+        db_size: db_len,
+        file_size: db_len + 32,
+        db_sha256: db_hex,
+    })
+}
+
+/// Decode backup `m` into `w`: the database bytes only (no trailer), each written once as
+/// it is decoded and hashed once. Returns its size and SHA-256, which match the manifest's
+/// (exit 3 otherwise: then `w` holds bytes that must not be used). `out` names `w` in errors.
+pub fn decode_into(
+    repo: &Repository,
+    m: &Manifest,
+    w: &mut dyn Write,
+    out: &Path,
+    progress: super::verify::Progress<'_>,
+) -> Result<(u64, [u8; 32])> {
+    let object = repo.object_of(m);
+    let reader = repo.open_db(m)?;
+    // The decoded database's size and SHA-256 are checked below: no digest of the
+    // stored bytes is needed on top.
+    let mut stream = repo.load_stream(m)?;
     let mut sha = Sha256::new();
     let mut db_len = 0u64;
     let mut stored_len = 0u64;
@@ -87,13 +112,5 @@ pub fn fetch(
             ),
         ));
     }
-    w.write_all(&digest).at(out)?;
-    w.commit()?;
-    Ok(FetchReport {
-        id: m.id.to_string(),
-        out: out.to_path_buf(),
-        db_size: db_len,
-        file_size: db_len + 32,
-        db_sha256: db_hex,
-    })
+    Ok((db_len, digest))
 }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::catalog::readback::{check_database, check_stream};
 use crate::catalog::{Manifest, Repository};
+use crate::format::bolt::EntryVisitor;
 use crate::{ExitCode, Result};
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,11 +33,29 @@ pub use crate::catalog::readback::Progress;
 impl Repository {
     /// Verify backup `m` of this repository (the module docs say what is checked).
     pub fn verify(&self, m: &Manifest, progress: Progress<'_>) -> Result<VerifyReport> {
-        verify(self, m, progress)
+        verify(self, m, progress, &mut ())
+    }
+
+    /// [`Repository::verify`], showing `visitor` every entry its page check walks (when
+    /// the stream and database checks passed; nothing otherwise), so a caller that needs a
+    /// fact of every key (`restore plan`: does the backup hold Kubernetes objects) needs no
+    /// second decode of the backup.
+    pub fn verify_visiting(
+        &self,
+        m: &Manifest,
+        progress: Progress<'_>,
+        visitor: &mut dyn EntryVisitor,
+    ) -> Result<VerifyReport> {
+        verify(self, m, progress, visitor)
     }
 }
 
-fn verify(repo: &Repository, m: &Manifest, progress: Progress<'_>) -> Result<VerifyReport> {
+fn verify(
+    repo: &Repository,
+    m: &Manifest,
+    progress: Progress<'_>,
+    visitor: &mut dyn EntryVisitor,
+) -> Result<VerifyReport> {
     let store = repo.store();
     let mut problems = Vec::new();
     let object = repo.object_of(m);
@@ -90,7 +109,7 @@ fn verify(repo: &Repository, m: &Manifest, progress: Progress<'_>) -> Result<Ver
         // tree walk over a compressed object from decoding the same frame again and again.
         let reader = reader.with_cache_frames(32);
         let opts = crate::format::bolt::check::CheckOptions::default();
-        let r = crate::format::bolt::check::check(&reader, &opts, &mut ());
+        let r = crate::format::bolt::check::check(&reader, &opts, visitor);
         for p in &r.problems {
             problems.push(format!("database: {p}"));
         }

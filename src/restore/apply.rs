@@ -4,6 +4,7 @@
 //! one, and read the member id and cluster id back from what was written: the plan promised
 //! them, and a restore whose ids differ would form a cluster nobody planned.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -223,7 +224,9 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         return Ok(report);
     }
     std::fs::create_dir_all(parent).at(parent)?;
-    get_snapshot(plan, &snapshot, &opts.access)?;
+    // etcd's tool reads a snapshot file with its trailer; the native writer takes the
+    // database image alone and moves it into the data dir it writes.
+    get_snapshot(plan, &snapshot, &opts.access, cmd.is_some())?;
     for (from, to) in &moves {
         std::fs::rename(from, to).at(from)?;
         if report.moved_aside.is_none() {
@@ -287,8 +290,16 @@ fn check_tool_bumps(plan: &Plan, w: &DataDirWriter) -> Result<()> {
 }
 
 /// The snapshot to restore, at `to`: fetched from the store and verified, or copied from
-/// the member db the plan names and checked against the plan's SHA-256.
-fn get_snapshot(plan: &Plan, to: &Path, access: &crate::catalog::Access) -> Result<()> {
+/// the member db the plan names and checked against the plan's SHA-256. `trailer`: a
+/// fetched snapshot gets etcd's SHA-256 trailer and is fsynced (etcd's tool reads it);
+/// without, it is the database image alone, written once and hashed once while decoded,
+/// and the native writer makes it durable in the data dir it moves it into.
+fn get_snapshot(
+    plan: &Plan,
+    to: &Path,
+    access: &crate::catalog::Access,
+    trailer: bool,
+) -> Result<()> {
     if let Some(db) = &plan.source_db {
         std::fs::copy(db, to).at(db)?;
         let r = crate::io::FileReader::open(to).at(to)?;
@@ -316,7 +327,25 @@ fn get_snapshot(plan: &Plan, to: &Path, access: &crate::catalog::Access) -> Resu
             ),
         ));
     }
-    crate::jobs::fetch::fetch(&repo, &manifest, to, true, &|_| {})?;
+    if trailer {
+        crate::jobs::fetch::fetch(&repo, &manifest, to, true, &|_| {})?;
+        return Ok(());
+    }
+    // A leftover of a killed apply is ours to replace; the name is hidden, so a crash
+    // here leaves nothing that looks like a data dir.
+    let _ = std::fs::remove_file(to);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(to)
+        .at(to)?;
+    let r = crate::jobs::fetch::decode_into(&repo, &manifest, &mut f, to, &|_| {});
+    if r.is_err() {
+        drop(f);
+        let _ = std::fs::remove_file(to);
+    }
+    r?;
     Ok(())
 }
 
@@ -337,25 +366,11 @@ fn writer_command(
     Some(cmd)
 }
 
-/// Write `m`'s data dir with lifeboat's own writer from the fetched snapshot (a backup's
-/// file carries etcd's 32-byte SHA-256 trailer; a member's db, none). The plan's SHA-256 is
-/// checked again while the db is copied.
+/// Write `m`'s data dir with lifeboat's own writer from the fetched snapshot (the database
+/// image alone, its SHA-256 checked against the plan's while it was fetched or copied),
+/// which becomes the member's db: moved into the new data dir and patched there.
 fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path, opts: &ApplyOptions) -> Result<()> {
-    let file = crate::io::FileReader::open(snapshot).at(snapshot)?;
-    let size = crate::io::ReadAt::size(&file);
-    let trailer = crate::pipeline::trailer::TRAILER_LEN as u64;
-    let db = if plan.source_db.is_none() && size >= trailer {
-        file.with_size(size - trailer)
-    } else {
-        file
-    };
-    let mut want = [0u8; 32];
-    hex::decode_to_slice(&plan.db_sha256, &mut want).map_err(|_| {
-        Error::Usage(format!(
-            "plan.json: db_sha256 {:?} is not a hex SHA-256; make a new plan",
-            plan.db_sha256
-        ))
-    })?;
+    let size = std::fs::metadata(snapshot).at(snapshot)?.len();
     let spec = super::native::RestoreSpec {
         members: plan
             .members
@@ -369,37 +384,35 @@ fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path, opts: &ApplyOption
         bump_revision: plan.bump_revision,
         mark_compacted: plan.mark_compacted,
     };
-    // A point-in-time plan: the captured changes up to its revision replayed onto a copy of
-    // the snapshot next to it (the plan's SHA-256 checked while copying), restored instead.
-    let work = snapshot.parent().unwrap_or(Path::new("."));
-    let replayed = match (&opts.records, plan.to_revision) {
-        (_, None) => None,
-        (Some(src), Some(_)) => super::pitr::apply_image(plan, &db, want, src.0.as_ref(), work)?,
-        (None, Some(_)) => {
-            let repo = opts.access.repository(&plan.from, false)?;
+    // A point-in-time plan: the captured changes up to its revision replayed onto the
+    // fetched db itself (checked against the plan's SHA-256 while it was fetched), in
+    // place; a refused or failed replay removes it, so the next apply fetches it again.
+    let size = match (&opts.records, plan.to_revision) {
+        (_, None) => Ok(size),
+        (Some(src), Some(_)) => super::pitr::apply_replay(plan, snapshot, size, src.0.as_ref()),
+        (None, Some(_)) => opts.access.repository(&plan.from, false).and_then(|repo| {
             let src = super::pitr::CatalogRecords {
                 repo: &repo,
                 cluster_id: plan.old_cluster_id.clone(),
             };
-            super::pitr::apply_image(plan, &db, want, &src, work)?
-        }
-    };
-    let (db, want): (&dyn crate::io::ReadAt, _) = match &replayed {
-        Some(img) => (img, None),
-        None => (&db, Some(want)),
-    };
+            super::pitr::apply_replay(plan, snapshot, size, &src)
+        }),
+    }
+    .inspect_err(|_| {
+        let _ = std::fs::remove_file(snapshot);
+    })?;
     // The files the node's etcd release's own etcdutl would write (every style boots on
     // every release; this keeps them byte-comparable with that etcdutl).
-    let targets = [(
+    let target = (
         m.name.clone(),
         PathBuf::from(&m.data_dir),
         m.wal_dir.as_deref().map(PathBuf::from),
-    )];
-    super::native::write_member_dirs_replayed(
-        db,
-        want,
+    );
+    super::native::write_member_dir_adopting(
+        snapshot,
+        size,
         &spec,
-        &targets,
+        target,
         super::native::RestoreStyle::for_version(&m.etcd_version),
         &[],
     )?;

@@ -497,7 +497,7 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
 }
 
 mod replayed;
-pub use replayed::{apply_image, plan_replay, replay_chosen, test_image};
+pub use replayed::{apply_replay, plan_replay, replay_chosen, test_replay};
 
 #[cfg(test)]
 mod tests;

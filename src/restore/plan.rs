@@ -492,6 +492,24 @@ pub fn holds_kubernetes(repo: &crate::catalog::Repository, m: &Manifest) -> Resu
     db_holds_kubernetes(&reader, &object)
 }
 
+/// [`holds_kubernetes`] as a visitor of a page walk that reads every entry anyway
+/// ([`crate::catalog::Repository::verify_visiting`]): true once a `key` bucket entry holds a
+/// `/registry/` key.
+#[derive(Debug, Default)]
+pub struct KubernetesKeys(pub bool);
+
+impl crate::format::bolt::EntryVisitor for KubernetesKeys {
+    fn entry(&mut self, e: &crate::format::bolt::check::VisitEntry<'_>) {
+        use crate::format::etcd::{buckets, proto::KeyValueRef};
+        if self.0 || e.bucket != buckets::KEY {
+            return;
+        }
+        if let Ok(kv) = KeyValueRef::decode(e.value) {
+            self.0 = kv.key.starts_with(b"/registry/");
+        }
+    }
+}
+
 /// [`holds_kubernetes`] for any database image.
 pub fn db_holds_kubernetes<R: crate::io::ReadAt>(reader: &R, object: &str) -> Result<bool> {
     use crate::format::etcd::{buckets, proto::KeyValueRef};

@@ -223,22 +223,16 @@ fn free_port() -> Result<u16> {
 const NAME: &str = "lifeboat-restore-test";
 
 /// Write the throwaway member's data dir with lifeboat's own writer, from the fetched
-/// snapshot (database + etcd's 32-byte trailer), checking the manifest's digest again.
+/// snapshot (database + etcd's 32-byte trailer, its digest checked against the manifest's
+/// while it was fetched), which is moved into the data dir and patched there, not copied.
 /// The files are those `style`'s etcdutl writes (the booted release's).
 fn restore_native(
     snap: &Path,
-    m: &Manifest,
     peer: &str,
     data: &Path,
     style: super::native::RestoreStyle,
-    replayed: Option<&super::replay::FileImage>,
+    size: u64,
 ) -> Result<()> {
-    let file = crate::io::FileReader::open(snap).at(snap)?;
-    let size = crate::io::ReadAt::size(&file);
-    let db = file.with_size(size.saturating_sub(crate::pipeline::trailer::TRAILER_LEN as u64));
-    let mut want = [0u8; 32];
-    hex::decode_to_slice(&m.db_sha256, &mut want)
-        .map_err(|_| Error::integrity(m.id.as_str(), "manifest db_sha256 is not a hex SHA-256"))?;
     let spec = super::native::RestoreSpec {
         members: vec![super::native::MemberSpec {
             name: NAME.into(),
@@ -248,13 +242,8 @@ fn restore_native(
         bump_revision: None,
         mark_compacted: false,
     };
-    let targets = [(NAME.to_string(), data.to_path_buf(), None)];
-    // A replayed copy was made from the checked snapshot: it is restored as it is.
-    let (db, want): (&dyn crate::io::ReadAt, _) = match replayed {
-        Some(img) => (img, None),
-        None => (&db, Some(want)),
-    };
-    super::native::write_member_dirs_replayed(db, want, &spec, &targets, style, &[])?;
+    let target = (NAME.to_string(), data.to_path_buf(), None);
+    super::native::write_member_dir_adopting(snap, size, &spec, target, style, &[])?;
     Ok(())
 }
 
@@ -325,7 +314,7 @@ pub fn restore_test(
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
-    crate::jobs::fetch::fetch(repo, m, &snap, true, &|_| {})?;
+    fetch_throwaway(repo, m, &snap)?;
     let (mut offline_hash, mut keys_expected, cluster_version) =
         offline_facts(&snap, m.revision)?.0;
     if offline_hash.is_none() {
@@ -357,20 +346,20 @@ pub fn restore_test(
         (None, o) => o,
     };
     // A point-in-time test expects the replayed data's hash and keys at R instead.
-    let (replayed, expected, revision) = match opts.replay {
+    let (size, expected, revision) = match opts.replay {
         Some(c) => {
-            let file = crate::io::FileReader::open(&snap).at(&snap)?;
             let catalog = super::pitr::CatalogRecords {
                 repo,
                 cluster_id: m.cluster_id.to_string(),
             };
             let src = opts.records.unwrap_or(&catalog);
-            let (img, h, k) =
-                super::pitr::test_image(&file, &repo.object_of(m), c, src, tmp.path())?;
+            // Replayed onto the fetched snapshot itself (a throwaway, checked while fetched).
+            let (size, h, k) =
+                super::pitr::test_replay(&snap, m.db_size, &repo.object_of(m), c, src)?;
             keys_expected = k;
-            (Some(img), Some(h), c.to_revision)
+            (size, Some(h), c.to_revision)
         }
-        None => (None, expected, m.revision),
+        None => (m.db_size, expected, m.revision),
     };
     let data = tmp.path().join("data");
     let (cport, pport) = (free_port()?, free_port()?);
@@ -383,11 +372,10 @@ pub fn restore_test(
         }
         None => restore_native(
             &snap,
-            m,
             &peer,
             &data,
             super::native::RestoreStyle::for_version(&etcd_version),
-            replayed.as_ref(),
+            size,
         )?,
     }
     let auth = sandbox_auth_off(&data.join("member/snap/db"))?;
@@ -462,6 +450,17 @@ pub fn restore_test(
         users: auth.users,
         roles: auth.roles,
     })
+}
+
+/// The backup as etcd's snapshot file (database + SHA-256 trailer) in the test's temporary
+/// dir, its digest checked against the manifest's while decoded. Not fsynced: nothing
+/// outlives the test, and the native writer syncs the db it makes of it.
+fn fetch_throwaway(repo: &crate::catalog::Repository, m: &Manifest, snap: &Path) -> Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(snap).at(snap)?;
+    let (_, digest) = crate::jobs::fetch::decode_into(repo, m, &mut f, snap, &|_| {})?;
+    f.write_all(&digest).at(snap)?;
+    Ok(())
 }
 
 /// hashkv at `rev` (0: the current revision), the live key count and the cluster version,

@@ -2,8 +2,9 @@
 //! written under a running etcd (`restore apply` native and with etcd's tool, `--force`,
 //! the node scripts with and without lifeboat, `--from-data-dir`, the replace-member
 //! script); one plan per cluster (the same plan again is a no-op, another plan is refused
-//! unless `--force`); and plans that say what will happen (the bump on old nodes, the
-//! topology's version, `bump_revision` always in plan.json).
+//! unless `--force`); a backup damaged after planning moves nothing; and plans that say
+//! what will happen (the bump on old nodes, the topology's version, `bump_revision` always
+//! in plan.json).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -484,4 +485,55 @@ fn replace_member_script_refuses_a_running_member() {
     let o = script(&out.join("2-on-m2.sh"), "/usr/bin:/bin");
     assert_exit(&o, 0);
     assert!(!c.data_dir(2).exists(), "moved aside once stopped");
+}
+
+/// A backup damaged after the plan was made: the native writer decodes it straight into a
+/// hidden file beside the data dir, so `restore apply` must refuse (exit 3) before it moves
+/// the old data dir aside, and leave neither that file nor a staging dir behind.
+#[test]
+fn apply_refuses_a_backup_damaged_after_planning_and_moves_nothing() {
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.fill_random("/d/", 300, 200);
+    let dest = TempDir::new().unwrap();
+    backup_json(&c, dest.path(), &[]);
+    let work = TempDir::new().unwrap();
+    let w = work.path();
+    let old = w.join("r0");
+    std::fs::create_dir_all(old.join("member")).unwrap();
+    std::fs::write(old.join("member/keep"), b"old data").unwrap();
+    let topo = w.join("t.toml");
+    std::fs::write(&topo, topology("3.5.1", "damaged", &old, w, 1)).unwrap();
+    let plan_dir = w.join("plan");
+    plan(
+        dest.path().to_str().unwrap(),
+        &topo,
+        &plan_dir,
+        &["--no-bump-revision"],
+    );
+    // Flip bytes inside the first frame (the seek table is at the end).
+    let object = std::fs::read_dir(dest.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".db.zst"))
+        .unwrap();
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() / 4;
+    for b in &mut bytes[at..at + 16] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&object, &bytes).unwrap();
+    let before = listing(w);
+    let o = apply(&plan_dir, "r0", &[]);
+    assert_exit(&o, 3);
+    let e = one_line(&o);
+    assert!(
+        e.contains("integrity problem in") && e.contains(".db.zst"),
+        "{e}"
+    );
+    assert_eq!(
+        listing(w),
+        before,
+        "nothing moved aside, nothing left behind"
+    );
+    assert_eq!(std::fs::read(old.join("member/keep")).unwrap(), b"old data");
 }

@@ -159,6 +159,17 @@ fn preallocate(f: &File, path: &Path, len: u64) -> Result<()> {
     f.set_len(len).map_err(io_err(path))
 }
 
+/// Where a member's db comes from.
+#[derive(Clone, Copy)]
+pub(super) enum DbSource<'a> {
+    /// Copy the image into every target's db, checking its SHA-256 (when given) on the way.
+    Copy(Option<[u8; 32]>),
+    /// Move this file (on the targets' filesystem, already checked against the digest by
+    /// whoever wrote it) into the one target as its db: no copy, no second read. Anything
+    /// beyond the image's size (a snapshot's SHA-256 trailer) is cut off.
+    Adopt(&'a Path),
+}
+
 /// Where one member is being written.
 struct Staged {
     data: PathBuf,
@@ -179,13 +190,13 @@ impl Staged {
 /// On failure nothing is left behind but what was already renamed into place.
 pub(super) fn write_all(
     db: &dyn ReadAt,
-    expected_sha256: Option<[u8; 32]>,
+    source: DbSource<'_>,
     patch: &Patch,
     plan: &[Target],
     files: impl Fn(&Target) -> MemberFiles,
 ) -> Result<()> {
     let mut staged: Vec<Staged> = Vec::new();
-    let r = stage_all(db, expected_sha256, patch, plan, &files, &mut staged);
+    let r = stage_all(db, source, patch, plan, &files, &mut staged);
     if r.is_err() {
         for s in &staged {
             s.remove();
@@ -203,12 +214,18 @@ pub(super) fn write_all(
 
 fn stage_all(
     db: &dyn ReadAt,
-    expected_sha256: Option<[u8; 32]>,
+    source: DbSource<'_>,
     patch: &Patch,
     plan: &[Target],
     files: &dyn Fn(&Target) -> MemberFiles,
     staged: &mut Vec<Staged>,
 ) -> Result<()> {
+    if matches!(source, DbSource::Adopt(_)) && plan.len() != 1 {
+        return Err(Error::Internal(format!(
+            "a db file can become the db of one member, not {}",
+            plan.len()
+        )));
+    }
     let mut dbs: Vec<(File, PathBuf)> = Vec::new();
     for t in plan {
         if let Some(p) = t.data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -228,9 +245,14 @@ fn stage_all(
         }
         mkdir(&wal_dir)?;
         let path = snap_dir.join("db");
-        dbs.push((create(&path, 0o600)?, path));
+        match source {
+            DbSource::Copy(_) => dbs.push((create(&path, 0o600)?, path)),
+            DbSource::Adopt(from) => dbs.push((adopt(from, &path, db.size())?, path)),
+        }
     }
-    copy_checked(db, expected_sha256, &mut dbs)?;
+    if let DbSource::Copy(expected_sha256) = source {
+        copy_checked(db, expected_sha256, &mut dbs)?;
+    }
     for ((f, path), (t, s)) in dbs.iter().zip(plan.iter().zip(staged.iter())) {
         // bbolt's commit order: the new pages reach the disk before the meta that points
         // at them.
@@ -265,6 +287,21 @@ fn stage_all(
         }
     }
     Ok(())
+}
+
+/// Move the checked image `from` to `to` (a new name in a staging dir), owner-only as etcd
+/// keeps its db, cut to `len` bytes, and open it for the patch.
+fn adopt(from: &Path, to: &Path, len: u64) -> Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::rename(from, to).map_err(io_err(from))?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(to)
+        .map_err(io_err(to))?;
+    f.set_permissions(fs::Permissions::from_mode(0o600))
+        .and_then(|_| f.set_len(len))
+        .map_err(io_err(to))?;
+    Ok(f)
 }
 
 /// One pass over the snapshot: hash it and write every member's copy of the db.

@@ -341,6 +341,51 @@ pub fn write_member_dirs_replayed(
     style: RestoreStyle,
     replay: &[Edit],
 ) -> Result<Vec<WrittenMember>> {
+    let source = dirs::DbSource::Copy(expected_sha256);
+    write_dirs(db, source, spec, targets, style, replay)
+}
+
+/// [`write_member_dirs_replayed`] for one member whose db is already on disk: `db_file`
+/// (on the data dir's filesystem, checked against the plan's SHA-256 by whoever wrote it,
+/// the database image only or followed by etcd's 32-byte trailer) is moved into the new
+/// data dir and patched in place, not copied. `db_size` is the image's size. On failure
+/// `db_file` may be gone; nothing that looks like a data dir is left behind.
+pub fn write_member_dir_adopting(
+    db_file: &Path,
+    db_size: u64,
+    spec: &RestoreSpec,
+    target: (String, PathBuf, Option<PathBuf>),
+    style: RestoreStyle,
+    replay: &[Edit],
+) -> Result<WrittenMember> {
+    let file = crate::io::FileReader::open(db_file).map_err(|source| Error::Io {
+        path: db_file.to_path_buf(),
+        source,
+    })?;
+    if crate::io::ReadAt::size(&file) < db_size {
+        return Err(Error::integrity(
+            db_file.display().to_string(),
+            format!(
+                "{} bytes, shorter than the {db_size}-byte database: fetch it again",
+                crate::io::ReadAt::size(&file)
+            ),
+        ));
+    }
+    let db = file.with_size(db_size);
+    let source = dirs::DbSource::Adopt(db_file);
+    let mut v = write_dirs(&db, source, spec, &[target], style, replay)?;
+    v.pop()
+        .ok_or_else(|| Error::Internal("restore wrote no member".into()))
+}
+
+fn write_dirs(
+    db: &dyn ReadAt,
+    source: dirs::DbSource<'_>,
+    spec: &RestoreSpec,
+    targets: &[(String, PathBuf, Option<PathBuf>)],
+    style: RestoreStyle,
+    replay: &[Edit],
+) -> Result<Vec<WrittenMember>> {
     let cluster = resolve(spec)?;
     let mut plan = Vec::with_capacity(targets.len());
     for (name, data_dir, wal_dir) in targets {
@@ -382,7 +427,7 @@ pub fn write_member_dirs_replayed(
         wal: restore_segment_styled(t.member_id, cluster.cluster_id, &members_json, style),
         snap: snap.clone(),
     };
-    dirs::write_all(db, expected_sha256, &patch, &plan, files)?;
+    dirs::write_all(db, source, &patch, &plan, files)?;
     Ok(plan
         .into_iter()
         .map(|t| WrittenMember {

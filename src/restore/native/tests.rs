@@ -127,3 +127,73 @@ fn separate_wal_dir() {
         write_member_dir(&img, None, &spec(1), "m0", &inside, Some(&inside.join("w"))).unwrap_err();
     assert!(e.to_string().contains("inside data dir"), "{e}");
 }
+
+#[test]
+fn adopting_a_fetched_file_writes_what_copying_writes() {
+    let img = etcd_like(4096, 30, 10);
+    let tmp = tempfile::tempdir().unwrap();
+    let copied = tmp.path().join("copied");
+    write_member_dir(&img, Some(sha(&img)), &spec(3), "m1", &copied, None).unwrap();
+    // A fetched snapshot: the image and etcd's 32-byte trailer, beside the target.
+    let fetched = tmp.path().join(".fetched.db");
+    std::fs::write(&fetched, [img.as_slice(), &sha(&img)].concat()).unwrap();
+    let adopted = tmp.path().join("adopted");
+    let target = ("m1".to_string(), adopted.clone(), None);
+    let w = write_member_dir_adopting(
+        &fetched,
+        img.len() as u64,
+        &spec(3),
+        target,
+        RestoreStyle::Etcd35,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(w.data_dir, adopted);
+    assert!(!fetched.exists(), "the fetched file became the member's db");
+    for f in ["snap/db", "snap/0000000000000001-0000000000000003.snap"] {
+        let (a, b) = (
+            copied.join("member").join(f),
+            adopted.join("member").join(f),
+        );
+        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(&b).unwrap(), "{f}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(adopted.join("member/snap/db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A busy target: refused before the file is touched; a short file: refused too.
+    let again = tmp.path().join(".again.db");
+    std::fs::write(&again, &img).unwrap();
+    let target = ("m1".to_string(), adopted.clone(), None);
+    let e = write_member_dir_adopting(
+        &again,
+        img.len() as u64,
+        &spec(3),
+        target,
+        RestoreStyle::Etcd35,
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("is not empty"), "{e}");
+    assert!(again.exists());
+    let target = ("m1".to_string(), tmp.path().join("short"), None);
+    let e = write_member_dir_adopting(
+        &again,
+        img.len() as u64 + 1,
+        &spec(3),
+        target,
+        RestoreStyle::Etcd35,
+        &[],
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }), "{e}");
+    assert!(!tmp.path().join("short").exists());
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "nothing half-written is left: {names:?}");
+}

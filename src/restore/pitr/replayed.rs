@@ -28,11 +28,20 @@ pub fn replay_chosen(
     hex::decode_to_slice(&chosen.manifest.db_sha256, &mut want)
         .map_err(|_| Error::integrity(object, "the manifest's db_sha256 is not a hex SHA-256"))?;
     let mut img = FileImage::copy_of(work, db, Some((want, object)))?;
-    let mut rep = Replaying::new(&mut img, chosen.to_revision, CHUNK_BYTES)?;
+    let (r, scanned) = replay_window(&mut img, chosen, src)?;
+    Ok((img, r, scanned))
+}
+
+/// Replay the chosen window onto `img`, with its proof (every live hash in it checked).
+fn replay_window(
+    img: &mut FileImage,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+) -> Result<(Replayed, Scanned)> {
+    let mut rep = Replaying::new(img, chosen.to_revision, CHUNK_BYTES)?;
     let window = (chosen.manifest.revision, chosen.to_revision);
     let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
-    let done = rep.finish()?;
-    Ok((img, done, scanned))
+    Ok((rep.finish()?, scanned))
 }
 
 /// Make `plan` a point-in-time plan: replay the chosen records onto the base backup's
@@ -72,18 +81,19 @@ pub fn plan_replay(
     Ok(())
 }
 
-/// What `restore test --to-revision R` boots and expects: the replayed copy of `snapshot`
-/// (a backup file with or without etcd's trailer; made in `work`), and the hashkv at R
-/// (live hashes in the window checked on the way) and key count a restore of it has.
-pub fn test_image(
-    snapshot: &dyn ReadAt,
+/// What `restore test --to-revision R` boots and expects: the fetched snapshot at `snap`
+/// (a throwaway whose first `size` bytes are the database, checked while fetched) replayed
+/// in place, and its new size, hashkv at R (live hashes in the window checked on the way)
+/// and the key count a restore of it has.
+pub fn test_replay(
+    snap: &Path,
+    size: u64,
     object: &str,
     chosen: &Chosen,
     src: &dyn RecordSource,
-    work: &Path,
-) -> Result<(FileImage, u32, u64)> {
-    let db = crate::restore::predict::database_of(snapshot);
-    let (img, _, _) = replay_chosen(&db, object, chosen, src, work)?;
+) -> Result<(u64, u32, u64)> {
+    let mut img = FileImage::in_place(snap, size)?;
+    replay_window(&mut img, chosen, src)?;
     // Any one-member spec: membership changes neither hashkv nor keys.
     let spec = crate::restore::native::RestoreSpec {
         members: vec![crate::restore::native::MemberSpec {
@@ -95,22 +105,21 @@ pub fn test_image(
         mark_compacted: false,
     };
     let p = crate::restore::predict::predict(&img, &spec, object)?;
-    Ok((img, p.hashkv, p.keys))
+    Ok((img.size(), p.hashkv, p.keys))
 }
 
 /// For `restore apply` of a point-in-time plan: the plan's records read again from `src`
-/// and replayed onto a copy of `db` made in `work` (the copy checked against the plan's
-/// database SHA-256 `want`), refused unless they are the records the plan was made with
-/// (same count and digest). None for a plan without a target revision.
-pub fn apply_image(
+/// and replayed onto the fetched database at `snapshot` (its first `size` bytes) in place,
+/// refused unless they are the records the plan was made with (same count and digest).
+/// Returns the database's new size; `size` for a plan without a target revision.
+pub fn apply_replay(
     plan: &crate::restore::plan::Plan,
-    db: &dyn ReadAt,
-    want: [u8; 32],
+    snapshot: &Path,
+    size: u64,
     src: &dyn RecordSource,
-    work: &Path,
-) -> Result<Option<FileImage>> {
+) -> Result<u64> {
     let (Some(to), Some(rp)) = (plan.to_revision, &plan.replay) else {
-        return Ok(None);
+        return Ok(size);
     };
     let what = format!("capture records ({}, {to}]", rp.after);
     let changed = |detail: String| {
@@ -122,7 +131,7 @@ pub fn apply_image(
             ),
         )
     };
-    let mut img = FileImage::copy_of(work, db, Some((want, "snapshot")))?;
+    let mut img = FileImage::in_place(snapshot, size)?;
     let mut rep = Replaying::new(&mut img, to, CHUNK_BYTES)?;
     let scanned = read_window((rp.after, to), &[], src, &mut |r| rep.feed(r)).map_err(|e| {
         if e.exit_code() == crate::ExitCode::Usage {
@@ -137,8 +146,8 @@ pub fn apply_image(
             scanned.records, scanned.sha256
         )));
     }
-    // The plan replayed these same records (same count and SHA-256) and proved every live
-    // hash on them: apply does not walk the replayed database again for it.
+    // The plan replayed these same records (same count and SHA-256) onto the same database
+    // and proved every live hash on them: apply does not walk the replayed database again.
     rep.commit_rest()?;
-    Ok(Some(img))
+    Ok(img.size())
 }
