@@ -414,7 +414,6 @@ fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path, opts: &ApplyOption
         &spec,
         target,
         super::native::RestoreStyle::for_version(&m.etcd_version),
-        &[],
     )?;
     Ok(())
 }

@@ -72,18 +72,7 @@ pub fn predict(
     spec: &super::native::RestoreSpec,
     object: &str,
 ) -> Result<Prediction> {
-    predict_replayed(db, spec, &[], object)
-}
-
-/// [`predict`] for a restore to a revision: `replay` are the replay's edits
-/// ([`super::replay::Replay::edits`]) merged into the restore's transaction.
-pub fn predict_replayed(
-    db: &dyn ReadAt,
-    spec: &super::native::RestoreSpec,
-    replay: &[crate::format::bolt::write::Edit],
-    object: &str,
-) -> Result<Prediction> {
-    let patch = super::native::restore_patch_replayed(db, spec, replay)?;
+    let patch = super::native::restore_patch(db, spec)?;
     let image = Patched {
         base: db,
         patch: &patch,

@@ -144,37 +144,13 @@ fn rev_key(main: i64, sub: i64) -> Vec<u8> {
     k
 }
 
-/// The one transaction every member's db gets: a point-in-time restore's replayed
-/// changes (`replay`, see [`crate::restore::replay`]), etcdutl's restore edits (§7 steps
-/// 3–5), and with a bump, 3.5.16's `--bump-revision`/`--mark-compacted` entries.
-fn db_edits<R: ReadAt>(
-    db: &Db<R>,
-    spec: &RestoreSpec,
-    cluster: &Cluster,
-    replay: &[Edit],
-) -> Result<Vec<Edit>> {
-    let mut edits = restore_edits(db, spec, cluster, replay)?;
-    // Merge: a bucket both edit gets the replay's puts first, the restore's last (the
-    // restore's win on a shared key).
-    for r in replay.iter().rev() {
-        match edits.iter_mut().find(|e| e.bucket == r.bucket) {
-            Some(e) => {
-                let mut puts = r.puts.clone();
-                puts.append(&mut e.puts);
-                e.puts = puts;
-                e.clear |= r.clear;
-            }
-            None => edits.insert(0, r.clone()),
-        }
-    }
-    Ok(edits)
-}
-
+/// The one transaction every member's db gets: etcdutl's restore edits (§7 steps 3–5),
+/// and with a bump, 3.5.16's `--bump-revision`/`--mark-compacted` entries. (A restore to
+/// a revision replays its changes into the database first: [`crate::restore::replay`].)
 fn restore_edits<R: ReadAt>(
     db: &Db<R>,
     spec: &RestoreSpec,
     cluster: &Cluster,
-    replay: &[Edit],
 ) -> Result<Vec<Edit>> {
     let n = cluster.members.len() as u64;
     let members = cluster
@@ -230,16 +206,6 @@ fn restore_edits<R: ReadAt>(
             }
             None => 0,
         };
-        // A replay's last revision is the restored store's latest.
-        let replayed = replay
-            .iter()
-            .filter(|e| e.bucket == b"key")
-            .flat_map(|e| e.puts.iter())
-            .filter_map(|(k, _)| crate::format::etcd::RevKey::parse(k))
-            .map(|r| r.rev.main)
-            .max()
-            .unwrap_or(0);
-        let latest = latest.max(replayed);
         let bumped = i64::try_from(bump)
             .ok()
             .and_then(|b| latest.checked_add(b))
@@ -327,25 +293,11 @@ pub fn write_member_dirs_styled(
     targets: &[(String, PathBuf, Option<PathBuf>)],
     style: RestoreStyle,
 ) -> Result<Vec<WrittenMember>> {
-    write_member_dirs_replayed(db, expected_sha256, spec, targets, style, &[])
-}
-
-/// [`write_member_dirs_styled`] for a restore to a revision: `replay` (the edits of
-/// [`crate::restore::replay::replay_edits`]) go into the same one transaction, so the
-/// snapshot is still read once and the replayed changes cost only their own pages.
-pub fn write_member_dirs_replayed(
-    db: &dyn ReadAt,
-    expected_sha256: Option<[u8; 32]>,
-    spec: &RestoreSpec,
-    targets: &[(String, PathBuf, Option<PathBuf>)],
-    style: RestoreStyle,
-    replay: &[Edit],
-) -> Result<Vec<WrittenMember>> {
     let source = dirs::DbSource::Copy(expected_sha256);
-    write_dirs(db, source, spec, targets, style, replay)
+    write_dirs(db, source, spec, targets, style)
 }
 
-/// [`write_member_dirs_replayed`] for one member whose db is already on disk: `db_file`
+/// [`write_member_dirs_styled`] for one member whose db is already on disk: `db_file`
 /// (on the data dir's filesystem, checked against the plan's SHA-256 by whoever wrote it,
 /// the database image only or followed by etcd's 32-byte trailer) is moved into the new
 /// data dir and patched in place, not copied. `db_size` is the image's size. On failure
@@ -356,7 +308,6 @@ pub fn write_member_dir_adopting(
     spec: &RestoreSpec,
     target: (String, PathBuf, Option<PathBuf>),
     style: RestoreStyle,
-    replay: &[Edit],
 ) -> Result<WrittenMember> {
     let file = crate::io::FileReader::open(db_file).map_err(|source| Error::Io {
         path: db_file.to_path_buf(),
@@ -373,7 +324,7 @@ pub fn write_member_dir_adopting(
     }
     let db = file.with_size(db_size);
     let source = dirs::DbSource::Adopt(db_file);
-    let mut v = write_dirs(&db, source, spec, &[target], style, replay)?;
+    let mut v = write_dirs(&db, source, spec, &[target], style)?;
     v.pop()
         .ok_or_else(|| Error::Internal("restore wrote no member".into()))
 }
@@ -384,7 +335,6 @@ fn write_dirs(
     spec: &RestoreSpec,
     targets: &[(String, PathBuf, Option<PathBuf>)],
     style: RestoreStyle,
-    replay: &[Edit],
 ) -> Result<Vec<WrittenMember>> {
     let cluster = resolve(spec)?;
     let mut plan = Vec::with_capacity(targets.len());
@@ -406,7 +356,7 @@ fn write_dirs(
     dirs::check_targets(&plan)?;
     let patch = {
         let bolt = Db::open(db).map_err(|e| e.in_file("snapshot"))?;
-        let edits = db_edits(&bolt, spec, &cluster, replay)?;
+        let edits = restore_edits(&bolt, spec, &cluster)?;
         cow_patch(&bolt, &edits).map_err(|e| e.in_file("snapshot"))?
     };
     let members_json: Vec<(u64, Vec<u8>)> = cluster
@@ -441,18 +391,9 @@ fn write_dirs(
 
 /// The copy-on-write transaction a spec applies to `db` (for tests and `restore plan`).
 pub fn restore_patch(db: &dyn ReadAt, spec: &RestoreSpec) -> Result<Patch> {
-    restore_patch_replayed(db, spec, &[])
-}
-
-/// [`restore_patch`] with a replay's edits in the same transaction.
-pub fn restore_patch_replayed(
-    db: &dyn ReadAt,
-    spec: &RestoreSpec,
-    replay: &[Edit],
-) -> Result<Patch> {
     let cluster = resolve(spec)?;
     let bolt = Db::open(db).map_err(|e| e.in_file("snapshot"))?;
-    let edits = db_edits(&bolt, spec, &cluster, replay)?;
+    let edits = restore_edits(&bolt, spec, &cluster)?;
     cow_patch(&bolt, &edits).map_err(|e| e.in_file("snapshot"))
 }
 

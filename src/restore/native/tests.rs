@@ -145,7 +145,6 @@ fn adopting_a_fetched_file_writes_what_copying_writes() {
         &spec(3),
         target,
         RestoreStyle::Etcd35,
-        &[],
     )
     .unwrap();
     assert_eq!(w.data_dir, adopted);
@@ -174,7 +173,6 @@ fn adopting_a_fetched_file_writes_what_copying_writes() {
         &spec(3),
         target,
         RestoreStyle::Etcd35,
-        &[],
     )
     .unwrap_err();
     assert!(e.to_string().contains("is not empty"), "{e}");
@@ -186,7 +184,6 @@ fn adopting_a_fetched_file_writes_what_copying_writes() {
         &spec(3),
         target,
         RestoreStyle::Etcd35,
-        &[],
     )
     .unwrap_err();
     assert!(matches!(e, Error::Integrity { .. }), "{e}");
