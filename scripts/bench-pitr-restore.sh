@@ -33,27 +33,11 @@ SYNTH=$ROOT/target/release/examples/pitr_synth
 E=$(scripts/etcd35-dir.sh)
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
-cp=$(free_port); pp=$(free_port)
-if [ -n "${PITR_BASE_SNAPSHOT:-}" ]; then
-  "$E/etcdutl" snapshot restore "$PITR_BASE_SNAPSHOT" --name p --data-dir "$WORK/etcd" \
-    --initial-cluster "p=http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-    >"$WORK/etcdutl.log" 2>&1
-fi
-"$E/etcd" --name p --data-dir "$WORK/etcd" \
-  --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-  --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-  --initial-cluster "p=http://127.0.0.1:$pp" --quota-backend-bytes=8589934592 \
-  --log-level=warn >"$WORK/etcd.log" 2>&1 &
-ETCD=$!
-PIDS+=($ETCD)
-EP="http://127.0.0.1:$cp"
-for _ in $(seq 100); do "$E/etcdctl" --endpoints "$EP" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+start_etcd "${PITR_BASE_SNAPSHOT:-}"
 if [ "$BASE_KEYS" -gt 0 ]; then
   echo "filling the base: $BASE_KEYS keys x 500 B" >&2
   "$FILL" "$EP" "$BASE_KEYS" 500

@@ -33,10 +33,8 @@ LOAD=$ROOT/target/release/examples/pitr_load
 E=$(scripts/etcd35-dir.sh)
 
 rm -rf "$WORK"; mkdir -p "$WORK"
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 now_ms() { date +%s%3N; }
 # The highest to_revision `list --capture` shows in DEST (0 when none).
 durable_of() {
@@ -53,15 +51,7 @@ poll_durable() { # DEST FILE
   done
 }
 
-cp=$(free_port); pp=$(free_port)
-"$E/etcd" --name p --data-dir "$WORK/etcd" \
-  --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-  --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-  --initial-cluster "p=http://127.0.0.1:$pp" --quota-backend-bytes=8589934592 \
-  --log-level=warn >"$WORK/etcd.log" 2>&1 &
-PIDS+=($!)
-EP="http://127.0.0.1:$cp"
-for _ in $(seq 100); do "$E/etcdctl" --endpoints "$EP" endpoint health >/dev/null 2>&1 && break; sleep 0.2; done
+start_etcd
 
 s3p=$(free_port)
 mkdir -p "$WORK/s3/bench"

@@ -357,18 +357,7 @@ fn restore_from_what_capture_stored(
     }
     // --to-time: now is after every clock mark, so the plan restores the last durable
     // revision; a revision past it is refused with the last one named.
-    let topo = tmp.path().join("topology.toml");
-    std::fs::write(
-        &topo,
-        format!(
-            "cluster_token = \"generate\"\netcd_version = \"{}\"\n[[member]]\nname = \"r0\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\n",
-            c.bins.version,
-            free_port(),
-            free_port(),
-            tmp.path().join("r0").display()
-        ),
-    )
-    .unwrap();
+    let topo = one_member_topology(c.bins.version, tmp.path());
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -666,4 +655,20 @@ fn a_stalled_s3_destination_does_not_block_capture() {
         let got = load_records(&repo(dir), &format!("{cluster:x}"), b, end).unwrap();
         assert_eq!(events(&got), expected, "{}", dir.display());
     }
+}
+
+/// A one-member topology (member `r0`, data dir `DIR/r0`) in `DIR/topology.toml`.
+pub(super) fn one_member_topology(version: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let topo = dir.join("topology.toml");
+    std::fs::write(
+        &topo,
+        format!(
+            "cluster_token = \"generate\"\netcd_version = \"{version}\"\n[[member]]\nname = \"r0\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\n",
+            free_port(),
+            free_port(),
+            dir.join("r0").display()
+        ),
+    )
+    .unwrap();
+    topo
 }

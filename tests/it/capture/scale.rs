@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{config, head, live_hash, spawn_capture, stop, wait_durable};
+use super::{config, head, live_hash, one_member_topology, spawn_capture, stop, wait_durable};
 use crate::common::s3::S3Server;
 use crate::common::*;
 
@@ -93,18 +93,7 @@ fn restore_lists_only_the_segments_after_its_backup_in_s3() {
     let (port, down) = counting_proxy(s3.port);
     let via = [("LIFEBOAT_S3_ENDPOINT", format!("http://127.0.0.1:{port}"))];
     let via: Vec<(&str, &str)> = via.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let topo = tmp.path().join("topology.toml");
-    std::fs::write(
-        &topo,
-        format!(
-            "cluster_token = \"generate\"\netcd_version = \"{}\"\n[[member]]\nname = \"r0\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\n",
-            c.bins.version,
-            free_port(),
-            free_port(),
-            tmp.path().join("r0").display()
-        ),
-    )
-    .unwrap();
+    let topo = one_member_topology(c.bins.version, tmp.path());
     let o = s3.lifeboat_with(
         [
             "-o",
