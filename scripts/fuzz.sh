@@ -64,15 +64,20 @@ cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" --release "$TARGET" \
   tee -i "$LOG"
 RC=${PIPESTATUS[0]}
 set -e
+STATS=$LOG
 if [ "$JOBS" -gt 1 ]; then
   # With -jobs, libFuzzer writes each worker's output to fuzz-N.log in the current directory.
+  # Their final stats are counted from those files alone: an interrupted run also echoes
+  # them into the main output, and counting both doubled the executions.
+  STATS=$(mktemp)
   for f in fuzz-[0-9]*.log; do
-    [ -f "$f" ] && cat "$f" >>"$LOG" && rm -f "$f"
+    [ -f "$f" ] && cat "$f" >>"$STATS" && cat "$f" >>"$LOG" && rm -f "$f"
   done
 fi
 ELAPSED=$(($(date +%s) - T0))
 # With several jobs, each worker prints its own stats: add them up.
-EXECS=$(awk '/^stat::number_of_executed_units:/ { n += $2; seen = 1 } END { if (seen) print n }' "$LOG")
+EXECS=$(awk '/^stat::number_of_executed_units:/ { n += $2; seen = 1 } END { if (seen) print n }' "$STATS")
+[ "$STATS" = "$LOG" ] || rm -f "$STATS"
 if [ -z "$EXECS" ]; then
   # No final stats (killed): the last status line says how far it got.
   EXECS=$(grep -aoE '^#[0-9]+' "$LOG" | tail -n 1 | tr -d '#' || true)

@@ -155,6 +155,12 @@ pub fn restore_test(
     opts: &TestOptions<'_>,
 ) -> Result<TestReport> {
     let t0 = Instant::now();
+    if opts.replay.is_some() && opts.etcdutl.is_some() {
+        return Err(Error::flag(
+            "--etcdutl",
+            "etcd's tools cannot replay captured changes: test a restore to a revision with lifeboat's own writer (leave out --etcdutl)",
+        ));
+    }
     // A wrong or too old etcd is known before anything is fetched.
     let chosen = super::sandbox_etcd::choose(opts.etcd.as_deref(), &m.etcd_version)?;
     let (etcd, etcd_version) = (chosen.path, chosen.version);

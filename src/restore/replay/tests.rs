@@ -344,3 +344,17 @@ fn a_bump_counts_from_the_replayed_revision() {
     // The bump's compaction mark wins over the replayed one (it is newer).
     assert_eq!(meta_fields(&db).unwrap().scheduled_compact, Some(1306));
 }
+
+/// Where the replayed copy cannot be made (no such directory here; a full disk the same
+/// way), one error names the directory and says what to do.
+#[test]
+fn a_copy_that_cannot_be_made_names_its_directory() {
+    let img = base(10);
+    let dir = std::path::Path::new("/nonexistent/lifeboat-replay");
+    let e = FileImage::copy_of(dir, &img, None).err().unwrap();
+    let s = e.to_string();
+    assert!(
+        s.contains("/nonexistent/lifeboat-replay") && s.contains("restore elsewhere"),
+        "{s}"
+    );
+}
