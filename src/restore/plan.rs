@@ -483,52 +483,6 @@ pub fn plan_json(plan: &Plan) -> Result<String> {
     Ok(s)
 }
 
-/// Whether the backup's snapshot holds Kubernetes objects (`/registry/` keys): then the
-/// restore bumps the revision by default, because kube-apiserver watch caches hold revisions
-/// newer than any backup and would otherwise never see the restored state.
-pub fn holds_kubernetes(repo: &crate::catalog::Repository, m: &Manifest) -> Result<bool> {
-    let object = repo.object_of(m);
-    let reader = repo.open_db(m)?;
-    db_holds_kubernetes(&reader, &object)
-}
-
-/// [`holds_kubernetes`] as a visitor of a page walk that reads every entry anyway
-/// ([`crate::catalog::Repository::verify_visiting`]): true once a `key` bucket entry holds a
-/// `/registry/` key.
-#[derive(Debug, Default)]
-pub struct KubernetesKeys(pub bool);
-
-impl crate::format::bolt::EntryVisitor for KubernetesKeys {
-    fn entry(&mut self, e: &crate::format::bolt::check::VisitEntry<'_>) {
-        use crate::format::etcd::{buckets, proto::KeyValueRef};
-        if self.0 || e.bucket != buckets::KEY {
-            return;
-        }
-        if let Ok(kv) = KeyValueRef::decode(e.value) {
-            self.0 = kv.key.starts_with(b"/registry/");
-        }
-    }
-}
-
-/// [`holds_kubernetes`] for any database image.
-pub fn db_holds_kubernetes<R: crate::io::ReadAt>(reader: &R, object: &str) -> Result<bool> {
-    use crate::format::etcd::{buckets, proto::KeyValueRef};
-    let fe = |e: crate::format::bolt::FormatError| Error::integrity(object, e.to_string());
-    let db = crate::format::bolt::Db::open(reader).map_err(fe)?;
-    let Some(b) = db.bucket(buckets::KEY).map_err(fe)? else {
-        return Ok(false);
-    };
-    let mut c = b.cursor();
-    while let Some(e) = c.next().map_err(fe)? {
-        if let Ok(kv) = KeyValueRef::decode(e.value) {
-            if kv.key.starts_with(b"/registry/") {
-                return Ok(true);
-            }
-        }
-    }
-    Ok(false)
-}
-
 /// The source for `--from-data-dir PATH`: a data dir (its `member/snap/db`) or a db file,
 /// which must pass every page check (exit 3 otherwise): a restore from a damaged db would
 /// spread the damage to every member. `access` decrypts an age-encrypted db file.
@@ -609,6 +563,9 @@ pub fn split_from(spec: &str) -> (&str, &str) {
         _ => (spec, "latest"),
     }
 }
+
+mod kubernetes;
+pub use kubernetes::{db_holds_kubernetes, KubernetesKeys};
 
 #[cfg(test)]
 mod tests;
