@@ -3,8 +3,10 @@
 //! Objects are plain files. A new object is written as `<name>.partial` (mode 0600, created
 //! exclusively), fsynced, renamed to `<name>`, and the directory is fsynced, so after a
 //! crash a name either holds the whole object or does not exist. A lock file
-//! (`.lifeboat.lock`, `flock`) serialises writers; with it held, leftover `.partial` files
-//! belong to dead runs and are removed. The directory is canonicalised when opened, so two
+//! (`.lifeboat.lock`, `flock`) serialises backup runs. Not every writer takes it (a scrub's
+//! verdict, a capture segment are written while a backup runs), so a writer also holds an
+//! `flock` on its own `.partial` until the rename: cleaning removes only the partials no
+//! live process holds, which are the ones dead runs left. The directory is canonicalised when opened, so two
 //! spellings of one destination (`/d`, `/d/`, a symlink to it) are recognised as one store.
 //!
 //! OS errors become [`Error::Store`] with a [`StoreErrorKind`](crate::error::StoreErrorKind)
@@ -126,12 +128,7 @@ impl AtomicFile {
         let mut partial = target.as_os_str().to_owned();
         partial.push(PARTIAL_SUFFIX);
         let partial = PathBuf::from(partial);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .at(&partial)?;
+        let file = create_held(&partial)?;
         Ok(AtomicFile {
             partial,
             target,
@@ -158,7 +155,8 @@ impl AtomicFile {
             .into_inner()
             .map_err(|e| Error::io(&self.partial, e.into_error()))?;
         file.sync_all().at(&self.partial)?;
-        drop(file);
+        // `file` stays open (its lock held) until the rename is done: a cleaner must not
+        // take a finished partial for a dead run's.
         if !self.overwrite && self.target.exists() {
             return Err(Error::Store {
                 location: self.target.display().to_string(),
@@ -167,6 +165,7 @@ impl AtomicFile {
             });
         }
         fs::rename(&self.partial, &self.target).at(&self.target)?;
+        drop(file);
         let dir = match self.target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -202,9 +201,55 @@ impl ObjectWriter for AtomicFile {
 
 impl Drop for AtomicFile {
     fn drop(&mut self) {
-        if self.file.take().is_some() {
+        if let Some(held) = self.file.take() {
             let _ = fs::remove_file(&self.partial);
+            drop(held);
         }
+    }
+}
+
+/// Create `partial` exclusively and hold an exclusive `flock` on it. A cleaner that took
+/// the name for a dead run's in the moment between the create and the lock has removed
+/// it by the time the lock is ours (it removes while holding the lock): then the name no
+/// longer leads to this file, and it is created again.
+fn create_held(partial: &Path) -> Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    for _ in 0..8 {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(partial)
+            .at(partial)?;
+        file.lock().at(partial)?;
+        let mine = file.metadata().at(partial)?;
+        match fs::symlink_metadata(partial) {
+            Ok(m) if m.dev() == mine.dev() && m.ino() == mine.ino() => return Ok(file),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(partial, e)),
+        }
+    }
+    Err(Error::Store {
+        location: partial.display().to_string(),
+        kind: StoreErrorKind::Transient,
+        message: "removed again and again while being created (another process cleaning this destination in a loop?)".into(),
+    })
+}
+
+/// Whether `path` is a partial no live writer holds (a writer holds its partial's `flock`
+/// until the rename). `Some(file)` keeps that lock for the caller, which may remove the
+/// file while holding it; `None`: a writer holds it, or it is already gone.
+fn unheld_partial(path: &Path) -> io::Result<Option<File>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
 
@@ -411,7 +456,12 @@ impl Store for LocalStore {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if name.ends_with(PARTIAL_SUFFIX) && !name.starts_with('.') {
+            if name.ends_with(PARTIAL_SUFFIX)
+                && !name.starts_with('.')
+                && unheld_partial(&entry.path())
+                    .map_err(|e| self.err(&format!("check {name}"), e))?
+                    .is_some()
+            {
                 found.push(name);
             }
         }
@@ -427,12 +477,18 @@ impl Store for LocalStore {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if name.ends_with(PARTIAL_SUFFIX) && !name.starts_with('.') {
-                match fs::remove_file(entry.path()) {
-                    Ok(()) => removed.push(name),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(self.err(&format!("remove {name}"), e)),
-                }
+            if !name.ends_with(PARTIAL_SUFFIX) || name.starts_with('.') {
+                continue;
+            }
+            let Some(_held) =
+                unheld_partial(&entry.path()).map_err(|e| self.err(&format!("check {name}"), e))?
+            else {
+                continue;
+            };
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed.push(name),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err(&format!("remove {name}"), e)),
             }
         }
         if !removed.is_empty() {
@@ -468,6 +524,27 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(s.create("a.bin").is_err(), "never overwrites");
+    }
+
+    /// A scrub's verdict or a capture segment is written while a backup holds the store
+    /// lock and cleans partials: the cleaner leaves a live writer's partial alone (the
+    /// soak caught `verified.json.partial` removed under a scrub), and removes it once
+    /// its writer is gone without committing.
+    #[test]
+    fn cleaning_spares_a_live_writers_partial() {
+        let d = tempfile::tempdir().unwrap();
+        let s = LocalStore::open(d.path(), false).unwrap();
+        let mut live = s.create("live.bin").unwrap();
+        live.write_all(b"segment").unwrap();
+        fs::write(d.path().join("dead.bin.partial"), b"junk").unwrap();
+        let _l = s.lock(Duration::ZERO).unwrap();
+        assert_eq!(s.partials().unwrap(), vec!["dead.bin.partial".to_string()]);
+        assert_eq!(
+            s.clean_partials().unwrap(),
+            vec!["dead.bin.partial".to_string()]
+        );
+        live.commit().unwrap();
+        assert_eq!(s.get_bytes("live.bin").unwrap(), b"segment");
     }
 
     #[test]

@@ -110,7 +110,9 @@ pub trait Store: Send + Sync {
     /// removes the partial object of a run that is still going. Waits up to `wait`, then
     /// fails naming the holder when the backend knows it.
     fn lock(&self, wait: Duration) -> Result<Box<dyn StoreLock>>;
-    /// Remove partial objects left by runs that were killed. Call with the lock held.
+    /// Remove partial objects left by runs that were killed, never one a live writer is
+    /// still writing (a scrub's verdict or a capture segment, written without the lock).
+    /// Call with the lock held.
     fn clean_partials(&self) -> Result<Vec<String>>;
     /// Abort uploads that were started more than `older_than` ago and never completed
     /// (S3 multipart uploads of killed runs: invisible, but stored and billed). Returns
