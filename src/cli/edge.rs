@@ -110,6 +110,16 @@ pub fn quiet_broken_pipe() {
     }));
 }
 
+/// Drop the process's runtime, unless blocking work still runs on it (a store call the
+/// daemon's shutdown grace did not wait out): dropping it would stop its timers under
+/// that call, which then panics. The runtime is left alive instead, and the process
+/// exits around it, as a killed run would (the next run cleans up after it).
+pub fn release_runtime(rt: Option<std::sync::Arc<tokio::runtime::Runtime>>) {
+    if crate::store::blocking::in_flight() > 0 {
+        std::mem::forget(rt);
+    }
+}
+
 /// Whether the raw arguments ask for JSON output, for errors clap finds before any
 /// parsed value exists.
 pub fn wants_json(args: &[std::ffi::OsString]) -> bool {

@@ -244,7 +244,12 @@ pub fn main() -> i32 {
     init_logging(&cli.global);
     let output = cli.global.output;
     let daemon = matches!(cli.command, Command::Run(_));
-    let result = load_settings(&mut cli.global, daemon).and_then(|()| run(cli));
+    let result = load_settings(&mut cli.global, daemon).and_then(|()| {
+        let rt = cli.global.runtime.clone();
+        let r = run(cli);
+        edge::release_runtime(rt);
+        r
+    });
     match result {
         Ok(code) => code.code(),
         Err(e) if edge::is_broken_pipe(&e) => ExitCode::Ok.code(),

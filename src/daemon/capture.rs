@@ -11,9 +11,15 @@ use crate::jobs::capture::{CaptureMetrics, CaptureOptions};
 /// How often leadership is checked, and how long a failed capture waits to start again.
 const RECHECK: Duration = Duration::from_secs(5);
 
-/// Run capture for as long as the task lives; `gap` is notified when capture records a gap
-/// (the scheduler then takes a full backup at once).
-pub async fn supervise(p: &Plan, state: http::State, gap: Arc<tokio::sync::Notify>) {
+/// Run capture until `stop` turns true (capture then seals and stores what it holds) or
+/// the task is aborted; `gap` is notified when capture records a gap (the scheduler then
+/// takes a full backup at once).
+pub async fn supervise(
+    p: &Plan,
+    state: http::State,
+    gap: Arc<tokio::sync::Notify>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
     let Some(settings) = p.capture.clone() else {
         return;
     };
@@ -29,12 +35,16 @@ pub async fn supervise(p: &Plan, state: http::State, gap: Arc<tokio::sync::Notif
                 Ok((true, _)) => {}
                 Ok((false, _)) => {
                     set(&state, None, settings.max_lag);
-                    tokio::time::sleep(RECHECK).await;
+                    if pause(RECHECK, &stop).await {
+                        return;
+                    }
                     continue;
                 }
                 Err(e) => {
                     tracing::warn!("capture: cannot tell whether the local member leads: {e}");
-                    tokio::time::sleep(RECHECK).await;
+                    if pause(RECHECK, &stop).await {
+                        return;
+                    }
                     continue;
                 }
             }
@@ -42,9 +52,9 @@ pub async fn supervise(p: &Plan, state: http::State, gap: Arc<tokio::sync::Notif
         let metrics = Arc::new(CaptureMetrics::default());
         set(&state, Some(Arc::clone(&metrics)), settings.max_lag);
         let conn = opts.conn.clone();
-        let (m, gap) = (Arc::clone(&metrics), Arc::clone(&gap));
-        // Stop when the local member no longer leads (another daemon takes over); say when
-        // a gap was recorded.
+        let (m, gap, mut stopping) = (Arc::clone(&metrics), Arc::clone(&gap), stop.clone());
+        // Stop when the local member no longer leads (another daemon takes over) or the
+        // daemon stops; say when a gap was recorded.
         let lost = async move {
             let mut gaps = 0;
             for tick in 1u64.. {
@@ -63,11 +73,28 @@ pub async fn supervise(p: &Plan, state: http::State, gap: Arc<tokio::sync::Notif
                 }
             }
         };
-        match crate::jobs::capture::run(&opts, &dests, metrics, lost).await {
+        let ended = async move {
+            tokio::select! {
+                _ = lost => {}
+                _ = stopping.wait_for(|s| *s) => {}
+            }
+        };
+        match crate::jobs::capture::run(&opts, &dests, metrics, ended).await {
             Ok(()) => {}
             Err(e) => tracing::error!("capture: {e}; starting again in {}s", RECHECK.as_secs()),
         }
-        tokio::time::sleep(RECHECK).await;
+        if *stop.borrow() || pause(RECHECK, &stop).await {
+            return;
+        }
+    }
+}
+
+/// Sleep for `d`; true if `stop` turned true meanwhile.
+async fn pause(d: Duration, stop: &tokio::sync::watch::Receiver<bool>) -> bool {
+    let mut watching = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *stop.borrow(),
+        _ = watching.wait_for(|s| *s) => true,
     }
 }
 

@@ -260,9 +260,11 @@ pub async fn run(
         }
     };
     tracing::info!(schedule = %p.schedule.describe(), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
-    let mut _scrubber = start_scrubber(&p, &state);
+    // Set once, at shutdown: the scrubber ends between destinations, capture seals.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let mut scrubber = start_scrubber(&p, &state, &stop);
     let gap = Arc::new(tokio::sync::Notify::new());
-    let mut _capture = start_capture(&p, &state, &gap);
+    let mut capture = start_capture(&p, &state, &gap, &stop);
     loop {
         let mut reload = false;
         tokio::select! {
@@ -295,8 +297,8 @@ pub async fn run(
             match loaded {
                 Ok(n) => {
                     p = n;
-                    _scrubber = start_scrubber(&p, &state);
-                    _capture = start_capture(&p, &state, &gap);
+                    scrubber = start_scrubber(&p, &state, &stop);
+                    capture = start_capture(&p, &state, &gap, &stop);
                     state.lock().unwrap_or_else(|p| p.into_inner()).max_age = max_age(&p);
                     tracing::info!(destinations = p.dests.len(), "configuration reloaded");
                 }
@@ -307,11 +309,48 @@ pub async fn run(
         }
     }
     tracing::info!("scheduler stopped");
+    drop(_listener);
+    wind_down(stopping, scrubber, capture, grace).await;
     Ok(())
 }
 
+/// Stop the scrubber and capture within `grace`, and wait (within the same grace) for the
+/// blocking work they left: the runtime must outlive every store call still in flight
+/// (see [`crate::store::blocking::in_flight`]).
+async fn wind_down(
+    stopping: tokio::sync::watch::Sender<bool>,
+    scrubber: Option<AbortOnDrop>,
+    capture: Option<AbortOnDrop>,
+    grace: Duration,
+) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let _ = stopping.send(true);
+    // Capture seals what it holds and stores it; the scrubber ends its destination.
+    let tasks = async {
+        for t in [capture, scrubber].into_iter().flatten() {
+            t.join().await;
+        }
+    };
+    let _ = tokio::time::timeout_at(deadline, tasks).await;
+    let left = crate::store::blocking::settle(
+        deadline.saturating_duration_since(tokio::time::Instant::now()),
+    )
+    .await;
+    if left > 0 {
+        tracing::warn!(
+            left,
+            "store calls still running {} after the stop; exiting without them (what they leave half-written is removed by the next run)",
+            humantime::format_duration(grace)
+        );
+    }
+}
+
 /// The scrubbing rotation's task, if `[verify] every` is set (restarted on reload).
-fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
+fn start_scrubber(
+    p: &Plan,
+    state: &http::State,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Option<AbortOnDrop> {
     let s = p.scrub?;
     tracing::info!(every = %humantime::format_duration(s.every), budget = s.budget, "scrubbing on a rotation");
     let dests = p.dests.to_vec();
@@ -324,6 +363,7 @@ fn start_scrubber(p: &Plan, state: &http::State) -> Option<AbortOnDrop> {
         leader,
         state.clone(),
         p.textfile.clone(),
+        stop.clone(),
     ))))
 }
 
@@ -332,6 +372,7 @@ fn start_capture(
     p: &Plan,
     state: &http::State,
     gap: &Arc<tokio::sync::Notify>,
+    stop: &tokio::sync::watch::Receiver<bool>,
 ) -> Option<AbortOnDrop> {
     let settings = p.capture.clone()?;
     tracing::info!(flush = %humantime::format_duration(settings.flush), leader_only = p.leader_only, "capture beside the schedule");
@@ -349,14 +390,22 @@ fn start_capture(
         access: p.access.clone(),
         capture: Some(settings),
     };
-    let (state, gap) = (state.clone(), Arc::clone(gap));
+    let (state, gap, stop) = (state.clone(), Arc::clone(gap), stop.clone());
     Some(AbortOnDrop(tokio::spawn(async move {
-        capture::supervise(&plan, state, gap).await
+        capture::supervise(&plan, state, gap, stop).await
     })))
 }
 
-/// Stops a task (the listener, the scrubber) when the scheduler stops.
+/// Stops a task (the listener; the scrubber and capture of a configuration a reload
+/// replaced) when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Wait for the task to end by itself.
+    async fn join(mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -17,20 +17,25 @@ pub struct Scrub {
     pub budget: u64,
 }
 
-/// Scrub forever on the rotation; the caller aborts the task to stop it.
+/// Scrub on the rotation until `stop` turns true (a rotation under way ends after the
+/// destination it is reading), or the caller aborts the task.
 pub async fn rotate(
     s: Scrub,
     dests: Vec<Destination>,
     leader_only: Option<crate::source::etcd::ConnectConfig>,
     state: http::State,
     textfile: Option<std::path::PathBuf>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let sched = schedule::Schedule::Every(s.every);
     loop {
         let Some(wait) = schedule::until_next_slot(&sched, Duration::ZERO) else {
             return;
         };
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
         if let Some(conn) = &leader_only {
             match super::local_is_leader(conn).await {
                 Ok((true, _)) => {}
@@ -47,13 +52,20 @@ pub async fn rotate(
             }
         }
         let dests: Vec<Destination> = dests.to_vec();
-        let (state, textfile) = (state.clone(), textfile.clone());
+        let (state, textfile, stopping) = (state.clone(), textfile.clone(), stop.clone());
         let _ = crate::store::blocking::offload(move || {
-            run_once(&dests, s.budget);
+            let stopped = || *stopping.borrow();
+            run_once(&dests, s.budget, &stopped);
+            if stopped() {
+                return;
+            }
             let rows: Vec<_> = dests.iter().map(|d| (d, None, 0)).collect();
             publish(&state, textfile.as_deref(), &rows, 0.0);
         })
         .await;
+        if *stop.borrow() {
+            return;
+        }
     }
 }
 
@@ -69,10 +81,14 @@ impl crate::jobs::scrub::Watch for Logged {
     }
 }
 
-/// One rotation over every destination, logging each verdict. Blocks.
-fn run_once(dests: &[Destination], budget: u64) {
+/// One rotation over every destination, logging each verdict, until `stopped`. Blocks.
+fn run_once(dests: &[Destination], budget: u64, stopped: &dyn Fn() -> bool) {
     use crate::jobs::scrub::{scrub, ScrubOptions};
     for d in dests {
+        if stopped() {
+            tracing::info!(destination = %d.name, "scrub skipped: lifeboat is stopping");
+            continue;
+        }
         let opts = ScrubOptions {
             budget: Some(budget),
             best_effort_record: false,

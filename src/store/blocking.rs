@@ -14,8 +14,53 @@
 //! call made on an async task fails the first test that makes it, with one line.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::{Error, Result};
+
+/// Blocking work running now: offloaded closures, and threads that hold a [`Working`].
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts the holder's thread as blocking work in flight until dropped (see
+/// [`in_flight`]). [`offload`] takes one for its closure; a plain thread that makes store
+/// calls while the runtime lives (capture's writers) takes its own.
+pub struct Working(());
+
+impl Working {
+    pub fn start() -> Working {
+        IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+        Working(())
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How much blocking work is in flight. A runtime must not be dropped while any is: its
+/// timers stop with it, and an S3 request still waiting on one panics ("A Tokio 1.x
+/// context was found, but it is being shutdown"). The daemon waits for this to reach 0
+/// before it returns, and the CLI's edge leaves the runtime alive (the process exits
+/// around it) if it has not.
+pub fn in_flight() -> usize {
+    IN_FLIGHT.load(Ordering::SeqCst)
+}
+
+/// Wait until no blocking work is in flight, or `limit` has passed; the work still in
+/// flight then.
+pub async fn settle(limit: Duration) -> usize {
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        let n = in_flight();
+        if n == 0 || tokio::time::Instant::now() >= end {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 thread_local! {
     /// Set while this thread runs a closure given to [`offload`].
@@ -67,7 +112,9 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let working = Working::start();
     let task = tokio::task::spawn_blocking(move || {
+        let _working = working;
         let _mark = Mark::set();
         f()
     });
@@ -112,5 +159,32 @@ mod tests {
         // A panic comes back as an error, not an abort.
         let p = rt.block_on(async { offload(|| -> u8 { panic!("boom") }).await });
         assert!(matches!(p, Err(Error::Internal(_))));
+    }
+
+    /// Offloaded work counts as in flight until its closure returns, also when the task
+    /// that awaited it was dropped (an aborted daemon task); `settle` waits for it.
+    #[test]
+    fn offloaded_work_is_in_flight_until_it_ends() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let left = rt.block_on(async move {
+            drop(offload(move || wait.recv()));
+            // Other tests in this process offload too: this one's closure is at least one.
+            assert!(in_flight() >= 1);
+            assert!(
+                settle(Duration::from_millis(50)).await >= 1,
+                "still blocked"
+            );
+            go.send(()).unwrap();
+            settle(Duration::from_secs(30)).await
+        });
+        let _ = left;
+        let held = Working::start();
+        assert!(in_flight() >= 1);
+        drop(held);
     }
 }

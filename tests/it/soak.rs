@@ -257,6 +257,62 @@ fn a_retry_goes_only_to_the_destination_that_failed() {
     assert_eq!(stored_in(&log, &g) as u64, n, "{text}");
 }
 
+/// SIGTERM while a scrub (and maybe a backup) waits on an S3 server that answers nothing:
+/// the daemon stops within its grace, twice over, with exit 0, and nothing panics. Before,
+/// the runtime was dropped under the scrub's S3 call, whose timer then panicked ("A Tokio
+/// 1.x context was found, but it is being shutdown"): the soak caught it under load.
+#[test]
+fn sigterm_while_a_scrub_waits_on_a_hung_s3() {
+    let c = Cluster::single(&etcd35(), Opts::default());
+    c.put("/k", "v");
+    let s3 = S3Server::start(&["hang"]);
+    let dir = TempDir::new().unwrap();
+    let cfg = dir.path().join("lifeboat.toml");
+    let s = "s3://hang/p";
+    std::fs::write(
+        &cfg,
+        format!(
+            "[etcd]\nendpoints = [{:?}]\n\n[[destination]]\nurl = {s:?}\ns3_endpoint = {:?}\ns3_connect_timeout = \"5s\"\ns3_first_byte_timeout = \"60s\"\ns3_stall_timeout = \"60s\"\n\n[schedule]\nevery = \"1s\"\nwhen = \"always\"\n\n[verify]\nevery = \"1s\"\nbudget = \"64M\"\n\n[metrics]\nlisten = \"off\"\n",
+            c.endpoints(),
+            s3.endpoint()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("daemon.log");
+    let mut child = s3.spawn_lifeboat_logged(
+        [
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--shutdown-grace",
+            "1s",
+        ],
+        &[],
+        &log,
+    );
+    wait_for(&mut child, &log, "backups and a scrub", || {
+        let t = read(&log);
+        stored_in(&log, s) >= 2 && t.contains("scrub finished")
+    });
+    s3.pause();
+    // The next rotation starts within a second and waits on the stopped server (its
+    // deadlines are far off).
+    std::thread::sleep(Duration::from_millis(2500));
+    let t0 = Instant::now();
+    let status = stop(&mut child);
+    let took = t0.elapsed();
+    s3.resume();
+    let text = read(&log);
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(
+        text.contains("store calls still running"),
+        "the abandoned S3 call is logged:\n{text}"
+    );
+    // Not a speed target: the S3 deadlines (60 s) are not what ended it (2 x the grace is).
+    assert!(took < Duration::from_secs(30), "{took:?}\n{text}");
+}
+
 /// The soak (issue 17): a 3-member cluster, a 1 s schedule, a local and an S3 destination,
 /// retention and scrubbing; then a SIGHUP with a valid config, the S3 server stopped
 /// (SIGSTOP) and continued, then killed and restarted, the local destination read-only for

@@ -81,7 +81,10 @@ pub fn spawn(
     let store = Arc::clone(&dest.store);
     let encryption = dest.encryption.clone();
     let name = dest.name.clone();
+    let working = crate::store::blocking::Working::start();
     let h = std::thread::spawn(move || {
+        // Its store calls need the runtime: the daemon waits for this thread at shutdown.
+        let _working = working;
         while let Some(b) = rx.blocking_recv() {
             if b.last < chain.next_first {
                 continue;
