@@ -10,7 +10,8 @@
 
 use crate::format::bolt::write::Patch;
 use crate::format::bolt::Db;
-use crate::format::etcd::report::{report, ReportOptions};
+use crate::format::bolt::EntryVisitor;
+use crate::format::etcd::report::{report, report_visiting, ReportOptions};
 use crate::io::ReadAt;
 use crate::{Error, Result};
 
@@ -72,6 +73,27 @@ pub fn predict(
     spec: &super::native::RestoreSpec,
     object: &str,
 ) -> Result<Prediction> {
+    predict_walk(db, spec, object, None)
+}
+
+/// [`predict`], with `extra` shown every entry of the restored image on the same walk; the
+/// walk must then be clean (a problem is an integrity error naming `object`), since what
+/// `extra` computes from it is trusted.
+pub fn predict_visiting(
+    db: &dyn ReadAt,
+    spec: &super::native::RestoreSpec,
+    object: &str,
+    extra: &mut dyn EntryVisitor,
+) -> Result<Prediction> {
+    predict_walk(db, spec, object, Some(extra))
+}
+
+fn predict_walk(
+    db: &dyn ReadAt,
+    spec: &super::native::RestoreSpec,
+    object: &str,
+    extra: Option<&mut dyn EntryVisitor>,
+) -> Result<Prediction> {
     let patch = super::native::restore_patch(db, spec)?;
     let image = Patched {
         base: db,
@@ -79,16 +101,26 @@ pub fn predict(
         size: patch.len_after(db.size()),
     };
     let bolt = Db::open(&image).map_err(|e| Error::integrity(object, e.to_string()))?;
-    let r = report(
-        &bolt,
-        &ReportOptions {
-            hashkv_rev: 0,
-            k8s: false,
-            by_namespace: false,
-            top: 0,
-            max_problems: 10,
-        },
-    );
+    let opts = ReportOptions {
+        hashkv_rev: 0,
+        k8s: false,
+        by_namespace: false,
+        top: 0,
+        max_problems: 10,
+    };
+    let r = match extra {
+        None => report(&bolt, &opts),
+        Some(extra) => {
+            let r = report_visiting(&bolt, &opts, extra);
+            if let Some(p) = r.problems.first() {
+                return Err(Error::integrity(
+                    object,
+                    format!("the restored database fails the check: {p}"),
+                ));
+            }
+            r
+        }
+    };
     let hashkv = r.hashkv.ok_or_else(|| {
         Error::integrity(
             object,

@@ -428,6 +428,38 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
             commits,
         })
     }
+
+    /// [`finish`](Self::finish), with the proof's pass over bucket `key` made by a walk the
+    /// caller makes anyway: `walk` must show every entry of the finished image to the
+    /// [`Proof`] (`restore::predict::predict_visiting` does, on its page-by-page check),
+    /// and its own answer comes back beside the proven replay. One read of a replayed
+    /// database that may be many GiB, not two.
+    pub fn finish_walking<T>(
+        mut self,
+        walk: impl FnOnce(&I, &mut Proof) -> Result<T>,
+    ) -> Result<(Replayed, T)> {
+        let edits = self.rp.take_edits();
+        self.commit(&edits)?;
+        let Replaying {
+            img, rp, commits, ..
+        } = self;
+        let replay = rp.finish()?;
+        let mut proof = {
+            let bolt = Db::open(&*img).map_err(|e| e.in_file("replayed snapshot"))?;
+            Proof::prepare(&bolt, &replay)?
+        };
+        let answer = walk(img, &mut proof)?;
+        let (hashkv, checked) = proof.conclude()?;
+        Ok((
+            Replayed {
+                replay,
+                hashkv,
+                checked,
+                commits,
+            },
+            answer,
+        ))
+    }
 }
 
 /// Replay `records` onto an in-memory copy of `db` up to `to` (tests, fuzzing, small
@@ -447,54 +479,84 @@ pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, 
 /// The hash at `to_revision` and the live hashes' check, in one pass over bucket `key`.
 fn hashes<R: ReadAt>(db: &Db<R>, replay: &Replay) -> Result<(Option<u32>, Vec<i64>)> {
     let file = "replayed snapshot";
-    let m = meta_fields(db).map_err(|e| e.in_file(file))?;
-    let current = last_revision(db).map_err(|e| e.in_file(file))?;
-    let own = m.finished_compact.max(m.scheduled_compact).unwrap_or(-1);
-    let mut wanted = vec![(replay.to_revision, own, None)];
-    for l in &replay.live_hashes {
-        wanted.push((l.revision, l.compact_revision, Some(l.hash)));
-    }
-    let mut hashers = Vec::new();
-    for (rev, compact, want) in wanted {
-        match HashKv::prepare_with_compact(db, rev, current, m.finished_compact, compact)
-            .map_err(|e| e.in_file(file))?
-        {
-            Ok(h) => hashers.push((Some(h), want)),
-            // etcd would refuse it too: nothing to compare.
-            Err(_) => hashers.push((None, want)),
-        }
-    }
+    let mut proof = Proof::prepare(db, replay)?;
     if let Some(b) = db.bucket(buckets::KEY).map_err(|e| e.in_file(file))? {
         let mut c = b.cursor();
         while let Some(e) = c.next().map_err(|e| e.in_file(file))? {
-            for (h, _) in hashers
-                .iter_mut()
-                .filter_map(|(h, w)| Some((h.as_mut()?, w)))
-            {
-                h.feed(e.key, e.value);
-            }
+            proof.feed(e.key, e.value);
         }
     }
-    let mut it = hashers.into_iter();
-    let at_to = it.next().and_then(|(h, _)| h).map(|h| h.finish());
-    let mut checked = Vec::new();
-    for (h, want) in it {
-        let (Some(h), Some(want)) = (h, want) else {
-            continue;
-        };
-        let got = h.finish();
-        if got != want {
-            return Err(Error::integrity(
+    proof.conclude()
+}
+
+/// The hashers of a replay's proof (the hash at `to_revision`, and one per live hash
+/// recorded in the window), fed bucket `key` by a walk: [`hashes`]' own cursor, or (as an
+/// [`EntryVisitor`]) the walk of a caller that reads the whole database anyway.
+pub struct Proof {
+    hashers: Vec<(Option<HashKv>, Option<u32>)>,
+}
+
+impl Proof {
+    fn prepare<R: ReadAt>(db: &Db<R>, replay: &Replay) -> Result<Proof> {
+        let file = "replayed snapshot";
+        let m = meta_fields(db).map_err(|e| e.in_file(file))?;
+        let current = last_revision(db).map_err(|e| e.in_file(file))?;
+        let own = m.finished_compact.max(m.scheduled_compact).unwrap_or(-1);
+        let mut wanted = vec![(replay.to_revision, own, None)];
+        for l in &replay.live_hashes {
+            wanted.push((l.revision, l.compact_revision, Some(l.hash)));
+        }
+        let mut hashers = Vec::new();
+        for (rev, compact, want) in wanted {
+            match HashKv::prepare_with_compact(db, rev, current, m.finished_compact, compact)
+                .map_err(|e| e.in_file(file))?
+            {
+                Ok(h) => hashers.push((Some(h), want)),
+                // etcd would refuse it too: nothing to compare.
+                Err(_) => hashers.push((None, want)),
+            }
+        }
+        Ok(Proof { hashers })
+    }
+
+    fn feed(&mut self, key: &[u8], value: &[u8]) {
+        for h in self.hashers.iter_mut().filter_map(|(h, _)| h.as_mut()) {
+            h.feed(key, value);
+        }
+    }
+
+    /// The hash at `to_revision`, and the revisions whose live hash matched; an
+    /// integrity error (exit 3) at the first that does not.
+    fn conclude(self) -> Result<(Option<u32>, Vec<i64>)> {
+        let mut it = self.hashers.into_iter();
+        let at_to = it.next().and_then(|(h, _)| h).map(|h| h.finish());
+        let mut checked = Vec::new();
+        for (h, want) in it {
+            let (Some(h), Some(want)) = (h, want) else {
+                continue;
+            };
+            let got = h.finish();
+            if got != want {
+                return Err(Error::integrity(
                 RECORDS,
                 format!(
                     "revision {}: the backup with the captured changes hashes to {got:08x}, the live cluster's hashkv at that revision was {want:08x}; the capture does not match the cluster: restore to a revision before {} or from another backup",
                     h.rev, h.rev
                 ),
             ));
+            }
+            checked.push(h.rev);
         }
-        checked.push(h.rev);
+        Ok((at_to, checked))
     }
-    Ok((at_to, checked))
+}
+
+impl crate::format::bolt::EntryVisitor for Proof {
+    fn entry(&mut self, e: &crate::format::bolt::VisitEntry<'_>) {
+        if e.bucket == buckets::KEY {
+            self.feed(e.key, e.value);
+        }
+    }
 }
 
 #[cfg(any(test, feature = "testkit"))]

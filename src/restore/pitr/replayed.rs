@@ -24,12 +24,17 @@ pub fn replay_chosen(
     src: &dyn RecordSource,
     work: &Path,
 ) -> Result<(FileImage, Replayed, Scanned)> {
+    let mut img = copy_checked(db, object, chosen, work)?;
+    let (r, scanned) = replay_window(&mut img, chosen, src)?;
+    Ok((img, r, scanned))
+}
+
+/// A copy of `db` in `work` that must have the SHA-256 of the chosen backup's manifest.
+fn copy_checked(db: &dyn ReadAt, object: &str, chosen: &Chosen, work: &Path) -> Result<FileImage> {
     let mut want = [0u8; 32];
     hex::decode_to_slice(&chosen.manifest.db_sha256, &mut want)
         .map_err(|_| Error::integrity(object, "the manifest's db_sha256 is not a hex SHA-256"))?;
-    let mut img = FileImage::copy_of(work, db, Some((want, object)))?;
-    let (r, scanned) = replay_window(&mut img, chosen, src)?;
-    Ok((img, r, scanned))
+    FileImage::copy_of(work, db, Some((want, object)))
 }
 
 /// Replay the chosen window onto `img`, with its proof (every live hash in it checked).
@@ -38,10 +43,36 @@ fn replay_window(
     chosen: &Chosen,
     src: &dyn RecordSource,
 ) -> Result<(Replayed, Scanned)> {
+    let (rep, scanned) = feed_window(img, chosen, src)?;
+    Ok((rep.finish()?, scanned))
+}
+
+/// The chosen window read from `src` and fed to a replay onto `img`, left to finish.
+fn feed_window<'a>(
+    img: &'a mut FileImage,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+) -> Result<(Replaying<'a, FileImage>, Scanned)> {
     let mut rep = Replaying::new(img, chosen.to_revision, CHUNK_BYTES)?;
     let window = (chosen.manifest.revision, chosen.to_revision);
     let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
-    Ok((rep.finish()?, scanned))
+    Ok((rep, scanned))
+}
+
+/// Replay the chosen window onto `img` and predict the restore `spec` makes of the result,
+/// the replay's proof made on the prediction's walk (one read of the replayed database).
+fn replay_predicting(
+    img: &mut FileImage,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+    spec: &crate::restore::native::RestoreSpec,
+    object: &str,
+) -> Result<(Replayed, Scanned, crate::restore::predict::Prediction)> {
+    let (rep, scanned) = feed_window(img, chosen, src)?;
+    let (r, p) = rep.finish_walking(|img, proof| {
+        crate::restore::predict::predict_visiting(img, spec, object, proof)
+    })?;
+    Ok((r, scanned, p))
 }
 
 /// Make `plan` a point-in-time plan: replay the chosen records onto the base backup's
@@ -58,9 +89,9 @@ pub fn plan_replay(
     work: &Path,
 ) -> Result<()> {
     let db = crate::restore::predict::database_of(snapshot);
-    let (img, r, scanned) = replay_chosen(&db, object, chosen, src, work)?;
+    let mut img = copy_checked(&db, object, chosen, work)?;
     let spec = crate::restore::predict::spec_of(plan);
-    let p = crate::restore::predict::predict(&img, &spec, object)?;
+    let (r, scanned, p) = replay_predicting(&mut img, chosen, src, &spec, object)?;
     plan.to_revision = Some(chosen.to_revision);
     plan.to_time = chosen.to_time.clone();
     plan.replay = Some(ReplayPlan::new(
@@ -93,7 +124,6 @@ pub fn test_replay(
     src: &dyn RecordSource,
 ) -> Result<(u64, u32, u64)> {
     let mut img = FileImage::in_place(snap, size)?;
-    replay_window(&mut img, chosen, src)?;
     // Any one-member spec: membership changes neither hashkv nor keys.
     let spec = crate::restore::native::RestoreSpec {
         members: vec![crate::restore::native::MemberSpec {
@@ -104,7 +134,7 @@ pub fn test_replay(
         bump_revision: None,
         mark_compacted: false,
     };
-    let p = crate::restore::predict::predict(&img, &spec, object)?;
+    let (_, _, p) = replay_predicting(&mut img, chosen, src, &spec, object)?;
     Ok((img.size(), p.hashkv, p.keys))
 }
 

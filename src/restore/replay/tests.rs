@@ -358,3 +358,57 @@ fn a_copy_that_cannot_be_made_names_its_directory() {
         "{s}"
     );
 }
+
+/// The proof made on the prediction's walk (`restore plan`, `restore test`: one read of
+/// the replayed database) is the proof of its own walk: the same hash at the target, the
+/// same live hashes checked, a wrong live hash refused the same way; with a bump too (its
+/// entry is beyond every hashed revision).
+#[test]
+fn the_proof_on_the_prediction_walk_is_the_proof() {
+    use crate::restore::predict::{predict, predict_visiting};
+    let img = base(300);
+    let (_, r) = replay(&img, &stream(), 304).unwrap();
+    let mut recs = stream();
+    recs.insert(
+        6,
+        Record::LiveHash {
+            revision: 304,
+            hash: r.hashkv.unwrap(),
+            compact_revision: -1,
+        },
+    );
+    for bump in [None, Some(1000)] {
+        let (own_img, own) = replay(&img, &recs, 306).unwrap();
+        let mut walked_img = img.clone();
+        let mut rep = Replaying::new(&mut walked_img, 306, CHUNK_BYTES).unwrap();
+        for x in &recs {
+            rep.feed(x).unwrap();
+        }
+        let (walked, p) = rep
+            .finish_walking(|i, proof| predict_visiting(i, &spec(bump), "t", proof))
+            .unwrap();
+        assert!(walked_img == own_img, "the same replay wrote other bytes");
+        assert_eq!((walked.hashkv, &walked.checked), (own.hashkv, &own.checked));
+        assert_eq!(walked.checked, vec![304]);
+        let alone = predict(&own_img, &spec(bump), "t").unwrap();
+        assert_eq!(
+            (p.revision, p.hashkv, p.keys),
+            (alone.revision, alone.hashkv, alone.keys)
+        );
+    }
+    recs[6] = Record::LiveHash {
+        revision: 304,
+        hash: r.hashkv.unwrap() ^ 1,
+        compact_revision: -1,
+    };
+    let mut bad = img.clone();
+    let mut rep = Replaying::new(&mut bad, 306, CHUNK_BYTES).unwrap();
+    for x in &recs {
+        rep.feed(x).unwrap();
+    }
+    let e = rep
+        .finish_walking(|i, proof| predict_visiting(i, &spec(None), "t", proof))
+        .unwrap_err();
+    assert_eq!(e.exit_code() as i32, 3);
+    assert!(e.to_string().contains("revision 304"), "{e}");
+}

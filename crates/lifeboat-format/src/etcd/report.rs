@@ -319,6 +319,17 @@ impl EntryVisitor for Visitor {
 
 /// Build the report of an opened database in one pass (plus the short hashkv pre-pass).
 pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
+    report_visiting(db, opts, &mut ())
+}
+
+/// [`report`], with `extra` shown every entry of the same walk (after the report's own
+/// visitor), so a caller that needs something more from the entries does not walk the
+/// database a second time.
+pub fn report_visiting<R: ReadAt>(
+    db: &Db<R>,
+    opts: &ReportOptions,
+    extra: &mut dyn EntryVisitor,
+) -> Report {
     let mut problems = Vec::new();
     let summary: Option<Summary> = match summary_of(db) {
         Ok(s) => Some(s),
@@ -359,7 +370,7 @@ pub fn report<R: ReadAt>(db: &Db<R>, opts: &ReportOptions) -> Report {
         &CheckOptions {
             max_problems: opts.max_problems,
         },
-        &mut v,
+        &mut (&mut v, extra),
     );
     problems.extend(chk.problems);
     problems.extend(v.problems);

@@ -57,6 +57,27 @@ pub trait EntryVisitor {
 
 impl EntryVisitor for () {}
 
+impl<V: EntryVisitor + ?Sized> EntryVisitor for &mut V {
+    fn bucket(&mut self, name: &[u8]) {
+        (**self).bucket(name)
+    }
+    fn entry(&mut self, e: &VisitEntry<'_>) {
+        (**self).entry(e)
+    }
+}
+
+/// Two visitors on one walk: each sees every bucket and entry, the first first.
+impl<A: EntryVisitor, B: EntryVisitor> EntryVisitor for (A, B) {
+    fn bucket(&mut self, name: &[u8]) {
+        self.0.bucket(name);
+        self.1.bucket(name);
+    }
+    fn entry(&mut self, e: &VisitEntry<'_>) {
+        self.0.entry(e);
+        self.1.entry(e);
+    }
+}
+
 /// Options of [`check`].
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
