@@ -42,6 +42,7 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
         tee,
         result,
         started,
+        spool: streamed_db,
         ..
     } = streamed;
     let mut outcome = nothing_stored(&mut targets);
@@ -73,10 +74,14 @@ pub(super) fn finish_all(run: &Run, mut targets: Vec<Target>, streamed: Streamed
         let computes = designated.is_some_and(|(d, _)| d == k);
         // Whatever becomes of the designated destination, the others stop waiting for it.
         let _publish = computes.then(|| shared.publish_on_drop());
+        let streamed_db = streamed_db.as_ref().filter(|_| computes);
         let hashkv = HashkvRole {
             shared: &shared,
             computes,
-            spools: computes && designated.is_some_and(|(_, remote)| remote),
+            spools: computes
+                && streamed_db.is_none()
+                && designated.is_some_and(|(_, remote)| remote),
+            streamed_db,
         };
         let o = outs[k].lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let target = targets.get(o.index)?;
@@ -154,9 +159,11 @@ impl SharedHashkv {
 pub(super) struct HashkvRole<'a> {
     shared: &'a SharedHashkv,
     computes: bool,
-    /// The designated destination is remote: its read-back spools the database for the
-    /// walk, so the object is read once ([`super::spool`]).
+    /// The designated destination is remote and the stream kept no copy: its read-back
+    /// spools the database for the walk, so the object is read once ([`super::spool`]).
     spools: bool,
+    /// The database as streamed (the designated destination's walk reads it).
+    streamed_db: Option<&'a Spool>,
 }
 
 impl HashkvRole<'_> {
@@ -406,7 +413,7 @@ fn finish_destination(
                 }),
                 None => read_back(run, store, &reader, &m, keys.as_ref(), &where_),
             },
-            || match &spool {
+            || match hashkv.streamed_db.or(spool.as_ref()) {
                 Some(s) => super::spool::hashkv(s, &reader, m.revision),
                 None => stored_hashkv(&reader, m.revision),
             },

@@ -1,6 +1,15 @@
-//! The database of a remote (S3) destination, spooled to a local temporary file by the
-//! read-back itself, so that the run's hashkv walk reads local pages instead of a second
-//! pass of ranged GETs over the stored object: one read of the object per run.
+//! The database spooled to a local temporary file for the run's hashkv walk, so that the
+//! walk reads plain local pages instead of decoding the stored object a second time.
+//!
+//! Two writers fill it. While the snapshot streams ([`Spool::for_stream`]), the stream
+//! itself appends the database bytes as they pass, when the database fits well within the
+//! memory available (the file then lives in the page cache and is gone before it would be
+//! written out): the walk then needs neither decoding (a local destination) nor a second
+//! read of a remote one, and the read-back is the stored digest, as for a local
+//! destination. The bytes are the ones whose SHA-256 the stream checks against etcd's
+//! trailer and records as `db_sha256`; the walk starts only after that check. Otherwise a
+//! remote (S3) destination's read-back spools the database it decodes (below), so that
+//! the walk does not make a second pass of ranged GETs: one read of the object per run.
 //!
 //! The read-back decodes the object's frames in order and appends them here; the walk
 //! reads the database through [`Spool`]'s [`ReadAt`], each read waiting until the bytes
@@ -64,6 +73,11 @@ impl Spool {
     /// A spool for a database of `len` bytes in `dir`, or `None` (with the reason logged)
     /// when `dir` has no room for it or the file cannot be made.
     pub(super) fn create(dir: &Path, len: u64) -> Option<Spool> {
+        Spool::create_for("the read-back", dir, len)
+    }
+
+    /// [`Spool::create`], `who` filling it (named in the debug log).
+    fn create_for(who: &str, dir: &Path, len: u64) -> Option<Spool> {
         let need = len.saturating_add((len / 8).max(MARGIN));
         match free_bytes(dir) {
             Ok(free) if free >= need => {}
@@ -82,7 +96,7 @@ impl Spool {
         match tempfile::tempfile_in(dir) {
             Ok(file) => {
                 tracing::debug!(
-                    "the read-back spools the database ({len} bytes) in {} for the hashkv walk",
+                    "{who} spools the database ({len} bytes) in {} for the hashkv walk",
                     dir.display()
                 );
                 Some(Spool {
@@ -97,6 +111,24 @@ impl Spool {
                 None
             }
         }
+    }
+
+    /// A spool the stream fills with a database of `len` bytes (as announced by the
+    /// member), or `None`: the length is unknown, or the database would take more than a
+    /// quarter of the memory available (a spool that large would be written out to disk,
+    /// beside the backup's own writes), or the temporary directory has no room.
+    pub(super) fn for_stream(len: u64) -> Option<Spool> {
+        if len == 0 {
+            return None;
+        }
+        let avail = mem_available()?;
+        if len > avail / 4 {
+            tracing::debug!(
+                "a {len}-byte database is over a quarter of the {avail} bytes of memory available: the hashkv walk reads the stored object"
+            );
+            return None;
+        }
+        Spool::create_for("the stream", &std::env::temp_dir(), len)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -260,6 +292,20 @@ pub(super) fn hashkv<R: ReadAt>(spool: &Spool, stored: &R, revision: i64) -> Opt
         Err(Stopped::NoRoom) => super::finish::stored_hashkv(stored, revision),
         _ => None,
     }
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes (`None` where there is none).
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Bytes available to an unprivileged writer in the file system holding `dir`.

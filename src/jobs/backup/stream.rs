@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
+use super::spool::Spool;
 use super::{blocking, now, prepare::each, BackupOptions, Progress, Target};
 use crate::catalog;
 use crate::pipeline::encrypt::ReadBackKey;
@@ -37,6 +38,8 @@ pub(super) struct Streamed {
     pub(super) started: OffsetDateTime,
     /// `SnapshotResponse.version` (empty before etcd 3.6).
     pub(super) storage_version: String,
+    /// The streamed database, whole, for the hashkv walk (see [`Spool::for_stream`]).
+    pub(super) spool: Option<Spool>,
 }
 
 async fn attempt(
@@ -53,36 +56,50 @@ async fn attempt(
     let what = format!("snapshot from {}", choice.name);
     let storage_version = Arc::new(std::sync::Mutex::new(String::new()));
     let reported = Arc::clone(&storage_version);
-    let sink = crate::store::blocking::offload(move || -> (io::Result<(Tee, SinkResult)>, u64) {
-        let mut expected = 0;
-        let mut sink = match SnapshotSink::new(tee, frames) {
-            Ok(s) => s,
-            Err(e) => return (Err(e), 0),
-        };
-        let mut got = 0u64;
-        while let Some(ev) = rx.blocking_recv() {
-            match ev {
-                StreamEvent::Start {
-                    expected_db_len,
-                    storage_version,
-                } => {
-                    expected = expected_db_len;
-                    if let Ok(mut v) = reported.lock() {
-                        *v = storage_version;
+    let sink = crate::store::blocking::offload(
+        move || -> (io::Result<(Tee, SinkResult)>, u64, Option<Spool>) {
+            let mut expected = 0;
+            let mut sink = match SnapshotSink::new(tee, frames) {
+                Ok(s) => s,
+                Err(e) => return (Err(e), 0, None),
+            };
+            let mut got = 0u64;
+            let mut spool = None;
+            while let Some(ev) = rx.blocking_recv() {
+                match ev {
+                    StreamEvent::Start {
+                        expected_db_len,
+                        storage_version,
+                    } => {
+                        expected = expected_db_len;
+                        if let Ok(mut v) = reported.lock() {
+                            *v = storage_version;
+                        }
+                        spool = Spool::for_stream(expected_db_len);
+                        prog.begin(&what, Some(expected_db_len));
                     }
-                    prog.begin(&what, Some(expected_db_len));
-                }
-                StreamEvent::Data(chunk) => {
-                    got += chunk.len() as u64;
-                    if let Err(e) = sink.push(&chunk) {
-                        return (Err(e), expected);
+                    StreamEvent::Data(chunk) => {
+                        // The database's bytes, not etcd's trailer after them.
+                        if let Some(s) = &spool {
+                            let db_left = expected.saturating_sub(got);
+                            let n = (chunk.len() as u64).min(db_left) as usize;
+                            s.append(&chunk[..n]);
+                        }
+                        got += chunk.len() as u64;
+                        if let Err(e) = sink.push(&chunk) {
+                            return (Err(e), expected, None);
+                        }
+                        prog.set(got);
                     }
-                    prog.set(got);
                 }
             }
-        }
-        (sink.finish(), expected)
-    });
+            // Whole only if every announced byte came; the caller then checks the trailer.
+            if let Some(s) = &spool {
+                s.finish(true);
+            }
+            (sink.finish(), expected, spool)
+        },
+    );
     let streamed = etcd::stream_snapshot(
         &opts.conn,
         &choice.endpoint,
@@ -92,7 +109,7 @@ async fn attempt(
         tx,
     )
     .await;
-    let (sunk, expected) = sink.await.map_err(AttemptError::Fatal)?;
+    let (sunk, expected, spool) = sink.await.map_err(AttemptError::Fatal)?;
     progress.end();
     match (streamed, sunk) {
         // The tee's message names every destination and why it failed.
@@ -140,11 +157,14 @@ async fn attempt(
                 .lock()
                 .map(|v| v.clone())
                 .unwrap_or_default();
+            // Complete, and its bytes are the ones the trailer was just checked against.
+            let spool = spool.filter(|s| s.outcome().is_ok() && split.db_len == expected);
             Ok(Streamed {
                 tee,
                 result,
                 started,
                 storage_version,
+                spool,
             })
         }
     }
