@@ -23,7 +23,7 @@ SECONDS_=${PITR_SECONDS:-3600}
 RATE=${PITR_RATE:-1000}
 VALUE=${PITR_VALUE:-1024}
 KEYS=${PITR_KEYS:-10000}
-WORK=${PITR_WORK:-$ROOT/bench-work/pitr-restore}
+WORK=$(realpath -m "${PITR_WORK:-$ROOT/bench-work/pitr-restore}")   # absolute: topologies need it
 
 [ "${BENCH_SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh
 cargo build --release --locked --bin lifeboat --example fill --example pitr_synth

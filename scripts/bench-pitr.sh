@@ -23,7 +23,7 @@ BASE_KEYS=${PITR_BASE_KEYS:-200000}
 SECONDS_=${PITR_SECONDS:-60}
 RATE=${PITR_RATE:-1000}
 VALUE=${PITR_VALUE:-1024}
-WORK=${PITR_WORK:-$ROOT/bench-work/pitr}
+WORK=$(realpath -m "${PITR_WORK:-$ROOT/bench-work/pitr}")   # absolute: topologies need it
 
 [ "${BENCH_SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh
 cargo build --release --locked --bin lifeboat --example fill --example pitr_load

@@ -28,7 +28,7 @@ KEYS=${BENCH_KEYS:-2000000}
 VALUE=${BENCH_VALUE:-500}
 SMALL_KEYS=${BENCH_SMALL_KEYS:-200000}
 ROUNDS=${BENCH_ROUNDS:-3}
-WORK=${BENCH_WORK:-$ROOT/bench-work}
+WORK=$(realpath -m "${BENCH_WORK:-$ROOT/bench-work}")   # absolute: topologies need it
 
 [ "${BENCH_SKIP_SETUP:-0}" = 1 ] || scripts/setup.sh   # BENCH_SKIP_SETUP=1: already installed
 cargo build --release --locked --bin lifeboat --example fill --example native_restore
