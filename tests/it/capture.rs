@@ -515,6 +515,61 @@ fn kill_9_and_restart_continue_the_chain() {
     assert!(w[1]["from_backup"].is_null(), "{w}");
 }
 
+/// SIGTERM to `lifeboat run` with `[capture]`: what capture holds is sealed and stored
+/// before the daemon exits. The flush is ten minutes off, so nothing but the stop stores
+/// the changes made just before it (before, the daemon aborted capture and they waited
+/// for the next start to be captured again).
+#[test]
+fn sigterm_stores_what_capture_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Cluster::single(&etcd35(), Opts::default());
+    let local = tmp.path().join("local");
+    std::fs::create_dir(&local).unwrap();
+    let (cluster, b) = backup(&c, local.to_str().unwrap());
+    let cfg = tmp.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[etcd]\nendpoints = [\"{}\"]\n[[destination]]\nurl = \"{}\"\n[schedule]\nevery = \"24h\"\n[metrics]\nlisten = \"off\"\n[capture]\nflush = \"10m\"\nhash_every = \"10m\"\nmax_lag = \"10m\"\n",
+            c.endpoints(),
+            local.display()
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("run.log");
+    let daemon = std::process::Command::new(lifeboat())
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("capture beside the schedule")
+    {
+        assert!(Instant::now() < deadline, "capture never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Its watch is open a moment after it starts; changes made before that are read from
+    // the backup's revision on anyway.
+    for i in 0..5 {
+        c.put("/held", &i.to_string());
+    }
+    let end = head(&c);
+    // Delivered to capture well within this (a watch on loopback answers in milliseconds);
+    // not sealed: the flush is minutes away.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = list_segments(repo(&local).store(), cluster)
+        .unwrap()
+        .last()
+        .map_or(0, |s| s.last);
+    assert!(before < end, "stored before the stop: flush did not hold");
+    stop(daemon, &log);
+    let got = load_records(&repo(&local), &format!("{cluster:x}"), b, end).unwrap();
+    assert_eq!(events(&got), history(&c, b, end));
+}
+
 /// `lifeboat run` with `[capture]`: the leader's daemon captures beside the schedule and
 /// serves capture's metrics; /healthz stays 200 while it keeps up.
 #[test]
