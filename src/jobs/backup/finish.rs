@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::spool::Spool;
+use super::spool::{Spool, StreamedDb};
 use super::stream::Streamed;
 use super::{nothing_stored, now, rfc3339, BackupOptions, BackupOutcome, ReadBack, Target};
 use crate::catalog::manifest::{AlarmRecord, EndpointRecord};
@@ -163,7 +163,7 @@ pub(super) struct HashkvRole<'a> {
     /// spools the database for the walk, so the object is read once ([`super::spool`]).
     spools: bool,
     /// The database as streamed (the designated destination's walk reads it).
-    streamed_db: Option<&'a Spool>,
+    streamed_db: Option<&'a StreamedDb>,
 }
 
 impl HashkvRole<'_> {
@@ -413,9 +413,10 @@ fn finish_destination(
                 }),
                 None => read_back(run, store, &reader, &m, keys.as_ref(), &where_),
             },
-            || match hashkv.streamed_db.or(spool.as_ref()) {
-                Some(s) => super::spool::hashkv(s, &reader, m.revision),
-                None => stored_hashkv(&reader, m.revision),
+            || match (hashkv.streamed_db, &spool) {
+                (Some(db), _) => db.hashkv(&reader, m.revision),
+                (None, Some(s)) => super::spool::hashkv(s, &reader, m.revision),
+                (None, None) => stored_hashkv(&reader, m.revision),
             },
         );
         checked?;

@@ -282,6 +282,63 @@ pub(super) fn read_back<R: ReadAt>(
     Ok(())
 }
 
+/// The database as the stream spooled it, and the hashkv walk started over it while it
+/// was being filled ([`StreamedDb::start`]): the walk reads each page as soon as the
+/// stream has passed it, so on a database whose key pages lie in file order (one filled
+/// by appends) it ends with the stream rather than after it. Its answer is used only for
+/// a stream that completed and whose trailer checked, and only at the revision the
+/// stored database's own pages give.
+pub(super) struct StreamedDb {
+    pub(super) spool: std::sync::Arc<Spool>,
+    early: Mutex<Option<EarlyWalk>>,
+}
+
+/// The early walk's thread: the revision it found the database at, and the hashkv there.
+type EarlyWalk = std::thread::JoinHandle<Option<(i64, u32)>>;
+
+impl StreamedDb {
+    /// Start the walk over `spool` (on a thread of its own; `None` if no thread could be
+    /// made: the walk then runs after the stream, as without it).
+    pub(super) fn start(spool: Spool) -> StreamedDb {
+        let spool = std::sync::Arc::new(spool);
+        let sp = std::sync::Arc::clone(&spool);
+        let early = std::thread::Builder::new()
+            .name("hashkv-walk".into())
+            .spawn(move || {
+                let db = crate::format::bolt::Db::open(&*sp).ok()?;
+                let rev = crate::format::etcd::last_revision(&db).ok()?;
+                Some((rev, super::finish::stored_hashkv(&*sp, rev)?))
+            })
+            .ok();
+        StreamedDb {
+            spool,
+            early: Mutex::new(early),
+        }
+    }
+
+    /// The hashkv at `revision`: the early walk's if it reached that revision, else a walk
+    /// of the spool now (and of `stored` if the spool ran out of room).
+    pub(super) fn hashkv<R: ReadAt>(&self, stored: &R, revision: i64) -> Option<u32> {
+        let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(Ok(Some((rev, h)))) = early.map(|t| t.join()) {
+            if rev == revision {
+                return Some(h);
+            }
+        }
+        hashkv(&self.spool, stored, revision)
+    }
+}
+
+/// Ends a spool the stream fills when dropped, unless it was finished: a walk waiting for
+/// bytes never waits forever, whichever way the stream ends (an error, a panic).
+pub(super) struct EndsSpool(pub(super) std::sync::Arc<Spool>);
+
+impl Drop for EndsSpool {
+    fn drop(&mut self) {
+        self.0.end(Err(Stopped::ReadBack));
+    }
+}
+
 /// The run's hashkv walked over the spool; when the spool ran out of room on the way,
 /// over `stored` instead (ranged reads of the stored object).
 pub(super) fn hashkv<R: ReadAt>(spool: &Spool, stored: &R, revision: i64) -> Option<u32> {
@@ -427,6 +484,34 @@ mod tests {
             drop(spool);
             assert_eq!(std::fs::read_dir(spools.path()).unwrap().count(), 0);
         }
+    }
+
+    /// The walk that starts with the stream gives the hashkv of the whole database, at
+    /// the revision asked for only; a stream that stops leaves no walk waiting.
+    #[test]
+    fn the_early_walk_gives_the_hashkv_and_never_waits_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = crate::format::bolt::build::etcd_like(4096, 300, 40);
+        let db = crate::format::bolt::Db::open(&img[..]).unwrap();
+        let rev = crate::format::etcd::last_revision(&db).unwrap();
+        let want = crate::jobs::backup::finish::stored_hashkv(&img, rev).unwrap();
+        let streamed = StreamedDb::start(Spool::create(dir.path(), img.len() as u64).unwrap());
+        for chunk in img.chunks(3000) {
+            streamed.spool.append(chunk);
+        }
+        streamed.spool.finish(true);
+        assert_eq!(streamed.hashkv(&img, rev), Some(want));
+        // Asked at another revision, it walks again (and is refused here: a later one).
+        assert_eq!(streamed.hashkv(&img, rev + 1), None);
+
+        // The stream breaks half-way: the walk gives up instead of waiting.
+        let broken = StreamedDb::start(Spool::create(dir.path(), img.len() as u64).unwrap());
+        {
+            let _ends = EndsSpool(std::sync::Arc::clone(&broken.spool));
+            broken.spool.append(&img[..img.len() / 2]);
+        }
+        let early = broken.early.lock().unwrap().take().unwrap();
+        assert_eq!(early.join().unwrap(), None);
     }
 
     #[test]

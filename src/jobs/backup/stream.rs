@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::spool::Spool;
+use super::spool::{EndsSpool, Spool, StreamedDb};
 use super::{blocking, now, prepare::each, BackupOptions, Progress, Target};
 use crate::catalog;
 use crate::pipeline::encrypt::ReadBackKey;
@@ -39,7 +39,7 @@ pub(super) struct Streamed {
     /// `SnapshotResponse.version` (empty before etcd 3.6).
     pub(super) storage_version: String,
     /// The streamed database, whole, for the hashkv walk (see [`Spool::for_stream`]).
-    pub(super) spool: Option<Spool>,
+    pub(super) spool: Option<StreamedDb>,
 }
 
 async fn attempt(
@@ -56,50 +56,9 @@ async fn attempt(
     let what = format!("snapshot from {}", choice.name);
     let storage_version = Arc::new(std::sync::Mutex::new(String::new()));
     let reported = Arc::clone(&storage_version);
-    let sink = crate::store::blocking::offload(
-        move || -> (io::Result<(Tee, SinkResult)>, u64, Option<Spool>) {
-            let mut expected = 0;
-            let mut sink = match SnapshotSink::new(tee, frames) {
-                Ok(s) => s,
-                Err(e) => return (Err(e), 0, None),
-            };
-            let mut got = 0u64;
-            let mut spool = None;
-            while let Some(ev) = rx.blocking_recv() {
-                match ev {
-                    StreamEvent::Start {
-                        expected_db_len,
-                        storage_version,
-                    } => {
-                        expected = expected_db_len;
-                        if let Ok(mut v) = reported.lock() {
-                            *v = storage_version;
-                        }
-                        spool = Spool::for_stream(expected_db_len);
-                        prog.begin(&what, Some(expected_db_len));
-                    }
-                    StreamEvent::Data(chunk) => {
-                        // The database's bytes, not etcd's trailer after them.
-                        if let Some(s) = &spool {
-                            let db_left = expected.saturating_sub(got);
-                            let n = (chunk.len() as u64).min(db_left) as usize;
-                            s.append(&chunk[..n]);
-                        }
-                        got += chunk.len() as u64;
-                        if let Err(e) = sink.push(&chunk) {
-                            return (Err(e), expected, None);
-                        }
-                        prog.set(got);
-                    }
-                }
-            }
-            // Whole only if every announced byte came; the caller then checks the trailer.
-            if let Some(s) = &spool {
-                s.finish(true);
-            }
-            (sink.finish(), expected, spool)
-        },
-    );
+    let sink = crate::store::blocking::offload(move || {
+        sink_events(tee, frames, &mut rx, &*prog, &what, &reported)
+    });
     let streamed = etcd::stream_snapshot(
         &opts.conn,
         &choice.endpoint,
@@ -158,7 +117,7 @@ async fn attempt(
                 .map(|v| v.clone())
                 .unwrap_or_default();
             // Complete, and its bytes are the ones the trailer was just checked against.
-            let spool = spool.filter(|s| s.outcome().is_ok() && split.db_len == expected);
+            let spool = spool.filter(|s| s.spool.outcome().is_ok() && split.db_len == expected);
             Ok(Streamed {
                 tee,
                 result,
@@ -168,6 +127,64 @@ async fn attempt(
             })
         }
     }
+}
+
+/// The pipeline's side of a stream (on a blocking thread): the member's messages into the
+/// sink, and the database's bytes (not etcd's trailer after them) into a spool whose
+/// hashkv walk starts at once ([`StreamedDb`]). Returns the sink's result, the announced
+/// database length and the spool, finished whole only if every announced byte came (the
+/// caller then checks the trailer); on every other way out the spool is ended as stopped.
+fn sink_events(
+    tee: Tee,
+    frames: crate::pipeline::FrameOptions,
+    rx: &mut tokio::sync::mpsc::Receiver<StreamEvent>,
+    prog: &dyn Progress,
+    what: &str,
+    reported: &std::sync::Mutex<String>,
+) -> (io::Result<(Tee, SinkResult)>, u64, Option<StreamedDb>) {
+    let mut expected = 0;
+    let mut sink = match SnapshotSink::new(tee, frames) {
+        Ok(s) => s,
+        Err(e) => return (Err(e), 0, None),
+    };
+    let mut got = 0u64;
+    let mut spool: Option<(StreamedDb, EndsSpool)> = None;
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            StreamEvent::Start {
+                expected_db_len,
+                storage_version,
+            } => {
+                expected = expected_db_len;
+                if let Ok(mut v) = reported.lock() {
+                    *v = storage_version;
+                }
+                spool = Spool::for_stream(expected_db_len).map(|s| {
+                    let db = StreamedDb::start(s);
+                    let ends = EndsSpool(Arc::clone(&db.spool));
+                    (db, ends)
+                });
+                prog.begin(what, Some(expected_db_len));
+            }
+            StreamEvent::Data(chunk) => {
+                if let Some((s, _)) = &spool {
+                    let db_left = expected.saturating_sub(got);
+                    let n = (chunk.len() as u64).min(db_left) as usize;
+                    s.spool.append(&chunk[..n]);
+                }
+                got += chunk.len() as u64;
+                if let Err(e) = sink.push(&chunk) {
+                    return (Err(e), expected, None);
+                }
+                prog.set(got);
+            }
+        }
+    }
+    let spool = spool.map(|(s, _ends)| {
+        s.spool.finish(true);
+        s
+    });
+    (sink.finish(), expected, spool)
 }
 
 /// Abort every output of a tee on a blocking thread (it removes partial objects).
