@@ -412,21 +412,12 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
     /// every live hash recorded after the backup up to `to_revision` with the replayed
     /// data's hash at its revision (one pass over bucket `key` for all of them). A mismatch
     /// is an integrity error (exit 3) naming the revision.
-    pub fn finish(mut self) -> Result<Replayed> {
-        let edits = self.rp.take_edits();
-        self.commit(&edits)?;
-        let Replaying {
-            img, rp, commits, ..
-        } = self;
-        let replay = rp.finish()?;
-        let bolt = Db::open(&*img).map_err(|e| e.in_file("replayed snapshot"))?;
-        let (hashkv, checked) = hashes(&bolt, &replay)?;
-        Ok(Replayed {
-            replay,
-            hashkv,
-            checked,
-            commits,
-        })
+    pub fn finish(self) -> Result<Replayed> {
+        let (r, ()) = self.finish_walking(|img, proof| {
+            let db = Db::open(img).map_err(|e| e.in_file("replayed snapshot"))?;
+            proof.feed_key_bucket(&db)
+        })?;
+        Ok(r)
     }
 
     /// [`finish`](Self::finish), with the proof's pass over bucket `key` made by a walk the
@@ -476,22 +467,10 @@ pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, 
     Ok((img, done))
 }
 
-/// The hash at `to_revision` and the live hashes' check, in one pass over bucket `key`.
-fn hashes<R: ReadAt>(db: &Db<R>, replay: &Replay) -> Result<(Option<u32>, Vec<i64>)> {
-    let file = "replayed snapshot";
-    let mut proof = Proof::prepare(db, replay)?;
-    if let Some(b) = db.bucket(buckets::KEY).map_err(|e| e.in_file(file))? {
-        let mut c = b.cursor();
-        while let Some(e) = c.next().map_err(|e| e.in_file(file))? {
-            proof.feed(e.key, e.value);
-        }
-    }
-    proof.conclude()
-}
-
 /// The hashers of a replay's proof (the hash at `to_revision`, and one per live hash
-/// recorded in the window), fed bucket `key` by a walk: [`hashes`]' own cursor, or (as an
-/// [`EntryVisitor`]) the walk of a caller that reads the whole database anyway.
+/// recorded in the window), fed bucket `key` by a walk: a cursor of its own
+/// ([`Proof::feed_key_bucket`]), or (as an [`EntryVisitor`](crate::format::bolt::EntryVisitor))
+/// the walk of a caller that reads the whole database anyway.
 pub struct Proof {
     hashers: Vec<(Option<HashKv>, Option<u32>)>,
 }
@@ -517,6 +496,18 @@ impl Proof {
             }
         }
         Ok(Proof { hashers })
+    }
+
+    /// Every entry of `db`'s bucket `key`, by cursor.
+    fn feed_key_bucket<R: ReadAt>(&mut self, db: &Db<R>) -> Result<()> {
+        let file = "replayed snapshot";
+        if let Some(b) = db.bucket(buckets::KEY).map_err(|e| e.in_file(file))? {
+            let mut c = b.cursor();
+            while let Some(e) = c.next().map_err(|e| e.in_file(file))? {
+                self.feed(e.key, e.value);
+            }
+        }
+        Ok(())
     }
 
     fn feed(&mut self, key: &[u8], value: &[u8]) {

@@ -41,6 +41,17 @@ fn wait_for(child: &mut Child, log: &Path, what: &str, cond: impl Fn() -> bool) 
     }
 }
 
+/// `lifeboat run --config CFG --shutdown-grace GRACE` with the S3 server's credentials,
+/// its output in `log`.
+fn run_daemon(s3: &S3Server, cfg: &Path, grace: &str, log: &Path) -> Child {
+    let cfg = cfg.to_str().unwrap();
+    s3.spawn_lifeboat_logged(
+        ["run", "--config", cfg, "--shutdown-grace", grace],
+        &[],
+        log,
+    )
+}
+
 /// SIGTERM, then the exit status.
 fn stop(child: &mut Child) -> std::process::ExitStatus {
     signal(child.id(), "TERM");
@@ -133,17 +144,7 @@ fn sighup_with_s3_destinations_reloads_and_refuses_again_and_again() {
     };
     std::fs::write(&cfg, config(3)).unwrap();
     let log = dir.path().join("daemon.log");
-    let mut child = s3.spawn_lifeboat_logged(
-        [
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--shutdown-grace",
-            "2s",
-        ],
-        &[],
-        &log,
-    );
+    let mut child = run_daemon(&s3, &cfg, "2s", &log);
     let count = |what: &str| read(&log).matches(what).count();
     wait_for(&mut child, &log, "a backup in each destination", || {
         stored_in(&log, &l) >= 1 && stored_in(&log, "s3://bkt/p") >= 1
@@ -279,17 +280,7 @@ fn sigterm_while_a_scrub_waits_on_a_hung_s3() {
     )
     .unwrap();
     let log = dir.path().join("daemon.log");
-    let mut child = s3.spawn_lifeboat_logged(
-        [
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--shutdown-grace",
-            "1s",
-        ],
-        &[],
-        &log,
-    );
+    let mut child = run_daemon(&s3, &cfg, "1s", &log);
     wait_for(&mut child, &log, "backups and a scrub", || {
         let t = read(&log);
         stored_in(&log, s) >= 2 && t.contains("scrub finished")
@@ -341,17 +332,7 @@ fn soak_one_second_schedule_through_faults() {
     )
     .unwrap();
     let log = dir.path().join("daemon.log");
-    let mut child = s3.spawn_lifeboat_logged(
-        [
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--shutdown-grace",
-            "5s",
-        ],
-        &[],
-        &log,
-    );
+    let mut child = run_daemon(&s3, &cfg, "5s", &log);
     let pid = child.id();
     wait_for(&mut child, &log, "warm-up backups", || {
         stored_in(&log, &l) >= 8 && stored_in(&log, s) >= 8
