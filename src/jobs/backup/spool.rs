@@ -7,7 +7,8 @@
 //! written out): the walk then needs neither decoding (a local destination) nor a second
 //! read of a remote one, and the read-back is the stored digest, as for a local
 //! destination. The bytes are the ones whose SHA-256 the stream checks against etcd's
-//! trailer and records as `db_sha256`; the walk starts only after that check. Otherwise a
+//! trailer and records as `db_sha256`; the walk runs beside the stream ([`StreamedDb`]),
+//! and its answer is used only once that check has passed. Otherwise a
 //! remote (S3) destination's read-back spools the database it decodes (below), so that
 //! the walk does not make a second pass of ranged GETs: one read of the object per run.
 //!
@@ -178,14 +179,8 @@ impl Spool {
 
     /// Ends the spool as stopped when dropped unless it was finished (an early return, a
     /// panic in the read-back): a walk waiting for bytes never waits forever.
-    pub(super) fn finish_on_drop(&self) -> impl Drop + '_ {
-        struct Guard<'a>(&'a Spool);
-        impl Drop for Guard<'_> {
-            fn drop(&mut self) {
-                self.0.end(Err(Stopped::ReadBack));
-            }
-        }
-        Guard(self)
+    pub(super) fn finish_on_drop(&self) -> EndsOnDrop<&Spool> {
+        EndsOnDrop(self)
     }
 
     /// How the spool ended, once it has (waits for it).
@@ -316,6 +311,11 @@ impl StreamedDb {
         }
     }
 
+    /// The writer's guard: see [`EndsOnDrop`].
+    pub(super) fn ends_on_drop(&self) -> EndsOnDrop<std::sync::Arc<Spool>> {
+        EndsOnDrop(std::sync::Arc::clone(&self.spool))
+    }
+
     /// The hashkv at `revision`: the early walk's if it reached that revision, else a walk
     /// of the spool now (and of `stored` if the spool ran out of room).
     pub(super) fn hashkv<R: ReadAt>(&self, stored: &R, revision: i64) -> Option<u32> {
@@ -329,11 +329,13 @@ impl StreamedDb {
     }
 }
 
-/// Ends a spool the stream fills when dropped, unless it was finished: a walk waiting for
-/// bytes never waits forever, whichever way the stream ends (an error, a panic).
-pub(super) struct EndsSpool(pub(super) std::sync::Arc<Spool>);
+/// Ends the spool it holds as stopped when dropped, unless it was finished: a walk waiting
+/// for bytes never waits forever, whichever way its writer ends (an early return, a
+/// panic). Borrowed by the read-back ([`Spool::finish_on_drop`]), shared by the stream
+/// ([`StreamedDb::ends_on_drop`]), whose walk runs on a thread of its own.
+pub(super) struct EndsOnDrop<S: std::ops::Deref<Target = Spool>>(S);
 
-impl Drop for EndsSpool {
+impl<S: std::ops::Deref<Target = Spool>> Drop for EndsOnDrop<S> {
     fn drop(&mut self) {
         self.0.end(Err(Stopped::ReadBack));
     }
@@ -507,7 +509,7 @@ mod tests {
         // The stream breaks half-way: the walk gives up instead of waiting.
         let broken = StreamedDb::start(Spool::create(dir.path(), img.len() as u64).unwrap());
         {
-            let _ends = EndsSpool(std::sync::Arc::clone(&broken.spool));
+            let _ends = broken.ends_on_drop();
             broken.spool.append(&img[..img.len() / 2]);
         }
         let early = broken.early.lock().unwrap().take().unwrap();

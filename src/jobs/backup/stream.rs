@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use time::OffsetDateTime;
 
-use super::spool::{EndsSpool, Spool, StreamedDb};
+use super::spool::{EndsOnDrop, Spool, StreamedDb};
 use super::{blocking, now, prepare::each, BackupOptions, Progress, Target};
 use crate::catalog;
 use crate::pipeline::encrypt::ReadBackKey;
@@ -148,7 +148,7 @@ fn sink_events(
         Err(e) => return (Err(e), 0, None),
     };
     let mut got = 0u64;
-    let mut spool: Option<(StreamedDb, EndsSpool)> = None;
+    let mut spool: Option<(StreamedDb, EndsOnDrop<Arc<Spool>>)> = None;
     while let Some(ev) = rx.blocking_recv() {
         match ev {
             StreamEvent::Start {
@@ -161,7 +161,7 @@ fn sink_events(
                 }
                 spool = Spool::for_stream(expected_db_len).map(|s| {
                     let db = StreamedDb::start(s);
-                    let ends = EndsSpool(Arc::clone(&db.spool));
+                    let ends = db.ends_on_drop();
                     (db, ends)
                 });
                 prog.begin(what, Some(expected_db_len));
