@@ -51,6 +51,10 @@ pub struct TestArgs {
     /// the captured changes up to R) and compare its hashkv at R.
     #[arg(long, value_name = "R", conflicts_with = "etcdutl")]
     pub to_revision: Option<i64>,
+    /// With --to-revision R: compact the captured changes at R-1 as they are replayed, as
+    /// `restore plan --compact` does.
+    #[arg(long, requires = "to_revision")]
+    pub compact: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,6 +104,14 @@ pub struct PlanArgs {
     /// (RFC 3339, e.g. 2026-12-06T01:30:00Z).
     #[arg(long, value_name = "T", conflicts_with = "from_data_dir")]
     pub to_time: Option<String>,
+    /// With --to-revision or --to-time: compact at R-1 as the captured changes are
+    /// replayed. The restored cluster has the state at R and serves reads and watches from
+    /// R on, not older revisions; only each key's newest change is written, so a long
+    /// window restores in the time of its live data instead of its whole history. Only the
+    /// newest live hash recorded in the window is checked (the older ones describe history
+    /// the compaction drops).
+    #[arg(long)]
+    pub compact: bool,
     #[command(flatten)]
     pub conn: super::connection::ConnectionArgs,
 }
@@ -171,6 +183,13 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         return replace_member(&a, &t, g);
     }
     let target = crate::restore::pitr::Target::from_flags(a.to_revision, a.to_time.as_deref())?;
+    if a.compact && target.is_none() {
+        return Err(Error::flag(
+            "--compact",
+            "compacts the captured changes a point-in-time restore replays: give --to-revision or --to-time with it",
+        )
+        .into());
+    }
     let mut stored = None;
     let mut chosen = None;
     let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
@@ -191,7 +210,8 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                         repo: &repo,
                         cluster_id: repo.resolve(id)?.cluster_id.to_string(),
                     };
-                    let c = crate::restore::pitr::choose_in(&repo, id, t, &src)?;
+                    let mut c = crate::restore::pitr::choose_in(&repo, id, t, &src)?;
+                    c.compact = a.compact;
                     let m = c.manifest.clone();
                     chosen = Some(c);
                     m
@@ -280,6 +300,13 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                         rp.records,
                         rp.live_hashes_checked.len()
                     );
+                    if rp.compacted {
+                        println!(
+                            "  compacted at revision {}: {} superseded changes not written; revisions before it are not restored",
+                            rp.compact_revision.unwrap_or(r - 1),
+                            rp.compacted_away
+                        );
+                    }
                 }
                 if let Ok(id) = crate::restore::guard::PlanId::load(&a.out, &p) {
                     println!("{id}");
@@ -375,7 +402,9 @@ fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 repo: &repo,
                 cluster_id: repo.resolve(id)?.cluster_id.to_string(),
             };
-            Some(crate::restore::pitr::choose_in(&repo, id, t, &src)?)
+            let mut c = crate::restore::pitr::choose_in(&repo, id, t, &src)?;
+            c.compact = a.compact;
+            Some(c)
         }
         None => None,
     };

@@ -116,6 +116,9 @@ pub struct Chosen {
     pub backups: Vec<Manifest>,
     /// `--to-time` as given (RFC 3339), when the revision was found by time.
     pub to_time: Option<String>,
+    /// `--compact`: compact the window at `to_revision - 1` as it is replayed
+    /// ([`super::replay::Survey`]).
+    pub compact: bool,
 }
 
 /// What plan.json records about the replay (`replay`).
@@ -136,10 +139,28 @@ pub struct ReplayPlan {
     pub compact_revision: Option<i64>,
     /// Revisions whose live `HashKV` (recorded by capture) the replayed data matched.
     pub live_hashes_checked: Vec<i64>,
+    /// `--compact`: the window was compacted at `compact_revision` as it was replayed
+    /// (each key's newest change at or below it and every change after it written), and
+    /// only its newest live hash was proven. `restore apply` replays it the same way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compacted: bool,
+    /// Puts and deletes the compaction left out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub compacted_away: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ReplayPlan {
-    pub fn new(after: i64, scanned: &Scanned, stats: ReplayStats, checked: Vec<i64>) -> Self {
+    pub fn new(
+        after: i64,
+        scanned: &Scanned,
+        stats: ReplayStats,
+        checked: Vec<i64>,
+        compacted: bool,
+    ) -> Self {
         ReplayPlan {
             after,
             records: scanned.records,
@@ -151,6 +172,8 @@ impl ReplayPlan {
             lease_revokes: stats.lease_revokes,
             compact_revision: stats.compact_revision,
             live_hashes_checked: checked,
+            compacted,
+            compacted_away: stats.compacted_away,
         }
     }
 }
@@ -418,6 +441,7 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
         to_revision: to,
         backups: backups.to_vec(),
         to_time,
+        compact: false,
     })
 }
 

@@ -26,14 +26,16 @@ use crate::error::InFile;
 use crate::format::bolt::write::{cow_patch, Edit};
 use crate::format::bolt::Db;
 use crate::format::capture::{KeyValue, Record};
-use crate::format::etcd::hashkv::HashKv;
-use crate::format::etcd::{buckets, last_revision, meta_fields};
+use crate::format::etcd::hashkv::{fingerprint, HashKv};
+use crate::format::etcd::{buckets, last_revision, meta_fields, Revision};
 use crate::io::ReadAt;
 use crate::{Error, Result};
 
+mod compact;
 mod encode;
 mod image;
 
+pub use compact::{Survey, WindowProof};
 use encode::{bad, check_put, rev_key, RECORDS};
 pub use encode::{encode_kv, encode_lease};
 pub use image::{FileImage, Image};
@@ -47,8 +49,11 @@ pub struct Replay {
     /// Edits of buckets `key`, `lease` (when leases changed) and `meta` (a compaction).
     pub edits: Vec<Edit>,
     pub stats: ReplayStats,
-    /// The live hashes recorded after the backup up to `to_revision`.
+    /// The live hashes recorded after the backup up to `to_revision` that the replayed
+    /// database can prove (none when the window was compacted: see [`compact`]).
     pub live_hashes: Vec<LiveHash>,
+    /// A compacted window's newest live hash, proven on the records as they were replayed.
+    pub proven_on_records: Option<i64>,
 }
 
 /// What a replay wrote.
@@ -61,6 +66,14 @@ pub struct ReplayStats {
     pub lease_revokes: u64,
     /// The compaction the restored members finish at start, when the replay added one.
     pub compact_revision: Option<i64>,
+    /// Puts and deletes a compacted replay did not write: superseded at or below the
+    /// compaction point.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub compacted_away: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A live `HashKV` capture recorded: what the replayed data must hash to.
@@ -98,6 +111,9 @@ pub struct Replayer {
     /// Bucket `key` entries not yet handed out, and their bytes.
     keys: Vec<(Vec<u8>, Vec<u8>)>,
     pending: usize,
+    /// A compacted replay: which changes are written, and the newest live hash's proof.
+    survey: Option<Survey>,
+    window_proof: Option<WindowProof>,
 }
 
 impl Replayer {
@@ -125,7 +141,26 @@ impl Replayer {
             compact_written: None,
             keys: Vec::new(),
             pending: 0,
+            survey: None,
+            window_proof: None,
         })
+    }
+
+    /// Compact the window as it is replayed ([`compact`]): write only what `survey` keeps,
+    /// schedule the compaction at its point, and prove the newest live hash on the records
+    /// (`proof`, prepared on the same database) instead of on the written data.
+    pub fn compacting(&mut self, survey: Survey, proof: Option<WindowProof>) {
+        let c = survey.compact_to();
+        if c >= 1 {
+            self.compact = self.compact.max(Some(c));
+        }
+        self.survey = Some(survey);
+        self.window_proof = proof;
+    }
+
+    /// The database's revision: the replayed records follow it.
+    pub fn base_revision(&self) -> i64 {
+        self.base
     }
 
     /// Bytes of bucket `key` entries fed and not yet handed out.
@@ -219,11 +254,11 @@ impl Replayer {
             self.sub = 0;
             self.stats.revisions += 1;
         }
-        let (k, v) = match r {
+        let (user_key, k, v) = match r {
             Record::Put(kv) => {
                 check_put(kv)?;
                 self.stats.puts += 1;
-                (rev_key(rev, self.sub, false), encode_kv(kv))
+                (&kv.key, rev_key(rev, self.sub, false), encode_kv(kv))
             }
             Record::Delete { key, .. } => {
                 if key.is_empty() {
@@ -234,13 +269,26 @@ impl Replayer {
                     ..KeyValue::default()
                 };
                 self.stats.deletes += 1;
-                (rev_key(rev, self.sub, true), encode_kv(&tomb))
+                (key, rev_key(rev, self.sub, true), encode_kv(&tomb))
             }
             _ => return Ok(()),
         };
+        let at = Revision {
+            main: rev,
+            sub: self.sub,
+        };
+        self.sub += 1;
+        if let Some(p) = &mut self.window_proof {
+            p.feed(&k, &v);
+        }
+        if let Some(s) = &self.survey {
+            if !s.keeps(fingerprint(user_key), at) {
+                self.stats.compacted_away += 1;
+                return Ok(());
+            }
+        }
         self.pending += k.len() + v.len();
         self.keys.push((k, v));
-        self.sub += 1;
         Ok(())
     }
 
@@ -291,12 +339,22 @@ impl Replayer {
             )));
         }
         let edits = self.take_edits();
+        let proven_on_records = match self.window_proof.take() {
+            Some(p) => Some(p.conclude()?),
+            None => None,
+        };
+        let live_hashes = if self.survey.is_some() {
+            Vec::new()
+        } else {
+            self.live_hashes
+        };
         Ok(Replay {
             base_revision: self.base,
             to_revision: self.to,
             edits,
             stats: self.stats,
-            live_hashes: self.live_hashes,
+            live_hashes,
+            proven_on_records,
         })
     }
 }
@@ -366,9 +424,41 @@ pub struct Replaying<'a, I: Image + ?Sized> {
 
 impl<'a, I: Image + ?Sized> Replaying<'a, I> {
     pub fn new(img: &'a mut I, to: i64, chunk_bytes: usize) -> Result<Self> {
+        Self::start(img, to, chunk_bytes, None)
+    }
+
+    /// A replay that compacts the window ([`compact`]) as `survey` (a first read of the
+    /// same records) says; `prove`: prove the newest live hash on the records (`restore
+    /// plan`, `restore test`), not for a replay of records already proven (`restore
+    /// apply`).
+    pub fn compacting(
+        img: &'a mut I,
+        to: i64,
+        chunk_bytes: usize,
+        survey: Survey,
+        prove: bool,
+    ) -> Result<Self> {
+        Self::start(img, to, chunk_bytes, Some((survey, prove)))
+    }
+
+    fn start(
+        img: &'a mut I,
+        to: i64,
+        chunk_bytes: usize,
+        compacting: Option<(Survey, bool)>,
+    ) -> Result<Self> {
         let rp = {
             let db = Db::open(&*img).map_err(|e| e.in_file("snapshot"))?;
-            Replayer::new(&db, to)?
+            let mut rp = Replayer::new(&db, to)?;
+            if let Some((survey, prove)) = compacting {
+                let proof = if prove {
+                    WindowProof::prepare(&db, rp.base_revision(), &survey)?
+                } else {
+                    None
+                };
+                rp.compacting(survey, proof);
+            }
+            rp
         };
         Ok(Replaying {
             img,
@@ -440,7 +530,8 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
             Proof::prepare(&bolt, &replay)?
         };
         let answer = walk(img, &mut proof)?;
-        let (hashkv, checked) = proof.conclude()?;
+        let (hashkv, mut checked) = proof.conclude()?;
+        checked.extend(replay.proven_on_records);
         Ok((
             Replayed {
                 replay,
@@ -460,6 +551,27 @@ pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, 
     db.read_exact_at(0, &mut img)
         .map_err(|e| Error::io("snapshot", e))?;
     let mut r = Replaying::new(&mut img, to, CHUNK_BYTES)?;
+    for rec in records {
+        r.feed(rec)?;
+    }
+    let done = r.finish()?;
+    Ok((img, done))
+}
+
+/// [`replay`] with the window compacted at `to - 1` ([`compact`]): surveyed, then replayed
+/// in transactions of `chunk_bytes`.
+pub fn replay_compacted(
+    db: &dyn ReadAt,
+    records: &[Record],
+    to: i64,
+    chunk_bytes: usize,
+) -> Result<(Vec<u8>, Replayed)> {
+    let mut img = vec![0u8; db.size() as usize];
+    db.read_exact_at(0, &mut img)
+        .map_err(|e| Error::io("snapshot", e))?;
+    let mut survey = Survey::new(to);
+    records.iter().for_each(|r| survey.feed(r));
+    let mut r = Replaying::compacting(&mut img, to, chunk_bytes, survey, true)?;
     for rec in records {
         r.feed(rec)?;
     }
@@ -528,18 +640,22 @@ impl Proof {
             };
             let got = h.finish();
             if got != want {
-                return Err(Error::integrity(
-                RECORDS,
-                format!(
-                    "revision {}: the backup with the captured changes hashes to {got:08x}, the live cluster's hashkv at that revision was {want:08x}; the capture does not match the cluster: restore to a revision before {} or from another backup",
-                    h.rev, h.rev
-                ),
-            ));
+                return Err(mismatch(h.rev, got, want));
             }
             checked.push(h.rev);
         }
         Ok((at_to, checked))
     }
+}
+
+/// A live hash the replayed data does not reproduce: an integrity error (exit 3).
+fn mismatch(rev: i64, got: u32, want: u32) -> Error {
+    Error::integrity(
+        RECORDS,
+        format!(
+            "revision {rev}: the backup with the captured changes hashes to {got:08x}, the live cluster's hashkv at that revision was {want:08x}; the capture does not match the cluster: restore to a revision before {rev} or from another backup"
+        ),
+    )
 }
 
 impl crate::format::bolt::EntryVisitor for Proof {

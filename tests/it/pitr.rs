@@ -21,6 +21,7 @@ use lifeboat::format::capture::{KeyValue, Record};
 use lifeboat::restore::native::{write_member_dirs_styled, MemberSpec, RestoreSpec, RestoreStyle};
 use lifeboat::restore::replay::{replay, FileImage, Replaying};
 
+mod compacted;
 mod plan;
 
 /// What the live cluster answered at one revision.
@@ -401,7 +402,10 @@ fn prove(bins: Bins) {
     for m in &run.measured {
         restore_and_boot(&bins, &run, m);
     }
-    plan::plan_apply_check(&bins, &run, &run.measured[2]);
+    plan::plan_apply_check(&bins, &run, &run.measured[2], false);
+    // Compacted: after the compaction and lease revoke (2), and at the last revision (3).
+    plan::plan_apply_check(&bins, &run, &run.measured[2], true);
+    compacted::replays(&run);
     plan::cli_plan(&bins, &run);
     // The newest replay checked every live hash recorded up to it.
     let last = run.measured.last().unwrap().revision;

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::{read_window, Chosen, RecordSource, ReplayPlan, Scanned};
 use crate::io::ReadAt;
-use crate::restore::replay::{FileImage, Replayed, Replaying, CHUNK_BYTES};
+use crate::restore::replay::{FileImage, Replayed, Replaying, Survey, CHUNK_BYTES};
 use crate::{Error, Result};
 
 /// Replay `chosen` onto a copy of `db` (a database, no trailer) made in `work`; the copy
@@ -47,16 +47,55 @@ fn replay_window(
     Ok((rep.finish()?, scanned))
 }
 
-/// The chosen window read from `src` and fed to a replay onto `img`, left to finish.
+/// The chosen window read from `src` and fed to a replay onto `img`, left to finish
+/// (with `--compact`, read twice: surveyed, then replayed).
 fn feed_window<'a>(
     img: &'a mut FileImage,
     chosen: &Chosen,
     src: &dyn RecordSource,
 ) -> Result<(Replaying<'a, FileImage>, Scanned)> {
-    let mut rep = Replaying::new(img, chosen.to_revision, CHUNK_BYTES)?;
     let window = (chosen.manifest.revision, chosen.to_revision);
+    let (mut rep, surveyed) = match chosen.compact {
+        false => (Replaying::new(img, chosen.to_revision, CHUNK_BYTES)?, None),
+        true => {
+            let (survey, surveyed) = survey_window(window, &chosen.backups, src)?;
+            let rep = Replaying::compacting(img, chosen.to_revision, CHUNK_BYTES, survey, true)?;
+            (rep, Some(surveyed))
+        }
+    };
     let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
+    same_records(window, surveyed.as_ref(), &scanned)?;
     Ok((rep, scanned))
+}
+
+/// A compacted replay reads its window twice: both reads must have found the same records.
+fn same_records(window: (i64, i64), surveyed: Option<&Scanned>, scanned: &Scanned) -> Result<()> {
+    match surveyed {
+        Some(s) if s != scanned => Err(Error::integrity(
+            &format!("capture records ({}, {}]", window.0, window.1),
+            format!(
+                "read twice, they differ ({} records with SHA-256 {}, then {} with {}): segments changed while the restore read them; run it again",
+                s.records, s.sha256, scanned.records, scanned.sha256
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The first read of a window replayed with `--compact`: which change of each key is
+/// written ([`Survey`]). The replay's own read must find the same records: the digest of
+/// this one is checked against it ([`same_records`]).
+fn survey_window(
+    window: (i64, i64),
+    backups: &[crate::catalog::Manifest],
+    src: &dyn RecordSource,
+) -> Result<(Survey, Scanned)> {
+    let mut survey = Survey::new(window.1);
+    let scanned = read_window(window, backups, src, &mut |r| {
+        survey.feed(r);
+        Ok(())
+    })?;
+    Ok((survey, scanned))
 }
 
 /// Replay the chosen window onto `img` and predict the restore `spec` makes of the result,
@@ -99,6 +138,7 @@ pub fn plan_replay(
         &scanned,
         r.replay.stats,
         r.checked,
+        chosen.compact,
     ));
     plan.expected_revision = Some(p.revision);
     plan.expected_hashkv = Some(p.hashkv);
@@ -161,15 +201,24 @@ pub fn apply_replay(
             ),
         )
     };
-    let mut img = FileImage::in_place(snapshot, size)?;
-    let mut rep = Replaying::new(&mut img, to, CHUNK_BYTES)?;
-    let scanned = read_window((rp.after, to), &[], src, &mut |r| rep.feed(r)).map_err(|e| {
+    let usage_is_change = |e: Error| {
         if e.exit_code() == crate::ExitCode::Usage {
             changed(e.to_string())
         } else {
             e
         }
-    })?;
+    };
+    let window = (rp.after, to);
+    let mut img = FileImage::in_place(snapshot, size)?;
+    let (mut rep, surveyed) = if rp.compacted {
+        let (survey, surveyed) = survey_window(window, &[], src).map_err(usage_is_change)?;
+        let rep = Replaying::compacting(&mut img, to, CHUNK_BYTES, survey, false)?;
+        (rep, Some(surveyed))
+    } else {
+        (Replaying::new(&mut img, to, CHUNK_BYTES)?, None)
+    };
+    let scanned = read_window(window, &[], src, &mut |r| rep.feed(r)).map_err(usage_is_change)?;
+    same_records(window, surveyed.as_ref(), &scanned)?;
     if scanned.sha256 != rp.records_sha256 || scanned.records != rp.records {
         return Err(changed(format!(
             "{} records with SHA-256 {}",

@@ -8,10 +8,13 @@
 
 use std::sync::OnceLock;
 
-use super::{replay, KeyValue, Record, Replayed, Replaying};
+use std::collections::BTreeMap;
+
+use super::{replay, replay_compacted, KeyValue, Record, Replayed, Replaying};
 use crate::format::bolt::build::etcd_like;
 use crate::format::bolt::{check, CheckOptions, Db, EntryVisitor};
-use crate::format::etcd::last_revision;
+use crate::format::etcd::hashkv::hashkv;
+use crate::format::etcd::{last_revision, meta_fields, KeyValueRef, RevKey};
 
 struct Nothing;
 impl EntryVisitor for Nothing {}
@@ -127,6 +130,131 @@ fn contents(img: &[u8]) -> Vec<(u8, Vec<u8>, Vec<u8>)> {
     out
 }
 
+/// Every user key live at `rev` in `img`, with its value bytes (the `KeyValue`).
+fn state_at(img: &[u8], rev: i64) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let db = Db::open(img).expect("replayed database opens");
+    let mut newest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    if let Some(b) = db.bucket(b"key").expect("bucket reads") {
+        let mut c = b.cursor();
+        while let Some(e) = c.next().expect("entry reads") {
+            let rk = RevKey::parse(e.key).expect("a revision key");
+            if rk.rev.main > rev {
+                continue;
+            }
+            let kv = KeyValueRef::decode(e.value).expect("a KeyValue");
+            let v = (!rk.tombstone).then(|| e.value.to_vec());
+            newest.insert(kv.key.to_vec(), v);
+        }
+    }
+    newest
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
+}
+
+/// The compaction a restored member runs to (finished or scheduled), -1 if none.
+fn compaction_of(img: &[u8]) -> i64 {
+    let db = Db::open(img).expect("replayed database opens");
+    let m = meta_fields(&db).expect("meta reads");
+    m.finished_compact.max(m.scheduled_compact).unwrap_or(-1)
+}
+
+/// The hashkv etcd answers at `rev` for `img` with compaction `compact` (None: refused).
+fn hash_of(img: &[u8], rev: i64, compact: Option<i64>) -> Option<u32> {
+    let db = Db::open(img).expect("replayed database opens");
+    hashkv(&db, rev, compact)
+        .expect("hashkv reads")
+        .ok()
+        .map(|(h, _)| h)
+}
+
+/// The compacted replay of a stream the whole replay accepted (`out`, `whole`): accepted
+/// too, a good database at `to` with the same live state, the hash etcd answers there
+/// once it finished the compaction, and its newest live hash proven; a live hash made at
+/// a revision and compaction from the input (`pick`) proven when right, refused (exit 3)
+/// when wrong. Then the same replay in transactions of `chunk` bytes gives the same data.
+fn exercise_compacted(
+    img: &[u8],
+    records: &[Record],
+    to: i64,
+    out: &[u8],
+    whole: &Replayed,
+    pick: u8,
+) {
+    let (small, r) = replay_compacted(&img, records, to, super::CHUNK_BYTES)
+        .unwrap_or_else(|e| panic!("accepted whole, refused compacted: {e}"));
+    let c = check(&small, &CheckOptions::default(), &mut Nothing);
+    assert!(
+        c.ok(),
+        "compacted replay broke a good database: {:?}",
+        c.problems
+    );
+    let db = Db::open(&small[..]).expect("compacted database opens");
+    assert_eq!(last_revision(&db).expect("a revision"), to);
+    assert_eq!(
+        state_at(out, to),
+        state_at(&small, to),
+        "other live data at {to}"
+    );
+    let compact = compaction_of(&small);
+    assert_eq!(
+        hash_of(out, to, Some(compact)),
+        hash_of(&small, to, None),
+        "another hashkv at {to} after the compaction at {compact}"
+    );
+    assert_eq!(r.hashkv, hash_of(&small, to, None));
+    if let Some(last) = r.checked.last() {
+        assert!(
+            whole.checked.contains(last),
+            "proved {last}, the whole replay did not"
+        );
+    }
+    // A live hash at a revision of the window, with a compaction, as the full history says.
+    let base = whole.replay.base_revision;
+    if to <= base {
+        return;
+    }
+    let at = base + 1 + i64::from(pick) % (to - base);
+    let live_compact = match pick % 3 {
+        0 => -1,
+        _ => 1 + i64::from(pick / 3) % at,
+    };
+    let Some(right) = hash_of(out, at, Some(live_compact)) else {
+        return;
+    };
+    for (hash, ok) in [(right, true), (right ^ 1, false)] {
+        let mut with = records.to_vec();
+        with.retain(|x| !matches!(x, Record::LiveHash { .. }));
+        let pos = with.partition_point(|x| x.revision() <= at);
+        with.insert(
+            pos,
+            Record::LiveHash {
+                revision: at,
+                hash,
+                compact_revision: live_compact,
+            },
+        );
+        let got = replay_compacted(&img, &with, to, 1 + usize::from(pick) * 8);
+        match (got, ok) {
+            (Ok((again, r)), true) => {
+                assert_eq!(
+                    r.checked.last(),
+                    Some(&at),
+                    "the live hash at {at} not proven"
+                );
+                assert_eq!(
+                    contents(&again),
+                    contents(&small),
+                    "chunks wrote other data"
+                );
+            }
+            (Err(e), false) => assert_eq!(e.exit_code() as i32, 3, "{e}"),
+            (Ok(_), false) => panic!("a wrong live hash at {at} was accepted"),
+            (Err(e), true) => panic!("the right live hash at {at} was refused: {e}"),
+        }
+    }
+}
+
 /// See the module docs. One input in four is also replayed in small transactions (a chunk
 /// size from the input): accepted or refused alike, and the same data when accepted.
 /// Returns whether the replay was accepted.
@@ -145,6 +273,7 @@ pub fn exercise(data: &[u8]) -> bool {
         );
         return false;
     };
+    exercise_compacted(img, &records, to, &out, &r, b);
     let c = check(&out, &CheckOptions::default(), &mut Nothing);
     assert!(c.ok(), "replay broke a good database: {:?}", c.problems);
     if let Some(chunked) = chunked {
@@ -195,5 +324,60 @@ mod tests {
         }
         // Enough streams get through for the oracle to mean something.
         assert!(accepted >= 40, "{accepted} of 400 replays accepted");
+    }
+
+    /// The compacted replay's oracle over long valid streams: a few keys written many
+    /// times (puts, deletes, several changes in one revision, leased keys), so most
+    /// changes are compacted away, onto each base, with live hashes at every kind of
+    /// revision and compaction.
+    #[test]
+    fn compacted_streams() {
+        use super::{KeyValue, Record};
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut away = 0;
+        for img in super::bases() {
+            let db = super::Db::open(&img[..]).unwrap();
+            let base = super::last_revision(&db).unwrap();
+            for len in [1i64, 2, 7, 40, 150] {
+                let mut records = Vec::new();
+                let mut created = std::collections::HashMap::new();
+                for rev in base + 1..=base + len {
+                    let ops = 1 + rnd(3);
+                    let first = rnd(6);
+                    for i in 0..ops {
+                        let key = format!("/c/{}", (first + i) % 6).into_bytes();
+                        if rnd(4) == 0 {
+                            created.remove(&key);
+                            records.push(Record::Delete { key, revision: rev });
+                        } else {
+                            let (c, v) = created.get(&key).copied().unwrap_or((rev, 0));
+                            created.insert(key.clone(), (c, v + 1));
+                            records.push(Record::Put(KeyValue {
+                                key,
+                                create_revision: c,
+                                mod_revision: rev,
+                                version: v + 1,
+                                value: vec![b'v'; rnd(50) as usize],
+                                lease: 0,
+                            }));
+                        }
+                    }
+                }
+                let to = base + len;
+                let (out, whole) = super::replay(img, &records, to).expect("a valid stream");
+                for pick in [0u8, 1, 2, 5, 17, 100, 254, 255] {
+                    super::exercise_compacted(img, &records, to, &out, &whole, pick);
+                }
+                let (_, r) = super::replay_compacted(img, &records, to, 1 << 20).unwrap();
+                away += r.replay.stats.compacted_away;
+            }
+        }
+        assert!(away > 200, "{away} changes compacted away");
     }
 }

@@ -121,6 +121,7 @@ fn replay_writes_what_etcd_writes() {
             lease_grants: 1,
             lease_revokes: 1,
             compact_revision: Some(303),
+            compacted_away: 0,
         }
     );
     // Appended along the rightmost path: a few pages, not the 300 keys' pages.

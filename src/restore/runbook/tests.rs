@@ -188,6 +188,8 @@ fn golden_plan_point_in_time() {
             lease_revokes: 1,
             compact_revision: Some(4250),
             live_hashes_checked: vec![4290],
+            compacted: false,
+            compacted_away: 0,
         });
     });
 }

@@ -33,7 +33,12 @@ impl RecordSource for Collected {
 /// `restore plan --to-revision R` with the collected records as its source, `restore
 /// apply` of the plan, the restored member started with the plan's own flags, and `lifeboat
 /// restore check` (unchanged) passing against the plan's expectation.
-pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
+///
+/// `compact`: the same with `--compact`. The plan proves the live hash at R on the records,
+/// the restored member holds every key of R as the live cluster had it, refuses revisions
+/// before R-1 as compacted, answers hashkv at R as the plan expects and serves a watch from R
+/// with exactly the changes made at R.
+pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured, compact: bool) {
     let dir = tempfile::TempDir::new().unwrap();
     let topology = format!(
         "cluster_token = \"generate\"\netcd_version = \"{}\"\n\n[[member]]\nname = \"r0\"\npeer_urls = [\"http://127.0.0.1:{}\"]\nclient_urls = [\"http://127.0.0.1:{}\"]\ndata_dir = \"{}\"\nhost = \"127.0.0.1\"\n",
@@ -46,7 +51,8 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
     let dest = run.dest.to_str().unwrap();
     let repo = Access::default().repository(dest, false).unwrap();
     let src = Collected(run.records.clone());
-    let chosen = pitr::choose_in(&repo, "latest", Target::Revision(m.revision), &src).unwrap();
+    let mut chosen = pitr::choose_in(&repo, "latest", Target::Revision(m.revision), &src).unwrap();
+    chosen.compact = compact;
     assert_eq!(chosen.manifest.revision, run.base);
     let mut p = make_plan(
         &t,
@@ -77,14 +83,24 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
     )
     .unwrap();
     assert!(report.ok, "{:?}", report.problems);
+    // Compacted, the hash at R leaves out the history before R-1 that the live one had.
+    let want_hash = if compact {
+        let rp = p.replay.as_ref().unwrap();
+        assert!(rp.compacted);
+        assert_eq!(rp.compact_revision, Some(m.revision - 1));
+        assert_eq!(rp.live_hashes_checked, vec![m.revision]);
+        p.expected_hashkv.unwrap()
+    } else {
+        m.hash
+    };
     assert_eq!(
         (report.revision, report.to_revision, report.hashkv),
-        (m.revision, Some(m.revision), Some(m.hash))
+        (m.revision, Some(m.revision), Some(want_hash))
     );
     drop(rt);
     assert_eq!(p.to_revision, Some(m.revision));
     assert_eq!(p.expected_revision, Some(m.revision));
-    assert_eq!(p.expected_hashkv, Some(m.hash));
+    assert_eq!(p.expected_hashkv, Some(want_hash));
     let out = dir.path().join("plan");
     write_plan(&p, &out, false).unwrap();
     let runbook = std::fs::read_to_string(out.join("RUNBOOK.md")).unwrap();
@@ -134,6 +150,9 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured) {
     let o = restore_check(&out, &[]);
     assert_exit(&o, 0);
     assert_eq!(json(&o)["ok"], true);
+    if compact {
+        super::compacted::serves_from(&c, run, m);
+    }
     drop(c);
 }
 

@@ -166,6 +166,32 @@ impl HashKv {
         Ok(Ok(hk))
     }
 
+    /// What [`HashKv::prepare`] would have read about one user key (fingerprint `fp`) from
+    /// revisions that are not in the database yet: a point-in-time replay surveys its window
+    /// before writing it (and may not write all of it). They follow every revision prepare
+    /// read, so they win: `at_rev` is the key's newest revision `<= rev` among them (None:
+    /// none), `live_now` whether its newest of all is a put. Call
+    /// [`HashKv::notes_done`] after the last, before the first [`HashKv::feed`].
+    pub fn note_later(&mut self, fp: u128, at_rev: Option<(Revision, bool)>, live_now: bool) {
+        if self.compact < 0 {
+            // No compaction point: nothing is ever skipped, prepare read nothing either.
+            return;
+        }
+        let n = self.later.entry(fp).or_default();
+        if at_rev.is_some() {
+            n.at_rev = at_rev;
+        }
+        n.live_now = live_now;
+    }
+
+    /// The end of [`HashKv::note_later`].
+    pub fn notes_done(&mut self) {
+        self.later_has_live = self
+            .later
+            .values()
+            .any(|n| n.at_rev.is_some_and(|(_, tomb)| !tomb));
+    }
+
     /// Feed one entry of bucket `key` (all of them, in order).
     pub fn feed(&mut self, k: &[u8], v: &[u8]) {
         let Some(rk) = RevKey::parse(k) else {

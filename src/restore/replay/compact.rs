@@ -1,0 +1,234 @@
+//! A window compacted as it is replayed (`--compact`): the restored database is what etcd
+//! holds after `compact R-1`, without ever writing what that compaction removes.
+//!
+//! An hour of changes can hold many times the backup's bytes (etcd keeps every revision
+//! until it is compacted), and writing all of them makes a restore to R cost what the
+//! window weighs. Compacted, each key keeps only its newest change at or below `R-1` plus
+//! every change at R: the database holds the state at R, serves reads and watches from R
+//! on, and etcd refuses older revisions as compacted. R-1 rather than R, because etcd 3.4
+//! and 3.5 refuse `hashkv` at exactly the compaction revision, and because a watch from R
+//! then still sees the changes made at R.
+//!
+//! Which change is a key's newest is only known once the window has been read, so the
+//! window is read twice: [`Survey`] first (a fingerprint per user key and the revisions
+//! that matter, never a value), then the replay, which writes a change at or below the
+//! compaction point only when [`Survey::keeps`] says it is its key's newest. The base's
+//! own older revisions stay in the file with `meta/scheduledCompactRev` = R-1: etcd
+//! finishes that compaction when it loads the database (see [`super`]), and everything
+//! that predicts its answers ([`crate::format::etcd::hashkv`], the restore prediction)
+//! already leaves out what a scheduled compaction removes.
+//!
+//! **The proof.** The live hashes capture recorded describe revisions the compaction
+//! discards, and the written database no longer holds them. The newest live hash at or
+//! below R is still proven, from the records themselves ([`WindowProof`]): it is fed the
+//! base's entries and then every change of the window, written or not, in bucket order,
+//! with what the survey learnt about each key standing in for the pre-pass over entries
+//! that were never written. That is the hash that covers the state being restored; older
+//! ones prove history a compacted restore drops.
+
+use std::collections::HashMap;
+
+use super::LiveHash;
+use crate::error::InFile;
+use crate::format::bolt::Db;
+use crate::format::capture::Record;
+use crate::format::etcd::hashkv::{fingerprint, HashKv};
+use crate::format::etcd::{buckets, meta_fields, Revision};
+use crate::io::ReadAt;
+use crate::Result;
+
+/// One change: its revision and whether it is a delete.
+type Change = (Revision, bool);
+
+/// What the survey keeps per user key.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    /// The newest change seen.
+    cur: Change,
+    /// The newest change at or below the newest live hash's revision, saved when a change
+    /// after that revision replaced it in `cur`.
+    snap: Option<Change>,
+    /// The live hash revision `snap` was saved for.
+    snap_at: i64,
+    /// The newest change at or below the compaction point: the one the replay writes.
+    keep: Option<Revision>,
+}
+
+/// The first read of a window to be compacted: per user key, its newest change at or
+/// below the compaction point, and what the newest live hash's proof needs.
+#[derive(Debug)]
+pub struct Survey {
+    to: i64,
+    compact_to: i64,
+    keys: HashMap<u128, Marks>,
+    last_main: i64,
+    sub: i64,
+    hash: Option<LiveHash>,
+    /// `hash`'s revision (i64::MIN before the first).
+    hash_at: i64,
+    ended: bool,
+}
+
+impl Survey {
+    /// A window replayed up to `to`, compacted at `to - 1`.
+    pub fn new(to: i64) -> Survey {
+        Survey {
+            to,
+            compact_to: to - 1,
+            keys: HashMap::new(),
+            last_main: i64::MIN,
+            sub: 0,
+            hash: None,
+            hash_at: i64::MIN,
+            ended: false,
+        }
+    }
+
+    /// The compaction the replay schedules: `to - 1`.
+    pub fn compact_to(&self) -> i64 {
+        self.compact_to
+    }
+
+    /// One record, in stream order. Nothing is checked here: the replay that follows
+    /// refuses what is wrong, and the survey's view of a wrong stream is never used. As
+    /// in the replay, the first record after `to` ends the window.
+    pub fn feed(&mut self, r: &Record) {
+        let rev = r.revision();
+        if self.ended || rev > self.to {
+            self.ended = true;
+            return;
+        }
+        let (key, tomb) = match r {
+            Record::Put(kv) => (&kv.key, false),
+            Record::Delete { key, .. } => (key, true),
+            Record::LiveHash {
+                revision,
+                hash,
+                compact_revision,
+            } => {
+                self.hash = Some(LiveHash {
+                    revision: *revision,
+                    hash: *hash,
+                    compact_revision: *compact_revision,
+                });
+                self.hash_at = *revision;
+                return;
+            }
+            _ => return,
+        };
+        if rev != self.last_main {
+            self.last_main = rev;
+            self.sub = 0;
+        }
+        let this = Revision {
+            main: rev,
+            sub: self.sub,
+        };
+        self.sub += 1;
+        let (hash_at, compact_to) = (self.hash_at, self.compact_to);
+        let m = self.keys.entry(fingerprint(key)).or_insert(Marks {
+            cur: (
+                Revision {
+                    main: i64::MIN,
+                    sub: 0,
+                },
+                true,
+            ),
+            snap: None,
+            snap_at: i64::MIN,
+            keep: None,
+        });
+        if m.cur.0.main <= hash_at && rev > hash_at {
+            m.snap = (m.cur.0.main != i64::MIN).then_some(m.cur);
+            m.snap_at = hash_at;
+        }
+        m.cur = (this, tomb);
+        if rev <= compact_to {
+            m.keep = Some(this);
+        }
+    }
+
+    /// Whether the replay writes the change at `rev` of `user_key` (fingerprint `fp`):
+    /// every change after the compaction point, and at or below it only a key's newest.
+    pub fn keeps(&self, fp: u128, rev: Revision) -> bool {
+        rev.main > self.compact_to || self.keys.get(&fp).and_then(|m| m.keep) == Some(rev)
+    }
+
+    /// The newest live hash at or below `to`, if any.
+    pub fn last_hash(&self) -> Option<LiveHash> {
+        self.hash
+    }
+
+    /// The key's newest change at or below the newest live hash's revision.
+    fn at_hash(m: &Marks, at: i64) -> Option<Change> {
+        if m.cur.0.main <= at {
+            Some(m.cur)
+        } else if m.snap_at == at {
+            m.snap
+        } else {
+            None
+        }
+    }
+}
+
+/// The newest live hash of a compacted window, proven from the records: a [`HashKv`] at
+/// its revision fed the base's bucket `key` and then every change of the window.
+#[derive(Debug)]
+pub struct WindowProof {
+    hk: HashKv,
+    want: LiveHash,
+}
+
+impl WindowProof {
+    /// Prepared on the base database `db` (revision `base`, before anything is replayed
+    /// onto it), fed its entries; None when the window has no live hash to prove or etcd
+    /// would refuse it.
+    pub fn prepare<R: ReadAt>(
+        db: &Db<R>,
+        base: i64,
+        survey: &Survey,
+    ) -> Result<Option<WindowProof>> {
+        let file = "snapshot";
+        let Some(want) = survey.last_hash().filter(|h| h.revision > base) else {
+            return Ok(None);
+        };
+        let m = meta_fields(db).map_err(|e| e.in_file(file))?;
+        let prepared = HashKv::prepare_with_compact(
+            db,
+            want.revision,
+            survey.to,
+            m.finished_compact,
+            want.compact_revision,
+        )
+        .map_err(|e| e.in_file(file))?;
+        let Ok(mut hk) = prepared else {
+            return Ok(None);
+        };
+        for (fp, marks) in &survey.keys {
+            hk.note_later(*fp, Survey::at_hash(marks, want.revision), !marks.cur.1);
+        }
+        hk.notes_done();
+        if let Some(b) = db.bucket(buckets::KEY).map_err(|e| e.in_file(file))? {
+            let mut c = b.cursor();
+            while let Some(e) = c.next().map_err(|e| e.in_file(file))? {
+                hk.feed(e.key, e.value);
+            }
+        }
+        Ok(Some(WindowProof { hk, want }))
+    }
+
+    /// One entry of the window as the replay makes it, written or not.
+    pub fn feed(&mut self, k: &[u8], v: &[u8]) {
+        self.hk.feed(k, v);
+    }
+
+    /// The revision proven, or an integrity error (exit 3) when the hash differs.
+    pub fn conclude(self) -> Result<i64> {
+        let got = self.hk.finish();
+        let (rev, want) = (self.want.revision, self.want.hash);
+        if got != want {
+            return Err(super::mismatch(rev, got, want));
+        }
+        Ok(rev)
+    }
+}
