@@ -393,6 +393,66 @@ fn restore_from_what_capture_stored(
             .contains(&format!("restore to revision {end} at most")),
         "{e}"
     );
+    // --compact, from S3 through the CLI: the restore's hashkv at `end` is the live
+    // cluster's once that is compacted at end-1 too, and the plan records the compaction.
+    let o = s3.lifeboat([
+        "-o",
+        "json",
+        "restore",
+        "test",
+        "--from",
+        "s3://cap/etcd",
+        "--etcd",
+        etcd,
+        "--to-revision",
+        &end.to_string(),
+        "--compact",
+    ]);
+    assert_exit(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["ok"].as_bool(), Some(true), "{r}");
+    let o = s3.lifeboat([
+        "-o",
+        "json",
+        "restore",
+        "plan",
+        "--from",
+        "s3://cap/etcd",
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        tmp.path().join("compacted").to_str().unwrap(),
+        "--to-revision",
+        &end.to_string(),
+        "--compact",
+    ]);
+    assert_exit(&o, 0);
+    let p = json(&o);
+    assert_eq!(p["replay"]["compacted"].as_bool(), Some(true), "{p}");
+    assert_eq!(
+        p["replay"]["compact_revision"].as_i64(),
+        Some(end - 1),
+        "{p}"
+    );
+    assert_eq!(p["expected_hashkv"], r["hashkv"], "{p}");
+    c.ctl_ok(&["compact", &(end - 1).to_string()]);
+    assert_eq!(r["hashkv"].as_u64(), Some(live_hash(c, end)), "{r}");
+    // --compact alone is refused: it compacts a point-in-time window.
+    let o = run_lifeboat([
+        "-o",
+        "json",
+        "restore",
+        "plan",
+        "--from",
+        local,
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        tmp.path().join("no-target").to_str().unwrap(),
+        "--compact",
+    ]);
+    assert_exit(&o, 2);
+    assert_eq!(json(&o)["flag"].as_str(), Some("--compact"));
 }
 
 #[test]
