@@ -14,6 +14,7 @@
 #   restore test                      the backup alone (restore, boot etcd, compare hashkv)
 #   restore test --to-revision LAST   the backup plus every event of the window
 #   restore plan + apply (1 member)   both ways, without booting etcd
+#   both --to-revision rows again with --compact (the window compacted at R-1 as replayed)
 # Prints a Markdown table (and writes it to PITR_OUT when set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,13 +90,23 @@ measure "restore plan + apply, 1 member: --to-revision $LAST" \
 A_PITR=$(cut -d' ' -f1 "$WORK/time")
 restored=$(stat -c %s "$WORK/pitr/r0/member/snap/db")
 rm -rf "$WORK/pitr" "$WORK/pitr.plan"
+# --compact: the window compacted at R-1 as it is replayed (each key's newest change only).
+measure "restore test --to-revision $LAST --compact" "$LB" restore test -q --from "$WORK/dest" --etcd "$E/etcd" --to-revision "$LAST" --compact
+T_COMPACT=$(cut -d' ' -f1 "$WORK/time")
+measure "restore plan + apply, 1 member: --to-revision $LAST --compact" \
+  bash -c "$(declare -f apply_one topo free_port); LB='$LB' WORK='$WORK' apply_one '$WORK/pitr' --to-revision '$LAST' --compact"
+A_COMPACT=$(cut -d' ' -f1 "$WORK/time")
+compacted=$(stat -c %s "$WORK/pitr/r0/member/snap/db")
+rm -rf "$WORK/pitr" "$WORK/pitr.plan"
 
 {
-  echo "PITR restore benchmark on $(date -u +%F), $(nproc) cores, etcd 3.5.1: base db $((DB_BYTES / 1048576)) MiB (${PITR_BASE_SNAPSHOT:+$PITR_BASE_SNAPSHOT plus }$BASE_KEYS keys x 500 B, revision $BASE_REV); window $SECONDS_ s x $RATE puts/s of $VALUE B over $KEYS keys ($(( LAST - BASE_REV )) events, $((SEG_BYTES / 1048576)) MiB of segments); restored db $((restored / 1048576)) MiB. Cold page cache before each command where permitted."
+  echo "PITR restore benchmark on $(date -u +%F), $(nproc) cores, etcd 3.5.1: base db $((DB_BYTES / 1048576)) MiB (${PITR_BASE_SNAPSHOT:+$PITR_BASE_SNAPSHOT plus }$BASE_KEYS keys x 500 B, revision $BASE_REV); window $SECONDS_ s x $RATE puts/s of $VALUE B over $KEYS keys ($(( LAST - BASE_REV )) events, $((SEG_BYTES / 1048576)) MiB of segments); restored db $((restored / 1048576)) MiB ($((compacted / 1048576)) MiB with --compact). Cold page cache before each command where permitted."
   echo
   echo "| command | wall (s) | peak RSS (MiB) |"
   echo "|---|---:|---:|"
   printf '%s\n' "${ROWS[@]}"
   echo "| ratio, restore test to revision / backup alone | $(awk "BEGIN{printf \"%.2f\", $T_PITR / $T_ALONE}") | |"
   echo "| ratio, plan + apply to revision / backup alone | $(awk "BEGIN{printf \"%.2f\", $A_PITR / $A_ALONE}") | |"
+  echo "| ratio, restore test to revision --compact / backup alone | $(awk "BEGIN{printf \"%.2f\", $T_COMPACT / $T_ALONE}") | |"
+  echo "| ratio, plan + apply to revision --compact / backup alone | $(awk "BEGIN{printf \"%.2f\", $A_COMPACT / $A_ALONE}") | |"
 } | tee "${PITR_OUT:-/dev/null}"

@@ -276,14 +276,29 @@ pub fn load_records(
 }
 
 /// [`load_records`] one segment at a time: each record goes to `f` as its segment is read
-/// and checked (a segment's records after its digest and link are), so memory holds one
-/// segment. An error from `f` stops the reading and is returned.
+/// and checked (a segment's records after its digest and link are), so memory holds a
+/// segment or two (the next one is read and checked on a thread of its own while `f` takes
+/// the records of this one). An error from `f` stops the reading and is returned.
 pub fn stream_records(
     repo: &Repository,
     cluster_id: &str,
     after: i64,
     upto: i64,
     f: &mut dyn FnMut(Record) -> Result<()>,
+) -> Result<()> {
+    stream_records_marked(repo, cluster_id, after, upto, f, &mut |_| {})
+}
+
+/// [`stream_records`], telling `seg` the digest of each segment (checked, and linked to the
+/// one before) before its records go to `f`: two reads that saw the same digests read the
+/// same records.
+pub fn stream_records_marked(
+    repo: &Repository,
+    cluster_id: &str,
+    after: i64,
+    upto: i64,
+    f: &mut dyn FnMut(Record) -> Result<()>,
+    seg: &mut dyn FnMut(&[u8; 32]),
 ) -> Result<()> {
     let id = parse_cluster(cluster_id)?;
     if upto <= after {
@@ -323,20 +338,36 @@ pub fn stream_records(
             next - 1
         )));
     }
-    let mut prev: Option<(&SegmentName, [u8; 32])> = None;
-    for s in needed {
-        let seg = read_segment(repo, s)?;
-        if let Some((p, digest)) = prev {
-            check_link(&loc, p, digest, s, &seg)?;
-        }
-        prev = Some((s, seg.digest));
-        for r in seg.records {
-            if r.revision() > after && r.revision() <= upto {
-                f(r)?;
+    // The next segment is fetched, decompressed and checked while this one's records are
+    // taken: the two halves of the work overlap on two cores.
+    std::thread::scope(|sc| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        sc.spawn(move || {
+            for s in needed {
+                let read = read_segment(repo, s);
+                let failed = read.is_err();
+                // The receiver is gone when the caller stopped early: nothing more to read.
+                if tx.send((s, read)).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let mut prev: Option<(&SegmentName, [u8; 32])> = None;
+        for (s, read) in rx {
+            let segment = read?;
+            if let Some((p, digest)) = prev {
+                check_link(&loc, p, digest, s, &segment)?;
+            }
+            prev = Some((s, segment.digest));
+            seg(&segment.digest);
+            for r in segment.records {
+                if r.revision() > after && r.revision() <= upto {
+                    f(r)?;
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 fn gap_error(loc: &str, id: u64, from: i64, s: &SegmentName, after: i64) -> Error {

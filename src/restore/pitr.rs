@@ -31,6 +31,19 @@ pub trait RecordSource {
         }
         Ok(())
     }
+    /// [`RecordSource::stream`], telling `seg` the digest of each checked segment before its
+    /// records (a source of segments does; the default, for sources without, never calls
+    /// it).
+    fn stream_marked(
+        &self,
+        after: i64,
+        upto: i64,
+        f: &mut dyn FnMut(Record) -> Result<()>,
+        seg: &mut dyn FnMut(&[u8; 32]),
+    ) -> Result<()> {
+        let _ = seg;
+        self.stream(after, upto, f)
+    }
     /// The last durable captured revision (None: nothing captured). Only `--to-time`
     /// needs it.
     fn last_revision(&self) -> Result<Option<i64>>;
@@ -66,6 +79,23 @@ impl RecordSource for CatalogRecords<'_> {
 
     fn stream(&self, after: i64, upto: i64, f: &mut dyn FnMut(Record) -> Result<()>) -> Result<()> {
         crate::catalog::capture::stream_records(self.repo, &self.cluster_id, after, upto, f)
+    }
+
+    fn stream_marked(
+        &self,
+        after: i64,
+        upto: i64,
+        f: &mut dyn FnMut(Record) -> Result<()>,
+        seg: &mut dyn FnMut(&[u8; 32]),
+    ) -> Result<()> {
+        crate::catalog::capture::stream_records_marked(
+            self.repo,
+            &self.cluster_id,
+            after,
+            upto,
+            f,
+            seg,
+        )
     }
 
     fn last_revision(&self) -> Result<Option<i64>> {
@@ -269,15 +299,43 @@ pub struct Scan {
     next: i64,
     resumes: Option<i64>,
     records: u64,
-    digest: RecordsDigest,
+    /// None: a read that is compared by its segments only ([`Digests::Segments`]).
+    digest: Option<RecordsDigest>,
+    segments: Option<Sha256>,
+}
+
+/// What a read of a window digests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digests {
+    /// The records ([`records_digest`]: what plans record), and the segments when the
+    /// source names them.
+    Records,
+    /// Only the segments the records came from: a second read of a window, to compare with
+    /// the first at a fraction of the cost (every segment's SHA-256 is checked as it is read
+    /// either way). A source that names no segments gets its records digested all the same.
+    Segments,
 }
 
 /// What [`Scan`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scanned {
     pub records: u64,
-    /// [`records_digest`] of the records.
+    /// [`records_digest`] of the records (empty when only the segments were digested).
     pub sha256: String,
+    /// SHA-256 of the digests of the segments read, in order (None: the source has none).
+    pub segments: Option<String>,
+}
+
+impl Scanned {
+    /// Whether two reads of a window found the same records: the same segments when both
+    /// know them, else the same records digest.
+    pub fn same_as(&self, other: &Scanned) -> bool {
+        self.records == other.records
+            && match (&self.segments, &other.segments) {
+                (Some(a), Some(b)) => a == b,
+                _ => !self.sha256.is_empty() && self.sha256 == other.sha256,
+            }
+    }
 }
 
 impl Scan {
@@ -289,8 +347,14 @@ impl Scan {
             next: after + 1,
             resumes: None,
             records: 0,
-            digest: RecordsDigest::default(),
+            digest: Some(RecordsDigest::default()),
+            segments: None,
         }
+    }
+
+    /// A segment the next records come from, by its digest.
+    pub fn segment(&mut self, digest: &[u8; 32]) {
+        self.segments.get_or_insert_with(Sha256::new).update(digest);
     }
 
     /// Whether `r` is in the window (records outside it are skipped).
@@ -300,7 +364,9 @@ impl Scan {
             return false;
         }
         self.records += 1;
-        self.digest.update(r);
+        if let Some(d) = &mut self.digest {
+            d.update(r);
+        }
         if matches!(r, Record::Put(_) | Record::Delete { .. }) && self.resumes.is_none() {
             if rev == self.next {
                 self.next = rev + 1;
@@ -319,7 +385,8 @@ impl Scan {
         if next > to {
             return Ok(Scanned {
                 records: self.records,
-                sha256: self.digest.finish(),
+                sha256: self.digest.map(RecordsDigest::finish).unwrap_or_default(),
+                segments: self.segments.map(|s| hex::encode(s.finalize())),
             });
         }
         let mut resumes = self.resumes;
@@ -372,26 +439,53 @@ impl Scan {
 /// target's fault (exit 2), like the scan's own refusals. `backups` are named as the
 /// nearest restorable revisions after a gap.
 pub fn read_window(
-    (after, to): (i64, i64),
+    window: (i64, i64),
     backups: &[Manifest],
     src: &dyn RecordSource,
     f: &mut dyn FnMut(&Record) -> Result<()>,
 ) -> Result<Scanned> {
-    let mut scan = Scan::new(after, to);
+    read_window_digesting(window, Digests::Records, backups, src, f)
+}
+
+/// [`read_window`], digesting what `digests` says. With [`Digests::Segments`], a source
+/// that names no segment still has its records digested (at the end, the scan learns
+/// whether it named any).
+pub fn read_window_digesting(
+    (after, to): (i64, i64),
+    digests: Digests,
+    backups: &[Manifest],
+    src: &dyn RecordSource,
+    f: &mut dyn FnMut(&Record) -> Result<()>,
+) -> Result<Scanned> {
+    let scan = std::cell::RefCell::new(Scan::new(after, to));
     if to > after {
-        src.stream(after, to, &mut |r| {
-            // After a gap nothing more is replayed: the scan refuses the target.
-            if scan.feed(&r) && scan.resumes.is_none() {
-                f(&r)?;
-            }
-            Ok(())
-        })
+        src.stream_marked(
+            after,
+            to,
+            &mut |r| {
+                // After a gap nothing more is replayed: the scan refuses the target.
+                let mut s = scan.borrow_mut();
+                if s.feed(&r) && s.resumes.is_none() {
+                    drop(s);
+                    f(&r)?;
+                }
+                Ok(())
+            },
+            &mut |d| {
+                let mut s = scan.borrow_mut();
+                s.segment(d);
+                // The segments stand for the records from the first one on.
+                if digests == Digests::Segments && s.records == 0 {
+                    s.digest = None;
+                }
+            },
+        )
         .map_err(|e| match e {
             Error::Refused(m) => Error::flag("--to-revision", m),
             e => e,
         })?;
     }
-    scan.finish(backups, src)
+    scan.into_inner().finish(backups, src)
 }
 
 /// Pick the base backup and load the records for `target`. `backups` are the cluster's

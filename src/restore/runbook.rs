@@ -229,11 +229,21 @@ plan.json holds the same values for scripts.\n",
             s,
             "Point-in-time restore to revision {r}{}: the changes captured after the backup up to revision {r} \
 are replayed onto it with their original revisions, leases and compactions, so the restored cluster starts at \
-revision {r}. Only lifeboat's own writer replays them: lifeboat must be installed on every node.\n",
+revision {r}.{} Only lifeboat's own writer replays them: lifeboat must be installed on every node.\n",
             plan.to_time
                 .as_deref()
                 .map(|t| format!(" (the newest captured revision at {t})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if plan.replay.as_ref().is_some_and(|rp| rp.compacted) {
+                format!(
+                    " They are compacted at revision {} as they are replayed (`--compact`): the restored cluster serves \
+reads at revisions {} and {r} and watches from {r} on; older revisions are refused as compacted.",
+                    r - 1,
+                    r - 1
+                )
+            } else {
+                String::new()
+            }
         );
     }
     for w in &plan.warnings {

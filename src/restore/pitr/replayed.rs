@@ -9,7 +9,9 @@
 
 use std::path::Path;
 
-use super::{read_window, Chosen, RecordSource, ReplayPlan, Scanned};
+use super::{
+    read_window, read_window_digesting, Chosen, Digests, RecordSource, ReplayPlan, Scanned,
+};
 use crate::io::ReadAt;
 use crate::restore::replay::{FileImage, Replayed, Replaying, Survey, CHUNK_BYTES};
 use crate::{Error, Result};
@@ -55,36 +57,45 @@ fn feed_window<'a>(
     src: &dyn RecordSource,
 ) -> Result<(Replaying<'a, FileImage>, Scanned)> {
     let window = (chosen.manifest.revision, chosen.to_revision);
-    let (mut rep, surveyed) = match chosen.compact {
-        false => (Replaying::new(img, chosen.to_revision, CHUNK_BYTES)?, None),
-        true => {
-            let (survey, surveyed) = survey_window(window, &chosen.backups, src)?;
-            let rep = Replaying::compacting(img, chosen.to_revision, CHUNK_BYTES, survey, true)?;
-            (rep, Some(surveyed))
-        }
-    };
-    let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
-    same_records(window, surveyed.as_ref(), &scanned)?;
-    Ok((rep, scanned))
+    if !chosen.compact {
+        let mut rep = Replaying::new(img, chosen.to_revision, CHUNK_BYTES)?;
+        let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
+        return Ok((rep, scanned));
+    }
+    let (survey, surveyed) = survey_window(window, &chosen.backups, src)?;
+    let mut rep = Replaying::compacting(img, chosen.to_revision, CHUNK_BYTES, survey, true)?;
+    reread_window(window, &surveyed, src, &mut rep)?;
+    Ok((rep, surveyed))
 }
 
-/// A compacted replay reads its window twice: both reads must have found the same records.
-fn same_records(window: (i64, i64), surveyed: Option<&Scanned>, scanned: &Scanned) -> Result<()> {
-    match surveyed {
-        Some(s) if s != scanned => Err(Error::integrity(
+/// The second read of a compacted window, fed to the replay: it must find what the
+/// survey found (the same segments, or for a source without segments the same records).
+fn reread_window<I: crate::restore::replay::Image + ?Sized>(
+    window: (i64, i64),
+    surveyed: &Scanned,
+    src: &dyn RecordSource,
+    rep: &mut Replaying<'_, I>,
+) -> Result<()> {
+    let digests = match surveyed.segments {
+        Some(_) => Digests::Segments,
+        None => Digests::Records,
+    };
+    let scanned = read_window_digesting(window, digests, &[], src, &mut |r| rep.feed(r))?;
+    if !scanned.same_as(surveyed) {
+        return Err(Error::integrity(
             &format!("capture records ({}, {}]", window.0, window.1),
             format!(
-                "read twice, they differ ({} records with SHA-256 {}, then {} with {}): segments changed while the restore read them; run it again",
-                s.records, s.sha256, scanned.records, scanned.sha256
+                "read twice, they differ ({} records, then {}): segments changed while the restore read them; run it again",
+                surveyed.records, scanned.records
             ),
-        )),
-        _ => Ok(()),
+        ));
     }
+    Ok(())
 }
 
 /// The first read of a window replayed with `--compact`: which change of each key is
-/// written ([`Survey`]). The replay's own read must find the same records: the digest of
-/// this one is checked against it ([`same_records`]).
+/// written ([`Survey`]), and the records' digest. The replay's own read must find the same
+/// records ([`reread_window`]).
 fn survey_window(
     window: (i64, i64),
     backups: &[crate::catalog::Manifest],
@@ -208,23 +219,31 @@ pub fn apply_replay(
             e
         }
     };
+    let the_plans = |s: &Scanned| {
+        if s.sha256 != rp.records_sha256 || s.records != rp.records {
+            return Err(changed(format!(
+                "{} records with SHA-256 {}",
+                s.records, s.sha256
+            )));
+        }
+        Ok(())
+    };
     let window = (rp.after, to);
     let mut img = FileImage::in_place(snapshot, size)?;
-    let (mut rep, surveyed) = if rp.compacted {
+    let rep = if rp.compacted {
         let (survey, surveyed) = survey_window(window, &[], src).map_err(usage_is_change)?;
-        let rep = Replaying::compacting(&mut img, to, CHUNK_BYTES, survey, false)?;
-        (rep, Some(surveyed))
+        // Other records than the plan's are refused before anything is written.
+        the_plans(&surveyed)?;
+        let mut rep = Replaying::compacting(&mut img, to, CHUNK_BYTES, survey, false)?;
+        reread_window(window, &surveyed, src, &mut rep).map_err(usage_is_change)?;
+        rep
     } else {
-        (Replaying::new(&mut img, to, CHUNK_BYTES)?, None)
+        let mut rep = Replaying::new(&mut img, to, CHUNK_BYTES)?;
+        let scanned =
+            read_window(window, &[], src, &mut |r| rep.feed(r)).map_err(usage_is_change)?;
+        the_plans(&scanned)?;
+        rep
     };
-    let scanned = read_window(window, &[], src, &mut |r| rep.feed(r)).map_err(usage_is_change)?;
-    same_records(window, surveyed.as_ref(), &scanned)?;
-    if scanned.sha256 != rp.records_sha256 || scanned.records != rp.records {
-        return Err(changed(format!(
-            "{} records with SHA-256 {}",
-            scanned.records, scanned.sha256
-        )));
-    }
     // The plan replayed these same records (same count and SHA-256) onto the same database
     // and proved every live hash on them: apply does not walk the replayed database again.
     rep.commit_rest()?;
