@@ -83,7 +83,7 @@ fn reread_window<I: crate::restore::replay::Image + ?Sized>(
     let scanned = read_window_digesting(window, digests, &[], src, &mut |r| rep.feed(r))?;
     if !scanned.same_as(surveyed) {
         return Err(Error::integrity(
-            &format!("capture records ({}, {}]", window.0, window.1),
+            format!("capture records ({}, {}]", window.0, window.1),
             format!(
                 "read twice, they differ ({} records, then {}): segments changed while the restore read them; run it again",
                 surveyed.records, scanned.records
