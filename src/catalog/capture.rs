@@ -206,6 +206,12 @@ pub struct Stored {
 /// Read, decrypt, decompress and decode one segment, checking its digest and that its header
 /// says what its name says. Damage is an integrity error (exit 3) naming the object.
 pub fn read_segment(repo: &Repository, seg: &SegmentName) -> Result<Segment> {
+    read_segment_in(repo, seg, &mut Vec::new())
+}
+
+/// [`read_segment`], decompressing into `bytes` (cleared first): a reader of many segments
+/// passes the same buffer each time, so its pages are touched once, not once per segment.
+fn read_segment_in(repo: &Repository, seg: &SegmentName, bytes: &mut Vec<u8>) -> Result<Segment> {
     let store = repo.store();
     let object = format!("{}/{}", store.location(), seg.name);
     let raw = store.load(&seg.name, 0, None)?;
@@ -224,13 +230,9 @@ pub fn read_segment(repo: &Repository, seg: &SegmentName) -> Result<Segment> {
     } else {
         raw
     };
-    let mut bytes = Vec::new();
+    bytes.clear();
     zstd::stream::read::Decoder::new(plain)
-        .and_then(|d| {
-            d.take(MAX_SEGMENT_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map(|_| ())
-        })
+        .and_then(|d| d.take(MAX_SEGMENT_BYTES + 1).read_to_end(bytes).map(|_| ()))
         .map_err(|e| Error::integrity(&object, format!("zstd: {}", crate::error::io_words(&e))))?;
     if bytes.len() as u64 > MAX_SEGMENT_BYTES {
         return Err(Error::integrity(
@@ -238,7 +240,7 @@ pub fn read_segment(repo: &Repository, seg: &SegmentName) -> Result<Segment> {
             format!("decompresses to more than {MAX_SEGMENT_BYTES} bytes"),
         ));
     }
-    let s = segment::decode(&bytes).map_err(|e| Error::Corrupt {
+    let s = segment::decode(bytes).map_err(|e| Error::Corrupt {
         file: object.clone(),
         page: None,
         offset: None,
@@ -343,8 +345,9 @@ pub fn stream_records_marked(
     std::thread::scope(|sc| {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         sc.spawn(move || {
+            let mut bytes = Vec::new();
             for s in needed {
-                let read = read_segment(repo, s);
+                let read = read_segment_in(repo, s, &mut bytes);
                 let failed = read.is_err();
                 // The receiver is gone when the caller stopped early: nothing more to read.
                 if tx.send((s, read)).is_err() || failed {
