@@ -31,17 +31,15 @@ pub trait RecordSource {
         }
         Ok(())
     }
-    /// [`RecordSource::stream`], telling `seg` the digest of each checked segment before its
-    /// records (a source of segments does; the default, for sources without, never calls
-    /// it).
-    fn stream_marked(
+    /// [`RecordSource::stream`] for a first read whose every use is checked against a
+    /// second, full one (a compacted replay's survey): a source may skip its costliest
+    /// check (the catalog does not compute segments' SHA-256). The default is `stream`.
+    fn stream_to_survey(
         &self,
         after: i64,
         upto: i64,
         f: &mut dyn FnMut(Record) -> Result<()>,
-        seg: &mut dyn FnMut(&[u8; 32]),
     ) -> Result<()> {
-        let _ = seg;
         self.stream(after, upto, f)
     }
     /// The last durable captured revision (None: nothing captured). Only `--to-time`
@@ -81,20 +79,19 @@ impl RecordSource for CatalogRecords<'_> {
         crate::catalog::capture::stream_records(self.repo, &self.cluster_id, after, upto, f)
     }
 
-    fn stream_marked(
+    fn stream_to_survey(
         &self,
         after: i64,
         upto: i64,
         f: &mut dyn FnMut(Record) -> Result<()>,
-        seg: &mut dyn FnMut(&[u8; 32]),
     ) -> Result<()> {
-        crate::catalog::capture::stream_records_marked(
+        crate::catalog::capture::stream_records_with(
             self.repo,
             &self.cluster_id,
             after,
             upto,
+            false,
             f,
-            seg,
         )
     }
 
@@ -299,43 +296,26 @@ pub struct Scan {
     next: i64,
     resumes: Option<i64>,
     records: u64,
-    /// None: a read that is compared by its segments only ([`Digests::Segments`]).
+    /// None: a survey's read, which is not digested ([`Read::Survey`]).
     digest: Option<RecordsDigest>,
-    segments: Option<Sha256>,
 }
 
-/// What a read of a window digests.
+/// How a window is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Digests {
-    /// The records ([`records_digest`]: what plans record), and the segments when the
-    /// source names them.
-    Records,
-    /// Only the segments the records came from: a second read of a window, to compare with
-    /// the first at a fraction of the cost (every segment's SHA-256 is checked as it is read
-    /// either way). A source that names no segments gets its records digested all the same.
-    Segments,
+pub enum Read {
+    /// Every check, and the records' digest ([`records_digest`]: what plans record).
+    Checked,
+    /// A compacted replay's first read ([`RecordSource::stream_to_survey`]): no digest;
+    /// what it learns is checked against the [`Read::Checked`] read that follows.
+    Survey,
 }
 
 /// What [`Scan`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scanned {
     pub records: u64,
-    /// [`records_digest`] of the records (empty when only the segments were digested).
+    /// [`records_digest`] of the records (empty for a [`Read::Survey`]).
     pub sha256: String,
-    /// SHA-256 of the digests of the segments read, in order (None: the source has none).
-    pub segments: Option<String>,
-}
-
-impl Scanned {
-    /// Whether two reads of a window found the same records: the same segments when both
-    /// know them, else the same records digest.
-    pub fn same_as(&self, other: &Scanned) -> bool {
-        self.records == other.records
-            && match (&self.segments, &other.segments) {
-                (Some(a), Some(b)) => a == b,
-                _ => !self.sha256.is_empty() && self.sha256 == other.sha256,
-            }
-    }
 }
 
 impl Scan {
@@ -348,13 +328,7 @@ impl Scan {
             resumes: None,
             records: 0,
             digest: Some(RecordsDigest::default()),
-            segments: None,
         }
-    }
-
-    /// A segment the next records come from, by its digest.
-    pub fn segment(&mut self, digest: &[u8; 32]) {
-        self.segments.get_or_insert_with(Sha256::new).update(digest);
     }
 
     /// Whether `r` is in the window (records outside it are skipped).
@@ -386,7 +360,6 @@ impl Scan {
             return Ok(Scanned {
                 records: self.records,
                 sha256: self.digest.map(RecordsDigest::finish).unwrap_or_default(),
-                segments: self.segments.map(|s| hex::encode(s.finalize())),
             });
         }
         let mut resumes = self.resumes;
@@ -444,48 +417,39 @@ pub fn read_window(
     src: &dyn RecordSource,
     f: &mut dyn FnMut(&Record) -> Result<()>,
 ) -> Result<Scanned> {
-    read_window_digesting(window, Digests::Records, backups, src, f)
+    read_window_as(window, Read::Checked, backups, src, f)
 }
 
-/// [`read_window`], digesting what `digests` says. With [`Digests::Segments`], a source
-/// that names no segment still has its records digested (at the end, the scan learns
-/// whether it named any).
-pub fn read_window_digesting(
+/// [`read_window`] the way `how` says.
+pub fn read_window_as(
     (after, to): (i64, i64),
-    digests: Digests,
+    how: Read,
     backups: &[Manifest],
     src: &dyn RecordSource,
     f: &mut dyn FnMut(&Record) -> Result<()>,
 ) -> Result<Scanned> {
-    let scan = std::cell::RefCell::new(Scan::new(after, to));
+    let mut scan = Scan::new(after, to);
+    if how == Read::Survey {
+        scan.digest = None;
+    }
     if to > after {
-        src.stream_marked(
-            after,
-            to,
-            &mut |r| {
-                // After a gap nothing more is replayed: the scan refuses the target.
-                let mut s = scan.borrow_mut();
-                if s.feed(&r) && s.resumes.is_none() {
-                    drop(s);
-                    f(&r)?;
-                }
-                Ok(())
-            },
-            &mut |d| {
-                let mut s = scan.borrow_mut();
-                s.segment(d);
-                // The segments stand for the records from the first one on.
-                if digests == Digests::Segments && s.records == 0 {
-                    s.digest = None;
-                }
-            },
-        )
+        let mut each = |r: Record| {
+            // After a gap nothing more is replayed: the scan refuses the target.
+            if scan.feed(&r) && scan.resumes.is_none() {
+                f(&r)?;
+            }
+            Ok(())
+        };
+        match how {
+            Read::Checked => src.stream(after, to, &mut each),
+            Read::Survey => src.stream_to_survey(after, to, &mut each),
+        }
         .map_err(|e| match e {
             Error::Refused(m) => Error::flag("--to-revision", m),
             e => e,
         })?;
     }
-    scan.into_inner().finish(backups, src)
+    scan.finish(backups, src)
 }
 
 /// Pick the base backup and load the records for `target`. `backups` are the cluster's

@@ -111,8 +111,11 @@ pub struct Replayer {
     /// Bucket `key` entries not yet handed out, and their bytes.
     keys: Vec<(Vec<u8>, Vec<u8>)>,
     pending: usize,
-    /// A compacted replay: which changes are written, and the newest live hash's proof.
+    /// A compacted replay: which changes are written, and the newest live hash's proof;
+    /// `shadow` surveys the records fed, which must end equal to `survey` (made from an
+    /// earlier, unverified read of them).
     survey: Option<Survey>,
+    shadow: Option<Survey>,
     window_proof: Option<WindowProof>,
 }
 
@@ -142,6 +145,7 @@ impl Replayer {
             keys: Vec::new(),
             pending: 0,
             survey: None,
+            shadow: None,
             window_proof: None,
         })
     }
@@ -154,6 +158,7 @@ impl Replayer {
         if c >= 1 {
             self.compact = self.compact.max(Some(c));
         }
+        self.shadow = Some(Survey::new(self.to));
         self.survey = Some(survey);
         self.window_proof = proof;
     }
@@ -170,6 +175,9 @@ impl Replayer {
 
     /// One record, in stream order.
     pub fn feed(&mut self, r: &Record) -> Result<()> {
+        if let Some(s) = &mut self.shadow {
+            s.feed(r);
+        }
         let rev = r.revision();
         if self.prev > self.to {
             return Ok(());
@@ -338,6 +346,9 @@ impl Replayer {
                 "revision {to} is beyond the last recorded change (revision {last}): restore to revision {last} at most"
             )));
         }
+        if self.shadow != self.survey {
+            return Err(read_twice_differ());
+        }
         let edits = self.take_edits();
         let proven_on_records = match self.window_proof.take() {
             Some(p) => Some(p.conclude()?),
@@ -503,7 +514,7 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
     /// data's hash at its revision (one pass over bucket `key` for all of them). A mismatch
     /// is an integrity error (exit 3) naming the revision.
     pub fn finish(self) -> Result<Replayed> {
-        let (r, ()) = self.finish_walking(|img, proof| {
+        let (r, ()) = self.finish_with(true, |img, proof| {
             let db = Db::open(img).map_err(|e| e.in_file("replayed snapshot"))?;
             proof.feed_key_bucket(&db)
         })?;
@@ -514,9 +525,20 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
     /// caller makes anyway: `walk` must show every entry of the finished image to the
     /// [`Proof`] (`restore::predict::predict_visiting` does, on its page-by-page check),
     /// and its own answer comes back beside the proven replay. One read of a replayed
-    /// database that may be many GiB, not two.
+    /// database that may be many GiB, not two. The result's `hashkv` is None: the walk's
+    /// own answer (the restore's prediction) has the hash, and computing it twice costs a
+    /// second index of every key when the database is compacted.
     pub fn finish_walking<T>(
+        self,
+        walk: impl FnOnce(&I, &mut Proof) -> Result<T>,
+    ) -> Result<(Replayed, T)> {
+        self.finish_with(false, walk)
+    }
+
+    /// `at_to`: the proof also hashes at `to_revision`.
+    fn finish_with<T>(
         mut self,
+        at_to: bool,
         walk: impl FnOnce(&I, &mut Proof) -> Result<T>,
     ) -> Result<(Replayed, T)> {
         let edits = self.rp.take_edits();
@@ -527,7 +549,7 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         let replay = rp.finish()?;
         let mut proof = {
             let bolt = Db::open(&*img).map_err(|e| e.in_file("replayed snapshot"))?;
-            Proof::prepare(&bolt, &replay)?
+            Proof::prepare(&bolt, &replay, at_to)?
         };
         let answer = walk(img, &mut proof)?;
         let (hashkv, mut checked) = proof.conclude()?;
@@ -588,7 +610,8 @@ pub struct Proof {
 }
 
 impl Proof {
-    fn prepare<R: ReadAt>(db: &Db<R>, replay: &Replay) -> Result<Proof> {
+    /// `at_to`: also the hash at `to_revision` (else [`Proof::conclude`] gives None).
+    fn prepare<R: ReadAt>(db: &Db<R>, replay: &Replay, at_to: bool) -> Result<Proof> {
         let file = "replayed snapshot";
         let m = meta_fields(db).map_err(|e| e.in_file(file))?;
         let current = last_revision(db).map_err(|e| e.in_file(file))?;
@@ -598,6 +621,10 @@ impl Proof {
             wanted.push((l.revision, l.compact_revision, Some(l.hash)));
         }
         let mut hashers = Vec::new();
+        if !at_to {
+            wanted.remove(0);
+            hashers.push((None, None));
+        }
         for (rev, compact, want) in wanted {
             match HashKv::prepare_with_compact(db, rev, current, m.finished_compact, compact)
                 .map_err(|e| e.in_file(file))?
@@ -646,6 +673,14 @@ impl Proof {
         }
         Ok((at_to, checked))
     }
+}
+
+/// A compacted replay's two reads of its window that did not find the same records.
+pub fn read_twice_differ() -> Error {
+    Error::integrity(
+        RECORDS,
+        "read twice, they differ: a segment changed while the restore read it (its first read is not digested, its second is); run the restore again",
+    )
 }
 
 /// A live hash the replayed data does not reproduce: an integrity error (exit 3).

@@ -9,9 +9,7 @@
 
 use std::path::Path;
 
-use super::{
-    read_window, read_window_digesting, Chosen, Digests, RecordSource, ReplayPlan, Scanned,
-};
+use super::{read_window, read_window_as, Chosen, Read, RecordSource, ReplayPlan, Scanned};
 use crate::io::ReadAt;
 use crate::restore::replay::{FileImage, Replayed, Replaying, Survey, CHUNK_BYTES};
 use crate::{Error, Result};
@@ -64,45 +62,36 @@ fn feed_window<'a>(
     }
     let (survey, surveyed) = survey_window(window, &chosen.backups, src)?;
     let mut rep = Replaying::compacting(img, chosen.to_revision, CHUNK_BYTES, survey, true)?;
-    reread_window(window, &surveyed, src, &mut rep)?;
-    Ok((rep, surveyed))
+    let scanned = reread_window(window, &surveyed, src, &mut rep)?;
+    Ok((rep, scanned))
 }
 
-/// The second read of a compacted window, fed to the replay: it must find what the
-/// survey found (the same segments, or for a source without segments the same records).
+/// The second read of a compacted window, checked and digested, fed to the replay. What
+/// the survey learnt must be what this read shows: the replay surveys it again and refuses
+/// to finish otherwise ([`Replaying::compacting`]); the count is compared here.
 fn reread_window<I: crate::restore::replay::Image + ?Sized>(
     window: (i64, i64),
     surveyed: &Scanned,
     src: &dyn RecordSource,
     rep: &mut Replaying<'_, I>,
-) -> Result<()> {
-    let digests = match surveyed.segments {
-        Some(_) => Digests::Segments,
-        None => Digests::Records,
-    };
-    let scanned = read_window_digesting(window, digests, &[], src, &mut |r| rep.feed(r))?;
-    if !scanned.same_as(surveyed) {
-        return Err(Error::integrity(
-            format!("capture records ({}, {}]", window.0, window.1),
-            format!(
-                "read twice, they differ ({} records, then {}): segments changed while the restore read them; run it again",
-                surveyed.records, scanned.records
-            ),
-        ));
+) -> Result<Scanned> {
+    let scanned = read_window(window, &[], src, &mut |r| rep.feed(r))?;
+    if scanned.records != surveyed.records {
+        return Err(crate::restore::replay::read_twice_differ());
     }
-    Ok(())
+    Ok(scanned)
 }
 
-/// The first read of a window replayed with `--compact`: which change of each key is
-/// written ([`Survey`]), and the records' digest. The replay's own read must find the same
-/// records ([`reread_window`]).
+/// The first read of a window replayed with `--compact` ([`Read::Survey`]): which change
+/// of each key is written ([`Survey`]). The replay's own read checks it
+/// ([`reread_window`]).
 fn survey_window(
     window: (i64, i64),
     backups: &[crate::catalog::Manifest],
     src: &dyn RecordSource,
 ) -> Result<(Survey, Scanned)> {
     let mut survey = Survey::new(window.1);
-    let scanned = read_window(window, backups, src, &mut |r| {
+    let scanned = read_window_as(window, Read::Survey, backups, src, &mut |r| {
         survey.feed(r);
         Ok(())
     })?;
@@ -232,10 +221,9 @@ pub fn apply_replay(
     let mut img = FileImage::in_place(snapshot, size)?;
     let rep = if rp.compacted {
         let (survey, surveyed) = survey_window(window, &[], src).map_err(usage_is_change)?;
-        // Other records than the plan's are refused before anything is written.
-        the_plans(&surveyed)?;
         let mut rep = Replaying::compacting(&mut img, to, CHUNK_BYTES, survey, false)?;
-        reread_window(window, &surveyed, src, &mut rep).map_err(usage_is_change)?;
+        let scanned = reread_window(window, &surveyed, src, &mut rep).map_err(usage_is_change)?;
+        the_plans(&scanned)?;
         rep
     } else {
         let mut rep = Replaying::new(&mut img, to, CHUNK_BYTES)?;

@@ -12,7 +12,11 @@
 //! Which change is a key's newest is only known once the window has been read, so the
 //! window is read twice: [`Survey`] first (a fingerprint per user key and the revisions
 //! that matter, never a value), then the replay, which writes a change at or below the
-//! compaction point only when [`Survey::keeps`] says it is its key's newest. The base's
+//! compaction point only when [`Survey::keeps`] says it is its key's newest. The first read
+//! skips the segments' SHA-256 (the costliest part of a read); the second is checked in
+//! full, and the replay surveys it again as it goes: it refuses to finish unless that
+//! survey equals the first, so nothing learnt from the unverified read is ever used
+//! unchecked. The base's
 //! own older revisions stay in the file with `meta/scheduledCompactRev` = R-1: etcd
 //! finishes that compaction when it loads the database (see [`super`]), and everything
 //! that predicts its answers ([`crate::format::etcd::hashkv`], the restore prediction)
@@ -41,7 +45,7 @@ use crate::Result;
 type Change = (Revision, bool);
 
 /// What the survey keeps per user key.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Marks {
     /// The newest change seen.
     cur: Change,
@@ -55,8 +59,9 @@ struct Marks {
 }
 
 /// The first read of a window to be compacted: per user key, its newest change at or
-/// below the compaction point, and what the newest live hash's proof needs.
-#[derive(Debug)]
+/// below the compaction point, and what the newest live hash's proof needs. Two surveys of
+/// the same records are equal.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Survey {
     to: i64,
     compact_to: i64,
