@@ -144,8 +144,11 @@ pub struct Chosen {
     /// `--to-time` as given (RFC 3339), when the revision was found by time.
     pub to_time: Option<String>,
     /// `--compact`: compact the window at `to_revision - 1` as it is replayed
-    /// ([`super::replay::Survey`]).
+    /// ([`super::replay::Held`]).
     pub compact: bool,
+    /// Bytes a compacted replay may hold the window's changes in before it reads the
+    /// window twice instead ([`replayed::hold_budget`]).
+    pub hold_bytes: usize,
 }
 
 /// What plan.json records about the replay (`replay`).
@@ -500,6 +503,7 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
         backups: backups.to_vec(),
         to_time,
         compact: false,
+        hold_bytes: replayed::hold_budget(),
     })
 }
 
@@ -579,7 +583,7 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
 }
 
 mod replayed;
-pub use replayed::{apply_replay, plan_replay, replay_chosen, test_replay};
+pub use replayed::{apply_replay, hold_budget, plan_replay, replay_chosen, test_replay};
 
 #[cfg(test)]
 mod tests;

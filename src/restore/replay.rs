@@ -35,7 +35,7 @@ mod compact;
 mod encode;
 mod image;
 
-pub use compact::{Survey, WindowProof};
+pub use compact::{Held, Released, Survey, WindowProof};
 use encode::{bad, check_put, rev_key, RECORDS};
 pub use encode::{encode_kv, encode_lease};
 pub use image::{FileImage, Image};
@@ -117,6 +117,14 @@ pub struct Replayer {
     survey: Option<Survey>,
     shadow: Option<Survey>,
     window_proof: Option<WindowProof>,
+    /// A compacted replay read once ([`Held`]): its changes, until the window is read.
+    held: Option<Held>,
+    /// The held changes outgrew their budget: the replay stopped.
+    outgrown: bool,
+    /// The window is compacted (read twice or held).
+    compacted: bool,
+    /// The newest live hash of a held window, proven on its records.
+    proven: Option<i64>,
 }
 
 impl Replayer {
@@ -147,6 +155,10 @@ impl Replayer {
             survey: None,
             shadow: None,
             window_proof: None,
+            held: None,
+            outgrown: false,
+            compacted: false,
+            proven: None,
         })
     }
 
@@ -161,6 +173,44 @@ impl Replayer {
         self.shadow = Some(Survey::new(self.to));
         self.survey = Some(survey);
         self.window_proof = proof;
+        self.compacted = true;
+    }
+
+    /// Compact the window as it is replayed, reading it once: every change is held
+    /// ([`Held`]) until [`Replayer::release_held`]; a change that outgrows `budget` bytes
+    /// stops the replay ([`Replayer::outgrown`]).
+    pub fn holding(&mut self, budget: usize) {
+        let c = self.to - 1;
+        if c >= 1 {
+            self.compact = self.compact.max(Some(c));
+        }
+        self.held = Some(Held::new(self.to, budget));
+        self.compacted = true;
+    }
+
+    /// Whether a held replay stopped because its changes outgrew the budget: read the
+    /// window twice instead ([`Replayer::compacting`]) onto the same, untouched, database.
+    pub fn outgrown(&self) -> bool {
+        self.outgrown
+    }
+
+    /// The end of a held window's read: every record fed, none written yet. The caller
+    /// proves the newest live hash with what comes back, then hands the entries to
+    /// [`Replayer::write_released`].
+    pub fn release_held(&mut self) -> Result<Option<Released>> {
+        self.complete()?;
+        Ok(self.held.take().map(Held::release))
+    }
+
+    /// One entry of a released held window (in order), handed out like any other.
+    pub fn push_released(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.pending += k.len() + v.len();
+        self.keys.push((k, v));
+    }
+
+    /// The revision of the live hash a held window's records proved.
+    pub fn proven_by_records(&mut self, rev: Option<i64>) {
+        self.proven = rev;
     }
 
     /// The database's revision: the replayed records follow it.
@@ -175,8 +225,14 @@ impl Replayer {
 
     /// One record, in stream order.
     pub fn feed(&mut self, r: &Record) -> Result<()> {
+        if self.outgrown {
+            return Err(outgrown());
+        }
         if let Some(s) = &mut self.shadow {
             s.feed(r);
+        }
+        if let Some(h) = &mut self.held {
+            h.record(r);
         }
         let rev = r.revision();
         if self.prev > self.to {
@@ -226,6 +282,9 @@ impl Replayer {
                 compact_revision,
                 ..
             } => {
+                if let Some(h) = &mut self.held {
+                    h.live_hash(rev);
+                }
                 if rev > self.base {
                     self.live_hashes.push(LiveHash {
                         revision: rev,
@@ -286,6 +345,19 @@ impl Replayer {
             sub: self.sub,
         };
         self.sub += 1;
+        if let Some(h) = &mut self.held {
+            return match h.hold(fingerprint(user_key), at, k, v) {
+                Some(away) => {
+                    self.stats.compacted_away += away;
+                    Ok(())
+                }
+                None => {
+                    self.held = None;
+                    self.outgrown = true;
+                    Err(outgrown())
+                }
+            };
+        }
         if let Some(p) = &mut self.window_proof {
             p.feed(&k, &v);
         }
@@ -340,11 +412,11 @@ impl Replayer {
     /// The end of the records: every revision up to `to` must have been fed. The edits not
     /// yet handed out are in the result.
     pub fn finish(mut self) -> Result<Replay> {
-        if self.last < self.to {
-            let (to, last) = (self.to, self.last);
-            return Err(Error::Usage(format!(
-                "revision {to} is beyond the last recorded change (revision {last}): restore to revision {last} at most"
-            )));
+        self.complete()?;
+        if self.held.is_some() {
+            return Err(Error::Usage(
+                "a held replay finished before its changes were released".into(),
+            ));
         }
         if self.shadow != self.survey {
             return Err(read_twice_differ());
@@ -352,9 +424,9 @@ impl Replayer {
         let edits = self.take_edits();
         let proven_on_records = match self.window_proof.take() {
             Some(p) => Some(p.conclude()?),
-            None => None,
+            None => self.proven,
         };
-        let live_hashes = if self.survey.is_some() {
+        let live_hashes = if self.compacted {
             Vec::new()
         } else {
             self.live_hashes
@@ -368,6 +440,26 @@ impl Replayer {
             proven_on_records,
         })
     }
+}
+
+impl Replayer {
+    /// Every revision up to `to` was fed, else a usage error (exit 2) naming the last one.
+    fn complete(&self) -> Result<()> {
+        if self.last < self.to {
+            let (to, last) = (self.to, self.last);
+            return Err(Error::Usage(format!(
+                "revision {to} is beyond the last recorded change (revision {last}): restore to revision {last} at most"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A held replay that stopped: its changes outgrew the memory set aside for them.
+fn outgrown() -> Error {
+    Error::Usage(
+        "the window's changes outgrew the memory set aside to hold them: read it twice".into(),
+    )
 }
 
 /// The edits replaying `records` (stream order) onto `db` up to revision `to`, as one
@@ -501,6 +593,56 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         Ok(())
     }
 
+    /// A compacted replay that reads the window once ([`Held`]): feed the records, then
+    /// [`Replaying::settle`]. When [`Replaying::outgrown`], nothing was written: start
+    /// again on [`Replaying::into_image`] with [`Replaying::compacting`].
+    pub fn holding(img: &'a mut I, to: i64, chunk_bytes: usize, budget: usize) -> Result<Self> {
+        let mut r = Self::start(img, to, chunk_bytes, None)?;
+        r.rp.holding(budget);
+        Ok(r)
+    }
+
+    /// Whether a held replay stopped because its changes outgrew its budget.
+    pub fn outgrown(&self) -> bool {
+        self.rp.outgrown()
+    }
+
+    /// The image, given back (after [`Replaying::outgrown`]: as it was).
+    pub fn into_image(self) -> &'a mut I {
+        self.img
+    }
+
+    /// The end of a held replay's read: prove the newest live hash on the records
+    /// (`prove`, as in [`Replaying::compacting`]) and write the held changes. The proof
+    /// needs the window in order when that hash was made with a compaction inside the
+    /// window ([`WindowProof::takes_block`]): then nothing is written and the image comes
+    /// back with the read's survey, to be read again ([`Replaying::compacting`]).
+    pub fn settle(mut self, prove: bool) -> Result<Settled<'a, I>> {
+        let Some(rel) = self.rp.release_held()? else {
+            return Ok(Settled::Ready(Box::new(self)));
+        };
+        if prove {
+            let base = self.rp.base_revision();
+            let db = Db::open(&*self.img).map_err(|e| e.in_file("snapshot"))?;
+            if let Some(mut p) = WindowProof::prepare(&db, base, &rel.survey)? {
+                if !p.takes_block(base) {
+                    drop(db);
+                    return Ok(Settled::ReadAgain(self.img, rel.survey));
+                }
+                p.feed_block(rel.block);
+                self.rp.proven_by_records(Some(p.conclude()?));
+            }
+        }
+        for (k, v) in rel.entries {
+            self.rp.push_released(k, v);
+            if self.rp.pending_bytes() >= self.chunk_bytes {
+                let edits = self.rp.take_edits();
+                self.commit(&edits)?;
+            }
+        }
+        Ok(Settled::Ready(Box::new(self)))
+    }
+
     /// Commit what is left, without the proof: for a replay of records already proven
     /// (`restore apply` of a plan whose records it has checked are the plan's).
     pub fn commit_rest(mut self) -> Result<Replay> {
@@ -566,6 +708,15 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
     }
 }
 
+/// What a held replay's read came to ([`Replaying::settle`]).
+pub enum Settled<'a, I: Image + ?Sized> {
+    /// Its changes are written (the last chunk pending) and its live hash proven: finish it.
+    Ready(Box<Replaying<'a, I>>),
+    /// Its newest live hash needs the window read again, in order: the image, unchanged,
+    /// and what the read surveyed, for [`Replaying::compacting`].
+    ReadAgain(&'a mut I, Survey),
+}
+
 /// Replay `records` onto an in-memory copy of `db` up to `to` (tests, fuzzing, small
 /// images): the replayed image with its proof.
 pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, Replayed)> {
@@ -598,6 +749,42 @@ pub fn replay_compacted(
         r.feed(rec)?;
     }
     let done = r.finish()?;
+    Ok((img, done))
+}
+
+/// [`replay_compacted`] reading the records once ([`Replaying::holding`], `budget` bytes
+/// held), read twice only when that outgrows the budget or the proof needs it: what the
+/// restore commands do.
+pub fn replay_held(
+    db: &dyn ReadAt,
+    records: &[Record],
+    to: i64,
+    chunk_bytes: usize,
+    budget: usize,
+) -> Result<(Vec<u8>, Replayed)> {
+    let mut img = vec![0u8; db.size() as usize];
+    db.read_exact_at(0, &mut img)
+        .map_err(|e| Error::io("snapshot", e))?;
+    let mut r = Replaying::holding(&mut img, to, chunk_bytes, budget)?;
+    let read = records.iter().try_for_each(|rec| r.feed(rec));
+    let again = |img, survey| -> Result<Replayed> {
+        let mut r = Replaying::compacting(img, to, chunk_bytes, survey, true)?;
+        for rec in records {
+            r.feed(rec)?;
+        }
+        r.finish()
+    };
+    let done = if r.outgrown() {
+        let mut survey = Survey::new(to);
+        records.iter().for_each(|rec| survey.feed(rec));
+        again(r.into_image(), survey)?
+    } else {
+        read?;
+        match r.settle(true)? {
+            Settled::Ready(r) => r.finish()?,
+            Settled::ReadAgain(img, survey) => again(img, survey)?,
+        }
+    };
     Ok((img, done))
 }
 

@@ -122,7 +122,7 @@ impl Spool {
         if len == 0 {
             return None;
         }
-        let avail = mem_available()?;
+        let avail = crate::host::mem_available()?;
         if len > avail / 4 {
             tracing::debug!(
                 "a {len}-byte database is over a quarter of the {avail} bytes of memory available: the hashkv walk reads the stored object"
@@ -351,20 +351,6 @@ pub(super) fn hashkv<R: ReadAt>(spool: &Spool, stored: &R, revision: i64) -> Opt
         Err(Stopped::NoRoom) => super::finish::stored_hashkv(stored, revision),
         _ => None,
     }
-}
-
-/// `MemAvailable` of /proc/meminfo, in bytes (`None` where there is none).
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
-        .parse()
-        .ok()?;
-    kib.checked_mul(1024)
 }
 
 /// Bytes available to an unprivileged writer in the file system holding `dir`.

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::{read_window, read_window_as, Chosen, Read, RecordSource, ReplayPlan, Scanned};
 use crate::io::ReadAt;
-use crate::restore::replay::{FileImage, Replayed, Replaying, Survey, CHUNK_BYTES};
+use crate::restore::replay::{FileImage, Image, Replayed, Replaying, Settled, Survey, CHUNK_BYTES};
 use crate::{Error, Result};
 
 /// Replay `chosen` onto a copy of `db` (a database, no trailer) made in `work`; the copy
@@ -48,7 +48,7 @@ fn replay_window(
 }
 
 /// The chosen window read from `src` and fed to a replay onto `img`, left to finish
-/// (with `--compact`, read twice: surveyed, then replayed).
+/// (with `--compact`, see [`compacted`]).
 fn feed_window<'a>(
     img: &'a mut FileImage,
     chosen: &Chosen,
@@ -60,16 +60,59 @@ fn feed_window<'a>(
         let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
         return Ok((rep, scanned));
     }
-    let (survey, surveyed) = survey_window(window, &chosen.backups, src)?;
-    let mut rep = Replaying::compacting(img, chosen.to_revision, CHUNK_BYTES, survey, true)?;
-    let scanned = reread_window(window, &surveyed, src, &mut rep)?;
-    Ok((rep, scanned))
+    compacted(img, window, &chosen.backups, src, true, chosen.hold_bytes)
+}
+
+/// Memory a compacted replay may hold its window's changes in ([`Replaying::holding`]):
+/// a quarter of what the host has available, between 64 MiB and 2 GiB (256 MiB where
+/// that is not known).
+pub fn hold_budget() -> usize {
+    const MIB: u64 = 1 << 20;
+    crate::host::mem_available().map_or(256 * MIB, |m| (m / 4).clamp(64 * MIB, 2048 * MIB)) as usize
+}
+
+/// A window replayed with `--compact` onto `img`, left to finish: read once, each key's
+/// newest change held in memory (at most `budget` bytes) until the window has been read
+/// ([`Replaying::holding`]). Read twice when that outgrows the budget (surveyed, then
+/// replayed: [`survey_window`]), or when `prove` needs the window in order (its newest
+/// live hash was made with a compaction inside it: [`Settled::ReadAgain`]); the second
+/// read must find the records of the first (count and digest).
+fn compacted<'a, I: Image + ?Sized>(
+    img: &'a mut I,
+    window: (i64, i64),
+    backups: &[crate::catalog::Manifest],
+    src: &dyn RecordSource,
+    prove: bool,
+    budget: usize,
+) -> Result<(Replaying<'a, I>, Scanned)> {
+    let to = window.1;
+    let mut rep = Replaying::holding(img, to, CHUNK_BYTES, budget)?;
+    let read = read_window(window, backups, src, &mut |r| rep.feed(r));
+    if rep.outgrown() {
+        let img = rep.into_image();
+        let (survey, surveyed) = survey_window(window, backups, src)?;
+        let mut rep = Replaying::compacting(img, to, CHUNK_BYTES, survey, prove)?;
+        let scanned = reread_window(window, &surveyed, src, &mut rep)?;
+        return Ok((rep, scanned));
+    }
+    let scanned = read?;
+    match rep.settle(prove)? {
+        Settled::Ready(rep) => Ok((*rep, scanned)),
+        Settled::ReadAgain(img, survey) => {
+            let mut rep = Replaying::compacting(img, to, CHUNK_BYTES, survey, prove)?;
+            let again = reread_window(window, &scanned, src, &mut rep)?;
+            if again.sha256 != scanned.sha256 {
+                return Err(crate::restore::replay::read_twice_differ());
+            }
+            Ok((rep, again))
+        }
+    }
 }
 
 /// The second read of a compacted window, checked and digested, fed to the replay. What
 /// the survey learnt must be what this read shows: the replay surveys it again and refuses
 /// to finish otherwise ([`Replaying::compacting`]); the count is compared here.
-fn reread_window<I: crate::restore::replay::Image + ?Sized>(
+fn reread_window<I: Image + ?Sized>(
     window: (i64, i64),
     surveyed: &Scanned,
     src: &dyn RecordSource,
@@ -220,9 +263,8 @@ pub fn apply_replay(
     let window = (rp.after, to);
     let mut img = FileImage::in_place(snapshot, size)?;
     let rep = if rp.compacted {
-        let (survey, surveyed) = survey_window(window, &[], src).map_err(usage_is_change)?;
-        let mut rep = Replaying::compacting(&mut img, to, CHUNK_BYTES, survey, false)?;
-        let scanned = reread_window(window, &surveyed, src, &mut rep).map_err(usage_is_change)?;
+        let (rep, scanned) =
+            compacted(&mut img, window, &[], src, false, hold_budget()).map_err(usage_is_change)?;
         the_plans(&scanned)?;
         rep
     } else {

@@ -9,17 +9,21 @@
 //! and 3.5 refuse `hashkv` at exactly the compaction revision, and because a watch from R
 //! then still sees the changes made at R.
 //!
-//! Which change is a key's newest is only known once the window has been read, so the
-//! window is read twice: [`Survey`] first (a fingerprint per user key and the revisions
-//! that matter, never a value), then the replay, which writes a change at or below the
-//! compaction point only when [`Survey::keeps`] says it is its key's newest. The first read
-//! skips the segments' SHA-256 (the costliest part of a read); the second is checked in
-//! full, and the replay surveys it again as it goes: it refuses to finish unless that
-//! survey equals the first, so nothing learnt from the unverified read is ever used
-//! unchecked. The base's
-//! own older revisions stay in the file with `meta/scheduledCompactRev` = R-1: etcd
-//! finishes that compaction when it loads the database (see [`super`]), and everything
-//! that predicts its answers ([`crate::format::etcd::hashkv`], the restore prediction)
+//! Which change is a key's newest is only known once the window has been read. The
+//! restore reads it once and holds each key's newest change so far in memory ([`Held`],
+//! under a budget), writing them in revision order at the end; the window's changes weigh
+//! what its distinct keys weigh, not what its history does. When they outgrow the budget
+//! the window is read twice instead: [`Survey`] first (a fingerprint per user key and the
+//! revisions that matter, never a value), then the replay, which writes a change at or
+//! below the compaction point only when [`Survey::keeps`] says it is its key's newest.
+//! That first read skips the segments' SHA-256 (the costliest part of a read); the second
+//! is checked in full, and the replay surveys it again as it goes: it refuses to finish
+//! unless that survey equals the first, so nothing learnt from the unverified read is
+//! ever used unchecked.
+//!
+//! The base's own older revisions stay in the file with `meta/scheduledCompactRev` =
+//! etcd finishes that compaction when it loads the database (see [`super`]), and
+//! everything that predicts its answers ([`crate::format::etcd::hashkv`], the restore prediction)
 //! already leaves out what a scheduled compaction removes.
 //!
 //! **The proof.** The live hashes capture recorded describe revisions the compaction
@@ -27,8 +31,14 @@
 //! below R is still proven, from the records themselves ([`WindowProof`]): it is fed the
 //! base's entries and then every change of the window, written or not, in bucket order,
 //! with what the survey learnt about each key standing in for the pre-pass over entries
-//! that were never written. That is the hash that covers the state being restored; older
-//! ones prove history a compacted restore drops.
+//! that were never written. Read once, the window's changes up to that hash are fed as
+//! one CRC-32C block computed as they were read ([`WindowProof::feed_block`]): that holds
+//! when the hash was made with a compaction at or below the backup's revision, so every
+//! change of the window up to it counts. A hash made with a compaction inside the window
+//! counts a change below that compaction only when it is its key's newest, which a read
+//! in order cannot know yet: then the window is read a second time, in order, and that
+//! read must find the records (count and digest) of the first. That is the hash that
+//! covers the state being restored; older ones prove history a compacted restore drops.
 
 use std::collections::HashMap;
 
@@ -227,6 +237,19 @@ impl WindowProof {
         self.hk.feed(k, v);
     }
 
+    /// Whether the window's entries can be fed as one block ([`WindowProof::feed_block`]):
+    /// the hash was made with a compaction at or below the base's revision `base`, so
+    /// every entry of the window up to it counts, whatever follows.
+    pub fn takes_block(&self, base: i64) -> bool {
+        self.hk.compact_revision() <= base
+    }
+
+    /// Every entry of the window up to the live hash's revision, as one block: their
+    /// CRC-32C and length (see [`Held`]). Only when [`WindowProof::takes_block`].
+    pub fn feed_block(&mut self, (crc, len): (u32, u64)) {
+        self.hk.feed_block(crc, len);
+    }
+
     /// The revision proven, or an integrity error (exit 3) when the hash differs.
     pub fn conclude(self) -> Result<i64> {
         let got = self.hk.finish();
@@ -235,5 +258,129 @@ impl WindowProof {
             return Err(super::mismatch(rev, got, want));
         }
         Ok(rev)
+    }
+}
+
+/// Bytes a held change costs beside its key and value (map slot, vectors).
+const HELD_OVERHEAD: usize = 96;
+
+/// A compacted window read once: each key's newest change at or below the compaction point
+/// held in memory until the window has been read (it is only then known to be the newest),
+/// then written in revision order, with what the replay needs to prove the newest live hash
+/// ([`Survey`], and the CRC of the window's entries up to it). A second read is only
+/// needed when the changes outgrow `budget` ([`Held::hold`]) or when the newest live hash
+/// was made with a compaction inside the window (its entries at or below that compaction
+/// count only when they are their key's newest, which a read in order cannot know yet).
+#[derive(Debug)]
+pub struct Held {
+    compact_to: i64,
+    budget: usize,
+    bytes: usize,
+    /// Per user key fingerprint, its newest change at or below `compact_to`.
+    newest: HashMap<u128, (Revision, Vec<u8>, Vec<u8>)>,
+    /// Changes after `compact_to` (at `to`), in stream order.
+    after: Vec<(Vec<u8>, Vec<u8>)>,
+    survey: Survey,
+    tail: Tail,
+}
+
+/// What a [`Held`] read leaves for the replay to write and prove.
+#[derive(Debug)]
+pub struct Released {
+    /// Bucket `key` entries, in revision order.
+    pub entries: Vec<(Vec<u8>, Vec<u8>)>,
+    pub survey: Survey,
+    /// CRC-32C and length of every window entry at or below the newest live hash.
+    pub block: (u32, u64),
+}
+
+impl Held {
+    /// A window replayed up to `to`, compacted at `to - 1`, holding at most about
+    /// `budget` bytes.
+    pub fn new(to: i64, budget: usize) -> Held {
+        Held {
+            compact_to: to - 1,
+            budget,
+            bytes: 0,
+            newest: HashMap::new(),
+            after: Vec::new(),
+            survey: Survey::new(to),
+            tail: Tail::default(),
+        }
+    }
+
+    /// Every record, in stream order, before the replay looks at it.
+    pub fn record(&mut self, r: &Record) {
+        self.survey.feed(r);
+    }
+
+    /// A live hash at `rev` was read (in the window, in order).
+    pub fn live_hash(&mut self, rev: i64) {
+        self.tail.at = Some(rev);
+        self.tail.mark = None;
+    }
+
+    /// A change of the window, as the replay encodes it: held when it is its key's newest
+    /// so far at or below the compaction point (Some(1) when that replaces an older one,
+    /// which the compaction removes), kept in order after it; None when holding it would
+    /// outgrow the budget.
+    pub fn hold(&mut self, fp: u128, at: Revision, k: Vec<u8>, v: Vec<u8>) -> Option<u64> {
+        self.tail.feed(at.main, &k, &v);
+        let cost = k.len() + v.len() + HELD_OVERHEAD;
+        if self.bytes + cost > self.budget {
+            return None;
+        }
+        self.bytes += cost;
+        if at.main > self.compact_to {
+            self.after.push((k, v));
+            return Some(0);
+        }
+        match self.newest.insert(fp, (at, k, v)) {
+            Some((_, k, v)) => {
+                self.bytes -= k.len() + v.len() + HELD_OVERHEAD;
+                Some(1)
+            }
+            None => Some(0),
+        }
+    }
+
+    /// The held changes in revision order, and what the proof needs.
+    pub fn release(self) -> Released {
+        let mut held: Vec<_> = self.newest.into_values().collect();
+        held.sort_unstable_by_key(|(at, _, _)| (at.main, at.sub));
+        let mut entries: Vec<_> = held.into_iter().map(|(_, k, v)| (k, v)).collect();
+        entries.extend(self.after);
+        Released {
+            entries,
+            survey: self.survey,
+            block: self.tail.upto_hash(),
+        }
+    }
+}
+
+/// The CRC-32C of a window's entries (every change, written or not, as the replay encodes
+/// it) up to the newest live hash read so far: what [`WindowProof::feed_block`] takes.
+#[derive(Debug, Default)]
+struct Tail {
+    crc: u32,
+    len: u64,
+    /// The newest live hash's revision, and the CRC and length at its end once an entry
+    /// after it came.
+    at: Option<i64>,
+    mark: Option<(u32, u64)>,
+}
+
+impl Tail {
+    fn feed(&mut self, rev: i64, k: &[u8], v: &[u8]) {
+        if self.at.is_some_and(|at| rev > at) && self.mark.is_none() {
+            self.mark = Some((self.crc, self.len));
+        }
+        self.crc = crc32c::crc32c_append(self.crc, k);
+        self.crc = crc32c::crc32c_append(self.crc, v);
+        self.len += (k.len() + v.len()) as u64;
+    }
+
+    fn upto_hash(&self) -> (u32, u64) {
+        self.mark.unwrap_or((self.crc, self.len))
     }
 }

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use std::collections::BTreeMap;
 
-use super::{replay, replay_compacted, KeyValue, Record, Replayed, Replaying};
+use super::{replay, replay_compacted, replay_held, KeyValue, Record, Replayed, Replaying};
 use crate::format::bolt::build::etcd_like;
 use crate::format::bolt::{check, CheckOptions, Db, EntryVisitor};
 use crate::format::etcd::hashkv::hashkv;
@@ -203,6 +203,7 @@ fn exercise_compacted(
         "another hashkv at {to} after the compaction at {compact}"
     );
     assert_eq!(r.hashkv, hash_of(&small, to, None));
+    held_agrees(img, records, to, &small, &r, pick);
     if let Some(last) = r.checked.last() {
         assert!(
             whole.checked.contains(last),
@@ -235,6 +236,9 @@ fn exercise_compacted(
             },
         );
         let got = replay_compacted(&img, &with, to, 1 + usize::from(pick) * 8);
+        if let Ok((again, r)) = &got {
+            held_agrees(img, &with, to, again, r, pick);
+        }
         match (got, ok) {
             (Ok((again, r)), true) => {
                 assert_eq!(
@@ -253,6 +257,24 @@ fn exercise_compacted(
             (Err(e), true) => panic!("the right live hash at {at} was refused: {e}"),
         }
     }
+}
+
+/// The compacted replay read once ([`replay_held`]; with a budget from `pick` that may be
+/// outgrown, then read twice) writes the data, stats and proof of the replay read twice
+/// (`small`, `r`).
+fn held_agrees(img: &[u8], records: &[Record], to: i64, small: &[u8], r: &Replayed, pick: u8) {
+    let budget = match pick % 4 {
+        0 => 1 << 30,
+        p => usize::from(pick) * 16 * usize::from(p),
+    };
+    let (held, h) = replay_held(&img, records, to, 1 + usize::from(pick) * 4, budget)
+        .unwrap_or_else(|e| {
+            panic!("read twice accepted, read once (budget {budget}) refused: {e}")
+        });
+    assert_eq!(contents(&held), contents(small), "held: other data");
+    assert_eq!(h.replay.stats, r.replay.stats, "held: other stats");
+    assert_eq!(h.checked, r.checked, "held: other live hashes proven");
+    assert_eq!(h.hashkv, r.hashkv, "held: another hashkv");
 }
 
 /// See the module docs. One input in four is also replayed in small transactions (a chunk

@@ -9,7 +9,7 @@ use super::{rt, same_kvs, to_record, Measured, Run};
 use crate::common::Cluster;
 use etcd_client::{Client, WatchOptions};
 use lifeboat::format::capture::Record;
-use lifeboat::restore::replay::{replay, replay_compacted};
+use lifeboat::restore::replay::{replay, replay_compacted, replay_held};
 
 /// The member restored to `m.revision` with `--compact`: the live keys at R as the live
 /// cluster had them, R-2 refused as compacted, and a watch from R replaying exactly the
@@ -85,6 +85,13 @@ pub(super) fn replays(run: &Run) {
         };
         assert_eq!(c.hashkv, Some(hash(&img, None)));
         assert_eq!(hash(&whole, Some(r - 1)), hash(&img, None));
+        // Read once (held), or twice when the held changes outgrow the budget: the same.
+        for budget in [1 << 30, 2048] {
+            let (held, h) = replay_held(&run.db, &run.records, r, 256, budget).unwrap();
+            assert_eq!((h.checked, h.hashkv), (c.checked.clone(), c.hashkv));
+            assert_eq!(h.replay.stats, c.replay.stats);
+            assert_eq!(hash(&held, None), hash(&img, None));
+        }
     }
     assert!(away > 0, "nothing compacted away");
     let all: Vec<i64> = run.measured.iter().map(|m| m.revision).collect();

@@ -89,6 +89,15 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured, compact: bo
         assert!(rp.compacted);
         assert_eq!(rp.compact_revision, Some(m.revision - 1));
         assert_eq!(rp.live_hashes_checked, vec![m.revision]);
+        // Read twice (the changes outgrow a budget of one byte): the same plan.
+        let mut twice = p.clone();
+        let mut small = chosen.clone();
+        small.hold_bytes = 1;
+        pitr::plan_replay(&mut twice, &r, "backup", &small, &src, dir.path()).unwrap();
+        assert_eq!(
+            (&twice.replay, twice.expected_hashkv, twice.expected_keys),
+            (&p.replay, p.expected_hashkv, p.expected_keys)
+        );
         p.expected_hashkv.unwrap()
     } else {
         m.hash

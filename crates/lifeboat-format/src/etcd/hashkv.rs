@@ -243,6 +243,28 @@ impl HashKv {
         }
     }
 
+    /// Entries fed as one block, by the CRC-32C (`crc32c_append` from 0) and length of
+    /// their keys and values in order: a caller that hashed them before it could feed the
+    /// entries ahead of them (a point-in-time replay read once). Every entry of the block
+    /// must be after the compaction point and at or below `rev`, where [`HashKv::feed`]
+    /// hashes each one whatever the rest holds; the caller checks that
+    /// ([`HashKv::compact_revision`]).
+    pub fn feed_block(&mut self, crc: u32, len: u64) {
+        if self.passthrough || len == 0 {
+            return;
+        }
+        let need_all = self.compact >= 0 && !(self.later_has_live || self.kept_any);
+        self.h_skip = crc32c::crc32c_combine(self.h_skip, crc, len as usize);
+        if need_all {
+            self.h_all = crc32c::crc32c_combine(self.h_all, crc, len as usize);
+        }
+    }
+
+    /// etcd's compaction revision this hash is made with (-1 if none).
+    pub fn compact_revision(&self) -> i64 {
+        self.compact
+    }
+
     /// Whether fingerprints of user keys at this revision are needed by
     /// [`HashKv::feed_parsed`] (so a caller can compute them once).
     pub fn wants_fingerprint(&self, rk: &RevKey) -> bool {
