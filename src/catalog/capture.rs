@@ -218,6 +218,13 @@ fn read_segment_in(
     bytes: &mut Vec<u8>,
     verify: bool,
 ) -> Result<Segment> {
+    fetch_plain(repo, seg, bytes)?;
+    decode_named(repo, seg, bytes, verify)
+}
+
+/// The first half of [`read_segment_in`]: fetched, decrypted and decompressed into
+/// `bytes` (cleared first), nothing checked but the size.
+fn fetch_plain(repo: &Repository, seg: &SegmentName, bytes: &mut Vec<u8>) -> Result<()> {
     let store = repo.store();
     let object = format!("{}/{}", store.location(), seg.name);
     let raw = store.load(&seg.name, 0, None)?;
@@ -246,6 +253,18 @@ fn read_segment_in(
             format!("decompresses to more than {MAX_SEGMENT_BYTES} bytes"),
         ));
     }
+    Ok(())
+}
+
+/// The second half of [`read_segment_in`]: the decompressed `bytes` decoded, their digest
+/// checked (`verify`), and the header compared with the name.
+fn decode_named(
+    repo: &Repository,
+    seg: &SegmentName,
+    bytes: &[u8],
+    verify: bool,
+) -> Result<Segment> {
+    let object = format!("{}/{}", repo.store().location(), seg.name);
     let decode = match verify {
         true => segment::decode,
         false => segment::decode_unverified,
@@ -298,7 +317,7 @@ pub fn stream_records(
     upto: i64,
     f: &mut dyn FnMut(Record) -> Result<()>,
 ) -> Result<()> {
-    stream_records_with(repo, cluster_id, after, upto, true, f)
+    stream_records_with(repo, cluster_id, after, upto, true, f).map(|_| ())
 }
 
 /// [`stream_records`] without computing each segment's SHA-256 (`verify` false): every
@@ -312,10 +331,11 @@ pub fn stream_records_with(
     upto: i64,
     verify: bool,
     f: &mut dyn FnMut(Record) -> Result<()>,
-) -> Result<()> {
+) -> Result<[u8; 32]> {
     let id = parse_cluster(cluster_id)?;
+    let mut named = SegmentsDigest::new(after, upto);
     if upto <= after {
-        return Ok(());
+        return Ok(named.finish());
     }
     // Only the segments from the one holding `after + 1` on are listed (not the history).
     let all = segments_from(repo.store(), id, after + 1)?;
@@ -351,16 +371,34 @@ pub fn stream_records_with(
             next - 1
         )));
     }
-    // The next segment is fetched, decompressed and checked while this one's records are
-    // taken: the two halves of the work overlap on two cores.
+    // Three stages on threads of their own, a segment or two apart: fetch and decompress,
+    // then digest and decode, then the caller takes the records. On two cores the work of
+    // each (about a third: zstd, SHA-256 of the plaintext, the replay) overlaps the others.
+    // Decompression buffers go back to the first stage once decoded.
     std::thread::scope(|sc| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        use std::sync::mpsc::sync_channel;
+        let (plain_tx, plain_rx) = sync_channel::<(&SegmentName, Result<Vec<u8>>)>(1);
+        let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(3);
+        let (tx, rx) = sync_channel(1);
         sc.spawn(move || {
-            let mut bytes = Vec::new();
             for s in needed {
-                let read = read_segment_in(repo, s, &mut bytes, verify);
+                let mut bytes = spare_rx.try_recv().unwrap_or_default();
+                let read = fetch_plain(repo, s, &mut bytes).map(|()| bytes);
                 let failed = read.is_err();
                 // The receiver is gone when the caller stopped early: nothing more to read.
+                if plain_tx.send((s, read)).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        sc.spawn(move || {
+            for (s, plain) in plain_rx {
+                let read = plain.and_then(|bytes| {
+                    let seg = decode_named(repo, s, &bytes, verify);
+                    let _ = spare_tx.try_send(bytes);
+                    seg
+                });
+                let failed = read.is_err();
                 if tx.send((s, read)).is_err() || failed {
                     break;
                 }
@@ -373,14 +411,43 @@ pub fn stream_records_with(
                 check_link(&loc, p, digest, s, &segment)?;
             }
             prev = Some((s, segment.digest));
+            named.segment(&segment.digest);
             for r in segment.records {
                 if r.revision() > after && r.revision() <= upto {
                     f(r)?;
                 }
             }
         }
-        Ok(())
+        Ok(named.finish())
     })
+}
+
+/// What names the records of a window read from segments, without hashing the records:
+/// SHA-256 over the window's bounds and the SHA-256 of every segment read, in order. Each
+/// segment's digest covers every byte its records are decoded from, so the same digest
+/// means the same records; it is only meaningful for a verified read (`verify`: the
+/// digests were computed from the bytes).
+struct SegmentsDigest(sha2::Sha256);
+
+impl SegmentsDigest {
+    fn new(after: i64, upto: i64) -> SegmentsDigest {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"lifeboat capture segments v1\n");
+        h.update(after.to_be_bytes());
+        h.update(upto.to_be_bytes());
+        SegmentsDigest(h)
+    }
+
+    fn segment(&mut self, digest: &[u8; 32]) {
+        use sha2::Digest;
+        self.0.update(digest);
+    }
+
+    fn finish(self) -> [u8; 32] {
+        use sha2::Digest;
+        self.0.finalize().into()
+    }
 }
 
 fn gap_error(loc: &str, id: u64, from: i64, s: &SegmentName, after: i64) -> Error {

@@ -42,6 +42,21 @@ pub trait RecordSource {
     ) -> Result<()> {
         self.stream(after, upto, f)
     }
+    /// Whether [`RecordSource::stream_named`] names what it reads (verified segments).
+    fn names_segments(&self) -> bool {
+        false
+    }
+    /// [`RecordSource::stream`], and, when [`RecordSource::names_segments`], what names
+    /// the records read without hashing them: SHA-256 over the window's bounds and every
+    /// segment's own SHA-256, hex (see `catalog::capture::stream_records_with`).
+    fn stream_named(
+        &self,
+        after: i64,
+        upto: i64,
+        f: &mut dyn FnMut(Record) -> Result<()>,
+    ) -> Result<Option<String>> {
+        self.stream(after, upto, f).map(|()| None)
+    }
     /// The last durable captured revision (None: nothing captured). Only `--to-time`
     /// needs it.
     fn last_revision(&self) -> Result<Option<i64>>;
@@ -79,6 +94,27 @@ impl RecordSource for CatalogRecords<'_> {
         crate::catalog::capture::stream_records(self.repo, &self.cluster_id, after, upto, f)
     }
 
+    fn names_segments(&self) -> bool {
+        true
+    }
+
+    fn stream_named(
+        &self,
+        after: i64,
+        upto: i64,
+        f: &mut dyn FnMut(Record) -> Result<()>,
+    ) -> Result<Option<String>> {
+        crate::catalog::capture::stream_records_with(
+            self.repo,
+            &self.cluster_id,
+            after,
+            upto,
+            true,
+            f,
+        )
+        .map(|d| Some(hex::encode(d)))
+    }
+
     fn stream_to_survey(
         &self,
         after: i64,
@@ -93,6 +129,7 @@ impl RecordSource for CatalogRecords<'_> {
             false,
             f,
         )
+        .map(|_| ())
     }
 
     fn last_revision(&self) -> Result<Option<i64>> {
@@ -157,9 +194,14 @@ pub struct ReplayPlan {
     /// The backup's revision: the records replayed follow it.
     pub after: i64,
     pub records: u64,
-    /// SHA-256 of the records ([`records_digest`]): `restore apply` reloads the records
+    /// What names the records (`records_sha256_of`): `restore apply` reloads the records
     /// and refuses any others.
     pub records_sha256: String,
+    /// What `records_sha256` is a digest of: the records ([`records_digest`]; plans of
+    /// older versions, sources without segments) or the segments they were read from
+    /// ([`RecordSource::stream_named`]).
+    #[serde(default, skip_serializing_if = "DigestOf::is_records")]
+    pub records_sha256_of: DigestOf,
     pub revisions: u64,
     pub puts: u64,
     pub deletes: u64,
@@ -183,6 +225,23 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// What a window's digest ([`Scanned::sha256`]) is computed over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestOf {
+    /// Every field of every record ([`records_digest`]).
+    #[default]
+    Records,
+    /// The window's bounds and the SHA-256 of every segment read.
+    Segments,
+}
+
+impl DigestOf {
+    fn is_records(&self) -> bool {
+        *self == DigestOf::Records
+    }
+}
+
 impl ReplayPlan {
     pub fn new(
         after: i64,
@@ -195,6 +254,7 @@ impl ReplayPlan {
             after,
             records: scanned.records,
             records_sha256: scanned.sha256.clone(),
+            records_sha256_of: scanned.digest_of,
             revisions: stats.revisions,
             puts: stats.puts,
             deletes: stats.deletes,
@@ -306,8 +366,11 @@ pub struct Scan {
 /// How a window is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
-    /// Every check, and the records' digest ([`records_digest`]: what plans record).
+    /// Every check, and a digest of the records: of the segments read when the source
+    /// names them ([`RecordSource::names_segments`]), else of the records themselves.
     Checked,
+    /// [`Read::Checked`] with the digest made as `DigestOf` says (what a plan recorded).
+    CheckedAs(DigestOf),
     /// A compacted replay's first read ([`RecordSource::stream_to_survey`]): no digest;
     /// what it learns is checked against the [`Read::Checked`] read that follows.
     Survey,
@@ -317,8 +380,9 @@ pub enum Read {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scanned {
     pub records: u64,
-    /// [`records_digest`] of the records (empty for a [`Read::Survey`]).
+    /// The records' digest, hex, as `digest_of` says (empty for a [`Read::Survey`]).
     pub sha256: String,
+    pub digest_of: DigestOf,
 }
 
 impl Scan {
@@ -363,6 +427,7 @@ impl Scan {
             return Ok(Scanned {
                 records: self.records,
                 sha256: self.digest.map(RecordsDigest::finish).unwrap_or_default(),
+                digest_of: DigestOf::Records,
             });
         }
         let mut resumes = self.resumes;
@@ -432,9 +497,15 @@ pub fn read_window_as(
     f: &mut dyn FnMut(&Record) -> Result<()>,
 ) -> Result<Scanned> {
     let mut scan = Scan::new(after, to);
-    if how == Read::Survey {
+    let by_segments = match how {
+        Read::Checked => src.names_segments(),
+        Read::CheckedAs(of) => of == DigestOf::Segments,
+        Read::Survey => false,
+    };
+    if by_segments || how == Read::Survey {
         scan.digest = None;
     }
+    let mut named = None;
     if to > after {
         let mut each = |r: Record| {
             // After a gap nothing more is replayed: the scan refuses the target.
@@ -444,7 +515,8 @@ pub fn read_window_as(
             Ok(())
         };
         match how {
-            Read::Checked => src.stream(after, to, &mut each),
+            _ if by_segments => src.stream_named(after, to, &mut each).map(|n| named = n),
+            Read::Checked | Read::CheckedAs(_) => src.stream(after, to, &mut each),
             Read::Survey => src.stream_to_survey(after, to, &mut each),
         }
         .map_err(|e| match e {
@@ -452,7 +524,19 @@ pub fn read_window_as(
             e => e,
         })?;
     }
-    scan.finish(backups, src)
+    let mut scanned = scan.finish(backups, src)?;
+    if by_segments {
+        // A source that names segments names an empty window too; one that cannot is
+        // asked for what it does not have: refuse rather than compare nothing.
+        let Some(n) = named.or_else(|| (to <= after).then(String::new)) else {
+            return Err(Error::Usage(
+                "this record source cannot name the segments it reads: make a new plan".into(),
+            ));
+        };
+        scanned.sha256 = n;
+        scanned.digest_of = DigestOf::Segments;
+    }
+    Ok(scanned)
 }
 
 /// Pick the base backup and load the records for `target`. `backups` are the cluster's

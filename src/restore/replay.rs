@@ -23,10 +23,10 @@
 use std::collections::BTreeMap;
 
 use crate::error::InFile;
-use crate::format::bolt::write::{cow_patch, Edit};
+use crate::format::bolt::write::Edit;
 use crate::format::bolt::Db;
 use crate::format::capture::{KeyValue, Record};
-use crate::format::etcd::hashkv::{fingerprint, HashKv};
+use crate::format::etcd::hashkv::fingerprint;
 use crate::format::etcd::{buckets, last_revision, meta_fields, Revision};
 use crate::io::ReadAt;
 use crate::{Error, Result};
@@ -34,11 +34,18 @@ use crate::{Error, Result};
 mod compact;
 mod encode;
 mod image;
+mod proof;
+mod replaying;
 
 pub use compact::{Held, Released, Survey, WindowProof};
 use encode::{bad, check_put, rev_key, RECORDS};
 pub use encode::{encode_kv, encode_lease};
 pub use image::{FileImage, Image};
+use proof::mismatch;
+pub use proof::{read_twice_differ, Proof};
+pub use replaying::{
+    replay, replay_compacted, replay_held, Replayed, Replaying, Settled, CHUNK_BYTES,
+};
 
 /// The edits that bring a database from its own revision to `to_revision`.
 #[derive(Debug, Clone)]
@@ -179,12 +186,13 @@ impl Replayer {
     /// Compact the window as it is replayed, reading it once: every change is held
     /// ([`Held`]) until [`Replayer::release_held`]; a change that outgrows `budget` bytes
     /// stops the replay ([`Replayer::outgrown`]).
-    pub fn holding(&mut self, budget: usize) {
+    /// `prove`: survey the window for the newest live hash's proof.
+    pub fn holding(&mut self, budget: usize, prove: bool) {
         let c = self.to - 1;
         if c >= 1 {
             self.compact = self.compact.max(Some(c));
         }
-        self.held = Some(Held::new(self.to, budget));
+        self.held = Some(Held::new(self.to, budget, prove));
         self.compacted = true;
     }
 
@@ -495,397 +503,6 @@ fn read_leases<R: ReadAt>(db: &Db<R>) -> Result<BTreeMap<i64, Vec<u8>>> {
         m.insert(i64::from_be_bytes(id), e.value.to_vec());
     }
     Ok(m)
-}
-
-/// A replay with its proof: what it wrote, the offline `hashkv` of the replayed data at
-/// `to_revision`, and the live hashes it was checked against.
-#[derive(Debug, Clone)]
-pub struct Replayed {
-    /// What was replayed (its edits are committed: empty).
-    pub replay: Replay,
-    /// `hashkv` at `to_revision` (None when etcd would refuse it: `to_revision` is the
-    /// compaction revision on a 3.5 db).
-    pub hashkv: Option<u32>,
-    /// Revisions of the live hashes that matched.
-    pub checked: Vec<i64>,
-    /// Transactions committed to the image.
-    pub commits: u32,
-}
-
-/// Bytes of bucket `key` entries per committed transaction: what a replay holds in memory
-/// (the entries, then their pages), whatever the length of the window.
-pub const CHUNK_BYTES: usize = 16 << 20;
-
-/// A replay onto `img` in transactions of about `chunk_bytes` each: feed the records in
-/// stream order, then [`Replaying::finish`] commits the rest and checks the hashes.
-pub struct Replaying<'a, I: Image + ?Sized> {
-    img: &'a mut I,
-    rp: Replayer,
-    chunk_bytes: usize,
-    commits: u32,
-}
-
-impl<'a, I: Image + ?Sized> Replaying<'a, I> {
-    pub fn new(img: &'a mut I, to: i64, chunk_bytes: usize) -> Result<Self> {
-        Self::start(img, to, chunk_bytes, None)
-    }
-
-    /// A replay that compacts the window ([`compact`]) as `survey` (a first read of the
-    /// same records) says; `prove`: prove the newest live hash on the records (`restore
-    /// plan`, `restore test`), not for a replay of records already proven (`restore
-    /// apply`).
-    pub fn compacting(
-        img: &'a mut I,
-        to: i64,
-        chunk_bytes: usize,
-        survey: Survey,
-        prove: bool,
-    ) -> Result<Self> {
-        Self::start(img, to, chunk_bytes, Some((survey, prove)))
-    }
-
-    fn start(
-        img: &'a mut I,
-        to: i64,
-        chunk_bytes: usize,
-        compacting: Option<(Survey, bool)>,
-    ) -> Result<Self> {
-        let rp = {
-            let db = Db::open(&*img).map_err(|e| e.in_file("snapshot"))?;
-            let mut rp = Replayer::new(&db, to)?;
-            if let Some((survey, prove)) = compacting {
-                let proof = if prove {
-                    WindowProof::prepare(&db, rp.base_revision(), &survey)?
-                } else {
-                    None
-                };
-                rp.compacting(survey, proof);
-            }
-            rp
-        };
-        Ok(Replaying {
-            img,
-            rp,
-            chunk_bytes: chunk_bytes.max(1),
-            commits: 0,
-        })
-    }
-
-    pub fn feed(&mut self, r: &Record) -> Result<()> {
-        self.rp.feed(r)?;
-        if self.rp.pending_bytes() >= self.chunk_bytes {
-            let edits = self.rp.take_edits();
-            self.commit(&edits)?;
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self, edits: &[Edit]) -> Result<()> {
-        if edits.is_empty() {
-            return Ok(());
-        }
-        let patch = {
-            let db = Db::open(&*self.img).map_err(|e| e.in_file("replayed snapshot"))?;
-            cow_patch(&db, edits).map_err(|e| e.in_file("replayed snapshot"))?
-        };
-        self.img.commit(&patch)?;
-        self.commits += 1;
-        Ok(())
-    }
-
-    /// A compacted replay that reads the window once ([`Held`]): feed the records, then
-    /// [`Replaying::settle`]. When [`Replaying::outgrown`], nothing was written: start
-    /// again on [`Replaying::into_image`] with [`Replaying::compacting`].
-    pub fn holding(img: &'a mut I, to: i64, chunk_bytes: usize, budget: usize) -> Result<Self> {
-        let mut r = Self::start(img, to, chunk_bytes, None)?;
-        r.rp.holding(budget);
-        Ok(r)
-    }
-
-    /// Whether a held replay stopped because its changes outgrew its budget.
-    pub fn outgrown(&self) -> bool {
-        self.rp.outgrown()
-    }
-
-    /// The image, given back (after [`Replaying::outgrown`]: as it was).
-    pub fn into_image(self) -> &'a mut I {
-        self.img
-    }
-
-    /// The end of a held replay's read: prove the newest live hash on the records
-    /// (`prove`, as in [`Replaying::compacting`]) and write the held changes. The proof
-    /// needs the window in order when that hash was made with a compaction inside the
-    /// window ([`WindowProof::takes_block`]): then nothing is written and the image comes
-    /// back with the read's survey, to be read again ([`Replaying::compacting`]).
-    pub fn settle(mut self, prove: bool) -> Result<Settled<'a, I>> {
-        let Some(rel) = self.rp.release_held()? else {
-            return Ok(Settled::Ready(Box::new(self)));
-        };
-        if prove {
-            let base = self.rp.base_revision();
-            let db = Db::open(&*self.img).map_err(|e| e.in_file("snapshot"))?;
-            if let Some(mut p) = WindowProof::prepare(&db, base, &rel.survey)? {
-                if !p.takes_block(base) {
-                    drop(db);
-                    return Ok(Settled::ReadAgain(self.img, rel.survey));
-                }
-                p.feed_block(rel.block);
-                self.rp.proven_by_records(Some(p.conclude()?));
-            }
-        }
-        for (k, v) in rel.entries {
-            self.rp.push_released(k, v);
-            if self.rp.pending_bytes() >= self.chunk_bytes {
-                let edits = self.rp.take_edits();
-                self.commit(&edits)?;
-            }
-        }
-        Ok(Settled::Ready(Box::new(self)))
-    }
-
-    /// Commit what is left, without the proof: for a replay of records already proven
-    /// (`restore apply` of a plan whose records it has checked are the plan's).
-    pub fn commit_rest(mut self) -> Result<Replay> {
-        let edits = self.rp.take_edits();
-        self.commit(&edits)?;
-        self.rp.finish()
-    }
-
-    /// Commit what is left, then compute the `hashkv` at `to_revision` offline and compare
-    /// every live hash recorded after the backup up to `to_revision` with the replayed
-    /// data's hash at its revision (one pass over bucket `key` for all of them). A mismatch
-    /// is an integrity error (exit 3) naming the revision.
-    pub fn finish(self) -> Result<Replayed> {
-        let (r, ()) = self.finish_with(true, |img, proof| {
-            let db = Db::open(img).map_err(|e| e.in_file("replayed snapshot"))?;
-            proof.feed_key_bucket(&db)
-        })?;
-        Ok(r)
-    }
-
-    /// [`finish`](Self::finish), with the proof's pass over bucket `key` made by a walk the
-    /// caller makes anyway: `walk` must show every entry of the finished image to the
-    /// [`Proof`] (`restore::predict::predict_visiting` does, on its page-by-page check),
-    /// and its own answer comes back beside the proven replay. One read of a replayed
-    /// database that may be many GiB, not two. The result's `hashkv` is None: the walk's
-    /// own answer (the restore's prediction) has the hash, and computing it twice costs a
-    /// second index of every key when the database is compacted.
-    pub fn finish_walking<T>(
-        self,
-        walk: impl FnOnce(&I, &mut Proof) -> Result<T>,
-    ) -> Result<(Replayed, T)> {
-        self.finish_with(false, walk)
-    }
-
-    /// `at_to`: the proof also hashes at `to_revision`.
-    fn finish_with<T>(
-        mut self,
-        at_to: bool,
-        walk: impl FnOnce(&I, &mut Proof) -> Result<T>,
-    ) -> Result<(Replayed, T)> {
-        let edits = self.rp.take_edits();
-        self.commit(&edits)?;
-        let Replaying {
-            img, rp, commits, ..
-        } = self;
-        let replay = rp.finish()?;
-        let mut proof = {
-            let bolt = Db::open(&*img).map_err(|e| e.in_file("replayed snapshot"))?;
-            Proof::prepare(&bolt, &replay, at_to)?
-        };
-        let answer = walk(img, &mut proof)?;
-        let (hashkv, mut checked) = proof.conclude()?;
-        checked.extend(replay.proven_on_records);
-        Ok((
-            Replayed {
-                replay,
-                hashkv,
-                checked,
-                commits,
-            },
-            answer,
-        ))
-    }
-}
-
-/// What a held replay's read came to ([`Replaying::settle`]).
-pub enum Settled<'a, I: Image + ?Sized> {
-    /// Its changes are written (the last chunk pending) and its live hash proven: finish it.
-    Ready(Box<Replaying<'a, I>>),
-    /// Its newest live hash needs the window read again, in order: the image, unchanged,
-    /// and what the read surveyed, for [`Replaying::compacting`].
-    ReadAgain(&'a mut I, Survey),
-}
-
-/// Replay `records` onto an in-memory copy of `db` up to `to` (tests, fuzzing, small
-/// images): the replayed image with its proof.
-pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, Replayed)> {
-    let mut img = vec![0u8; db.size() as usize];
-    db.read_exact_at(0, &mut img)
-        .map_err(|e| Error::io("snapshot", e))?;
-    let mut r = Replaying::new(&mut img, to, CHUNK_BYTES)?;
-    for rec in records {
-        r.feed(rec)?;
-    }
-    let done = r.finish()?;
-    Ok((img, done))
-}
-
-/// [`replay`] with the window compacted at `to - 1` ([`compact`]): surveyed, then replayed
-/// in transactions of `chunk_bytes`.
-pub fn replay_compacted(
-    db: &dyn ReadAt,
-    records: &[Record],
-    to: i64,
-    chunk_bytes: usize,
-) -> Result<(Vec<u8>, Replayed)> {
-    let mut img = vec![0u8; db.size() as usize];
-    db.read_exact_at(0, &mut img)
-        .map_err(|e| Error::io("snapshot", e))?;
-    let mut survey = Survey::new(to);
-    records.iter().for_each(|r| survey.feed(r));
-    let mut r = Replaying::compacting(&mut img, to, chunk_bytes, survey, true)?;
-    for rec in records {
-        r.feed(rec)?;
-    }
-    let done = r.finish()?;
-    Ok((img, done))
-}
-
-/// [`replay_compacted`] reading the records once ([`Replaying::holding`], `budget` bytes
-/// held), read twice only when that outgrows the budget or the proof needs it: what the
-/// restore commands do.
-pub fn replay_held(
-    db: &dyn ReadAt,
-    records: &[Record],
-    to: i64,
-    chunk_bytes: usize,
-    budget: usize,
-) -> Result<(Vec<u8>, Replayed)> {
-    let mut img = vec![0u8; db.size() as usize];
-    db.read_exact_at(0, &mut img)
-        .map_err(|e| Error::io("snapshot", e))?;
-    let mut r = Replaying::holding(&mut img, to, chunk_bytes, budget)?;
-    let read = records.iter().try_for_each(|rec| r.feed(rec));
-    let again = |img, survey| -> Result<Replayed> {
-        let mut r = Replaying::compacting(img, to, chunk_bytes, survey, true)?;
-        for rec in records {
-            r.feed(rec)?;
-        }
-        r.finish()
-    };
-    let done = if r.outgrown() {
-        let mut survey = Survey::new(to);
-        records.iter().for_each(|rec| survey.feed(rec));
-        again(r.into_image(), survey)?
-    } else {
-        read?;
-        match r.settle(true)? {
-            Settled::Ready(r) => r.finish()?,
-            Settled::ReadAgain(img, survey) => again(img, survey)?,
-        }
-    };
-    Ok((img, done))
-}
-
-/// The hashers of a replay's proof (the hash at `to_revision`, and one per live hash
-/// recorded in the window), fed bucket `key` by a walk: a cursor of its own
-/// ([`Proof::feed_key_bucket`]), or (as an [`EntryVisitor`](crate::format::bolt::EntryVisitor))
-/// the walk of a caller that reads the whole database anyway.
-pub struct Proof {
-    hashers: Vec<(Option<HashKv>, Option<u32>)>,
-}
-
-impl Proof {
-    /// `at_to`: also the hash at `to_revision` (else [`Proof::conclude`] gives None).
-    fn prepare<R: ReadAt>(db: &Db<R>, replay: &Replay, at_to: bool) -> Result<Proof> {
-        let file = "replayed snapshot";
-        let m = meta_fields(db).map_err(|e| e.in_file(file))?;
-        let current = last_revision(db).map_err(|e| e.in_file(file))?;
-        let own = m.finished_compact.max(m.scheduled_compact).unwrap_or(-1);
-        let mut wanted = vec![(replay.to_revision, own, None)];
-        for l in &replay.live_hashes {
-            wanted.push((l.revision, l.compact_revision, Some(l.hash)));
-        }
-        let mut hashers = Vec::new();
-        if !at_to {
-            wanted.remove(0);
-            hashers.push((None, None));
-        }
-        for (rev, compact, want) in wanted {
-            match HashKv::prepare_with_compact(db, rev, current, m.finished_compact, compact)
-                .map_err(|e| e.in_file(file))?
-            {
-                Ok(h) => hashers.push((Some(h), want)),
-                // etcd would refuse it too: nothing to compare.
-                Err(_) => hashers.push((None, want)),
-            }
-        }
-        Ok(Proof { hashers })
-    }
-
-    /// Every entry of `db`'s bucket `key`, by cursor.
-    fn feed_key_bucket<R: ReadAt>(&mut self, db: &Db<R>) -> Result<()> {
-        let file = "replayed snapshot";
-        if let Some(b) = db.bucket(buckets::KEY).map_err(|e| e.in_file(file))? {
-            let mut c = b.cursor();
-            while let Some(e) = c.next().map_err(|e| e.in_file(file))? {
-                self.feed(e.key, e.value);
-            }
-        }
-        Ok(())
-    }
-
-    fn feed(&mut self, key: &[u8], value: &[u8]) {
-        for h in self.hashers.iter_mut().filter_map(|(h, _)| h.as_mut()) {
-            h.feed(key, value);
-        }
-    }
-
-    /// The hash at `to_revision`, and the revisions whose live hash matched; an
-    /// integrity error (exit 3) at the first that does not.
-    fn conclude(self) -> Result<(Option<u32>, Vec<i64>)> {
-        let mut it = self.hashers.into_iter();
-        let at_to = it.next().and_then(|(h, _)| h).map(|h| h.finish());
-        let mut checked = Vec::new();
-        for (h, want) in it {
-            let (Some(h), Some(want)) = (h, want) else {
-                continue;
-            };
-            let got = h.finish();
-            if got != want {
-                return Err(mismatch(h.rev, got, want));
-            }
-            checked.push(h.rev);
-        }
-        Ok((at_to, checked))
-    }
-}
-
-/// A compacted replay's two reads of its window that did not find the same records.
-pub fn read_twice_differ() -> Error {
-    Error::integrity(
-        RECORDS,
-        "read twice, they differ: a segment changed while the restore read it (its first read is not digested, its second is); run the restore again",
-    )
-}
-
-/// A live hash the replayed data does not reproduce: an integrity error (exit 3).
-fn mismatch(rev: i64, got: u32, want: u32) -> Error {
-    Error::integrity(
-        RECORDS,
-        format!(
-            "revision {rev}: the backup with the captured changes hashes to {got:08x}, the live cluster's hashkv at that revision was {want:08x}; the capture does not match the cluster: restore to a revision before {rev} or from another backup"
-        ),
-    )
-}
-
-impl crate::format::bolt::EntryVisitor for Proof {
-    fn entry(&mut self, e: &crate::format::bolt::VisitEntry<'_>) {
-        if e.bucket == buckets::KEY {
-            self.feed(e.key, e.value);
-        }
-    }
 }
 
 #[cfg(any(test, feature = "testkit"))]

@@ -435,6 +435,42 @@ fn restore_from_what_capture_stored(
         "{p}"
     );
     assert_eq!(p["expected_hashkv"], r["hashkv"], "{p}");
+    // The plan names the records by the segments they were read from.
+    assert_eq!(
+        p["replay"]["records_sha256_of"].as_str(),
+        Some("segments"),
+        "{p}"
+    );
+    // `restore apply` reads them again and refuses other segments than the plan's (a
+    // plan whose digest differs), before writing anything; then applies the plan.
+    let dir = tmp.path().join("compacted");
+    let plan_json = dir.join("plan.json");
+    let good = std::fs::read_to_string(&plan_json).unwrap();
+    let digest = p["replay"]["records_sha256"].as_str().unwrap();
+    std::fs::write(&plan_json, good.replace(digest, &"0".repeat(64))).unwrap();
+    let apply = || {
+        s3.lifeboat([
+            "restore",
+            "apply",
+            "--plan",
+            dir.to_str().unwrap(),
+            "--node",
+            "r0",
+        ])
+    };
+    let o = apply();
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("make a new plan"), "{}", stderr(&o));
+    assert!(!tmp.path().join("r0").join("member").exists());
+    std::fs::write(&plan_json, good).unwrap();
+    assert_exit(&apply(), 0);
+    assert!(tmp
+        .path()
+        .join("r0")
+        .join("member")
+        .join("snap")
+        .join("db")
+        .is_file());
     c.ctl_ok(&["compact", &(end - 1).to_string()]);
     assert_eq!(r["hashkv"].as_u64(), Some(live_hash(c, end)), "{r}");
     // --compact alone is refused: it compacts a point-in-time window.

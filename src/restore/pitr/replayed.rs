@@ -60,7 +60,14 @@ fn feed_window<'a>(
         let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
         return Ok((rep, scanned));
     }
-    compacted(img, window, &chosen.backups, src, true, chosen.hold_bytes)
+    compacted(
+        img,
+        window,
+        &chosen.backups,
+        src,
+        Read::Checked,
+        chosen.hold_bytes,
+    )
 }
 
 /// Memory a compacted replay may hold its window's changes in ([`Replaying::holding`]):
@@ -74,33 +81,36 @@ pub fn hold_budget() -> usize {
 /// A window replayed with `--compact` onto `img`, left to finish: read once, each key's
 /// newest change held in memory (at most `budget` bytes) until the window has been read
 /// ([`Replaying::holding`]). Read twice when that outgrows the budget (surveyed, then
-/// replayed: [`survey_window`]), or when `prove` needs the window in order (its newest
+/// replayed: [`survey_window`]), or when the proof needs the window in order (its newest
 /// live hash was made with a compaction inside it: [`Settled::ReadAgain`]); the second
-/// read must find the records of the first (count and digest).
+/// read must find the records of the first (count and digest). `how`: [`Read::Checked`]
+/// for a plan or a test, which prove the newest live hash; the plan's digest for `restore
+/// apply`, which does not (the plan did).
 fn compacted<'a, I: Image + ?Sized>(
     img: &'a mut I,
     window: (i64, i64),
     backups: &[crate::catalog::Manifest],
     src: &dyn RecordSource,
-    prove: bool,
+    how: Read,
     budget: usize,
 ) -> Result<(Replaying<'a, I>, Scanned)> {
     let to = window.1;
-    let mut rep = Replaying::holding(img, to, CHUNK_BYTES, budget)?;
-    let read = read_window(window, backups, src, &mut |r| rep.feed(r));
+    let prove = how == Read::Checked;
+    let mut rep = Replaying::holding(img, to, CHUNK_BYTES, budget, prove)?;
+    let read = read_window_as(window, how, backups, src, &mut |r| rep.feed(r));
     if rep.outgrown() {
         let img = rep.into_image();
         let (survey, surveyed) = survey_window(window, backups, src)?;
         let mut rep = Replaying::compacting(img, to, CHUNK_BYTES, survey, prove)?;
-        let scanned = reread_window(window, &surveyed, src, &mut rep)?;
+        let scanned = reread_window(window, how, &surveyed, src, &mut rep)?;
         return Ok((rep, scanned));
     }
     let scanned = read?;
-    match rep.settle(prove)? {
+    match rep.settle()? {
         Settled::Ready(rep) => Ok((*rep, scanned)),
         Settled::ReadAgain(img, survey) => {
             let mut rep = Replaying::compacting(img, to, CHUNK_BYTES, survey, prove)?;
-            let again = reread_window(window, &scanned, src, &mut rep)?;
+            let again = reread_window(window, how, &scanned, src, &mut rep)?;
             if again.sha256 != scanned.sha256 {
                 return Err(crate::restore::replay::read_twice_differ());
             }
@@ -114,11 +124,12 @@ fn compacted<'a, I: Image + ?Sized>(
 /// to finish otherwise ([`Replaying::compacting`]); the count is compared here.
 fn reread_window<I: Image + ?Sized>(
     window: (i64, i64),
+    how: Read,
     surveyed: &Scanned,
     src: &dyn RecordSource,
     rep: &mut Replaying<'_, I>,
 ) -> Result<Scanned> {
-    let scanned = read_window(window, &[], src, &mut |r| rep.feed(r))?;
+    let scanned = read_window_as(window, how, &[], src, &mut |r| rep.feed(r))?;
     if scanned.records != surveyed.records {
         return Err(crate::restore::replay::read_twice_differ());
     }
@@ -262,15 +273,16 @@ pub fn apply_replay(
     };
     let window = (rp.after, to);
     let mut img = FileImage::in_place(snapshot, size)?;
+    let how = Read::CheckedAs(rp.records_sha256_of);
     let rep = if rp.compacted {
         let (rep, scanned) =
-            compacted(&mut img, window, &[], src, false, hold_budget()).map_err(usage_is_change)?;
+            compacted(&mut img, window, &[], src, how, hold_budget()).map_err(usage_is_change)?;
         the_plans(&scanned)?;
         rep
     } else {
         let mut rep = Replaying::new(&mut img, to, CHUNK_BYTES)?;
         let scanned =
-            read_window(window, &[], src, &mut |r| rep.feed(r)).map_err(usage_is_change)?;
+            read_window_as(window, how, &[], src, &mut |r| rep.feed(r)).map_err(usage_is_change)?;
         the_plans(&scanned)?;
         rep
     };

@@ -206,3 +206,63 @@ fn a_survey_read_is_not_digested_and_reads_the_survey_stream() {
     assert_eq!(e.exit_code() as i32, 2, "{e}");
     assert_eq!(read(&Lossy(Fake::new()), Read::Checked).unwrap(), checked);
 }
+
+/// A source that names the segments it reads (as the catalog does), with a digest that
+/// tells its reads apart.
+struct Named(Fake, &'static str);
+
+impl RecordSource for Named {
+    fn load(&self, after: i64, upto: i64) -> Result<Vec<Record>> {
+        self.0.load(after, upto)
+    }
+    fn names_segments(&self) -> bool {
+        true
+    }
+    fn stream_named(
+        &self,
+        after: i64,
+        upto: i64,
+        f: &mut dyn FnMut(Record) -> Result<()>,
+    ) -> Result<Option<String>> {
+        self.stream(after, upto, f)?;
+        Ok(Some(format!("{}:{after}:{upto}", self.1)))
+    }
+    fn last_revision(&self) -> Result<Option<i64>> {
+        Ok(Some(30))
+    }
+}
+
+#[test]
+fn a_window_is_named_by_its_segments_where_the_source_can_and_as_the_plan_says() {
+    let read = |src: &dyn RecordSource, how: Read| {
+        read_window_as((10, 20), how, &[], src, &mut |_| Ok(()))
+    };
+    let by_records = read(&Fake::new(), Read::Checked).unwrap();
+    assert_eq!(by_records.digest_of, DigestOf::Records);
+    let named = read(&Named(Fake::new(), "a"), Read::Checked).unwrap();
+    assert_eq!(
+        (named.digest_of, named.sha256.as_str(), named.records),
+        (DigestOf::Segments, "a:10:20", by_records.records)
+    );
+    // Other segments, other name: what `restore apply` compares with the plan's.
+    assert_ne!(
+        read(&Named(Fake::new(), "b"), Read::Checked).unwrap(),
+        named
+    );
+    // A plan of an older version named the records: so does its apply.
+    let old = read(&Named(Fake::new(), "a"), Read::CheckedAs(DigestOf::Records)).unwrap();
+    assert_eq!(old, by_records);
+    // A plan that named segments, applied from a source that cannot: refused.
+    let e = read(&Fake::new(), Read::CheckedAs(DigestOf::Segments)).unwrap_err();
+    assert_eq!(e.exit_code() as i32, 2, "{e}");
+    // The plan's field: absent for records (older plans parse), "segments" otherwise.
+    let mut plan = ReplayPlan::new(10, &named, ReplayStats::default(), vec![], false);
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["records_sha256_of"], "segments");
+    plan.records_sha256_of = DigestOf::Records;
+    let mut json = serde_json::to_value(&plan).unwrap();
+    assert!(json.get("records_sha256_of").is_none());
+    json.as_object_mut().unwrap().remove("records_sha256_of");
+    let back: ReplayPlan = serde_json::from_value(json).unwrap();
+    assert_eq!(back.records_sha256_of, DigestOf::Records);
+}

@@ -280,7 +280,8 @@ pub struct Held {
     newest: HashMap<u128, (Revision, Vec<u8>, Vec<u8>)>,
     /// Changes after `compact_to` (at `to`), in stream order.
     after: Vec<(Vec<u8>, Vec<u8>)>,
-    survey: Survey,
+    /// For the proof of the newest live hash (None: no proof to make).
+    survey: Option<Survey>,
     tail: Tail,
 }
 
@@ -289,29 +290,32 @@ pub struct Held {
 pub struct Released {
     /// Bucket `key` entries, in revision order.
     pub entries: Vec<(Vec<u8>, Vec<u8>)>,
-    pub survey: Survey,
+    /// None: the read was not surveyed (no proof to make).
+    pub survey: Option<Survey>,
     /// CRC-32C and length of every window entry at or below the newest live hash.
     pub block: (u32, u64),
 }
 
 impl Held {
     /// A window replayed up to `to`, compacted at `to - 1`, holding at most about
-    /// `budget` bytes.
-    pub fn new(to: i64, budget: usize) -> Held {
+    /// `budget` bytes; `survey`: for the newest live hash's proof.
+    pub fn new(to: i64, budget: usize, survey: bool) -> Held {
         Held {
             compact_to: to - 1,
             budget,
             bytes: 0,
             newest: HashMap::new(),
             after: Vec::new(),
-            survey: Survey::new(to),
+            survey: survey.then(|| Survey::new(to)),
             tail: Tail::default(),
         }
     }
 
     /// Every record, in stream order, before the replay looks at it.
     pub fn record(&mut self, r: &Record) {
-        self.survey.feed(r);
+        if let Some(s) = &mut self.survey {
+            s.feed(r);
+        }
     }
 
     /// A live hash at `rev` was read (in the window, in order).
@@ -325,7 +329,9 @@ impl Held {
     /// which the compaction removes), kept in order after it; None when holding it would
     /// outgrow the budget.
     pub fn hold(&mut self, fp: u128, at: Revision, k: Vec<u8>, v: Vec<u8>) -> Option<u64> {
-        self.tail.feed(at.main, &k, &v);
+        if self.survey.is_some() {
+            self.tail.feed(at.main, &k, &v);
+        }
         let cost = k.len() + v.len() + HELD_OVERHEAD;
         if self.bytes + cost > self.budget {
             return None;

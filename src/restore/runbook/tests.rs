@@ -181,6 +181,7 @@ fn golden_plan_point_in_time() {
             after: 4242,
             records: 80,
             records_sha256: "cd".repeat(32),
+            records_sha256_of: Default::default(),
             revisions: 58,
             puts: 70,
             deletes: 6,

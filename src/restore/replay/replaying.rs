@@ -1,0 +1,311 @@
+//! Replays onto an [`Image`] in transactions of bounded size ([`Replaying`]), with their
+//! proof; the in-memory helpers tests and fuzzing use.
+
+use super::compact::{Survey, WindowProof};
+use super::proof::Proof;
+use super::{Image, Replay, Replayer};
+use crate::error::InFile;
+use crate::format::bolt::write::{cow_patch, Edit};
+use crate::format::bolt::Db;
+use crate::format::capture::Record;
+use crate::io::ReadAt;
+use crate::{Error, Result};
+
+/// A replay with its proof: what it wrote, the offline `hashkv` of the replayed data at
+/// `to_revision`, and the live hashes it was checked against.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    /// What was replayed (its edits are committed: empty).
+    pub replay: Replay,
+    /// `hashkv` at `to_revision` (None when etcd would refuse it: `to_revision` is the
+    /// compaction revision on a 3.5 db).
+    pub hashkv: Option<u32>,
+    /// Revisions of the live hashes that matched.
+    pub checked: Vec<i64>,
+    /// Transactions committed to the image.
+    pub commits: u32,
+}
+
+/// Bytes of bucket `key` entries per committed transaction: what a replay holds in memory
+/// (the entries, then their pages), whatever the length of the window.
+pub const CHUNK_BYTES: usize = 16 << 20;
+
+/// A replay onto `img` in transactions of about `chunk_bytes` each: feed the records in
+/// stream order, then [`Replaying::finish`] commits the rest and checks the hashes.
+pub struct Replaying<'a, I: Image + ?Sized> {
+    img: &'a mut I,
+    rp: Replayer,
+    chunk_bytes: usize,
+    commits: u32,
+}
+
+impl<'a, I: Image + ?Sized> Replaying<'a, I> {
+    pub fn new(img: &'a mut I, to: i64, chunk_bytes: usize) -> Result<Self> {
+        Self::start(img, to, chunk_bytes, None)
+    }
+
+    /// A replay that compacts the window ([`super::compact`]) as `survey` (a first read of the
+    /// same records) says; `prove`: prove the newest live hash on the records (`restore
+    /// plan`, `restore test`), not for a replay of records already proven (`restore
+    /// apply`).
+    pub fn compacting(
+        img: &'a mut I,
+        to: i64,
+        chunk_bytes: usize,
+        survey: Survey,
+        prove: bool,
+    ) -> Result<Self> {
+        Self::start(img, to, chunk_bytes, Some((survey, prove)))
+    }
+
+    fn start(
+        img: &'a mut I,
+        to: i64,
+        chunk_bytes: usize,
+        compacting: Option<(Survey, bool)>,
+    ) -> Result<Self> {
+        let rp = {
+            let db = Db::open(&*img).map_err(|e| e.in_file("snapshot"))?;
+            let mut rp = Replayer::new(&db, to)?;
+            if let Some((survey, prove)) = compacting {
+                let proof = if prove {
+                    WindowProof::prepare(&db, rp.base_revision(), &survey)?
+                } else {
+                    None
+                };
+                rp.compacting(survey, proof);
+            }
+            rp
+        };
+        Ok(Replaying {
+            img,
+            rp,
+            chunk_bytes: chunk_bytes.max(1),
+            commits: 0,
+        })
+    }
+
+    pub fn feed(&mut self, r: &Record) -> Result<()> {
+        self.rp.feed(r)?;
+        if self.rp.pending_bytes() >= self.chunk_bytes {
+            let edits = self.rp.take_edits();
+            self.commit(&edits)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, edits: &[Edit]) -> Result<()> {
+        if edits.is_empty() {
+            return Ok(());
+        }
+        let patch = {
+            let db = Db::open(&*self.img).map_err(|e| e.in_file("replayed snapshot"))?;
+            cow_patch(&db, edits).map_err(|e| e.in_file("replayed snapshot"))?
+        };
+        self.img.commit(&patch)?;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// A compacted replay that reads the window once ([`super::Held`]): feed the records, then
+    /// [`Replaying::settle`]. When [`Replaying::outgrown`], nothing was written: start
+    /// again on [`Replaying::into_image`] with [`Replaying::compacting`].
+    /// `prove`: prove the newest live hash on the records, as in
+    /// [`Replaying::compacting`].
+    pub fn holding(
+        img: &'a mut I,
+        to: i64,
+        chunk_bytes: usize,
+        budget: usize,
+        prove: bool,
+    ) -> Result<Self> {
+        let mut r = Self::start(img, to, chunk_bytes, None)?;
+        r.rp.holding(budget, prove);
+        Ok(r)
+    }
+
+    /// Whether a held replay stopped because its changes outgrew its budget.
+    pub fn outgrown(&self) -> bool {
+        self.rp.outgrown()
+    }
+
+    /// The image, given back (after [`Replaying::outgrown`]: as it was).
+    pub fn into_image(self) -> &'a mut I {
+        self.img
+    }
+
+    /// The end of a held replay's read: prove the newest live hash on the records
+    /// (when it was made to) and write the held changes. The proof
+    /// needs the window in order when that hash was made with a compaction inside the
+    /// window ([`WindowProof::takes_block`]): then nothing is written and the image comes
+    /// back with the read's survey, to be read again ([`Replaying::compacting`]).
+    pub fn settle(mut self) -> Result<Settled<'a, I>> {
+        let Some(rel) = self.rp.release_held()? else {
+            return Ok(Settled::Ready(Box::new(self)));
+        };
+        if let Some(survey) = rel.survey {
+            let base = self.rp.base_revision();
+            let db = Db::open(&*self.img).map_err(|e| e.in_file("snapshot"))?;
+            if let Some(mut p) = WindowProof::prepare(&db, base, &survey)? {
+                if !p.takes_block(base) {
+                    drop(db);
+                    return Ok(Settled::ReadAgain(self.img, survey));
+                }
+                p.feed_block(rel.block);
+                self.rp.proven_by_records(Some(p.conclude()?));
+            }
+        }
+        for (k, v) in rel.entries {
+            self.rp.push_released(k, v);
+            if self.rp.pending_bytes() >= self.chunk_bytes {
+                let edits = self.rp.take_edits();
+                self.commit(&edits)?;
+            }
+        }
+        Ok(Settled::Ready(Box::new(self)))
+    }
+
+    /// Commit what is left, without the proof: for a replay of records already proven
+    /// (`restore apply` of a plan whose records it has checked are the plan's).
+    pub fn commit_rest(mut self) -> Result<Replay> {
+        let edits = self.rp.take_edits();
+        self.commit(&edits)?;
+        self.rp.finish()
+    }
+
+    /// Commit what is left, then compute the `hashkv` at `to_revision` offline and compare
+    /// every live hash recorded after the backup up to `to_revision` with the replayed
+    /// data's hash at its revision (one pass over bucket `key` for all of them). A mismatch
+    /// is an integrity error (exit 3) naming the revision.
+    pub fn finish(self) -> Result<Replayed> {
+        let (r, ()) = self.finish_with(true, |img, proof| {
+            let db = Db::open(img).map_err(|e| e.in_file("replayed snapshot"))?;
+            proof.feed_key_bucket(&db)
+        })?;
+        Ok(r)
+    }
+
+    /// [`finish`](Self::finish), with the proof's pass over bucket `key` made by a walk the
+    /// caller makes anyway: `walk` must show every entry of the finished image to the
+    /// [`Proof`] (`restore::predict::predict_visiting` does, on its page-by-page check),
+    /// and its own answer comes back beside the proven replay. One read of a replayed
+    /// database that may be many GiB, not two. The result's `hashkv` is None: the walk's
+    /// own answer (the restore's prediction) has the hash, and computing it twice costs a
+    /// second index of every key when the database is compacted.
+    pub fn finish_walking<T>(
+        self,
+        walk: impl FnOnce(&I, &mut Proof) -> Result<T>,
+    ) -> Result<(Replayed, T)> {
+        self.finish_with(false, walk)
+    }
+
+    /// `at_to`: the proof also hashes at `to_revision`.
+    fn finish_with<T>(
+        mut self,
+        at_to: bool,
+        walk: impl FnOnce(&I, &mut Proof) -> Result<T>,
+    ) -> Result<(Replayed, T)> {
+        let edits = self.rp.take_edits();
+        self.commit(&edits)?;
+        let Replaying {
+            img, rp, commits, ..
+        } = self;
+        let replay = rp.finish()?;
+        let mut proof = {
+            let bolt = Db::open(&*img).map_err(|e| e.in_file("replayed snapshot"))?;
+            Proof::prepare(&bolt, &replay, at_to)?
+        };
+        let answer = walk(img, &mut proof)?;
+        let (hashkv, mut checked) = proof.conclude()?;
+        checked.extend(replay.proven_on_records);
+        Ok((
+            Replayed {
+                replay,
+                hashkv,
+                checked,
+                commits,
+            },
+            answer,
+        ))
+    }
+}
+
+/// What a held replay's read came to ([`Replaying::settle`]).
+pub enum Settled<'a, I: Image + ?Sized> {
+    /// Its changes are written (the last chunk pending) and its live hash proven: finish it.
+    Ready(Box<Replaying<'a, I>>),
+    /// Its newest live hash needs the window read again, in order: the image, unchanged,
+    /// and what the read surveyed, for [`Replaying::compacting`].
+    ReadAgain(&'a mut I, Survey),
+}
+
+/// Replay `records` onto an in-memory copy of `db` up to `to` (tests, fuzzing, small
+/// images): the replayed image with its proof.
+pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, Replayed)> {
+    let mut img = vec![0u8; db.size() as usize];
+    db.read_exact_at(0, &mut img)
+        .map_err(|e| Error::io("snapshot", e))?;
+    let mut r = Replaying::new(&mut img, to, CHUNK_BYTES)?;
+    for rec in records {
+        r.feed(rec)?;
+    }
+    let done = r.finish()?;
+    Ok((img, done))
+}
+
+/// [`replay`] with the window compacted at `to - 1` ([`super::compact`]): surveyed, then replayed
+/// in transactions of `chunk_bytes`.
+pub fn replay_compacted(
+    db: &dyn ReadAt,
+    records: &[Record],
+    to: i64,
+    chunk_bytes: usize,
+) -> Result<(Vec<u8>, Replayed)> {
+    let mut img = vec![0u8; db.size() as usize];
+    db.read_exact_at(0, &mut img)
+        .map_err(|e| Error::io("snapshot", e))?;
+    let mut survey = Survey::new(to);
+    records.iter().for_each(|r| survey.feed(r));
+    let mut r = Replaying::compacting(&mut img, to, chunk_bytes, survey, true)?;
+    for rec in records {
+        r.feed(rec)?;
+    }
+    let done = r.finish()?;
+    Ok((img, done))
+}
+
+/// [`replay_compacted`] reading the records once ([`Replaying::holding`], `budget` bytes
+/// held), read twice only when that outgrows the budget or the proof needs it: what the
+/// restore commands do.
+pub fn replay_held(
+    db: &dyn ReadAt,
+    records: &[Record],
+    to: i64,
+    chunk_bytes: usize,
+    budget: usize,
+) -> Result<(Vec<u8>, Replayed)> {
+    let mut img = vec![0u8; db.size() as usize];
+    db.read_exact_at(0, &mut img)
+        .map_err(|e| Error::io("snapshot", e))?;
+    let mut r = Replaying::holding(&mut img, to, chunk_bytes, budget, true)?;
+    let read = records.iter().try_for_each(|rec| r.feed(rec));
+    let again = |img, survey| -> Result<Replayed> {
+        let mut r = Replaying::compacting(img, to, chunk_bytes, survey, true)?;
+        for rec in records {
+            r.feed(rec)?;
+        }
+        r.finish()
+    };
+    let done = if r.outgrown() {
+        let mut survey = Survey::new(to);
+        records.iter().for_each(|rec| survey.feed(rec));
+        again(r.into_image(), survey)?
+    } else {
+        read?;
+        match r.settle()? {
+            Settled::Ready(r) => r.finish()?,
+            Settled::ReadAgain(img, survey) => again(img, survey)?,
+        }
+    };
+    Ok((img, done))
+}
