@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use crate::error::InFile;
 use crate::format::bolt::write::Edit;
 use crate::format::bolt::Db;
-use crate::format::capture::{KeyValue, Record};
+use crate::format::capture::Record;
 use crate::format::etcd::hashkv::fingerprint;
 use crate::format::etcd::{buckets, last_revision, meta_fields, Revision};
 use crate::io::ReadAt;
@@ -38,8 +38,8 @@ mod proof;
 mod replaying;
 
 pub use compact::{Held, Released, Survey, WindowProof};
-use encode::{bad, check_put, rev_key, RECORDS};
-pub use encode::{encode_kv, encode_lease};
+use encode::{bad, check_put, encode_tombstone_into, rev_key, RECORDS};
+pub use encode::{encode_kv, encode_kv_into, encode_lease};
 pub use image::{FileImage, Image};
 use proof::mismatch;
 pub use proof::{read_twice_differ, Proof};
@@ -329,22 +329,18 @@ impl Replayer {
             self.sub = 0;
             self.stats.revisions += 1;
         }
-        let (user_key, k, v) = match r {
+        let (user_key, tomb) = match r {
             Record::Put(kv) => {
                 check_put(kv)?;
                 self.stats.puts += 1;
-                (&kv.key, rev_key(rev, self.sub, false), encode_kv(kv))
+                (&kv.key, false)
             }
             Record::Delete { key, .. } => {
                 if key.is_empty() {
                     return Err(bad(rev, "a delete with an empty key"));
                 }
-                let tomb = KeyValue {
-                    key: key.clone(),
-                    ..KeyValue::default()
-                };
                 self.stats.deletes += 1;
-                (key, rev_key(rev, self.sub, true), encode_kv(&tomb))
+                (key, true)
             }
             _ => return Ok(()),
         };
@@ -353,8 +349,12 @@ impl Replayer {
             sub: self.sub,
         };
         self.sub += 1;
+        let encode = |out: &mut Vec<u8>| match r {
+            Record::Put(kv) => encode_kv_into(out, kv),
+            _ => encode_tombstone_into(out, user_key),
+        };
         if let Some(h) = &mut self.held {
-            return match h.hold(fingerprint(user_key), at, k, v) {
+            return match h.hold(fingerprint(user_key), at, tomb, encode) {
                 Some(away) => {
                     self.stats.compacted_away += away;
                     Ok(())
@@ -366,6 +366,9 @@ impl Replayer {
                 }
             };
         }
+        let k = rev_key(rev, at.sub, tomb);
+        let mut v = Vec::new();
+        encode(&mut v);
         if let Some(p) = &mut self.window_proof {
             p.feed(&k, &v);
         }

@@ -89,7 +89,8 @@ proptest! {
 
 /// Crashing or hanging inputs found by fuzzing, kept as regression cases: every file in
 /// tests/fuzz-regressions/ goes through every bbolt entry point (reader, checker, the
-/// copy-on-write writer) and the decoders.
+/// copy-on-write writer), the decoders and the point-in-time replay's oracle (whole,
+/// chunked, compacted read twice and read once).
 #[test]
 fn regressions() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
@@ -105,6 +106,7 @@ fn regressions() {
         exercise_reader(&img);
         exercise_checker(&img);
         lifeboat::format::bolt::write::exercise(&img);
+        lifeboat::restore::replay::fuzzing::exercise(&data);
     }
 }
 

@@ -42,6 +42,7 @@
 
 use std::collections::HashMap;
 
+use super::encode::rev_key_into;
 use super::LiveHash;
 use crate::error::InFile;
 use crate::format::bolt::Db;
@@ -324,30 +325,43 @@ impl Held {
         self.tail.mark = None;
     }
 
-    /// A change of the window, as the replay encodes it: held when it is its key's newest
-    /// so far at or below the compaction point (Some(1) when that replaces an older one,
-    /// which the compaction removes), kept in order after it; None when holding it would
-    /// outgrow the budget.
-    pub fn hold(&mut self, fp: u128, at: Revision, k: Vec<u8>, v: Vec<u8>) -> Option<u64> {
-        if self.survey.is_some() {
-            self.tail.feed(at.main, &k, &v);
+    /// A change of the window at `at` (a tombstone: `tomb`), its value written by
+    /// `encode`: held when it is its key's newest so far at or below the compaction point
+    /// (Some(1) when that replaces an older one, which the compaction removes: its buffers
+    /// take the new entry), kept in order after it; None when holding it would outgrow the
+    /// budget.
+    pub fn hold(
+        &mut self,
+        fp: u128,
+        at: Revision,
+        tomb: bool,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<u64> {
+        let replaced = at.main <= self.compact_to && self.newest.contains_key(&fp);
+        let (k, v) = if at.main > self.compact_to {
+            self.after.push((Vec::new(), Vec::new()));
+            let last = self.after.len() - 1;
+            let (k, v) = &mut self.after[last];
+            (k, v)
+        } else {
+            let (old_at, k, v) = self
+                .newest
+                .entry(fp)
+                .or_insert_with(|| (at, Vec::new(), Vec::new()));
+            *old_at = at;
+            (k, v)
+        };
+        let old = if replaced { k.len() + v.len() } else { 0 };
+        rev_key_into(k, at.main, at.sub, tomb);
+        encode(v);
+        if let Some(t) = self.survey.is_some().then_some(&mut self.tail) {
+            t.feed(at.main, k, v);
         }
-        let cost = k.len() + v.len() + HELD_OVERHEAD;
-        if self.bytes + cost > self.budget {
+        self.bytes = self.bytes + k.len() + v.len() + HELD_OVERHEAD * usize::from(!replaced) - old;
+        if self.bytes > self.budget {
             return None;
         }
-        self.bytes += cost;
-        if at.main > self.compact_to {
-            self.after.push((k, v));
-            return Some(0);
-        }
-        match self.newest.insert(fp, (at, k, v)) {
-            Some((_, k, v)) => {
-                self.bytes -= k.len() + v.len() + HELD_OVERHEAD;
-                Some(1)
-            }
-            None => Some(0),
-        }
+        Some(u64::from(replaced))
     }
 
     /// The held changes in revision order, and what the proof needs.

@@ -36,13 +36,26 @@ fn field_bytes(out: &mut Vec<u8>, field: u8, b: &[u8]) {
 /// `mvccpb.KeyValue.Marshal()`: fields in number order, zero values left out.
 pub fn encode_kv(kv: &KeyValue) -> Vec<u8> {
     let mut out = Vec::with_capacity(kv.key.len() + kv.value.len() + 40);
-    field_bytes(&mut out, 1, &kv.key);
-    field_varint(&mut out, 2, kv.create_revision);
-    field_varint(&mut out, 3, kv.mod_revision);
-    field_varint(&mut out, 4, kv.version);
-    field_bytes(&mut out, 5, &kv.value);
-    field_varint(&mut out, 6, kv.lease);
+    encode_kv_into(&mut out, kv);
     out
+}
+
+/// [`encode_kv`] into `out` (cleared first): a reader of many keeps one buffer.
+pub fn encode_kv_into(out: &mut Vec<u8>, kv: &KeyValue) {
+    out.clear();
+    field_bytes(out, 1, &kv.key);
+    field_varint(out, 2, kv.create_revision);
+    field_varint(out, 3, kv.mod_revision);
+    field_varint(out, 4, kv.version);
+    field_bytes(out, 5, &kv.value);
+    field_varint(out, 6, kv.lease);
+}
+
+/// The value etcd's `delete` writes for `key`: a `KeyValue` holding only the key (into
+/// `out`, cleared first).
+pub(super) fn encode_tombstone_into(out: &mut Vec<u8>, key: &[u8]) {
+    out.clear();
+    field_bytes(out, 1, key);
 }
 
 /// `leasepb.Lease{ID, TTL}.Marshal()`, as the lessor persists a grant.
@@ -51,6 +64,15 @@ pub fn encode_lease(id: i64, ttl: i64) -> Vec<u8> {
     field_varint(&mut out, 1, id);
     field_varint(&mut out, 2, ttl);
     out
+}
+
+/// [`rev_key`] into `out` (cleared first).
+pub(super) fn rev_key_into(out: &mut Vec<u8>, main: i64, sub: i64, tombstone: bool) {
+    out.clear();
+    out.extend_from_slice(&RevKey::encode(Revision { main, sub }));
+    if tombstone {
+        out.push(b't');
+    }
 }
 
 pub(super) fn rev_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {

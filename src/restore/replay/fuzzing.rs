@@ -10,9 +10,10 @@ use std::sync::OnceLock;
 
 use std::collections::BTreeMap;
 
-use super::{replay, replay_compacted, replay_held, KeyValue, Record, Replayed, Replaying};
+use super::{replay, replay_compacted, replay_held, Record, Replayed, Replaying};
 use crate::format::bolt::build::etcd_like;
 use crate::format::bolt::{check, CheckOptions, Db, EntryVisitor};
+use crate::format::capture::KeyValue;
 use crate::format::etcd::hashkv::hashkv;
 use crate::format::etcd::{last_revision, meta_fields, KeyValueRef, RevKey};
 
@@ -197,11 +198,18 @@ fn exercise_compacted(
         "other live data at {to}"
     );
     let compact = compaction_of(&small);
-    assert_eq!(
-        hash_of(out, to, Some(compact)),
-        hash_of(&small, to, None),
-        "another hashkv at {to} after the compaction at {compact}"
-    );
+    // etcd hashes every entry in the bucket when `keep` is empty (its `Keep(rev)`: no key
+    // live at `to`), so there its answer depends on whether the compaction has finished:
+    // before, every entry still in the bucket; after, none at or below it. The two
+    // databases hold the same entries after it and what it keeps, not what it removes:
+    // compare them where `keep` is not empty (DESIGN.md, hashkv).
+    if !state_at(out, to).is_empty() {
+        assert_eq!(
+            hash_of(out, to, Some(compact)),
+            hash_of(&small, to, None),
+            "another hashkv at {to} after the compaction at {compact}"
+        );
+    }
     assert_eq!(r.hashkv, hash_of(&small, to, None));
     held_agrees(img, records, to, &small, &r, pick);
     if let Some(last) = r.checked.last() {

@@ -239,12 +239,18 @@ pub enum Settled<'a, I: Image + ?Sized> {
     ReadAgain(&'a mut I, Survey),
 }
 
-/// Replay `records` onto an in-memory copy of `db` up to `to` (tests, fuzzing, small
-/// images): the replayed image with its proof.
-pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, Replayed)> {
+/// A copy of `db` in memory, to replay onto.
+fn in_memory(db: &dyn ReadAt) -> Result<Vec<u8>> {
     let mut img = vec![0u8; db.size() as usize];
     db.read_exact_at(0, &mut img)
         .map_err(|e| Error::io("snapshot", e))?;
+    Ok(img)
+}
+
+/// Replay `records` onto an in-memory copy of `db` up to `to` (tests, fuzzing, small
+/// images): the replayed image with its proof.
+pub fn replay(db: &dyn ReadAt, records: &[Record], to: i64) -> Result<(Vec<u8>, Replayed)> {
+    let mut img = in_memory(db)?;
     let mut r = Replaying::new(&mut img, to, CHUNK_BYTES)?;
     for rec in records {
         r.feed(rec)?;
@@ -261,9 +267,7 @@ pub fn replay_compacted(
     to: i64,
     chunk_bytes: usize,
 ) -> Result<(Vec<u8>, Replayed)> {
-    let mut img = vec![0u8; db.size() as usize];
-    db.read_exact_at(0, &mut img)
-        .map_err(|e| Error::io("snapshot", e))?;
+    let mut img = in_memory(db)?;
     let mut survey = Survey::new(to);
     records.iter().for_each(|r| survey.feed(r));
     let mut r = Replaying::compacting(&mut img, to, chunk_bytes, survey, true)?;
@@ -284,9 +288,7 @@ pub fn replay_held(
     chunk_bytes: usize,
     budget: usize,
 ) -> Result<(Vec<u8>, Replayed)> {
-    let mut img = vec![0u8; db.size() as usize];
-    db.read_exact_at(0, &mut img)
-        .map_err(|e| Error::io("snapshot", e))?;
+    let mut img = in_memory(db)?;
     let mut r = Replaying::holding(&mut img, to, chunk_bytes, budget, true)?;
     let read = records.iter().try_for_each(|rec| r.feed(rec));
     let again = |img, survey| -> Result<Replayed> {

@@ -1,7 +1,8 @@
 use super::*;
-use crate::format::bolt::write::cow_patch;
 use crate::format::bolt::build::etcd_like;
+use crate::format::bolt::write::cow_patch;
 use crate::format::bolt::{check, CheckOptions, EntryVisitor};
+use crate::format::capture::KeyValue;
 use crate::format::etcd::hashkv::hashkv;
 use crate::format::etcd::KeyValueRef;
 
