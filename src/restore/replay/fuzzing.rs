@@ -234,7 +234,12 @@ fn exercise_compacted(
     for (hash, ok) in [(right, true), (right ^ 1, false)] {
         let mut with = records.to_vec();
         with.retain(|x| !matches!(x, Record::LiveHash { .. }));
-        let pos = with.partition_point(|x| x.revision() <= at);
+        // Before the first record after `at` (not a binary search: the records after `to`
+        // need not be in order, and the replay stops at the first of them).
+        let pos = with
+            .iter()
+            .position(|x| x.revision() > at)
+            .unwrap_or(with.len());
         with.insert(
             pos,
             Record::LiveHash {
