@@ -204,7 +204,7 @@ impl Replayer {
 
     /// The end of a held window's read: every record fed, none written yet. The caller
     /// proves the newest live hash with what comes back, then hands the entries to
-    /// [`Replayer::write_released`].
+    /// [`Replayer::push_released`].
     pub fn release_held(&mut self) -> Result<Option<Released>> {
         self.complete()?;
         Ok(self.held.take().map(Held::release))
@@ -451,9 +451,7 @@ impl Replayer {
             proven_on_records,
         })
     }
-}
 
-impl Replayer {
     /// Every revision up to `to` was fed, else a usage error (exit 2) naming the last one.
     fn complete(&self) -> Result<()> {
         if self.last < self.to {

@@ -111,9 +111,6 @@ fn compacted<'a, I: Image + ?Sized>(
         Settled::ReadAgain(img, survey) => {
             let mut rep = Replaying::compacting(img, to, CHUNK_BYTES, survey, prove)?;
             let again = reread_window(window, how, &scanned, src, &mut rep)?;
-            if again.sha256 != scanned.sha256 {
-                return Err(crate::restore::replay::read_twice_differ());
-            }
             Ok((rep, again))
         }
     }
@@ -121,7 +118,8 @@ fn compacted<'a, I: Image + ?Sized>(
 
 /// The second read of a compacted window, checked and digested, fed to the replay. What
 /// the survey learnt must be what this read shows: the replay surveys it again and refuses
-/// to finish otherwise ([`Replaying::compacting`]); the count is compared here.
+/// to finish otherwise ([`Replaying::compacting`]); the count is compared here, and the
+/// digest when the first read made one (a held read the proof sends back).
 fn reread_window<I: Image + ?Sized>(
     window: (i64, i64),
     how: Read,
@@ -130,7 +128,9 @@ fn reread_window<I: Image + ?Sized>(
     rep: &mut Replaying<'_, I>,
 ) -> Result<Scanned> {
     let scanned = read_window_as(window, how, &[], src, &mut |r| rep.feed(r))?;
-    if scanned.records != surveyed.records {
+    // A survey's read has no digest to compare (empty); a checked first read has one.
+    let digests_differ = !surveyed.sha256.is_empty() && scanned.sha256 != surveyed.sha256;
+    if scanned.records != surveyed.records || digests_differ {
         return Err(crate::restore::replay::read_twice_differ());
     }
     Ok(scanned)

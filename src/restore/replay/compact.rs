@@ -40,6 +40,7 @@
 //! read must find the records (count and digest) of the first. That is the hash that
 //! covers the state being restored; older ones prove history a compacted restore drops.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use super::encode::rev_key_into;
@@ -175,6 +176,16 @@ impl Survey {
         self.hash
     }
 
+    /// Whether the window's entries prove the newest live hash after the base's revision
+    /// `base` as one block ([`WindowProof::feed_block`]): that hash was made with a
+    /// compaction at or below `base`, so every entry of the window up to it counts,
+    /// whatever follows (true too when there is no such hash: nothing to prove).
+    pub fn proves_in_block(&self, base: i64) -> bool {
+        self.hash
+            .filter(|h| h.revision > base)
+            .is_none_or(|h| h.compact_revision <= base)
+    }
+
     /// The key's newest change at or below the newest live hash's revision.
     fn at_hash(m: &Marks, at: i64) -> Option<Change> {
         if m.cur.0.main <= at {
@@ -238,15 +249,8 @@ impl WindowProof {
         self.hk.feed(k, v);
     }
 
-    /// Whether the window's entries can be fed as one block ([`WindowProof::feed_block`]):
-    /// the hash was made with a compaction at or below the base's revision `base`, so
-    /// every entry of the window up to it counts, whatever follows.
-    pub fn takes_block(&self, base: i64) -> bool {
-        self.hk.compact_revision() <= base
-    }
-
     /// Every entry of the window up to the live hash's revision, as one block: their
-    /// CRC-32C and length (see [`Held`]). Only when [`WindowProof::takes_block`].
+    /// CRC-32C and length (see [`Held`]). Only when [`Survey::proves_in_block`].
     pub fn feed_block(&mut self, (crc, len): (u32, u64)) {
         self.hk.feed_block(crc, len);
     }
@@ -337,25 +341,29 @@ impl Held {
         tomb: bool,
         encode: impl FnOnce(&mut Vec<u8>),
     ) -> Option<u64> {
-        let replaced = at.main <= self.compact_to && self.newest.contains_key(&fp);
-        let (k, v) = if at.main > self.compact_to {
+        let (replaced, (k, v)) = if at.main > self.compact_to {
             self.after.push((Vec::new(), Vec::new()));
             let last = self.after.len() - 1;
             let (k, v) = &mut self.after[last];
-            (k, v)
+            (false, (k, v))
         } else {
-            let (old_at, k, v) = self
-                .newest
-                .entry(fp)
-                .or_insert_with(|| (at, Vec::new(), Vec::new()));
-            *old_at = at;
-            (k, v)
+            match self.newest.entry(fp) {
+                Entry::Occupied(e) => {
+                    let (old_at, k, v) = e.into_mut();
+                    *old_at = at;
+                    (true, (k, v))
+                }
+                Entry::Vacant(e) => {
+                    let (_, k, v) = e.insert((at, Vec::new(), Vec::new()));
+                    (false, (k, v))
+                }
+            }
         };
         let old = if replaced { k.len() + v.len() } else { 0 };
         rev_key_into(k, at.main, at.sub, tomb);
         encode(v);
-        if let Some(t) = self.survey.is_some().then_some(&mut self.tail) {
-            t.feed(at.main, k, v);
+        if self.survey.is_some() {
+            self.tail.feed(at.main, k, v);
         }
         self.bytes = self.bytes + k.len() + v.len() + HELD_OVERHEAD * usize::from(!replaced) - old;
         if self.bytes > self.budget {

@@ -76,10 +76,8 @@ pub(super) fn rev_key_into(out: &mut Vec<u8>, main: i64, sub: i64, tombstone: bo
 }
 
 pub(super) fn rev_key(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
-    let mut k = RevKey::encode(Revision { main, sub }).to_vec();
-    if tombstone {
-        k.push(b't');
-    }
+    let mut k = Vec::with_capacity(18);
+    rev_key_into(&mut k, main, sub, tombstone);
     k
 }
 

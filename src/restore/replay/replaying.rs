@@ -137,7 +137,7 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
     /// The end of a held replay's read: prove the newest live hash on the records
     /// (when it was made to) and write the held changes. The proof
     /// needs the window in order when that hash was made with a compaction inside the
-    /// window ([`WindowProof::takes_block`]): then nothing is written and the image comes
+    /// window ([`Survey::proves_in_block`]): then nothing is written and the image comes
     /// back with the read's survey, to be read again ([`Replaying::compacting`]).
     pub fn settle(mut self) -> Result<Settled<'a, I>> {
         let Some(rel) = self.rp.release_held()? else {
@@ -145,12 +145,11 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         };
         if let Some(survey) = rel.survey {
             let base = self.rp.base_revision();
+            if !survey.proves_in_block(base) {
+                return Ok(Settled::ReadAgain(self.img, survey));
+            }
             let db = Db::open(&*self.img).map_err(|e| e.in_file("snapshot"))?;
             if let Some(mut p) = WindowProof::prepare(&db, base, &survey)? {
-                if !p.takes_block(base) {
-                    drop(db);
-                    return Ok(Settled::ReadAgain(self.img, survey));
-                }
                 p.feed_block(rel.block);
                 self.rp.proven_by_records(Some(p.conclude()?));
             }
@@ -268,14 +267,29 @@ pub fn replay_compacted(
     chunk_bytes: usize,
 ) -> Result<(Vec<u8>, Replayed)> {
     let mut img = in_memory(db)?;
-    let mut survey = Survey::new(to);
-    records.iter().for_each(|r| survey.feed(r));
-    let mut r = Replaying::compacting(&mut img, to, chunk_bytes, survey, true)?;
+    let done = replay_surveyed(&mut img, records, to, chunk_bytes, None)?;
+    Ok((img, done))
+}
+
+/// The second read of a compacted replay onto `img`, as `survey` (None: a survey of
+/// `records`) says.
+fn replay_surveyed(
+    img: &mut Vec<u8>,
+    records: &[Record],
+    to: i64,
+    chunk_bytes: usize,
+    survey: Option<Survey>,
+) -> Result<Replayed> {
+    let survey = survey.unwrap_or_else(|| {
+        let mut s = Survey::new(to);
+        records.iter().for_each(|r| s.feed(r));
+        s
+    });
+    let mut r = Replaying::compacting(img, to, chunk_bytes, survey, true)?;
     for rec in records {
         r.feed(rec)?;
     }
-    let done = r.finish()?;
-    Ok((img, done))
+    r.finish()
 }
 
 /// [`replay_compacted`] reading the records once ([`Replaying::holding`], `budget` bytes
@@ -291,22 +305,15 @@ pub fn replay_held(
     let mut img = in_memory(db)?;
     let mut r = Replaying::holding(&mut img, to, chunk_bytes, budget, true)?;
     let read = records.iter().try_for_each(|rec| r.feed(rec));
-    let again = |img, survey| -> Result<Replayed> {
-        let mut r = Replaying::compacting(img, to, chunk_bytes, survey, true)?;
-        for rec in records {
-            r.feed(rec)?;
-        }
-        r.finish()
-    };
     let done = if r.outgrown() {
-        let mut survey = Survey::new(to);
-        records.iter().for_each(|rec| survey.feed(rec));
-        again(r.into_image(), survey)?
+        replay_surveyed(r.into_image(), records, to, chunk_bytes, None)?
     } else {
         read?;
         match r.settle()? {
             Settled::Ready(r) => r.finish()?,
-            Settled::ReadAgain(img, survey) => again(img, survey)?,
+            Settled::ReadAgain(img, survey) => {
+                replay_surveyed(img, records, to, chunk_bytes, Some(survey))?
+            }
         }
     };
     Ok((img, done))

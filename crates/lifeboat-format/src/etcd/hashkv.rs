@@ -247,8 +247,8 @@ impl HashKv {
     /// their keys and values in order: a caller that hashed them before it could feed the
     /// entries ahead of them (a point-in-time replay read once). Every entry of the block
     /// must be after the compaction point and at or below `rev`, where [`HashKv::feed`]
-    /// hashes each one whatever the rest holds; the caller checks that
-    /// ([`HashKv::compact_revision`]).
+    /// hashes each one whatever the rest holds; the caller checks that (the compaction
+    /// revision it prepared this hash with).
     pub fn feed_block(&mut self, crc: u32, len: u64) {
         if self.passthrough || len == 0 {
             return;
@@ -258,11 +258,6 @@ impl HashKv {
         if need_all {
             self.h_all = crc32c::crc32c_combine(self.h_all, crc, len as usize);
         }
-    }
-
-    /// etcd's compaction revision this hash is made with (-1 if none).
-    pub fn compact_revision(&self) -> i64 {
-        self.compact
     }
 
     /// Whether fingerprints of user keys at this revision are needed by
