@@ -42,6 +42,7 @@ pub mod pipeline;
 pub mod restore;
 pub mod source;
 pub mod store;
+pub mod task;
 pub mod timestamp;
 pub mod units;
 

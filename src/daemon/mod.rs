@@ -28,6 +28,7 @@ use crate::catalog::Access;
 use crate::config::Layers;
 use crate::error::EtcdErrorKind;
 use crate::jobs::backup::{BackupOptions, Destination};
+use crate::task::AbortOnDrop;
 use crate::{Error, Result};
 pub use schedule::Schedule;
 pub(crate) use slot::publish;
@@ -256,7 +257,7 @@ pub async fn run(
                     Error::flag("--config", format!("[metrics] listen = {addr}: {} (set [metrics] listen to a free address, or \"off\")", crate::error::io_words(&e)))
                 })?;
             tracing::info!(%addr, "serving /metrics and /healthz");
-            Some(AbortOnDrop(tokio::spawn(http::serve(l, state.clone()))))
+            Some(AbortOnDrop::spawn(http::serve(l, state.clone())))
         }
     };
     tracing::info!(schedule = %p.schedule.describe(), leader_only = p.leader_only, destinations = p.dests.len(), "scheduler started");
@@ -319,8 +320,8 @@ pub async fn run(
 /// (see [`crate::store::blocking::in_flight`]).
 async fn wind_down(
     stopping: tokio::sync::watch::Sender<bool>,
-    scrubber: Option<AbortOnDrop>,
-    capture: Option<AbortOnDrop>,
+    scrubber: Option<AbortOnDrop<()>>,
+    capture: Option<AbortOnDrop<()>>,
     grace: Duration,
 ) {
     let deadline = tokio::time::Instant::now() + grace;
@@ -328,7 +329,7 @@ async fn wind_down(
     // Capture seals what it holds and stores it; the scrubber ends its destination.
     let tasks = async {
         for t in [capture, scrubber].into_iter().flatten() {
-            t.join().await;
+            let _ = t.join().await;
         }
     };
     let _ = tokio::time::timeout_at(deadline, tasks).await;
@@ -350,21 +351,21 @@ fn start_scrubber(
     p: &Plan,
     state: &http::State,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Option<AbortOnDrop> {
+) -> Option<AbortOnDrop<()>> {
     let s = p.scrub?;
     tracing::info!(every = %humantime::format_duration(s.every), budget = s.budget, "scrubbing on a rotation");
     let dests = p.dests.to_vec();
     // With when = "leader" only the leader's daemon scrubs: the daemons on the other
     // members would re-read the same shared destination at the same instant.
     let leader = p.leader_only.then(|| p.opts.conn.clone());
-    Some(AbortOnDrop(tokio::spawn(scrubber::rotate(
+    Some(AbortOnDrop::spawn(scrubber::rotate(
         s,
         dests,
         leader,
         state.clone(),
         p.textfile.clone(),
         stop.clone(),
-    ))))
+    )))
 }
 
 /// Capture's supervisor, if `[capture]` is set (restarted on reload).
@@ -373,7 +374,7 @@ fn start_capture(
     state: &http::State,
     gap: &Arc<tokio::sync::Notify>,
     stop: &tokio::sync::watch::Receiver<bool>,
-) -> Option<AbortOnDrop> {
+) -> Option<AbortOnDrop<()>> {
     let settings = p.capture.clone()?;
     tracing::info!(flush = %humantime::format_duration(settings.flush), leader_only = p.leader_only, "capture beside the schedule");
     let plan = Plan {
@@ -391,24 +392,7 @@ fn start_capture(
         capture: Some(settings),
     };
     let (state, gap, stop) = (state.clone(), Arc::clone(gap), stop.clone());
-    Some(AbortOnDrop(tokio::spawn(async move {
+    Some(AbortOnDrop::spawn(async move {
         capture::supervise(&plan, state, gap, stop).await
-    })))
-}
-
-/// Stops a task (the listener; the scrubber and capture of a configuration a reload
-/// replaced) when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl AbortOnDrop {
-    /// Wait for the task to end by itself.
-    async fn join(mut self) {
-        let _ = (&mut self.0).await;
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    }))
 }

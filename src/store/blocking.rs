@@ -124,9 +124,53 @@ where
     }
 }
 
+/// [`offload`] on a thread of its own that runs at background priority
+/// ([`crate::host::background`]): for a long CPU-bound stage (a backup's pipeline:
+/// SHA-256, compression hand-over, the spool) that should take the CPU time the member it
+/// streams from leaves idle rather than compete with it. Not a pool thread: a thread can
+/// lower its own priority but not raise it back without privilege, and the pool would hand
+/// the lowered thread to unrelated work. The thread counts as in flight ([`Working`]) and,
+/// being outside the runtime, may make store calls. A panic in `f` comes back as an
+/// [`Error::Internal`].
+pub fn offload_background<T, F>(
+    name: &str,
+    f: F,
+) -> impl std::future::Future<Output = Result<T>> + Send + 'static
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let working = Working::start();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            crate::host::background();
+            let out = f();
+            drop(working);
+            let _ = tx.send(out);
+        })
+        .map(drop)
+        .map_err(|e| Error::Internal(format!("cannot start the {name} thread: {e}")));
+    let name = name.to_owned();
+    async move {
+        spawned?;
+        rx.await
+            .map_err(|_| Error::Internal(format!("the {name} thread stopped without an answer")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_background_stage_may_block_and_its_panic_is_an_error() {
+        let ok = offload_background("test-stage", || check("S3 GET x").is_ok()).await;
+        assert!(matches!(ok, Ok(true)));
+        let panicked = offload_background("test-stage", || -> u8 { panic!("boom") }).await;
+        assert!(matches!(panicked, Err(Error::Internal(m)) if m.contains("test-stage")));
+    }
 
     #[test]
     fn outside_a_runtime_a_thread_may_block() {

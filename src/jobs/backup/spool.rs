@@ -148,22 +148,33 @@ impl Spool {
     /// Append the next bytes of the database. A failed write stops the spool
     /// ([`Stopped::NoRoom`]); later appends are ignored.
     pub(super) fn append(&self, bytes: &[u8]) {
-        let at = {
+        self.append_all(std::iter::once(bytes))
+    }
+
+    /// [`Spool::append`] of several pieces in order, waking the walk once.
+    pub(super) fn append_all<'a>(&self, pieces: impl IntoIterator<Item = &'a [u8]>) {
+        let start = {
             let s = self.state();
             if s.end.is_some() {
                 return;
             }
             s.written
         };
-        if at.saturating_add(bytes.len() as u64) > self.len {
-            return self.end(Err(Stopped::ReadBack));
+        let mut at = start;
+        for bytes in pieces {
+            if at.saturating_add(bytes.len() as u64) > self.len {
+                return self.end(Err(Stopped::ReadBack));
+            }
+            if let Err(e) = self.file.write_all_at(bytes, at) {
+                tracing::debug!("database spool: write at {at}: {e}: ranged reads instead");
+                return self.end(Err(Stopped::NoRoom));
+            }
+            at += bytes.len() as u64;
         }
-        if let Err(e) = self.file.write_all_at(bytes, at) {
-            tracing::debug!("database spool: write at {at}: {e}: ranged reads instead");
-            return self.end(Err(Stopped::NoRoom));
+        if at != start {
+            self.state().written = at;
+            self.filled.notify_all();
         }
-        self.state().written = at + bytes.len() as u64;
-        self.filled.notify_all();
     }
 
     /// The read-back is over: `ok` if it read the whole object without a problem. The
@@ -300,6 +311,7 @@ impl StreamedDb {
         let early = std::thread::Builder::new()
             .name("hashkv-walk".into())
             .spawn(move || {
+                crate::host::background();
                 let db = crate::format::bolt::Db::open(&*sp).ok()?;
                 let rev = crate::format::etcd::last_revision(&db).ok()?;
                 Some((rev, super::finish::stored_hashkv(&*sp, rev)?))

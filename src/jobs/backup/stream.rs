@@ -20,10 +20,10 @@ use crate::store::tee::Tee;
 use crate::store::{ObjectWriter, Store};
 use crate::{Error, Result};
 
-/// Messages (32 KiB each from etcd) buffered between the gRPC stream and the pipeline:
-/// 4 MiB lets the member keep sending (and reading its disk) while a compression frame
-/// is being handed over, without letting memory grow with the database.
-const STREAM_BUFFER_MESSAGES: usize = 128;
+/// Batches of the stream ([`etcd::BATCH_BYTES`], 1 MiB) buffered between the gRPC stream
+/// and the pipeline: 4 MiB lets the member keep sending (and reading its disk) while a
+/// compression frame is being handed over, without letting memory grow with the database.
+const STREAM_BUFFER_BATCHES: usize = 4;
 
 enum AttemptError {
     /// Worth another try on another member.
@@ -49,14 +49,15 @@ async fn attempt(
     progress: Arc<dyn Progress>,
 ) -> std::result::Result<Streamed, AttemptError> {
     let started = now();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamEvent>(STREAM_BUFFER_MESSAGES);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<StreamEvent>(STREAM_BUFFER_BATCHES);
     let frames = opts.frames;
     let tee = Tee::new(writers);
     let prog = Arc::clone(&progress);
     let what = format!("snapshot from {}", choice.name);
     let storage_version = Arc::new(std::sync::Mutex::new(String::new()));
     let reported = Arc::clone(&storage_version);
-    let sink = crate::store::blocking::offload(move || {
+    // At background priority: on a shared host the member needs the CPU to send.
+    let sink = crate::store::blocking::offload_background("lifeboat-sink", move || {
         sink_events(tee, frames, &mut rx, &*prog, &what, &reported)
     });
     let streamed = etcd::stream_snapshot(
@@ -166,15 +167,21 @@ fn sink_events(
                 });
                 prog.begin(what, Some(expected_db_len));
             }
-            StreamEvent::Data(chunk) => {
+            StreamEvent::Data(chunks) => {
                 if let Some((s, _)) = &spool {
-                    let db_left = expected.saturating_sub(got);
-                    let n = (chunk.len() as u64).min(db_left) as usize;
-                    s.spool.append(&chunk[..n]);
+                    // The database's bytes only: not etcd's trailer after them.
+                    let mut at = got;
+                    s.spool.append_all(chunks.iter().map(|chunk| {
+                        let n = (chunk.len() as u64).min(expected.saturating_sub(at)) as usize;
+                        at += chunk.len() as u64;
+                        &chunk[..n]
+                    }));
                 }
-                got += chunk.len() as u64;
-                if let Err(e) = sink.push(&chunk) {
-                    return (Err(e), expected, None);
+                for chunk in &chunks {
+                    got += chunk.len() as u64;
+                    if let Err(e) = sink.push(chunk) {
+                        return (Err(e), expected, None);
+                    }
                 }
                 prog.set(got);
             }

@@ -39,6 +39,7 @@ impl Staged {
         let worker = std::thread::Builder::new()
             .name("lifeboat-encrypt".into())
             .spawn(move || {
+                crate::host::background();
                 let mut w = inner;
                 for piece in rx {
                     if let Err(e) = w.write_all(&piece) {

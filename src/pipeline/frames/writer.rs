@@ -142,6 +142,7 @@ impl Pool {
                 std::thread::Builder::new()
                     .name(format!("zstd-{i}"))
                     .spawn(move || {
+                        crate::host::background();
                         let mut comp = new_compressor(level);
                         let mut comp_level = level;
                         loop {

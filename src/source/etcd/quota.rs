@@ -129,7 +129,7 @@ where
         .map_err(hyper_err)?;
     // The connection's task ends with the answer (Connection: close) or when dropped.
     let conn = tokio::spawn(conn);
-    let _stop = AbortOnDrop(conn);
+    let _stop = crate::task::AbortOnDrop::from(conn);
     let response = tokio::time::timeout(cfg.command_timeout, sender.send_request(request))
         .await
         .map_err(|_| timed("answer"))?
@@ -164,14 +164,6 @@ where
         .map_err(|_| timed("body"))??;
     raw.truncate(MAX_BODY);
     Ok((head.headers, String::from_utf8_lossy(&raw).into_owned()))
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<std::result::Result<(), hyper::Error>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The quota's value in a Prometheus text exposition.
