@@ -1,8 +1,11 @@
+use std::io::Read;
 use std::sync::Arc;
 
 use super::*;
 use crate::catalog::Keys;
-use crate::format::capture::KeyValue;
+use crate::format::capture::segment;
+use crate::format::capture::{KeyValue, Record};
+use crate::pipeline::encrypt;
 use crate::store::local::LocalStore;
 
 const CLUSTER: u64 = 0xcdf8_18b3_1d2a_5e11;
