@@ -65,6 +65,13 @@ pub trait RecordSource {
         let _ = hint;
         self.last_revision()
     }
+    /// Each segment after revision `after`, as its name describes it: (last revision, the
+    /// time it was sealed, UTC ms). `None`: this source has no names (every clock mark is
+    /// read instead). Nothing is read but a listing.
+    fn sealed_times(&self, after: i64) -> Result<Option<Vec<(i64, i64)>>> {
+        let _ = after;
+        Ok(None)
+    }
 }
 
 /// A record source shared with `restore apply` ([`super::apply::ApplyOptions::records`]).
@@ -137,6 +144,10 @@ impl RecordSource for CatalogRecords<'_> {
 
     fn last_revision_from(&self, hint: i64) -> Result<Option<i64>> {
         crate::catalog::capture::last_revision_from(self.repo, &self.cluster_id, hint)
+    }
+
+    fn sealed_times(&self, after: i64) -> Result<Option<Vec<(i64, i64)>>> {
+        crate::catalog::capture::sealed_times(self.repo, &self.cluster_id, after).map(Some)
     }
 }
 
@@ -349,8 +360,14 @@ fn stopped(r: Result<()>) -> Result<()> {
 }
 
 /// `--to-time T`: the revision of the newest `Clock` mark at or before T, or the revision
-/// of the newest backup taken by T when no mark after it is that old. Every mark is read
-/// (clocks of capture processes on different hosts need not agree on order).
+/// of the newest backup taken by T when no mark after it is that old (clocks of capture
+/// processes on different hosts need not agree on order: the newest by revision counts).
+///
+/// Capture ends every segment with its one `Clock` mark, at the segment's last revision,
+/// and names the segment with that mark's time. So the segment names give the answer
+/// without reading the window ([`by_names`]); the one segment that ends there is read to
+/// check that its mark says what its name says. A source without names, or a segment
+/// whose mark disagrees with its name, has every mark after the backup read instead.
 fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Result<i64> {
     let taken_by = |m: &&Manifest| Timestamp::parse(&m.created_at).is_some_and(|c| c <= t);
     let Some(base) = backups.iter().filter(taken_by).max_by_key(|m| m.revision) else {
@@ -376,6 +393,9 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
         return Ok(base.revision);
     };
     let t_ms = i64::try_from(t.as_offset().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    if let Some(to) = by_names(src, base.revision, t_ms)? {
+        return Ok(to);
+    }
     let mut to = base.revision;
     src.stream(base.revision, last, &mut |r| {
         if let Record::Clock { revision, unix_ms } = r {
@@ -386,6 +406,32 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
         Ok(())
     })?;
     Ok(to)
+}
+
+/// [`revision_at`] from the segments' names after revision `after`: the last revision of
+/// the newest segment sealed at or before `t_ms` (`after` when none is), once that
+/// segment's last record is read and found to be a `Clock` mark at that revision and time.
+/// `None`: the source has no names, or the mark is not what the name says.
+fn by_names(src: &dyn RecordSource, after: i64, t_ms: i64) -> Result<Option<i64>> {
+    let Some(times) = src.sealed_times(after)? else {
+        return Ok(None);
+    };
+    let Some((last, sealed)) = times
+        .into_iter()
+        .filter(|&(last, sealed)| last > after && sealed <= t_ms)
+        .max_by_key(|&(last, _)| last)
+    else {
+        return Ok(Some(after));
+    };
+    let mut mark = None;
+    src.stream(last - 1, last, &mut |r| {
+        mark = match r {
+            Record::Clock { revision, unix_ms } => Some((revision, unix_ms)),
+            _ => None,
+        };
+        Ok(())
+    })?;
+    Ok((mark == Some((last, sealed))).then_some(last))
 }
 
 mod replayed;

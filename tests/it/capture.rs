@@ -382,6 +382,33 @@ fn restore_from_what_capture_stored(
     let p = json(&o);
     assert_eq!(p["to_revision"].as_i64(), Some(end), "{p}");
     assert_eq!(p["expected_hashkv"].as_u64(), Some(end_hash), "{p}");
+    // --to-time at the moment a segment in the middle was sealed (its name says when):
+    // the plan restores that segment's last revision, found from the names.
+    let mut segs: Vec<(i64, i64)> = std::fs::read_dir(local)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().into_string().unwrap();
+            let f: Vec<&str> = n.strip_suffix(".seg")?.split('-').collect();
+            (f.len() == 5 && f[0] == "capture")
+                .then(|| (f[3].parse().unwrap(), f[4].parse().unwrap()))
+        })
+        .collect();
+    segs.sort();
+    let (_, sealed_ms) = segs[segs.len() / 2];
+    let seg_last = segs
+        .iter()
+        .filter(|s| s.1 <= sealed_ms)
+        .map(|s| s.0)
+        .max()
+        .unwrap();
+    let sealed = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(sealed_ms) * 1_000_000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let o = plan("--to-time", &sealed, "by-segment-time");
+    assert_exit(&o, 0);
+    let p = json(&o);
+    assert_eq!(p["to_revision"].as_i64(), Some(seg_last), "{sealed}: {p}");
     let o = plan("--to-revision", &(end + 10).to_string(), "too-far");
     assert_exit(&o, 2);
     let e = json(&o);

@@ -210,6 +210,18 @@ fn parse_cluster(cluster_id: &str) -> Result<u64> {
         .map_err(|_| Error::Usage(format!("cluster id {cluster_id:?} is not hex")))
 }
 
+/// Every segment of `cluster_id` (hex) that holds revisions after `after`, as (last
+/// revision, sealed at: UTC ms) from the names alone (nothing is read): what
+/// `restore plan --to-time` finds its revision with.
+pub fn sealed_times(repo: &Repository, cluster_id: &str, after: i64) -> Result<Vec<(i64, i64)>> {
+    let id = parse_cluster(cluster_id)?;
+    Ok(segments_from(repo.store(), id, after.saturating_add(1))?
+        .into_iter()
+        .filter(|s| s.last > after)
+        .map(|s| (s.last, s.sealed_ms))
+        .collect())
+}
+
 /// The last captured revision a destination holds for `cluster_id` (hex), from the segment
 /// names alone (nothing is read): what `restore plan --to-time` bounds its search with.
 pub fn last_revision(repo: &Repository, cluster_id: &str) -> Result<Option<i64>> {

@@ -139,6 +139,87 @@ fn refusals_name_the_nearest_revisions() {
     assert!(choose(&[], Target::Revision(3), &Fake::new()).is_err());
 }
 
+/// [`Fake`] with segment names: each segment ends with its clock mark (revisions 15, 20,
+/// 25, 30), and its name says when it was sealed (`lie`: the name of the segment ending
+/// at that revision says this time instead). Every range read is kept.
+struct Timed {
+    fake: Fake,
+    lie: Option<(i64, i64)>,
+    reads: std::cell::RefCell<Vec<(i64, i64)>>,
+}
+
+impl Timed {
+    fn new(lie: Option<(i64, i64)>) -> Timed {
+        Timed {
+            fake: Fake::new(),
+            lie,
+            reads: Default::default(),
+        }
+    }
+}
+
+impl RecordSource for Timed {
+    fn load(&self, after: i64, upto: i64) -> Result<Vec<Record>> {
+        self.reads.borrow_mut().push((after, upto));
+        self.fake.load(after, upto)
+    }
+    fn last_revision(&self) -> Result<Option<i64>> {
+        self.fake.last_revision()
+    }
+    fn sealed_times(&self, after: i64) -> Result<Option<Vec<(i64, i64)>>> {
+        Ok(Some(
+            self.fake
+                .0
+                .iter()
+                .filter_map(|r| match r {
+                    Record::Clock { revision, unix_ms } if *revision > after => {
+                        Some(match self.lie {
+                            Some((rev, ms)) if rev == *revision => (rev, ms),
+                            _ => (*revision, *unix_ms),
+                        })
+                    }
+                    _ => None,
+                })
+                .collect(),
+        ))
+    }
+}
+
+#[test]
+fn a_time_is_found_from_segment_names_with_one_segment_read() {
+    let t = |s: &str| Target::from_flags(None, Some(s)).unwrap().unwrap();
+    for at in [
+        "2026-12-06T00:00:10Z",
+        "2026-12-06T00:00:14.999Z",
+        "2026-12-06T00:00:15Z",
+        "2026-12-06T00:00:17Z",
+        "2026-12-06T00:00:24Z",
+        "2026-12-06T00:00:29.999Z",
+        "2026-12-06T01:00:00Z",
+    ] {
+        let scanned = choose(&two(), t(at), &Fake::new()).unwrap();
+        let named = Timed::new(None);
+        let c = choose(&two(), t(at), &named).unwrap();
+        assert_eq!(
+            (c.manifest.revision, c.to_revision),
+            (scanned.manifest.revision, scanned.to_revision),
+            "{at}"
+        );
+        // Nothing but the segment that ends at the answer is read.
+        let reads = named.reads.borrow().clone();
+        assert!(
+            reads.is_empty() || reads == [(c.to_revision - 1, c.to_revision)],
+            "{at}: {reads:?}"
+        );
+    }
+    // A name that disagrees with its segment's mark (this one claims revision 20 was
+    // sealed at 17 s; its mark says 20 s): every mark is read, and the marks decide.
+    let lying = Timed::new(Some((20, 1_796_515_217_000)));
+    let c = choose(&two(), t("2026-12-06T00:00:17.5Z"), &lying).unwrap();
+    assert_eq!(c.to_revision, 15);
+    assert!(lying.reads.borrow().contains(&(10, 30)));
+}
+
 #[test]
 fn a_time_is_the_newest_clock_mark_at_or_before_it() {
     let t = |s: &str| Target::from_flags(None, Some(s)).unwrap().unwrap();
