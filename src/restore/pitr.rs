@@ -431,7 +431,13 @@ fn by_names(src: &dyn RecordSource, after: i64, t_ms: i64) -> Result<Option<i64>
         };
         Ok(())
     })?;
-    Ok((mark == Some((last, sealed))).then_some(last))
+    if mark == Some((last, sealed)) {
+        return Ok(Some(last));
+    }
+    tracing::warn!(
+        "the capture segment ending at revision {last} is named as sealed at {sealed} ms, its clock mark says {mark:?}: reading every clock mark to find the revision for --to-time"
+    );
+    Ok(None)
 }
 
 mod replayed;
