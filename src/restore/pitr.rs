@@ -386,16 +386,18 @@ fn revision_at(backups: &[Manifest], t: Timestamp, src: &dyn RecordSource) -> Re
             },
         ));
     };
+    // The names' listing answers first; the last revision (another listing) only bounds
+    // the read of every mark.
+    let t_ms = i64::try_from(t.as_offset().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    if let Some(to) = by_names(src, base.revision, t_ms)? {
+        return Ok(to);
+    }
     let Some(last) = src
         .last_revision_from(base.revision + 1)?
         .filter(|l| *l > base.revision)
     else {
         return Ok(base.revision);
     };
-    let t_ms = i64::try_from(t.as_offset().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-    if let Some(to) = by_names(src, base.revision, t_ms)? {
-        return Ok(to);
-    }
     let mut to = base.revision;
     src.stream(base.revision, last, &mut |r| {
         if let Record::Clock { revision, unix_ms } = r {

@@ -14,24 +14,14 @@ use crate::pipeline::encrypt;
 /// Read, decrypt, decompress and decode one segment, checking its digest and that its header
 /// says what its name says. Damage is an integrity error (exit 3) naming the object.
 pub fn read_segment(repo: &Repository, seg: &SegmentName) -> Result<Segment> {
-    read_segment_in(repo, seg, &mut Vec::new(), true)
+    let mut bytes = Vec::new();
+    fetch_plain(repo, seg, &mut bytes)?;
+    decode_named(repo, seg, &bytes, true)
 }
 
-/// [`read_segment`], decompressing into `bytes` (cleared first): a reader of many segments
-/// passes the same buffer each time, so its pages are touched once, not once per segment.
-/// `verify` false: the digest is not computed ([`segment::decode_unverified`]).
-fn read_segment_in(
-    repo: &Repository,
-    seg: &SegmentName,
-    bytes: &mut Vec<u8>,
-    verify: bool,
-) -> Result<Segment> {
-    fetch_plain(repo, seg, bytes)?;
-    decode_named(repo, seg, bytes, verify)
-}
-
-/// The first half of [`read_segment_in`]: fetched, decrypted and decompressed into
-/// `bytes` (cleared first), nothing checked but the size.
+/// The first half of a segment's read: fetched, decrypted and decompressed into `bytes`
+/// (cleared first: a reader of many segments passes the same buffer each time), nothing
+/// checked but the size.
 fn fetch_plain(repo: &Repository, seg: &SegmentName, bytes: &mut Vec<u8>) -> Result<()> {
     let store = repo.store();
     let object = format!("{}/{}", store.location(), seg.name);
@@ -64,8 +54,9 @@ fn fetch_plain(repo: &Repository, seg: &SegmentName, bytes: &mut Vec<u8>) -> Res
     Ok(())
 }
 
-/// The second half of [`read_segment_in`]: the decompressed `bytes` decoded, their digest
-/// checked (`verify`), and the header compared with the name.
+/// The second half of a segment's read: the decompressed `bytes` decoded, their digest
+/// checked (`verify`; false: not computed, [`segment::decode_unverified`]), and the header
+/// compared with the name.
 fn decode_named(
     repo: &Repository,
     seg: &SegmentName,
