@@ -61,22 +61,23 @@ pub async fn compare_live(
     for (endpoint, r) in answers {
         match r {
             Ok((hash, compact)) => {
-                let expected = if Some(compact) == rep.summary.compact_revision
+                let answers = if Some(compact) == rep.summary.compact_revision
                     || (compact < 0 && rep.summary.compact_revision.is_none())
                 {
-                    rep.hashkv
+                    rep.hashkv_answers
                 } else {
                     match hashkv(&db, rev, Some(compact)).map_err(fe)? {
-                        Ok((h, _)) => Some(h),
+                        Ok((_, hk)) => Some(hk.answers()),
                         Err(_) => None,
                     }
                 };
+                // A member still compacting gives the other answer (no key live at rev).
                 out.push(LiveHash {
                     endpoint,
                     hashkv: Some(hash),
                     compact_revision: Some(compact),
-                    matches: expected == Some(hash),
-                    expected,
+                    matches: answers.is_some_and(|a| a.accepts(hash)),
+                    expected: answers.map(|a| a.best()),
                     error: None,
                 });
             }

@@ -120,6 +120,11 @@ pub struct Plan {
     pub expected_revision: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_hashkv: Option<u32>,
+    /// The hashkv members answer until they have finished the compaction etcd resumes
+    /// when it loads the restored database, when it differs from `expected_hashkv` (no
+    /// key is live at the expected revision: etcd then hashes every entry still stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_hashkv_while_compacting: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_keys: Option<u64>,
     /// The old cluster's client URLs (from the backup's manifest), to check that every old
@@ -387,6 +392,7 @@ pub fn make_plan(t: &Topology, input: &PlanInput<'_>) -> Result<Plan> {
         warnings,
         expected_revision: None,
         expected_hashkv: None,
+        expected_hashkv_while_compacting: None,
         expected_keys: None,
         old_client_urls: m.client_urls.clone(),
         to_revision: None,

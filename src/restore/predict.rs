@@ -6,7 +6,9 @@
 //! revision and the compaction mark, see [`super::native`]) is laid over the snapshot in
 //! memory, and the offline hashkv of [`crate::format::etcd::hashkv`] runs on the result.
 //! etcd compacts to the marked revision when it starts; hashkv leaves out exactly what the
-//! compaction removes, so the hash is the same before and after it.
+//! compaction removes, so the hash is the same before and after it, except when no key is
+//! live at the revision: etcd then hashes every entry still stored, and the prediction
+//! names both answers (`format::etcd::hashkv::Answers`).
 
 use crate::format::bolt::write::Patch;
 use crate::format::bolt::Db;
@@ -20,8 +22,11 @@ use crate::{Error, Result};
 pub struct Prediction {
     /// The revision every member reports after the restore (with a bump: the bumped one).
     pub revision: i64,
-    /// `hashkv` at that revision (what `etcdctl endpoint hashkv` prints with no --rev).
+    /// `hashkv` at that revision (what `etcdctl endpoint hashkv` prints with no --rev),
+    /// once etcd has finished the compaction it resumes when it loads the database.
     pub hashkv: u32,
+    /// What it answers until then, when that differs (no key is live at the revision).
+    pub hashkv_while_compacting: Option<u32>,
     /// Live keys (what a count-only range over the whole keyspace answers).
     pub keys: u64,
 }
@@ -121,7 +126,7 @@ fn predict_walk(
             r
         }
     };
-    let hashkv = r.hashkv.ok_or_else(|| {
+    let answers = r.hashkv_answers.ok_or_else(|| {
         Error::integrity(
             object,
             format!(
@@ -138,18 +143,20 @@ fn predict_walk(
     // `key`) is indexed by etcd like a put when it loads the db, so its keep set holds it
     // and hashkv hashes it (measured on 3.4.23, 3.5.1 and 3.5.16: tests/it/restore_check.rs);
     // the offline hashkv leaves empty keys out. Its value is empty: only the key counts.
-    let hashkv = if spec.bump_revision.unwrap_or(0) > 0 {
+    // With it `keep` is never empty, even when no user key is live: one answer.
+    let (hashkv, hashkv_while_compacting) = if spec.bump_revision.unwrap_or(0) > 0 {
         let mut k = revision.to_be_bytes().to_vec();
         k.push(b'_');
         k.extend_from_slice(&0i64.to_be_bytes());
-        crc32c::crc32c_append(hashkv, &k)
+        (crc32c::crc32c_append(answers.with_live_key, &k), None)
     } else {
-        hashkv
+        (answers.best(), answers.while_compacting())
     };
     Ok(Prediction {
         // etcd starts at the compaction revision when the compaction removed newer keys.
         revision,
         hashkv,
+        hashkv_while_compacting,
         keys: r.live_keys,
     })
 }
@@ -217,6 +224,7 @@ pub fn predict_plan(
     let p = predict(&db, &spec_of(plan), object)?;
     plan.expected_revision = Some(p.revision);
     plan.expected_hashkv = Some(p.hashkv);
+    plan.expected_hashkv_while_compacting = p.hashkv_while_compacting;
     plan.expected_keys = Some(p.keys);
     Ok(())
 }

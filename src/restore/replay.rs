@@ -434,7 +434,7 @@ impl Replayer {
         }
         let edits = self.take_edits();
         let proven_on_records = match self.window_proof.take() {
-            Some(p) => Some(p.conclude()?),
+            Some(p) => p.conclude()?,
             None => self.proven,
         };
         let live_hashes = if self.compacted {

@@ -17,6 +17,7 @@ use crate::common::s3::{signal, S3Server};
 use crate::common::*;
 
 mod compact_edge;
+mod emptied;
 mod scale;
 
 fn repo(dir: &Path) -> Repository {

@@ -196,6 +196,7 @@ pub fn plan_replay(
     ));
     plan.expected_revision = Some(p.revision);
     plan.expected_hashkv = Some(p.hashkv);
+    plan.expected_hashkv_while_compacting = p.hashkv_while_compacting;
     plan.expected_keys = Some(p.keys);
     if chosen.to_revision > r.replay.base_revision {
         plan.warnings.push(format!(
@@ -208,15 +209,15 @@ pub fn plan_replay(
 
 /// What `restore test --to-revision R` boots and expects: the fetched snapshot at `snap`
 /// (a throwaway whose first `size` bytes are the database, checked while fetched) replayed
-/// in place, and its new size, hashkv at R (live hashes in the window checked on the way)
-/// and the key count a restore of it has.
+/// in place, and its new size and what a restore of it answers: hashkv at R (live hashes in
+/// the window checked on the way) and the key count.
 pub fn test_replay(
     snap: &Path,
     size: u64,
     object: &str,
     chosen: &Chosen,
     src: &dyn RecordSource,
-) -> Result<(u64, u32, u64)> {
+) -> Result<(u64, crate::restore::predict::Prediction)> {
     let mut img = FileImage::in_place(snap, size)?;
     // Any one-member spec: membership changes neither hashkv nor keys.
     let spec = crate::restore::native::RestoreSpec {
@@ -229,7 +230,7 @@ pub fn test_replay(
         mark_compacted: false,
     };
     let (_, _, p) = replay_predicting(&mut img, chosen, src, &spec, object)?;
-    Ok((img.size(), p.hashkv, p.keys))
+    Ok((img.size(), p))
 }
 
 /// For `restore apply` of a point-in-time plan: the plan's records read again from `src`

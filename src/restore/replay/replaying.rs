@@ -18,8 +18,12 @@ pub struct Replayed {
     /// What was replayed (its edits are committed: empty).
     pub replay: Replay,
     /// `hashkv` at `to_revision` (None when etcd would refuse it: `to_revision` is the
-    /// compaction revision on a 3.5 db).
+    /// compaction revision on a 3.5 db): the answer once etcd has finished the compaction
+    /// scheduled in the replayed database.
     pub hashkv: Option<u32>,
+    /// What etcd answers at `to_revision` while it has not, when that differs (no key is
+    /// live there: see `format::etcd::hashkv::Answers`).
+    pub hashkv_while_compacting: Option<u32>,
     /// Revisions of the live hashes that matched.
     pub checked: Vec<i64>,
     /// Transactions committed to the image.
@@ -151,7 +155,7 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
             let db = Db::open(&*self.img).map_err(|e| e.in_file("snapshot"))?;
             if let Some(mut p) = WindowProof::prepare(&db, base, &survey)? {
                 p.feed_block(rel.block);
-                self.rp.proven_by_records(Some(p.conclude()?));
+                self.rp.proven_by_records(p.conclude()?);
             }
         }
         for (k, v) in rel.entries {
@@ -215,12 +219,13 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
             Proof::prepare(&bolt, &replay, at_to)?
         };
         let answer = walk(img, &mut proof)?;
-        let (hashkv, mut checked) = proof.conclude()?;
+        let (at_to, mut checked) = proof.conclude()?;
         checked.extend(replay.proven_on_records);
         Ok((
             Replayed {
                 replay,
-                hashkv,
+                hashkv: at_to.map(|a| a.best()),
+                hashkv_while_compacting: at_to.and_then(|a| a.while_compacting()),
                 checked,
                 commits,
             },

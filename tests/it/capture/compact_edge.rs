@@ -13,7 +13,7 @@ use crate::common::restore::{apply_all, make_plan, restore_check, start_from_pla
 use crate::common::s3::S3Server;
 use crate::common::*;
 
-fn topology(bins: &Bins, dir: &Path) -> std::path::PathBuf {
+pub(super) fn topology(bins: &Bins, dir: &Path) -> std::path::PathBuf {
     let p = dir.join("topology.toml");
     std::fs::write(
         &p,
@@ -39,7 +39,7 @@ fn hash_now(c: &Cluster) -> (u64, i64) {
     )
 }
 
-fn backup(c: &Cluster, to: &str) -> (u64, i64) {
+pub(super) fn backup(c: &Cluster, to: &str) -> (u64, i64) {
     let o = run_lifeboat([
         "-o",
         "json",

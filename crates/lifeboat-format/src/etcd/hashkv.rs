@@ -13,7 +13,12 @@
 //!    that also checks the file and computes etcdutl's hash.
 //!
 //! etcd skips nothing when `keep` is empty; whether it is empty is only known at the end, so
-//! both variants of the CRC are carried and the right one is picked in [`HashKv::finish`].
+//! the variants of the CRC are carried and the right one is picked in [`HashKv::answers`].
+//! With `keep` empty, etcd's answer also depends on whether the compaction scheduled in the
+//! database has run: before, every entry still in the bucket counts; after, only what it
+//! left (each key's newest revision at or below it that is a put, and every later one). A
+//! member resumes that compaction when it loads the database, so the second is the
+//! *settled* answer, and the first is what a member answers while it is compacting.
 
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -40,6 +45,43 @@ struct Newest {
     at_rev: Option<(Revision, bool)>,
     /// Whether the key's newest revision of all is a put.
     live_now: bool,
+    /// Newest revision `<= compact` and whether it is a tombstone: the one a compaction
+    /// there keeps, when it is a put.
+    at_compact: Option<(Revision, bool)>,
+}
+
+/// What etcd may answer for one hashkv. They differ only when no key is live at the
+/// revision (etcd's `keep` is empty): see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answers {
+    /// Once the compaction scheduled in the database has finished: what a member answers
+    /// after loading it. None when the revisions a caller noted ([`HashKv::note_later`])
+    /// cannot tell (see [`HashKv::settled_unknown`]).
+    pub settled: Option<u32>,
+    /// While that compaction has not run: every entry at or below the revision.
+    pub as_is: u32,
+    /// With one more key live at the revision than the entries fed show (a key etcd
+    /// indexes that the offline reader leaves out, such as a restore's bump entry): every
+    /// entry that `keep` would hold, and everything after the compaction.
+    pub with_live_key: u32,
+}
+
+impl Answers {
+    /// The answer to predict: the settled one when known.
+    pub fn best(&self) -> u32 {
+        self.settled.unwrap_or(self.as_is)
+    }
+
+    /// The other answer etcd may give (while it compacts), when it differs from
+    /// [`Answers::best`].
+    pub fn while_compacting(&self) -> Option<u32> {
+        (self.as_is != self.best()).then_some(self.as_is)
+    }
+
+    /// Whether etcd may answer `h`.
+    pub fn accepts(&self, h: u32) -> bool {
+        self.settled == Some(h) || self.as_is == h
+    }
 }
 
 /// Whether etcd answers a hashkv at exactly the compaction revision for this db: 3.6 and
@@ -73,6 +115,10 @@ pub struct HashKv {
     kept_any: bool,
     h_skip: u32,
     h_all: u32,
+    /// `h_all` once the scheduled compaction has run.
+    h_settled: u32,
+    /// Whether `h_settled` is exact (see [`HashKv::settled_unknown`]).
+    settled_known: bool,
     /// Entries of bucket `key` whose key is not a revision (etcd would choke on them).
     pub bad_keys: u64,
     /// Nothing can be skipped (no compaction, `rev` is the latest): the hash is the CRC of
@@ -127,6 +173,8 @@ impl HashKv {
             kept_any: false,
             h_skip: crc32c::crc32c(buckets::KEY),
             h_all: crc32c::crc32c(buckets::KEY),
+            h_settled: crc32c::crc32c(buckets::KEY),
+            settled_known: true,
             bad_keys: 0,
             passthrough: false,
             current,
@@ -154,6 +202,9 @@ impl HashKv {
                     if rk.rev.main <= rev {
                         n.at_rev = Some((rk.rev, rk.tombstone));
                     }
+                    if rk.rev.main <= compact {
+                        n.at_compact = Some((rk.rev, rk.tombstone));
+                    }
                     n.live_now = !rk.tombstone;
                 }
             }
@@ -170,9 +221,16 @@ impl HashKv {
     /// revisions that are not in the database yet: a point-in-time replay surveys its window
     /// before writing it (and may not write all of it). They follow every revision prepare
     /// read, so they win: `at_rev` is the key's newest revision `<= rev` among them (None:
-    /// none), `live_now` whether its newest of all is a put. Call
-    /// [`HashKv::notes_done`] after the last, before the first [`HashKv::feed`].
-    pub fn note_later(&mut self, fp: u128, at_rev: Option<(Revision, bool)>, live_now: bool) {
+    /// none), `at_compact` its newest revision `<= compact` among them (None: none),
+    /// `live_now` whether its newest of all is a put. Call [`HashKv::notes_done`] after
+    /// the last, before the first [`HashKv::feed`].
+    pub fn note_later(
+        &mut self,
+        fp: u128,
+        at_rev: Option<(Revision, bool)>,
+        at_compact: Option<(Revision, bool)>,
+        live_now: bool,
+    ) {
         if self.compact < 0 {
             // No compaction point: nothing is ever skipped, prepare read nothing either.
             return;
@@ -181,7 +239,17 @@ impl HashKv {
         if at_rev.is_some() {
             n.at_rev = at_rev;
         }
+        if at_compact.is_some() {
+            n.at_compact = at_compact;
+        }
         n.live_now = live_now;
+    }
+
+    /// A caller whose notes cannot give each key's newest revision at or below the
+    /// compaction (it read them in order, before it knew the compaction): the settled
+    /// answer is then unknown where it differs ([`Answers::settled`] None).
+    pub fn settled_unknown(&mut self) {
+        self.settled_known = false;
     }
 
     /// The end of [`HashKv::note_later`].
@@ -207,39 +275,57 @@ impl HashKv {
         if self.passthrough || rk.rev.main > self.rev {
             return;
         }
-        // The no-skip variant only matters while `keep` may still turn out empty.
+        // The no-skip variants only matter while `keep` may still turn out empty.
         let need_all = self.compact >= 0 && !(self.later_has_live || self.kept_any);
         if rk.rev.main <= self.compact {
-            // Below the compaction point: only `keep` members count (when keep is non-empty).
-            let kept = !rk.tombstone && {
-                let fp = fp.or_else(|| KeyValueRef::decode(v).ok().map(|kv| fingerprint(kv.key)));
-                match fp {
-                    Some(fp) => {
-                        if rk.rev.main <= self.unique_upto {
-                            // Kept unless the key has a newer revision that is still <= rev.
-                            self.later.get(&fp).is_none_or(|n| n.at_rev.is_none())
-                        } else {
-                            self.later
-                                .get(&fp)
-                                .and_then(|n| n.at_rev)
-                                .is_some_and(|(r, tomb)| r == rk.rev && !tomb)
-                        }
-                    }
-                    None => false,
-                }
+            // Below the compaction point: only `keep` members count (when keep is
+            // non-empty), and only what the compaction keeps once it has run.
+            let fp = if rk.tombstone {
+                None
+            } else {
+                fp.or_else(|| KeyValueRef::decode(v).ok().map(|kv| fingerprint(kv.key)))
             };
+            let (kept, survives) = fp.map_or((false, false), |fp| self.decide_old(rk.rev, fp));
             if kept {
                 self.kept_any = true;
                 self.h_skip = crc32c::crc32c_append(self.h_skip, k);
                 self.h_skip = crc32c::crc32c_append(self.h_skip, v);
             }
+            if need_all && survives {
+                self.h_settled = crc32c::crc32c_append(self.h_settled, k);
+                self.h_settled = crc32c::crc32c_append(self.h_settled, v);
+            }
         } else {
             self.h_skip = crc32c::crc32c_append(self.h_skip, k);
             self.h_skip = crc32c::crc32c_append(self.h_skip, v);
+            if need_all {
+                self.h_settled = crc32c::crc32c_append(self.h_settled, k);
+                self.h_settled = crc32c::crc32c_append(self.h_settled, v);
+            }
         }
         if need_all {
             self.h_all = crc32c::crc32c_append(self.h_all, k);
             self.h_all = crc32c::crc32c_append(self.h_all, v);
+        }
+    }
+
+    /// For a put at `rev <= compact` of the user key `fp`: whether it is in `keep` (its
+    /// key's newest revision `<= self.rev`), and whether the compaction keeps it (its
+    /// key's newest revision `<= compact`).
+    fn decide_old(&self, rev: Revision, fp: u128) -> (bool, bool) {
+        let n = self.later.get(&fp);
+        if rev.main <= self.unique_upto {
+            // The key's only entry this old: newest unless a later one is old enough too.
+            (
+                n.is_none_or(|n| n.at_rev.is_none()),
+                n.is_none_or(|n| n.at_compact.is_none()),
+            )
+        } else {
+            let is = |at: Option<(Revision, bool)>| at.is_some_and(|(r, tomb)| r == rev && !tomb);
+            (
+                is(n.and_then(|n| n.at_rev)),
+                is(n.and_then(|n| n.at_compact)),
+            )
         }
     }
 
@@ -257,6 +343,7 @@ impl HashKv {
         self.h_skip = crc32c::crc32c_combine(self.h_skip, crc, len as usize);
         if need_all {
             self.h_all = crc32c::crc32c_combine(self.h_all, crc, len as usize);
+            self.h_settled = crc32c::crc32c_combine(self.h_settled, crc, len as usize);
         }
     }
 
@@ -283,14 +370,24 @@ impl HashKv {
     /// The hash, given the CRC-32C and length of all keys and values of bucket `key`
     /// (used after [`HashKv::enable_passthrough`] returned true).
     pub fn finish_with_content(&self, content_crc: u32, content_len: u64) -> u32 {
+        self.answers_with_content(content_crc, content_len).best()
+    }
+
+    /// [`HashKv::finish_with_content`], every answer.
+    pub fn answers_with_content(&self, content_crc: u32, content_len: u64) -> Answers {
         if self.passthrough {
-            crc32c::crc32c_combine(
+            let h = crc32c::crc32c_combine(
                 crc32c::crc32c(buckets::KEY),
                 content_crc,
                 content_len as usize,
-            )
+            );
+            Answers {
+                settled: Some(h),
+                as_is: h,
+                with_live_key: h,
+            }
         } else {
-            self.finish()
+            self.answers()
         }
     }
 
@@ -315,12 +412,25 @@ impl HashKv {
         self.later.contains_key(&fingerprint(user_key))
     }
 
-    /// The hash etcd would return.
+    /// The hash etcd returns once it has finished the compaction scheduled in the
+    /// database (when that is known: [`Answers::best`]).
     pub fn finish(&self) -> u32 {
+        self.answers().best()
+    }
+
+    /// Every hash etcd may return (see [`Answers`]).
+    pub fn answers(&self) -> Answers {
         if self.compact < 0 || self.kept_any || self.later_has_live {
-            self.h_skip
-        } else {
-            self.h_all
+            return Answers {
+                settled: Some(self.h_skip),
+                as_is: self.h_skip,
+                with_live_key: self.h_skip,
+            };
+        }
+        Answers {
+            settled: self.settled_known.then_some(self.h_settled),
+            as_is: self.h_all,
+            with_live_key: self.h_skip,
         }
     }
 }
@@ -350,4 +460,106 @@ pub fn hashkv<R: ReadAt>(
         }
     }
     Ok(Ok((hk.finish(), hk)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bolt::build::{DbBuilder, Entries};
+
+    fn rev_key(main: i64, tomb: bool) -> Vec<u8> {
+        let mut k = main.to_be_bytes().to_vec();
+        k.push(b'_');
+        k.extend_from_slice(&0i64.to_be_bytes());
+        if tomb {
+            k.push(b't');
+        }
+        k
+    }
+
+    /// A `KeyValue` (a tombstone's holds only the key).
+    fn kv(key: &str, main: u8, tomb: bool) -> Vec<u8> {
+        let mut v = vec![0x0a, key.len() as u8];
+        v.extend_from_slice(key.as_bytes());
+        if !tomb {
+            v.extend_from_slice(&[0x10, main, 0x18, main, 0x20, 1, 0x2a, 1, b'v']);
+        }
+        v
+    }
+
+    /// a and b put, a put again, both deleted: no key is live at 6; the compaction at 4
+    /// is scheduled and has not run.
+    fn emptied() -> (Vec<u8>, Entries) {
+        let key: Entries = [
+            (2, "a", false),
+            (3, "b", false),
+            (4, "a", false),
+            (5, "a", true),
+            (6, "b", true),
+        ]
+        .into_iter()
+        .map(|(m, k, t)| (rev_key(m, t), kv(k, m as u8, t)))
+        .collect();
+        let meta = vec![(b"scheduledCompactRev".to_vec(), rev_key(4, false))];
+        let img =
+            DbBuilder::new(4096).build(&[(b"key".to_vec(), key.clone()), (b"meta".to_vec(), meta)]);
+        (img, key)
+    }
+
+    fn crc_of(entries: &[&(Vec<u8>, Vec<u8>)]) -> u32 {
+        let mut h = crc32c::crc32c(b"key");
+        for (k, v) in entries {
+            h = crc32c::crc32c_append(h, k);
+            h = crc32c::crc32c_append(h, v);
+        }
+        h
+    }
+
+    #[test]
+    fn with_no_key_live_both_of_etcds_answers_are_known() {
+        let (img, e) = emptied();
+        let db = Db::open(&img[..]).unwrap();
+        let (h, hk) = hashkv(&db, 0, None).unwrap().unwrap();
+        let a = hk.answers();
+        // While compacting: every entry. Once compacted at 4: each key's newest put at or
+        // below 4 (b@3, a@4) and every later entry.
+        assert_eq!(a.as_is, crc_of(&e.iter().collect::<Vec<_>>()));
+        assert_eq!(a.settled, Some(crc_of(&[&e[1], &e[2], &e[3], &e[4]])));
+        // With a live key etcd does not show us (a restore's bump entry), nothing at or
+        // below the compaction is in `keep`.
+        assert_eq!(a.with_live_key, crc_of(&[&e[3], &e[4]]));
+        assert_eq!(h, a.settled.unwrap());
+        assert_eq!(a.while_compacting(), Some(a.as_is));
+        assert!(a.accepts(a.as_is) && !a.accepts(a.with_live_key));
+    }
+
+    #[test]
+    fn with_a_key_live_there_is_one_answer() {
+        let (img, e) = emptied();
+        let db = Db::open(&img[..]).unwrap();
+        // At 5, b@3 is live: keep = {b@3}.
+        let (h, hk) = hashkv(&db, 5, None).unwrap().unwrap();
+        let a = hk.answers();
+        assert_eq!(h, crc_of(&[&e[1], &e[3]]));
+        assert_eq!(
+            (a.settled, a.as_is, a.while_compacting()),
+            (Some(h), h, None)
+        );
+    }
+
+    #[test]
+    fn a_caller_that_cannot_know_the_settled_answer_says_so() {
+        let (img, _) = emptied();
+        let db = Db::open(&img[..]).unwrap();
+        let mut hk = HashKv::prepare(&db, 6, 6, None, Some(4)).unwrap().unwrap();
+        hk.settled_unknown();
+        let b = db.bucket(buckets::KEY).unwrap().unwrap();
+        let mut c = b.cursor();
+        while let Some(en) = c.next().unwrap() {
+            hk.feed(en.key, en.value);
+        }
+        let a = hk.answers();
+        assert_eq!(a.settled, None);
+        assert_eq!((a.best(), a.while_compacting()), (a.as_is, None));
+    }
 }

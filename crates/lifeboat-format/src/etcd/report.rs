@@ -71,9 +71,17 @@ pub struct Report {
     pub leases: u64,
     /// CRC-32C `etcdutl snapshot status` prints as its hash.
     pub etcdutl_hash: u32,
-    /// hashkv at `hashkv_revision` (null when etcd would refuse that revision).
+    /// hashkv at `hashkv_revision` (null when etcd would refuse that revision), once etcd
+    /// has finished the compaction scheduled in the database.
     pub hashkv: Option<u32>,
     pub hashkv_revision: i64,
+    /// What etcd answers while it has not finished that compaction, when it differs (no
+    /// key is live at `hashkv_revision`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashkv_while_compacting: Option<u32>,
+    /// Every answer (for callers that predict what a restore answers).
+    #[serde(skip)]
+    pub hashkv_answers: Option<super::hashkv::Answers>,
     /// Why hashkv is null.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashkv_error: Option<String>,
@@ -385,9 +393,9 @@ pub fn report_visiting<R: ReadAt>(
         .find(|b| b.name.as_bytes() == buckets::KEY)
         .map(|b| (b.content_crc, b.content_len))
         .unwrap_or((0, 0));
-    let (hashkv, hashkv_revision) = match &v.hashkv {
+    let (hashkv_answers, hashkv_revision) = match &v.hashkv {
         Some(h) => (
-            Some(h.finish_with_content(key_content.0, key_content.1)),
+            Some(h.answers_with_content(key_content.0, key_content.1)),
             h.rev,
         ),
         None => (None, opts.hashkv_rev),
@@ -414,8 +422,10 @@ pub fn report_visiting<R: ReadAt>(
         tombstones: v.tombstones,
         leases: v.leases,
         etcdutl_hash: chk.etcdutl_hash,
-        hashkv,
+        hashkv: hashkv_answers.map(|a| a.best()),
         hashkv_revision,
+        hashkv_while_compacting: hashkv_answers.and_then(|a| a.while_compacting()),
+        hashkv_answers,
         hashkv_error,
         in_use_size: chk.pages.in_use.saturating_mul(ps),
         free_size: chk.pages.free.saturating_mul(ps),
