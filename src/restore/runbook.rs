@@ -349,7 +349,14 @@ belong to another cluster; exit 3 means the data are not the backup's.\n",
             .join(", "),
         plan.cluster_id,
         plan.expected_revision.map_or("-".into(), |r| r.to_string()),
-        plan.expected_hashkv.map_or("-".into(), |h| h.to_string()),
+        match (plan.expected_hashkv, plan.expected_hashkv_while_compacting) {
+            (None, _) => "-".into(),
+            (Some(h), None) => h.to_string(),
+            // No key is live at the revision: etcd hashes every entry still stored.
+            (Some(h), Some(w)) => format!(
+                "{h}, or {w} while a member finishes the compaction it resumes at start"
+            ),
+        },
         plan.expected_keys.map_or("-".into(), |k| k.to_string()),
     );
     let _ = writeln!(s, "## 6. Restart the kube-apiservers\n");

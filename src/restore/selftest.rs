@@ -202,13 +202,16 @@ pub fn restore_test(
     }
     let mut problems = Vec::new();
     let expected = match (m.hashkv, offline_hash) {
-        (Some(h), Some(o)) if h != o => {
+        // Older versions recorded the answer etcd gives while it compacts, where no key is
+        // live at the backup's revision: that one is the snapshot's too.
+        (Some(h), Some(o)) if h != o && Some(h) != while_compacting => {
             problems.push(format!(
                 "the manifest records hashkv {h}, the stored snapshot computes to {o}"
             ));
             Some(h)
         }
-        (Some(h), _) => Some(h),
+        (Some(_), Some(o)) => Some(o),
+        (Some(h), None) => Some(h),
         (None, o) => o,
     };
     // A point-in-time test expects the replayed data's hash and keys at R instead.

@@ -9,7 +9,12 @@
 use std::path::Path;
 
 use super::compact_edge::{backup, topology};
-use super::{config, head, live_hash, spawn_capture, stop, wait_durable};
+use std::time::Duration;
+
+use lifeboat::catalog::capture::load_records;
+use lifeboat::format::capture::Record;
+
+use super::{config, head, live_hash, repo, spawn_capture, stop, wait_durable};
 use crate::common::restore::{apply_all, make_plan, restore_check, start_from_plan};
 use crate::common::s3::S3Server;
 use crate::common::*;
@@ -70,7 +75,7 @@ fn emptied_keyspace(bins: Bins) {
     std::fs::create_dir(&dest).unwrap();
     let d = dest.to_str().unwrap();
     c.put("/x", "1");
-    let (cluster, _) = backup(&c, d);
+    let (cluster, base) = backup(&c, d);
     let log = tmp.path().join("capture.log");
     let cap = spawn_capture(&s3, &config(tmp.path()), &c, &[d], &log);
     // History the compaction removes (/a's first put), then every key deleted.
@@ -79,7 +84,19 @@ fn emptied_keyspace(bins: Bins) {
     c.put("/a", "2");
     let compact = head(&c);
     c.ctl_ok(&["compact", &compact.to_string()]);
-    c.put("/c", "1");
+    // Capture learns of a compaction from its next HashKV mark, sealed with later writes:
+    // write until one has recorded it, so that a restore to `emptied` replays it.
+    for i in 0.. {
+        assert!(i < 200, "capture never recorded the compaction");
+        c.put(&format!("/c/{i}"), "1");
+        let now = head(&c);
+        wait_durable(&dest, cluster, now, &log);
+        let recs = load_records(&repo(&dest), &format!("{cluster:x}"), base, now).unwrap();
+        if recs.iter().any(|r| matches!(r, Record::Compact { .. })) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(150));
+    }
     c.ctl_ok(&["del", "", "--from-key"]);
     let emptied = head(&c);
     assert_eq!(
