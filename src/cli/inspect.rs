@@ -246,7 +246,12 @@ fn text_state(o: &mut String, r: &Report) -> std::fmt::Result {
         r.etcdutl_hash,
         r.hashkv_revision,
         match (&r.hashkv, &r.hashkv_error) {
-            (Some(h), _) => h.to_string(),
+            (Some(h), _) => match r.hashkv_while_compacting {
+                Some(w) => format!(
+                    "{h} ({w} while etcd runs the compaction scheduled in it: no key is live there)"
+                ),
+                None => h.to_string(),
+            },
             (None, Some(e)) => format!("not computed ({e})"),
             (None, None) => "not computed".into(),
         }
