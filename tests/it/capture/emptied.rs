@@ -4,7 +4,8 @@
 //! predicts the answer once it has (the live cluster's, whose compaction finished long
 //! ago) and names the other one; `restore test`, `restore check` and `--compact` accept
 //! the member's answer. A backup of the emptied cluster restored with the revision bump has
-//! one answer (etcd indexes the bump's entry like a live key): `restore check` passes.
+//! one answer (etcd indexes the bump's entry like a live key): `restore check` passes, as it
+//! does after a point-in-time restore with the bump.
 
 use std::path::Path;
 
@@ -139,6 +140,22 @@ fn emptied_keyspace(bins: Bins) {
         &tmp.path().join("bump"),
     );
     assert!(p["expected_hashkv_while_compacting"].is_null(), "{p}");
+    // A point-in-time restore with the bump (a Kubernetes cluster's default), emptied or
+    // not: one answer, and the check passes at the bumped revision.
+    for (rev, dir) in [(emptied, "pitr-bump"), (compact, "pitr-bump-live")] {
+        let p = plan_apply_check(
+            &bins,
+            &dest,
+            &["--to-revision", &rev.to_string(), "--bump-revision"],
+            &tmp.path().join(dir),
+        );
+        assert_eq!(
+            p["expected_revision"].as_i64(),
+            Some(rev + 1_000_000_000),
+            "{p}"
+        );
+        assert!(p["expected_hashkv_while_compacting"].is_null(), "{p}");
+    }
 
     // --compact: compacted at emptied-1. The live cluster compacted there answers the same.
     let r = restore_test(&bins, d, emptied, &["--compact"]);
