@@ -55,8 +55,13 @@ pub(super) fn backup(c: &Cluster, to: &str) -> (u64, i64) {
     (id, m["revision"].as_i64().unwrap())
 }
 
-/// `restore test` (with `--to-revision REV` when given) passes with the hash `want`.
-fn restore_test(bins: &Bins, from: &str, rev: Option<i64>, want: u64) {
+/// `restore test` (with `--to-revision REV` when given, and `extra`) exits 0; its JSON.
+pub(super) fn restore_test_json(
+    bins: &Bins,
+    from: &str,
+    rev: Option<i64>,
+    extra: &[&str],
+) -> serde_json::Value {
     let mut args = vec![
         "-o".to_string(),
         "json".into(),
@@ -70,10 +75,17 @@ fn restore_test(bins: &Bins, from: &str, rev: Option<i64>, want: u64) {
     if let Some(r) = rev {
         args.extend(["--to-revision".into(), r.to_string()]);
     }
+    args.extend(extra.iter().map(|s| s.to_string()));
     let o = run_lifeboat(&args);
     assert_exit(&o, 0);
     let r = json(&o);
     assert_eq!(r["ok"].as_bool(), Some(true), "{r}");
+    r
+}
+
+/// `restore test` (with `--to-revision REV` when given) passes with the hash `want`.
+fn restore_test(bins: &Bins, from: &str, rev: Option<i64>, want: u64) {
+    let r = restore_test_json(bins, from, rev, &[]);
     assert_eq!(r["hashkv"].as_u64(), Some(want), "{r}");
     assert_eq!(r["hashkv_expected"].as_u64(), Some(want), "{r}");
 }
