@@ -100,9 +100,12 @@ fn print_text(r: &CheckReport, quiet: bool) {
         }
     }
     println!(
-        "  predicted: revision {} hashkv {} keys {}",
+        "  predicted: revision {} hashkv {}{} keys {}",
         opt(r.revision_expected),
         opt(r.hashkv_expected),
+        r.hashkv_while_compacting.map_or(String::new(), |w| format!(
+            " (or {w} while a member runs the compaction it resumed)"
+        )),
         opt(r.keys_expected)
     );
     for p in &r.problems {

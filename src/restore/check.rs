@@ -183,7 +183,6 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         }
     }
     let mut unhealthy = false;
-    let mut data_differ = false;
     let mut problems = Vec::new();
     let mut members = Vec::new();
     let mut leaders: Vec<u64> = Vec::new();
@@ -313,79 +312,10 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         }
     }
 
-    // The data: revision, hashkv and key count, equal everywhere and to the prediction.
-    let answered: Vec<&MemberCheck> = members
-        .iter()
-        .filter(|m| m.cluster_id == Some(plan.cluster_id))
-        .collect();
-    let first = answered.first();
-    let revision = first.and_then(|m| m.revision);
-    let hashkv = first.and_then(|m| m.hashkv);
-    let keys = first.and_then(|m| m.keys);
-    let differ = |what: &str, f: &dyn Fn(&MemberCheck) -> Option<String>| -> Option<String> {
-        let vals: Vec<String> = answered
-            .iter()
-            .map(|m| format!("{} {}", m.name, f(m).unwrap_or_else(|| "-".into())))
-            .collect();
-        let distinct: std::collections::BTreeSet<Option<String>> =
-            answered.iter().map(|m| f(m)).collect();
-        (distinct.len() > 1).then(|| format!("the members differ in {what}: {}", vals.join(", ")))
-    };
-    for p in [
-        differ("revision", &|m| m.revision.map(|r| r.to_string())),
-        differ("hashkv", &|m| m.hashkv.map(|h| h.to_string())),
-        differ("key count", &|m| m.keys.map(|k| k.to_string())),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        problems.push(p);
-        data_differ = true;
-    }
-    let bumped = plan.expected_revision.is_some_and(|r| r > plan.revision);
-    let bump_words = if bumped {
-        " (the backup's revision plus the bump)"
-    } else {
-        " (the backup's revision)"
-    };
-    if let (Some(got), Some(want)) = (revision, plan.expected_revision) {
-        if got != want {
-            let why = if got > want {
-                format!(
-                    "the revision moved on by {} since the restore: something wrote to the cluster before this check (a kube-apiserver or another client started early, or leases expired), so its data are no longer the backup's",
-                    got - want
-                )
-            } else {
-                "older than the backup: the members were not restored from this plan's backup"
-                    .into()
-            };
-            problems.push(format!(
-                "revision {got}, the plan predicts {want}{bump_words}: {why}"
-            ));
-            data_differ = true;
-        }
-    }
-    if let (Some(got), Some(want)) = (hashkv, plan.expected_hashkv) {
-        // Either answer etcd gives, before or after the compaction it resumes at start.
-        let expected = got == want || Some(got) == plan.expected_hashkv_while_compacting;
-        if !expected && revision == plan.expected_revision {
-            problems.push(format!(
-                "hashkv {got} at revision {}, the plan predicts {want} from backup {}: the restored data are not the backup's",
-                revision.unwrap_or_default(),
-                plan.backup_id
-            ));
-            data_differ = true;
-        }
-    }
-    if let (Some(got), Some(want)) = (keys, plan.expected_keys) {
-        if got != want {
-            problems.push(format!(
-                "{got} keys, backup {} holds {want}",
-                plan.backup_id
-            ));
-            data_differ = true;
-        }
-    }
+    let d = judge_data(plan, &members);
+    problems.extend(d.problems);
+    let data_differ = d.differ;
+    let (revision, hashkv, keys) = (d.revision, d.hashkv, d.keys);
     let ok = !unhealthy && !data_differ;
     let verdict = if unhealthy {
         "unhealthy"
@@ -411,4 +341,169 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         problems,
         unhealthy,
     })
+}
+
+/// The members' data against the plan's prediction: the answering members' revision,
+/// hashkv and key count (the first's), and the problems where they differ from each other
+/// or from the plan (exit 3).
+struct DataVerdict {
+    revision: Option<i64>,
+    hashkv: Option<u32>,
+    keys: Option<u64>,
+    problems: Vec<String>,
+    differ: bool,
+}
+
+fn judge_data(plan: &Plan, members: &[MemberCheck]) -> DataVerdict {
+    // The data: revision, hashkv and key count, equal everywhere and to the prediction.
+    let mut problems = Vec::new();
+    let mut differs = false;
+    let answered: Vec<&MemberCheck> = members
+        .iter()
+        .filter(|m| m.cluster_id == Some(plan.cluster_id))
+        .collect();
+    let first = answered.first();
+    let revision = first.and_then(|m| m.revision);
+    let hashkv = first.and_then(|m| m.hashkv);
+    let keys = first.and_then(|m| m.keys);
+    let differ = |what: &str, f: &dyn Fn(&MemberCheck) -> Option<String>| -> Option<String> {
+        let vals: Vec<String> = answered
+            .iter()
+            .map(|m| format!("{} {}", m.name, f(m).unwrap_or_else(|| "-".into())))
+            .collect();
+        let distinct: std::collections::BTreeSet<Option<String>> =
+            answered.iter().map(|m| f(m)).collect();
+        (distinct.len() > 1).then(|| format!("the members differ in {what}: {}", vals.join(", ")))
+    };
+    // A member still running the compaction it resumed at start answers the plan's other
+    // hash (no key is live): the same data as one that has finished.
+    let settled = |h: u32| match plan.expected_hashkv {
+        Some(want) if Some(h) == plan.expected_hashkv_while_compacting => want,
+        _ => h,
+    };
+    for p in [
+        differ("revision", &|m| m.revision.map(|r| r.to_string())),
+        differ("hashkv", &|m| m.hashkv.map(|h| settled(h).to_string())),
+        differ("key count", &|m| m.keys.map(|k| k.to_string())),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        problems.push(p);
+        differs = true;
+    }
+    let bumped = plan.expected_revision.is_some_and(|r| r > plan.revision);
+    let bump_words = if bumped {
+        " (the backup's revision plus the bump)"
+    } else {
+        " (the backup's revision)"
+    };
+    if let (Some(got), Some(want)) = (revision, plan.expected_revision) {
+        if got != want {
+            let why = if got > want {
+                format!(
+                    "the revision moved on by {} since the restore: something wrote to the cluster before this check (a kube-apiserver or another client started early, or leases expired), so its data are no longer the backup's",
+                    got - want
+                )
+            } else {
+                "older than the backup: the members were not restored from this plan's backup"
+                    .into()
+            };
+            problems.push(format!(
+                "revision {got}, the plan predicts {want}{bump_words}: {why}"
+            ));
+            differs = true;
+        }
+    }
+    if let (Some(got), Some(want)) = (hashkv, plan.expected_hashkv) {
+        // Either answer etcd gives, before or after the compaction it resumes at start.
+        let expected = got == want || Some(got) == plan.expected_hashkv_while_compacting;
+        if !expected && revision == plan.expected_revision {
+            problems.push(format!(
+                "hashkv {got} at revision {}, the plan predicts {want} from backup {}: the restored data are not the backup's",
+                revision.unwrap_or_default(),
+                plan.backup_id
+            ));
+            differs = true;
+        }
+    }
+    if let (Some(got), Some(want)) = (keys, plan.expected_keys) {
+        if got != want {
+            problems.push(format!(
+                "{got} keys, backup {} holds {want}",
+                plan.backup_id
+            ));
+            differs = true;
+        }
+    }
+    DataVerdict {
+        revision,
+        hashkv,
+        keys,
+        problems,
+        differ: differs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        let mut p: Plan = serde_json::from_str(include_str!(
+            "../../tests/golden/restore-plan/pitr/plan.json"
+        ))
+        .expect("golden plan parses");
+        (p.expected_revision, p.expected_keys) = (Some(40), Some(0));
+        (p.expected_hashkv, p.expected_hashkv_while_compacting) = (Some(7), Some(9));
+        p
+    }
+
+    fn member(name: &str, plan: &Plan, hashkv: u32) -> MemberCheck {
+        MemberCheck {
+            name: name.into(),
+            member_id: MemberId(1),
+            member_id_expected: MemberId(1),
+            cluster_id: Some(plan.cluster_id),
+            endpoint: "http://127.0.0.1:2379".into(),
+            ok: true,
+            problems: Vec::new(),
+            is_leader: false,
+            revision: Some(40),
+            hashkv: Some(hashkv),
+            keys: Some(0),
+        }
+    }
+
+    #[test]
+    fn members_compacting_or_done_hold_the_same_data() {
+        let p = plan();
+        for answers in [[7, 7], [9, 9], [9, 7], [7, 9]] {
+            let ms: Vec<_> = ["a", "b"]
+                .iter()
+                .zip(answers)
+                .map(|(n, h)| member(n, &p, h))
+                .collect();
+            let d = judge_data(&p, &ms);
+            assert!(!d.differ, "{answers:?}: {:?}", d.problems);
+        }
+    }
+
+    #[test]
+    fn another_hash_is_other_data() {
+        let p = plan();
+        let d = judge_data(&p, &[member("a", &p, 8), member("b", &p, 8)]);
+        assert!(d.differ);
+        assert!(
+            d.problems[0].contains("the plan predicts 7"),
+            "{:?}",
+            d.problems
+        );
+        let d = judge_data(&p, &[member("a", &p, 7), member("b", &p, 8)]);
+        assert!(
+            d.differ && d.problems[0].contains("differ in hashkv"),
+            "{:?}",
+            d.problems
+        );
+    }
 }
