@@ -1,4 +1,4 @@
-//! A restore to a revision where no key is live, on etcd 3.5.16 and 3.6.16. etcd's `keep`
+//! A restore to a revision where no key is live, on etcd 3.5.16, 3.6.16 and 3.7.3. etcd's `keep`
 //! is then empty and `hashkv` hashes every entry still stored, so the answer depends on
 //! whether the compaction a restored member resumes at start has finished. The plan
 //! predicts the answer once it has (the live cluster's, whose compaction finished long
@@ -159,4 +159,9 @@ fn restores_an_emptied_keyspace_3516() {
 #[test]
 fn restores_an_emptied_keyspace_36() {
     emptied_keyspace(crate::common::versions::etcd36());
+}
+
+#[test]
+fn restores_an_emptied_keyspace_37() {
+    emptied_keyspace(crate::common::versions::etcd37());
 }
