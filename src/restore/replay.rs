@@ -61,6 +61,9 @@ pub struct Replay {
     pub live_hashes: Vec<LiveHash>,
     /// A compacted window's newest live hash, proven on the records as they were replayed.
     pub proven_on_records: Option<i64>,
+    /// Or the revision of that hash when it could not be told (no key was live there):
+    /// neither proven nor refused.
+    pub unproven: Option<i64>,
 }
 
 /// What a replay wrote.
@@ -130,8 +133,8 @@ pub struct Replayer {
     outgrown: bool,
     /// The window is compacted (read twice or held).
     compacted: bool,
-    /// The newest live hash of a held window, proven on its records.
-    proven: Option<i64>,
+    /// The proof of the newest live hash of a held window, made on its records.
+    proven: Option<compact::Concluded>,
 }
 
 impl Replayer {
@@ -216,9 +219,9 @@ impl Replayer {
         self.keys.push((k, v));
     }
 
-    /// The revision of the live hash a held window's records proved.
-    pub fn proven_by_records(&mut self, rev: Option<i64>) {
-        self.proven = rev;
+    /// What the proof of the live hash a held window's records made came to.
+    pub fn proven_by_records(&mut self, c: Option<compact::Concluded>) {
+        self.proven = c;
     }
 
     /// The database's revision: the replayed records follow it.
@@ -433,9 +436,14 @@ impl Replayer {
             return Err(read_twice_differ());
         }
         let edits = self.take_edits();
-        let proven_on_records = match self.window_proof.take() {
-            Some(p) => p.conclude()?,
+        let concluded = match self.window_proof.take() {
+            Some(p) => Some(p.conclude()?),
             None => self.proven,
+        };
+        let (proven_on_records, unproven) = match concluded {
+            Some(compact::Concluded::Proven(r)) => (Some(r), None),
+            Some(compact::Concluded::Unknowable(r)) => (None, Some(r)),
+            None => (None, None),
         };
         let live_hashes = if self.compacted {
             Vec::new()
@@ -449,6 +457,7 @@ impl Replayer {
             stats: self.stats,
             live_hashes,
             proven_on_records,
+            unproven,
         })
     }
 

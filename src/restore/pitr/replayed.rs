@@ -198,6 +198,11 @@ pub fn plan_replay(
     plan.expected_hashkv = Some(p.hashkv);
     plan.expected_hashkv_while_compacting = p.hashkv_while_compacting;
     plan.expected_keys = Some(p.keys);
+    if let Some(rev) = r.replay.unproven {
+        plan.warnings.push(format!(
+            "the live hash capture recorded at revision {rev} is not proven: no key was live there and the compaction it was made with is inside the window, which a restore compacted as it replays cannot tell apart; plan without --compact to have it proven"
+        ));
+    }
     if chosen.to_revision > r.replay.base_revision {
         plan.warnings.push(format!(
             "users, roles and auth settings are those of backup {} (revision {}): capture records key changes and leases only, so auth changes made after it are not restored",

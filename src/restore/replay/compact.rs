@@ -268,25 +268,34 @@ impl WindowProof {
         self.hk.feed_block(crc, len);
     }
 
-    /// The revision proven, or an integrity error (exit 3) when the hash differs. None
-    /// when it cannot be told: no key was live at the hash's revision (etcd's answer then
-    /// depends on whether its compaction inside the window had finished) and the hash is
-    /// not the one etcd gives while it compacts (see [`HashKv::settled_unknown`]).
-    pub fn conclude(self) -> Result<Option<i64>> {
+    /// The revision proven, or an integrity error (exit 3) when the hash differs;
+    /// [`Concluded::Unknowable`] when it cannot be told: no key was live at the hash's
+    /// revision (etcd's answer then depends on whether its compaction inside the window had
+    /// finished) and the hash is not the one etcd gives while it compacts (see
+    /// [`HashKv::settled_unknown`]).
+    pub fn conclude(self) -> Result<Concluded> {
         let answers = self.hk.answers();
         let (rev, want) = (self.want.revision, self.want.hash);
         if answers.accepts(want) {
-            return Ok(Some(rev));
+            return Ok(Concluded::Proven(rev));
         }
         if answers.settled.is_none() {
             tracing::warn!(
                 "the live hash at revision {rev} is not proven: no key was live there, and the compaction at {} it was made with is inside the window, so a restore compacted as it replays cannot tell what that compaction left (a restore without --compact proves it)",
                 self.want.compact_revision
             );
-            return Ok(None);
+            return Ok(Concluded::Unknowable(rev));
         }
         Err(super::mismatch(rev, answers.best(), want))
     }
+}
+
+/// What the proof of a compacted window's newest live hash came to (at its revision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concluded {
+    Proven(i64),
+    /// Neither proven nor refused: see [`WindowProof::conclude`].
+    Unknowable(i64),
 }
 
 /// Bytes a held change costs beside its key and value (map slot, vectors).

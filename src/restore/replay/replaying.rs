@@ -155,7 +155,7 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
             let db = Db::open(&*self.img).map_err(|e| e.in_file("snapshot"))?;
             if let Some(mut p) = WindowProof::prepare(&db, base, &survey)? {
                 p.feed_block(rel.block);
-                self.rp.proven_by_records(p.conclude()?);
+                self.rp.proven_by_records(Some(p.conclude()?));
             }
         }
         for (k, v) in rel.entries {

@@ -442,3 +442,49 @@ fn a_compacted_replay_refuses_records_its_survey_did_not_see() {
     let (_, r) = replay_compacted(&img, &records, 306, 64).unwrap();
     assert_eq!(r.replay.stats.compact_revision, Some(305));
 }
+
+/// A live hash made where no key was live, with a compaction inside the window: the whole
+/// replay proves the hash etcd gave once that compaction had run; a compacted replay
+/// (which reads the window in order) cannot tell it and leaves it unproven, not refused,
+/// while it proves the hash etcd gives before the compaction has run.
+#[test]
+fn a_hash_where_no_key_was_live_is_proven_whole_and_left_unproven_compacted() {
+    let img = base(0);
+    let hash = |hash: u32| Record::LiveHash {
+        revision: 3,
+        hash,
+        compact_revision: 2,
+    };
+    let mut records = vec![
+        put("/a", 1, 1, 1, 0),
+        put("/a", 2, 1, 2, 0),
+        del("/a", 3),
+        Record::Compact {
+            compact_revision: 2,
+            revision: 3,
+        },
+        hash(0),
+        put("/b", 4, 4, 1, 0),
+    ];
+    let without: Vec<Record> = records
+        .iter()
+        .filter(|r| !matches!(r, Record::LiveHash { .. }))
+        .cloned()
+        .collect();
+    let (out, _) = replay(&img, &without, 4).unwrap();
+    let db = Db::open(&out[..]).unwrap();
+    let a = hashkv(&db, 3, Some(2)).unwrap().unwrap().1.answers();
+    let (settled, as_is) = (a.settled.unwrap(), a.as_is);
+    assert_ne!(settled, as_is, "/a@1 is gone once compacted at 2");
+    records[4] = hash(settled);
+    let (_, whole) = replay(&img, &records, 4).unwrap();
+    assert!(whole.checked.contains(&3), "{:?}", whole.checked);
+    let (_, r) = replay_compacted(&img, &records, 4, 64).unwrap();
+    assert_eq!(r.replay.unproven, Some(3));
+    assert!(!r.checked.contains(&3), "{:?}", r.checked);
+    records[4] = hash(as_is);
+    let (_, r) = replay_compacted(&img, &records, 4, 64).unwrap();
+    assert_eq!((r.replay.unproven, r.checked.contains(&3)), (None, true));
+    records[4] = hash(settled ^ 1);
+    assert_eq!(replay(&img, &records, 4).unwrap_err().exit_code() as i32, 3);
+}
