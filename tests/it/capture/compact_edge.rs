@@ -8,7 +8,10 @@
 
 use std::path::Path;
 
-use super::{config, head, spawn_capture, stop, wait_durable};
+use lifeboat::catalog::capture::load_records;
+use lifeboat::format::capture::Record;
+
+use super::{head, repo, spawn_capture, stop, wait_durable};
 use crate::common::restore::{apply_all, make_plan, restore_check, start_from_plan};
 use crate::common::s3::S3Server;
 use crate::common::*;
@@ -131,28 +134,57 @@ fn at_the_compaction_revision(bins: Bins) {
     drop(c);
 
     // Capture across a compaction at the head: restoring to the compaction revision.
-    let c = Cluster::single(&bins, Opts::default());
+    let at_rev = captured_compaction(&bins, &tmp.path().join("captured"), "100ms");
+    eprintln!("capture recorded the compaction at its revision: {at_rev}");
+}
+
+/// Capture (sealing every `flush`) across `compact` at the head, then `restore test`,
+/// plan, apply and check at the compaction revision, expecting the live hash from before
+/// or after the compaction as the records say. Returns whether they hold it at that
+/// revision: capture learns of a compaction from its next HashKV mark, usually sealed with
+/// the next write (then a restore to `rev` does not replay the compaction); when capture
+/// sealed `rev` just after the compaction, the mark is at `rev` and the restore compacts
+/// there as the live cluster did (seen under load: the live hash after the compaction).
+fn captured_compaction(bins: &Bins, dir: &Path, flush: &str) -> bool {
+    std::fs::create_dir(dir).unwrap();
+    let c = Cluster::single(bins, Opts::default());
     let s3 = S3Server::start(&["cap"]);
-    let dest = tmp.path().join("captured");
+    let dest = dir.join("captured");
     std::fs::create_dir(&dest).unwrap();
     let d = dest.to_str().unwrap();
     c.put("/k/0", "v");
-    let (cluster, _) = backup(&c, d);
-    let log = tmp.path().join("capture.log");
-    let cap = spawn_capture(&s3, &config(tmp.path()), &c, &[d], &log);
+    let (cluster, base) = backup(&c, d);
+    let log = dir.join("capture.log");
+    let cfg = dir.join("capture.toml");
+    std::fs::write(
+        &cfg,
+        format!("[capture]\nflush = \"{flush}\"\nhash_every = \"{flush}\"\n"),
+    )
+    .unwrap();
+    let cap = spawn_capture(&s3, &cfg, &c, &[d], &log);
     for i in 0..5 {
         c.put(&format!("/k/{i}"), "w");
     }
-    let (hash, rev) = hash_now(&c);
+    let (before, rev) = hash_now(&c);
     c.ctl_ok(&["compact", &rev.to_string()]);
+    let (after, at) = hash_now(&c);
+    assert_eq!(at, rev);
+    // Sealed before the next write (which a later mark would come with).
+    wait_durable(&dest, cluster, rev, &log);
     c.put("/after", "1");
     let end = head(&c);
     wait_durable(&dest, cluster, end, &log);
     stop(cap, &log);
-    restore_test(&bins, d, Some(rev), hash);
-    let p = tmp.path().join("p2");
+    let recs = load_records(&repo(&dest), &format!("{cluster:x}"), base, rev).unwrap();
+    let compacted = recs
+        .iter()
+        .any(|r| matches!(r, Record::Compact { compact_revision, .. } if *compact_revision == rev));
+    let hash = if compacted { after } else { before };
+    restore_test(bins, d, Some(rev), hash);
+    let p = dir.join("plan-dir");
     std::fs::create_dir(&p).unwrap();
-    plan_apply_check(&bins, &dest, rev, hash, &p);
+    plan_apply_check(bins, &dest, rev, hash, &p);
+    compacted
 }
 
 #[test]
