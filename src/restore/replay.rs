@@ -37,7 +37,7 @@ mod image;
 mod proof;
 mod replaying;
 
-pub use compact::{Held, Released, Survey, WindowProof};
+pub use compact::{Concluded, Held, Released, Survey, WindowProof};
 use encode::{bad, check_put, encode_tombstone_into, rev_key, RECORDS};
 pub use encode::{encode_kv, encode_kv_into, encode_lease};
 pub use image::{FileImage, Image};
@@ -59,11 +59,9 @@ pub struct Replay {
     /// The live hashes recorded after the backup up to `to_revision` that the replayed
     /// database can prove (none when the window was compacted: see [`compact`]).
     pub live_hashes: Vec<LiveHash>,
-    /// A compacted window's newest live hash, proven on the records as they were replayed.
-    pub proven_on_records: Option<i64>,
-    /// Or the revision of that hash when it could not be told (no key was live there):
-    /// neither proven nor refused.
-    pub unproven: Option<i64>,
+    /// A compacted window's newest live hash, proven on the records as they were replayed
+    /// (or, where no key was live, neither proven nor refused).
+    pub on_records: Option<Concluded>,
 }
 
 /// What a replay wrote.
@@ -134,7 +132,7 @@ pub struct Replayer {
     /// The window is compacted (read twice or held).
     compacted: bool,
     /// The proof of the newest live hash of a held window, made on its records.
-    proven: Option<compact::Concluded>,
+    proven: Option<Concluded>,
 }
 
 impl Replayer {
@@ -220,7 +218,7 @@ impl Replayer {
     }
 
     /// What the proof of the live hash a held window's records made came to.
-    pub fn proven_by_records(&mut self, c: Option<compact::Concluded>) {
+    pub fn proven_by_records(&mut self, c: Option<Concluded>) {
         self.proven = c;
     }
 
@@ -436,14 +434,9 @@ impl Replayer {
             return Err(read_twice_differ());
         }
         let edits = self.take_edits();
-        let concluded = match self.window_proof.take() {
+        let on_records = match self.window_proof.take() {
             Some(p) => Some(p.conclude()?),
             None => self.proven,
-        };
-        let (proven_on_records, unproven) = match concluded {
-            Some(compact::Concluded::Proven(r)) => (Some(r), None),
-            Some(compact::Concluded::Unknowable(r)) => (None, Some(r)),
-            None => (None, None),
         };
         let live_hashes = if self.compacted {
             Vec::new()
@@ -456,8 +449,7 @@ impl Replayer {
             edits,
             stats: self.stats,
             live_hashes,
-            proven_on_records,
-            unproven,
+            on_records,
         })
     }
 

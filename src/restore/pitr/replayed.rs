@@ -198,7 +198,7 @@ pub fn plan_replay(
     plan.expected_hashkv = Some(p.hashkv);
     plan.expected_hashkv_while_compacting = p.hashkv_while_compacting;
     plan.expected_keys = Some(p.keys);
-    if let Some(rev) = r.replay.unproven {
+    if let Some(crate::restore::replay::Concluded::Unknowable(rev)) = r.replay.on_records {
         plan.warnings.push(format!(
             "the live hash capture recorded at revision {rev} is not proven: no key was live there and the compaction it was made with is inside the window, which a restore compacted as it replays cannot tell apart; plan without --compact to have it proven"
         ));

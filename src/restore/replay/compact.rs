@@ -240,12 +240,7 @@ impl WindowProof {
             hk.settled_unknown();
         }
         for (fp, marks) in &survey.keys {
-            hk.note_later(
-                *fp,
-                Survey::at_hash(marks, want.revision),
-                None,
-                !marks.cur.1,
-            );
+            hk.note_later(*fp, Survey::at_hash(marks, want.revision), !marks.cur.1);
         }
         hk.notes_done();
         if let Some(b) = db.bucket(buckets::KEY).map_err(|e| e.in_file(file))? {

@@ -1,7 +1,7 @@
 //! Replays onto an [`Image`] in transactions of bounded size ([`Replaying`]), with their
 //! proof; the in-memory helpers tests and fuzzing use.
 
-use super::compact::{Survey, WindowProof};
+use super::compact::{Concluded, Survey, WindowProof};
 use super::proof::Proof;
 use super::{Image, Replay, Replayer};
 use crate::error::InFile;
@@ -220,7 +220,9 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         };
         let answer = walk(img, &mut proof)?;
         let (at_to, mut checked) = proof.conclude()?;
-        checked.extend(replay.proven_on_records);
+        if let Some(Concluded::Proven(rev)) = replay.on_records {
+            checked.push(rev);
+        }
         Ok((
             Replayed {
                 replay,

@@ -480,11 +480,12 @@ fn a_hash_where_no_key_was_live_is_proven_whole_and_left_unproven_compacted() {
     let (_, whole) = replay(&img, &records, 4).unwrap();
     assert!(whole.checked.contains(&3), "{:?}", whole.checked);
     let (_, r) = replay_compacted(&img, &records, 4, 64).unwrap();
-    assert_eq!(r.replay.unproven, Some(3));
+    assert_eq!(r.replay.on_records, Some(Concluded::Unknowable(3)));
     assert!(!r.checked.contains(&3), "{:?}", r.checked);
     records[4] = hash(as_is);
     let (_, r) = replay_compacted(&img, &records, 4, 64).unwrap();
-    assert_eq!((r.replay.unproven, r.checked.contains(&3)), (None, true));
+    assert_eq!(r.replay.on_records, Some(Concluded::Proven(3)));
+    assert!(r.checked.contains(&3));
     records[4] = hash(settled ^ 1);
     assert_eq!(replay(&img, &records, 4).unwrap_err().exit_code() as i32, 3);
 }

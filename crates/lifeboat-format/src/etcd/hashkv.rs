@@ -67,6 +67,15 @@ pub struct Answers {
 }
 
 impl Answers {
+    /// The one answer there is when `keep` is not empty (or nothing is compacted).
+    fn one(h: u32) -> Answers {
+        Answers {
+            settled: Some(h),
+            as_is: h,
+            with_live_key: h,
+        }
+    }
+
     /// The answer to predict: the settled one when known.
     pub fn best(&self) -> u32 {
         self.settled.unwrap_or(self.as_is)
@@ -221,16 +230,11 @@ impl HashKv {
     /// revisions that are not in the database yet: a point-in-time replay surveys its window
     /// before writing it (and may not write all of it). They follow every revision prepare
     /// read, so they win: `at_rev` is the key's newest revision `<= rev` among them (None:
-    /// none), `at_compact` its newest revision `<= compact` among them (None: none),
-    /// `live_now` whether its newest of all is a put. Call [`HashKv::notes_done`] after
-    /// the last, before the first [`HashKv::feed`].
-    pub fn note_later(
-        &mut self,
-        fp: u128,
-        at_rev: Option<(Revision, bool)>,
-        at_compact: Option<(Revision, bool)>,
-        live_now: bool,
-    ) {
+    /// none), `live_now` whether its newest of all is a put. What a compaction keeps
+    /// stays what prepare read: a caller whose revisions may be at or below the compaction
+    /// point says [`HashKv::settled_unknown`]. Call [`HashKv::notes_done`] after the last,
+    /// before the first [`HashKv::feed`].
+    pub fn note_later(&mut self, fp: u128, at_rev: Option<(Revision, bool)>, live_now: bool) {
         if self.compact < 0 {
             // No compaction point: nothing is ever skipped, prepare read nothing either.
             return;
@@ -238,9 +242,6 @@ impl HashKv {
         let n = self.later.entry(fp).or_default();
         if at_rev.is_some() {
             n.at_rev = at_rev;
-        }
-        if at_compact.is_some() {
-            n.at_compact = at_compact;
         }
         n.live_now = live_now;
     }
@@ -277,35 +278,29 @@ impl HashKv {
         }
         // The no-skip variants only matter while `keep` may still turn out empty.
         let need_all = self.compact >= 0 && !(self.later_has_live || self.kept_any);
-        if rk.rev.main <= self.compact {
-            // Below the compaction point: only `keep` members count (when keep is
-            // non-empty), and only what the compaction keeps once it has run.
+        let below = rk.rev.main <= self.compact;
+        // Below the compaction point: only `keep` members count (when keep is non-empty),
+        // and only what the compaction keeps once it has run. After it, every entry.
+        let (kept, survives) = if below {
             let fp = if rk.tombstone {
                 None
             } else {
                 fp.or_else(|| KeyValueRef::decode(v).ok().map(|kv| fingerprint(kv.key)))
             };
-            let (kept, survives) = fp.map_or((false, false), |fp| self.decide_old(rk.rev, fp));
-            if kept {
-                self.kept_any = true;
-                self.h_skip = crc32c::crc32c_append(self.h_skip, k);
-                self.h_skip = crc32c::crc32c_append(self.h_skip, v);
-            }
-            if need_all && survives {
-                self.h_settled = crc32c::crc32c_append(self.h_settled, k);
-                self.h_settled = crc32c::crc32c_append(self.h_settled, v);
-            }
+            fp.map_or((false, false), |fp| self.decide_old(rk.rev, fp))
         } else {
-            self.h_skip = crc32c::crc32c_append(self.h_skip, k);
-            self.h_skip = crc32c::crc32c_append(self.h_skip, v);
-            if need_all {
-                self.h_settled = crc32c::crc32c_append(self.h_settled, k);
-                self.h_settled = crc32c::crc32c_append(self.h_settled, v);
-            }
+            (true, true)
+        };
+        let entry = |h: u32| crc32c::crc32c_append(crc32c::crc32c_append(h, k), v);
+        if kept {
+            self.kept_any |= below;
+            self.h_skip = entry(self.h_skip);
         }
         if need_all {
-            self.h_all = crc32c::crc32c_append(self.h_all, k);
-            self.h_all = crc32c::crc32c_append(self.h_all, v);
+            if survives {
+                self.h_settled = entry(self.h_settled);
+            }
+            self.h_all = entry(self.h_all);
         }
     }
 
@@ -360,32 +355,22 @@ impl HashKv {
 
     /// When nothing can be skipped (never compacted, hashing at the latest revision),
     /// stop hashing in [`HashKv::feed`]: the caller promises to finish with
-    /// [`HashKv::finish_with_content`] and the CRC of the whole bucket content it computes
+    /// [`HashKv::answers_with_content`] and the CRC of the whole bucket content it computes
     /// anyway for etcdutl's hash. Returns whether that is the case.
     pub fn enable_passthrough(&mut self) -> bool {
         self.passthrough = self.compact < 0 && self.rev >= self.current;
         self.passthrough
     }
 
-    /// The hash, given the CRC-32C and length of all keys and values of bucket `key`
+    /// Every answer, given the CRC-32C and length of all keys and values of bucket `key`
     /// (used after [`HashKv::enable_passthrough`] returned true).
-    pub fn finish_with_content(&self, content_crc: u32, content_len: u64) -> u32 {
-        self.answers_with_content(content_crc, content_len).best()
-    }
-
-    /// [`HashKv::finish_with_content`], every answer.
     pub fn answers_with_content(&self, content_crc: u32, content_len: u64) -> Answers {
         if self.passthrough {
-            let h = crc32c::crc32c_combine(
+            Answers::one(crc32c::crc32c_combine(
                 crc32c::crc32c(buckets::KEY),
                 content_crc,
                 content_len as usize,
-            );
-            Answers {
-                settled: Some(h),
-                as_is: h,
-                with_live_key: h,
-            }
+            ))
         } else {
             self.answers()
         }
@@ -421,11 +406,7 @@ impl HashKv {
     /// Every hash etcd may return (see [`Answers`]).
     pub fn answers(&self) -> Answers {
         if self.compact < 0 || self.kept_any || self.later_has_live {
-            return Answers {
-                settled: Some(self.h_skip),
-                as_is: self.h_skip,
-                with_live_key: self.h_skip,
-            };
+            return Answers::one(self.h_skip);
         }
         Answers {
             settled: self.settled_known.then_some(self.h_settled),
