@@ -3,7 +3,8 @@
 #   targets: bolt_reader (page reader, cursors, get/diff), bolt_writer (the copy-on-write
 #   writer), checker (strict check + etcd report + hashkv), proto (protobuf/JSON decoders of
 #   bucket values), wal (WAL framing, records, etcd's read model, wal dump), snap (*.snap files),
-#   capture (capture segments: decoder with a round-trip oracle)
+#   capture (capture segments: decoder with a round-trip oracle), edit_log (the transactions a
+#   compacted restore plan keeps for apply: decoder with a round-trip oracle)
 # FUZZ_RUNS=N stops after N executions (libFuzzer's -runs) or SECONDS, whichever comes first.
 # Each run's libFuzzer output is kept in fuzz/artifacts/logs/, and one line is appended to
 # fuzz/artifacts/runs.tsv: start (UTC), commit, target, seconds, executions, exec/s, outcome

@@ -89,7 +89,7 @@ proptest! {
 
 /// Crashing or hanging inputs found by fuzzing, kept as regression cases: every file in
 /// tests/fuzz-regressions/ goes through every bbolt entry point (reader, checker, the
-/// copy-on-write writer), the decoders and the point-in-time replay's oracle (whole,
+/// copy-on-write writer), the decoders, the edit log and the point-in-time replay's oracle (whole,
 /// chunked, compacted read twice and read once).
 #[test]
 fn regressions() {
@@ -103,6 +103,7 @@ fn regressions() {
         let img = prepare(&data);
         exercise_decoders(&data);
         lifeboat::format::capture::fuzzing::exercise_segment(&data);
+        lifeboat::format::bolt::write::log::exercise_log(&data);
         exercise_reader(&img);
         exercise_checker(&img);
         lifeboat::format::bolt::write::exercise(&img);
@@ -134,6 +135,14 @@ fn write_fuzz_seeds() {
         .enumerate()
     {
         std::fs::write(capture.join(format!("seed-{i}")), s).unwrap();
+    }
+    let edit_log = root.join("edit_log");
+    std::fs::create_dir_all(&edit_log).unwrap();
+    for (i, s) in lifeboat::format::bolt::write::log::seeds()
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(edit_log.join(format!("seed-{i}")), s).unwrap();
     }
     let proto = root.join("proto");
     for (i, v) in [

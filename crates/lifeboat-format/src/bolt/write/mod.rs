@@ -18,6 +18,7 @@
 //! bulk append writer that replaying revisions into `key` needs: its cost is the new
 //! entries plus one page per tree level, whatever the size of the bucket.
 
+pub mod log;
 mod tree;
 
 // For the test-only builder (format::bolt::build).
