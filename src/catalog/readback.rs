@@ -89,6 +89,8 @@ pub fn digest_object(store: &dyn Store, name: &str) -> Result<([u8; 32], u64)> {
 /// was computed in flight over the very bytes that were compressed, and each frame's zstd
 /// checksum ties what decodes now to those bytes, so the read-back only needs the stored
 /// digest and a clean decode. `verify` always recomputes it.
+///
+/// `tee` is shown every decoded frame in order: the database, when no problem is found.
 pub fn check_stream<R: ReadAt>(
     store: &dyn Store,
     reader: &FramedReader<R>,
@@ -96,6 +98,7 @@ pub fn check_stream<R: ReadAt>(
     keys: Option<&Keyring>,
     progress: Progress<'_>,
     db_digest: bool,
+    tee: &mut dyn FnMut(&[u8]),
 ) -> Vec<String> {
     let mut problems = Vec::new();
     let (mut object, stored_digest) = match catalog::load_backup_object(store, m, keys) {
@@ -114,6 +117,7 @@ pub fn check_stream<R: ReadAt>(
                 if db_digest {
                     db_sha.update(&raw);
                 }
+                tee(&raw);
                 db_len += raw.len() as u64;
             }
             Err(e) => problems.push(e.to_string()),

@@ -7,8 +7,8 @@ use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
 use crate::restore::plan::{
-    db_holds_kubernetes, make_plan, source_of_db, split_from, write_plan, Plan, PlanInput, Source,
-    DEFAULT_BUMP,
+    db_holds_kubernetes, make_plan, source_of_db, split_from, write_plan_with, Plan, PlanInput,
+    Source, DEFAULT_BUMP,
 };
 use crate::restore::predict::predict_plan;
 use crate::restore::topology;
@@ -192,6 +192,7 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let mut stored = None;
     let mut chosen = None;
+    let mut copied = None;
     let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
         (Some(dir), _) => {
             let src = source_of_db(dir, &g.access)?;
@@ -219,9 +220,18 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                 None => repo.resolve(id)?,
             };
             // The page check of verify sees every key: it answers the Kubernetes
-            // question too, without a second decode of the backup.
+            // question too, without a second decode of the backup. A point-in-time plan
+            // has verify write the database it decodes: the replay's copy.
             let mut k8s = crate::restore::plan::KubernetesKeys::default();
-            let v = repo.verify_visiting(&m, &|_| {}, &mut k8s)?;
+            let v = match chosen {
+                Some(_) => {
+                    let mut img = crate::restore::replay::FileImage::empty_in(&work_dir(&a.out))?;
+                    let v = repo.verify_copying(&m, &mut k8s, &mut img)?;
+                    copied = Some(img);
+                    v
+                }
+                None => repo.verify_visiting(&m, &|_| {}, &mut k8s)?,
+            };
             if !v.ok {
                 return Err(Error::integrity(
                     v.object,
@@ -259,20 +269,19 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         },
     )?;
     // What `restore check` will compare the restored cluster with.
+    let mut kept = None;
     match (&stored, &source.db_file) {
         (Some((repo, m)), _) => {
-            let r = repo.open_db(m)?;
             let object = repo.object_of(m);
-            match &chosen {
-                Some(c) => {
+            match (&chosen, copied) {
+                (Some(c), Some(img)) => {
                     let src = crate::restore::pitr::CatalogRecords {
                         repo,
                         cluster_id: m.cluster_id.to_string(),
                     };
-                    let work = work_dir(&a.out);
-                    crate::restore::pitr::plan_replay(&mut p, &r, &object, c, &src, &work)?
+                    kept = crate::restore::pitr::plan_replay_onto(&mut p, img, &object, c, &src)?
                 }
-                None => predict_plan(&mut p, &r, &object)?,
+                _ => predict_plan(&mut p, &repo.open_db(m)?, &object)?,
             }
         }
         (None, Some(file)) => {
@@ -282,7 +291,13 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
         (None, None) => {}
     }
-    let files = write_plan(&p, &a.out, a.force)?;
+    let edits = crate::restore::pitr::EDITS_FILE;
+    let extra: Vec<(&str, &[u8])> = kept.iter().map(|b| (edits, b.as_slice())).collect();
+    let files = write_plan_with(&p, &a.out, a.force, &extra)?;
+    if kept.is_none() {
+        // A replaced plan's kept edits: no plan names them any more.
+        let _ = std::fs::remove_file(a.out.join(edits));
+    }
     match g.output {
         OutputFormat::Json => print_json(&p)?,
         OutputFormat::Text => {
@@ -339,6 +354,7 @@ fn run_apply(a: ApplyArgs, g: &Global) -> anyhow::Result<ExitCode> {
         force: a.force,
         access: g.access.clone(),
         records: None,
+        plan_dir: Some(a.plan.clone()),
     };
     let r = apply(&p, &a.node, &opts)?;
     match g.output {

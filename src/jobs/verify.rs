@@ -33,7 +33,7 @@ pub use crate::catalog::readback::Progress;
 impl Repository {
     /// Verify backup `m` of this repository (the module docs say what is checked).
     pub fn verify(&self, m: &Manifest, progress: Progress<'_>) -> Result<VerifyReport> {
-        verify(self, m, progress, &mut ())
+        verify(self, m, progress, &mut (), None)
     }
 
     /// [`Repository::verify`], showing `visitor` every entry its page check walks (when
@@ -46,8 +46,27 @@ impl Repository {
         progress: Progress<'_>,
         visitor: &mut dyn EntryVisitor,
     ) -> Result<VerifyReport> {
-        verify(self, m, progress, visitor)
+        verify(self, m, progress, visitor, None)
     }
+
+    /// [`Repository::verify_visiting`] that also writes the database it decodes to `copy`
+    /// and walks the copy's pages instead of decoding the backup again: `restore plan
+    /// --to-revision` replays onto that copy. The copy holds the database the manifest
+    /// names only when the report is ok. A copy that cannot be written is an error, not a
+    /// verdict.
+    pub fn verify_copying(
+        &self,
+        m: &Manifest,
+        visitor: &mut dyn EntryVisitor,
+        copy: &mut dyn DbCopy,
+    ) -> Result<VerifyReport> {
+        verify(self, m, &|_| {}, visitor, Some(copy))
+    }
+}
+
+/// Where [`Repository::verify_copying`] writes the database it decodes, in order.
+pub trait DbCopy: crate::io::ReadAt {
+    fn append(&mut self, bytes: &[u8]) -> Result<()>;
 }
 
 fn verify(
@@ -55,6 +74,7 @@ fn verify(
     m: &Manifest,
     progress: Progress<'_>,
     visitor: &mut dyn EntryVisitor,
+    mut copy: Option<&mut dyn DbCopy>,
 ) -> Result<VerifyReport> {
     let store = repo.store();
     let mut problems = Vec::new();
@@ -92,6 +112,12 @@ fn verify(
             return Ok(report(problems));
         }
     };
+    let mut failed = None;
+    let mut tee = |bytes: &[u8]| {
+        if let (Some(c), None) = (copy.as_deref_mut(), &failed) {
+            failed = c.append(bytes).err();
+        }
+    };
     problems.extend(check_stream(
         store,
         &reader,
@@ -99,17 +125,26 @@ fn verify(
         keys.as_deref(),
         progress,
         true,
+        &mut tee,
     ));
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if problems.is_empty() {
         problems.extend(check_database(&reader, m));
     }
     if problems.is_empty() {
         // The strict structural check of every page (meta checksums, bounds, types, key
-        // order, references), through the seek table. A bigger frame cache keeps a
-        // tree walk over a compressed object from decoding the same frame again and again.
-        let reader = reader.with_cache_frames(32);
+        // order, references): on the copy (checked against db_sha256 just now), or through
+        // the seek table, where a bigger frame cache keeps a tree walk over a compressed
+        // object from decoding the same frame again and again.
         let opts = crate::format::bolt::check::CheckOptions::default();
-        let r = crate::format::bolt::check::check(&reader, &opts, visitor);
+        let r = match copy {
+            Some(c) => crate::format::bolt::check::check(&*c, &opts, visitor),
+            None => {
+                crate::format::bolt::check::check(&reader.with_cache_frames(32), &opts, visitor)
+            }
+        };
         for p in &r.problems {
             problems.push(format!("database: {p}"));
         }

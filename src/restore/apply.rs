@@ -59,6 +59,9 @@ pub struct ApplyOptions {
     /// Where a point-in-time plan's records come from; None: the capture segments in the
     /// plan's destination ([`super::pitr::CatalogRecords`]).
     pub records: Option<super::pitr::SharedSource>,
+    /// The plan's directory: where a point-in-time plan keeps its replay's transactions
+    /// ([`super::pitr::ReplayPlan::edits`]); None: the records are read.
+    pub plan_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +122,13 @@ fn systemctl(verb: &str, unit: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether the plan's kept transactions are in its directory (see
+/// [`super::pitr::apply_replay`], which checks them).
+fn kept_here(rp: &super::pitr::ReplayPlan, opts: &ApplyOptions) -> bool {
+    let dir = opts.plan_dir.as_deref();
+    rp.edits.is_some() && dir.is_some_and(|d| d.join(super::pitr::EDITS_FILE).is_file())
 }
 
 /// Carry out `node`'s data steps of `plan`.
@@ -202,6 +212,14 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
                 .join(" ")
         ),
         None => match (plan.to_revision, &plan.replay) {
+            (Some(r), Some(rp)) if kept_here(rp, opts) => format!(
+                "write {} with lifeboat's native writer, committing the {} transactions the plan kept in {} (its replay of the {} captured records after revision {} up to revision {r}; checked against the plan's SHA-256, the records are not read again)",
+                m.data_dir,
+                rp.edits.as_ref().map_or(0, |k| k.transactions),
+                opts.plan_dir.as_deref().unwrap_or(Path::new(".")).join(super::pitr::EDITS_FILE).display(),
+                rp.records,
+                rp.after
+            ),
             (Some(r), Some(rp)) => format!(
                 "write {} with lifeboat's native writer, replaying the {} captured records after revision {} up to revision {r} (checked against the plan's digest)",
                 m.data_dir, rp.records, rp.after
@@ -387,15 +405,18 @@ fn write_native(plan: &Plan, m: &PlanMember, snapshot: &Path, opts: &ApplyOption
     // A point-in-time plan: the captured changes up to its revision replayed onto the
     // fetched db itself (checked against the plan's SHA-256 while it was fetched), in
     // place; a refused or failed replay removes it, so the next apply fetches it again.
+    let dir = opts.plan_dir.as_deref();
     let size = match (&opts.records, plan.to_revision) {
         (_, None) => Ok(size),
-        (Some(src), Some(_)) => super::pitr::apply_replay(plan, snapshot, size, src.0.as_ref()),
+        (Some(src), Some(_)) => {
+            super::pitr::apply_replay(plan, dir, snapshot, size, src.0.as_ref())
+        }
         (None, Some(_)) => opts.access.repository(&plan.from, false).and_then(|repo| {
             let src = super::pitr::CatalogRecords {
                 repo: &repo,
                 cluster_id: plan.old_cluster_id.clone(),
             };
-            super::pitr::apply_replay(plan, snapshot, size, &src)
+            super::pitr::apply_replay(plan, dir, snapshot, size, &src)
         }),
     }
     .inspect_err(|_| {

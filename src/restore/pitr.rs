@@ -229,7 +229,26 @@ pub struct ReplayPlan {
     /// Puts and deletes the compaction left out.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub compacted_away: u64,
+    /// The transactions the plan's replay committed, kept in a file beside plan.json
+    /// (`--compact` only, when they fit the memory a compacted replay may hold): `restore
+    /// apply` commits them onto the same backup instead of reading the window again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edits: Option<KeptEdits>,
 }
+
+/// The file of [`ReplayPlan::edits`]: an edit log (`format::bolt::write::log`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptEdits {
+    /// Its name in the plan's directory ([`EDITS_FILE`]).
+    pub file: String,
+    /// SHA-256 of the file, hex: `restore apply` refuses any other.
+    pub sha256: String,
+    pub bytes: u64,
+    pub transactions: u64,
+}
+
+/// The name of the kept edits in a plan's directory.
+pub const EDITS_FILE: &str = "replay.edits";
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
@@ -257,6 +276,7 @@ impl ReplayPlan {
             live_hashes_checked: checked,
             compacted,
             compacted_away: stats.compacted_away,
+            edits: None,
         }
     }
 }
@@ -444,7 +464,9 @@ fn by_names(src: &dyn RecordSource, after: i64, t_ms: i64) -> Result<Option<i64>
 
 mod replayed;
 mod window;
-pub use replayed::{apply_replay, hold_budget, plan_replay, replay_chosen, test_replay};
+pub use replayed::{
+    apply_replay, hold_budget, plan_replay, plan_replay_onto, replay_chosen, test_replay,
+};
 pub use window::{
     read_window, read_window_as, records_digest, DigestOf, Read, RecordsDigest, Scan, Scanned,
 };

@@ -445,6 +445,16 @@ impl Plan {
 /// dir that already holds a plan is refused unless `overwrite`: an operator half-way
 /// through a restore must not have its plan (and token) replaced under them.
 pub fn write_plan(plan: &Plan, out: &Path, overwrite: bool) -> Result<Vec<PathBuf>> {
+    write_plan_with(plan, out, overwrite, &[])
+}
+
+/// [`write_plan`] with `extra` files (name, bytes) that plan.json names, written first.
+pub fn write_plan_with(
+    plan: &Plan,
+    out: &Path,
+    overwrite: bool,
+    extra: &[(&str, &[u8])],
+) -> Result<Vec<PathBuf>> {
     let existing = out.join(PLAN_FILE);
     if existing.exists() && !overwrite {
         return Err(Error::Flag {
@@ -458,20 +468,28 @@ pub fn write_plan(plan: &Plan, out: &Path, overwrite: bool) -> Result<Vec<PathBu
     std::fs::create_dir_all(out).at(out)?;
     let json = plan_json(plan)?;
     let id = super::guard::PlanId::of(plan, json.as_bytes());
-    let mut files = vec![(PLAN_FILE.to_string(), json, false)];
-    files.push(("RUNBOOK.md".into(), super::runbook::runbook(plan), false));
+    let mut files: Vec<(String, Vec<u8>, bool)> = extra
+        .iter()
+        .map(|(name, bytes)| (name.to_string(), bytes.to_vec(), false))
+        .collect();
+    files.push((PLAN_FILE.to_string(), json.into_bytes(), false));
+    files.push((
+        "RUNBOOK.md".into(),
+        super::runbook::runbook(plan).into_bytes(),
+        false,
+    ));
     for m in &plan.members {
         files.push((
             format!("{}.sh", m.name),
-            super::runbook::node_script(plan, m, &id),
+            super::runbook::node_script(plan, m, &id).into_bytes(),
             true,
         ));
     }
     let mut written = Vec::new();
-    for (name, text, exec) in files {
+    for (name, bytes, exec) in files {
         let path = out.join(&name);
         let tmp = out.join(format!(".{name}.partial"));
-        std::fs::write(&tmp, text.as_bytes()).at(&tmp)?;
+        std::fs::write(&tmp, &bytes).at(&tmp)?;
         if exec {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).at(&tmp)?;

@@ -44,7 +44,7 @@ pub use image::{FileImage, Image};
 use proof::mismatch;
 pub use proof::{read_twice_differ, Proof};
 pub use replaying::{
-    replay, replay_compacted, replay_held, Replayed, Replaying, Settled, CHUNK_BYTES,
+    commit_kept, replay, replay_compacted, replay_held, Replayed, Replaying, Settled, CHUNK_BYTES,
 };
 
 /// The edits that bring a database from its own revision to `to_revision`.

@@ -237,9 +237,17 @@ revision {r}.{} Only lifeboat's own writer replays them: lifeboat must be instal
             if plan.replay.as_ref().is_some_and(|rp| rp.compacted) {
                 format!(
                     " They are compacted at revision {} as they are replayed (`--compact`): the restored cluster serves \
-reads at revisions {} and {r} and watches from {r} on; older revisions are refused as compacted.",
+reads at revisions {} and {r} and watches from {r} on; older revisions are refused as compacted.{}",
                     r - 1,
-                    r - 1
+                    r - 1,
+                    if plan.replay.as_ref().is_some_and(|rp| rp.edits.is_some()) {
+                        format!(
+                            " The replay's result is kept in `{}` beside plan.json: copy it with the plan, and each node commits it instead of reading the captured changes again.",
+                            super::pitr::EDITS_FILE
+                        )
+                    } else {
+                        String::new()
+                    }
                 )
             } else {
                 String::new()

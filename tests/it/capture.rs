@@ -469,9 +469,18 @@ fn restore_from_what_capture_stored(
         Some("segments"),
         "{p}"
     );
-    // `restore apply` reads them again and refuses other segments than the plan's (a
-    // plan whose digest differs), before writing anything; then applies the plan.
+    // The plan keeps what its replay committed beside plan.json, for `restore apply`.
     let dir = tmp.path().join("compacted");
+    let edits = dir.join("replay.edits");
+    let kept = std::fs::read(&edits).unwrap();
+    assert_eq!(
+        p["replay"]["edits"]["bytes"].as_u64(),
+        Some(kept.len() as u64),
+        "{p}"
+    );
+    // Without that file, `restore apply` reads the segments again and refuses others than
+    // the plan's (a plan whose digest differs), before writing anything.
+    std::fs::remove_file(&edits).unwrap();
     let plan_json = dir.join("plan.json");
     let good = std::fs::read_to_string(&plan_json).unwrap();
     let digest = p["replay"]["records_sha256"].as_str().unwrap();
@@ -489,16 +498,37 @@ fn restore_from_what_capture_stored(
     let o = apply();
     assert_exit(&o, 3);
     assert!(stderr(&o).contains("make a new plan"), "{}", stderr(&o));
-    assert!(!tmp.path().join("r0").join("member").exists());
+    let r0 = tmp.path().join("r0");
+    assert!(!r0.join("member").exists());
     std::fs::write(&plan_json, good).unwrap();
+    // The plan as written but without its kept file: the segments are read and replayed.
+    let o = apply();
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("replay.edits is missing"),
+        "{}",
+        stderr(&o)
+    );
+    let db = r0.join("member").join("snap").join("db");
+    let replayed = std::fs::read(&db).unwrap();
+    std::fs::remove_dir_all(&r0).unwrap();
+    // A kept file that is not the plan's is refused, naming it, before anything is
+    // written; the plan's own is committed without reading the segments, and writes the
+    // same database byte for byte.
+    let mut damaged = kept.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 1;
+    std::fs::write(&edits, &damaged).unwrap();
+    let o = apply();
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("replay.edits"), "{}", stderr(&o));
+    assert!(!r0.join("member").exists());
+    std::fs::write(&edits, &kept).unwrap();
     assert_exit(&apply(), 0);
-    assert!(tmp
-        .path()
-        .join("r0")
-        .join("member")
-        .join("snap")
-        .join("db")
-        .is_file());
+    assert!(
+        std::fs::read(&db).unwrap() == replayed,
+        "the kept edits wrote another db"
+    );
     c.ctl_ok(&["compact", &(end - 1).to_string()]);
     assert_eq!(r["hashkv"].as_u64(), Some(live_hash(c, end)), "{r}");
     // --compact alone is refused: it compacts a point-in-time window.
@@ -517,6 +547,41 @@ fn restore_from_what_capture_stored(
     ]);
     assert_exit(&o, 2);
     assert_eq!(json(&o)["flag"].as_str(), Some("--compact"));
+    // A point-in-time plan from a damaged backup is refused naming it (the copy the
+    // replay would start from is made by that verify), and leaves nothing behind.
+    let damaged = tmp.path().join("damaged");
+    std::fs::create_dir(&damaged).unwrap();
+    for e in std::fs::read_dir(local).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), damaged.join(e.file_name())).unwrap();
+    }
+    let object = std::fs::read_dir(&damaged)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".db.zst"))
+        .unwrap();
+    let mut bytes = std::fs::read(&object).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&object, &bytes).unwrap();
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let o = run_lifeboat([
+        "restore",
+        "plan",
+        "--from",
+        damaged.to_str().unwrap(),
+        "--topology",
+        topo.to_str().unwrap(),
+        "--out",
+        work.join("plan").to_str().unwrap(),
+        "--to-revision",
+        &end.to_string(),
+        "--compact",
+    ]);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
 }
 
 #[test]

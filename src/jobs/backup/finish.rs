@@ -208,8 +208,15 @@ fn read_back<R: crate::io::ReadAt>(
             check_digest(m, got, size, where_)?;
         }
         ReadBack::Full => {
-            let problems =
-                crate::catalog::readback::check_stream(store, reader, m, keys, &|_| {}, false);
+            let problems = crate::catalog::readback::check_stream(
+                store,
+                reader,
+                m,
+                keys,
+                &|_| {},
+                false,
+                &mut |_| {},
+            );
             if !problems.is_empty() {
                 return Err(Error::integrity(where_, problems.join("; ")));
             }

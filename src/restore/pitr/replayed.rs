@@ -9,9 +9,16 @@
 
 use std::path::Path;
 
-use super::{read_window, read_window_as, Chosen, Read, RecordSource, ReplayPlan, Scanned};
+use sha2::{Digest, Sha256};
+
+use super::{
+    read_window, read_window_as, Chosen, KeptEdits, Read, RecordSource, ReplayPlan, Scanned,
+    EDITS_FILE,
+};
 use crate::io::ReadAt;
-use crate::restore::replay::{FileImage, Image, Replayed, Replaying, Settled, Survey, CHUNK_BYTES};
+use crate::restore::replay::{
+    commit_kept, FileImage, Image, Replayed, Replaying, Settled, Survey, CHUNK_BYTES,
+};
 use crate::{Error, Result};
 
 /// Replay `chosen` onto a copy of `db` (a database, no trailer) made in `work`; the copy
@@ -96,12 +103,20 @@ fn compacted<'a, I: Image + ?Sized>(
 ) -> Result<(Replaying<'a, I>, Scanned)> {
     let to = window.1;
     let prove = how == Read::Checked;
+    // A plan keeps what its replay commits (as much as it may hold), for `restore apply`.
+    let keep = |rep: &mut Replaying<'_, I>| {
+        if prove {
+            rep.keep_edits(budget);
+        }
+    };
     let mut rep = Replaying::holding(img, to, CHUNK_BYTES, budget, prove)?;
+    keep(&mut rep);
     let read = read_window_as(window, how, backups, src, &mut |r| rep.feed(r));
     if rep.outgrown() {
         let img = rep.into_image();
         let (survey, surveyed) = survey_window(window, backups, src)?;
         let mut rep = Replaying::compacting(img, to, CHUNK_BYTES, survey, prove)?;
+        keep(&mut rep);
         let scanned = reread_window(window, how, &surveyed, src, &mut rep)?;
         return Ok((rep, scanned));
     }
@@ -110,6 +125,7 @@ fn compacted<'a, I: Image + ?Sized>(
         Settled::Ready(rep) => Ok((*rep, scanned)),
         Settled::ReadAgain(img, survey) => {
             let mut rep = Replaying::compacting(img, to, CHUNK_BYTES, survey, prove)?;
+            keep(&mut rep);
             let again = reread_window(window, how, &scanned, src, &mut rep)?;
             Ok((rep, again))
         }
@@ -173,6 +189,8 @@ fn replay_predicting(
 /// integrity error, exit 3) and record the target, the replay and what `restore check`
 /// must then find (revision, hashkv and key count of the replayed data). The replayed
 /// copy is made in `work`.
+/// Returns the edit log to write beside plan.json as [`EDITS_FILE`] (named in
+/// `plan.replay.edits`), when the replay kept one.
 pub fn plan_replay(
     plan: &mut crate::restore::plan::Plan,
     snapshot: &dyn ReadAt,
@@ -180,20 +198,44 @@ pub fn plan_replay(
     chosen: &Chosen,
     src: &dyn RecordSource,
     work: &Path,
-) -> Result<()> {
+) -> Result<Option<Vec<u8>>> {
     let db = crate::restore::predict::database_of(snapshot);
-    let mut img = copy_checked(&db, object, chosen, work)?;
+    let img = copy_checked(&db, object, chosen, work)?;
+    plan_replay_onto(plan, img, object, chosen, src)
+}
+
+/// [`plan_replay`] onto `img`, a copy of the chosen backup's database already checked
+/// against its manifest (`Repository::verify_copying` made it).
+pub fn plan_replay_onto(
+    plan: &mut crate::restore::plan::Plan,
+    mut img: FileImage,
+    object: &str,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+) -> Result<Option<Vec<u8>>> {
     let spec = crate::restore::predict::spec_of(plan);
     let (r, scanned, p) = replay_predicting(&mut img, chosen, src, &spec, object)?;
     plan.to_revision = Some(chosen.to_revision);
     plan.to_time = chosen.to_time.clone();
-    plan.replay = Some(ReplayPlan::new(
+    let mut rp = ReplayPlan::new(
         r.replay.base_revision,
         &scanned,
         r.replay.stats,
         r.checked,
         chosen.compact,
-    ));
+    );
+    let log = r.edits.filter(|l| !l.is_empty()).map(|l| {
+        let transactions = l.transactions();
+        let bytes = l.into_bytes();
+        rp.edits = Some(KeptEdits {
+            file: EDITS_FILE.into(),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            bytes: bytes.len() as u64,
+            transactions,
+        });
+        bytes
+    });
+    plan.replay = Some(rp);
     plan.expected_revision = Some(p.revision);
     plan.expected_hashkv = Some(p.hashkv);
     plan.expected_hashkv_while_compacting = p.hashkv_while_compacting;
@@ -209,7 +251,7 @@ pub fn plan_replay(
             plan.backup_id, r.replay.base_revision
         ));
     }
-    Ok(())
+    Ok(log)
 }
 
 /// What `restore test --to-revision R` boots and expects: the fetched snapshot at `snap`
@@ -242,8 +284,13 @@ pub fn test_replay(
 /// and replayed onto the fetched database at `snapshot` (its first `size` bytes) in place,
 /// refused unless they are the records the plan was made with (same count and digest).
 /// Returns the database's new size; `size` for a plan without a target revision.
+///
+/// A plan that kept its replay's transactions ([`ReplayPlan::edits`]) has them committed
+/// from its directory `plan_dir` instead, once the file is found to be the one the plan
+/// names; the records are read only when that file is missing.
 pub fn apply_replay(
     plan: &crate::restore::plan::Plan,
+    plan_dir: Option<&Path>,
     snapshot: &Path,
     size: u64,
     src: &dyn RecordSource,
@@ -251,6 +298,13 @@ pub fn apply_replay(
     let (Some(to), Some(rp)) = (plan.to_revision, &plan.replay) else {
         return Ok(size);
     };
+    if let (Some(k), Some(dir)) = (&rp.edits, plan_dir) {
+        if let Some(txns) = read_kept(dir, k)? {
+            let mut img = FileImage::in_place(snapshot, size)?;
+            commit_kept(&mut img, &txns)?;
+            return Ok(img.size());
+        }
+    }
     let what = format!("capture records ({}, {to}]", rp.after);
     let changed = |detail: String| {
         Error::integrity(
@@ -296,4 +350,66 @@ pub fn apply_replay(
     // and proved every live hash on them: apply does not walk the replayed database again.
     rep.commit_rest()?;
     Ok(img.size())
+}
+
+/// The transactions a plan kept in `dir` (see [`apply_replay`]): None when the file is not
+/// there (the plan's directory was copied without it); an integrity error (exit 3) when it
+/// is not the file the plan names (size, SHA-256) or does not decode.
+fn read_kept(
+    dir: &Path,
+    k: &KeptEdits,
+) -> Result<Option<Vec<Vec<crate::format::bolt::write::Edit>>>> {
+    // plan.json names a file of its own directory, never a path elsewhere.
+    if k.file != EDITS_FILE {
+        return Err(Error::integrity(
+            dir.join(crate::restore::plan::PLAN_FILE)
+                .display()
+                .to_string(),
+            format!(
+                "replay.edits.file is {:?}, not {EDITS_FILE:?}: make a new plan",
+                k.file
+            ),
+        ));
+    }
+    let path = dir.join(EDITS_FILE);
+    let file = path.display().to_string();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                "{file} is missing (the plan's directory was copied without it): reading the captured changes from the store instead"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if bytes.len() as u64 != k.bytes || sha != k.sha256 {
+        return Err(Error::integrity(
+            &file,
+            format!(
+                "{} bytes with SHA-256 {sha}, the plan names {} bytes with SHA-256 {}: copy the plan's directory again as `restore plan` wrote it (or remove this file to have the captured changes read from the store)",
+                bytes.len(),
+                k.bytes,
+                k.sha256
+            ),
+        ));
+    }
+    let txns = crate::format::bolt::write::log::decode(&bytes).map_err(|e| Error::Corrupt {
+        file: file.clone(),
+        page: None,
+        offset: Some(e.offset as u64),
+        what: format!("edit log: {}", e.what),
+    })?;
+    if txns.len() as u64 != k.transactions {
+        return Err(Error::integrity(
+            &file,
+            format!(
+                "{} transactions, the plan names {}: make a new plan",
+                txns.len(),
+                k.transactions
+            ),
+        ));
+    }
+    Ok(Some(txns))
 }

@@ -50,18 +50,7 @@ impl FileImage {
     /// otherwise, so the copy is also the check that the restore reads what the plan was
     /// made for.
     pub fn copy_of(dir: &Path, db: &dyn ReadAt, expect: Option<([u8; 32], &str)>) -> Result<Self> {
-        let here = |e: io::Error| {
-            Error::io(
-                dir,
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{} (the replayed database is built here, as large as the backup's database plus the replayed changes: free space or restore elsewhere)",
-                        crate::error::io_words(&e)
-                    ),
-                ),
-            )
-        };
+        let here = |e: io::Error| not_here(dir, e);
         let file = tempfile::tempfile_in(dir).map_err(here)?;
         let size = db.size();
         let mut buf = vec![0u8; COPY_BUF];
@@ -94,6 +83,41 @@ impl FileImage {
             dir: dir.to_path_buf(),
         })
     }
+
+    /// An empty temporary file in `dir`, filled by [`DbCopy::append`] (the database a
+    /// verify decodes: [`crate::catalog::Repository::verify_copying`]).
+    pub fn empty_in(dir: &Path) -> Result<Self> {
+        let file = tempfile::tempfile_in(dir).map_err(|e| not_here(dir, e))?;
+        Ok(FileImage {
+            file,
+            size: 0,
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+impl crate::jobs::verify::DbCopy for FileImage {
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all_at(bytes, self.size)
+            .map_err(|e| not_here(&self.dir, e))?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// A write to the replay's copy in `dir` failed: say what it needs.
+fn not_here(dir: &Path, e: io::Error) -> Error {
+    Error::io(
+        dir,
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{} (the replayed database is built here, as large as the backup's database plus the replayed changes: free space or restore elsewhere)",
+                crate::error::io_words(&e)
+            ),
+        ),
+    )
 }
 
 impl FileImage {

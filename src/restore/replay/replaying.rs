@@ -5,6 +5,7 @@ use super::compact::{Concluded, Survey, WindowProof};
 use super::proof::Proof;
 use super::{Image, Replay, Replayer};
 use crate::error::InFile;
+use crate::format::bolt::write::log::EditLog;
 use crate::format::bolt::write::{cow_patch, Edit};
 use crate::format::bolt::Db;
 use crate::format::capture::Record;
@@ -28,6 +29,9 @@ pub struct Replayed {
     pub checked: Vec<i64>,
     /// Transactions committed to the image.
     pub commits: u32,
+    /// Every transaction committed, when they were kept ([`Replaying::keep_edits`]) and
+    /// stayed within their cap: `restore apply` commits them again instead of replaying.
+    pub edits: Option<EditLog>,
 }
 
 /// Bytes of bucket `key` entries per committed transaction: what a replay holds in memory
@@ -41,6 +45,14 @@ pub struct Replaying<'a, I: Image + ?Sized> {
     rp: Replayer,
     chunk_bytes: usize,
     commits: u32,
+    kept: Option<Kept>,
+}
+
+/// The transactions a replay keeps ([`Replaying::keep_edits`]); `log` None once they
+/// outgrew `cap`.
+struct Kept {
+    log: Option<EditLog>,
+    cap: usize,
 }
 
 impl<'a, I: Image + ?Sized> Replaying<'a, I> {
@@ -86,7 +98,17 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
             rp,
             chunk_bytes: chunk_bytes.max(1),
             commits: 0,
+            kept: None,
         })
+    }
+
+    /// Keep every transaction committed from here on ([`Replayed::edits`]) while they
+    /// take at most `cap` bytes; beyond that they are dropped and `edits` is None.
+    pub fn keep_edits(&mut self, cap: usize) {
+        self.kept = Some(Kept {
+            log: Some(EditLog::new()),
+            cap,
+        });
     }
 
     pub fn feed(&mut self, r: &Record) -> Result<()> {
@@ -102,12 +124,16 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         if edits.is_empty() {
             return Ok(());
         }
-        let patch = {
-            let db = Db::open(&*self.img).map_err(|e| e.in_file("replayed snapshot"))?;
-            cow_patch(&db, edits).map_err(|e| e.in_file("replayed snapshot"))?
-        };
-        self.img.commit(&patch)?;
+        commit_one(self.img, edits)?;
         self.commits += 1;
+        if let Some(k) = &mut self.kept {
+            let cap = k.cap;
+            // A transaction the log cannot hold (never one the replay makes) just ends it.
+            let fits = |l: &mut EditLog| l.push(edits).is_ok() && l.len() <= cap;
+            if !k.log.as_mut().is_some_and(fits) {
+                k.log = None;
+            }
+        }
         Ok(())
     }
 
@@ -211,7 +237,11 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         let edits = self.rp.take_edits();
         self.commit(&edits)?;
         let Replaying {
-            img, rp, commits, ..
+            img,
+            rp,
+            commits,
+            kept,
+            ..
         } = self;
         let replay = rp.finish()?;
         let mut proof = {
@@ -230,6 +260,7 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
                 hashkv_while_compacting: at_to.and_then(|a| a.while_compacting()),
                 checked,
                 commits,
+                edits: kept.and_then(|k| k.log),
             },
             answer,
         ))
@@ -243,6 +274,21 @@ pub enum Settled<'a, I: Image + ?Sized> {
     /// Its newest live hash needs the window read again, in order: the image, unchanged,
     /// and what the read surveyed, for [`Replaying::compacting`].
     ReadAgain(&'a mut I, Survey),
+}
+
+/// Commit `txns` (an [`EditLog`] a replay kept, decoded) onto `img`, one transaction
+/// each, as that replay committed them.
+pub fn commit_kept<I: Image + ?Sized>(img: &mut I, txns: &[Vec<Edit>]) -> Result<()> {
+    txns.iter().try_for_each(|edits| commit_one(img, edits))
+}
+
+/// One transaction of `edits` computed on `img` as it is and committed to it.
+fn commit_one<I: Image + ?Sized>(img: &mut I, edits: &[Edit]) -> Result<()> {
+    let patch = {
+        let db = Db::open(&*img).map_err(|e| e.in_file("replayed snapshot"))?;
+        cow_patch(&db, edits).map_err(|e| e.in_file("replayed snapshot"))?
+    };
+    img.commit(&patch)
 }
 
 /// A copy of `db` in memory, to replay onto.

@@ -310,6 +310,57 @@ fn transactions_of_any_size_write_the_same_data() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+/// The transactions a replay keeps, decoded and committed onto the same base, write the
+/// same image byte for byte (what `restore apply` does with a compacted plan's
+/// `replay.edits`), read once or twice; kept transactions that outgrow their cap are
+/// dropped whole.
+#[test]
+fn kept_transactions_commit_the_same_image() {
+    use crate::format::bolt::write::log;
+    let img = base(300);
+    for (budget, chunk) in [(1 << 20, 40), (1 << 20, 1 << 20), (1, 40)] {
+        let mut out = img.clone();
+        let mut rep = Replaying::holding(&mut out, 306, chunk, budget, true).unwrap();
+        rep.keep_edits(1 << 20);
+        let read = stream().iter().try_for_each(|r| rep.feed(r));
+        let done = if rep.outgrown() {
+            let img2 = rep.into_image();
+            let mut survey = Survey::new(306);
+            stream().iter().for_each(|r| survey.feed(r));
+            let mut rep = Replaying::compacting(img2, 306, chunk, survey, true).unwrap();
+            rep.keep_edits(1 << 20);
+            for rec in stream() {
+                rep.feed(&rec).unwrap();
+            }
+            rep.finish().unwrap()
+        } else {
+            read.unwrap();
+            match rep.settle().unwrap() {
+                Settled::Ready(r) => r.finish().unwrap(),
+                Settled::ReadAgain(..) => panic!("no live hash to read again for"),
+            }
+        };
+        let kept = done.edits.expect("kept").into_bytes();
+        let txns = log::decode(&kept).unwrap();
+        assert_eq!(
+            txns.len() as u32,
+            done.commits,
+            "budget {budget} chunk {chunk}"
+        );
+        let mut again = img.clone();
+        commit_kept(&mut again, &txns).unwrap();
+        assert!(again == out, "budget {budget} chunk {chunk}: another image");
+    }
+    // A cap the transactions outgrow: nothing kept.
+    let mut out = img.clone();
+    let mut rep = Replaying::new(&mut out, 306, 40).unwrap();
+    rep.keep_edits(64);
+    for rec in stream() {
+        rep.feed(&rec).unwrap();
+    }
+    assert!(rep.finish().unwrap().edits.is_none());
+}
+
 /// The replay's cost is the events, not the database: the same events add the same pages
 /// to a 2,000-key and a 50,000-key base (4 pages for 10 puts, 17 to 18 for 1,000 measured).
 #[test]

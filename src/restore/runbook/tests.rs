@@ -191,6 +191,7 @@ fn golden_plan_point_in_time() {
             live_hashes_checked: vec![4290],
             compacted: false,
             compacted_away: 0,
+            edits: None,
         });
     });
 }

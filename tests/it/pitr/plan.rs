@@ -11,7 +11,7 @@ use lifeboat::catalog::Access;
 use lifeboat::format::capture::Record;
 use lifeboat::restore::apply::{apply, ApplyOptions, DataDirWriter};
 use lifeboat::restore::pitr::{self, RecordSource, SharedSource, Target};
-use lifeboat::restore::plan::{make_plan, write_plan, PlanInput, Source};
+use lifeboat::restore::plan::{make_plan, write_plan_with, PlanInput, Source};
 
 /// The records the test collected, as capture's reader would hand them over.
 struct Collected(Vec<Record>);
@@ -66,7 +66,9 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured, compact: bo
     )
     .unwrap();
     let r = repo.open_db(&chosen.manifest).unwrap();
-    pitr::plan_replay(&mut p, &r, "backup", &chosen, &src, dir.path()).unwrap();
+    let kept = pitr::plan_replay(&mut p, &r, "backup", &chosen, &src, dir.path()).unwrap();
+    // A compacted plan keeps what its replay committed, for `restore apply`.
+    assert_eq!(kept.is_some(), compact);
     // `restore test --to-revision R`: the sandbox etcd answers the live hashkv at R.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = lifeboat::restore::selftest::restore_test(
@@ -93,10 +95,14 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured, compact: bo
         let mut twice = p.clone();
         let mut small = chosen.clone();
         small.hold_bytes = 1;
-        pitr::plan_replay(&mut twice, &r, "backup", &small, &src, dir.path()).unwrap();
+        let none = pitr::plan_replay(&mut twice, &r, "backup", &small, &src, dir.path()).unwrap();
+        // (Its transactions outgrow that budget too: none kept.)
+        assert!(none.is_none());
+        let mut want = p.replay.clone().unwrap();
+        want.edits = None;
         assert_eq!(
             (&twice.replay, twice.expected_hashkv, twice.expected_keys),
-            (&p.replay, p.expected_hashkv, p.expected_keys)
+            (&Some(want), p.expected_hashkv, p.expected_keys)
         );
         p.expected_hashkv.unwrap()
     } else {
@@ -111,7 +117,8 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured, compact: bo
     assert_eq!(p.expected_revision, Some(m.revision));
     assert_eq!(p.expected_hashkv, Some(want_hash));
     let out = dir.path().join("plan");
-    write_plan(&p, &out, false).unwrap();
+    let extra: Vec<(&str, &[u8])> = kept.iter().map(|b| (pitr::EDITS_FILE, &b[..])).collect();
+    write_plan_with(&p, &out, false, &extra).unwrap();
     let runbook = std::fs::read_to_string(out.join("RUNBOOK.md")).unwrap();
     assert!(
         runbook.contains(&format!("Point-in-time restore to revision {}", m.revision)),
@@ -144,14 +151,29 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured, compact: bo
         force: false,
         access: Access::default(),
         records: Some(SharedSource(std::sync::Arc::new(Collected(records)))),
+        plan_dir: None,
     };
     // Records other than the plan's are refused before anything is written.
     let mut other = run.records.clone();
     other.retain(|r| !matches!(r, Record::LiveHash { .. }));
-    let e = apply(&p, "r0", &opts(other)).unwrap_err();
+    let e = apply(&p, "r0", &opts(other.clone())).unwrap_err();
     assert_eq!(e.exit_code() as i32, 3, "{e}");
     assert!(!dir.path().join("r0").join("member").exists());
     apply(&p, "r0", &opts(run.records.clone())).unwrap();
+    if compact {
+        // Applied again from the plan's kept transactions: the same database, byte for
+        // byte, without the records being read (the wrong ones are given here).
+        let db = dir.path().join("r0").join("member").join("snap").join("db");
+        let by_records = std::fs::read(&db).unwrap();
+        std::fs::remove_dir_all(dir.path().join("r0")).unwrap();
+        let mut kept = opts(other);
+        kept.plan_dir = Some(out.clone());
+        apply(&p, "r0", &kept).unwrap();
+        assert!(
+            std::fs::read(&db).unwrap() == by_records,
+            "the kept edits wrote another db"
+        );
+    }
     let plan_json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("plan.json")).unwrap()).unwrap();
     assert_eq!(plan_json["to_revision"].as_i64(), Some(m.revision));
