@@ -56,6 +56,13 @@ pub trait RecordSource {
     ) -> Result<Option<String>> {
         self.stream(after, upto, f).map(|()| None)
     }
+    /// Whether any record in `(after, upto]` is stored encrypted (a segment encrypted with
+    /// age): a plan then keeps no decrypted copy of what they hold ([`ReplayPlan::edits`]).
+    /// Nothing is read but a listing.
+    fn encrypted(&self, after: i64, upto: i64) -> Result<bool> {
+        let _ = (after, upto);
+        Ok(false)
+    }
     /// The last durable captured revision (None: nothing captured). Only `--to-time`
     /// needs it.
     fn last_revision(&self) -> Result<Option<i64>>;
@@ -136,6 +143,10 @@ impl RecordSource for CatalogRecords<'_> {
             f,
         )
         .map(|_| ())
+    }
+
+    fn encrypted(&self, after: i64, upto: i64) -> Result<bool> {
+        crate::catalog::capture::any_encrypted(self.repo, &self.cluster_id, after, upto)
     }
 
     fn last_revision(&self) -> Result<Option<i64>> {

@@ -228,6 +228,15 @@ pub fn last_revision(repo: &Repository, cluster_id: &str) -> Result<Option<i64>>
     last_revision_from(repo, cluster_id, 1)
 }
 
+/// Whether a segment holding any revision in `(after, upto]` of `cluster_id` (hex) is
+/// encrypted, from the names alone.
+pub fn any_encrypted(repo: &Repository, cluster_id: &str, after: i64, upto: i64) -> Result<bool> {
+    let id = parse_cluster(cluster_id)?;
+    Ok(segments_from(repo.store(), id, after + 1)?
+        .iter()
+        .any(|s| s.last > after && s.first <= upto && s.encrypted))
+}
+
 /// [`last_revision`], listing only the segment names from revision `hint` on (any revision
 /// gives the same answer; one near the newest lists fewer names).
 pub fn last_revision_from(repo: &Repository, cluster_id: &str, hint: i64) -> Result<Option<i64>> {

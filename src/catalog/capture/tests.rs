@@ -205,6 +205,14 @@ fn storing_twice_is_idempotent_and_encrypted_segments_need_keys() {
     let names = chain(&r, &[(11, 20, false)], Some(&sealing));
     assert!(names[0].ends_with(".seg.age"));
     let c = format!("{CLUSTER:x}");
+    // Told from the names, before anything is read (a plan keeps no decrypted copy then).
+    assert!(any_encrypted(&r, &c, 10, 20).unwrap());
+    assert!(!any_encrypted(&r, &c, 20, 30).unwrap());
+    let plain_dir = d.path().join("plain");
+    std::fs::create_dir(&plain_dir).unwrap();
+    let plain = repo(&plain_dir, Keys::none());
+    chain(&plain, &[(11, 20, false)], None);
+    assert!(!any_encrypted(&plain, &c, 10, 20).unwrap());
     let e = load_records(&r, &c, 10, 20).unwrap_err();
     assert_eq!(e.exit_code(), crate::ExitCode::Usage, "{e}");
     let keys = Keys::new(Some(crate::pipeline::encrypt::IdentitySource {

@@ -224,7 +224,16 @@ pub fn plan_replay_onto(
         r.checked,
         chosen.compact,
     );
-    let log = r.edits.filter(|l| !l.is_empty()).map(|l| {
+    // A plan's directory is copied around and kept; what an encrypted backup or window
+    // holds is never written there decrypted (apply then reads the window itself).
+    let encrypted = !matches!(chosen.manifest.encryption.as_str(), "" | "none")
+        || src.encrypted(r.replay.base_revision, chosen.to_revision)?;
+    if encrypted && r.edits.is_some() {
+        tracing::info!(
+            "the plan keeps no {EDITS_FILE}: the backup or the captured changes are encrypted, and that file would hold what they hold decrypted; restore apply reads the captured changes from the store instead"
+        );
+    }
+    let log = r.edits.filter(|l| !l.is_empty() && !encrypted).map(|l| {
         let transactions = l.transactions();
         let bytes = l.into_bytes();
         rp.edits = Some(KeptEdits {

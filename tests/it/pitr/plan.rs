@@ -67,8 +67,18 @@ pub(super) fn plan_apply_check(bins: &Bins, run: &Run, m: &Measured, compact: bo
     .unwrap();
     let r = repo.open_db(&chosen.manifest).unwrap();
     let kept = pitr::plan_replay(&mut p, &r, "backup", &chosen, &src, dir.path()).unwrap();
-    // A compacted plan keeps what its replay committed, for `restore apply`.
+    // A compacted plan keeps what its replay committed, for `restore apply`; never from an
+    // encrypted backup (the plan's directory would hold its contents decrypted).
     assert_eq!(kept.is_some(), compact);
+    if compact {
+        let mut encrypted = chosen.clone();
+        encrypted.manifest.encryption = "age".into();
+        let mut q = p.clone();
+        let none = pitr::plan_replay(&mut q, &r, "backup", &encrypted, &src, dir.path()).unwrap();
+        assert!(none.is_none());
+        assert_eq!(q.replay.as_ref().and_then(|rp| rp.edits.as_ref()), None);
+        assert_eq!(q.expected_hashkv, p.expected_hashkv);
+    }
     // `restore test --to-revision R`: the sandbox etcd answers the live hashkv at R.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = lifeboat::restore::selftest::restore_test(
