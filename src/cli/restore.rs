@@ -322,6 +322,15 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
                             rp.compacted_away
                         );
                     }
+                    if let Some(k) = &rp.edits {
+                        println!(
+                            "  what the replay wrote ({}, {} transaction{}) is kept in {}: copy it with the plan, and each node's apply commits it instead of reading the captured changes",
+                            crate::units::human_bytes(k.bytes),
+                            k.transactions,
+                            if k.transactions == 1 { "" } else { "s" },
+                            a.out.join(&k.file).display()
+                        );
+                    }
                 }
                 if let Ok(id) = crate::restore::guard::PlanId::load(&a.out, &p) {
                     println!("{id}");

@@ -213,9 +213,10 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         ),
         None => match (plan.to_revision, &plan.replay) {
             (Some(r), Some(rp)) if kept_here(rp, opts) => format!(
-                "write {} with lifeboat's native writer, committing the {} transactions the plan kept in {} (its replay of the {} captured records after revision {} up to revision {r}; checked against the plan's SHA-256, the records are not read again)",
+                "write {} with lifeboat's native writer, committing what the plan's replay wrote ({} transaction{}, kept in {}: its replay of the {} captured records after revision {} up to revision {r}; checked against the plan's SHA-256, the records are not read again)",
                 m.data_dir,
                 rp.edits.as_ref().map_or(0, |k| k.transactions),
+                if rp.edits.as_ref().is_some_and(|k| k.transactions == 1) { "" } else { "s" },
                 opts.plan_dir.as_deref().unwrap_or(Path::new(".")).join(super::pitr::EDITS_FILE).display(),
                 rp.records,
                 rp.after

@@ -524,6 +524,22 @@ fn restore_from_what_capture_stored(
     assert!(stderr(&o).contains("replay.edits"), "{}", stderr(&o));
     assert!(!r0.join("member").exists());
     std::fs::write(&edits, &kept).unwrap();
+    // --dry-run says which way apply writes the member.
+    let o = s3.lifeboat([
+        "restore",
+        "apply",
+        "--dry-run",
+        "--plan",
+        dir.to_str().unwrap(),
+        "--node",
+        "r0",
+    ]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("replay.edits: its replay of"),
+        "{}",
+        stdout(&o)
+    );
     assert_exit(&apply(), 0);
     assert!(
         std::fs::read(&db).unwrap() == replayed,
