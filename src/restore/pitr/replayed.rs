@@ -50,16 +50,17 @@ fn replay_window(
     chosen: &Chosen,
     src: &dyn RecordSource,
 ) -> Result<(Replayed, Scanned)> {
-    let (rep, scanned) = feed_window(img, chosen, src)?;
+    let (rep, scanned) = feed_window(img, chosen, src, false)?;
     Ok((rep.finish()?, scanned))
 }
 
 /// The chosen window read from `src` and fed to a replay onto `img`, left to finish
-/// (with `--compact`, see [`compacted`]).
+/// (with `--compact`, see [`compacted`]; `keep`: as there).
 fn feed_window<'a>(
     img: &'a mut FileImage,
     chosen: &Chosen,
     src: &dyn RecordSource,
+    keep: bool,
 ) -> Result<(Replaying<'a, FileImage>, Scanned)> {
     let window = (chosen.manifest.revision, chosen.to_revision);
     if !chosen.compact {
@@ -74,6 +75,7 @@ fn feed_window<'a>(
         src,
         Read::Checked,
         chosen.hold_bytes,
+        keep,
     )
 }
 
@@ -92,7 +94,8 @@ pub fn hold_budget() -> usize {
 /// live hash was made with a compaction inside it: [`Settled::ReadAgain`]); the second
 /// read must find the records of the first (count and digest). `how`: [`Read::Checked`]
 /// for a plan or a test, which prove the newest live hash; the plan's digest for `restore
-/// apply`, which does not (the plan did).
+/// apply`, which does not (the plan did). `keep`: keep the transactions committed (as
+/// much as the budget holds: [`Replayed::edits`]), for a plan's `restore apply`.
 fn compacted<'a, I: Image + ?Sized>(
     img: &'a mut I,
     window: (i64, i64),
@@ -100,12 +103,12 @@ fn compacted<'a, I: Image + ?Sized>(
     src: &dyn RecordSource,
     how: Read,
     budget: usize,
+    keep: bool,
 ) -> Result<(Replaying<'a, I>, Scanned)> {
     let to = window.1;
     let prove = how == Read::Checked;
-    // A plan keeps what its replay commits (as much as it may hold), for `restore apply`.
     let keep = |rep: &mut Replaying<'_, I>| {
-        if prove {
+        if keep {
             rep.keep_edits(budget);
         }
     };
@@ -176,8 +179,9 @@ fn replay_predicting(
     src: &dyn RecordSource,
     spec: &crate::restore::native::RestoreSpec,
     object: &str,
+    keep: bool,
 ) -> Result<(Replayed, Scanned, crate::restore::predict::Prediction)> {
-    let (rep, scanned) = feed_window(img, chosen, src)?;
+    let (rep, scanned) = feed_window(img, chosen, src, keep)?;
     let (r, p) = rep.finish_walking(|img, proof| {
         crate::restore::predict::predict_visiting(img, spec, object, proof)
     })?;
@@ -189,6 +193,7 @@ fn replay_predicting(
 /// integrity error, exit 3) and record the target, the replay and what `restore check`
 /// must then find (revision, hashkv and key count of the replayed data). The replayed
 /// copy is made in `work`.
+///
 /// Returns the edit log to write beside plan.json as [`EDITS_FILE`] (named in
 /// `plan.replay.edits`), when the replay kept one.
 pub fn plan_replay(
@@ -214,7 +219,7 @@ pub fn plan_replay_onto(
     src: &dyn RecordSource,
 ) -> Result<Option<Vec<u8>>> {
     let spec = crate::restore::predict::spec_of(plan);
-    let (r, scanned, p) = replay_predicting(&mut img, chosen, src, &spec, object)?;
+    let (r, scanned, p) = replay_predicting(&mut img, chosen, src, &spec, object, true)?;
     plan.to_revision = Some(chosen.to_revision);
     plan.to_time = chosen.to_time.clone();
     let mut rp = ReplayPlan::new(
@@ -285,7 +290,7 @@ pub fn test_replay(
         bump_revision: None,
         mark_compacted: false,
     };
-    let (_, _, p) = replay_predicting(&mut img, chosen, src, &spec, object)?;
+    let (_, _, p) = replay_predicting(&mut img, chosen, src, &spec, object, false)?;
     Ok((img.size(), p))
 }
 
@@ -344,8 +349,8 @@ pub fn apply_replay(
     let mut img = FileImage::in_place(snapshot, size)?;
     let how = Read::CheckedAs(rp.records_sha256_of);
     let rep = if rp.compacted {
-        let (rep, scanned) =
-            compacted(&mut img, window, &[], src, how, hold_budget()).map_err(usage_is_change)?;
+        let (rep, scanned) = compacted(&mut img, window, &[], src, how, hold_budget(), false)
+            .map_err(usage_is_change)?;
         the_plans(&scanned)?;
         rep
     } else {
