@@ -124,11 +124,14 @@ fn systemctl(verb: &str, unit: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether the plan's kept transactions are in its directory (see
-/// [`super::pitr::apply_replay`], which checks them).
-fn kept_here(rp: &super::pitr::ReplayPlan, opts: &ApplyOptions) -> bool {
-    let dir = opts.plan_dir.as_deref();
-    rp.edits.is_some() && dir.is_some_and(|d| d.join(super::pitr::EDITS_FILE).is_file())
+/// The plan's kept transactions and their file, when it is in the plan's directory (see
+/// [`super::pitr::apply_replay`], which checks it).
+fn kept_here<'a>(
+    rp: &'a super::pitr::ReplayPlan,
+    opts: &ApplyOptions,
+) -> Option<(&'a super::pitr::KeptEdits, PathBuf)> {
+    let file = opts.plan_dir.as_deref()?.join(super::pitr::EDITS_FILE);
+    Some((rp.edits.as_ref()?, file)).filter(|(_, f)| f.is_file())
 }
 
 /// Carry out `node`'s data steps of `plan`.
@@ -202,6 +205,7 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         }
     }
     let cmd = writer_command(plan, m, &opts.writer, &snapshot);
+    let kept = plan.replay.as_ref().and_then(|rp| kept_here(rp, opts));
     report.steps.push(match &cmd {
         Some(cmd) => format!(
             "write {}: {}",
@@ -211,17 +215,17 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
-        None => match (plan.to_revision, &plan.replay) {
-            (Some(r), Some(rp)) if kept_here(rp, opts) => format!(
+        None => match (plan.to_revision, &plan.replay, kept) {
+            (Some(r), Some(rp), Some((k, file))) => format!(
                 "write {} with lifeboat's native writer, committing what the plan's replay wrote ({} transaction{}, kept in {}: its replay of the {} captured records after revision {} up to revision {r}; checked against the plan's SHA-256, the records are not read again)",
                 m.data_dir,
-                rp.edits.as_ref().map_or(0, |k| k.transactions),
-                if rp.edits.as_ref().is_some_and(|k| k.transactions == 1) { "" } else { "s" },
-                opts.plan_dir.as_deref().unwrap_or(Path::new(".")).join(super::pitr::EDITS_FILE).display(),
+                k.transactions,
+                if k.transactions == 1 { "" } else { "s" },
+                file.display(),
                 rp.records,
                 rp.after
             ),
-            (Some(r), Some(rp)) => format!(
+            (Some(r), Some(rp), None) => format!(
                 "write {} with lifeboat's native writer, replaying the {} captured records after revision {} up to revision {r} (checked against the plan's digest)",
                 m.data_dir, rp.records, rp.after
             ),

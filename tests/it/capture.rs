@@ -485,16 +485,13 @@ fn restore_from_what_capture_stored(
     let good = std::fs::read_to_string(&plan_json).unwrap();
     let digest = p["replay"]["records_sha256"].as_str().unwrap();
     std::fs::write(&plan_json, good.replace(digest, &"0".repeat(64))).unwrap();
-    let apply = || {
-        s3.lifeboat([
-            "restore",
-            "apply",
-            "--plan",
-            dir.to_str().unwrap(),
-            "--node",
-            "r0",
-        ])
+    let apply_with = |extra: &[&str]| {
+        let mut args = vec!["restore", "apply", "--plan", dir.to_str().unwrap()];
+        args.extend(["--node", "r0"]);
+        args.extend(extra);
+        s3.lifeboat(args)
     };
+    let apply = || apply_with(&[]);
     let o = apply();
     assert_exit(&o, 3);
     assert!(stderr(&o).contains("make a new plan"), "{}", stderr(&o));
@@ -525,15 +522,7 @@ fn restore_from_what_capture_stored(
     assert!(!r0.join("member").exists());
     std::fs::write(&edits, &kept).unwrap();
     // --dry-run says which way apply writes the member.
-    let o = s3.lifeboat([
-        "restore",
-        "apply",
-        "--dry-run",
-        "--plan",
-        dir.to_str().unwrap(),
-        "--node",
-        "r0",
-    ]);
+    let o = apply_with(&["--dry-run"]);
     assert_exit(&o, 0);
     assert!(
         stdout(&o).contains("replay.edits: its replay of"),

@@ -218,8 +218,18 @@ pub fn plan_replay_onto(
     chosen: &Chosen,
     src: &dyn RecordSource,
 ) -> Result<Option<Vec<u8>>> {
+    // A plan's directory is copied around and kept; what an encrypted backup or window
+    // holds is never written there decrypted, so such a replay keeps nothing (apply then
+    // reads the window itself).
+    let encrypted = !matches!(chosen.manifest.encryption.as_str(), "" | "none")
+        || src.encrypted(chosen.manifest.revision, chosen.to_revision)?;
+    if encrypted && chosen.compact {
+        tracing::info!(
+            "the plan keeps no {EDITS_FILE}: the backup or the captured changes are encrypted, and that file would hold what they hold decrypted; restore apply reads the captured changes from the store instead"
+        );
+    }
     let spec = crate::restore::predict::spec_of(plan);
-    let (r, scanned, p) = replay_predicting(&mut img, chosen, src, &spec, object, true)?;
+    let (r, scanned, p) = replay_predicting(&mut img, chosen, src, &spec, object, !encrypted)?;
     plan.to_revision = Some(chosen.to_revision);
     plan.to_time = chosen.to_time.clone();
     let mut rp = ReplayPlan::new(
@@ -229,16 +239,7 @@ pub fn plan_replay_onto(
         r.checked,
         chosen.compact,
     );
-    // A plan's directory is copied around and kept; what an encrypted backup or window
-    // holds is never written there decrypted (apply then reads the window itself).
-    let encrypted = !matches!(chosen.manifest.encryption.as_str(), "" | "none")
-        || src.encrypted(r.replay.base_revision, chosen.to_revision)?;
-    if encrypted && r.edits.is_some() {
-        tracing::info!(
-            "the plan keeps no {EDITS_FILE}: the backup or the captured changes are encrypted, and that file would hold what they hold decrypted; restore apply reads the captured changes from the store instead"
-        );
-    }
-    let log = r.edits.filter(|l| !l.is_empty() && !encrypted).map(|l| {
+    let log = r.edits.filter(|l| !l.is_empty()).map(|l| {
         let transactions = l.transactions();
         let bytes = l.into_bytes();
         rp.edits = Some(KeptEdits {
