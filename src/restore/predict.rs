@@ -13,7 +13,8 @@
 use crate::format::bolt::write::Patch;
 use crate::format::bolt::Db;
 use crate::format::bolt::EntryVisitor;
-use crate::format::etcd::report::{report, report_visiting, ReportOptions};
+use crate::format::etcd::hashkv::PrePass;
+use crate::format::etcd::report::{report, report_visiting_prepared, ReportOptions};
 use crate::io::ReadAt;
 use crate::{Error, Result};
 
@@ -78,19 +79,22 @@ pub fn predict(
     spec: &super::native::RestoreSpec,
     object: &str,
 ) -> Result<Prediction> {
-    predict_walk(db, spec, object, None)
+    predict_walk(db, spec, object, None, None)
 }
 
 /// [`predict`], with `extra` shown every entry of the restored image on the same walk; the
 /// walk must then be clean (a problem is an integrity error naming `object`), since what
-/// `extra` computes from it is trusted.
+/// `extra` computes from it is trusted. `prepass`: the start of the hashkv's pre-pass,
+/// made ahead of time on a database with the same entries up to its revision (see
+/// [`crate::format::etcd::hashkv::PrePass`]; not used where it does not fit).
 pub fn predict_visiting(
     db: &dyn ReadAt,
     spec: &super::native::RestoreSpec,
     object: &str,
     extra: &mut dyn EntryVisitor,
+    prepass: Option<PrePass>,
 ) -> Result<Prediction> {
-    predict_walk(db, spec, object, Some(extra))
+    predict_walk(db, spec, object, Some(extra), prepass)
 }
 
 fn predict_walk(
@@ -98,6 +102,7 @@ fn predict_walk(
     spec: &super::native::RestoreSpec,
     object: &str,
     extra: Option<&mut dyn EntryVisitor>,
+    prepass: Option<PrePass>,
 ) -> Result<Prediction> {
     let patch = super::native::restore_patch(db, spec)?;
     let image = Patched {
@@ -116,7 +121,7 @@ fn predict_walk(
     let r = match extra {
         None => report(&bolt, &opts),
         Some(extra) => {
-            let r = report_visiting(&bolt, &opts, extra);
+            let r = report_visiting_prepared(&bolt, &opts, extra, prepass);
             if let Some(p) = r.problems.first() {
                 return Err(Error::integrity(
                     object,

@@ -40,7 +40,7 @@ mod replaying;
 pub use compact::{Concluded, Held, Released, Survey, WindowProof};
 use encode::{bad, check_put, encode_tombstone_into, rev_key, RECORDS};
 pub use encode::{encode_kv, encode_kv_into, encode_lease};
-pub use image::{FileImage, Image};
+pub use image::{FileImage, Image, PrePassing};
 use proof::mismatch;
 pub use proof::{read_twice_differ, Proof};
 pub use replaying::{

@@ -171,37 +171,56 @@ pub fn stream_records_with(
         )));
     }
     // Three stages on threads of their own, a segment or two apart: fetch and decompress,
-    // then digest and decode, then the caller takes the records. On two cores the work of
-    // each (about a third: zstd, SHA-256 of the plaintext, the replay) overlaps the others.
-    // Decompression buffers go back to the first stage once decoded.
+    // then digest and decode, then the caller takes the records. The middle stage (SHA-256
+    // of the plaintext and decoding: the largest part) has two workers taking every other
+    // segment, so that on two cores the stages keep both busy instead of waiting on the
+    // slowest; the caller takes their segments back in turn, in order. Decompression
+    // buffers go back to the first stage once decoded.
     std::thread::scope(|sc| {
         use std::sync::mpsc::sync_channel;
-        let (plain_tx, plain_rx) = sync_channel::<(&SegmentName, Result<Vec<u8>>)>(1);
-        let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(3);
-        let (tx, rx) = sync_channel(1);
+        const WORKERS: usize = 2;
+        let (spare_tx, spare_rx) = sync_channel::<Vec<u8>>(2 * WORKERS + 1);
+        let mut plain_txs = Vec::with_capacity(WORKERS);
+        let mut outs = Vec::with_capacity(WORKERS);
+        for _ in 0..WORKERS {
+            let (plain_tx, plain_rx) = sync_channel::<(&SegmentName, Result<Vec<u8>>)>(1);
+            let (tx, rx) = sync_channel(1);
+            let spare_tx = spare_tx.clone();
+            sc.spawn(move || {
+                for (s, plain) in plain_rx {
+                    let read = plain.and_then(|bytes| {
+                        let seg = decode_named(repo, s, &bytes, verify);
+                        let _ = spare_tx.try_send(bytes);
+                        seg
+                    });
+                    let failed = read.is_err();
+                    if tx.send((s, read)).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            plain_txs.push(plain_tx);
+            outs.push(rx);
+        }
+        drop(spare_tx);
         sc.spawn(move || {
-            for s in needed {
+            for (i, s) in needed.into_iter().enumerate() {
                 let mut bytes = spare_rx.try_recv().unwrap_or_default();
                 let read = fetch_plain(repo, s, &mut bytes).map(|()| bytes);
                 let failed = read.is_err();
                 // The receiver is gone when the caller stopped early: nothing more to read.
-                if plain_tx.send((s, read)).is_err() || failed {
+                if plain_txs[i % WORKERS].send((s, read)).is_err() || failed {
                     break;
                 }
             }
         });
-        sc.spawn(move || {
-            for (s, plain) in plain_rx {
-                let read = plain.and_then(|bytes| {
-                    let seg = decode_named(repo, s, &bytes, verify);
-                    let _ = spare_tx.try_send(bytes);
-                    seg
-                });
-                let failed = read.is_err();
-                if tx.send((s, read)).is_err() || failed {
-                    break;
-                }
-            }
+        // Segment i comes from worker i % WORKERS; a worker that stopped (an error it
+        // sent, or the end) ends the stream.
+        let mut turn = 0;
+        let rx = std::iter::from_fn(|| {
+            let next = outs[turn % WORKERS].recv().ok();
+            turn += 1;
+            next
         });
         let mut prev: Option<(&SegmentName, [u8; 32])> = None;
         for (s, read) in rx {

@@ -15,9 +15,10 @@ use super::{
     read_window, read_window_as, Chosen, KeptEdits, Read, RecordSource, ReplayPlan, Scanned,
     EDITS_FILE,
 };
+use crate::format::etcd::hashkv::PrePass;
 use crate::io::ReadAt;
 use crate::restore::replay::{
-    commit_kept, FileImage, Image, Replayed, Replaying, Settled, Survey, CHUNK_BYTES,
+    commit_kept, FileImage, Image, PrePassing, Replayed, Replaying, Settled, Survey, CHUNK_BYTES,
 };
 use crate::{Error, Result};
 
@@ -56,12 +57,12 @@ fn replay_window(
 
 /// The chosen window read from `src` and fed to a replay onto `img`, left to finish
 /// (with `--compact`, see [`compacted`]; `keep`: as there).
-fn feed_window<'a>(
-    img: &'a mut FileImage,
+fn feed_window<'a, I: Image + ?Sized>(
+    img: &'a mut I,
     chosen: &Chosen,
     src: &dyn RecordSource,
     keep: bool,
-) -> Result<(Replaying<'a, FileImage>, Scanned)> {
+) -> Result<(Replaying<'a, I>, Scanned)> {
     let window = (chosen.manifest.revision, chosen.to_revision);
     if !chosen.compact {
         let mut rep = Replaying::new(img, chosen.to_revision, CHUNK_BYTES)?;
@@ -173,6 +174,9 @@ fn survey_window(
 
 /// Replay the chosen window onto `img` and predict the restore `spec` makes of the result,
 /// the replay's proof made on the prediction's walk (one read of the replayed database).
+/// A compacted replay writes nothing until its window has been read: the hashkv's
+/// pre-pass over the base's revisions is read meanwhile, on a thread of its own
+/// ([`PrePassing`]), instead of after the replay.
 fn replay_predicting(
     img: &mut FileImage,
     chosen: &Chosen,
@@ -181,9 +185,26 @@ fn replay_predicting(
     object: &str,
     keep: bool,
 ) -> Result<(Replayed, Scanned, crate::restore::predict::Prediction)> {
+    if !chosen.compact {
+        return predicting(img, chosen, src, spec, object, keep, |_| None);
+    }
+    let mut img = PrePassing::start(img, chosen.manifest.revision)?;
+    predicting(&mut img, chosen, src, spec, object, keep, PrePassing::take)
+}
+
+/// [`replay_predicting`] onto `img`, the walk given what `prepass` has of the pre-pass.
+fn predicting<I: Image>(
+    img: &mut I,
+    chosen: &Chosen,
+    src: &dyn RecordSource,
+    spec: &crate::restore::native::RestoreSpec,
+    object: &str,
+    keep: bool,
+    prepass: impl FnOnce(&I) -> Option<PrePass>,
+) -> Result<(Replayed, Scanned, crate::restore::predict::Prediction)> {
     let (rep, scanned) = feed_window(img, chosen, src, keep)?;
     let (r, p) = rep.finish_walking(|img, proof| {
-        crate::restore::predict::predict_visiting(img, spec, object, proof)
+        crate::restore::predict::predict_visiting(img, spec, object, proof, prepass(img))
     })?;
     Ok((r, scanned, p))
 }

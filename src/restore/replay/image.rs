@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::format::bolt::write::Patch;
+use crate::format::etcd::hashkv::PrePass;
 use crate::io::ReadAt;
 use crate::{Error, Result};
 
@@ -169,5 +170,106 @@ impl Image for FileImage {
         }
         self.size = len;
         Ok(())
+    }
+}
+
+/// A replay's [`FileImage`] whose base a thread reads meanwhile: the part of the hashkv
+/// pre-pass over the base's revisions ([`PrePass`]), made while the window is read rather
+/// than after the replay (a compacted replay writes nothing until the window has been
+/// read). The first commit waits for that thread, so no page it may read is written
+/// before it has finished; the thread reads through a handle of its own.
+pub struct PrePassing<'a> {
+    img: &'a mut FileImage,
+    pass: std::sync::Mutex<Pass>,
+}
+
+enum Pass {
+    Running(std::thread::JoinHandle<Option<PrePass>>),
+    Done(Option<PrePass>),
+}
+
+impl<'a> PrePassing<'a> {
+    /// Start the pre-pass over `img`'s entries up to main revision `upto` (the base
+    /// backup's revision: the replay adds only later ones).
+    pub fn start(img: &'a mut FileImage, upto: i64) -> Result<Self> {
+        let file = img.file.try_clone().map_err(|e| Error::io(&img.dir, e))?;
+        let size = img.size;
+        let thread = std::thread::Builder::new()
+            .name("lifeboat-prepass".into())
+            .spawn(move || {
+                let base = Frozen { file, size };
+                // A base that does not read is reported by the walk that follows, which then
+                // makes the whole pre-pass itself.
+                let db = crate::format::bolt::Db::open(&base).ok()?;
+                PrePass::run(&db, upto).ok()
+            })
+            .map_err(|e| Error::io(&img.dir, e))?;
+        Ok(PrePassing {
+            img,
+            pass: std::sync::Mutex::new(Pass::Running(thread)),
+        })
+    }
+
+    /// The pre-pass, once finished (None: it failed; then the walk makes it whole).
+    pub fn take(&self) -> Option<PrePass> {
+        self.wait();
+        match &mut *self.lock() {
+            Pass::Done(p) => p.take(),
+            Pass::Running(_) => None,
+        }
+    }
+
+    /// The state, whatever a panicking holder left (never one here: the thread's panic
+    /// is caught by its join).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pass> {
+        self.pass.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait(&self) {
+        let mut pass = self.lock();
+        if matches!(*pass, Pass::Running(_)) {
+            if let Pass::Running(t) = std::mem::replace(&mut *pass, Pass::Done(None)) {
+                *pass = Pass::Done(t.join().ok().flatten());
+            }
+        }
+    }
+}
+
+impl ReadAt for PrePassing<'_> {
+    fn size(&self) -> u64 {
+        self.img.size()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.img.read_exact_at(offset, buf)
+    }
+}
+
+impl Image for PrePassing<'_> {
+    fn commit(&mut self, patch: &Patch) -> Result<()> {
+        self.wait();
+        self.img.commit(patch)
+    }
+}
+
+/// A [`FileImage`]'s bytes as they were, read through a handle of its own.
+struct Frozen {
+    file: std::fs::File,
+    size: u64,
+}
+
+impl ReadAt for Frozen {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|e| e > self.size)
+        {
+            return Err(crate::io::eof(offset, buf.len(), self.size));
+        }
+        self.file.read_exact_at(buf, offset)
     }
 }

@@ -439,7 +439,7 @@ fn the_proof_on_the_prediction_walk_is_the_proof() {
             rep.feed(x).unwrap();
         }
         let (walked, p) = rep
-            .finish_walking(|i, proof| predict_visiting(i, &spec(bump), "t", proof))
+            .finish_walking(|i, proof| predict_visiting(i, &spec(bump), "t", proof, None))
             .unwrap();
         assert!(walked_img == own_img, "the same replay wrote other bytes");
         assert_eq!((walked.hashkv, &walked.checked), (None, &own.checked));
@@ -464,7 +464,7 @@ fn the_proof_on_the_prediction_walk_is_the_proof() {
         rep.feed(x).unwrap();
     }
     let e = rep
-        .finish_walking(|i, proof| predict_visiting(i, &spec(None), "t", proof))
+        .finish_walking(|i, proof| predict_visiting(i, &spec(None), "t", proof, None))
         .unwrap_err();
     assert_eq!(e.exit_code() as i32, 3);
     assert!(e.to_string().contains("revision 304"), "{e}");

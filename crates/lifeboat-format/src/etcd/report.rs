@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 
 use serde::Serialize;
 
-use super::hashkv::{fingerprint, HashKv};
+use super::hashkv::{fingerprint, HashKv, PrePass};
 use super::{buckets, summary_of, KeyValueRef, Lease, RevKey, Summary};
 use crate::bolt::{
     check_db, BucketStats, CheckOptions, Db, EntryVisitor, PageCounts, Problem, VisitEntry,
@@ -141,14 +141,16 @@ fn prepare_hashkv<R: ReadAt>(
     db: &Db<R>,
     rev: i64,
     s: &Summary,
+    prepass: Option<PrePass>,
     problems: &mut Vec<Problem>,
 ) -> (Option<HashKv>, Option<String>) {
-    match HashKv::prepare(
+    match HashKv::prepare_from(
         db,
         rev,
         s.revision,
         s.finished_compact_revision,
         s.scheduled_compact_revision,
+        prepass,
     ) {
         Ok(Ok(mut h)) => {
             h.enable_passthrough();
@@ -338,6 +340,17 @@ pub fn report_visiting<R: ReadAt>(
     opts: &ReportOptions,
     extra: &mut dyn EntryVisitor,
 ) -> Report {
+    report_visiting_prepared(db, opts, extra, None)
+}
+
+/// [`report_visiting`], its hashkv's pre-pass continuing `prepass` where that fits
+/// ([`HashKv::prepare_continuing`]).
+pub fn report_visiting_prepared<R: ReadAt>(
+    db: &Db<R>,
+    opts: &ReportOptions,
+    extra: &mut dyn EntryVisitor,
+    prepass: Option<PrePass>,
+) -> Report {
     let mut problems = Vec::new();
     let summary: Option<Summary> = match summary_of(db) {
         Ok(s) => Some(s),
@@ -353,7 +366,7 @@ pub fn report_visiting<R: ReadAt>(
         ..Summary::default()
     });
     let (hashkv, hashkv_error) = match &summary {
-        Some(s) => prepare_hashkv(db, opts.hashkv_rev, s, &mut problems),
+        Some(s) => prepare_hashkv(db, opts.hashkv_rev, s, prepass, &mut problems),
         None => (None, Some("the database could not be summarised".into())),
     };
     let mut v = Visitor {
