@@ -6,6 +6,7 @@
 #   PITR_BASE_KEYS=20000 PITR_SECONDS=60 scripts/bench-pitr-restore.sh   # a quick run
 #   PITR_BASE_SNAPSHOT=bench-work/big.snap.db PITR_BASE_KEYS=0 scripts/bench-pitr-restore.sh
 #                     # the base restored from an etcd snapshot (plus PITR_BASE_KEYS more keys)
+#   PITR_REUSE=1 scripts/bench-pitr-restore.sh         # measure again on the previous run's data
 #
 # The base is filled and backed up; the capture window is then written straight into the
 # destination by examples/pitr_synth (the segments `lifeboat capture` writes, without
@@ -33,11 +34,17 @@ FILL=$ROOT/target/release/examples/fill
 SYNTH=$ROOT/target/release/examples/pitr_synth
 E=$(scripts/etcd35-dir.sh)
 
-rm -rf "$WORK"; mkdir -p "$WORK"
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
+if [ "${PITR_REUSE:-0}" = 1 ] && [ -f "$WORK/synth.txt" ]; then
+  # PITR_REUSE=1: the backup and window of the previous run in PITR_WORK, as they are (the
+  # sizes asked for now are not checked: they are those of that run).
+  echo "reusing $WORK/dest" >&2
+  rm -rf "$WORK/alone" "$WORK/alone.plan" "$WORK/pitr" "$WORK/pitr.plan"
+else
+rm -rf "$WORK"; mkdir -p "$WORK"
 start_etcd "${PITR_BASE_SNAPSHOT:-}"
 if [ "$BASE_KEYS" -gt 0 ]; then
   echo "filling the base: $BASE_KEYS keys x 500 B" >&2
@@ -52,6 +59,13 @@ read -r CLUSTER BASE_REV DB_BYTES < <("$LB" list --from "$WORK/dest" -o json |
 echo "writing $SECONDS_ s x $RATE puts of $VALUE B after revision $BASE_REV" >&2
 synth=$("$SYNTH" "$WORK/dest" "$CLUSTER" "$BASE_REV" "$SECONDS_" "$RATE" "$VALUE" "$KEYS")
 echo "$synth" >&2
+# What a later PITR_REUSE=1 run needs of this one (beside the store, not in it).
+printf '%s\n%s %s %s %s %s\n' "$synth" "$BASE_KEYS" "$SECONDS_" "$RATE" "$VALUE" "$KEYS" > "$WORK/synth.txt"
+fi
+read -r CLUSTER BASE_REV DB_BYTES < <("$LB" list --from "$WORK/dest" -o json |
+  python3 -c 'import json,sys; m=json.load(sys.stdin)[0]; print(m["cluster_id"], m["revision"], m["db_size"])')
+synth=$(sed -n 1p "$WORK/synth.txt")
+read -r BASE_KEYS SECONDS_ RATE VALUE KEYS < <(sed -n 2p "$WORK/synth.txt")
 LAST=$(sed 's/.*last_revision=\([0-9]*\).*/\1/' <<<"$synth")
 SEG_BYTES=$(sed 's/.*bytes=\([0-9]*\).*/\1/' <<<"$synth")
 
