@@ -149,21 +149,8 @@ impl HashKv {
         finished: Option<i64>,
         scheduled: Option<i64>,
     ) -> Result<Result<HashKv, HashKvRefused>, FormatError> {
-        Self::prepare_from(db, rev, current, finished, scheduled, None)
-    }
-
-    /// [`HashKv::prepare`], continuing `prepass` when it fits
-    /// ([`HashKv::prepare_continuing`]).
-    pub fn prepare_from<R: ReadAt>(
-        db: &Db<R>,
-        rev: i64,
-        current: i64,
-        finished: Option<i64>,
-        scheduled: Option<i64>,
-        prepass: Option<PrePass>,
-    ) -> Result<Result<HashKv, HashKvRefused>, FormatError> {
         let compact = finished.max(scheduled).unwrap_or(-1);
-        Self::prepare_continuing(db, rev, current, finished, compact, prepass)
+        Self::prepare_with_compact(db, rev, current, finished, compact)
     }
 
     /// [`HashKv::prepare`] with etcd's compaction revision given: a live member that has
