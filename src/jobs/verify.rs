@@ -67,10 +67,6 @@ impl Repository {
 /// Where [`Repository::verify_copying`] writes the database it decodes, in order.
 pub trait DbCopy: crate::io::ReadAt {
     fn append(&mut self, bytes: &[u8]) -> Result<()>;
-    /// Every append written (called before the copy is read).
-    fn finish(&mut self) -> Result<()> {
-        Ok(())
-    }
 }
 
 fn verify(
@@ -133,9 +129,6 @@ fn verify(
     ));
     if let Some(e) = failed {
         return Err(e);
-    }
-    if let Some(c) = copy.as_deref_mut() {
-        c.finish()?;
     }
     if problems.is_empty() {
         problems.extend(check_database(&reader, m));

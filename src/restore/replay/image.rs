@@ -40,45 +40,6 @@ pub struct FileImage {
     size: u64,
     /// Named in errors: the temporary file's directory, or the file replayed in place.
     dir: PathBuf,
-    /// Writing what [`DbCopy::append`] gave, until [`DbCopy::finish`].
-    writer: Option<Writer>,
-}
-
-/// The thread that writes what [`DbCopy::append`] gives, in order: the verify that decodes
-/// the backup (SHA-256 of every byte, on its own thread) then does not also wait for the
-/// copy's writes, about a third of its time on two cores.
-struct Writer {
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    /// Buffers written, back for the next appends.
-    /// (In a mutex only for `Sync`: taken with `&mut`, never locked.)
-    spare: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<u8>>>,
-    thread: std::thread::JoinHandle<io::Result<()>>,
-}
-
-impl Writer {
-    /// Write to `file` from offset `at` on.
-    fn start(file: &std::fs::File, at: u64) -> io::Result<Writer> {
-        use std::sync::mpsc::sync_channel;
-        let file = file.try_clone()?;
-        let (tx, rx) = sync_channel::<Vec<u8>>(4);
-        let (spare_tx, spare) = sync_channel(4);
-        let thread = std::thread::Builder::new()
-            .name("lifeboat-copy".into())
-            .spawn(move || {
-                let mut at = at;
-                for bytes in rx {
-                    file.write_all_at(&bytes, at)?;
-                    at += bytes.len() as u64;
-                    let _ = spare_tx.try_send(bytes);
-                }
-                Ok(())
-            })?;
-        Ok(Writer {
-            tx,
-            spare: std::sync::Mutex::new(spare),
-            thread,
-        })
-    }
 }
 
 /// Copy buffer: large enough for sequential throughput, small next to a chunk.
@@ -121,7 +82,6 @@ impl FileImage {
             file,
             size,
             dir: dir.to_path_buf(),
-            writer: None,
         })
     }
 
@@ -133,49 +93,17 @@ impl FileImage {
             file,
             size: 0,
             dir: dir.to_path_buf(),
-            writer: None,
         })
     }
 }
 
 impl crate::jobs::verify::DbCopy for FileImage {
-    /// Handed to a writer thread ([`Writer`]); a write that failed there fails this call
-    /// or [`DbCopy::finish`].
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        let w = match &mut self.writer {
-            Some(w) => w,
-            None => self
-                .writer
-                .insert(Writer::start(&self.file, self.size).map_err(|e| not_here(&self.dir, e))?),
-        };
-        let spare = w.spare.get_mut().ok().and_then(|r| r.try_recv().ok());
-        let mut buf = spare.unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(bytes);
-        if w.tx.send(buf).is_err() {
-            // The thread stopped: a write failed.
-            self.finish()?;
-            return Err(not_here(
-                &self.dir,
-                io::Error::other("the copy's writer stopped"),
-            ));
-        }
+        self.file
+            .write_all_at(bytes, self.size)
+            .map_err(|e| not_here(&self.dir, e))?;
         self.size += bytes.len() as u64;
         Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        let Some(Writer { tx, thread, .. }) = self.writer.take() else {
-            return Ok(());
-        };
-        drop(tx);
-        match thread.join() {
-            Ok(done) => done.map_err(|e| not_here(&self.dir, e)),
-            Err(_) => Err(not_here(
-                &self.dir,
-                io::Error::other("the copy's writer thread panicked"),
-            )),
-        }
     }
 }
 
@@ -207,7 +135,6 @@ impl FileImage {
             file,
             size,
             dir: path.to_path_buf(),
-            writer: None,
         })
     }
 }
@@ -218,11 +145,6 @@ impl ReadAt for FileImage {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if self.writer.is_some() {
-            return Err(io::Error::other(
-                "the copy is read before its writes have finished",
-            ));
-        }
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|end| end > self.size) {
             return Err(io::Error::new(
@@ -240,7 +162,6 @@ impl ReadAt for FileImage {
 
 impl Image for FileImage {
     fn commit(&mut self, patch: &Patch) -> Result<()> {
-        crate::jobs::verify::DbCopy::finish(self)?;
         let len = patch.len_after(self.size);
         for (off, bytes) in [&patch.pages, &patch.meta] {
             self.file
@@ -271,7 +192,6 @@ impl<'a> PrePassing<'a> {
     /// Start the pre-pass over `img`'s entries up to main revision `upto` (the base
     /// backup's revision: the replay adds only later ones).
     pub fn start(img: &'a mut FileImage, upto: i64) -> Result<Self> {
-        crate::jobs::verify::DbCopy::finish(img)?;
         let file = img.file.try_clone().map_err(|e| Error::io(&img.dir, e))?;
         let size = img.size;
         let thread = std::thread::Builder::new()
@@ -351,59 +271,5 @@ impl ReadAt for Frozen {
             return Err(crate::io::eof(offset, buf.len(), self.size));
         }
         self.file.read_exact_at(buf, offset)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::jobs::verify::DbCopy;
-
-    #[test]
-    fn appends_are_written_in_order_and_read_once_finished() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut img = FileImage::empty_in(dir.path()).unwrap();
-        for i in 0..10u8 {
-            img.append(&[i; 5000]).unwrap();
-        }
-        let mut b = [0u8; 2];
-        assert!(img.read_exact_at(0, &mut b).is_err(), "read before finish");
-        img.finish().unwrap();
-        assert_eq!(img.size(), 50_000);
-        img.read_exact_at(4999, &mut b).unwrap();
-        assert_eq!(b, [0, 1]);
-        img.read_exact_at(49_998, &mut b).unwrap();
-        assert_eq!(b, [9, 9]);
-    }
-
-    #[test]
-    fn a_write_that_fails_on_the_writer_thread_fails_the_copy() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ro");
-        std::fs::write(&path, b"").unwrap();
-        // Opened read-only: every write fails, as on a full disk.
-        let mut img = FileImage {
-            file: std::fs::File::open(&path).unwrap(),
-            size: 0,
-            dir: dir.path().to_path_buf(),
-            writer: None,
-        };
-        let mut failed = None;
-        for _ in 0..100 {
-            if let Err(e) = img.append(&[1; 4096]) {
-                failed = Some(e);
-                break;
-            }
-        }
-        let e = match failed {
-            Some(e) => e,
-            None => img.finish().unwrap_err(),
-        };
-        let msg = e.to_string();
-        assert!(msg.contains("free space or restore elsewhere"), "{msg}");
-        assert!(
-            img.finish().is_ok(),
-            "the writer is gone once its error is told"
-        );
     }
 }
