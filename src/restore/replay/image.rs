@@ -192,12 +192,15 @@ impl<'a> PrePassing<'a> {
     /// Start the pre-pass over `img`'s entries up to main revision `upto` (the base
     /// backup's revision: the replay adds only later ones).
     pub fn start(img: &'a mut FileImage, upto: i64) -> Result<Self> {
-        let file = img.file.try_clone().map_err(|e| Error::io(&img.dir, e))?;
-        let size = img.size;
+        // The same bytes through a handle of its own, only read.
+        let base = FileImage {
+            file: img.file.try_clone().map_err(|e| Error::io(&img.dir, e))?,
+            size: img.size,
+            dir: img.dir.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("lifeboat-prepass".into())
             .spawn(move || {
-                let base = Frozen { file, size };
                 // A base that does not read is reported by the walk that follows, which then
                 // makes the whole pre-pass itself.
                 let db = crate::format::bolt::Db::open(&base).ok()?;
@@ -249,27 +252,5 @@ impl Image for PrePassing<'_> {
     fn commit(&mut self, patch: &Patch) -> Result<()> {
         self.wait();
         self.img.commit(patch)
-    }
-}
-
-/// A [`FileImage`]'s bytes as they were, read through a handle of its own.
-struct Frozen {
-    file: std::fs::File,
-    size: u64,
-}
-
-impl ReadAt for Frozen {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if offset
-            .checked_add(buf.len() as u64)
-            .is_none_or(|e| e > self.size)
-        {
-            return Err(crate::io::eof(offset, buf.len(), self.size));
-        }
-        self.file.read_exact_at(buf, offset)
     }
 }

@@ -144,9 +144,14 @@ fn prepare_hashkv<R: ReadAt>(
     prepass: Option<PrePass>,
     problems: &mut Vec<Problem>,
 ) -> (Option<HashKv>, Option<String>) {
-    let (finished, scheduled) = (s.finished_compact_revision, s.scheduled_compact_revision);
-    let compact = finished.max(scheduled).unwrap_or(-1);
-    match HashKv::prepare_continuing(db, rev, s.revision, finished, compact, prepass) {
+    match HashKv::prepare(
+        db,
+        rev,
+        s.revision,
+        s.finished_compact_revision,
+        s.scheduled_compact_revision,
+        prepass,
+    ) {
         Ok(Ok(mut h)) => {
             h.enable_passthrough();
             (Some(h), None)
