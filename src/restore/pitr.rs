@@ -32,7 +32,7 @@ pub trait RecordSource {
     }
     /// [`RecordSource::stream`] for a first read whose every use is checked against a
     /// second, full one (a compacted replay's survey): a source may skip its costliest
-    /// check (the catalog does not compute segments' SHA-256). The default is `stream`.
+    /// check (the catalog does not compute segments' digests). The default is `stream`.
     fn stream_to_survey(
         &self,
         after: i64,
@@ -47,7 +47,7 @@ pub trait RecordSource {
     }
     /// [`RecordSource::stream`], and, when [`RecordSource::names_segments`], what names
     /// the records read without hashing them: SHA-256 over the window's bounds and every
-    /// segment's own SHA-256, hex (see `catalog::capture::stream_records_with`).
+    /// segment's own digest, hex (see `catalog::capture::stream_records_with`).
     fn stream_named(
         &self,
         after: i64,

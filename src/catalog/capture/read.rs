@@ -119,7 +119,7 @@ pub fn stream_records(
     stream_records_with(repo, cluster_id, after, upto, true, f).map(|_| ())
 }
 
-/// [`stream_records`] without computing each segment's SHA-256 (`verify` false): every
+/// [`stream_records`] without computing each segment's digest (`verify` false): every
 /// other check is made, links included, but a changed segment is not seen. Only for a read
 /// whose every use is checked against a verified read of the same window (a compacted
 /// replay's survey: `restore::replay::Survey`).
@@ -241,7 +241,7 @@ pub fn stream_records_with(
 }
 
 /// What names the records of a window read from segments, without hashing the records:
-/// SHA-256 over the window's bounds and the SHA-256 of every segment read, in order. Each
+/// SHA-256 over the window's bounds and the digest of every segment read, in order. Each
 /// segment's digest covers every byte its records are decoded from, so the same digest
 /// means the same records; it is only meaningful for a verified read (`verify`: the
 /// digests were computed from the bytes).

@@ -168,6 +168,70 @@ fn gaps_and_broken_links_are_refused_naming_the_segment() {
     );
 }
 
+/// A capture written by an older lifeboat (segment format 1, SHA-256 digests) continues in
+/// format 2 (BLAKE3): the first new segment links to the old one's SHA-256, and the window
+/// across the change reads, named by each segment's own digest. A link made with the other
+/// kind of digest is broken.
+#[test]
+fn a_chain_continues_across_segment_versions() {
+    let d = tempfile::tempdir().unwrap();
+    let r = repo(d.path(), Keys::none());
+    let c = format!("{CLUSTER:x}");
+    let mut prev = [0u8; 32];
+    for (first, last, version) in [(11, 20, 1), (21, 30, 1), (31, 40, 2), (41, 50, 2)] {
+        let h = Header {
+            cluster_id: CLUSTER,
+            first,
+            last,
+            prev,
+            gap: false,
+        };
+        let recs: Vec<Record> = (first..=last).map(put).collect();
+        let b = segment::encode_as(version, &h, &recs).unwrap();
+        let seg = segment::decode(&b).unwrap();
+        assert_eq!(seg.version, version);
+        prev = seg.digest;
+        store_segment(r.store(), &b, &h, 1_796_000_000_000 + last, None).unwrap();
+    }
+    assert_eq!(
+        revs(&load_records(&r, &c, 10, 50).unwrap()),
+        (11..=50).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        revs(&load_records(&r, &c, 25, 35).unwrap()),
+        (26..=35).collect::<Vec<_>>()
+    );
+
+    // The new segment after a format-1 one, linked by BLAKE3 of the old one's bytes.
+    let d2 = tempfile::tempdir().unwrap();
+    let r2 = repo(d2.path(), Keys::none());
+    let h = Header {
+        cluster_id: CLUSTER,
+        first: 11,
+        last: 20,
+        prev: [0; 32],
+        gap: false,
+    };
+    let old = segment::encode_as(1, &h, &(11..=20).map(put).collect::<Vec<_>>()).unwrap();
+    store_segment(r2.store(), &old, &h, 1, None).unwrap();
+    let wrong = segment::digest(2, &old[..old.len() - segment::TRAILER_LEN]).unwrap();
+    let h = Header {
+        cluster_id: CLUSTER,
+        first: 21,
+        last: 21,
+        prev: wrong,
+        gap: false,
+    };
+    let b = segment::encode(&h, &[put(21)]).unwrap();
+    let n = store_segment(r2.store(), &b, &h, 2, None).unwrap().name;
+    let e = load_records(&r2, &c, 10, 21).unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
+    assert!(
+        e.to_string().contains(&n) && e.to_string().contains("chain broken"),
+        "{e}"
+    );
+}
+
 #[test]
 fn damaged_objects_are_integrity_errors() {
     let d = tempfile::tempdir().unwrap();

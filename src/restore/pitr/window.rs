@@ -18,7 +18,7 @@ pub enum DigestOf {
     /// Every field of every record ([`records_digest`]).
     #[default]
     Records,
-    /// The window's bounds and the SHA-256 of every segment read.
+    /// The window's bounds and the digest of every segment read.
     Segments,
 }
 

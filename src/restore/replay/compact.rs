@@ -16,7 +16,7 @@
 //! the window is read twice instead: [`Survey`] first (a fingerprint per user key and the
 //! revisions that matter, never a value), then the replay, which writes a change at or
 //! below the compaction point only when [`Survey::keeps`] says it is its key's newest.
-//! That first read skips the segments' SHA-256 (the costliest part of a read); the second
+//! That first read skips the segments' digests (the costliest check of a read); the second
 //! is checked in full, and the replay surveys it again as it goes: it refuses to finish
 //! unless that survey equals the first, so nothing learnt from the unverified read is
 //! ever used unchecked.

@@ -17,9 +17,60 @@ fn header(first: i64, last: i64) -> Header {
 fn seeds_round_trip_and_pass_the_oracle() {
     for s in seeds() {
         let seg = decode(&s).unwrap();
-        assert_eq!(encode(&seg.header, &seg.records).unwrap(), s);
+        assert_eq!(
+            encode_as(seg.version, &seg.header, &seg.records).unwrap(),
+            s
+        );
         exercise_segment(&s);
     }
+}
+
+/// Version 2 is version 1 with a BLAKE3 digest: the same header and body bytes, another
+/// trailer; both decode to the same segment, each under its own digest, and a digest of the
+/// wrong kind is a mismatch.
+#[test]
+fn versions_differ_only_in_their_digest() {
+    let seg = decode(&seeds()[0]).unwrap();
+    let v1 = encode_as(1, &seg.header, &seg.records).unwrap();
+    let v2 = encode(&seg.header, &seg.records).unwrap();
+    assert_eq!(VERSION, 2);
+    let n = v2.len();
+    assert_eq!(v1.len(), n);
+    assert_eq!((&v1[..8], &v1[10..n - 32]), (&v2[..8], &v2[10..n - 32]));
+    assert_eq!((&v1[8..10], &v2[8..10]), (&[1u8, 0][..], &[2u8, 0][..]));
+    let a = decode(&v1).unwrap();
+    assert_eq!(
+        (a.version, &a.header, &a.records),
+        (1, &seg.header, &seg.records)
+    );
+    assert_eq!(
+        a.digest,
+        <[u8; 32]>::from(sha2::Sha256::digest(&v1[..n - TRAILER_LEN]))
+    );
+    let b = decode(&v2).unwrap();
+    assert_eq!(
+        (b.version, &b.header, &b.records),
+        (2, &seg.header, &seg.records)
+    );
+    assert_eq!(b.digest, *blake3::hash(&v2[..n - TRAILER_LEN]).as_bytes());
+    // Version 1's bytes carrying a BLAKE3 digest, and the other way round.
+    let mut swapped = v1.clone();
+    swapped[8] = 2;
+    assert!(decode(&swapped)
+        .unwrap_err()
+        .to_string()
+        .contains("digest mismatch"));
+    swapped = v2.clone();
+    swapped[8] = 1;
+    assert!(decode(&swapped)
+        .unwrap_err()
+        .to_string()
+        .contains("digest mismatch"));
+    assert!(matches!(
+        encode_as(3, &seg.header, &seg.records),
+        Err(SegmentError::Version(3))
+    ));
+    assert_eq!(digest(3, &v1), None);
 }
 
 #[test]
@@ -266,6 +317,7 @@ proptest! {
         gap in any::<bool>(),
         prev in any::<[u8; 32]>(),
         cluster_id in any::<u64>(),
+        version in 1u16..=2,
     ) {
         let mut rev = first;
         let mut recs = Vec::new();
@@ -274,12 +326,18 @@ proptest! {
             recs.push(at(r, rev));
         }
         let h = Header { cluster_id, first, last: rev + 1, prev, gap };
-        let b = encode(&h, &recs).unwrap();
+        let b = encode_as(version, &h, &recs).unwrap();
         let s = decode(&b).unwrap();
+        prop_assert_eq!(s.version, version);
         prop_assert_eq!(&s.header, &h);
         prop_assert_eq!(&s.records, &recs);
-        let digest: [u8; 32] = sha2::Sha256::digest(&b[..b.len() - TRAILER_LEN]).into();
+        let covered = &b[..b.len() - TRAILER_LEN];
+        let digest: [u8; 32] = match version {
+            1 => sha2::Sha256::digest(covered).into(),
+            _ => *blake3::hash(covered).as_bytes(),
+        };
         prop_assert_eq!(s.digest, digest);
+        prop_assert_eq!(digest_of(&b), digest);
         exercise_segment(&b);
     }
 
@@ -287,7 +345,8 @@ proptest! {
     fn arbitrary_bytes_never_panic(mut b in proptest::collection::vec(any::<u8>(), 0..300), magic in any::<bool>()) {
         if magic && b.len() >= 12 {
             b[..8].copy_from_slice(MAGIC);
-            b[8..10].copy_from_slice(&VERSION.to_le_bytes());
+            let version = VERSIONS[usize::from(b[11] & 1)];
+            b[8..10].copy_from_slice(&version.to_le_bytes());
         }
         exercise_segment(&b);
     }
