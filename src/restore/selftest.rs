@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::catalog::Manifest;
-use crate::error::{EtcdErrorKind, IoContext};
+use crate::error::{EtcdErrorKind, InFile, IoContext};
 use crate::{Error, Result};
 
 pub struct TestOptions<'a> {
@@ -179,18 +179,13 @@ pub fn restore_test(
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
     fetch_throwaway(repo, m, &snap)?;
-    let facts = offline_facts(&snap, m.revision)?;
-    let (mut offline_hash, mut while_compacting) = (facts.hashkv, facts.while_compacting);
-    let (mut keys_expected, cluster_version) = (facts.keys, facts.cluster_version);
-    if offline_hash.is_none() {
-        // Refused at the backup's revision (3.4/3.5 refuse its compaction revision): the
-        // hash at the snapshot's current revision is that one when they are the same.
-        let now = offline_facts(&snap, 0)?;
-        if now.at == m.revision {
-            (offline_hash, while_compacting) = (now.hashkv, now.while_compacting);
-        }
-    }
-    if let Some(cv) = &cluster_version {
+    // What the restored etcd must answer: for the backup alone, the snapshot's own hashkv
+    // and keys, read offline with every page checked ([`backup_expects`]). A test to a
+    // revision expects what the replay predicts instead, from a strict walk of every page
+    // of the replayed database (the base's included), so the base is not walked twice
+    // (its own hashkv is a test of the backup alone).
+    let mut problems = Vec::new();
+    if let Some(cv) = cluster_version_of(&snap)? {
         check_etcd_version(
             &etcd,
             &etcd_version,
@@ -200,22 +195,7 @@ pub fn restore_test(
             ],
         )?;
     }
-    let mut problems = Vec::new();
-    let expected = match (m.hashkv, offline_hash) {
-        // Older versions recorded the answer etcd gives while it compacts, where no key is
-        // live at the backup's revision: that one is the snapshot's too.
-        (Some(h), Some(o)) if h != o && Some(h) != while_compacting => {
-            problems.push(format!(
-                "the manifest records hashkv {h}, the stored snapshot computes to {o}"
-            ));
-            Some(h)
-        }
-        (Some(_), Some(o)) => Some(o),
-        (Some(h), None) => Some(h),
-        (None, o) => o,
-    };
-    // A point-in-time test expects the replayed data's hash and keys at R instead.
-    let (size, expected, while_compacting, revision) = match opts.replay {
+    let (size, expected, while_compacting, revision, keys_expected) = match opts.replay {
         Some(c) => {
             let catalog = super::pitr::CatalogRecords {
                 repo,
@@ -224,15 +204,18 @@ pub fn restore_test(
             let src = opts.records.unwrap_or(&catalog);
             // Replayed onto the fetched snapshot itself (a throwaway, checked while fetched).
             let (size, p) = super::pitr::test_replay(&snap, m.db_size, &repo.object_of(m), c, src)?;
-            keys_expected = p.keys;
             (
                 size,
                 Some(p.hashkv),
                 p.hashkv_while_compacting,
                 c.to_revision,
+                p.keys,
             )
         }
-        None => (m.db_size, expected, while_compacting, m.revision),
+        None => {
+            let e = backup_expects(&snap, m, &mut problems)?;
+            (m.db_size, e.hashkv, e.while_compacting, m.revision, e.keys)
+        }
     };
     let data = tmp.path().join("data");
     let (cport, pport) = (free_port()?, free_port()?);
@@ -345,10 +328,49 @@ struct OfflineFacts {
     while_compacting: Option<u32>,
     at: i64,
     keys: u64,
-    cluster_version: Option<String>,
 }
 
-/// hashkv at `rev` (0: the current revision), the live key count and the cluster version,
+/// What etcd restored from the backup alone must answer, read offline from the fetched
+/// snapshot (every page checked): its hashkv at the backup's revision (the manifest's, where
+/// it records one; a manifest that disagrees with its snapshot is a problem), the answer
+/// while etcd compacts, and its live keys.
+fn backup_expects(snap: &Path, m: &Manifest, problems: &mut Vec<String>) -> Result<OfflineFacts> {
+    let mut facts = offline_facts(snap, m.revision)?;
+    if facts.hashkv.is_none() {
+        // Refused at the backup's revision (3.4/3.5 refuse its compaction revision): the
+        // hash at the snapshot's current revision is that one when they are the same.
+        let now = offline_facts(snap, 0)?;
+        if now.at == m.revision {
+            (facts.hashkv, facts.while_compacting) = (now.hashkv, now.while_compacting);
+        }
+    }
+    facts.hashkv = match (m.hashkv, facts.hashkv) {
+        // Older versions recorded the answer etcd gives while it compacts, where no key is
+        // live at the backup's revision: that one is the snapshot's too.
+        (Some(h), Some(o)) if h != o && Some(h) != facts.while_compacting => {
+            problems.push(format!(
+                "the manifest records hashkv {h}, the stored snapshot computes to {o}"
+            ));
+            Some(h)
+        }
+        (Some(_), Some(o)) => Some(o),
+        (Some(h), None) => Some(h),
+        (None, o) => o,
+    };
+    Ok(facts)
+}
+
+/// The cluster version the fetched snapshot records (bucket `cluster`), read without
+/// walking the rest of it.
+fn cluster_version_of(snap: &Path) -> Result<Option<String>> {
+    let file = crate::io::FileReader::open(snap).at(snap)?;
+    let name = snap.display().to_string();
+    let db = crate::format::bolt::Db::open(&file).map_err(|e| e.in_file(&name))?;
+    let c = crate::format::etcd::cluster_fields(&db).map_err(|e| e.in_file(&name))?;
+    Ok(c.cluster_version)
+}
+
+/// hashkv at `rev` (0: the current revision) and the live key count,
 /// read offline from the fetched snapshot; with the revision the hash is at.
 fn offline_facts(snap: &Path, rev: i64) -> Result<OfflineFacts> {
     let input = crate::offline::open_input(
@@ -384,7 +406,6 @@ fn offline_facts(snap: &Path, rev: i64) -> Result<OfflineFacts> {
         while_compacting: ins.report.hashkv_while_compacting,
         at: ins.report.hashkv_revision,
         keys: ins.report.live_keys,
-        cluster_version: ins.report.summary.cluster_version.clone(),
     })
 }
 
