@@ -27,7 +27,7 @@ pub fn exercise_segment(bytes: &[u8]) {
 }
 
 /// [`decode_unverified`] decodes what [`decode`] does, the same way, and differs from it
-/// only where the digest is wrong.
+/// only where the digest is wrong: there it goes on to the records, which may decode or not.
 fn unverified_agrees(bytes: &[u8]) {
     match (decode(bytes), decode_unverified(bytes)) {
         (Ok(a), Ok(b)) => {
@@ -36,7 +36,7 @@ fn unverified_agrees(bytes: &[u8]) {
                 (b.header, b.records, b.digest)
             );
         }
-        (Err(SegmentError::Digest { .. }), Ok(_)) => {}
+        (Err(SegmentError::Digest { .. }), _) => {}
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
         (a, b) => panic!("decode {a:?}, unverified {b:?}"),
     }
