@@ -58,6 +58,27 @@ fn revs(recs: &[Record]) -> Vec<i64> {
     recs.iter().map(Record::revision).collect()
 }
 
+/// A header of this file's cluster, without the gap flag.
+fn header(first: i64, last: i64, prev: [u8; 32]) -> Header {
+    Header {
+        cluster_id: CLUSTER,
+        first,
+        last,
+        prev,
+        gap: false,
+    }
+}
+
+/// Reading `(after, upto]` is refused as a broken chain at segment `name` (exit 3).
+fn assert_chain_broken(r: &Repository, after: i64, upto: i64, name: &str) {
+    let e = load_records(r, &format!("{CLUSTER:x}"), after, upto).unwrap_err();
+    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
+    assert!(
+        e.to_string().contains(name) && e.to_string().contains("chain broken"),
+        "{e}"
+    );
+}
+
 #[test]
 fn names_round_trip_and_others_are_ignored() {
     let h = Header {
@@ -151,21 +172,10 @@ fn gaps_and_broken_links_are_refused_naming_the_segment() {
     let d2 = tempfile::tempdir().unwrap();
     let r2 = repo(d2.path(), Keys::none());
     chain(&r2, &[(11, 20, false)], None);
-    let h = Header {
-        cluster_id: CLUSTER,
-        first: 21,
-        last: 22,
-        prev: [9; 32],
-        gap: false,
-    };
+    let h = header(21, 22, [9; 32]);
     let b = segment::encode(&h, &[put(21)]).unwrap();
     let n = store_segment(r2.store(), &b, &h, 1, None).unwrap().name;
-    let e = load_records(&r2, &c, 10, 22).unwrap_err();
-    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
-    assert!(
-        e.to_string().contains(&n) && e.to_string().contains("chain broken"),
-        "{e}"
-    );
+    assert_chain_broken(&r2, 10, 22, &n);
 }
 
 /// A capture written by an older lifeboat (segment format 1, SHA-256 digests) continues in
@@ -179,13 +189,7 @@ fn a_chain_continues_across_segment_versions() {
     let c = format!("{CLUSTER:x}");
     let mut prev = [0u8; 32];
     for (first, last, version) in [(11, 20, 1), (21, 30, 1), (31, 40, 2), (41, 50, 2)] {
-        let h = Header {
-            cluster_id: CLUSTER,
-            first,
-            last,
-            prev,
-            gap: false,
-        };
+        let h = header(first, last, prev);
         let recs: Vec<Record> = (first..=last).map(put).collect();
         let b = segment::encode_as(version, &h, &recs).unwrap();
         let seg = segment::decode(&b).unwrap();
@@ -205,31 +209,14 @@ fn a_chain_continues_across_segment_versions() {
     // The new segment after a format-1 one, linked by BLAKE3 of the old one's bytes.
     let d2 = tempfile::tempdir().unwrap();
     let r2 = repo(d2.path(), Keys::none());
-    let h = Header {
-        cluster_id: CLUSTER,
-        first: 11,
-        last: 20,
-        prev: [0; 32],
-        gap: false,
-    };
+    let h = header(11, 20, [0; 32]);
     let old = segment::encode_as(1, &h, &(11..=20).map(put).collect::<Vec<_>>()).unwrap();
     store_segment(r2.store(), &old, &h, 1, None).unwrap();
     let wrong = segment::digest(2, &old[..old.len() - segment::TRAILER_LEN]).unwrap();
-    let h = Header {
-        cluster_id: CLUSTER,
-        first: 21,
-        last: 21,
-        prev: wrong,
-        gap: false,
-    };
+    let h = header(21, 21, wrong);
     let b = segment::encode(&h, &[put(21)]).unwrap();
     let n = store_segment(r2.store(), &b, &h, 2, None).unwrap().name;
-    let e = load_records(&r2, &c, 10, 21).unwrap_err();
-    assert_eq!(e.exit_code(), crate::ExitCode::Integrity);
-    assert!(
-        e.to_string().contains(&n) && e.to_string().contains("chain broken"),
-        "{e}"
-    );
+    assert_chain_broken(&r2, 10, 21, &n);
 }
 
 #[test]
