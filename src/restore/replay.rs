@@ -237,11 +237,16 @@ impl Replayer {
         if self.outgrown {
             return Err(outgrown());
         }
+        // Computed once for the survey, the shadow survey and the held changes.
+        let fp = match self.shadow.is_some() || self.held.is_some() || self.survey.is_some() {
+            true => compact::change_fingerprint(r),
+            false => None,
+        };
         if let Some(s) = &mut self.shadow {
-            s.feed(r);
+            s.feed_fingerprinted(r, fp);
         }
         if let Some(h) = &mut self.held {
-            h.record(r);
+            h.record(r, fp);
         }
         let rev = r.revision();
         if self.prev > self.to {
@@ -261,7 +266,7 @@ impl Replayer {
             return Ok(());
         }
         match r {
-            Record::Put(_) | Record::Delete { .. } => self.change(r, rev)?,
+            Record::Put(_) | Record::Delete { .. } => self.change(r, rev, fp)?,
             Record::LeaseGrant { id, ttl, .. } => {
                 if *id <= 0 {
                     return Err(bad(rev, format!("lease grant with id {id}")));
@@ -308,7 +313,7 @@ impl Replayer {
     }
 
     /// A put or a delete at `rev`.
-    fn change(&mut self, r: &Record, rev: i64) -> Result<()> {
+    fn change(&mut self, r: &Record, rev: i64, fp: Option<u128>) -> Result<()> {
         let base = self.base;
         if rev <= base {
             return Err(bad(
@@ -355,7 +360,8 @@ impl Replayer {
             _ => encode_tombstone_into(out, user_key),
         };
         if let Some(h) = &mut self.held {
-            return match h.hold(fingerprint(user_key), at, tomb, encode) {
+            let fp = fp.unwrap_or_else(|| fingerprint(user_key));
+            return match h.hold(fp, at, tomb, encode) {
                 Some(away) => {
                     self.stats.compacted_away += away;
                     Ok(())
@@ -374,7 +380,7 @@ impl Replayer {
             p.feed(&k, &v);
         }
         if let Some(s) = &self.survey {
-            if !s.keeps(fingerprint(user_key), at) {
+            if !s.keeps(fp.unwrap_or_else(|| fingerprint(user_key)), at) {
                 self.stats.compacted_away += 1;
                 return Ok(());
             }

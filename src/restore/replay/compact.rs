@@ -42,20 +42,29 @@
 //! covers the state being restored; older ones prove history a compacted restore drops.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 
 use super::encode::rev_key_into;
 use super::LiveHash;
 use crate::error::InFile;
 use crate::format::bolt::Db;
 use crate::format::capture::Record;
-use crate::format::etcd::hashkv::{fingerprint, HashKv};
+use crate::format::etcd::hashkv::{fingerprint, FpMap, HashKv};
 use crate::format::etcd::{buckets, meta_fields, Revision};
 use crate::io::ReadAt;
 use crate::Result;
 
 /// One change: its revision and whether it is a delete.
 type Change = (Revision, bool);
+
+/// The [`fingerprint`] of the user key a put or a delete changes; None for other records.
+/// A compacted replay computes it once per record for every map that needs it.
+pub fn change_fingerprint(r: &Record) -> Option<u128> {
+    match r {
+        Record::Put(kv) => Some(fingerprint(&kv.key)),
+        Record::Delete { key, .. } => Some(fingerprint(key)),
+        _ => None,
+    }
+}
 
 /// What the survey keeps per user key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +87,7 @@ struct Marks {
 pub struct Survey {
     to: i64,
     compact_to: i64,
-    keys: HashMap<u128, Marks>,
+    keys: FpMap<Marks>,
     last_main: i64,
     sub: i64,
     hash: Option<LiveHash>,
@@ -93,7 +102,7 @@ impl Survey {
         Survey {
             to,
             compact_to: to - 1,
-            keys: HashMap::new(),
+            keys: FpMap::default(),
             last_main: i64::MIN,
             sub: 0,
             hash: None,
@@ -111,6 +120,12 @@ impl Survey {
     /// refuses what is wrong, and the survey's view of a wrong stream is never used. As
     /// in the replay, the first record after `to` ends the window.
     pub fn feed(&mut self, r: &Record) {
+        self.feed_fingerprinted(r, None);
+    }
+
+    /// [`Survey::feed`] with the fingerprint of the record's key where the caller has it
+    /// already (a put or a delete: [`change_fingerprint`]); None: computed here.
+    pub fn feed_fingerprinted(&mut self, r: &Record, fp: Option<u128>) {
         let rev = r.revision();
         if self.ended || rev > self.to {
             self.ended = true;
@@ -144,7 +159,8 @@ impl Survey {
         };
         self.sub += 1;
         let (hash_at, compact_to) = (self.hash_at, self.compact_to);
-        let m = self.keys.entry(fingerprint(key)).or_insert(Marks {
+        let fp = fp.unwrap_or_else(|| fingerprint(key));
+        let m = self.keys.entry(fp).or_insert(Marks {
             cur: (
                 Revision {
                     main: i64::MIN,
@@ -309,7 +325,7 @@ pub struct Held {
     budget: usize,
     bytes: usize,
     /// Per user key fingerprint, its newest change at or below `compact_to`.
-    newest: HashMap<u128, (Revision, Vec<u8>, Vec<u8>)>,
+    newest: FpMap<(Revision, Vec<u8>, Vec<u8>)>,
     /// Changes after `compact_to` (at `to`), in stream order.
     after: Vec<(Vec<u8>, Vec<u8>)>,
     /// For the proof of the newest live hash (None: no proof to make).
@@ -336,17 +352,18 @@ impl Held {
             compact_to: to - 1,
             budget,
             bytes: 0,
-            newest: HashMap::new(),
+            newest: FpMap::default(),
             after: Vec::new(),
             survey: survey.then(|| Survey::new(to)),
             tail: Tail::default(),
         }
     }
 
-    /// Every record, in stream order, before the replay looks at it.
-    pub fn record(&mut self, r: &Record) {
+    /// Every record, in stream order, before the replay looks at it (`fp`: as
+    /// [`Survey::feed_fingerprinted`]).
+    pub fn record(&mut self, r: &Record, fp: Option<u128>) {
         if let Some(s) = &mut self.survey {
-            s.feed(r);
+            s.feed_fingerprinted(r, fp);
         }
     }
 

@@ -28,6 +28,12 @@ use crate::bolt::{Db, FormatError};
 use crate::io::ReadAt;
 
 /// A 128-bit fingerprint of a user key.
+/// A map keyed by [`fingerprint`]s. The key is already a hash, so SipHash over it again
+/// (std's default) only costs time: foldhash's seeded hasher mixes it in a few cycles, and
+/// its per-map random seed keeps keys chosen to collide (a fingerprint's halves are
+/// unkeyed hashes) from lining up in one bucket.
+pub type FpMap<V> = HashMap<u128, V, foldhash::fast::RandomState>;
+
 pub fn fingerprint(k: &[u8]) -> u128 {
     let mut a = fnv::FnvHasher::default();
     a.write(k);
@@ -119,7 +125,7 @@ pub struct HashKv {
     pub compact: i64,
     /// Entries with main <= this are unique per key (finished compaction), -1 if none.
     unique_upto: i64,
-    later: HashMap<u128, Newest>,
+    later: FpMap<Newest>,
     later_has_live: bool,
     kept_any: bool,
     h_skip: u32,
@@ -194,7 +200,7 @@ impl HashKv {
             rev,
             compact,
             unique_upto,
-            later: HashMap::new(),
+            later: FpMap::default(),
             later_has_live: false,
             kept_any: false,
             h_skip: crc32c::crc32c(buckets::KEY),
@@ -425,7 +431,7 @@ fn scan_later<R: ReadAt>(
     upto: i64,
     rev: i64,
     compact: i64,
-    later: &mut HashMap<u128, Newest>,
+    later: &mut FpMap<Newest>,
 ) -> Result<(), FormatError> {
     let Some(b) = db.bucket(buckets::KEY)? else {
         return Ok(());
@@ -469,7 +475,7 @@ fn scan_later<R: ReadAt>(
 pub struct PrePass {
     from: i64,
     upto: i64,
-    later: HashMap<u128, Newest>,
+    later: FpMap<Newest>,
 }
 
 impl PrePass {
@@ -479,7 +485,7 @@ impl PrePass {
         // A compaction at or after `upto` (what `fits` asks) leaves unique_upto = finished
         // when the finished one is at or below `upto`; beyond it nothing is read here.
         let from = first_after(finished.unwrap_or(-1));
-        let mut later = HashMap::new();
+        let mut later = FpMap::default();
         scan_later(db, from, upto, upto, upto, &mut later)?;
         Ok(PrePass { from, upto, later })
     }
