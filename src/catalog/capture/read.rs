@@ -171,8 +171,8 @@ pub fn stream_records_with(
         )));
     }
     // Three stages on threads of their own, a segment or two apart: fetch and decompress,
-    // then digest and decode, then the caller takes the records. The middle stage (SHA-256
-    // of the plaintext and decoding: the largest part) has two workers taking every other
+    // then digest and decode, then the caller takes the records. The middle stage (the
+    // digest of the plaintext and the decode) has two workers taking every other
     // segment, so that on two cores the stages keep both busy instead of waiting on the
     // slowest; the caller takes their segments back in turn, in order. Decompression
     // buffers go back to the first stage once decoded.
