@@ -40,7 +40,7 @@ mod replaying;
 pub use compact::{Concluded, Held, Released, Survey, WindowProof};
 use encode::{bad, check_put, encode_tombstone_into, rev_key, RECORDS};
 pub use encode::{encode_kv, encode_kv_into, encode_lease};
-pub use image::{FileImage, Image, PrePassing};
+pub use image::{prepass_of, FileImage, Image, PrePassing};
 use proof::mismatch;
 pub use proof::{read_twice_differ, Proof};
 pub use replaying::{
@@ -113,6 +113,10 @@ pub struct Replayer {
     live_hashes: Vec<LiveHash>,
     /// Bucket `lease` as of the last record fed; written when it changed.
     leases: BTreeMap<i64, Vec<u8>>,
+    /// A replay started before its database was at hand ([`Replayer::before_base`]): the
+    /// leases granted (Some) and revoked (None) since, laid over the database's own once
+    /// it is ([`Replayer::attach_base`]).
+    lease_overlay: Option<BTreeMap<i64, Option<Vec<u8>>>>,
     leases_changed: bool,
     compact: Option<i64>,
     compact_written: Option<i64>,
@@ -139,7 +143,16 @@ impl Replayer {
     /// Start at the database's revision, replaying up to `to`.
     pub fn new<R: ReadAt>(db: &Db<R>, to: i64) -> Result<Self> {
         let base = last_revision(db).map_err(|e| e.in_file("snapshot"))?;
-        let meta = meta_fields(db).map_err(|e| e.in_file("snapshot"))?;
+        let mut rp = Self::before_base(base, to)?;
+        rp.read_base(db)?;
+        Ok(rp)
+    }
+
+    /// A replay from revision `base` (the base backup's, from its manifest) up to `to`,
+    /// started before the database is at hand: the records can be fed (a held replay's,
+    /// [`Replayer::holding`]) while the backup is still being verified. Nothing is handed
+    /// out until [`Replayer::attach_base`] has read the database.
+    pub fn before_base(base: i64, to: i64) -> Result<Self> {
         if to < base {
             return Err(Error::Usage(format!(
                 "revision {to} is before the backup's revision {base}: restore it from an older backup"
@@ -148,13 +161,14 @@ impl Replayer {
         Ok(Replayer {
             base,
             to,
-            base_compact: meta.finished_compact.max(meta.scheduled_compact),
+            base_compact: None,
             last: base,
             sub: 0,
             prev: i64::MIN,
             stats: ReplayStats::default(),
             live_hashes: Vec::new(),
-            leases: read_leases(db)?,
+            leases: BTreeMap::new(),
+            lease_overlay: Some(BTreeMap::new()),
             leases_changed: false,
             compact: None,
             compact_written: None,
@@ -168,6 +182,36 @@ impl Replayer {
             compacted: false,
             proven: None,
         })
+    }
+
+    /// The database a replay [`Replayer::before_base`] was fed for: false, and nothing
+    /// read, when its revision is not the one the records were fed after (that replay
+    /// cannot go on: start again with [`Replayer::new`]).
+    pub fn attach_base<R: ReadAt>(&mut self, db: &Db<R>) -> Result<bool> {
+        if self.lease_overlay.is_none() {
+            return Ok(true);
+        }
+        if last_revision(db).map_err(|e| e.in_file("snapshot"))? != self.base {
+            return Ok(false);
+        }
+        self.read_base(db)?;
+        Ok(true)
+    }
+
+    /// What the replay needs of its database: its compaction and leases (the records'
+    /// grants and revokes so far laid over the latter).
+    fn read_base<R: ReadAt>(&mut self, db: &Db<R>) -> Result<()> {
+        let meta = meta_fields(db).map_err(|e| e.in_file("snapshot"))?;
+        self.base_compact = meta.finished_compact.max(meta.scheduled_compact);
+        let mut leases = read_leases(db)?;
+        for (id, lease) in self.lease_overlay.take().unwrap_or_default() {
+            match lease {
+                Some(l) => leases.insert(id, l),
+                None => leases.remove(&id),
+            };
+        }
+        self.leases = leases;
+        Ok(())
     }
 
     /// Compact the window as it is replayed ([`compact`]): write only what `survey` keeps,
@@ -271,12 +315,27 @@ impl Replayer {
                 if *id <= 0 {
                     return Err(bad(rev, format!("lease grant with id {id}")));
                 }
-                self.leases.insert(*id, encode_lease(*id, *ttl));
+                let lease = encode_lease(*id, *ttl);
+                match &mut self.lease_overlay {
+                    Some(o) => {
+                        o.insert(*id, Some(lease));
+                    }
+                    None => {
+                        self.leases.insert(*id, lease);
+                    }
+                }
                 self.leases_changed = true;
                 self.stats.lease_grants += 1;
             }
             Record::LeaseRevoke { id, .. } => {
-                self.leases.remove(id);
+                match &mut self.lease_overlay {
+                    Some(o) => {
+                        o.insert(*id, None);
+                    }
+                    None => {
+                        self.leases.remove(id);
+                    }
+                }
                 self.leases_changed = true;
                 self.stats.lease_revokes += 1;
             }
@@ -394,6 +453,10 @@ impl Replayer {
     /// (all after its last key), bucket `lease` is rewritten when leases changed, and a
     /// compaction newer than the database's becomes `meta/scheduledCompactRev`.
     pub fn take_edits(&mut self) -> Vec<Edit> {
+        debug_assert!(
+            self.lease_overlay.is_none(),
+            "edits before the base was read"
+        );
         let mut edits = Vec::new();
         if !self.keys.is_empty() {
             edits.push(Edit {

@@ -200,17 +200,20 @@ impl<'a> PrePassing<'a> {
         };
         let thread = std::thread::Builder::new()
             .name("lifeboat-prepass".into())
-            .spawn(move || {
-                // A base that does not read is reported by the walk that follows, which then
-                // makes the whole pre-pass itself.
-                let db = crate::format::bolt::Db::open(&base).ok()?;
-                PrePass::run(&db, upto).ok()
-            })
+            .spawn(move || prepass_of(&base, upto))
             .map_err(|e| Error::io(&img.dir, e))?;
         Ok(PrePassing {
             img,
             pass: std::sync::Mutex::new(Pass::Running(thread)),
         })
+    }
+
+    /// `img` with its pre-pass already made ([`prepass_of`], by whoever made the copy).
+    pub fn finished(img: &'a mut FileImage, pass: Option<PrePass>) -> Self {
+        PrePassing {
+            img,
+            pass: std::sync::Mutex::new(Pass::Done(pass)),
+        }
     }
 
     /// The pre-pass, once finished (None: it failed; then the walk makes it whole).
@@ -236,6 +239,14 @@ impl<'a> PrePassing<'a> {
             }
         }
     }
+}
+
+/// The hashkv pre-pass over `base`'s entries up to main revision `upto` (see
+/// [`PrePassing`]). None when the base does not read: the walk that follows reports that,
+/// and makes the whole pre-pass itself.
+pub fn prepass_of(base: &FileImage, upto: i64) -> Option<PrePass> {
+    let db = crate::format::bolt::Db::open(base).ok()?;
+    PrePass::run(&db, upto).ok()
 }
 
 impl ReadAt for PrePassing<'_> {

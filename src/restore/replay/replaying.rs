@@ -154,6 +154,32 @@ impl<'a, I: Image + ?Sized> Replaying<'a, I> {
         Ok(r)
     }
 
+    /// A held replay whose records were fed before its database was at hand
+    /// ([`Replayer::before_base`]) continued onto `img`, that database: then
+    /// [`Replaying::outgrown`] and [`Replaying::settle`] as for [`Replaying::holding`].
+    /// `Err(img)`, unchanged, when `img` is not at the revision the records were fed
+    /// after: read them again onto it.
+    pub fn resume(
+        img: &'a mut I,
+        mut rp: Replayer,
+        chunk_bytes: usize,
+    ) -> Result<std::result::Result<Self, &'a mut I>> {
+        let attached = {
+            let db = Db::open(&*img).map_err(|e| e.in_file("snapshot"))?;
+            rp.attach_base(&db)?
+        };
+        if !attached {
+            return Ok(Err(img));
+        }
+        Ok(Ok(Replaying {
+            img,
+            rp,
+            chunk_bytes: chunk_bytes.max(1),
+            commits: 0,
+            kept: None,
+        }))
+    }
+
     /// Whether a held replay stopped because its changes outgrew its budget.
     pub fn outgrown(&self) -> bool {
         self.rp.outgrown()

@@ -540,3 +540,63 @@ fn a_hash_where_no_key_was_live_is_proven_whole_and_left_unproven_compacted() {
     records[4] = hash(settled ^ 1);
     assert_eq!(replay(&img, &records, 4).unwrap_err().exit_code() as i32, 3);
 }
+
+/// A held replay fed before its database was at hand (`restore plan --compact` reads the
+/// window while the backup is verified) and resumed onto it writes what a held replay
+/// onto that database writes: the database's own lease revoked and a new one granted on
+/// the way. Onto a database at another revision it does not resume.
+#[test]
+fn a_replay_fed_before_its_base_resumes_onto_it() {
+    let prefix = [
+        put("/new/a", 302, 302, 1, 0),
+        Record::LeaseGrant {
+            id: 0x55,
+            ttl: 60,
+            revision: 302,
+        },
+        put("/leased", 303, 303, 1, 0x55),
+    ];
+    let (based, _) = replay(&base(300), &prefix, 303).unwrap();
+    let window = [
+        Record::LeaseRevoke {
+            id: 0x55,
+            revision: 304,
+        },
+        del("/leased", 304),
+        Record::LeaseGrant {
+            id: 0x66,
+            ttl: 30,
+            revision: 304,
+        },
+        put("/x", 305, 305, 1, 0x66),
+        put("/new/a", 306, 302, 2, 0),
+    ];
+    let (want, r) = replay_held(&based, &window, 306, 1 << 20, 1 << 20).unwrap();
+    let ahead = || {
+        let mut rp = Replayer::before_base(303, 306).unwrap();
+        rp.holding(1 << 20, true);
+        window.iter().for_each(|rec| rp.feed(rec).unwrap());
+        rp
+    };
+    let mut out = based.clone();
+    let rep = Replaying::resume(&mut out, ahead(), 1 << 20).unwrap();
+    let Ok(rep) = rep else { panic!("not resumed") };
+    let done = match rep.settle().unwrap() {
+        Settled::Ready(r) => r.finish().unwrap(),
+        Settled::ReadAgain(..) => panic!("no live hash to read again for"),
+    };
+    assert_eq!((done.hashkv, done.replay.stats), (r.hashkv, r.replay.stats));
+    assert!(out == want, "another image");
+    let db = Db::open(&out[..]).unwrap();
+    let lease = db.bucket(b"lease").unwrap().unwrap();
+    assert_eq!(lease.get(&0x55i64.to_be_bytes()).unwrap(), None);
+    assert_eq!(
+        lease.get(&0x66i64.to_be_bytes()).unwrap(),
+        Some(encode_lease(0x66, 30))
+    );
+    // The backup's own database at 301, not the 303 the window was read after.
+    let mut other = base(300);
+    let rep = Replaying::resume(&mut other, ahead(), 1 << 20).unwrap();
+    assert!(rep.is_err(), "resumed onto another revision");
+    assert!(other == base(300), "written to");
+}
