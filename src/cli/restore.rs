@@ -221,13 +221,24 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
             };
             // The page check of verify sees every key: it answers the Kubernetes
             // question too, without a second decode of the backup. A point-in-time plan
-            // has verify write the database it decodes: the replay's copy.
+            // has verify write the database it decodes: the replay's copy (and a
+            // compacted one reads its window meanwhile).
             let mut k8s = crate::restore::plan::KubernetesKeys::default();
-            let v = match chosen {
-                Some(_) => {
-                    let mut img = crate::restore::replay::FileImage::empty_in(&work_dir(&a.out))?;
-                    let v = repo.verify_copying(&m, &mut k8s, &mut img)?;
-                    copied = Some(img);
+            let v = match &chosen {
+                Some(c) => {
+                    let src = crate::restore::pitr::CatalogRecords {
+                        repo: &repo,
+                        cluster_id: m.cluster_id.to_string(),
+                    };
+                    let (v, img, ahead) =
+                        crate::restore::pitr::verify_reading_ahead(c, &src, || {
+                            let mut img =
+                                crate::restore::replay::FileImage::empty_in(&work_dir(&a.out))?;
+                            let v = repo.verify_copying(&m, &mut k8s, &mut img)?;
+                            let ok = v.ok;
+                            Ok((v, ok.then_some(img)))
+                        })?;
+                    copied = img.map(|img| (img, ahead));
                     v
                 }
                 None => repo.verify_visiting(&m, &|_| {}, &mut k8s)?,
@@ -274,12 +285,12 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         (Some((repo, m)), _) => {
             let object = repo.object_of(m);
             match (&chosen, copied) {
-                (Some(c), Some(img)) => {
+                (Some(c), Some(copy)) => {
                     let src = crate::restore::pitr::CatalogRecords {
                         repo,
                         cluster_id: m.cluster_id.to_string(),
                     };
-                    kept = crate::restore::pitr::plan_replay_onto(&mut p, img, &object, c, &src)?
+                    kept = crate::restore::pitr::plan_replay_onto(&mut p, copy, &object, c, &src)?
                 }
                 _ => predict_plan(&mut p, &repo.open_db(m)?, &object)?,
             }

@@ -473,8 +473,10 @@ fn by_names(src: &dyn RecordSource, after: i64, t_ms: i64) -> Result<Option<i64>
     Ok(None)
 }
 
+mod ahead;
 mod replayed;
 mod window;
+pub use ahead::{verify_reading_ahead, Ahead};
 pub use replayed::{
     apply_replay, hold_budget, plan_replay, plan_replay_onto, replay_chosen, test_replay,
 };

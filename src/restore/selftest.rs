@@ -178,23 +178,28 @@ pub fn restore_test(
         .tempdir()
         .map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let snap = tmp.path().join("snapshot.db");
-    fetch_throwaway(repo, m, &snap)?;
+    // The snapshot fetched (digests checked) and the cluster version it records checked
+    // against the etcd that boots it.
+    let fetch = || {
+        fetch_throwaway(repo, m, &snap)?;
+        if let Some(cv) = cluster_version_of(&snap)? {
+            check_etcd_version(
+                &etcd,
+                &etcd_version,
+                &[
+                    ("backed up from etcd", m.etcd_version.as_str()),
+                    ("cluster version", cv.as_str()),
+                ],
+            )?;
+        }
+        Ok::<_, Error>(())
+    };
     // What the restored etcd must answer: for the backup alone, the snapshot's own hashkv
     // and keys, read offline with every page checked ([`backup_expects`]). A test to a
     // revision expects what the replay predicts instead, from a strict walk of every page
     // of the replayed database (the base's included), so the base is not walked twice
     // (its own hashkv is a test of the backup alone).
     let mut problems = Vec::new();
-    if let Some(cv) = cluster_version_of(&snap)? {
-        check_etcd_version(
-            &etcd,
-            &etcd_version,
-            &[
-                ("backed up from etcd", m.etcd_version.as_str()),
-                ("cluster version", cv.as_str()),
-            ],
-        )?;
-    }
     let (size, expected, while_compacting, revision, keys_expected) = match opts.replay {
         Some(c) => {
             let catalog = super::pitr::CatalogRecords {
@@ -202,8 +207,17 @@ pub fn restore_test(
                 cluster_id: m.cluster_id.to_string(),
             };
             let src = opts.records.unwrap_or(&catalog);
-            // Replayed onto the fetched snapshot itself (a throwaway, checked while fetched).
-            let (size, p) = super::pitr::test_replay(&snap, m.db_size, &repo.object_of(m), c, src)?;
+            // Replayed onto the fetched snapshot itself (a throwaway, checked while
+            // fetched); a compacted window is read while it is fetched.
+            let ((), img, ahead) = super::pitr::verify_reading_ahead(c, src, || {
+                fetch()?;
+                Ok((
+                    (),
+                    Some(super::replay::FileImage::in_place(&snap, m.db_size)?),
+                ))
+            })?;
+            let img = img.ok_or_else(|| Error::Internal("no fetched snapshot".into()))?;
+            let (size, p) = super::pitr::test_replay((img, ahead), &repo.object_of(m), c, src)?;
             (
                 size,
                 Some(p.hashkv),
@@ -213,6 +227,7 @@ pub fn restore_test(
             )
         }
         None => {
+            fetch()?;
             let e = backup_expects(&snap, m, &mut problems)?;
             (m.db_size, e.hashkv, e.while_compacting, m.revision, e.keys)
         }

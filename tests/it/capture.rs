@@ -571,22 +571,37 @@ fn restore_from_what_capture_stored(
     std::fs::write(&object, &bytes).unwrap();
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
-    let o = run_lifeboat([
-        "restore",
-        "plan",
-        "--from",
-        damaged.to_str().unwrap(),
-        "--topology",
-        topo.to_str().unwrap(),
-        "--out",
-        work.join("plan").to_str().unwrap(),
-        "--to-revision",
-        &end.to_string(),
-        "--compact",
-    ]);
-    assert_exit(&o, 3);
-    assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
-    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    let refused = || {
+        let o = run_lifeboat([
+            "restore",
+            "plan",
+            "--from",
+            damaged.to_str().unwrap(),
+            "--topology",
+            topo.to_str().unwrap(),
+            "--out",
+            work.join("plan").to_str().unwrap(),
+            "--to-revision",
+            &end.to_string(),
+            "--compact",
+        ]);
+        assert_exit(&o, 3);
+        assert!(stderr(&o).contains("does not verify"), "{}", stderr(&o));
+        assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    };
+    refused();
+    // With a damaged segment too, read while the backup is verified, the backup is still
+    // what is named: its verdict comes first, as when the two were read in turn.
+    let segment = std::fs::read_dir(&damaged)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&segment, &bytes).unwrap();
+    refused();
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::ahead::{Ahead, ReadAhead};
 use super::{
     read_window, read_window_as, Chosen, KeptEdits, Read, RecordSource, ReplayPlan, Scanned,
     EDITS_FILE,
@@ -51,17 +52,19 @@ fn replay_window(
     chosen: &Chosen,
     src: &dyn RecordSource,
 ) -> Result<(Replayed, Scanned)> {
-    let (rep, scanned) = feed_window(img, chosen, src, false)?;
+    let (rep, scanned) = feed_window(img, chosen, src, false, None)?;
     Ok((rep.finish()?, scanned))
 }
 
 /// The chosen window read from `src` and fed to a replay onto `img`, left to finish
-/// (with `--compact`, see [`compacted`]; `keep`: as there).
+/// (with `--compact`, see [`compacted`]; `keep`: as there; `ahead`: the window already
+/// read, see [`super::ahead`]).
 fn feed_window<'a, I: Image + ?Sized>(
     img: &'a mut I,
     chosen: &Chosen,
     src: &dyn RecordSource,
     keep: bool,
+    ahead: Option<ReadAhead>,
 ) -> Result<(Replaying<'a, I>, Scanned)> {
     let window = (chosen.manifest.revision, chosen.to_revision);
     if !chosen.compact {
@@ -69,15 +72,26 @@ fn feed_window<'a, I: Image + ?Sized>(
         let scanned = read_window(window, &chosen.backups, src, &mut |r| rep.feed(r))?;
         return Ok((rep, scanned));
     }
+    let holding = match ahead {
+        Some(a) => Holding::Ahead(Box::new(a)),
+        None => Holding::Budget(chosen.hold_bytes),
+    };
     compacted(
         img,
         window,
         &chosen.backups,
         src,
         Read::Checked,
-        chosen.hold_bytes,
+        holding,
         keep,
     )
+}
+
+/// How a compacted replay's first read holds the window's changes: in at most this many
+/// bytes, or as a read made ahead already did (see [`super::ahead`]).
+enum Holding {
+    Budget(usize),
+    Ahead(Box<ReadAhead>),
 }
 
 /// Memory a compacted replay may hold its window's changes in ([`Replaying::holding`]):
@@ -97,25 +111,41 @@ pub fn hold_budget() -> usize {
 /// for a plan or a test, which prove the newest live hash; the plan's digest for `restore
 /// apply`, which does not (the plan did). `keep`: keep the transactions committed (as
 /// much as the budget holds: [`Replayed::edits`]), for a plan's `restore apply`.
+/// `holding`: the budget, or the first read already made.
 fn compacted<'a, I: Image + ?Sized>(
     img: &'a mut I,
     window: (i64, i64),
     backups: &[crate::catalog::Manifest],
     src: &dyn RecordSource,
     how: Read,
-    budget: usize,
+    holding: Holding,
     keep: bool,
 ) -> Result<(Replaying<'a, I>, Scanned)> {
     let to = window.1;
     let prove = how == Read::Checked;
+    let read_now = |img: &'a mut I, budget: usize| {
+        let mut rep = Replaying::holding(img, to, CHUNK_BYTES, budget, prove)?;
+        let read = read_window_as(window, how, backups, src, &mut |r| rep.feed(r));
+        Ok::<_, Error>((rep, read, budget))
+    };
+    let (mut rep, read, budget) = match holding {
+        Holding::Budget(b) => read_now(img, b)?,
+        // A base at another revision than the manifest's (never one a backup makes):
+        // the read made ahead is of no use, read the window onto it as it is.
+        Holding::Ahead(a) => {
+            let ReadAhead { rp, read, budget } = *a;
+            match Replaying::resume(img, rp, CHUNK_BYTES)? {
+                Ok(rep) => (rep, read, budget),
+                Err(img) => read_now(img, budget)?,
+            }
+        }
+    };
     let keep = |rep: &mut Replaying<'_, I>| {
         if keep {
             rep.keep_edits(budget);
         }
     };
-    let mut rep = Replaying::holding(img, to, CHUNK_BYTES, budget, prove)?;
     keep(&mut rep);
-    let read = read_window_as(window, how, backups, src, &mut |r| rep.feed(r));
     if rep.outgrown() {
         let img = rep.into_image();
         let (survey, surveyed) = survey_window(window, backups, src)?;
@@ -177,6 +207,8 @@ fn survey_window(
 /// A compacted replay writes nothing until its window has been read: the hashkv's
 /// pre-pass over the base's revisions is read meanwhile, on a thread of its own
 /// ([`PrePassing`]), instead of after the replay.
+/// `ahead`: what was made while the base was verified, see [`super::ahead`] (the
+/// pre-pass among it).
 fn replay_predicting(
     img: &mut FileImage,
     chosen: &Chosen,
@@ -184,25 +216,36 @@ fn replay_predicting(
     spec: &crate::restore::native::RestoreSpec,
     object: &str,
     keep: bool,
+    ahead: Option<Ahead>,
 ) -> Result<(Replayed, Scanned, crate::restore::predict::Prediction)> {
     if !chosen.compact {
-        return predicting(img, chosen, src, spec, object, keep, |_| None);
+        return predicting(
+            img,
+            spec,
+            object,
+            |_| None,
+            |img| feed_window(img, chosen, src, keep, None),
+        );
     }
-    let mut img = PrePassing::start(img, chosen.manifest.revision)?;
-    predicting(&mut img, chosen, src, spec, object, keep, PrePassing::take)
+    let (mut img, read) = match ahead {
+        Some(a) => (PrePassing::finished(img, a.prepass), a.read),
+        None => (PrePassing::start(img, chosen.manifest.revision)?, None),
+    };
+    predicting(&mut img, spec, object, PrePassing::take, |img| {
+        feed_window(img, chosen, src, keep, read)
+    })
 }
 
-/// [`replay_predicting`] onto `img`, the walk given what `prepass` has of the pre-pass.
-fn predicting<I: Image>(
-    img: &mut I,
-    chosen: &Chosen,
-    src: &dyn RecordSource,
+/// [`replay_predicting`] onto `img`, fed by `feed`, the walk given what `prepass` has of
+/// the pre-pass.
+fn predicting<'a, I: Image>(
+    img: &'a mut I,
     spec: &crate::restore::native::RestoreSpec,
     object: &str,
-    keep: bool,
     prepass: impl FnOnce(&I) -> Option<PrePass>,
+    feed: impl FnOnce(&'a mut I) -> Result<(Replaying<'a, I>, Scanned)>,
 ) -> Result<(Replayed, Scanned, crate::restore::predict::Prediction)> {
-    let (rep, scanned) = feed_window(img, chosen, src, keep)?;
+    let (rep, scanned) = feed(img)?;
     let (r, p) = rep.finish_walking(|img, proof| {
         crate::restore::predict::predict_visiting(img, spec, object, proof, prepass(img))
     })?;
@@ -227,14 +270,15 @@ pub fn plan_replay(
 ) -> Result<Option<Vec<u8>>> {
     let db = crate::restore::predict::database_of(snapshot);
     let img = copy_checked(&db, object, chosen, work)?;
-    plan_replay_onto(plan, img, object, chosen, src)
+    plan_replay_onto(plan, (img, None), object, chosen, src)
 }
 
 /// [`plan_replay`] onto `img`, a copy of the chosen backup's database already checked
-/// against its manifest (`Repository::verify_copying` made it).
+/// against its manifest (`Repository::verify_copying` made it), with what was made
+/// while it was ([`super::verify_reading_ahead`]).
 pub fn plan_replay_onto(
     plan: &mut crate::restore::plan::Plan,
-    mut img: FileImage,
+    (mut img, ahead): (FileImage, Option<Ahead>),
     object: &str,
     chosen: &Chosen,
     src: &dyn RecordSource,
@@ -250,7 +294,8 @@ pub fn plan_replay_onto(
         );
     }
     let spec = crate::restore::predict::spec_of(plan);
-    let (r, scanned, p) = replay_predicting(&mut img, chosen, src, &spec, object, !encrypted)?;
+    let (r, scanned, p) =
+        replay_predicting(&mut img, chosen, src, &spec, object, !encrypted, ahead)?;
     plan.to_revision = Some(chosen.to_revision);
     plan.to_time = chosen.to_time.clone();
     let mut rp = ReplayPlan::new(
@@ -290,18 +335,17 @@ pub fn plan_replay_onto(
     Ok(log)
 }
 
-/// What `restore test --to-revision R` boots and expects: the fetched snapshot at `snap`
-/// (a throwaway whose first `size` bytes are the database, checked while fetched) replayed
-/// in place, and its new size and what a restore of it answers: hashkv at R (live hashes in
-/// the window checked on the way) and the key count.
+/// What `restore test --to-revision R` boots and expects: the fetched snapshot `img` (a
+/// throwaway, checked while fetched, with what was made meanwhile:
+/// [`super::verify_reading_ahead`]) replayed in place, and its new size and what a restore
+/// of it answers: hashkv at R (live hashes in the window checked on the way) and the key
+/// count.
 pub fn test_replay(
-    snap: &Path,
-    size: u64,
+    (mut img, ahead): (FileImage, Option<Ahead>),
     object: &str,
     chosen: &Chosen,
     src: &dyn RecordSource,
 ) -> Result<(u64, crate::restore::predict::Prediction)> {
-    let mut img = FileImage::in_place(snap, size)?;
     // Any one-member spec: membership changes neither hashkv nor keys.
     let spec = crate::restore::native::RestoreSpec {
         members: vec![crate::restore::native::MemberSpec {
@@ -312,7 +356,7 @@ pub fn test_replay(
         bump_revision: None,
         mark_compacted: false,
     };
-    let (_, _, p) = replay_predicting(&mut img, chosen, src, &spec, object, false)?;
+    let (_, _, p) = replay_predicting(&mut img, chosen, src, &spec, object, false, ahead)?;
     Ok((img.size(), p))
 }
 
@@ -371,8 +415,9 @@ pub fn apply_replay(
     let mut img = FileImage::in_place(snapshot, size)?;
     let how = Read::CheckedAs(rp.records_sha256_of);
     let rep = if rp.compacted {
-        let (rep, scanned) = compacted(&mut img, window, &[], src, how, hold_budget(), false)
-            .map_err(usage_is_change)?;
+        let holding = Holding::Budget(hold_budget());
+        let (rep, scanned) =
+            compacted(&mut img, window, &[], src, how, holding, false).map_err(usage_is_change)?;
         the_plans(&scanned)?;
         rep
     } else {
