@@ -54,6 +54,70 @@ struct Newest {
     /// Newest revision `<= compact` and whether it is a tombstone: the one a compaction
     /// there keeps, when it is a put.
     at_compact: Option<(Revision, bool)>,
+    /// The key's newest entry a [`PrePass`] counted ([`Singles`]), 0 for none.
+    ord: u32,
+}
+
+/// Which entries a [`PrePass`] read are their key's only entry from its first revision
+/// on: the walk that continues it hashes those without looking their key up in the
+/// pre-pass's map, one lookup per entry of the base (a map of every key of a large
+/// base does not fit in a cache, and those lookups were most of the walk). Entries are
+/// counted in order from 1, the same way by the pre-pass and by the walk
+/// ([`HashKv::feed_parsed`]): every entry of main revision `from..=upto` whose key is a
+/// revision.
+#[derive(Debug, Clone, Default)]
+struct Singles {
+    from: i64,
+    upto: i64,
+    /// Bit `n - 1`: entry `n` is not known to be its key's only one (its key has another
+    /// entry, or it does not decode to a key): the map decides.
+    multi: Vec<u64>,
+    /// Entries the pre-pass counted.
+    count: u32,
+    /// Entries the walk has fed so far.
+    fed: u32,
+}
+
+impl Singles {
+    fn mark(&mut self, n: u32) {
+        let i = (n - 1) as usize;
+        if i / 64 >= self.multi.len() {
+            self.multi.resize(i / 64 + 1, 0);
+        }
+        self.multi[i / 64] |= 1 << (i % 64);
+    }
+
+    fn unmark(&mut self, n: u32) {
+        let i = (n - 1) as usize;
+        if let Some(w) = self.multi.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    /// Entry `n` (counted from 1) is its key's only entry.
+    fn single(&self, n: u32) -> bool {
+        let i = (n as usize).wrapping_sub(1);
+        // A count that saturated (never: 2^32 entries) numbers none of them.
+        n >= 1
+            && n <= self.count
+            && self.count < u32::MAX
+            && self.multi.get(i / 64).map_or(0, |w| w >> (i % 64)) & 1 == 0
+    }
+
+    /// Whether the walk's next entry, at main revision `main`, is its key's only one
+    /// (what [`Singles::feed`] will say).
+    fn next_single(&self, main: i64) -> bool {
+        (self.from..=self.upto).contains(&main) && self.single(self.fed.saturating_add(1))
+    }
+
+    /// The walk's next entry, at main revision `main`: whether it is its key's only one.
+    fn feed(&mut self, main: i64) -> bool {
+        if main < self.from || main > self.upto {
+            return false;
+        }
+        self.fed = self.fed.saturating_add(1);
+        self.single(self.fed)
+    }
 }
 
 /// What etcd may answer for one hashkv. They differ only when no key is live at the
@@ -126,6 +190,8 @@ pub struct HashKv {
     /// Entries with main <= this are unique per key (finished compaction), -1 if none.
     unique_upto: i64,
     later: FpMap<Newest>,
+    /// The entries a pre-pass made ahead found to be their key's only one.
+    singles: Option<Singles>,
     later_has_live: bool,
     kept_any: bool,
     h_skip: u32,
@@ -201,6 +267,7 @@ impl HashKv {
             compact,
             unique_upto,
             later: FpMap::default(),
+            singles: None,
             later_has_live: false,
             kept_any: false,
             h_skip: crc32c::crc32c(buckets::KEY),
@@ -217,9 +284,19 @@ impl HashKv {
         let mut from = first_after(unique_upto);
         if let Some(pp) = prepass.filter(|pp| pp.fits(from, rev, compact)) {
             hk.later = pp.later;
+            hk.singles = Some(pp.singles);
             from = pp.upto.saturating_add(1);
         }
-        scan_later(db, from, i64::MAX, rev, compact, &mut hk.later)?;
+        scan_later(
+            db,
+            from,
+            i64::MAX,
+            rev,
+            compact,
+            &mut hk.later,
+            hk.singles.as_mut(),
+            false,
+        )?;
         hk.later_has_live = hk
             .later
             .values()
@@ -240,6 +317,8 @@ impl HashKv {
             // No compaction point: nothing is ever skipped, prepare read nothing either.
             return;
         }
+        // A key noted is not one the pre-pass's count knows of.
+        self.singles = None;
         let n = self.later.entry(fp).or_default();
         if at_rev.is_some() {
             n.at_rev = at_rev;
@@ -277,12 +356,17 @@ impl HashKv {
         if self.passthrough || rk.rev.main > self.rev {
             return;
         }
+        let single = self.singles.as_mut().is_some_and(|s| s.feed(rk.rev.main));
         // The no-skip variants only matter while `keep` may still turn out empty.
         let need_all = self.compact >= 0 && !(self.later_has_live || self.kept_any);
         let below = rk.rev.main <= self.compact;
         // Below the compaction point: only `keep` members count (when keep is non-empty),
         // and only what the compaction keeps once it has run. After it, every entry.
-        let (kept, survives) = if below {
+        // A put that is its key's only entry after the finished compaction (a pre-pass
+        // counted it: [`Singles`]) is its newest at or below both `rev` and `compact`.
+        let (kept, survives) = if below && single && !rk.tombstone {
+            (true, true)
+        } else if below {
             let fp = if rk.tombstone {
                 None
             } else {
@@ -345,8 +429,15 @@ impl HashKv {
 
     /// Whether fingerprints of user keys at this revision are needed by
     /// [`HashKv::feed_parsed`] (so a caller can compute them once).
+    /// Asked before that entry is fed.
     pub fn wants_fingerprint(&self, rk: &RevKey) -> bool {
-        !rk.tombstone && rk.rev.main <= self.compact && rk.rev.main <= self.rev
+        !rk.tombstone
+            && rk.rev.main <= self.compact
+            && rk.rev.main <= self.rev
+            && !self
+                .singles
+                .as_ref()
+                .is_some_and(|s| s.next_single(rk.rev.main))
     }
 
     /// Whether this fingerprint has revisions after the finished compaction.
@@ -424,7 +515,10 @@ fn first_after(unique_upto: i64) -> i64 {
 
 /// The pre-pass of [`HashKv::prepare`] over main revisions `from..=upto`: each user key's
 /// newest revision at or below `rev` and at or below `compact`, and whether its newest is
-/// a put.
+/// a put. With `singles`: `count` the entries read and note which are their key's only
+/// one ([`PrePass::run`]), or only note the keys counted before that have another entry
+/// among these (continuing a pre-pass).
+#[allow(clippy::too_many_arguments)]
 fn scan_later<R: ReadAt>(
     db: &Db<R>,
     from: i64,
@@ -432,6 +526,8 @@ fn scan_later<R: ReadAt>(
     rev: i64,
     compact: i64,
     later: &mut FpMap<Newest>,
+    mut singles: Option<&mut Singles>,
+    count: bool,
 ) -> Result<(), FormatError> {
     let Some(b) = db.bucket(buckets::KEY)? else {
         return Ok(());
@@ -446,9 +542,19 @@ fn scan_later<R: ReadAt>(
         if rk.rev.main > upto {
             break;
         }
+        let mut n_here = 0;
+        if let (Some(s), true) = (singles.as_deref_mut(), count) {
+            s.count = s.count.saturating_add(1);
+            n_here = s.count;
+            // Unmarked below once it decodes to a key seen here first.
+            s.mark(n_here);
+        }
         if let Ok(kv) = KeyValueRef::decode(en.value) {
             if !kv.key.is_empty() {
                 let n = later.entry(fingerprint(kv.key)).or_default();
+                if let Some(s) = singles.as_deref_mut() {
+                    note_single(s, &mut n.ord, n_here);
+                }
                 if rk.rev.main <= rev {
                     n.at_rev = Some((rk.rev, rk.tombstone));
                 }
@@ -461,6 +567,22 @@ fn scan_later<R: ReadAt>(
         e = c.next()?;
     }
     Ok(())
+}
+
+/// One entry of a key whose newest counted entry is `ord` (0: none) in `s`: entry
+/// `n_here` (counted now; 0 when not counting). A key seen for the first time keeps its
+/// entry single; a second entry makes both multiple.
+fn note_single(s: &mut Singles, ord: &mut u32, n_here: u32) {
+    if *ord != 0 {
+        s.mark(*ord);
+    } else if n_here != 0 {
+        s.unmark(n_here);
+        *ord = n_here;
+        return;
+    }
+    if n_here != 0 {
+        *ord = n_here;
+    }
 }
 
 /// Part of [`HashKv::prepare`]'s pre-pass made ahead of time: the entries of bucket `key`
@@ -476,6 +598,7 @@ pub struct PrePass {
     from: i64,
     upto: i64,
     later: FpMap<Newest>,
+    singles: Singles,
 }
 
 impl PrePass {
@@ -486,8 +609,27 @@ impl PrePass {
         // when the finished one is at or below `upto`; beyond it nothing is read here.
         let from = first_after(finished.unwrap_or(-1));
         let mut later = FpMap::default();
-        scan_later(db, from, upto, upto, upto, &mut later)?;
-        Ok(PrePass { from, upto, later })
+        let mut singles = Singles {
+            from,
+            upto,
+            ..Singles::default()
+        };
+        scan_later(
+            db,
+            from,
+            upto,
+            upto,
+            upto,
+            &mut later,
+            Some(&mut singles),
+            true,
+        )?;
+        Ok(PrePass {
+            from,
+            upto,
+            later,
+            singles,
+        })
     }
 
     /// Whether this pre-pass is the start of one from `from` for a hash at `rev` with
