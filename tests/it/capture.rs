@@ -560,15 +560,19 @@ fn restore_from_what_capture_stored(
         let e = e.unwrap();
         std::fs::copy(e.path(), damaged.join(e.file_name())).unwrap();
     }
-    let object = std::fs::read_dir(&damaged)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".db.zst"))
-        .unwrap();
-    let mut bytes = std::fs::read(&object).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&object, &bytes).unwrap();
+    // One byte flipped in the middle of the first file whose name ends so.
+    let damage = |suffix: &str| {
+        let file = std::fs::read_dir(&damaged)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&file, &bytes).unwrap();
+    };
+    damage(".db.zst");
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let refused = || {
@@ -592,15 +596,7 @@ fn restore_from_what_capture_stored(
     refused();
     // With a damaged segment too, read while the backup is verified, the backup is still
     // what is named: its verdict comes first, as when the two were read in turn.
-    let segment = std::fs::read_dir(&damaged)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".seg"))
-        .unwrap();
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&segment, &bytes).unwrap();
+    damage(".seg");
     refused();
 }
 
