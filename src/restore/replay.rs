@@ -44,7 +44,8 @@ pub use image::{prepass_of, FileImage, Image, PrePassing};
 use proof::mismatch;
 pub use proof::{read_twice_differ, Proof};
 pub use replaying::{
-    commit_kept, replay, replay_compacted, replay_held, Replayed, Replaying, Settled, CHUNK_BYTES,
+    commit_kept, replay, replay_compacted, replay_held, replay_held_as, Replayed, Replaying,
+    Settled, CHUNK_BYTES,
 };
 
 /// The edits that bring a database from its own revision to `to_revision`.

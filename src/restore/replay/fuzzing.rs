@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use std::collections::BTreeMap;
 
-use super::{replay, replay_compacted, replay_held, Record, Replayed, Replaying};
+use super::{replay, replay_compacted, replay_held_as, Record, Replayed, Replaying};
 use crate::format::bolt::build::etcd_like;
 use crate::format::bolt::{check, CheckOptions, Db, EntryVisitor};
 use crate::format::capture::KeyValue;
@@ -303,17 +303,19 @@ fn exercise_compacted(
 }
 
 /// The compacted replay read once ([`replay_held`]; with a budget from `pick` that may be
-/// outgrown, then read twice) writes the data, stats and proof of the replay read twice
-/// (`small`, `r`).
+/// outgrown, then read twice; fed before its database is at hand for half the picks, as
+/// `restore plan --compact` feeds it) writes the data, stats and proof of the replay read
+/// twice (`small`, `r`).
 fn held_agrees(img: &[u8], records: &[Record], to: i64, small: &[u8], r: &Replayed, pick: u8) {
     let budget = match pick % 4 {
         0 => 1 << 30,
         p => usize::from(pick) * 16 * usize::from(p),
     };
-    let (held, h) = replay_held(&img, records, to, 1 + usize::from(pick) * 4, budget)
-        .unwrap_or_else(|e| {
-            panic!("read twice accepted, read once (budget {budget}) refused: {e}")
-        });
+    let ahead = pick & 8 != 0;
+    let sizes = (1 + usize::from(pick) * 4, budget);
+    let (held, h) = replay_held_as(&img, records, to, sizes, ahead).unwrap_or_else(|e| {
+        panic!("read twice accepted, read once (budget {budget}, ahead {ahead}) refused: {e}")
+    });
     assert_eq!(contents(&held), contents(small), "held: other data");
     assert_eq!(h.replay.stats, r.replay.stats, "held: other stats");
     assert_eq!(h.checked, r.checked, "held: other live hashes proven");

@@ -381,9 +381,37 @@ pub fn replay_held(
     chunk_bytes: usize,
     budget: usize,
 ) -> Result<(Vec<u8>, Replayed)> {
+    replay_held_as(db, records, to, (chunk_bytes, budget), false)
+}
+
+/// [`replay_held`]; `ahead`: the records fed before the database is at hand, as `restore
+/// plan --compact` reads them while the backup is verified ([`Replayer::before_base`] at
+/// the database's revision, then [`Replaying::resume`]).
+pub fn replay_held_as(
+    db: &dyn ReadAt,
+    records: &[Record],
+    to: i64,
+    (chunk_bytes, budget): (usize, usize),
+    ahead: bool,
+) -> Result<(Vec<u8>, Replayed)> {
     let mut img = in_memory(db)?;
-    let mut r = Replaying::holding(&mut img, to, chunk_bytes, budget, true)?;
-    let read = records.iter().try_for_each(|rec| r.feed(rec));
+    let (r, read) = if ahead {
+        let base = {
+            let db = Db::open(&img[..]).map_err(|e| e.in_file("snapshot"))?;
+            crate::format::etcd::last_revision(&db).map_err(|e| e.in_file("snapshot"))?
+        };
+        let mut rp = Replayer::before_base(base, to)?;
+        rp.holding(budget, true);
+        let read = records.iter().try_for_each(|rec| rp.feed(rec));
+        match Replaying::resume(&mut img, rp, chunk_bytes)? {
+            Ok(r) => (r, read),
+            Err(_) => return Err(Error::Internal("not resumed at its own revision".into())),
+        }
+    } else {
+        let mut r = Replaying::holding(&mut img, to, chunk_bytes, budget, true)?;
+        let read = records.iter().try_for_each(|rec| r.feed(rec));
+        (r, read)
+    };
     let done = if r.outgrown() {
         replay_surveyed(r.into_image(), records, to, chunk_bytes, None)?
     } else {
