@@ -204,15 +204,28 @@ impl Replayer {
     fn read_base<R: ReadAt>(&mut self, db: &Db<R>) -> Result<()> {
         let meta = meta_fields(db).map_err(|e| e.in_file("snapshot"))?;
         self.base_compact = meta.finished_compact.max(meta.scheduled_compact);
-        let mut leases = read_leases(db)?;
+        self.leases = read_leases(db)?;
         for (id, lease) in self.lease_overlay.take().unwrap_or_default() {
-            match lease {
-                Some(l) => leases.insert(id, l),
-                None => leases.remove(&id),
-            };
+            self.set_lease(id, lease);
         }
-        self.leases = leases;
         Ok(())
+    }
+
+    /// Lease `id` granted (its bucket value) or revoked (None): in bucket `lease` as
+    /// replayed, or in the overlay while the database is not read yet.
+    fn set_lease(&mut self, id: i64, lease: Option<Vec<u8>>) {
+        match (&mut self.lease_overlay, lease) {
+            (Some(o), lease) => {
+                o.insert(id, lease);
+            }
+            (None, Some(l)) => {
+                self.leases.insert(id, l);
+            }
+            (None, None) => {
+                self.leases.remove(&id);
+            }
+        }
+        self.leases_changed = true;
     }
 
     /// Compact the window as it is replayed ([`compact`]): write only what `survey` keeps,
@@ -316,28 +329,11 @@ impl Replayer {
                 if *id <= 0 {
                     return Err(bad(rev, format!("lease grant with id {id}")));
                 }
-                let lease = encode_lease(*id, *ttl);
-                match &mut self.lease_overlay {
-                    Some(o) => {
-                        o.insert(*id, Some(lease));
-                    }
-                    None => {
-                        self.leases.insert(*id, lease);
-                    }
-                }
-                self.leases_changed = true;
+                self.set_lease(*id, Some(encode_lease(*id, *ttl)));
                 self.stats.lease_grants += 1;
             }
             Record::LeaseRevoke { id, .. } => {
-                match &mut self.lease_overlay {
-                    Some(o) => {
-                        o.insert(*id, None);
-                    }
-                    None => {
-                        self.leases.remove(id);
-                    }
-                }
-                self.leases_changed = true;
+                self.set_lease(*id, None);
                 self.stats.lease_revokes += 1;
             }
             Record::Compact {
