@@ -27,13 +27,13 @@ use super::{buckets, KeyValueRef, RevKey, Revision};
 use crate::bolt::{Db, FormatError};
 use crate::io::ReadAt;
 
-/// A 128-bit fingerprint of a user key.
 /// A map keyed by [`fingerprint`]s. The key is already a hash, so SipHash over it again
 /// (std's default) only costs time: foldhash's seeded hasher mixes it in a few cycles, and
 /// its per-map random seed keeps keys chosen to collide (a fingerprint's halves are
 /// unkeyed hashes) from lining up in one bucket.
 pub type FpMap<V> = HashMap<u128, V, foldhash::fast::RandomState>;
 
+/// A 128-bit fingerprint of a user key.
 pub fn fingerprint(k: &[u8]) -> u128 {
     let mut a = fnv::FnvHasher::default();
     a.write(k);
@@ -56,68 +56,6 @@ struct Newest {
     at_compact: Option<(Revision, bool)>,
     /// The key's newest entry a [`PrePass`] counted ([`Singles`]), 0 for none.
     ord: u32,
-}
-
-/// Which entries a [`PrePass`] read are their key's only entry from its first revision
-/// on: the walk that continues it hashes those without looking their key up in the
-/// pre-pass's map, one lookup per entry of the base (a map of every key of a large
-/// base does not fit in a cache, and those lookups were most of the walk). Entries are
-/// counted in order from 1, the same way by the pre-pass and by the walk
-/// ([`HashKv::feed_parsed`]): every entry of main revision `from..=upto` whose key is a
-/// revision.
-#[derive(Debug, Clone, Default)]
-struct Singles {
-    from: i64,
-    upto: i64,
-    /// Bit `n - 1`: entry `n` is not known to be its key's only one (its key has another
-    /// entry, or it does not decode to a key): the map decides.
-    multi: Vec<u64>,
-    /// Entries the pre-pass counted.
-    count: u32,
-    /// Entries the walk has fed so far.
-    fed: u32,
-}
-
-impl Singles {
-    fn mark(&mut self, n: u32) {
-        let i = (n - 1) as usize;
-        if i / 64 >= self.multi.len() {
-            self.multi.resize(i / 64 + 1, 0);
-        }
-        self.multi[i / 64] |= 1 << (i % 64);
-    }
-
-    fn unmark(&mut self, n: u32) {
-        let i = (n - 1) as usize;
-        if let Some(w) = self.multi.get_mut(i / 64) {
-            *w &= !(1 << (i % 64));
-        }
-    }
-
-    /// Entry `n` (counted from 1) is its key's only entry.
-    fn single(&self, n: u32) -> bool {
-        let i = (n as usize).wrapping_sub(1);
-        // A count that saturated (never: 2^32 entries) numbers none of them.
-        n >= 1
-            && n <= self.count
-            && self.count < u32::MAX
-            && self.multi.get(i / 64).map_or(0, |w| w >> (i % 64)) & 1 == 0
-    }
-
-    /// Whether the walk's next entry, at main revision `main`, is its key's only one
-    /// (what [`Singles::feed`] will say).
-    fn next_single(&self, main: i64) -> bool {
-        (self.from..=self.upto).contains(&main) && self.single(self.fed.saturating_add(1))
-    }
-
-    /// The walk's next entry, at main revision `main`: whether it is its key's only one.
-    fn feed(&mut self, main: i64) -> bool {
-        if main < self.from || main > self.upto {
-            return false;
-        }
-        self.fed = self.fed.saturating_add(1);
-        self.single(self.fed)
-    }
 }
 
 /// What etcd may answer for one hashkv. They differ only when no key is live at the
@@ -287,16 +225,8 @@ impl HashKv {
             hk.singles = Some(pp.singles);
             from = pp.upto.saturating_add(1);
         }
-        scan_later(
-            db,
-            from,
-            i64::MAX,
-            rev,
-            compact,
-            &mut hk.later,
-            hk.singles.as_mut(),
-            false,
-        )?;
+        let singles = hk.singles.as_mut();
+        scan_later(db, from, i64::MAX, rev, compact, &mut hk.later, singles)?;
         hk.later_has_live = hk
             .later
             .values()
@@ -513,133 +443,6 @@ fn first_after(unique_upto: i64) -> i64 {
     unique_upto.saturating_add(1).max(0)
 }
 
-/// The pre-pass of [`HashKv::prepare`] over main revisions `from..=upto`: each user key's
-/// newest revision at or below `rev` and at or below `compact`, and whether its newest is
-/// a put. With `singles`: `count` the entries read and note which are their key's only
-/// one ([`PrePass::run`]), or only note the keys counted before that have another entry
-/// among these (continuing a pre-pass).
-#[allow(clippy::too_many_arguments)]
-fn scan_later<R: ReadAt>(
-    db: &Db<R>,
-    from: i64,
-    upto: i64,
-    rev: i64,
-    compact: i64,
-    later: &mut FpMap<Newest>,
-    mut singles: Option<&mut Singles>,
-    count: bool,
-) -> Result<(), FormatError> {
-    let Some(b) = db.bucket(buckets::KEY)? else {
-        return Ok(());
-    };
-    let mut c = b.cursor();
-    let mut e = c.seek(&RevKey::encode(Revision { main: from, sub: 0 }))?;
-    while let Some(en) = e {
-        let Some(rk) = RevKey::parse(en.key) else {
-            e = c.next()?;
-            continue;
-        };
-        if rk.rev.main > upto {
-            break;
-        }
-        let mut n_here = 0;
-        if let (Some(s), true) = (singles.as_deref_mut(), count) {
-            s.count = s.count.saturating_add(1);
-            n_here = s.count;
-            // Unmarked below once it decodes to a key seen here first.
-            s.mark(n_here);
-        }
-        if let Ok(kv) = KeyValueRef::decode(en.value) {
-            if !kv.key.is_empty() {
-                let n = later.entry(fingerprint(kv.key)).or_default();
-                if let Some(s) = singles.as_deref_mut() {
-                    note_single(s, &mut n.ord, n_here);
-                }
-                if rk.rev.main <= rev {
-                    n.at_rev = Some((rk.rev, rk.tombstone));
-                }
-                if rk.rev.main <= compact {
-                    n.at_compact = Some((rk.rev, rk.tombstone));
-                }
-                n.live_now = !rk.tombstone;
-            }
-        }
-        e = c.next()?;
-    }
-    Ok(())
-}
-
-/// One entry of a key whose newest counted entry is `ord` (0: none) in `s`: entry
-/// `n_here` (counted now; 0 when not counting). A key seen for the first time keeps its
-/// entry single; a second entry makes both multiple.
-fn note_single(s: &mut Singles, ord: &mut u32, n_here: u32) {
-    if *ord != 0 {
-        s.mark(*ord);
-    } else if n_here != 0 {
-        s.unmark(n_here);
-        *ord = n_here;
-        return;
-    }
-    if n_here != 0 {
-        *ord = n_here;
-    }
-}
-
-/// Part of [`HashKv::prepare`]'s pre-pass made ahead of time: the entries of bucket `key`
-/// from the finished compaction up to main revision `upto`, read from a database whose
-/// entries up to `upto` are those of the one hashed later. A point-in-time replay only
-/// adds revisions after its base's, so the pre-pass over the base can be read on a thread
-/// of its own while the window is, instead of after the replay. It fits a hash at or
-/// after `upto` with a compaction at or after it, and the same finished compaction: there
-/// every entry it read counts as its key's newest at or below both, as the whole pre-pass
-/// would count it.
-#[derive(Debug, Clone)]
-pub struct PrePass {
-    from: i64,
-    upto: i64,
-    later: FpMap<Newest>,
-    singles: Singles,
-}
-
-impl PrePass {
-    /// The pre-pass over `db`'s entries up to main revision `upto`.
-    pub fn run<R: ReadAt>(db: &Db<R>, upto: i64) -> Result<PrePass, FormatError> {
-        let finished = super::meta_fields(db)?.finished_compact;
-        // A compaction at or after `upto` (what `fits` asks) leaves unique_upto = finished
-        // when the finished one is at or below `upto`; beyond it nothing is read here.
-        let from = first_after(finished.unwrap_or(-1));
-        let mut later = FpMap::default();
-        let mut singles = Singles {
-            from,
-            upto,
-            ..Singles::default()
-        };
-        scan_later(
-            db,
-            from,
-            upto,
-            upto,
-            upto,
-            &mut later,
-            Some(&mut singles),
-            true,
-        )?;
-        Ok(PrePass {
-            from,
-            upto,
-            later,
-            singles,
-        })
-    }
-
-    /// Whether this pre-pass is the start of one from `from` for a hash at `rev` with
-    /// compaction `compact`: every entry it read (at or below `upto`) is then at or below
-    /// both, as it counted them.
-    fn fits(&self, from: i64, rev: i64, compact: i64) -> bool {
-        self.from == from && from <= self.upto && rev >= self.upto && compact >= self.upto
-    }
-}
-
 /// HashKV of a database at `rev` (0: current), in its own pass over bucket `key`.
 ///
 /// `compact` overrides the compaction revision taken from the database (see
@@ -666,6 +469,11 @@ pub fn hashkv<R: ReadAt>(
     }
     Ok(Ok((hk.finish(), hk)))
 }
+
+#[path = "hashkv_prepass.rs"]
+mod prepass;
+pub use prepass::PrePass;
+use prepass::{scan_later, Singles};
 
 #[cfg(test)]
 #[path = "hashkv_tests.rs"]
