@@ -578,3 +578,5 @@ pub mod fuzzing;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_compacted;
