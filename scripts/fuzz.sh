@@ -6,6 +6,9 @@
 #   capture (capture segments: decoder with a round-trip oracle), edit_log (the transactions a
 #   compacted restore plan keeps for apply: decoder with a round-trip oracle)
 # FUZZ_RUNS=N stops after N executions (libFuzzer's -runs) or SECONDS, whichever comes first.
+# FUZZ_TIMEOUT=S: an input running longer than S seconds of wall time is a finding (10). A
+# run that is paused (SIGSTOP, to measure something else on the same cores) needs more than
+# the pause, or every paused input is reported as a timeout.
 # Each run's libFuzzer output is kept in fuzz/artifacts/logs/, and one line is appended to
 # fuzz/artifacts/runs.tsv: start (UTC), commit, target, seconds, executions, exec/s, outcome
 # (`ok`, `stopped`, or the file of a crash, timeout or out-of-memory input).
@@ -70,7 +73,7 @@ set +e
 # tee -i: an interrupt (Ctrl-C) stops libFuzzer, which prints its final stats; tee keeps them.
 cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" --release "${BUILD[@]}" "$TARGET" \
   "fuzz/corpus/$TARGET" -- -max_total_time="$SECONDS_" -runs="${FUZZ_RUNS:--1}" \
-  -max_len="$MAX_LEN" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${PAR[@]}" 2>&1 |
+  -max_len="$MAX_LEN" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 "${PAR[@]}" 2>&1 |
   tee -i "$LOG"
 RC=${PIPESTATUS[0]}
 set -e
