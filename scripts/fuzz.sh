@@ -6,7 +6,8 @@
 #   capture (capture segments: decoder with a round-trip oracle), edit_log (the transactions a
 #   compacted restore plan keeps for apply: decoder with a round-trip oracle)
 # FUZZ_RUNS=N stops after N executions (libFuzzer's -runs) or SECONDS, whichever comes first.
-# FUZZ_TIMEOUT=S: an input running longer than S seconds of wall time is a finding (10). A
+# FUZZ_TIMEOUT=S: an input running longer than S seconds of wall time is a finding (10; also
+# the bar for libFuzzer's slow-unit reports, which would otherwise count as findings). A
 # run that is paused (SIGSTOP, to measure something else on the same cores) needs more than
 # the pause, or every paused input is reported as a timeout.
 # Each run's libFuzzer output is kept in fuzz/artifacts/logs/, and one line is appended to
@@ -67,13 +68,16 @@ if [ "$JOBS" -gt 1 ]; then PAR=(-jobs="$JOBS" -workers="$JOBS"); fi
 # Build first, so the seconds recorded are fuzzing time only.
 cargo fuzz build --sanitizer "${FUZZ_SANITIZER:-none}" --release "${BUILD[@]}" "$TARGET"
 START=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# The commit the binary was built from (the tree may move on while it runs).
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then COMMIT="$COMMIT+dirty"; fi
 LOG="fuzz/artifacts/logs/$TARGET-$(date -u +%Y%m%dT%H%M%S).log"
 T0=$(date +%s)
 set +e
 # tee -i: an interrupt (Ctrl-C) stops libFuzzer, which prints its final stats; tee keeps them.
 cargo fuzz run --sanitizer "${FUZZ_SANITIZER:-none}" --release "${BUILD[@]}" "$TARGET" \
   "fuzz/corpus/$TARGET" -- -max_total_time="$SECONDS_" -runs="${FUZZ_RUNS:--1}" \
-  -max_len="$MAX_LEN" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 "${PAR[@]}" 2>&1 |
+  -max_len="$MAX_LEN" -timeout="${FUZZ_TIMEOUT:-10}" -report_slow_units="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -print_final_stats=1 "${PAR[@]}" 2>&1 |
   tee -i "$LOG"
 RC=${PIPESTATUS[0]}
 set -e
@@ -106,8 +110,6 @@ else
   OUTCOME=stopped
 fi
 [ -f "$RUNS_FILE" ] || printf 'start\tcommit\ttarget\tseconds\texecutions\texec_per_s\toutcome\n' >"$RUNS_FILE"
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then COMMIT="$COMMIT+dirty"; fi
 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$START" "$COMMIT" "$TARGET" "$ELAPSED" "$EXECS" "$RATE" "$OUTCOME" >>"$RUNS_FILE"
 echo "fuzz: $TARGET: $EXECS executions in ${ELAPSED}s ($RATE/s), outcome: $OUTCOME (log: $LOG; totals: scripts/fuzz.sh summary)" >&2
 exit "$RC"
