@@ -50,7 +50,7 @@ impl SegmentWriter {
 }
 
 /// Which release's `etcdutl snapshot restore` a restored member's files follow, byte for
-/// byte. Every style boots on every etcd from 3.4 to 3.7 (tests/it/etcd_versions.rs); the
+/// byte. Every style boots on every etcd from 3.4 to 3.7 (tests/it/etcd_versions/native.rs); the
 /// differences are in how the writing library encodes the same values:
 /// * 3.4/3.5: gogo protobuf writes zero-valued fields (`ConfChange.ID 0`, `AutoLeave false`);
 /// * 3.6: the same, and the v2 store in the .snap counts one failed Get (`getsFail 1`: 3.6
