@@ -107,6 +107,15 @@ impl Inner {
         ))
     }
 
+    /// The `Content-MD5` of a body written with object-lock retention: S3 wants an
+    /// integrity header on those, and the client sends no checksum of its own ([`client`]).
+    /// MD5 is the one every S3 server with object lock takes. `None` without a lock.
+    fn content_md5(&self, body: &[u8]) -> Option<String> {
+        use md5::Digest;
+        self.write.object_lock?;
+        Some(aws_smithy_types::base64::encode(md5::Md5::digest(body)))
+    }
+
     /// Wait for a request of this store (see [`bridge`]).
     fn block_on<F>(&self, f: F) -> Result<F::Output>
     where
@@ -292,8 +301,9 @@ impl S3Store {
 }
 
 /// The SDK client: rustls with ring (the TLS stack etcd-client already brings, so the
-/// binary carries one), the standard credential chain, and the deadlines: connect, first
-/// byte of the answer, and a stalled body (no progress for the stall timeout, up or down).
+/// binary carries one), the standard credential chain, the deadlines (connect, first
+/// byte of the answer, and a stalled body: no progress for the stall timeout, up or down),
+/// and checksums only where an operation requires one.
 /// Also the custom endpoint, if any, for messages.
 async fn client(s: &S3Settings) -> (Client, Option<String>) {
     use aws_config::{BehaviorVersion, Region};
@@ -327,6 +337,17 @@ async fn client(s: &S3Settings) -> (Client, Option<String>) {
     let mut b = aws_sdk_s3::config::Builder::from(&shared);
     if shared.region().is_none() {
         b = b.region(Region::new("us-east-1"));
+    }
+    // No CRC32 of every body, nor its check on every answer, unless the standard variables
+    // ask for them: the SDK's default since 2025 sends bodies `aws-chunked` with a trailing
+    // checksum, which many S3-compatible servers refuse. lifeboat checks what it stored by
+    // its own SHA-256 read-back, and TLS covers the transfer.
+    use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+    if std::env::var_os("AWS_REQUEST_CHECKSUM_CALCULATION").is_none() {
+        b = b.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+    }
+    if std::env::var_os("AWS_RESPONSE_CHECKSUM_VALIDATION").is_none() {
+        b = b.response_checksum_validation(ResponseChecksumValidation::WhenRequired);
     }
     let endpoint = shared.endpoint_url().map(str::to_string);
     b = b.force_path_style(s.path_style.unwrap_or(endpoint.is_some()));

@@ -28,9 +28,8 @@ const MAX_PARTS: i32 = 10_000;
 const PART_ATTEMPTS: u32 = 5;
 
 /// The same options on PutObject and CreateMultipartUpload (two builder types): server-side
-/// encryption, storage class, object-lock retention. A request with object-lock retention
-/// needs an integrity header; the SDK sends a CRC32 checksum of every body by default,
-/// which S3 accepts in place of Content-MD5.
+/// encryption, storage class, object-lock retention. A body written with object-lock
+/// retention needs an integrity header: its `Content-MD5` (`Inner::content_md5`).
 macro_rules! with_write_options {
     ($inner:expr, $req:expr) => {{
         let w = &$inner.write;
@@ -173,6 +172,7 @@ impl S3Writer {
         }
         let i = Arc::clone(&self.inner);
         if self.upload_id.is_none() {
+            let md5 = i.content_md5(&self.buf);
             let body = ByteStream::from(std::mem::take(&mut self.buf));
             let req = with_write_options!(
                 i,
@@ -181,6 +181,7 @@ impl S3Writer {
                     .bucket(&i.bucket)
                     .key(i.key(&self.name))
                     .if_none_match("*")
+                    .set_content_md5(md5)
                     .body(body)
             );
             i.block_on(req.send())?.map_err(|e| {
@@ -338,6 +339,7 @@ async fn upload_part(
     number: i32,
     data: bytes::Bytes,
 ) -> Result<CompletedPart> {
+    let md5 = i.content_md5(&data);
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -348,6 +350,7 @@ async fn upload_part(
             .key(i.key(&name))
             .upload_id(&upload_id)
             .part_number(number)
+            .set_content_md5(md5.clone())
             .body(ByteStream::from(data.clone()))
             .send()
             .await;

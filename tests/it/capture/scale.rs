@@ -1,51 +1,11 @@
 //! Segment listings at scale, in S3: a restore of today's revisions lists the segment names
 //! from its backup on (ListObjectsV2 `start-after`), not the whole capture history.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::{config, head, live_hash, one_member_topology, spawn_capture, stop, wait_durable};
-use crate::common::s3::S3Server;
+use crate::common::s3::{Proxy, S3Server};
 use crate::common::*;
-
-/// A TCP proxy in front of `port` that counts the bytes the server sends back.
-fn counting_proxy(port: u16) -> (u16, Arc<AtomicU64>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let me = l.local_addr().unwrap().port();
-    let down = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&down);
-    std::thread::spawn(move || {
-        for client in l.incoming() {
-            let Ok(client) = client else { continue };
-            let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
-                continue;
-            };
-            let pipe = |mut from: TcpStream, mut to: TcpStream, n: Option<Arc<AtomicU64>>| {
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 16384];
-                    while let Ok(k) = from.read(&mut buf) {
-                        if k == 0 || to.write_all(&buf[..k]).is_err() {
-                            break;
-                        }
-                        if let Some(n) = &n {
-                            n.fetch_add(k as u64, Ordering::Relaxed);
-                        }
-                    }
-                    let _ = to.shutdown(std::net::Shutdown::Write);
-                });
-            };
-            pipe(
-                client.try_clone().unwrap(),
-                server.try_clone().unwrap(),
-                None,
-            );
-            pipe(server, client, Some(Arc::clone(&counted)));
-        }
-    });
-    (me, down)
-}
 
 /// 10,000 segment objects before the backup (a long capture history), a few captured after
 /// it: `restore plan --to-revision` of the newest revision reads about as many bytes of S3
@@ -90,8 +50,9 @@ fn restore_lists_only_the_segments_after_its_backup_in_s3() {
         );
         std::fs::write(dir.join(name), b"").unwrap();
     }
-    let (port, down) = counting_proxy(s3.port);
-    let via = [("LIFEBOAT_S3_ENDPOINT", format!("http://127.0.0.1:{port}"))];
+    let proxy = Proxy::start(s3.port);
+    let down = &proxy.down;
+    let via = [proxy.env()];
     let via: Vec<(&str, &str)> = via.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let topo = one_member_topology(c.bins.version, tmp.path());
     let o = s3.lifeboat_with(

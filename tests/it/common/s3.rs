@@ -4,9 +4,12 @@
 //! s3s-fs comes from `cargo install s3s-fs@0.14.1 --features binary --locked`
 //! (scripts/setup.sh); `LIFEBOAT_S3S_FS` names another binary.
 
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -238,5 +241,83 @@ impl Drop for S3Server {
             .output();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of an S3 server: it counts the bytes the server sends
+/// back and keeps the heads of the requests sent to it (request line and headers).
+pub struct Proxy {
+    pub port: u16,
+    /// Bytes the server sent back.
+    pub down: Arc<AtomicU64>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    pub fn start(server_port: u16) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let (down, heads) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(Mutex::new(Vec::new())),
+        );
+        let (d, h) = (Arc::clone(&down), Arc::clone(&heads));
+        std::thread::spawn(move || {
+            for client in l.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                    continue;
+                };
+                let (up_from, up_to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let h = Arc::clone(&h);
+                std::thread::spawn(move || pipe(up_from, up_to, |b| heads_in(&h, b)));
+                let d = Arc::clone(&d);
+                std::thread::spawn(move || {
+                    pipe(server, client, |b| {
+                        d.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    })
+                });
+            }
+        });
+        Proxy { port, down, heads }
+    }
+
+    /// The endpoint variable that sends lifeboat through the proxy.
+    pub fn env(&self) -> (&'static str, String) {
+        (
+            "LIFEBOAT_S3_ENDPOINT",
+            format!("http://127.0.0.1:{}", self.port),
+        )
+    }
+
+    /// The heads of the requests seen so far, lowercased.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// Copy `from` to `to` until either closes, showing each chunk to `seen`.
+fn pipe(mut from: TcpStream, mut to: TcpStream, mut seen: impl FnMut(&[u8])) {
+    let mut buf = [0u8; 16384];
+    while let Ok(k) = from.read(&mut buf) {
+        if k == 0 || to.write_all(&buf[..k]).is_err() {
+            break;
+        }
+        seen(&buf[..k]);
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Keep each request head found in a chunk of a client's bytes: an HTTP/1.1 request line
+/// starts a chunk or follows a blank line (a body may end a chunk mid-way; heads are what
+/// is looked at, and a head split across two chunks is rare enough at these sizes).
+fn heads_in(heads: &Mutex<Vec<String>>, chunk: &[u8]) {
+    let text = String::from_utf8_lossy(chunk).to_lowercase();
+    for part in std::iter::once(text.as_str()).chain(text.split("\r\n\r\n").skip(1)) {
+        let first = part.split("\r\n").next().unwrap_or("");
+        if first.ends_with(" http/1.1") {
+            let head = part.split("\r\n\r\n").next().unwrap_or(part);
+            heads.lock().unwrap().push(head.to_string());
+        }
     }
 }
