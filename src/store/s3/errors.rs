@@ -180,6 +180,10 @@ fn service(status: u16, code: Option<String>, msg: Option<String>) -> Failure {
             K::Transient,
             format!("server busy or failing (HTTP {status})"),
         ),
+        (200..=299, "") => (
+            K::Other,
+            format!("the server answered HTTP {status} with a body that is not S3's answer to this request"),
+        ),
         _ => (K::Other, format!("HTTP {status}")),
     };
     let mut what = words;

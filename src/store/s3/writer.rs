@@ -13,6 +13,8 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::task::JoinHandle;
@@ -61,6 +63,8 @@ pub struct S3Writer {
     /// The first failure: later writes fail with it, commit returns it.
     failed: Option<Error>,
     finished: bool,
+    /// Bytes written so far: the size the finished object must have.
+    written: u64,
 }
 
 impl S3Writer {
@@ -76,6 +80,7 @@ impl S3Writer {
             done: Vec::new(),
             failed: None,
             finished: false,
+            written: 0,
         }
     }
 
@@ -199,7 +204,7 @@ impl S3Writer {
         let mut parts = std::mem::take(&mut self.done);
         parts.sort_by_key(|p| p.part_number());
         let id = self.upload_id.clone().unwrap_or_default();
-        i.block_on(
+        let r = i.block_on(
             i.client
                 .complete_multipart_upload()
                 .bucket(&i.bucket)
@@ -212,14 +217,35 @@ impl S3Writer {
                         .build(),
                 )
                 .send(),
-        )?
-        .map(|_| ())
-        .map_err(|e| {
+        )?;
+        if let Err(e) = r {
             let f = classify(&e);
-            i.error(f.kind, format!("complete upload of {}: {f}", self.name))
-        })?;
+            let err = i.error(f.kind, format!("complete upload of {}: {f}", self.name));
+            if !answered_ok(&e) || !self.stored_whole(&i)? {
+                return Err(err);
+            }
+            tracing::debug!("{err}: the object is stored whole all the same");
+        }
         self.upload_id = None;
         check_applied(&i, &self.name)
+    }
+
+    /// Whether the object is stored with every byte written: what a completion the
+    /// server answered with `200 OK` and a body the SDK could not read must have done
+    /// (moto 5 names the body's root `CompleteMultipartUploadResponse`, where S3 says
+    /// `...Result`). Its digest is still checked by the read-back, as any object's.
+    fn stored_whole(&self, i: &Inner) -> Result<bool> {
+        let head = i
+            .block_on(
+                i.client
+                    .head_object()
+                    .bucket(&i.bucket)
+                    .key(i.key(&self.name))
+                    .send(),
+            )?
+            .ok();
+        let size = head.and_then(|h| h.content_length());
+        Ok(size.and_then(|n| u64::try_from(n).ok()) == Some(self.written))
     }
 
     /// Abort the multipart upload, if one was started. Best effort: a failure here leaves
@@ -251,6 +277,12 @@ impl S3Writer {
             self.name,
         );
     }
+}
+
+/// Whether the server answered `200 OK` with a body that is not an S3 error (one the SDK
+/// could not decode): the request may have done what it asked.
+fn answered_ok<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
+    e.raw_response().is_some_and(|r| r.status().as_u16() == 200) && e.code().is_none()
 }
 
 /// Check that the server applied what every object asks for (object-lock retention,
@@ -467,6 +499,7 @@ impl Write for S3Writer {
         let room = (self.part_size as usize).saturating_sub(self.buf.len());
         let n = room.min(data.len());
         self.buf.extend_from_slice(&data[..n]);
+        self.written += n as u64;
         if self.buf.len() as u64 >= self.part_size {
             if let Err(e) = self.send_part() {
                 return Err(self.fail(e));
