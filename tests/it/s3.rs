@@ -26,6 +26,15 @@ fn assert_plain_requests(heads: &[String]) {
         }
     }
     assert!(heads.iter().any(|h| h.starts_with("get ")), "{heads:#?}");
+    // A whole object in one PUT (the manifest) carries its Content-MD5, which the server
+    // checks; parts do not (the data object is read back against its SHA-256).
+    for h in heads.iter().filter(|h| h.starts_with("put ")) {
+        assert_eq!(
+            h.contains("\r\ncontent-md5: "),
+            !h.contains("partnumber="),
+            "{h}"
+        );
+    }
 }
 
 /// One cluster, one server: a multipart backup of ≥ 3 parts (5 MiB parts, > 10 MiB stored),

@@ -31,7 +31,8 @@ const PART_ATTEMPTS: u32 = 5;
 
 /// The same options on PutObject and CreateMultipartUpload (two builder types): server-side
 /// encryption, storage class, object-lock retention. A body written with object-lock
-/// retention needs an integrity header: its `Content-MD5` (`Inner::content_md5`).
+/// retention needs an integrity header: its `Content-MD5` (`Inner::content_md5`, which
+/// every PutObject carries).
 macro_rules! with_write_options {
     ($inner:expr, $req:expr) => {{
         let w = &$inner.write;
@@ -177,7 +178,7 @@ impl S3Writer {
         }
         let i = Arc::clone(&self.inner);
         if self.upload_id.is_none() {
-            let md5 = i.content_md5(&self.buf);
+            let md5 = i.content_md5(&self.buf, true);
             let body = ByteStream::from(std::mem::take(&mut self.buf));
             let req = with_write_options!(
                 i,
@@ -371,7 +372,7 @@ async fn upload_part(
     number: i32,
     data: bytes::Bytes,
 ) -> Result<CompletedPart> {
-    let md5 = i.content_md5(&data);
+    let md5 = i.content_md5(&data, false);
     let mut attempt = 0;
     loop {
         attempt += 1;
