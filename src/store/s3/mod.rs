@@ -343,8 +343,9 @@ async fn client(s: &S3Settings) -> (Client, Option<String>) {
     }
     // No CRC32 of every body, nor its check on every answer, unless the standard variables
     // ask for them: the SDK's default since 2025 sends bodies `aws-chunked` with a trailing
-    // checksum, which many S3-compatible servers refuse. lifeboat checks what it stored by
-    // its own SHA-256 read-back, and TLS covers the transfer.
+    // checksum, which many S3-compatible servers refuse. Whole objects carry their
+    // Content-MD5 instead (`Inner::content_md5`), and a backup is read back against its
+    // SHA-256.
     use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
     if std::env::var_os("AWS_REQUEST_CHECKSUM_CALCULATION").is_none() {
         b = b.request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
