@@ -33,6 +33,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::Client;
 
 pub use super::s3_settings::{
@@ -131,6 +132,29 @@ impl Inner {
         )
     }
 
+    /// HEAD an object: `None` if it does not exist (a missing bucket is an error, whose
+    /// message says why it was asked: `why`, after the name).
+    fn head(&self, name: &str, why: &str) -> Result<Option<HeadObjectOutput>> {
+        let r = self.block_on(
+            self.client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(self.key(name))
+                .send(),
+        )?;
+        match r {
+            Ok(o) => Ok(Some(o)),
+            Err(e) => {
+                let f = classify(&e);
+                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
+                    Ok(None)
+                } else {
+                    Err(self.error(f.kind, format!("HEAD {name}{why}: {f}")))
+                }
+            }
+        }
+    }
+
     /// An error of this store: `store s3://b/p: <what> (endpoint E, bucket B)`.
     pub(crate) fn error(&self, kind: StoreErrorKind, what: impl std::fmt::Display) -> Error {
         Error::store(
@@ -176,33 +200,6 @@ pub fn parse_url(dest: &str) -> Result<(String, String)> {
 const UNTIL_PAGE: i32 = 100;
 
 impl S3Store {
-    /// HEAD an object: `None` if it does not exist (a missing bucket is an error).
-    fn head(
-        &self,
-        name: &str,
-    ) -> Result<Option<aws_sdk_s3::operation::head_object::HeadObjectOutput>> {
-        check_name(name)?;
-        let i = &self.inner;
-        let r = i.block_on(
-            i.client
-                .head_object()
-                .bucket(&i.bucket)
-                .key(i.key(name))
-                .send(),
-        )?;
-        match r {
-            Ok(o) => Ok(Some(o)),
-            Err(e) => {
-                let f = classify(&e);
-                if f.kind == StoreErrorKind::NotFound && !f.missing_bucket() {
-                    Ok(None)
-                } else {
-                    Err(i.error(f.kind, format!("HEAD {name}: {f}")))
-                }
-            }
-        }
-    }
-
     /// Connect lazily: nothing is sent until the first request, whose error names the
     /// endpoint and bucket.
     /// Requests run on `runtime`, the edge's (see the module docs).
@@ -430,8 +427,10 @@ impl Store for S3Store {
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
+        check_name(name)?;
         Ok(self
-            .head(name)?
+            .inner
+            .head(name, "")?
             .map(|o| o.content_length().unwrap_or(0).max(0) as u64))
     }
 
@@ -481,8 +480,10 @@ impl Store for S3Store {
     }
 
     fn retained_until(&self, name: &str) -> Result<Option<SystemTime>> {
+        check_name(name)?;
         Ok(self
-            .head(name)?
+            .inner
+            .head(name, "")?
             .and_then(|o| o.object_lock_retain_until_date().copied())
             .and_then(|t| SystemTime::try_from(t).ok()))
     }

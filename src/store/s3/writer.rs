@@ -236,16 +236,12 @@ impl S3Writer {
     /// (moto 5 names the body's root `CompleteMultipartUploadResponse`, where S3 says
     /// `...Result`). Its digest is still checked by the read-back, as any object's.
     fn stored_whole(&self, i: &Inner) -> Result<bool> {
-        let head = i
-            .block_on(
-                i.client
-                    .head_object()
-                    .bucket(&i.bucket)
-                    .key(i.key(&self.name))
-                    .send(),
-            )?
-            .ok();
-        let size = head.and_then(|h| h.content_length());
+        // Any failure of the HEAD itself leaves the completion's own error standing.
+        let size = i
+            .head(&self.name, "")
+            .ok()
+            .flatten()
+            .and_then(|h| h.content_length());
         Ok(size.and_then(|n| u64::try_from(n).ok()) == Some(self.written))
     }
 
@@ -296,21 +292,13 @@ fn check_applied(i: &Inner, name: &str) -> Result<()> {
     if w.sse.is_none() && w.object_lock.is_none() {
         return Ok(());
     }
-    let head = i
-        .block_on(
-            i.client
-                .head_object()
-                .bucket(&i.bucket)
-                .key(i.key(name))
-                .send(),
-        )?
-        .map_err(|e| {
-            let f = classify(&e);
-            i.error(
-                f.kind,
-                format!("HEAD {name} (checking its retention and encryption): {f}"),
-            )
-        })?;
+    let why = " (checking its retention and encryption)";
+    let head = i.head(name, why)?.ok_or_else(|| {
+        i.error(
+            StoreErrorKind::NotFound,
+            format!("HEAD {name}{why}: not found right after it was written"),
+        )
+    })?;
     let mut lacking = Vec::new();
     if let Some((mode, _)) = w.object_lock {
         let got_mode = head
