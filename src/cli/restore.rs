@@ -6,11 +6,8 @@ use std::path::PathBuf;
 use super::output::print_json;
 use super::{Global, OutputFormat};
 use crate::restore::apply::{apply, ApplyOptions, DataDirWriter};
-use crate::restore::plan::{
-    db_holds_kubernetes, make_plan, source_of_db, split_from, write_plan_with, Plan, PlanInput,
-    Source, DEFAULT_BUMP,
-};
-use crate::restore::predict::predict_plan;
+use crate::restore::plan::{split_from, Plan};
+use crate::restore::planner::{plan_restore, Bump, PlanFrom, PlanRequest, Planned};
 use crate::restore::topology;
 use crate::{Error, ExitCode};
 
@@ -190,125 +187,35 @@ fn plan(a: PlanArgs, g: &Global) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let mut stored = None;
-    let mut chosen = None;
-    let mut copied = None;
-    let (source, from, kubernetes) = match (&a.from_data_dir, &a.from) {
-        (Some(dir), _) => {
-            let src = source_of_db(dir, &g.access)?;
-            let file = src.db_file.clone().unwrap_or_default();
-            let r = crate::io::FileReader::open(std::path::Path::new(&file))
-                .map_err(|e| Error::io(&file, e))?;
-            let k = db_holds_kubernetes(&r, &file)?;
-            (src, dir.display().to_string(), k)
-        }
+    let from = match (&a.from_data_dir, &a.from) {
+        (Some(dir), _) => PlanFrom::DataDir {
+            dir,
+            access: &g.access,
+        },
         (None, from) => {
             let (dest, id) = split_from(from.as_deref().unwrap_or_default());
-            let repo = super::repository(dest, g)?;
-            let m = match target {
-                Some(t) => {
-                    let src = crate::restore::pitr::CatalogRecords {
-                        repo: &repo,
-                        cluster_id: repo.resolve(id)?.cluster_id.to_string(),
-                    };
-                    let mut c = crate::restore::pitr::choose_in(&repo, id, t, &src)?;
-                    c.compact = a.compact;
-                    let m = c.manifest.clone();
-                    chosen = Some(c);
-                    m
-                }
-                None => repo.resolve(id)?,
-            };
-            // The page check of verify sees every key: it answers the Kubernetes
-            // question too, without a second decode of the backup. A point-in-time plan
-            // has verify write the database it decodes: the replay's copy (and a
-            // compacted one reads its window meanwhile).
-            let mut k8s = crate::restore::plan::KubernetesKeys::default();
-            let v = match &chosen {
-                Some(c) => {
-                    let src = crate::restore::pitr::CatalogRecords {
-                        repo: &repo,
-                        cluster_id: m.cluster_id.to_string(),
-                    };
-                    let (v, img, ahead) =
-                        crate::restore::pitr::verify_reading_ahead(c, &src, || {
-                            let mut img =
-                                crate::restore::replay::FileImage::empty_in(&work_dir(&a.out))?;
-                            let v = repo.verify_copying(&m, &mut k8s, &mut img)?;
-                            let ok = v.ok;
-                            Ok((v, ok.then_some(img)))
-                        })?;
-                    copied = img.map(|img| (img, ahead));
-                    v
-                }
-                None => repo.verify_visiting(&m, &|_| {}, &mut k8s)?,
-            };
-            if !v.ok {
-                return Err(Error::integrity(
-                    v.object,
-                    format!(
-                        "backup {} does not verify: {}; plan from another backup",
-                        m.id,
-                        v.problems.join("; ")
-                    ),
-                )
-                .into());
-            }
-            let k = k8s.0;
-            let src = Source::of_manifest(&m);
-            stored = Some((repo, m));
-            (src, dest.to_string(), k)
-        }
-    };
-    let bump = if a.no_bump_revision {
-        None
-    } else if a.bump_revision.is_some() {
-        a.bump_revision
-    } else if kubernetes {
-        Some(DEFAULT_BUMP)
-    } else {
-        None
-    };
-    let mut p = make_plan(
-        &t,
-        &PlanInput {
-            from: &from,
-            manifest: &source,
-            bump_revision: bump,
-            kubernetes,
-            topology_file: &a.topology.display().to_string(),
-        },
-    )?;
-    // What `restore check` will compare the restored cluster with.
-    let mut kept = None;
-    match (&stored, &source.db_file) {
-        (Some((repo, m)), _) => {
-            let object = repo.object_of(m);
-            match (&chosen, copied) {
-                (Some(c), Some(copy)) => {
-                    let src = crate::restore::pitr::CatalogRecords {
-                        repo,
-                        cluster_id: m.cluster_id.to_string(),
-                    };
-                    kept = crate::restore::pitr::plan_replay_onto(&mut p, copy, &object, c, &src)?
-                }
-                _ => predict_plan(&mut p, &repo.open_db(m)?, &object)?,
+            PlanFrom::Backup {
+                repo: super::repository(dest, g)?,
+                dest,
+                id,
             }
         }
-        (None, Some(file)) => {
-            let r = crate::io::FileReader::open(std::path::Path::new(file))
-                .map_err(|e| Error::io(file, e))?;
-            predict_plan(&mut p, &r, file)?;
-        }
-        (None, None) => {}
-    }
-    let edits = crate::restore::pitr::EDITS_FILE;
-    let extra: Vec<(&str, &[u8])> = kept.iter().map(|b| (edits, b.as_slice())).collect();
-    let files = write_plan_with(&p, &a.out, a.force, &extra)?;
-    if kept.is_none() {
-        // A replaced plan's kept edits: no plan names them any more.
-        let _ = std::fs::remove_file(a.out.join(edits));
-    }
+    };
+    let bump = match (a.no_bump_revision, a.bump_revision) {
+        (true, _) => Bump::Off,
+        (false, Some(n)) => Bump::By(n),
+        (false, None) => Bump::Auto,
+    };
+    let Planned { plan: p, files } = plan_restore(PlanRequest {
+        topology: &t,
+        topology_file: &a.topology,
+        from,
+        target,
+        compact: a.compact,
+        bump,
+        out: &a.out,
+        force: a.force,
+    })?;
     match g.output {
         OutputFormat::Json => print_json(&p)?,
         OutputFormat::Text => {
@@ -410,17 +317,6 @@ fn starting_topology(a: TopologyArgs, g: &Global) -> anyhow::Result<ExitCode> {
 }
 
 /// `, backed up from etcd 3.6.16` when the booted release is another than the backup's.
-/// Where `restore plan` builds a point-in-time plan's replayed copy of the database: the
-/// plan's directory if it exists, else the nearest existing directory above it (the
-/// operator chose that filesystem for the restore's files).
-fn work_dir(out: &std::path::Path) -> std::path::PathBuf {
-    let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
-    abs.ancestors()
-        .find(|d| d.is_dir())
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir)
-}
-
 fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
     if r.backup_etcd_version.is_empty() || r.backup_etcd_version == r.etcd_version {
         String::new()
@@ -432,18 +328,8 @@ fn backed_up_from(r: &crate::restore::selftest::TestReport) -> String {
 fn restore_test(a: TestArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let (dest, id) = split_from(&a.from);
     let repo = super::repository(dest, g)?;
-    let chosen = match crate::restore::pitr::Target::from_flags(a.to_revision, None)? {
-        Some(t) => {
-            let src = crate::restore::pitr::CatalogRecords {
-                repo: &repo,
-                cluster_id: repo.resolve(id)?.cluster_id.to_string(),
-            };
-            let mut c = crate::restore::pitr::choose_in(&repo, id, t, &src)?;
-            c.compact = a.compact;
-            Some(c)
-        }
-        None => None,
-    };
+    let target = crate::restore::pitr::Target::from_flags(a.to_revision, None)?;
+    let chosen = crate::restore::pitr::choose_target(&repo, id, target, a.compact)?;
     let m = match &chosen {
         Some(c) => c.manifest.clone(),
         None => repo.resolve(id)?,

@@ -7,6 +7,7 @@
 //!   key and line of every problem.
 //! * [`plan`]: topology + verified backup → `plan.json`; [`runbook`]: RUNBOOK.md and the
 //!   per-node scripts.
+//! * [`planner`]: `restore plan` from start to finish (verify, plan, expectations, files).
 //! * [`replace`]: one broken member of a healthy cluster replaced (`--mode replace-member`).
 //! * [`apply`]: one node's data steps, on this machine; [`guard`]: the rails around them (no
 //!   write under a running etcd, one plan per cluster), shared with the scripts.
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod native;
 pub mod pitr;
 pub mod plan;
+pub mod planner;
 pub mod predict;
 pub mod replace;
 pub mod replay;

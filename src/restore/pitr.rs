@@ -355,6 +355,26 @@ pub fn choose(backups: &[Manifest], target: Target, src: &dyn RecordSource) -> R
     })
 }
 
+/// What `restore plan` and `restore test` replay to: nothing without a target, else
+/// [`choose_in`] over the changes captured from backup `id`'s cluster, compacted if asked.
+pub fn choose_target(
+    repo: &crate::catalog::Repository,
+    id: &str,
+    target: Option<Target>,
+    compact: bool,
+) -> Result<Option<Chosen>> {
+    let Some(t) = target else {
+        return Ok(None);
+    };
+    let src = CatalogRecords {
+        repo,
+        cluster_id: repo.resolve(id)?.cluster_id.to_string(),
+    };
+    let mut c = choose_in(repo, id, t, &src)?;
+    c.compact = compact;
+    Ok(Some(c))
+}
+
 /// [`choose`] among the backups of `repo`: with `id` `latest`, every backup of the newest
 /// backup's cluster; with an explicit id, that backup alone (a usage error when it is
 /// newer than the target).
