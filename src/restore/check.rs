@@ -20,7 +20,9 @@ use serde::Serialize;
 use super::plan::{Plan, PlanMember};
 use crate::error::EtcdErrorKind;
 use crate::format::etcd::{ClusterId, MemberId};
-use crate::source::etcd::{errors::classify, strip_scheme, survey, ConnectConfig, EndpointStatus};
+use crate::source::etcd::{
+    errors::classify, strip_scheme, survey, ClusterView, ConnectConfig, EndpointStatus,
+};
 use crate::{Error, Result};
 
 /// One member of the plan, as it answered.
@@ -182,134 +184,32 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
             data[i] = d?;
         }
     }
-    let mut unhealthy = false;
-    let mut problems = Vec::new();
-    let mut members = Vec::new();
     let mut leaders: Vec<u64> = Vec::new();
+    let mut members = Vec::new();
     for (m, d) in plan.members.iter().zip(&data) {
-        let ep = endpoint_of(m);
-        let st = status_of(&ep);
-        let mut mc = MemberCheck {
-            name: m.name.clone(),
-            member_id: m.member_id,
-            member_id_expected: m.member_id,
-            cluster_id: None,
-            endpoint: ep.clone(),
-            ok: true,
-            problems: Vec::new(),
-            is_leader: false,
-            revision: None,
-            hashkv: d.hashkv,
-            keys: d.keys,
-        };
-        match st {
-            Some(s) if s.reachable => {
-                let (got_member, got_cluster) = (MemberId(s.member_id), ClusterId(s.cluster_id));
-                mc.member_id = got_member;
-                mc.cluster_id = Some(got_cluster);
-                mc.revision = Some(d.hashkv_revision.unwrap_or(s.revision));
-                mc.is_leader = s.leader != 0 && s.leader == s.member_id;
-                if s.leader != 0 && !leaders.contains(&s.leader) {
-                    leaders.push(s.leader);
-                }
-                if got_cluster != plan.cluster_id {
-                    mc.problems.push(format!(
-                        "answers as member {} of cluster {}, not of the plan's cluster {}: it was started from another plan or from an old data dir; stop it, move its data dir aside and run `lifeboat restore apply --plan DIR --node {}`",
-                        got_member,
-                        got_cluster,
-                        plan.cluster_id,
-                        m.name
-                    ));
-                    unhealthy = true;
-                } else if got_member != m.member_id {
-                    mc.problems.push(format!(
-                        "answers as member {}, the plan's {} is {}: a member of another restore answers at its client URL; stop it and start {} with the plan's flags",
-                        got_member,
-                        m.name,
-                        m.member_id,
-                        m.name
-                    ));
-                    unhealthy = true;
-                }
-                if s.leader == 0 {
-                    mc.problems.push(
-                        "has no leader: fewer than a quorum of the plan's members run, or they cannot reach each other's peer URLs".into(),
-                    );
-                    unhealthy = true;
-                }
-                for e in &s.errors {
-                    mc.problems.push(format!("reports: {e}"));
-                    unhealthy = true;
-                }
-                if let Some(e) = &d.error {
-                    mc.problems.push(format!("answers its status but not: {e}"));
-                    unhealthy = true;
-                }
-            }
-            _ => {
-                let why = st
-                    .and_then(|s| s.error.clone())
-                    .or_else(|| nobody.clone())
-                    .unwrap_or_else(|| "no answer".into());
-                mc.problems.push(format!(
-                    "does not answer at {ep}: {why}; start it with the plan's flags (RUNBOOK step 5); a member started from another plan or an old data dir never answers here (it waits for its own cluster's quorum): check its flags and data dir"
-                ));
-                unhealthy = true;
-            }
+        let st = status_of(&endpoint_of(m)).filter(|s| s.reachable);
+        if let Some(s) = st.filter(|s| s.leader != 0 && !leaders.contains(&s.leader)) {
+            leaders.push(s.leader);
         }
-        mc.ok = mc.problems.is_empty();
-        members.push(mc);
+        members.push(member_check(plan, m, st, d, || {
+            status_of(&endpoint_of(m))
+                .and_then(|s| s.error.clone())
+                .or_else(|| nobody.clone())
+        }));
     }
-
-    // Exactly one leader, one of the plan's members.
-    let planned: Vec<MemberId> = plan.members.iter().map(|m| m.member_id).collect();
-    let leader = match leaders.as_slice() {
-        [l] if planned.contains(&MemberId(*l)) => plan
-            .members
-            .iter()
-            .find(|m| m.member_id == MemberId(*l))
-            .map(|m| m.name.clone()),
-        [l] => {
-            problems.push(format!(
-                "the leader {} is not a member of the plan",
-                MemberId(*l)
-            ));
-            unhealthy = true;
-            None
-        }
-        [] => {
-            if members.iter().any(|m| m.cluster_id.is_some()) {
-                problems.push("no leader".into());
-            }
-            unhealthy = true;
-            None
-        }
-        many => {
-            problems.push(format!(
-                "the members name {} different leaders ({}): the cluster is split; see the members' problems",
-                many.len(),
-                many.iter().map(|l| MemberId(*l).to_string()).collect::<Vec<_>>().join(", ")
-            ));
+    let mut unhealthy = members.iter().any(|m| !m.ok);
+    let mut problems = Vec::new();
+    let leader = match leader_of(plan, &leaders, &members) {
+        Ok(name) => Some(name),
+        Err(problem) => {
+            problems.extend(problem);
             unhealthy = true;
             None
         }
     };
-
-    // The member list is the plan's.
-    if let Some(v) = &view {
-        let mut got: Vec<MemberId> = v.members.iter().map(|m| MemberId(m.id)).collect();
-        let mut want = planned.clone();
-        got.sort_by_key(|m| m.to_string());
-        want.sort_by_key(|m| m.to_string());
-        let list = |ids: &[MemberId]| ids.iter().map(|m| m.to_string()).collect::<Vec<_>>();
-        if !got.is_empty() && got != want && v.cluster_id.map(ClusterId) == Some(plan.cluster_id) {
-            problems.push(format!(
-                "the member list holds {}, the plan {}",
-                list(&got).join(", "),
-                list(&want).join(", ")
-            ));
-            unhealthy = true;
-        }
+    if let Some(p) = view.as_ref().and_then(|v| member_list_problem(plan, v)) {
+        problems.push(p);
+        unhealthy = true;
     }
 
     let d = judge_data(plan, &members);
@@ -341,6 +241,124 @@ pub async fn check(plan: &Plan, cfg: &ConnectConfig) -> Result<CheckReport> {
         problems,
         unhealthy,
     })
+}
+
+/// Member `m` of the plan as it answered: `st` its status when it answered at all, `d`
+/// its data, `why` why it did not answer. Any problem makes the cluster unhealthy.
+fn member_check(
+    plan: &Plan,
+    m: &PlanMember,
+    st: Option<&EndpointStatus>,
+    d: &Data,
+    why: impl FnOnce() -> Option<String>,
+) -> MemberCheck {
+    let ep = endpoint_of(m);
+    let mut mc = MemberCheck {
+        name: m.name.clone(),
+        member_id: m.member_id,
+        member_id_expected: m.member_id,
+        cluster_id: None,
+        endpoint: ep.clone(),
+        ok: true,
+        problems: Vec::new(),
+        is_leader: false,
+        revision: None,
+        hashkv: d.hashkv,
+        keys: d.keys,
+    };
+    let Some(s) = st else {
+        let why = why().unwrap_or_else(|| "no answer".into());
+        mc.problems.push(format!(
+            "does not answer at {ep}: {why}; start it with the plan's flags (RUNBOOK step 5); a member started from another plan or an old data dir never answers here (it waits for its own cluster's quorum): check its flags and data dir"
+        ));
+        mc.ok = false;
+        return mc;
+    };
+    let (got_member, got_cluster) = (MemberId(s.member_id), ClusterId(s.cluster_id));
+    mc.member_id = got_member;
+    mc.cluster_id = Some(got_cluster);
+    mc.revision = Some(d.hashkv_revision.unwrap_or(s.revision));
+    mc.is_leader = s.leader != 0 && s.leader == s.member_id;
+    if got_cluster != plan.cluster_id {
+        mc.problems.push(format!(
+            "answers as member {} of cluster {}, not of the plan's cluster {}: it was started from another plan or from an old data dir; stop it, move its data dir aside and run `lifeboat restore apply --plan DIR --node {}`",
+            got_member,
+            got_cluster,
+            plan.cluster_id,
+            m.name
+        ));
+    } else if got_member != m.member_id {
+        mc.problems.push(format!(
+            "answers as member {}, the plan's {} is {}: a member of another restore answers at its client URL; stop it and start {} with the plan's flags",
+            got_member,
+            m.name,
+            m.member_id,
+            m.name
+        ));
+    }
+    if s.leader == 0 {
+        mc.problems.push(
+            "has no leader: fewer than a quorum of the plan's members run, or they cannot reach each other's peer URLs".into(),
+        );
+    }
+    for e in &s.errors {
+        mc.problems.push(format!("reports: {e}"));
+    }
+    if let Some(e) = &d.error {
+        mc.problems.push(format!("answers its status but not: {e}"));
+    }
+    mc.ok = mc.problems.is_empty();
+    mc
+}
+
+/// Exactly one leader, one of the plan's members: its name. Otherwise the cluster is
+/// unhealthy, with the problem to report (none when no member answered at all: the
+/// members' own problems say so).
+fn leader_of(
+    plan: &Plan,
+    leaders: &[u64],
+    members: &[MemberCheck],
+) -> std::result::Result<String, Option<String>> {
+    match leaders {
+        [l] => plan
+            .members
+            .iter()
+            .find(|m| m.member_id == MemberId(*l))
+            .map(|m| m.name.clone())
+            .ok_or_else(|| {
+                Some(format!(
+                    "the leader {} is not a member of the plan",
+                    MemberId(*l)
+                ))
+            }),
+        [] => Err(members
+            .iter()
+            .any(|m| m.cluster_id.is_some())
+            .then(|| "no leader".into())),
+        many => Err(Some(format!(
+            "the members name {} different leaders ({}): the cluster is split; see the members' problems",
+            many.len(),
+            many.iter().map(|l| MemberId(*l).to_string()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The member list, when the cluster answers as the plan's, is the plan's.
+fn member_list_problem(plan: &Plan, v: &ClusterView) -> Option<String> {
+    let mut got: Vec<MemberId> = v.members.iter().map(|m| MemberId(m.id)).collect();
+    let mut want: Vec<MemberId> = plan.members.iter().map(|m| m.member_id).collect();
+    got.sort_by_key(|m| m.to_string());
+    want.sort_by_key(|m| m.to_string());
+    let list = |ids: &[MemberId]| ids.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+    (!got.is_empty() && got != want && v.cluster_id.map(ClusterId) == Some(plan.cluster_id)).then(
+        || {
+            format!(
+                "the member list holds {}, the plan {}",
+                list(&got).join(", "),
+                list(&want).join(", ")
+            )
+        },
+    )
 }
 
 /// The members' data against the plan's prediction: the answering members' revision,
