@@ -194,44 +194,14 @@ pub fn restore_test(
         }
         Ok::<_, Error>(())
     };
-    // What the restored etcd must answer: for the backup alone, the snapshot's own hashkv
-    // and keys, read offline with every page checked ([`backup_expects`]). A test to a
-    // revision expects what the replay predicts instead, from a strict walk of every page
-    // of the replayed database (the base's included), so the base is not walked twice
-    // (its own hashkv is a test of the backup alone).
     let mut problems = Vec::new();
-    let (size, expected, while_compacting, revision, keys_expected) = match opts.replay {
-        Some(c) => {
-            let catalog = super::pitr::CatalogRecords {
-                repo,
-                cluster_id: m.cluster_id.to_string(),
-            };
-            let src = opts.records.unwrap_or(&catalog);
-            // Replayed onto the fetched snapshot itself (a throwaway, checked while
-            // fetched); a compacted window is read while it is fetched.
-            let ((), img, ahead) = super::pitr::verify_reading_ahead(c, src, || {
-                fetch()?;
-                Ok((
-                    (),
-                    Some(super::replay::FileImage::in_place(&snap, m.db_size)?),
-                ))
-            })?;
-            let img = img.ok_or_else(|| Error::Internal("no fetched snapshot".into()))?;
-            let (size, p) = super::pitr::test_replay((img, ahead), &repo.object_of(m), c, src)?;
-            (
-                size,
-                Some(p.hashkv),
-                p.hashkv_while_compacting,
-                c.to_revision,
-                p.keys,
-            )
-        }
-        None => {
-            fetch()?;
-            let e = backup_expects(&snap, m, &mut problems)?;
-            (m.db_size, e.hashkv, e.while_compacting, m.revision, e.keys)
-        }
-    };
+    let Expected {
+        size,
+        hashkv: expected,
+        while_compacting,
+        revision,
+        keys: keys_expected,
+    } = expectations(repo, m, opts, &snap, fetch, &mut problems)?;
     let data = tmp.path().join("data");
     let (cport, pport) = (free_port()?, free_port()?);
     let peer = format!("http://127.0.0.1:{pport}");
@@ -251,26 +221,7 @@ pub fn restore_test(
     }
     let auth = sandbox_auth_off(&data.join("member/snap/db"))?;
     let log = tmp.path().join("etcd.log");
-    let logf = std::fs::File::create(&log).at(&log)?;
-    let child = Command::new(&etcd)
-        .arg("--name=lifeboat-restore-test")
-        .arg(format!("--data-dir={}", data.display()))
-        .arg(format!("--listen-client-urls={client}"))
-        .arg(format!("--advertise-client-urls={client}"))
-        .arg(format!("--listen-peer-urls={peer}"))
-        .arg(format!("--initial-advertise-peer-urls={peer}"))
-        .arg(format!("--initial-cluster=lifeboat-restore-test={peer}"))
-        .arg("--initial-cluster-token=lifeboat-restore-test")
-        .stdin(Stdio::null())
-        .stdout(logf.try_clone().at(&log)?)
-        .stderr(logf)
-        .spawn()
-        .map_err(|e| {
-            Error::Usage(format!(
-                "cannot run {}: {e} (install etcd, or give it with --etcd PATH)",
-                etcd.display()
-            ))
-        })?;
+    let child = start_sandbox(&etcd, &data, (&client, &peer), &log)?;
     let mut guard = Guard(child);
     let answer = ask(
         opts.runtime,
@@ -322,6 +273,65 @@ pub fn restore_test(
         auth_enabled: auth.enabled,
         users: auth.users,
         roles: auth.roles,
+    })
+}
+
+/// What the restored etcd must answer, and the db size the native writer is told.
+struct Expected {
+    size: u64,
+    hashkv: Option<u32>,
+    while_compacting: Option<u32>,
+    revision: i64,
+    keys: u64,
+}
+
+/// The backup fetched into `snap` (`fetch`), and what the restored etcd must answer: for
+/// the backup alone, the snapshot's own hashkv and keys, read offline with every page
+/// checked ([`backup_expects`], which adds its problems to `problems`). A test to a
+/// revision expects what the replay predicts instead, from a strict walk of every page of
+/// the replayed database (the base's included), so the base is not walked twice (its own
+/// hashkv is a test of the backup alone).
+fn expectations(
+    repo: &crate::catalog::Repository,
+    m: &Manifest,
+    opts: &TestOptions<'_>,
+    snap: &Path,
+    fetch: impl FnOnce() -> Result<()> + Send,
+    problems: &mut Vec<String>,
+) -> Result<Expected> {
+    let Some(c) = opts.replay else {
+        fetch()?;
+        let e = backup_expects(snap, m, problems)?;
+        return Ok(Expected {
+            size: m.db_size,
+            hashkv: e.hashkv,
+            while_compacting: e.while_compacting,
+            revision: m.revision,
+            keys: e.keys,
+        });
+    };
+    let catalog = super::pitr::CatalogRecords {
+        repo,
+        cluster_id: m.cluster_id.to_string(),
+    };
+    let src = opts.records.unwrap_or(&catalog);
+    // Replayed onto the fetched snapshot itself (a throwaway, checked while fetched); a
+    // compacted window is read while it is fetched.
+    let ((), img, ahead) = super::pitr::verify_reading_ahead(c, src, || {
+        fetch()?;
+        Ok((
+            (),
+            Some(super::replay::FileImage::in_place(snap, m.db_size)?),
+        ))
+    })?;
+    let img = img.ok_or_else(|| Error::Internal("no fetched snapshot".into()))?;
+    let (size, p) = super::pitr::test_replay((img, ahead), &repo.object_of(m), c, src)?;
+    Ok(Expected {
+        size,
+        hashkv: Some(p.hashkv),
+        while_compacting: p.hashkv_while_compacting,
+        revision: c.to_revision,
+        keys: p.keys,
     })
 }
 
@@ -536,7 +546,7 @@ fn ask(
 }
 
 mod sandbox;
-use sandbox::{free_port, restore_native, restore_with_tool, sandbox_auth_off};
+use sandbox::{free_port, restore_native, restore_with_tool, sandbox_auth_off, start_sandbox};
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! tool), its auth switched off, and the loopback port it listens on.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use crate::error::InFile;
 use crate::error::IoContext;
@@ -151,4 +151,34 @@ pub(super) fn restore_with_tool(
                 .trim()
         ),
     ))
+}
+
+/// Start `etcd` as a one-member cluster on `data`, listening on the `(client, peer)` URLs,
+/// its output in `log`.
+pub(super) fn start_sandbox(
+    etcd: &Path,
+    data: &Path,
+    (client, peer): (&str, &str),
+    log: &Path,
+) -> Result<Child> {
+    let logf = std::fs::File::create(log).at(log)?;
+    Command::new(etcd)
+        .arg("--name=lifeboat-restore-test")
+        .arg(format!("--data-dir={}", data.display()))
+        .arg(format!("--listen-client-urls={client}"))
+        .arg(format!("--advertise-client-urls={client}"))
+        .arg(format!("--listen-peer-urls={peer}"))
+        .arg(format!("--initial-advertise-peer-urls={peer}"))
+        .arg(format!("--initial-cluster=lifeboat-restore-test={peer}"))
+        .arg("--initial-cluster-token=lifeboat-restore-test")
+        .stdin(Stdio::null())
+        .stdout(logf.try_clone().at(log)?)
+        .stderr(logf)
+        .spawn()
+        .map_err(|e| {
+            Error::Usage(format!(
+                "cannot run {}: {e} (install etcd, or give it with --etcd PATH)",
+                etcd.display()
+            ))
+        })
 }
