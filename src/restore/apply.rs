@@ -206,35 +206,7 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
     }
     let cmd = writer_command(plan, m, &opts.writer, &snapshot);
     let kept = plan.replay.as_ref().and_then(|rp| kept_here(rp, opts));
-    report.steps.push(match &cmd {
-        Some(cmd) => format!(
-            "write {}: {}",
-            m.data_dir,
-            cmd.iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        None => match (plan.to_revision, &plan.replay, kept) {
-            (Some(r), Some(rp), Some((k, file))) => format!(
-                "write {} with lifeboat's native writer, committing what the plan's replay wrote ({} transaction{}, kept in {}: its replay of the {} captured records after revision {} up to revision {r}; checked against the plan's SHA-256, the records are not read again)",
-                m.data_dir,
-                k.transactions,
-                if k.transactions == 1 { "" } else { "s" },
-                file.display(),
-                rp.records,
-                rp.after
-            ),
-            (Some(r), Some(rp), None) => format!(
-                "write {} with lifeboat's native writer, replaying the {} captured records after revision {} up to revision {r} (checked against the plan's digest)",
-                m.data_dir, rp.records, rp.after
-            ),
-            _ => format!(
-                "write {} with lifeboat's native writer (db, WAL and snap file as etcdutl writes them)",
-                m.data_dir
-            ),
-        },
-    });
+    report.steps.push(write_step(plan, m, cmd.as_deref(), kept));
     report.steps.push(format!(
         "check that {} holds member {} of cluster {}",
         m.data_dir, m.member_id, plan.cluster_id
@@ -274,6 +246,46 @@ pub fn apply(plan: &Plan, node: &str, opts: &ApplyOptions) -> Result<ApplyReport
         systemctl("start", &m.unit)?;
     }
     Ok(report)
+}
+
+/// The step that writes `m`'s data dir, as the report and `--dry-run` show it: etcd's
+/// tool's command line (`cmd`), or the native writer with what it writes (the backup, a
+/// replay of the captured records, or the plan's kept edits).
+fn write_step(
+    plan: &Plan,
+    m: &PlanMember,
+    cmd: Option<&[std::ffi::OsString]>,
+    kept: Option<(&super::pitr::KeptEdits, PathBuf)>,
+) -> String {
+    match cmd {
+        Some(cmd) => format!(
+            "write {}: {}",
+            m.data_dir,
+            cmd.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        None => match (plan.to_revision, &plan.replay, kept) {
+            (Some(r), Some(rp), Some((k, file))) => format!(
+                "write {} with lifeboat's native writer, committing what the plan's replay wrote ({} transaction{}, kept in {}: its replay of the {} captured records after revision {} up to revision {r}; checked against the plan's SHA-256, the records are not read again)",
+                m.data_dir,
+                k.transactions,
+                if k.transactions == 1 { "" } else { "s" },
+                file.display(),
+                rp.records,
+                rp.after
+            ),
+            (Some(r), Some(rp), None) => format!(
+                "write {} with lifeboat's native writer, replaying the {} captured records after revision {} up to revision {r} (checked against the plan's digest)",
+                m.data_dir, rp.records, rp.after
+            ),
+            _ => format!(
+                "write {} with lifeboat's native writer (db, WAL and snap file as etcdutl writes them)",
+                m.data_dir
+            ),
+        },
+    }
 }
 
 /// etcd's tool bumps the revision only from etcdutl 3.5.10 on (etcdctl never): a plan with
