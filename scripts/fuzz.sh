@@ -69,16 +69,29 @@ libfuzzer_without_interceptors() {
   src=$(cargo metadata --format-version 1 --manifest-path fuzz/Cargo.toml |
     python3 -c 'import json, os, sys
 print(next(os.path.dirname(p["manifest_path"]) for p in json.load(sys.stdin)["packages"] if p["name"] == "libfuzzer-sys"))')
+  [ -n "$src" ] && [ -d "$src/libfuzzer" ] || {
+    echo "fuzz: libfuzzer-sys's sources not found (cargo metadata --manifest-path fuzz/Cargo.toml)" >&2
+    exit 2
+  }
+  command -v c++ >/dev/null && command -v ar >/dev/null || {
+    echo "fuzz: building libFuzzer for $TARGET needs c++ and ar (apt-get install g++ binutils)" >&2
+    exit 2
+  }
   out="$1/$(basename "$src")/libfuzzer.a"
   if [ ! -f "$out" ]; then
     tmp=$(mktemp -d)
     for f in "$src"/libfuzzer/*.cpp; do
       case "$f" in */FuzzerInterceptors.cpp) continue ;; esac
       echo "$f"
-    done | xargs -P "$(nproc)" -I{} sh -c 'c++ -std=c++17 -O2 -fno-omit-frame-pointer -fPIC -w -c "$1" -o "$2/$(basename "$1" .cpp).o"' _ {} "$tmp"
+    done | xargs -P "$(nproc)" -I{} sh -c 'c++ -std=c++17 -O2 -fno-omit-frame-pointer -fPIC -w -c "$1" -o "$2/$(basename "$1" .cpp).o"' _ {} "$tmp" || {
+      echo "fuzz: building libFuzzer from $src failed (see above)" >&2
+      exit 2
+    }
     mkdir -p "$(dirname "$out")"
-    ar rcs "$tmp/libfuzzer.a" "$tmp"/*.o
-    mv "$tmp/libfuzzer.a" "$out"
+    ar rcs "$tmp/libfuzzer.a" "$tmp"/*.o && mv "$tmp/libfuzzer.a" "$out" || {
+      echo "fuzz: could not write $out" >&2
+      exit 2
+    }
     rm -rf "$tmp"
   fi
   echo "$out"
